@@ -1,0 +1,1 @@
+"""Pure, vectorized analytical cost models (latency, area, power, energy)."""

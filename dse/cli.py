@@ -1,0 +1,235 @@
+"""The ``dse`` command line (design brief §4, a contract).
+
+The CLI is a thin layer: this module declares every command and flag, then hands the
+parsed arguments to ``dse.commands.<command>.run(args) -> dict``. With ``--json`` the dict
+is printed as exactly one JSON object on stdout; otherwise ``render(result) -> str`` of the
+same module prints a readable table. Progress and logs go to stderr.
+
+Errors: one line on stderr and exit 2 for bad input/usage, 3 for "no feasible design",
+1 for anything else; never a traceback (set ``DSE_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from dse.errors import DSEError
+from dse.types import RECOMPUTE, SCHEDULES, jsonable
+
+OBJECTIVES = ("throughput", "perf_per_tdp")
+SEARCHERS = ("wham", "optuna", "random", "exhaustive")
+EXPORT_FORMATS = ("scalesim", "timeloop", "zigzag", "astrasim")
+
+
+class UsageError(DSEError):
+    exit_code = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2) instead of usage dumps."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(name: str):  # type: ignore[no-untyped-def]
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {s!r}")
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {s!r}")
+        return v
+
+    return parse
+
+
+def _positive_float(name: str):  # type: ignore[no-untyped-def]
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {s!r}")
+        if not math.isfinite(v) or v <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive finite number, got {s!r}")
+        return v
+
+    return parse
+
+
+def _non_negative_int(name: str):  # type: ignore[no-untyped-def]
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {s!r}")
+        if v < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {s!r}")
+        return v
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--json", action="store_true",
+                        help="print exactly one JSON object on stdout")
+
+    p = _Parser(prog="dse", description="Accelerator design-space explorer for distributed "
+                "deep-learning training.", parents=[common])
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    # workloads list|show
+    w = sub.add_parser("workloads", help="list or show training workloads", parents=[common])
+    wsub = w.add_subparsers(dest="action", parser_class=_Parser)
+    wsub.add_parser("list", help="list the model zoo", parents=[common])
+    ws = wsub.add_parser("show", help="show one workload's training graph", parents=[common])
+    ws.add_argument("workload", help="zoo name, HF-style config.json path, or .onnx path")
+    ws.add_argument("--batch", type=_positive_int("--batch"), default=None)
+    ws.add_argument("--seq", type=_positive_int("--seq"), default=None)
+    ws.add_argument("--ops", action="store_true", help="also list every operator")
+
+    # hardware list|show
+    h = sub.add_parser("hardware", help="list or show hardware presets", parents=[common])
+    hsub = h.add_subparsers(dest="action", parser_class=_Parser)
+    hsub.add_parser("list", help="list hardware presets", parents=[common])
+    hs = hsub.add_parser("show", help="show one preset or YAML/JSON file", parents=[common])
+    hs.add_argument("hardware", help="preset name or YAML/JSON file")
+
+    # evaluate
+    e = sub.add_parser("evaluate", help="evaluate one design on one workload", parents=[common])
+    e.add_argument("--workload", required=True)
+    e.add_argument("--hardware", required=True)
+    _add_plan_args(e)
+
+    # search
+    s = sub.add_parser("search", help="mine the best accelerator within a budget",
+                       parents=[common])
+    s.add_argument("--workload", required=True, help="one workload or a comma-separated list")
+    s.add_argument("--area", type=_positive_float("--area"), required=True, help="mm²")
+    s.add_argument("--power", type=_positive_float("--power"), default=None, help="W (TDP)")
+    s.add_argument("--objective", choices=OBJECTIVES, default="throughput")
+    s.add_argument("--devices", type=_positive_int("--devices"), default=1)
+    s.add_argument("--searcher", choices=SEARCHERS, default="wham")
+    s.add_argument("--budget", type=_positive_int("--budget"), default=None,
+                   help="designs to evaluate (searcher-specific default)")
+    s.add_argument("--top-k", type=_positive_int("--top-k"), default=5)
+    s.add_argument("--seed", type=_non_negative_int("--seed"), default=0)
+    s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the "
+                   "run directory)")
+    s.add_argument("--study", default=None, help="Optuna study name")
+    s.add_argument("--out", default=None, help="run directory (default results/<time>-<workload>)")
+    s.add_argument("--jobs", type=_positive_int("--jobs"), default=1,
+                   help="worker processes on this machine (journal-file storage)")
+    s.add_argument("--batch", type=_positive_int("--batch"), default=None)
+    s.add_argument("--seq", type=_positive_int("--seq"), default=None)
+    s.add_argument("--multi-objective", action="store_true",
+                   help="Pareto search over throughput, area and TDP")
+    s.add_argument("--no-report", action="store_true", help="do not write report.html")
+
+    # report / export
+    r = sub.add_parser("report", help="write RUN_DIR/report.html", parents=[common])
+    r.add_argument("run_dir")
+    r.add_argument("--images", action="store_true", help="also write PNG/SVG (needs kaleido "
+                   "and Chromium)")
+    x = sub.add_parser("export", help="export a design to simulator configs", parents=[common])
+    x.add_argument("source", help="run directory or design JSON")
+    x.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    x.add_argument("--out", required=True)
+
+    # worker / dashboard
+    k = sub.add_parser("worker", help="join a distributed search", parents=[common])
+    k.add_argument("--storage", required=True)
+    k.add_argument("--study", required=True)
+    d = sub.add_parser("dashboard", help="start optuna-dashboard on a run's storage",
+                       parents=[common])
+    d.add_argument("--storage", default=None, help="storage URL or run directory")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=_positive_int("--port"), default=8080)
+    return p
+
+
+def _add_plan_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--devices", type=_positive_int("--devices"), default=None)
+    p.add_argument("--tp", type=_positive_int("--tp"), default=None)
+    p.add_argument("--pp", type=_positive_int("--pp"), default=None)
+    p.add_argument("--dp", type=_positive_int("--dp"), default=None)
+    p.add_argument("--global-batch", type=_positive_int("--global-batch"), default=None)
+    p.add_argument("--micro-batch", type=_positive_int("--micro-batch"), default=None)
+    p.add_argument("--seq", type=_positive_int("--seq"), default=None)
+    p.add_argument("--schedule", choices=SCHEDULES, default="1f1b")
+    p.add_argument("--recompute", choices=RECOMPUTE, default="none")
+    p.add_argument("--sequence-parallel", action="store_true")
+    p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage")
+    p.add_argument("--interleave", type=_positive_int("--interleave"), default=None,
+                   help="virtual stages per device (interleaved schedule)")
+
+
+def _command_module(args: argparse.Namespace) -> Any:
+    name = args.command
+    return importlib.import_module(f"dse.commands.{name}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dse`` script; returns the exit code."""
+    parser = build_parser()
+    as_json = False
+    try:
+        args = parser.parse_args(argv)
+        as_json = bool(getattr(args, "json", False))
+        if args.version:
+            from dse import __version__
+
+            result: dict[str, Any] = {"version": __version__}
+            print(json.dumps(result) if as_json else f"dse {__version__}")
+            return 0
+        if args.command is None:
+            raise UsageError("dse: missing command; choose one of workloads, hardware, "
+                             "evaluate, search, report, export, worker, dashboard")
+        if args.command in ("workloads", "hardware") and args.action is None:
+            raise UsageError(f"dse {args.command}: missing action; choose one of list, show")
+        mod = _command_module(args)
+        result = mod.run(args)
+        if as_json:
+            sys.stdout.write(json.dumps(jsonable(result), allow_nan=False) + "\n")
+        else:
+            text = mod.render(result, args)
+            if text:
+                sys.stdout.write(text.rstrip("\n") + "\n")
+        return int(result.get("_exit_code", 0)) if isinstance(result, dict) else 0
+    except DSEError as e:
+        _one_line_error(e)
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("dse: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # noqa: BLE001 - last-resort guard: never a traceback
+        if os.environ.get("DSE_DEBUG"):
+            traceback.print_exc()
+        msg = str(e).splitlines()[0] if str(e) else ""
+        sys.stderr.write(f"dse: internal error: {e.__class__.__name__}: {msg} "
+                         "(set DSE_DEBUG=1 for a traceback)\n")
+        return 1
+
+
+def _one_line_error(e: BaseException) -> None:
+    text = " ".join(str(e).split()) or e.__class__.__name__
+    if not text.startswith("dse"):
+        text = f"dse: error: {text}"
+    sys.stderr.write(text + "\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per CLI command: ``run(args) -> dict`` and ``render(result, args) -> str``."""

@@ -1,0 +1,84 @@
+"""Loading YAML/JSON files and building validated dataclasses from dicts.
+
+Every failure is a :class:`~dse.errors.ConfigError` naming the file and the problem.
+
+>>> from dse.types import SystemConfig
+>>> from_dict(SystemConfig, {"devices_per_node": 4}, "system").devices_per_node
+4
+>>> from_dict(SystemConfig, {"devices_per_nod": 4}, "system")
+Traceback (most recent call last):
+...
+dse.errors.ConfigError: system: unknown field 'devices_per_nod'; valid fields: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from dse.errors import ConfigError, DSEError
+
+T = TypeVar("T")
+
+
+def load_mapping(path: str | Path, error: type[DSEError] = ConfigError) -> dict[str, Any]:
+    """Read a YAML or JSON file whose top level is a mapping."""
+    p = Path(path)
+    if not p.exists():
+        raise error(f"{p}: no such file")
+    if p.is_dir():
+        raise error(f"{p}: is a directory, expected a YAML or JSON file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{p}: cannot read as UTF-8 text ({e.__class__.__name__})") from None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise error(f"{p}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise error(f"{p}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+    except RecursionError:
+        raise error(f"{p}: nested too deeply to parse") from None
+    if not isinstance(data, dict):
+        raise error(f"{p}: top level must be a mapping of keys to values, got "
+                    f"{type(data).__name__}")
+    return data
+
+
+def from_dict(cls: type[T], data: Any, where: str, error: type[DSEError] = ConfigError) -> T:
+    """Build the frozen dataclass ``cls`` from ``data``, rejecting unknown/missing fields."""
+    if not isinstance(data, dict):
+        raise error(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise error(f"{where}: unknown field {unknown[0]!r}; valid fields: "
+                    f"{', '.join(sorted(fields))}")
+    missing = [
+        n for n, f in fields.items()
+        if n not in data and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+    ]
+    if missing:
+        raise error(f"{where}: missing required field {missing[0]!r}")
+    kwargs = {}
+    for k, v in data.items():
+        if isinstance(v, list):
+            v = tuple(v)
+        kwargs[k] = v
+    try:
+        return cls(**kwargs)
+    except DSEError as e:
+        raise error(f"{where}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise error(f"{where}: {e}") from None

@@ -1,0 +1,508 @@
+"""Core data model of dse (design brief §3).
+
+Frozen, keyword-only dataclasses validated in ``__post_init__``; derive variants with
+:func:`dataclasses.replace`. SI units inside, unit suffixes in field names.
+
+Conventions
+-----------
+* A GEMM operator multiplies an ``m × k`` matrix by a ``k × n`` matrix, ``batch`` times
+  (independent GEMMs, e.g. attention heads); ``flop = 2·m·k·n·batch``.
+* ``count`` is the multiplicity of an operator: a transformer block is stored once and
+  executed ``count = L`` times, one after the other. All per-operator quantities
+  (``flop``, ``bytes_*``, ``elements``) are **per execution**; totals multiply by ``count``.
+* ``bytes_in``/``bytes_out`` are activation bytes read/written per execution,
+  ``bytes_weight`` the parameter (or optimizer-state) bytes read per execution.
+
+>>> op = Operator(name="ffn1", kind="gemm", phase="fwd", m=2048, k=4096, n=16384,
+...               flop=2.0 * 2048 * 4096 * 16384, count=28)
+>>> op.total_flop == 28 * op.flop
+True
+>>> hw = HardwareConfig(name="toy", tensor_cores=2, array_rows=128, array_cols=128,
+...                     vector_cores=2, vector_lanes=128, freq_hz=1e9,
+...                     hbm_bw_bytes_per_s=1e12, hbm_bytes=16 * 1024**3)
+>>> hw.peak_flop_per_s
+65536000000000.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from dse.errors import ConfigError, WorkloadError
+from dse.units import DTYPE_BYTES
+
+OP_KINDS: tuple[str, ...] = (
+    "gemm",
+    "elementwise",
+    "activation",
+    "reduction",
+    "softmax",
+    "norm",
+    "pool",
+    "embedding_gather",
+    "embedding_scatter",
+    "loss",
+    "optimizer",
+    "collective",
+    "sendrecv",
+)
+"""Operator kinds. Convolutions are lowered to ``gemm`` (im2col dims) by the importers."""
+
+PHASES: tuple[str, ...] = ("fwd", "bwd_data", "bwd_weight", "optimizer", "comm")
+DATAFLOWS: tuple[str, ...] = ("os", "ws", "is")
+DTYPES: tuple[str, ...] = tuple(DTYPE_BYTES)
+TOPOLOGIES: tuple[str, ...] = ("ring", "switch", "torus2d", "torus3d", "fully_connected")
+SCHEDULES: tuple[str, ...] = ("1f1b", "gpipe", "interleaved")
+RECOMPUTE: tuple[str, ...] = ("none", "selective", "full")
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+COLLECTIVES: tuple[str, ...] = (
+    "all_reduce",
+    "reduce_scatter",
+    "all_gather",
+    "all_to_all",
+    "p2p",
+)
+COMM_GROUPS: tuple[str, ...] = ("tp", "pp", "dp", "ep")
+
+
+def _choice(cls: type[Exception], owner: str, field_name: str, value: Any, valid: tuple) -> None:
+    if value not in valid:
+        raise cls(f"{owner}.{field_name}={value!r} is not valid; choose one of {', '.join(valid)}")
+
+
+def _positive(cls: type[Exception], owner: str, field_name: str, value: float) -> None:
+    if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)):
+        raise cls(f"{owner}.{field_name}={value!r} must be a finite number")
+    if value <= 0:
+        raise cls(f"{owner}.{field_name}={value!r} must be > 0")
+
+
+def _non_negative(cls: type[Exception], owner: str, field_name: str, value: float) -> None:
+    if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)):
+        raise cls(f"{owner}.{field_name}={value!r} must be a finite number")
+    if value < 0:
+        raise cls(f"{owner}.{field_name}={value!r} must be >= 0")
+
+
+# --------------------------------------------------------------------------- operators
+
+
+@dataclass(frozen=True, kw_only=True)
+class Operator:
+    """One operator of a training step (per execution; see module docstring)."""
+
+    name: str
+    kind: str
+    phase: str
+    flop: float = 0.0
+    m: int = 0
+    k: int = 0
+    n: int = 0
+    batch: int = 1
+    elements: int = 0
+    """Elements produced (vector ops) or processed (optimizer: parameters updated)."""
+    vector_op: str = ""
+    """Key of the vector cycle table (``relu``, ``gelu``, ``softmax``, ``layernorm``, ``adam`` …)."""
+    bytes_in: float = 0.0
+    bytes_out: float = 0.0
+    bytes_weight: float = 0.0
+    dtype_bytes: int = 2
+    count: int = 1
+    block: str = ""
+    """Name of the repeated block this op belongs to ('' for unique ops)."""
+    layer: int = -1
+    stage: int = 0
+    params: int = 0
+    """Parameters owned (forward op) or updated (optimizer op) per execution."""
+    stash_bytes: float = 0.0
+    """Activation bytes this forward op keeps alive for its backward pass (per execution)."""
+    fwd: str = ""
+    """For backward ops: name of the forward op they differentiate."""
+    collective: str = ""
+    group: str = ""
+    comm_bytes: float = 0.0
+    """Payload of a collective or p2p op, bytes per participating device."""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise WorkloadError("Operator.name must be a non-empty string")
+        _choice(WorkloadError, f"Operator[{self.name}]", "kind", self.kind, OP_KINDS)
+        _choice(WorkloadError, f"Operator[{self.name}]", "phase", self.phase, PHASES)
+        for f in ("flop", "bytes_in", "bytes_out", "bytes_weight", "stash_bytes", "comm_bytes"):
+            _non_negative(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
+        for f in ("m", "k", "n", "elements", "params"):
+            _non_negative(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
+        for f in ("batch", "count", "dtype_bytes"):
+            _positive(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
+        if self.kind == "gemm" and min(self.m, self.k, self.n) <= 0:
+            raise WorkloadError(
+                f"Operator[{self.name}] is a gemm but m,k,n = {self.m},{self.k},{self.n}; "
+                "all must be >= 1"
+            )
+        if self.kind in ("collective", "sendrecv"):
+            _choice(WorkloadError, f"Operator[{self.name}]", "collective", self.collective,
+                    COLLECTIVES)
+            _choice(WorkloadError, f"Operator[{self.name}]", "group", self.group, COMM_GROUPS)
+
+    @property
+    def is_gemm(self) -> bool:
+        return self.kind == "gemm"
+
+    @property
+    def is_comm(self) -> bool:
+        return self.kind in ("collective", "sendrecv")
+
+    @property
+    def total_flop(self) -> float:
+        return self.flop * self.count
+
+    @property
+    def bytes_total(self) -> float:
+        """Bytes moved per execution (activations in and out plus weights)."""
+        return self.bytes_in + self.bytes_out + self.bytes_weight
+
+
+# Numeric columns of Graph.columns(); strings are mapped to integer codes.
+_NUM_COLUMNS = (
+    "flop", "m", "k", "n", "batch", "elements", "bytes_in", "bytes_out", "bytes_weight",
+    "dtype_bytes", "count", "stage", "params", "stash_bytes", "comm_bytes",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Graph:
+    """A training-step operator DAG.
+
+    ``edges`` are (producer name, consumer name). Operators are stored in a topological
+    order (checked). ``meta`` holds model facts (``family``, ``params``, ``seq_len``,
+    ``batch``, ``layers`` …) used by reports and partitioning.
+    """
+
+    name: str
+    ops: tuple[Operator, ...]
+    edges: tuple[tuple[str, str], ...] = ()
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", tuple(self.ops))
+        object.__setattr__(self, "edges", tuple((str(a), str(b)) for a, b in self.edges))
+        pos: dict[str, int] = {}
+        for i, op in enumerate(self.ops):
+            if op.name in pos:
+                raise WorkloadError(f"Graph[{self.name}] has two operators named {op.name!r}")
+            pos[op.name] = i
+        for a, b in self.edges:
+            if a not in pos or b not in pos:
+                missing = a if a not in pos else b
+                raise WorkloadError(f"Graph[{self.name}] edge {a!r}->{b!r}: no operator {missing!r}")
+            if pos[a] >= pos[b]:
+                raise WorkloadError(
+                    f"Graph[{self.name}] edge {a!r}->{b!r} goes backwards in the stored "
+                    "order: operators must be stored topologically"
+                )
+
+    # -- lookups ---------------------------------------------------------------------
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Operator name -> position in ``ops``."""
+        return {op.name: i for i, op in enumerate(self.ops)}
+
+    def op(self, name: str) -> Operator:
+        try:
+            return self.ops[self.index[name]]
+        except KeyError:
+            raise WorkloadError(f"Graph[{self.name}] has no operator {name!r}") from None
+
+    @cached_property
+    def pred_indices(self) -> tuple[tuple[int, ...], ...]:
+        """For each operator, the positions of its predecessors."""
+        preds: list[list[int]] = [[] for _ in self.ops]
+        idx = self.index
+        for a, b in self.edges:
+            preds[idx[b]].append(idx[a])
+        return tuple(tuple(p) for p in preds)
+
+    @cached_property
+    def succ_indices(self) -> tuple[tuple[int, ...], ...]:
+        succs: list[list[int]] = [[] for _ in self.ops]
+        idx = self.index
+        for a, b in self.edges:
+            succs[idx[a]].append(idx[b])
+        return tuple(tuple(s) for s in succs)
+
+    def nx(self) -> Any:
+        """The DAG as a :class:`networkx.DiGraph` with operators as node attribute ``op``."""
+        import networkx as nx
+
+        g = nx.DiGraph(name=self.name)
+        for op in self.ops:
+            g.add_node(op.name, op=op)
+        g.add_edges_from(self.edges)
+        return g
+
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Columnar view for vectorized costing: one numpy array per numeric field, plus
+        integer codes ``kind_code``/``phase_code`` (indices into OP_KINDS/PHASES) and the
+        object arrays ``vector_op``, ``collective``, ``group``, ``name``."""
+        cols: dict[str, np.ndarray] = {}
+        for c in _NUM_COLUMNS:
+            cols[c] = np.array([getattr(op, c) for op in self.ops], dtype=np.float64)
+        cols["kind_code"] = np.array([OP_KINDS.index(op.kind) for op in self.ops], dtype=np.int64)
+        cols["phase_code"] = np.array([PHASES.index(op.phase) for op in self.ops], dtype=np.int64)
+        for c in ("vector_op", "collective", "group", "name", "kind", "phase"):
+            cols[c] = np.array([getattr(op, c) for op in self.ops], dtype=object)
+        for a in cols.values():
+            a.setflags(write=False)
+        return cols
+
+    # -- aggregates ------------------------------------------------------------------
+    def total_flop(self, phase: str | None = None) -> float:
+        return float(sum(op.total_flop for op in self.ops if phase is None or op.phase == phase))
+
+    @property
+    def num_ops(self) -> int:
+        """Operators executed in one step (multiplicity counted)."""
+        return int(sum(op.count for op in self.ops))
+
+    @property
+    def num_unique_ops(self) -> int:
+        return len(self.ops)
+
+    def with_ops(self, ops: tuple[Operator, ...], edges: tuple[tuple[str, str], ...] | None = None,
+                 **meta: Any) -> Graph:
+        """A copy with other operators (and edges, and extra meta)."""
+        return dataclasses.replace(
+            self, ops=tuple(ops), edges=self.edges if edges is None else tuple(edges),
+            meta={**self.meta, **meta},
+        )
+
+
+# --------------------------------------------------------------------------- hardware
+
+
+@dataclass(frozen=True, kw_only=True)
+class HardwareConfig:
+    """One accelerator chip built from the template (brief §3).
+
+    Tensor cores are ``array_rows × array_cols`` systolic arrays of MACs; vector cores
+    are SIMD units of ``vector_lanes`` lanes. Each tensor core has a private SRAM of
+    ``sram_per_core_bytes``; all cores share a global buffer. Off-chip: HBM.
+    """
+
+    name: str
+    tensor_cores: int
+    array_rows: int
+    array_cols: int
+    vector_cores: int
+    vector_lanes: int
+    freq_hz: float
+    hbm_bw_bytes_per_s: float
+    hbm_bytes: float
+    dataflow: str = "ws"
+    dtype: str = "bf16"
+    sram_per_core_bytes: float = 2 * 1024**2
+    global_buffer_bytes: float = 16 * 1024**2
+    global_buffer_bw_bytes_per_cycle: float = 4096.0
+    hbm_stacks: int = 4
+    link_count: int = 4
+    link_bw_bytes_per_s: float = 50e9
+    """Chip-to-chip link bandwidth, per link and direction."""
+    tech_node_nm: float = 7.0
+
+    def __post_init__(self) -> None:
+        o = f"HardwareConfig[{self.name}]"
+        for f in ("tensor_cores", "array_rows", "array_cols", "vector_cores", "vector_lanes",
+                  "hbm_stacks"):
+            v = getattr(self, f)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise ConfigError(f"{o}.{f}={v!r} must be an integer")
+            _positive(ConfigError, o, f, v)
+        _non_negative(ConfigError, o, "link_count", self.link_count)
+        for f in ("freq_hz", "hbm_bw_bytes_per_s", "hbm_bytes", "sram_per_core_bytes",
+                  "global_buffer_bw_bytes_per_cycle", "tech_node_nm"):
+            _positive(ConfigError, o, f, getattr(self, f))
+        for f in ("global_buffer_bytes", "link_bw_bytes_per_s"):
+            _non_negative(ConfigError, o, f, getattr(self, f))
+        _choice(ConfigError, o, "dataflow", self.dataflow, DATAFLOWS)
+        _choice(ConfigError, o, "dtype", self.dtype, DTYPES)
+
+    @property
+    def dtype_bytes(self) -> int:
+        return DTYPE_BYTES[self.dtype]
+
+    @property
+    def macs(self) -> int:
+        return self.tensor_cores * self.array_rows * self.array_cols
+
+    @property
+    def peak_flop_per_s(self) -> float:
+        """Dense tensor-core peak: cores × rows × cols × 2 FLOP/MAC × clock."""
+        return float(self.macs * 2 * self.freq_hz)
+
+    @property
+    def vector_flop_per_s(self) -> float:
+        """Vector peak at one op per lane per cycle."""
+        return float(self.vector_cores * self.vector_lanes * self.freq_hz)
+
+    @property
+    def sram_bytes(self) -> float:
+        """All on-chip SRAM: per-core buffers plus the global buffer."""
+        return float(self.tensor_cores * self.sram_per_core_bytes + self.global_buffer_bytes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SystemConfig:
+    """How devices are connected (brief §3): nodes of ``devices_per_node`` devices with
+    a fast intra-node fabric, nodes joined by NICs. Bandwidths are per device and
+    direction; latencies per message hop."""
+
+    devices_per_node: int = 8
+    intra_node_topology: str = "switch"
+    intra_node_bw_bytes_per_s: float = 300e9
+    intra_node_latency_s: float = 2e-6
+    inter_node_topology: str = "switch"
+    inter_node_bw_bytes_per_s: float = 25e9
+    inter_node_latency_s: float = 5e-6
+    torus_dims: tuple[int, ...] = ()
+    """For torus topologies: the pod shape (e.g. (16, 16) for a 2-D torus)."""
+
+    def __post_init__(self) -> None:
+        o = "SystemConfig"
+        _positive(ConfigError, o, "devices_per_node", self.devices_per_node)
+        _choice(ConfigError, o, "intra_node_topology", self.intra_node_topology, TOPOLOGIES)
+        _choice(ConfigError, o, "inter_node_topology", self.inter_node_topology, TOPOLOGIES)
+        for f in ("intra_node_bw_bytes_per_s", "inter_node_bw_bytes_per_s"):
+            _positive(ConfigError, o, f, getattr(self, f))
+        for f in ("intra_node_latency_s", "inter_node_latency_s"):
+            _non_negative(ConfigError, o, f, getattr(self, f))
+        object.__setattr__(self, "torus_dims", tuple(int(d) for d in self.torus_dims))
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParallelPlan:
+    """How a training step is spread over devices (Megatron-style tp × pp × dp)."""
+
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    global_batch: int = 1
+    micro_batch: int = 1
+    schedule: str = "1f1b"
+    recompute: str = "none"
+    optimizer: str = "adam"
+    sequence_parallel: bool = False
+    zero_stage: int = 0
+    interleave: int = 1
+    """Virtual pipeline stages per device for the ``interleaved`` schedule."""
+
+    def __post_init__(self) -> None:
+        o = "ParallelPlan"
+        for f in ("tp", "pp", "dp", "global_batch", "micro_batch", "interleave"):
+            v = getattr(self, f)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise ConfigError(f"{o}.{f}={v!r} must be an integer")
+            _positive(ConfigError, o, f, v)
+        _choice(ConfigError, o, "schedule", self.schedule, SCHEDULES)
+        _choice(ConfigError, o, "recompute", self.recompute, RECOMPUTE)
+        _choice(ConfigError, o, "optimizer", self.optimizer, OPTIMIZERS)
+        if self.zero_stage not in (0, 1, 2, 3):
+            raise ConfigError(f"{o}.zero_stage={self.zero_stage!r} must be one of 0, 1, 2, 3")
+        if self.global_batch % (self.dp * self.micro_batch):
+            raise ConfigError(
+                f"{o}: global_batch={self.global_batch} must be divisible by "
+                f"dp*micro_batch={self.dp}*{self.micro_batch}={self.dp * self.micro_batch}"
+            )
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.pp * self.dp
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches per pipeline per step: global_batch / (dp · micro_batch)."""
+        return self.global_batch // (self.dp * self.micro_batch)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evaluation:
+    """The result of evaluating one design on one workload and plan (brief §3, §4).
+
+    ``to_dict()`` gives the JSON of ``dse evaluate --json`` (contract keys first).
+    """
+
+    step_time_s: float
+    samples_per_s: float
+    achieved_flop_per_s_per_device: float
+    area_mm2: float
+    tdp_w: float
+    energy_per_step_j: float
+    memory_per_device_bytes: float
+    fits_memory: bool
+    critical_path: tuple[str, ...] = ()
+    breakdown: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    utilization: float = 0.0
+    area_breakdown_mm2: Mapping[str, float] = field(default_factory=dict, compare=False,
+                                                    hash=False)
+    power_breakdown_w: Mapping[str, float] = field(default_factory=dict, compare=False,
+                                                   hash=False)
+    memory_breakdown_bytes: Mapping[str, float] = field(default_factory=dict, compare=False,
+                                                        hash=False)
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def perf_per_tdp(self) -> float:
+        """Samples per second per watt of TDP."""
+        return self.samples_per_s / self.tdp_w if self.tdp_w > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "step_time_s": float(self.step_time_s),
+            "samples_per_s": float(self.samples_per_s),
+            "achieved_flop_per_s_per_device": float(self.achieved_flop_per_s_per_device),
+            "area_mm2": float(self.area_mm2),
+            "tdp_w": float(self.tdp_w),
+            "energy_per_step_j": float(self.energy_per_step_j),
+            "memory_per_device_bytes": float(self.memory_per_device_bytes),
+            "fits_memory": bool(self.fits_memory),
+            "critical_path": list(self.critical_path),
+            "breakdown": _jsonable(self.breakdown),
+            "utilization": float(self.utilization),
+            "perf_per_tdp": float(self.perf_per_tdp),
+            "area_breakdown_mm2": _jsonable(self.area_breakdown_mm2),
+            "power_breakdown_w": _jsonable(self.power_breakdown_w),
+            "memory_breakdown_bytes": _jsonable(self.memory_breakdown_bytes),
+        }
+        d.update(_jsonable(self.extra))
+        return d
+
+
+def _jsonable(x: Any) -> Any:
+    """Convert numpy scalars/arrays and mappings into plain JSON types."""
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return x.item()
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return _jsonable(dataclasses.asdict(x))
+    return x
+
+
+jsonable = _jsonable
