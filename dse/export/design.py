@@ -1,0 +1,275 @@
+"""Loading the design to export: a run directory or a design JSON/YAML file.
+
+A design file is either a run directory's ``best.json`` or any JSON/YAML file with a
+top-level ``hardware`` mapping (``HardwareConfig`` fields; the extra contract keys of
+``dse hardware show`` such as ``peak_flop_per_s`` are ignored) and optionally
+``system``, ``plan``, ``workload`` (zoo name, ``config.json`` or ``.onnx`` path, or a
+comma-separated list of them), ``batch`` and ``seq``
+(see ``docs/architecture.md``, "Run directory").
+
+Bad input raises :class:`~dse.errors.ConfigError` (exit code 2) naming the file and the
+problem; a design that cannot be expanded into a workload raises
+:class:`~dse.errors.ExportError`.
+
+>>> import json, tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (d / "design.json").write_text(json.dumps({"hardware": {
+...     "name": "toy", "tensor_cores": 1, "array_rows": 8, "array_cols": 8,
+...     "vector_cores": 1, "vector_lanes": 8, "freq_hz": 1e9,
+...     "hbm_bw_bytes_per_s": 1e11, "hbm_bytes": 2**30, "peak_flop_per_s": 1.28e11}}))
+>>> design = load_design(d / "design.json")
+>>> design.hardware.array_rows, design.plan.tp, design.workload
+(8, 1, None)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dse.config import from_dict, load_mapping
+from dse.errors import ConfigError, DSEError, ExportError
+from dse.types import Graph, HardwareConfig, ParallelPlan, SystemConfig
+from dse.types import Operator  # noqa: F401  (used by the doctests)
+
+__all__ = ["Design", "Gemm", "load_design", "workload_graphs", "unique_gemms", "safe_name"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Design:
+    """One design to export: the chip, how chips are connected, the plan and workload."""
+
+    hardware: HardwareConfig
+    system: SystemConfig
+    plan: ParallelPlan
+    workload: str | None
+    """Workload spec(s) as given (comma-separated for several), or None."""
+    batch: int | None = None
+    """Samples per device graph (defaults to the plan's micro-batch)."""
+    seq: int | None = None
+    source: Path
+    """The design file that was read."""
+    evaluation: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def devices(self) -> int:
+        """Devices in the system: tp · pp · dp of the plan."""
+        return self.plan.devices
+
+    @property
+    def workloads(self) -> tuple[str, ...]:
+        if not self.workload:
+            return ()
+        return tuple(w.strip() for w in self.workload.split(",") if w.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gemm:
+    """One unique GEMM shape of a workload: ``C[m, n] = A[m, k] @ B[k, n]``.
+
+    ``instances_per_step`` counts every execution of that shape in one training step of
+    one device: Σ over the operators with that shape of ``op.batch · op.count``.
+    """
+
+    name: str
+    m: int
+    k: int
+    n: int
+    instances_per_step: int
+    phases: tuple[str, ...]
+    ops: tuple[str, ...]
+
+    @property
+    def flop(self) -> float:
+        """FLOP of one instance (2·m·k·n)."""
+        return 2.0 * self.m * self.k * self.n
+
+
+_INT_FIELDS: dict[type, frozenset[str]] = {}
+
+
+def _int_fields(cls: type) -> frozenset[str]:
+    if cls not in _INT_FIELDS:
+        _INT_FIELDS[cls] = frozenset(
+            f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.type in ("int", int)
+        )
+    return _INT_FIELDS[cls]
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """``from_dict`` over the dataclass fields present in ``data`` (extra keys ignored),
+    with integral floats (``128.0`` from a CSV/JSON round trip) turned into ints."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    ints = _int_fields(cls)
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            continue
+        if key in ints and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        kept[key] = value
+    return from_dict(cls, kept, where)
+
+
+def load_design(source: str | Path) -> Design:
+    """Read a run directory (its ``best.json``) or a design JSON/YAML file.
+
+    Raises :class:`ConfigError` when the path does not exist, a run directory has no
+    ``best.json``, the file is malformed, or ``hardware`` is missing or invalid.
+    """
+    p = Path(source)
+    if not p.exists():
+        raise ConfigError(f"{p}: no such file or directory")
+    if p.is_dir():
+        best = p / "best.json"
+        if not best.is_file():
+            raise ConfigError(f"{best}: no such file (is {p} a run directory written by "
+                              "`dse search`?)")
+        p = best
+    data = load_mapping(p, ConfigError)
+    hw_data = data.get("hardware")
+    if not isinstance(hw_data, Mapping):
+        raise ConfigError(f"{p}: no top-level 'hardware' mapping (expected best.json or a "
+                          "design file with the fields of `dse hardware show`)")
+    hw_data = dict(hw_data)
+    hw_data.setdefault("name", p.parent.name if p.name == "best.json" else p.stem)
+    hardware = _build(HardwareConfig, hw_data, f"{p}: hardware")
+    system = _build(SystemConfig, data.get("system"), f"{p}: system")
+    plan = _build(ParallelPlan, data.get("plan"), f"{p}: plan")
+    workload = data.get("workload")
+    if isinstance(workload, (list, tuple)):
+        workload = ",".join(str(w) for w in workload)
+    if workload is not None and not isinstance(workload, str):
+        raise ConfigError(f"{p}: 'workload' must be a string, got {type(workload).__name__}")
+    batch, seq = data.get("batch"), data.get("seq")
+    for key, value in (("batch", batch), ("seq", seq)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value <= 0):
+            raise ConfigError(f"{p}: '{key}' must be a positive integer, got {value!r}")
+    evaluation = data.get("evaluation") or {}
+    if not isinstance(evaluation, Mapping):
+        raise ConfigError(f"{p}: 'evaluation' must be a mapping")
+    return Design(hardware=hardware, system=system, plan=plan, workload=workload or None,
+                  batch=batch, seq=seq, source=p, evaluation=dict(evaluation))
+
+
+def _resolve_spec(spec: str, base: Path) -> str:
+    """Workload files named relative to the design file are found next to it."""
+    if spec.endswith((".json", ".onnx", ".yaml", ".yml")):
+        cand = Path(spec)
+        if not cand.is_absolute() and not cand.exists() and (base / cand).exists():
+            return str(base / cand)
+    return spec
+
+
+def workload_graphs(design: Design) -> list[Graph]:
+    """The training graph of one device for each workload of the design.
+
+    Uses ``workloads.load(spec, batch=, seq=)`` (batch = the design's ``batch`` or the
+    plan's micro-batch); with tensor parallelism (``plan.tp > 1``) the device's shard
+    ``workloads.build(model_spec(spec), batch=, seq=, tp=)`` instead, whose GEMMs are
+    the ones a device executes.
+    """
+    if not design.workloads:
+        raise ExportError(f"{design.source}: the design names no 'workload'; add e.g. "
+                          '"workload": "gpt2" to export its GEMMs')
+    try:
+        import workloads
+    except ImportError as e:  # pragma: no cover - the package ships with dse
+        raise ExportError(f"cannot import the workloads package ({e})") from None
+    batch = design.batch or design.plan.micro_batch
+    graphs: list[Graph] = []
+    for raw in design.workloads:
+        spec = _resolve_spec(raw, design.source.parent)
+        try:
+            if design.plan.tp > 1:
+                graphs.append(workloads.build(
+                    workloads.model_spec(spec), batch=batch, seq=design.seq,
+                    tp=design.plan.tp, sequence_parallel=design.plan.sequence_parallel,
+                    optimizer=design.plan.optimizer))
+            else:
+                graphs.append(workloads.load(spec, batch=batch, seq=design.seq,
+                                             optimizer=design.plan.optimizer))
+        except DSEError:
+            raise
+        except AttributeError as e:
+            raise ExportError(f"the workloads package lacks {e.name or e}: cannot expand "
+                              f"workload {raw!r}") from None
+    return graphs
+
+
+def safe_name(text: str, used: set[str] | None = None) -> str:
+    """A simulator-safe identifier (letters, digits, underscores), unique within ``used``.
+
+    >>> safe_name("layer.0/attn qkv-proj")
+    'layer_0_attn_qkv_proj'
+    >>> used = {"a"}; safe_name("a", used), safe_name("a", used)
+    ('a_2', 'a_3')
+    """
+    base = re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_") or "x"
+    if base[0].isdigit():
+        base = "L" + base
+    if used is None:
+        return base
+    name, i = base, 1
+    while name in used:
+        i += 1
+        name = f"{base}_{i}"
+    used.add(name)
+    return name
+
+
+def unique_gemms(graphs: list[Graph] | tuple[Graph, ...]) -> list[Gemm]:
+    """The distinct GEMM shapes ``(m, k, n)`` of the graphs, in order of first appearance
+    (forward, backward-data and backward-weight GEMMs alike), with how often each runs.
+
+    >>> ops = (Operator(name="fc", kind="gemm", phase="fwd", m=4, k=8, n=2, flop=128.0),
+    ...        Operator(name="fc_dx", kind="gemm", phase="bwd_data", m=4, k=2, n=8,
+    ...                 flop=128.0, count=3),
+    ...        Operator(name="fc2", kind="gemm", phase="fwd", m=4, k=8, n=2, flop=128.0,
+    ...                 batch=2))
+    >>> [(g.name, g.m, g.k, g.n, g.instances_per_step) for g in unique_gemms([Graph(name="t", ops=ops)])]
+    [('fc', 4, 8, 2, 3), ('fc_dx', 4, 2, 8, 3)]
+    """
+    order: list[tuple[int, int, int]] = []
+    acc: dict[tuple[int, int, int], dict[str, Any]] = {}
+    multi = len(graphs) > 1
+    for g in graphs:
+        for op in g.ops:
+            if op.kind != "gemm":
+                continue
+            key = (int(op.m), int(op.k), int(op.n))
+            label = f"{g.name}:{op.name}" if multi else op.name
+            if key not in acc:
+                order.append(key)
+                acc[key] = {"first": label, "count": 0, "phases": [], "ops": []}
+            entry = acc[key]
+            entry["count"] += int(op.batch) * int(op.count)
+            if op.phase not in entry["phases"]:
+                entry["phases"].append(op.phase)
+            entry["ops"].append(label)
+    used: set[str] = set()
+    return [
+        Gemm(name=safe_name(acc[key]["first"], used), m=key[0], k=key[1], n=key[2],
+             instances_per_step=acc[key]["count"], phases=tuple(acc[key]["phases"]),
+             ops=tuple(acc[key]["ops"]))
+        for key in order
+    ]
+
+
+def require_gemms(design: Design, graphs: list[Graph]) -> list[Gemm]:
+    """:func:`unique_gemms`, raising :class:`ExportError` when there are none."""
+    gemms = unique_gemms(graphs)
+    if not gemms:
+        raise ExportError(f"{design.source}: workload {design.workload!r} has no GEMM "
+                          "operators to export")
+    return gemms
