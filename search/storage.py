@@ -1,0 +1,243 @@
+"""Persistent Optuna studies for the search: storage URLs, batched persistence, resume.
+
+The cost model evaluates a design in microseconds, an Optuna trial written to SQLite
+costs milliseconds (``reference/ecosystem.md`` §1.3; measured here: ~8 ms per trial with
+``study.add_trials`` into SQLite on this machine, ~13 ms with ten user attributes). The
+search therefore keeps its hot loop in memory and persists finished trials in batches:
+
+* :func:`persist_trials` writes a batch of finished :class:`optuna.trial.FrozenTrial`
+  into the persistent study. For SQLite it inserts the whole batch in **one transaction
+  through Optuna's own table definitions** (``optuna.storages._rdb.models``: the schema
+  of the installed Optuna, no hand-written SQL; one executemany per table), much faster
+  than ``add_trials``, which commits per trial and per attribute; the trial count is
+  verified afterwards. Any other storage, or any
+  failure of that path before its commit, goes through the public ``study.add_trials``.
+* :func:`open_study` creates or loads (resume) a study and checks that its objectives
+  match.
+
+Storage URLs: ``sqlite:///path.db``, ``postgresql+psycopg://…``, ``mysql+pymysql://…``
+(RDB), a path ending in ``.log``/``.jsonl``/``.journal`` (journal file), or a run
+directory (its ``study.db``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from datetime import timezone
+from typing import Any
+
+import optuna
+from sqlalchemy import func, insert
+from optuna.distributions import BaseDistribution, distribution_to_json
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from dse.errors import ConfigError, StorageError
+
+__all__ = ["resolve_storage_url", "open_storage", "open_study", "persist_trials",
+           "TrialBuffer", "STUDY_DB", "quiet_optuna", "trial_records"]
+
+STUDY_DB = "study.db"
+"""File name of the default SQLite storage inside a run directory."""
+
+_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+
+
+def resolve_storage_url(storage: str | Path) -> str:
+    """Normalize ``storage``: a run directory becomes ``sqlite:///DIR/study.db``, a
+    ``.db``/``.sqlite`` file path ``sqlite:///PATH``; URLs and journal paths pass.
+
+    >>> resolve_storage_url("sqlite:///x.db")
+    'sqlite:///x.db'
+    """
+    s = str(storage)
+    if "://" in s:
+        return s
+    p = Path(s)
+    if p.is_dir():
+        return f"sqlite:///{(p / STUDY_DB).resolve()}"
+    if p.suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+        return f"sqlite:///{p.resolve()}"
+    if p.suffix.lower() in _JOURNAL_SUFFIXES:
+        return str(p.resolve())
+    raise ConfigError(f"--storage {s!r} is neither a storage URL (sqlite:///file.db, "
+                      "postgresql+psycopg://...), a journal file (.log/.jsonl/.journal), "
+                      "a .db file nor an existing run directory")
+
+
+def open_storage(storage: str | Path) -> optuna.storages.BaseStorage:
+    """An Optuna storage object for a URL, journal path or run directory."""
+    url = resolve_storage_url(storage)
+    try:
+        if "://" not in url:
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(url))
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(url)
+    except (ImportError, ModuleNotFoundError) as e:
+        raise StorageError(f"storage {url!r} needs a missing driver ({e.name}); for "
+                           "PostgreSQL: pip install 'dse[postgres]'") from None
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
+        raise StorageError(f"cannot open storage {url!r}: "
+                           f"{' '.join(str(e).split())[:200]}") from None
+
+
+def open_study(storage: optuna.storages.BaseStorage, study_name: str,
+               directions: Sequence[str], metric_names: Sequence[str],
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Create the study, or load it if it exists (resume). A loaded study must have the
+    same directions; metric names are (re)set."""
+    try:
+        study = optuna.create_study(storage=storage, study_name=study_name,
+                                    directions=list(directions), sampler=sampler,
+                                    load_if_exists=True)
+    except ValueError as e:
+        raise ConfigError(f"study {study_name!r}: {e}") from None
+    want = [StudyDirection.MAXIMIZE if d == "maximize" else StudyDirection.MINIMIZE
+            for d in directions]
+    if list(study.directions) != want:
+        have = ", ".join(d.name.lower() for d in study.directions)
+        raise ConfigError(f"study {study_name!r} exists with directions [{have}], this search "
+                          f"needs [{', '.join(directions)}]; use another --study name")
+    if study.metric_names != list(metric_names):
+        study.set_metric_names(list(metric_names))
+    return study
+
+
+def _fast_sqlite_insert(study: optuna.Study, trials: Sequence[FrozenTrial]) -> bool:
+    """Insert ``trials`` in one SQLite transaction through Optuna's ORM models.
+
+    Returns False (nothing written) when the storage is not SQLite-backed RDB or the
+    private models are not what this code expects; the caller then uses add_trials.
+    """
+    storage = study._storage
+    inner = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDBStorage
+    if not isinstance(inner, optuna.storages.RDBStorage):
+        return False
+    if not str(inner.engine.url).startswith("sqlite"):
+        return False
+    try:
+        from optuna.storages._rdb import models
+    except ImportError:
+        return False
+    needed = ("TrialModel", "TrialParamModel", "TrialValueModel", "TrialUserAttributeModel",
+              "TrialSystemAttributeModel", "StudyModel")
+    if not all(hasattr(models, n) for n in needed):
+        return False
+    study_id = study._study_id
+
+    def utc(dt: Any) -> Any:
+        # RDBStorage stores naive UTC datetimes (models.TrialModel.datetime_start setter)
+        return None if dt is None else dt.astimezone(timezone.utc).replace(tzinfo=None)
+
+    session = inner.scoped_session()
+    try:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        start_number = (session.query(models.TrialModel)
+                        .filter(models.TrialModel.study_id == study_id).count())
+        first_id = int(session.query(func.max(models.TrialModel.trial_id)).scalar() or 0) + 1
+        dist_json: dict[tuple[str, BaseDistribution], str] = {}
+        t_rows, v_rows, p_rows, u_rows, s_rows = [], [], [], [], []
+        for k, ft in enumerate(trials):
+            tid = first_id + k
+            t_rows.append({"trial_id": tid, "number": start_number + k, "study_id": study_id,
+                           "state": ft.state, "datetime_start": utc(ft.datetime_start),
+                           "datetime_complete": utc(ft.datetime_complete)})
+            for obj, v in enumerate(ft.values if ft.values is not None else []):
+                stored, vtype = models.TrialValueModel.value_to_stored_repr(v)
+                v_rows.append({"trial_id": tid, "objective": obj, "value": stored,
+                               "value_type": vtype})
+            for name, value in ft.params.items():
+                dist = ft.distributions[name]
+                key = (name, dist)
+                if key not in dist_json:
+                    dist_json[key] = distribution_to_json(dist)
+                p_rows.append({"trial_id": tid, "param_name": name,
+                               "param_value": dist.to_internal_repr(value),
+                               "distribution_json": dist_json[key]})
+            for key_, value in ft.user_attrs.items():
+                u_rows.append({"trial_id": tid, "key": key_, "value_json": json.dumps(value)})
+            for key_, value in ft.system_attrs.items():
+                s_rows.append({"trial_id": tid, "key": key_, "value_json": json.dumps(value)})
+        # Core executemany: one statement per table for the whole batch
+        for model, rows in ((models.TrialModel, t_rows), (models.TrialValueModel, v_rows),
+                            (models.TrialParamModel, p_rows),
+                            (models.TrialUserAttributeModel, u_rows),
+                            (models.TrialSystemAttributeModel, s_rows)):
+            if rows:
+                session.execute(insert(model.__table__), rows)
+        session.commit()
+        written = (session.query(models.TrialModel)
+                   .filter(models.TrialModel.study_id == study_id).count()) - start_number
+    except Exception:  # noqa: BLE001 - any ORM/schema mismatch: roll back, use the public API
+        session.rollback()
+        session.close()
+        return False
+    session.close()
+    if written != len(trials):
+        raise StorageError(f"study {study.study_name!r}: batch insert wrote {written} trials "
+                           f"instead of {len(trials)}")
+    return True
+
+
+def persist_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> int:
+    """Append finished ``trials`` to the persistent ``study`` in one batch; returns how
+    many were written. Only COMPLETE/PRUNED/FAIL trials are accepted."""
+    trials = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED,
+                                                  TrialState.FAIL)]
+    if not trials:
+        return 0
+    if _fast_sqlite_insert(study, trials):
+        return len(trials)
+    try:
+        study.add_trials(trials)
+    except ValueError as e:
+        raise ConfigError(f"study {study.study_name!r} was created with another design "
+                          f"space: {e}") from None
+    return len(trials)
+
+
+class TrialBuffer:
+    """Collects finished trials and persists them every ``batch_size`` (and on
+    :meth:`flush`). ``study`` may be None (no persistence)."""
+
+    def __init__(self, study: optuna.Study | None, batch_size: int = 512) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"TrialBuffer.batch_size={batch_size!r} must be >= 1")
+        self.study = study
+        self.batch_size = batch_size
+        self._pending: list[FrozenTrial] = []
+        self.written = 0
+
+    def add(self, trials: Sequence[FrozenTrial]) -> None:
+        self._pending.extend(trials)
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.study is not None and self._pending:
+            self.written += persist_trials(self.study, self._pending)
+        self._pending = []
+
+
+def quiet_optuna() -> None:
+    """Silence Optuna's per-trial INFO logging (progress goes to our own bar)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+
+
+def trial_records(study: optuna.Study) -> list[dict[str, Any]]:
+    """Finished trials as plain dicts (number, params, values, user_attrs, constraints)."""
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        out.append({"number": t.number, "params": dict(t.params),
+                    "values": list(t.values or []), "user_attrs": dict(t.user_attrs),
+                    "constraints": dict(getattr(t, "constraints", {}) or {})})
+    return out
