@@ -1,0 +1,281 @@
+"""Memory per device for distributed training (issue 4): model states and activations.
+
+Model states (Rajbhandari et al., "ZeRO", SC'20, §3.1): mixed-precision training keeps
+16-bit weights (2 B/param) and gradients (2 B/param) plus fp32 optimizer state of
+``K`` bytes/param: the fp32 master weights (4) and, per optimizer moment, 4 more.
+Adam has two moments, so ``K = 12`` and the total is **16 B/param**; SGD with momentum
+has one, ``K = 8`` (12 B/param). ZeRO stage 1 shards the optimizer state over the
+``dp`` data-parallel ranks, stage 2 also the gradients, stage 3 also the weights.
+
+Activations of one transformer layer, bytes, 16-bit activations and 1-byte dropout masks
+(Korthikanti et al., "Reducing Activation Recomputation in Large Transformer Models",
+2022, §4 and Table 2; s sequence, b micro-batch, h hidden, a heads, t tensor-parallel
+size). Korthikanti's breakdown: attention ``11sbh + 5as²b``, MLP ``19sbh``, two
+LayerNorms ``4sbh``. Split by where tensor parallelism shards them:
+
+* outside the tensor-parallel regions (sharded only with sequence parallelism):
+  LayerNorm inputs ``4sbh``, QKV input ``2sbh``, MLP input ``2sbh``, two dropout masks
+  ``2sbh`` → ``10sbh``;
+* inside (sharded by t): Q, K, V ``2sbh + 4sb·h_kv``, output-projection input ``2sbh``,
+  MLP hidden activations ``4sb·f`` (``6sb·f`` for a gated MLP) → ``24sbh`` for
+  ``h_kv = h``, ``f = 4h``;
+* attention scores (sharded by t): softmax output ``2as²b``, its dropout mask
+  ``as²b``, dropout output ``2as²b`` → ``5as²b``.
+
+This reproduces Table 2: ``sbh(34 + 5as/h)`` without parallelism, ``sbh(10 + 24/t +
+5as/(ht))`` with tensor parallelism, ``(sbh/t)(34 + 5as/h)`` adding sequence
+parallelism, ``34sbh/t`` with selective recomputation (the score terms are recomputed)
+and ``2sbh`` with full recomputation (only the layer input is kept; ``2sbh/t`` with
+sequence parallelism).
+
+Pipelining multiplies a device's per-micro-batch activations by the micro-batches in
+flight (:func:`cost_models.pipeline.in_flight_micro_batches`: ``p`` on stage 0 for
+1F1B, ``m`` for GPipe). The first stage also keeps the embedding dropout mask
+(``sbh`` bytes), the last stage the final LayerNorm and output-layer inputs (``4sbh``)
+and the fp32 logits ``4sbV/t`` (Korthikanti §4.3). With full recomputation one layer's
+activations are re-materialized at a time, so one layer of the no-recompute footprint
+is added as working memory.
+
+>>> activation_bytes_per_layer(seq=2048, micro_batch=1, hidden=12288, heads=96)
+2868903936.0
+>>> model_state_bytes(1_000_000)["total"]
+16000000.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from dse.errors import ConfigError
+from dse.types import Graph, ParallelPlan
+
+__all__ = [
+    "ADAM_STATE_BYTES_PER_PARAM",
+    "activation_bytes_per_layer",
+    "device_memory_bytes",
+    "fits_memory",
+    "graph_params",
+    "model_state_bytes",
+    "stage_memory_bytes",
+]
+
+WEIGHT_BYTES = 2
+"""16-bit weights (ZeRO §3.1)."""
+GRAD_BYTES = 2
+"""16-bit gradients (ZeRO §3.1)."""
+MASTER_BYTES = 4
+"""fp32 master copy of the weights (ZeRO §3.1)."""
+MOMENT_BYTES = 4
+"""Each fp32 optimizer moment (ZeRO §3.1: Adam's momentum and variance)."""
+OPTIMIZER_MOMENTS = {"adam": 2, "sgd": 1}
+"""Adam keeps momentum and variance; SGD with momentum one buffer."""
+ADAM_STATE_BYTES_PER_PARAM = WEIGHT_BYTES + GRAD_BYTES + MASTER_BYTES + 2 * MOMENT_BYTES
+"""16 bytes per parameter for mixed-precision Adam (ZeRO: 2 + 2 + 12)."""
+MASK_BYTES = 1
+"""Dropout masks are stored as bytes (Korthikanti et al. §4.1)."""
+LOGITS_BYTES = 4
+"""The output layer's logits are kept in fp32 for the loss (Korthikanti et al. §4.3)."""
+
+
+def model_state_bytes(params: ArrayLike, *, optimizer: str = "adam", dp: int = 1,
+                      zero_stage: int = 0) -> dict[str, Any]:
+    """Bytes of weights, gradients and optimizer state for ``params`` parameters.
+
+    >>> d = model_state_bytes(1000, dp=4, zero_stage=1)
+    >>> d["weights"], d["grads"], d["optimizer"]
+    (2000.0, 2000.0, 3000.0)
+    """
+    if optimizer not in OPTIMIZER_MOMENTS:
+        raise ConfigError(f"optimizer={optimizer!r} is not valid; choose one of "
+                          f"{', '.join(OPTIMIZER_MOMENTS)}")
+    if zero_stage not in (0, 1, 2, 3):
+        raise ConfigError(f"zero_stage={zero_stage!r} must be one of 0, 1, 2, 3")
+    if dp < 1:
+        raise ConfigError(f"dp={dp} must be >= 1")
+    p = np.asarray(params, dtype=np.float64)
+    k = MASTER_BYTES + OPTIMIZER_MOMENTS[optimizer] * MOMENT_BYTES
+    w = p * WEIGHT_BYTES / (dp if zero_stage >= 3 else 1)
+    g = p * GRAD_BYTES / (dp if zero_stage >= 2 else 1)
+    o = p * k / (dp if zero_stage >= 1 else 1)
+    out = {"weights": w, "grads": g, "optimizer": o, "total": w + g + o}
+    return {key: (float(v) if np.ndim(v) == 0 else v) for key, v in out.items()}
+
+
+def activation_bytes_per_layer(*, seq: ArrayLike, micro_batch: ArrayLike, hidden: int,
+                               heads: int, tp: ArrayLike = 1, sequence_parallel: bool = False,
+                               recompute: str = "none", kv_heads: int | None = None,
+                               ffn: int | None = None, gated_mlp: bool = False,
+                               dtype_bytes: int = 2) -> Any:
+    """Activation bytes one transformer layer keeps for its backward pass, per device
+    (module docstring; Korthikanti et al. 2022, Table 2). Broadcasts over arrays.
+
+    >>> s, b, h, a, t = 2048, 1, 12288, 96, 8
+    >>> activation_bytes_per_layer(seq=s, micro_batch=b, hidden=h, heads=a, tp=t) == \\
+    ...     s * b * h * (10 + 24 / t + 5 * a * s / (h * t))
+    True
+    """
+    if recompute not in ("none", "selective", "full"):
+        raise ConfigError(f"recompute={recompute!r} is not valid; choose one of none, "
+                          "selective, full")
+    s = np.asarray(seq, dtype=np.float64)
+    b = np.asarray(micro_batch, dtype=np.float64)
+    t = np.asarray(tp, dtype=np.float64)
+    h = float(hidden)
+    a = float(heads)
+    kv = float(heads if kv_heads is None else kv_heads)
+    h_kv = h * kv / a
+    f = float(4 * hidden if ffn is None else ffn)
+    e = dtype_bytes / 2.0  # Korthikanti's counts are for 2-byte activations
+    sb = s * b
+    shard_out = t if sequence_parallel else 1.0
+    if recompute == "full":
+        out = 2.0 * e * sb * h / shard_out
+    else:
+        outside = sb * (e * (4 * h + 2 * h + 2 * h) + MASK_BYTES * 2 * h)
+        mlp = (6.0 if gated_mlp else 4.0) * e * sb * f
+        inside = sb * e * (2 * h + 2 * h_kv + 2 * h_kv + 2 * h) + mlp
+        out = outside / shard_out + inside / t
+        if recompute == "none":
+            scores = a * s * s * b * (2 * e + MASK_BYTES + 2 * e)
+            out = out + scores / t
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
+                       plan: ParallelPlan, in_flight: float, seq: int, hidden: int = 0,
+                       heads: int = 0, kv_heads: int | None = None, ffn: int | None = None,
+                       vocab: int = 0, gated_mlp: bool = False, dtype_bytes: int = 2,
+                       stash_bytes_per_micro_batch: float | None = None,
+                       input_bytes_per_micro_batch: float = 0.0) -> dict[str, float]:
+    """Memory breakdown (bytes) of one device holding ``layers`` transformer layers
+    (``params`` parameters in its tensor-parallel shard) of a pipeline stage.
+
+    For non-transformer graphs pass ``stash_bytes_per_micro_batch`` (the stage's
+    activation bytes kept for backward per micro-batch, from the operators'
+    ``stash_bytes``) and ``input_bytes_per_micro_batch`` (the stage input, all that full
+    recomputation keeps).
+    """
+    states = model_state_bytes(params, optimizer=plan.optimizer, dp=plan.dp,
+                               zero_stage=plan.zero_stage)
+    t, sp, b = plan.tp, plan.sequence_parallel and plan.tp > 1, plan.micro_batch
+    shard = t if sp else 1
+    out = {k: float(v) for k, v in states.items() if k != "total"}
+    if stash_bytes_per_micro_batch is None:
+        if hidden <= 0 or heads <= 0:
+            raise ConfigError("stage_memory_bytes needs hidden/heads for a transformer stage "
+                              "or stash_bytes_per_micro_batch for another graph")
+        kw: dict[str, Any] = dict(seq=seq, micro_batch=b, hidden=hidden, heads=heads, tp=t,
+                                  sequence_parallel=sp, kv_heads=kv_heads, ffn=ffn,
+                                  gated_mlp=gated_mlp, dtype_bytes=dtype_bytes)
+        per_layer = activation_bytes_per_layer(recompute=plan.recompute, **kw)
+        act = per_layer * layers * in_flight
+        work = activation_bytes_per_layer(recompute="none", **kw) if (
+            plan.recompute == "full" and layers > 0) else 0.0
+        emb = MASK_BYTES * seq * b * hidden / shard * in_flight if first else 0.0
+        head = 0.0
+        if last:  # the last chunk runs each micro-batch's backward right after its forward
+            head = (2 * dtype_bytes * seq * b * hidden / shard
+                    + LOGITS_BYTES * seq * b * vocab / t) * (
+                        plan.micro_batches if plan.schedule == "gpipe" else 1.0)
+    else:
+        full = float(stash_bytes_per_micro_batch)
+        if plan.recompute == "full":
+            act = float(input_bytes_per_micro_batch) * in_flight
+            work = full
+        else:
+            act = full * in_flight
+            work = 0.0
+        emb = head = 0.0
+    out["activations"] = float(act)
+    out["recompute_working"] = float(work)
+    out["embedding_activations"] = float(emb)
+    out["head_activations"] = float(head)
+    out["total"] = float(sum(out.values()))
+    return out
+
+
+def graph_params(graph: Graph) -> float:
+    """Parameters held by a (stage, tensor-parallel shard) graph: the ``params`` of its
+    forward operators times their multiplicity."""
+    return float(sum(op.params * op.count for op in graph.ops if op.phase == "fwd"))
+
+
+def _stage_meta(graph: Graph, index: int, count: int) -> dict[str, Any]:
+    m = graph.meta
+    layers = m.get("stage_layers")
+    if layers is None:
+        nl = int(m.get("layers", 0) or 0)
+        layers = (0, nl)
+    return {
+        "layers": int(layers[1]) - int(layers[0]),
+        "first": bool(m.get("first_stage", index == 0)),
+        "last": bool(m.get("last_stage", index == count - 1)),
+    }
+
+
+def device_memory_bytes(graphs: Graph | Sequence[Graph], plan: ParallelPlan, *,
+                        seq: int | None = None) -> dict[str, float]:
+    """Per-device memory breakdown (bytes) of the most loaded pipeline device.
+
+    ``graphs`` is the single-device training graph (``pp = 1``) or the list of stage
+    graphs from :func:`workloads.parallel.stage_graphs` (one per virtual stage; device
+    ``i`` holds virtual stages ``i, i + pp, …``). Transformer graphs (``meta`` with
+    ``hidden`` and ``heads``) use the Korthikanti formulas; others the operators'
+    ``stash_bytes``. Returns the breakdown plus ``total`` and ``stage`` (the device index).
+    """
+    gl = [graphs] if isinstance(graphs, Graph) else list(graphs)
+    if not gl:
+        raise ConfigError("device_memory_bytes needs at least one graph")
+    p = plan.pp
+    if len(gl) % p:
+        raise ConfigError(f"{len(gl)} stage graphs do not divide over pp={p} devices")
+    from cost_models.pipeline import in_flight_micro_batches
+
+    best: dict[str, float] | None = None
+    for dev in range(p):
+        chunks = [(i, gl[i]) for i in range(dev, len(gl), p)]
+        tot: dict[str, float] = {}
+        for i, g in chunks:
+            info = _stage_meta(g, i, len(gl))
+            meta: Mapping[str, Any] = g.meta
+            s = int(seq or meta.get("seq_len", 0) or 0)
+            kw: dict[str, Any] = {}
+            if meta.get("hidden") and meta.get("heads"):
+                kw = dict(hidden=int(meta["hidden"]), heads=int(meta["heads"]),
+                          kv_heads=meta.get("kv_heads"), ffn=meta.get("ffn"),
+                          vocab=int(meta.get("vocab", 0) or 0),
+                          gated_mlp=bool(meta.get("gated_mlp", False)))
+            else:
+                fwd = [op for op in g.ops if op.phase == "fwd"]
+                kw = dict(stash_bytes_per_micro_batch=sum(op.stash_bytes * op.count
+                                                          for op in fwd),
+                          input_bytes_per_micro_batch=fwd[0].bytes_in if fwd else 0.0)
+            part = stage_memory_bytes(params=graph_params(g), layers=info["layers"],
+                                      first=info["first"], last=info["last"], plan=plan,
+                                      in_flight=in_flight_micro_batches(plan, dev), seq=s,
+                                      **kw)
+            for k, v in part.items():
+                tot[k] = tot.get(k, 0.0) + v
+        if plan.recompute == "full":  # one chunk re-materializes at a time
+            tot["total"] -= tot["recompute_working"] * (1 - 1 / len(chunks))
+            tot["recompute_working"] /= len(chunks)
+        if best is None or tot["total"] > best["total"]:
+            best = dict(tot, stage=float(dev))
+    assert best is not None
+    return best
+
+
+def fits_memory(memory: Mapping[str, float] | float, hbm_bytes: ArrayLike) -> Any:
+    """Whether the per-device ``memory`` (a breakdown with ``total`` or a number) fits in
+    ``hbm_bytes``.
+
+    >>> fits_memory({"total": 70e9}, 80e9)
+    True
+    """
+    total = memory["total"] if isinstance(memory, Mapping) else memory
+    out = np.asarray(total) <= np.asarray(hbm_bytes)
+    return bool(out) if out.ndim == 0 else out
