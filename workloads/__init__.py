@@ -1,2 +1,38 @@
 """Training workloads: model zoo, importers (HF config.json, ONNX), training expansion
-(forward → backward-data, backward-weight, optimizer) and parallel partitioning."""
+(forward → backward-data, backward-weight, optimizer) and parallel partitioning.
+
+Public API (docs/architecture.md):
+
+* :func:`load` — a zoo name, ``config.json`` or ``.onnx`` path → training :class:`~dse.types.Graph`
+* :func:`zoo_names` — the built-in workload names
+* :func:`model_spec` — a name or path → :class:`ModelSpec` (hyperparameters, defaults)
+* :func:`build` — a :class:`ModelSpec` → the graph of one tensor-parallel shard of one
+  pipeline stage
+"""
+
+from workloads.spec import (
+    CNNSpec,
+    DLRMSpec,
+    ModelSpec,
+    OnnxSpec,
+    RNNSpec,
+    TransformerSpec,
+)
+from workloads.training import pass_of
+from workloads.vector_ops import VECTOR_OPS
+from workloads.zoo import build, load, model_spec, zoo_names
+
+__all__ = [
+    "CNNSpec",
+    "DLRMSpec",
+    "ModelSpec",
+    "OnnxSpec",
+    "RNNSpec",
+    "TransformerSpec",
+    "VECTOR_OPS",
+    "build",
+    "load",
+    "model_spec",
+    "pass_of",
+    "zoo_names",
+]

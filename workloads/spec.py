@@ -1,0 +1,426 @@
+"""Model hyperparameters: one frozen, keyword-only dataclass per family.
+
+Every spec derives from :class:`ModelSpec` (``name``, ``family``, ``source``,
+``default_batch``, ``default_seq``) and is validated in ``__post_init__`` with messages
+naming the field and the value. Zoo files (``workloads/zoo/*.yaml``) hold exactly these
+fields; :func:`spec_from_mapping` builds the right class from the ``family`` key.
+
+>>> s = TransformerSpec(name="tiny", model_type="gpt2", layers=2, hidden=64, heads=4,
+...                     ffn=256, vocab=100, max_positions=32, source="test")
+>>> s.kv_heads, s.head_dim
+(4, 16)
+>>> TransformerSpec(name="bad", model_type="gpt2", layers=2, hidden=64, heads=5, ffn=256,
+...                 vocab=100, max_positions=32, source="test")
+Traceback (most recent call last):
+...
+dse.errors.WorkloadError: TransformerSpec[bad]: hidden=64 is not divisible by heads=5; set head_dim explicitly
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from dse.errors import WorkloadError
+
+FAMILIES = ("transformer", "cnn", "rnn", "dlrm", "onnx")
+MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "llama", "bert", "opt")
+ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
+NORMS = ("layernorm", "rmsnorm")
+POSITIONS = ("learned", "rotary")
+
+
+def _int(owner: str, name: str, v: Any, *, minimum: int = 1) -> None:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise WorkloadError(f"{owner}: {name}={v!r} must be an integer")
+    if v < minimum:
+        raise WorkloadError(f"{owner}: {name}={v!r} must be >= {minimum}")
+
+
+def _choice(owner: str, name: str, v: Any, valid: tuple[str, ...]) -> None:
+    if v not in valid:
+        raise WorkloadError(f"{owner}: {name}={v!r} is not valid; choose one of "
+                            f"{', '.join(valid)}")
+
+
+def _bool(owner: str, name: str, v: Any) -> None:
+    if not isinstance(v, bool):
+        raise WorkloadError(f"{owner}: {name}={v!r} must be true or false")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """Common fields of every workload spec."""
+
+    name: str
+    family: str
+    source: str = ""
+    """Citation of the hyperparameters (paper, model card, repository file)."""
+    default_batch: int = 1
+    """Samples per step when the user gives none (the published global batch)."""
+    default_seq: int | None = None
+    """Sequence length when the user gives none (``None``: the family has no sequence)."""
+    description: str = ""
+
+    family_name: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        o = f"{type(self).__name__}[{self.name}]"
+        if not isinstance(self.name, str) or not self.name:
+            raise WorkloadError(f"{o}: name={self.name!r} must be a non-empty string")
+        _choice(o, "family", self.family, FAMILIES)
+        if self.family_name and self.family != self.family_name:
+            raise WorkloadError(f"{o}: family={self.family!r} must be {self.family_name!r} "
+                                f"for {type(self).__name__}")
+        _int(o, "default_batch", self.default_batch)
+        if self.default_seq is not None:
+            _int(o, "default_seq", self.default_seq)
+
+    @property
+    def owner(self) -> str:
+        return f"{type(self).__name__}[{self.name}]"
+
+    @property
+    def has_seq(self) -> bool:
+        return self.default_seq is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerSpec(ModelSpec):
+    """A decoder (GPT-2/J/NeoX, Llama, OPT) or encoder (BERT) transformer.
+
+    ``heads`` query heads of ``head_dim`` each; ``kv_heads`` key/value heads (GQA when
+    fewer than ``heads``). ``ffn`` is the MLP inner width; with ``gated_mlp`` (SwiGLU) the
+    MLP has three ``hidden × ffn`` matrices. ``parallel_block`` computes attention and MLP
+    from the same LayerNorm output and adds both to the residual (GPT-J, GPT-NeoX).
+    """
+
+    family: str = "transformer"
+    model_type: str
+    layers: int
+    hidden: int
+    heads: int
+    ffn: int
+    vocab: int
+    max_positions: int
+    kv_heads: int = 0
+    """0 means ``heads`` (multi-head attention)."""
+    head_dim: int = 0
+    """0 means ``hidden // heads``."""
+    causal: bool = True
+    activation: str = "gelu"
+    gated_mlp: bool = False
+    norm: str = "layernorm"
+    position: str = "learned"
+    rotary_dim: int = 0
+    """Rotated dimensions per head (GPT-J 64; 0 means the whole head for rotary models)."""
+    parallel_block: bool = False
+    parallel_shared_norm: bool = True
+    """Parallel block with one LayerNorm feeding both branches (GPT-J); False: one per
+    branch (GPT-NeoX ``use_parallel_residual``)."""
+    tied_embeddings: bool = True
+    qkv_bias: bool = True
+    out_bias: bool = True
+    mlp_bias: bool = True
+    head_bias: bool = False
+    norm_bias: bool = True
+    dropout: bool = True
+    """Dropout after attention probabilities, attention output, MLP output and embeddings."""
+    type_vocab: int = 0
+    """Token-type (segment) embeddings (BERT: 2)."""
+    position_offset: int = 0
+    """Extra learned position rows (OPT: 2)."""
+    embed_proj: int = 0
+    """Word-embedding width when it differs from ``hidden`` (OPT-350m ``word_embed_proj_dim``)."""
+    final_norm: bool = True
+    post_norm: bool = False
+    """BERT: LayerNorm after each residual add instead of before each sublayer."""
+    embed_norm: bool = False
+    """LayerNorm after the embedding sum (BERT)."""
+    pretraining_heads: bool = False
+    """BERT: MLM transform (dense + gelu + LayerNorm) and the NSP pooler/classifier."""
+
+    family_name: ClassVar[str] = "transformer"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        o = self.owner
+        _choice(o, "model_type", self.model_type, MODEL_TYPES)
+        for f in ("layers", "hidden", "heads", "ffn", "vocab", "max_positions"):
+            _int(o, f, getattr(self, f))
+        for f in ("kv_heads", "head_dim", "rotary_dim", "type_vocab", "position_offset",
+                  "embed_proj"):
+            _int(o, f, getattr(self, f), minimum=0)
+        for f in ("causal", "gated_mlp", "parallel_block", "tied_embeddings", "qkv_bias",
+                  "out_bias", "mlp_bias", "head_bias", "norm_bias", "dropout", "final_norm",
+                  "post_norm", "embed_norm", "pretraining_heads", "parallel_shared_norm"):
+            _bool(o, f, getattr(self, f))
+        _choice(o, "activation", self.activation, ACTIVATIONS)
+        _choice(o, "norm", self.norm, NORMS)
+        _choice(o, "position", self.position, POSITIONS)
+        if self.head_dim == 0:
+            if self.hidden % self.heads:
+                raise WorkloadError(f"{o}: hidden={self.hidden} is not divisible by "
+                                    f"heads={self.heads}; set head_dim explicitly")
+            object.__setattr__(self, "head_dim", self.hidden // self.heads)
+        if self.kv_heads == 0:
+            object.__setattr__(self, "kv_heads", self.heads)
+        if self.heads % self.kv_heads:
+            raise WorkloadError(f"{o}: heads={self.heads} must be a multiple of "
+                                f"kv_heads={self.kv_heads}")
+        if self.position == "rotary" and self.rotary_dim == 0:
+            object.__setattr__(self, "rotary_dim", self.head_dim)
+        if self.rotary_dim > self.head_dim:
+            raise WorkloadError(f"{o}: rotary_dim={self.rotary_dim} exceeds "
+                                f"head_dim={self.head_dim}")
+        if self.default_seq is None:
+            object.__setattr__(self, "default_seq", self.max_positions)
+        if self.default_seq > self.max_positions and self.position == "learned":
+            raise WorkloadError(f"{o}: default_seq={self.default_seq} exceeds "
+                                f"max_positions={self.max_positions} (learned positions)")
+
+    # ---- derived sizes --------------------------------------------------------------
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+    @property
+    def embed_dim(self) -> int:
+        return self.embed_proj or self.hidden
+
+    def norm_params(self) -> int:
+        """Parameters of one norm: γ (and β for LayerNorm with bias)."""
+        return self.hidden * (2 if self.norm_bias and self.norm == "layernorm" else 1)
+
+    def layer_params(self) -> int:
+        """Parameters of one block (exact; matches the HF modules' ``numel``)."""
+        h, f = self.hidden, self.ffn
+        qkv = h * (self.q_dim + 2 * self.kv_dim) + (self.q_dim + 2 * self.kv_dim
+                                                    if self.qkv_bias else 0)
+        out = self.q_dim * h + (h if self.out_bias else 0)
+        fc1_out = 2 * f if self.gated_mlp else f
+        mlp = h * fc1_out + f * h + ((fc1_out + h) if self.mlp_bias else 0)
+        nnorm = 1 if (self.parallel_block and self.parallel_shared_norm) else 2
+        norm = nnorm * self.norm_params()
+        return qkv + out + mlp + norm
+
+    def embedding_params(self) -> int:
+        e = self.embed_dim
+        p = self.vocab * e
+        if self.position == "learned":
+            p += (self.max_positions + self.position_offset) * self.hidden
+        p += self.type_vocab * self.hidden
+        if self.embed_proj:
+            p += e * self.hidden  # project_in (no bias in OPT)
+        if self.embed_norm:  # BERT: embedding LayerNorm
+            p += self.norm_params()
+        return p
+
+    def head_params(self) -> int:
+        h, e = self.hidden, self.embed_dim
+        p = 0
+        if self.final_norm:
+            p += self.norm_params()
+        if self.embed_proj:
+            p += h * e  # project_out
+        if self.pretraining_heads:
+            p += h * h + h + 2 * h  # MLM transform dense + LayerNorm
+            p += h * h + h + h * 2 + 2  # pooler + NSP classifier
+        if not self.tied_embeddings:
+            p += self.vocab * e
+        if self.head_bias:
+            p += self.vocab
+        return p
+
+    @property
+    def params(self) -> int:
+        """Total trainable parameters (tied embeddings counted once)."""
+        return self.embedding_params() + self.layers * self.layer_params() + self.head_params()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CNNSpec(ModelSpec):
+    """A convolutional classifier generated from its architecture table.
+
+    ``arch`` selects the generator in :mod:`workloads.cnn`; ``config`` holds its table
+    (ResNet stage depths and widths, VGG's layer list, MobileNetV2's ``t, c, n, s`` rows).
+    """
+
+    family: str = "cnn"
+    arch: str
+    image_size: int = 224
+    in_channels: int = 3
+    num_classes: int = 1000
+    config: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    family_name: ClassVar[str] = "cnn"
+    ARCHS: ClassVar[tuple[str, ...]] = ("resnet", "vgg", "mobilenetv2")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        o = self.owner
+        _choice(o, "arch", self.arch, self.ARCHS)
+        for f in ("image_size", "in_channels", "num_classes"):
+            _int(o, f, getattr(self, f))
+        if not isinstance(self.config, dict):
+            raise WorkloadError(f"{o}: config={self.config!r} must be a mapping")
+        object.__setattr__(self, "config", dict(self.config))
+
+    @property
+    def params(self) -> int:
+        from workloads.cnn import cnn_params
+
+        return cnn_params(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RNNSpec(ModelSpec):
+    """GNMT-style LSTM encoder-decoder with attention (Wu et al. 2016)."""
+
+    family: str = "rnn"
+    encoder_layers: int
+    decoder_layers: int
+    hidden: int
+    vocab: int
+    bidirectional_first: bool = True
+    residual_from: int = 3
+    """1-based index of the first layer with a residual connection (GNMT: 3)."""
+
+    family_name: ClassVar[str] = "rnn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        o = self.owner
+        for f in ("encoder_layers", "decoder_layers", "hidden", "vocab"):
+            _int(o, f, getattr(self, f))
+        _int(o, "residual_from", self.residual_from)
+        _bool(o, "bidirectional_first", self.bidirectional_first)
+        if self.encoder_layers < 2 and self.bidirectional_first:
+            raise WorkloadError(f"{o}: encoder_layers={self.encoder_layers} must be >= 2 "
+                                "with a bidirectional first layer")
+        if self.default_seq is None:
+            raise WorkloadError(f"{o}: default_seq is required (sentence length in tokens)")
+
+    @property
+    def params(self) -> int:
+        from workloads.rnn import rnn_params
+
+        return rnn_params(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DLRMSpec(ModelSpec):
+    """DLRM (Naumov et al. 2019): bottom MLP, embedding tables, dot interaction, top MLP.
+
+    ``bottom_mlp`` starts with the dense-feature count; ``top_mlp`` lists the layer widths
+    after the interaction (its input width is derived: ``dim + T·(T−1)/2`` with
+    ``T = tables + 1``, interaction without self-pairs).
+    """
+
+    family: str = "dlrm"
+    tables: tuple[int, ...]
+    dim: int
+    bottom_mlp: tuple[int, ...]
+    top_mlp: tuple[int, ...]
+    lookups_per_table: int = 1
+    """Indices pooled per table and sample (Criteo: one categorical value per feature)."""
+
+    family_name: ClassVar[str] = "dlrm"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        o = self.owner
+        for f in ("tables", "bottom_mlp", "top_mlp"):
+            v = getattr(self, f)
+            if not isinstance(v, (list, tuple)) or not v:
+                raise WorkloadError(f"{o}: {f}={v!r} must be a non-empty list of integers")
+            for i, x in enumerate(v):
+                _int(o, f"{f}[{i}]", x)
+            object.__setattr__(self, f, tuple(v))
+        _int(o, "dim", self.dim)
+        _int(o, "lookups_per_table", self.lookups_per_table)
+        if self.bottom_mlp[-1] != self.dim:
+            raise WorkloadError(f"{o}: bottom_mlp ends with {self.bottom_mlp[-1]} but the "
+                                f"interaction needs dim={self.dim}")
+        if self.top_mlp[-1] != 1:
+            raise WorkloadError(f"{o}: top_mlp={list(self.top_mlp)} must end with 1 (the "
+                                "click probability)")
+
+    @property
+    def interaction_dim(self) -> int:
+        t = len(self.tables) + 1
+        return self.dim + t * (t - 1) // 2
+
+    @property
+    def embedding_rows(self) -> int:
+        return int(sum(self.tables))
+
+    @property
+    def mlp_params(self) -> int:
+        widths_b = list(self.bottom_mlp)
+        widths_t = [self.interaction_dim, *self.top_mlp]
+        return sum(a * b + b for w in (widths_b, widths_t) for a, b in zip(w, w[1:]))
+
+    @property
+    def params(self) -> int:
+        return self.embedding_rows * self.dim + self.mlp_params
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnnxSpec(ModelSpec):
+    """A model read from an ONNX file (shapes from ONNX shape inference)."""
+
+    family: str = "onnx"
+    path: str
+
+    family_name: ClassVar[str] = "onnx"
+
+    @property
+    def params(self) -> int:
+        from workloads.onnx_import import onnx_params
+
+        return onnx_params(self.path)
+
+
+SPEC_CLASSES: dict[str, type[ModelSpec]] = {
+    "transformer": TransformerSpec, "cnn": CNNSpec, "rnn": RNNSpec, "dlrm": DLRMSpec,
+    "onnx": OnnxSpec,
+}
+
+
+def spec_from_mapping(data: dict[str, Any], where: str) -> ModelSpec:
+    """Build the spec of ``data['family']``; unknown or missing fields raise
+    :class:`WorkloadError` naming ``where`` (the file) and the field."""
+    if not isinstance(data, dict):
+        raise WorkloadError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fam = data.get("family")
+    if fam not in SPEC_CLASSES:
+        raise WorkloadError(f"{where}: family={fam!r} is not valid; choose one of "
+                            f"{', '.join(SPEC_CLASSES)}")
+    cls = SPEC_CLASSES[fam]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise WorkloadError(f"{where}: unknown field {unknown[0]!r} for family {fam}; valid "
+                            f"fields: {', '.join(sorted(fields))}")
+    missing = [n for n, f in fields.items() if n not in data
+               and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
+    if missing:
+        raise WorkloadError(f"{where}: missing required field {missing[0]!r} for family {fam}")
+    try:
+        return cls(**data)
+    except WorkloadError as e:
+        raise WorkloadError(f"{where}: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise WorkloadError(f"{where}: {e}") from None
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
