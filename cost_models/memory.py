@@ -3,8 +3,9 @@
 Model states (Rajbhandari et al., "ZeRO", SC'20, §3.1): mixed-precision training keeps
 16-bit weights (2 B/param) and gradients (2 B/param) plus fp32 optimizer state of
 ``K`` bytes/param: the fp32 master weights (4) and, per optimizer moment, 4 more.
-Adam has two moments, so ``K = 12`` and the total is **16 B/param**; SGD with momentum
-has one, ``K = 8`` (12 B/param). ZeRO stage 1 shards the optimizer state over the
+Adam has two moments, so ``K = 12`` and the total is **16 B/param**; plain SGD (the
+``sgd`` optimizer op of :mod:`workloads.training`, 2 FLOP/param, no momentum) has none,
+``K = 4`` (8 B/param). ZeRO stage 1 shards the optimizer state over the
 ``dp`` data-parallel ranks, stage 2 also the gradients, stage 3 also the weights.
 
 Activations of one transformer layer, bytes, 16-bit activations and 1-byte dropout masks
@@ -71,8 +72,8 @@ MASTER_BYTES = 4
 """fp32 master copy of the weights (ZeRO §3.1)."""
 MOMENT_BYTES = 4
 """Each fp32 optimizer moment (ZeRO §3.1: Adam's momentum and variance)."""
-OPTIMIZER_MOMENTS = {"adam": 2, "sgd": 1}
-"""Adam keeps momentum and variance; SGD with momentum one buffer."""
+OPTIMIZER_MOMENTS = {"adam": 2, "sgd": 0}
+"""Adam keeps momentum and variance; plain SGD none (as workloads.training's ``sgd`` op)."""
 ADAM_STATE_BYTES_PER_PARAM = WEIGHT_BYTES + GRAD_BYTES + MASTER_BYTES + 2 * MOMENT_BYTES
 """16 bytes per parameter for mixed-precision Adam (ZeRO: 2 + 2 + 12)."""
 MASK_BYTES = 1
@@ -109,9 +110,11 @@ def activation_bytes_per_layer(*, seq: ArrayLike, micro_batch: ArrayLike, hidden
                                heads: int, tp: ArrayLike = 1, sequence_parallel: bool = False,
                                recompute: str = "none", kv_heads: int | None = None,
                                ffn: int | None = None, gated_mlp: bool = False,
-                               dtype_bytes: int = 2) -> Any:
+                               dropout: bool = True, dtype_bytes: int = 2) -> Any:
     """Activation bytes one transformer layer keeps for its backward pass, per device
     (module docstring; Korthikanti et al. 2022, Table 2). Broadcasts over arrays.
+    ``dropout=False`` (GPT-J, Llama) drops the three masks and the dropout output of the
+    scores (``2as²b`` of scores remain: the softmax output feeds ``A·V`` directly).
 
     >>> s, b, h, a, t = 2048, 1, 12288, 96, 8
     >>> activation_bytes_per_layer(seq=s, micro_batch=b, hidden=h, heads=a, tp=t) == \\
@@ -135,12 +138,13 @@ def activation_bytes_per_layer(*, seq: ArrayLike, micro_batch: ArrayLike, hidden
     if recompute == "full":
         out = 2.0 * e * sb * h / shard_out
     else:
-        outside = sb * (e * (4 * h + 2 * h + 2 * h) + MASK_BYTES * 2 * h)
+        masks = MASK_BYTES if dropout else 0.0
+        outside = sb * (e * (4 * h + 2 * h + 2 * h) + masks * 2 * h)
         mlp = (6.0 if gated_mlp else 4.0) * e * sb * f
         inside = sb * e * (2 * h + 2 * h_kv + 2 * h_kv + 2 * h) + mlp
         out = outside / shard_out + inside / t
         if recompute == "none":
-            scores = a * s * s * b * (2 * e + MASK_BYTES + 2 * e)
+            scores = a * s * s * b * (2 * e + (MASK_BYTES + 2 * e if dropout else 0.0))
             out = out + scores / t
     return float(out) if np.ndim(out) == 0 else out
 
@@ -148,7 +152,8 @@ def activation_bytes_per_layer(*, seq: ArrayLike, micro_batch: ArrayLike, hidden
 def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                        plan: ParallelPlan, in_flight: float, seq: int, hidden: int = 0,
                        heads: int = 0, kv_heads: int | None = None, ffn: int | None = None,
-                       vocab: int = 0, gated_mlp: bool = False, dtype_bytes: int = 2,
+                       vocab: int = 0, gated_mlp: bool = False, dropout: bool = True,
+                       dtype_bytes: int = 2,
                        stash_bytes_per_micro_batch: float | None = None,
                        input_bytes_per_micro_batch: float = 0.0) -> dict[str, float]:
     """Memory breakdown (bytes) of one device holding ``layers`` transformer layers
@@ -170,12 +175,13 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                               "or stash_bytes_per_micro_batch for another graph")
         kw: dict[str, Any] = dict(seq=seq, micro_batch=b, hidden=hidden, heads=heads, tp=t,
                                   sequence_parallel=sp, kv_heads=kv_heads, ffn=ffn,
-                                  gated_mlp=gated_mlp, dtype_bytes=dtype_bytes)
+                                  gated_mlp=gated_mlp, dropout=dropout,
+                                  dtype_bytes=dtype_bytes)
         per_layer = activation_bytes_per_layer(recompute=plan.recompute, **kw)
         act = per_layer * layers * in_flight
         work = activation_bytes_per_layer(recompute="none", **kw) if (
             plan.recompute == "full" and layers > 0) else 0.0
-        emb = MASK_BYTES * seq * b * hidden / shard * in_flight if first else 0.0
+        emb = (MASK_BYTES * seq * b * hidden / shard * in_flight) if first and dropout else 0.0
         head = 0.0
         if last:  # the last chunk runs each micro-batch's backward right after its forward
             head = (2 * dtype_bytes * seq * b * hidden / shard
@@ -248,7 +254,8 @@ def device_memory_bytes(graphs: Graph | Sequence[Graph], plan: ParallelPlan, *,
                 kw = dict(hidden=int(meta["hidden"]), heads=int(meta["heads"]),
                           kv_heads=meta.get("kv_heads"), ffn=meta.get("ffn"),
                           vocab=int(meta.get("vocab", 0) or 0),
-                          gated_mlp=bool(meta.get("gated_mlp", False)))
+                          gated_mlp=any(op.vector_op == "swiglu" for op in g.ops),
+                          dropout=any(op.vector_op == "dropout" for op in g.ops))
             else:
                 fwd = [op for op in g.ops if op.phase == "fwd"]
                 kw = dict(stash_bytes_per_micro_batch=sum(op.stash_bytes * op.count

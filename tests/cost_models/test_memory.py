@@ -34,7 +34,7 @@ def test_zero_stages_divide_by_dp():
     assert z1 == pytest.approx(p * (2 + 2 + 12 / dp))   # ZeRO paper: P_os
     assert z2 == pytest.approx(p * (2 + 14 / dp))        # P_os+g
     assert z3 == pytest.approx(p * 16 / dp)              # P_os+g+p
-    assert model_state_bytes(p, optimizer="sgd")["total"] == pytest.approx(12 * p)
+    assert model_state_bytes(p, optimizer="sgd")["total"] == pytest.approx(8 * p)
     with pytest.raises(ConfigError, match="adam"):
         model_state_bytes(p, optimizer="lamb")
 

@@ -1,0 +1,341 @@
+"""Parallel partitioning of a training workload (issue 4): plan validation, pipeline
+stages balanced by cost, and the graphs of one tensor-parallel shard of each stage.
+
+Transformers are split Megatron-style (Narayanan et al., SC'21): ``tp`` shards each
+layer (column/row-parallel GEMMs, heads split, GQA aware, vocab-parallel embedding and
+head; the collectives are inserted by :func:`workloads.build`), ``pp`` cuts the stack of
+layers into contiguous stages (the first also holds the embedding, the last the final
+norm, LM head and loss) and ``dp`` replicates the pipeline.
+
+Stage balancing (:func:`stage_layers`): the cost of a layer, of the embedding and of
+the head + loss are the training FLOPs of graphs built for one micro-batch; the split
+minimizes the most expensive stage (exactly: a binary search over the achievable stage
+costs with a greedy capacity check, then trimming the most loaded stages). The
+interleaved schedule needs equal virtual stages (Megatron-LM requires
+``layers % (pp·v) == 0``), so it uses the uniform split.
+
+Other families (CNN, RNN, DLRM, ONNX) have no layer stack: ``pp`` splits their forward
+operators, in the stored topological order, into contiguous ranges balanced by training
+FLOPs; each stage keeps the backward and optimizer operators of its forward operators.
+Tensor parallelism needs a transformer.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from dse.errors import ConfigError, WorkloadError
+from dse.types import Graph, ParallelPlan
+
+__all__ = [
+    "layer_costs",
+    "stage_graphs",
+    "stage_layers",
+    "stage_op_ranges",
+    "unique_stage_key",
+    "validate_plan",
+]
+
+
+def _is_transformer(spec: Any) -> bool:
+    return getattr(spec, "family", "") == "transformer"
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _valid_tp(spec: Any) -> list[int]:
+    return [d for d in _divisors(spec.heads) if spec.ffn % d == 0
+            and (spec.kv_heads % d == 0 or d % spec.kv_heads == 0)]
+
+
+def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
+                  seq: int | None = None) -> None:
+    """Check that ``plan`` can run ``spec`` on ``devices`` devices.
+
+    Raises :class:`ConfigError` naming the first rule that fails and the valid choices:
+    ``tp·pp·dp == devices``; tp divides the attention heads and the MLP width, and divides
+    (or is a multiple of) the key/value heads; ``pp <= layers``; the global batch divides
+    into ``dp × micro_batch``; the interleaved schedule needs ``pp >= 2``, micro-batches a
+    multiple of ``pp`` and layers divisible by ``pp·interleave``; ``interleave > 1`` needs
+    the interleaved schedule; sequence parallelism needs ``seq`` divisible by tp.
+
+    >>> from workloads.spec import TransformerSpec
+    >>> s = TransformerSpec(name="t", model_type="gpt2", layers=8, hidden=512, heads=8,
+    ...                     ffn=2048, vocab=1000, max_positions=1024, source="doc")
+    >>> validate_plan(s, ParallelPlan(tp=3, global_batch=8), 3)
+    Traceback (most recent call last):
+    ...
+    dse.errors.ConfigError: tp=3 must divide the attention heads (heads=8) of t; valid tp: 1, 2, 4, 8
+    """
+    n = plan.devices if devices is None else int(devices)
+    if plan.tp * plan.pp * plan.dp != n:
+        raise ConfigError(f"tp*pp*dp = {plan.tp}*{plan.pp}*{plan.dp} = "
+                          f"{plan.tp * plan.pp * plan.dp} must equal devices={n}")
+    if plan.global_batch % (plan.dp * plan.micro_batch):
+        raise ConfigError(f"global_batch={plan.global_batch} must be divisible by "
+                          f"dp*micro_batch = {plan.dp}*{plan.micro_batch}")
+    if plan.interleave > 1 and plan.schedule != "interleaved":
+        raise ConfigError(f"interleave={plan.interleave} needs schedule='interleaved' "
+                          f"(got schedule={plan.schedule!r})")
+    name = getattr(spec, "name", "the workload")
+    if _is_transformer(spec):
+        valid = ", ".join(map(str, _valid_tp(spec)))
+        if spec.heads % plan.tp:
+            raise ConfigError(f"tp={plan.tp} must divide the attention heads "
+                              f"(heads={spec.heads}) of {name}; valid tp: {valid}")
+        if spec.ffn % plan.tp:
+            raise ConfigError(f"tp={plan.tp} must divide the MLP width (ffn={spec.ffn}) of "
+                              f"{name}; valid tp: {valid}")
+        if spec.kv_heads % plan.tp and plan.tp % spec.kv_heads:
+            raise ConfigError(f"tp={plan.tp} must divide the key/value heads "
+                              f"(kv_heads={spec.kv_heads}) of {name} or be a multiple of "
+                              f"them (replicated kv heads); valid tp: {valid}")
+        if plan.pp > spec.layers:
+            raise ConfigError(f"pp={plan.pp} exceeds the {spec.layers} layers of {name}; "
+                              f"pp must be <= {spec.layers}")
+        s = int(seq or spec.default_seq or 0)
+        if plan.sequence_parallel and plan.tp > 1 and s % plan.tp:
+            raise ConfigError(f"sequence parallelism needs seq={s} divisible by tp={plan.tp}")
+    else:
+        if plan.tp > 1:
+            raise ConfigError(f"tp={plan.tp}: tensor parallelism needs a transformer; "
+                              f"{name} is a {getattr(spec, 'family', '?')} model (use tp=1)")
+    if plan.schedule == "interleaved":
+        v, p, m = plan.interleave, plan.pp, plan.micro_batches
+        if p < 2:
+            raise ConfigError("schedule='interleaved' needs pp >= 2 pipeline stages")
+        if m % p:
+            raise ConfigError(f"schedule='interleaved' needs the micro-batches per pipeline "
+                              f"(global_batch/(dp*micro_batch) = {m}) to be a multiple of "
+                              f"pp={p}")
+        if _is_transformer(spec) and spec.layers % (p * v):
+            ok = [d for d in range(1, spec.layers + 1) if spec.layers % (p * d) == 0]
+            raise ConfigError(f"schedule='interleaved' needs layers={spec.layers} divisible "
+                              f"by pp*interleave = {p}*{v}; valid interleave: "
+                              f"{', '.join(map(str, ok)) or 'none'}")
+
+
+# --------------------------------------------------------------------------- costs
+@lru_cache(maxsize=256)
+def _layer_costs_cached(spec: Any, seq: int, micro_batch: int, tp: int, sp: bool,
+                        optimizer: str) -> tuple[float, float, float]:
+    from workloads import build
+
+    def flop(first: bool, last: bool) -> float:
+        g = build(spec, batch=micro_batch, seq=seq, optimizer=optimizer, tp=tp,
+                  sequence_parallel=sp, layers=(0, 1), first_stage=first, last_stage=last)
+        return g.total_flop()
+
+    mid = flop(False, False)
+    return mid, flop(True, False) - mid, flop(False, True) - mid
+
+
+def layer_costs(spec: Any, *, seq: int | None = None, micro_batch: int = 1, tp: int = 1,
+                sequence_parallel: bool = False, optimizer: str = "adam"
+                ) -> tuple[float, float, float]:
+    """Training FLOPs of (one layer, the embedding, the head + loss) for one micro-batch
+    on one tensor-parallel shard: the costs :func:`stage_layers` balances."""
+    s = int(seq or spec.default_seq)
+    return _layer_costs_cached(spec, s, int(micro_batch), int(tp), bool(sequence_parallel),
+                               optimizer)
+
+
+def _balanced_split(n_layers: int, p: int, layer: float, first: float, last: float
+                    ) -> list[int]:
+    """Layers per stage (each >= 1) minimizing the largest stage cost, where stage cost
+    is ``layers·layer`` plus ``first`` on stage 0 and ``last`` on stage p−1."""
+    if p == 1:
+        return [n_layers]
+    extra = [first] + [0.0] * (p - 2) + [last]
+    if layer <= 0:
+        base = [n_layers // p + (1 if i < n_layers % p else 0) for i in range(p)]
+        return base
+
+    def caps(t: float) -> list[int] | None:
+        c = [int((t - e) / layer + 1e-9) for e in extra]
+        if min(c) < 1 or sum(c) < n_layers:
+            return None
+        return c
+
+    cands = sorted({k * layer + e for k in range(1, n_layers + 1) for e in set(extra)})
+    lo, hi = 0, len(cands) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if caps(cands[mid]) is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    counts = caps(cands[lo])
+    assert counts is not None
+    while sum(counts) > n_layers:  # trim the most loaded stage that can give a layer
+        costs = [(counts[i] * layer + extra[i], i) for i in range(p) if counts[i] > 1]
+        _, i = max(costs)
+        counts[i] -= 1
+    return counts
+
+
+def stage_layers(spec: Any, pp: int, *, interleave: int = 1, seq: int | None = None,
+                 micro_batch: int = 1, tp: int = 1, sequence_parallel: bool = False,
+                 optimizer: str = "adam",
+                 costs: tuple[float, float, float] | None = None) -> list[tuple[int, int]]:
+    """Layer ranges ``(a, b)`` (blocks ``a..b-1``) of the ``pp·interleave`` virtual stages.
+
+    Without interleaving the stages are balanced by cost (:func:`layer_costs`, or
+    ``costs = (layer, embedding, head)`` given by the caller, e.g. measured times); with
+    interleaving they are equal, as Megatron-LM requires.
+
+    >>> from workloads.spec import TransformerSpec
+    >>> s = TransformerSpec(name="t", model_type="gpt2", layers=10, hidden=64, heads=4,
+    ...                     ffn=256, vocab=1000, max_positions=64, source="doc")
+    >>> stage_layers(s, 3, costs=(1.0, 0.2, 1.5))
+    [(0, 4), (4, 8), (8, 10)]
+    """
+    if not _is_transformer(spec):
+        raise WorkloadError(f"stage_layers needs a transformer; {spec.name} is a "
+                            f"{spec.family} model (use stage_op_ranges)")
+    n = spec.layers
+    v = interleave
+    if pp < 1 or v < 1:
+        raise ConfigError(f"pp={pp} and interleave={v} must be >= 1")
+    if pp * v > n:
+        raise ConfigError(f"pp*interleave = {pp}*{v} exceeds the {n} layers of {spec.name}")
+    if v > 1:
+        if n % (pp * v):
+            raise ConfigError(f"interleaved stages need layers={n} divisible by "
+                              f"pp*interleave = {pp}*{v}")
+        k = n // (pp * v)
+        return [(i * k, (i + 1) * k) for i in range(pp * v)]
+    if costs is None:
+        costs = layer_costs(spec, seq=seq, micro_batch=micro_batch, tp=tp,
+                            sequence_parallel=sequence_parallel, optimizer=optimizer)
+    counts = _balanced_split(n, pp, *costs)
+    out, a = [], 0
+    for c in counts:
+        out.append((a, a + c))
+        a += c
+    return out
+
+
+# --------------------------------------------------------------------------- graphs
+def stage_op_ranges(graph: Graph, pp: int) -> list[tuple[int, int]]:
+    """Contiguous ranges ``[i, j)`` of positions in ``graph``'s list of forward operators
+    (stored, topological order) for ``pp`` stages, minimizing the largest stage's training
+    FLOPs (each forward operator brings itself, its backward and optimizer operators)."""
+    fwd = [i for i, op in enumerate(graph.ops) if op.phase == "fwd"]
+    if pp > len(fwd):
+        raise ConfigError(f"pp={pp} exceeds the {len(fwd)} forward operators of "
+                          f"{graph.name}")
+    names = {graph.ops[i].name: k for k, i in enumerate(fwd)}
+    cost = [graph.ops[i].total_flop for i in fwd]
+    for op in graph.ops:
+        if op.phase != "fwd" and op.fwd in names:
+            cost[names[op.fwd]] += op.total_flop
+    # exact linear-partition DP (Skiena's "painter's partition"): minimize the max range
+    n = len(cost)
+    pre = [0.0]
+    for c in cost:
+        pre.append(pre[-1] + c)
+    inf = float("inf")
+    best = [[inf] * (n + 1) for _ in range(pp + 1)]
+    cut = [[0] * (n + 1) for _ in range(pp + 1)]
+    best[0][0] = 0.0
+    for k in range(1, pp + 1):
+        for j in range(k, n - (pp - k) + 1):
+            for i in range(k - 1, j):
+                val = max(best[k - 1][i], pre[j] - pre[i])
+                if val < best[k][j]:
+                    best[k][j], cut[k][j] = val, i
+    bounds, j = [], n
+    for k in range(pp, 0, -1):
+        i = cut[k][j]
+        bounds.append((i, j))
+        j = i
+    return list(reversed(bounds))
+
+
+def _split_graph(graph: Graph, pp: int) -> list[Graph]:
+    fwd = [op for op in graph.ops if op.phase == "fwd"]
+    fwd_stage: dict[str, int] = {}
+    for k, (a, b) in enumerate(stage_op_ranges(graph, pp)):
+        for op in fwd[a:b]:
+            fwd_stage[op.name] = k
+    members: list[list[int]] = [[] for _ in range(pp)]
+    for i, op in enumerate(graph.ops):
+        key = op.name if op.phase == "fwd" else op.fwd
+        k = fwd_stage.get(key)
+        if k is None:
+            # comm ops or ops without a forward owner follow their first predecessor's stage
+            preds = graph.pred_indices[i]
+            k = 0
+            for pi in preds:
+                pk = fwd_stage.get(graph.ops[pi].name if graph.ops[pi].phase == "fwd"
+                                   else graph.ops[pi].fwd)
+                if pk is not None:
+                    k = pk
+                    break
+            fwd_stage.setdefault(op.name, k)
+        members[k].append(i)
+    out = []
+    for k, idx in enumerate(members):
+        keep = {graph.ops[i].name for i in idx}
+        ops = tuple(graph.ops[i] for i in idx)
+        edges = tuple((a, b) for a, b in graph.edges if a in keep and b in keep)
+        out.append(graph.with_ops(ops, edges, stage=k, first_stage=k == 0,
+                                  last_stage=k == pp - 1, stage_ops=len(ops)))
+    return out
+
+
+@lru_cache(maxsize=512)
+def _transformer_stage(spec: Any, n_layers: int, first: bool, last: bool, seq: int,
+                       micro_batch: int, tp: int, sp: bool, optimizer: str) -> Graph:
+    from workloads import build
+
+    return build(spec, batch=micro_batch, seq=seq, optimizer=optimizer, tp=tp,
+                 sequence_parallel=sp, layers=(0, n_layers), first_stage=first,
+                 last_stage=last)
+
+
+def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[Graph]:
+    """Graphs of one tensor-parallel shard of every pipeline stage for one micro-batch.
+
+    One graph per *virtual* stage (``pp·interleave`` of them, in pipeline order); device
+    ``i`` runs virtual stages ``i, i + pp, …``. ``meta`` gains ``stage_layers``,
+    ``first_stage``, ``last_stage``, ``stage`` (virtual index) and ``device``. Stages
+    with the same number of layers and role share their operators (built once, cached).
+    """
+    validate_plan(spec, plan, seq=seq)
+    p, v = plan.pp, (plan.interleave if plan.schedule == "interleaved" else 1)
+    if _is_transformer(spec):
+        s = int(seq or spec.default_seq)
+        ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
+                              tp=plan.tp, sequence_parallel=plan.sequence_parallel,
+                              optimizer=plan.optimizer)
+        out = []
+        last_k = len(ranges) - 1
+        for k, (a, b) in enumerate(ranges):
+            g = _transformer_stage(spec, b - a, k == 0, k == last_k, s, plan.micro_batch,
+                                   plan.tp, bool(plan.sequence_parallel and plan.tp > 1),
+                                   plan.optimizer)
+            out.append(g.with_ops(g.ops, stage_layers=[a, b], stage=k, device=k % p))
+        return out
+    from workloads import build
+
+    full = build(spec, batch=plan.micro_batch, seq=seq, optimizer=plan.optimizer)
+    if p == 1:
+        return [full.with_ops(full.ops, stage=0, device=0, first_stage=True, last_stage=True)]
+    if v > 1:
+        raise ConfigError(f"the interleaved schedule needs a transformer; {spec.name} is a "
+                          f"{spec.family} model")
+    return [g.with_ops(g.ops, device=int(g.meta["stage"])) for g in _split_graph(full, p)]
+
+
+def unique_stage_key(graph: Graph) -> tuple[Any, ...]:
+    """A key equal for stage graphs with identical operators (same layer count and role)."""
+    m = graph.meta
+    sl = m.get("stage_layers") or (0, 0)
+    return (m.get("name"), int(sl[1]) - int(sl[0]), bool(m.get("first_stage", True)),
+            bool(m.get("last_stage", True)), m.get("stage_ops"), len(graph.ops),
+            m.get("stage") if m.get("family") != "transformer" else None)
