@@ -70,6 +70,9 @@ class Node:
     # vector / loss
     bwd_key: str | None = None
     bwd_elements: int = 0
+    bwd_fan: int = 0
+    """``mul`` only: products in the backward per output element (0: one per input that
+    needs a gradient)."""
     # collective
     bwd_collective: str = ""
     comm_bytes: float = 0.0
@@ -200,7 +203,8 @@ class ForwardBuilder:
                kind: str = "elementwise", params: tuple[tuple[str, int], ...] = (),
                saves: Sequence[tuple[str, float]] = (), flop: float | None = None,
                in_elements: int | None = None, out_bytes: float | None = None,
-               bwd_elements: int | None = None, partial: bool = False) -> str:
+               bwd_elements: int | None = None, partial: bool = False,
+               bwd_fan: int = 0) -> str:
         """A vector op producing ``elements`` outputs from ``inputs`` (``None`` = graph input).
 
         ``saves`` lists (tensor, bytes) kept for the backward pass. ``in_elements`` is the
@@ -222,6 +226,7 @@ class ForwardBuilder:
             name=name, rule="vector", op=op, inputs=real_inputs, out_elements=elements,
             params=params, bwd_key=info.bwd,
             bwd_elements=elements if bwd_elements is None else bwd_elements, partial=partial,
+            bwd_fan=bwd_fan,
         ))
 
     def dropout(self, name: str, x: str, *, elements: int) -> str:
@@ -232,10 +237,13 @@ class ForwardBuilder:
 
     def embedding(self, name: str, *, rows: int, dim: int, table_rows: int,
                   sparse_optimizer: bool = False, lookups_per_row: int = 1,
-                  params: bool = True, read_rows: int | None = None) -> str:
+                  params: bool = True, read_rows: int | None = None,
+                  tied_to: str = "") -> str:
         """Gather ``rows`` rows of a ``table_rows × dim`` table (sum-pooled over
         ``lookups_per_row`` lookups per output row, as ``EmbeddingBag``). ``read_rows``
-        is the number of rows actually read (vocab-parallel shards read only their hits)."""
+        is the number of rows actually read (vocab-parallel shards read only their hits).
+        ``tied_to`` names the embedding node owning a shared table (its optimizer step
+        waits for this node's scatter too)."""
         db = self.dtype_bytes
         looked = rows * lookups_per_row if read_rows is None else read_rows
         op = Operator(
@@ -243,13 +251,13 @@ class ForwardBuilder:
             elements=rows * dim, flop=float(rows * dim * (lookups_per_row - 1)),
             bytes_in=float(rows * lookups_per_row * INDEX_BYTES), bytes_weight=float(looked * dim * db),
             bytes_out=float(rows * dim * db), dtype_bytes=db,
-            params=table_rows * dim if params else 0,
+            params=table_rows * dim if params and not tied_to else 0,
             stash_bytes=self.save(f"{name}:indices", rows * lookups_per_row * INDEX_BYTES),
         )
         return self._add(Node(
             name=name, rule="embedding", op=op, inputs=(), out_elements=rows * dim,
-            params=(("weight", table_rows * dim),) if params else (), rows=looked, dim=dim,
-            sparse_optimizer=sparse_optimizer,
+            params=(("weight", table_rows * dim),) if params and not tied_to else (),
+            rows=looked, dim=dim, sparse_optimizer=sparse_optimizer, tied_to=tied_to,
         ))
 
     def collective(self, name: str, x: str, *, collective: str, comm_bytes: float,

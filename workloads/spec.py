@@ -290,6 +290,10 @@ class RNNSpec(ModelSpec):
     bidirectional_first: bool = True
     residual_from: int = 3
     """1-based index of the first layer with a residual connection (GNMT: 3)."""
+    shared_embedding: bool = True
+    """One embedding table for source and target (shared wordpiece vocabulary)."""
+    dropout: bool = True
+    """Dropout on every LSTM layer's input and before the classifier."""
 
     family_name: ClassVar[str] = "rnn"
 
@@ -299,7 +303,8 @@ class RNNSpec(ModelSpec):
         for f in ("encoder_layers", "decoder_layers", "hidden", "vocab"):
             _int(o, f, getattr(self, f))
         _int(o, "residual_from", self.residual_from)
-        _bool(o, "bidirectional_first", self.bidirectional_first)
+        for f in ("bidirectional_first", "shared_embedding", "dropout"):
+            _bool(o, f, getattr(self, f))
         if self.encoder_layers < 2 and self.bidirectional_first:
             raise WorkloadError(f"{o}: encoder_layers={self.encoder_layers} must be >= 2 "
                                 "with a bidirectional first layer")

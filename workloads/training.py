@@ -231,7 +231,7 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
                     given[i] = upstream
             else:
                 info = vector_op(key)
-                fan = max(len(grad_inputs), 1) if key == "mul" else 1
+                fan = (n.bwd_fan or max(len(grad_inputs), 1)) if key == "mul" else 1
                 elems = n.bwd_elements * fan
                 op = Operator(
                     name=f"{n.name}.bwd", kind=n.op.kind, phase="bwd_data", vector_op=key,
@@ -252,7 +252,7 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
                 flop=float(n.rows * n.dim), bytes_in=float(n.rows * n.dim * db),
                 bytes_out=float(n.rows * n.dim * db), **common(n),
             )
-            wgrad_src.setdefault(n.name, []).append(emit(op, deps))
+            wgrad_src.setdefault(n.tied_to or n.name, []).append(emit(op, deps))
         elif n.rule in ("collective", "pass", "seed"):
             if n.bwd_collective:
                 c = collective_bwd(n, deps)
@@ -276,7 +276,8 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
         if not srcs:
             continue  # never received a gradient (unused parameters)
         for suffix, numel in n.params:
-            count, block = n.count, n.block
+            # weights shared by all executions of a block (LSTM steps) are updated once
+            count, block = (1, "") if n.wgrad_merge else (n.count, n.block)
             if n.rule == "embedding" and n.sparse_optimizer:
                 numel = min(n.rows, numel // max(n.dim, 1)) * n.dim
             op = _optimizer_op(f"{n.name}.{suffix}.{optimizer}", optimizer, numel, db,

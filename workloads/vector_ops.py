@@ -81,6 +81,8 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("adam", 14, None, "m = β1·m+(1−β1)·g 3; v = β2·v+(1−β2)·g² 4; bias corrections 2; "
      "p −= lr·m̂/(√v̂+ε): sqrt, add, div, mul, sub 5 → 14 per parameter"),
     ("sgd", 2, None, "p −= lr·g: mul, sub = 2 per parameter (WHAM: 2 cycles per element)"),
+    ("broadcast_add", 1, "broadcast_add_bwd", "y[i,j] = a[i] + b[j] (additive attention "
+     "energies): 1 add per output"),
     ("generic", 1, "generic", "an ONNX op we do not model: one operation per output element"),
     # ---- backward -----------------------------------------------------------------------
     ("relu_bwd", 1, None, "g·[x > 0]: one select"),
@@ -102,6 +104,8 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("cross_entropy_bwd", 2, None, "softmax − one-hot, scaled by 1/N: exp of the saved "
      "log-softmax 1, ·1/N 1 = 2 per logit"),
     ("bce_bwd", 2, None, "(p − y)/N: sub, mul = 2"),
+    ("broadcast_add_bwd", 1, None, "sum the output gradient over each input's broadcast axis: "
+     "1 add per output element and input"),
 )
 """Every vector-op key a workload graph may use."""
 
