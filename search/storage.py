@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from datetime import timezone
@@ -94,6 +95,7 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str,
                sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     """Create the study, or load it if it exists (resume). A loaded study must have the
     same directions; metric names are (re)set."""
+    quiet_optuna()
     try:
         study = optuna.create_study(storage=storage, study_name=study_name,
                                     directions=list(directions), sampler=sampler,
@@ -107,7 +109,9 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str,
         raise ConfigError(f"study {study_name!r} exists with directions [{have}], this search "
                           f"needs [{', '.join(directions)}]; use another --study name")
     if study.metric_names != list(metric_names):
-        study.set_metric_names(list(metric_names))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(metric_names))
     return study
 
 

@@ -1,0 +1,146 @@
+"""Searcher ``optuna``: TPE (single objective) or NSGA-II (multi-objective) over the same
+design space, with the hot loop in memory and batched persistence.
+
+* The study that samples lives in an :class:`optuna.storages.InMemoryStorage`; designs
+  are asked in small batches (``batch``; Optuna 5's TPE uses the constant liar for the
+  pending ones), scored together by the vectorized cost model, told back, and the
+  finished trials handed to the evaluator's :class:`~search.storage.TrialBuffer`, which
+  writes them to the persistent ``--storage`` in batches.
+* A resumed study's trials are first copied into the in-memory study, so the sampler
+  learns from them; the sampler seed is then ``seed + len(history)``.
+* ``trial.set_constraint`` records the area, TDP and memory constraints (≤ 0 feasible;
+  TPE and NSGA-II use them); the same values and ``feasible`` are also user attributes,
+  because optuna-dashboard 0.21 does not read Optuna 5 constraints
+  (``reference/ecosystem.md`` §2). The dashboard's multi-objective "best trials" are
+  therefore unconstrained; ``feasible`` tells them apart.
+* Designs found by the heuristic can seed the study (``enqueue``, through
+  ``study.enqueue_trial``): they run first and keep ``user_attrs["source"]``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import InMemoryStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from dse.errors import ConfigError
+from search.evaluator import Evaluator, directions, metric_names
+from search.storage import quiet_optuna
+
+__all__ = ["run_optuna", "OptunaOutcome", "make_sampler"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptunaOutcome:
+    trials: int
+    """Trials told in this run."""
+    total_trials: int
+    """Trials in the study, history included."""
+    pareto_rows: tuple[int, ...]
+    """Evaluator record rows of the feasible Pareto front (multi-objective), else ()."""
+
+
+def make_sampler(seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+    """TPESampler (Optuna 5 defaults: multivariate, constant liar) or NSGAIISampler,
+    seeded."""
+    if multi_objective:
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def run_optuna(evaluator: Evaluator, *, n_trials: int, seed: int,
+               multi_objective: bool = False, enqueue: Sequence[np.ndarray] = (),
+               history: Sequence[FrozenTrial] = (), batch: int = 8,
+               source: str = "wham") -> OptunaOutcome:
+    """Run ``n_trials`` new trials (see module docstring). ``history``: the persistent
+    study's finished trials (resume). Returns counts and the Pareto rows."""
+    if n_trials < 0:
+        raise ConfigError(f"n_trials={n_trials!r} must be >= 0")
+    if batch < 1:
+        raise ConfigError(f"batch={batch!r} must be >= 1")
+    quiet_optuna()
+    space = evaluator.space
+    dists = space.optuna_distributions()
+    objective = evaluator.problem.objective
+    mem = optuna.create_study(storage=InMemoryStorage(), directions=directions(multi_objective),
+                              sampler=make_sampler(seed + len(history), multi_objective))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        mem.set_metric_names(metric_names(objective, multi_objective))
+    done = [t for t in history if t.state == TrialState.COMPLETE]
+    if done:
+        mem.add_trials(done)
+    for idx in enqueue:
+        mem.enqueue_trial(space.to_optuna_params(np.asarray(idx)), user_attrs={"source": source},
+                          skip_if_exists=True)
+    told = 0
+    while told < n_trials:
+        k = min(batch, n_trials - told)
+        trials = [mem.ask(dists) for _ in range(k)]
+        idx = np.array([space.from_optuna_params(t.params) for t in trials], dtype=np.int64)
+        evaluator.evaluate(idx, "optuna", persist=False)
+        rows = evaluator.rows_of(idx)
+        sc = evaluator.scores_at(rows)
+        for j, t in enumerate(trials):
+            values, cons, attrs = evaluator.trial_payload(idx, sc, j, "optuna", int(rows[j]))
+            for key, v in cons.items():
+                t.set_constraint(key, float(v))
+            for key, v in attrs.items():
+                t.set_user_attr(key, v)
+            mem.tell(t, values if multi_objective else values[0])
+        told += k
+        if evaluator.buffer is not None:
+            evaluator.buffer.add(mem.get_trials(deepcopy=False)[-k:])
+    pareto: tuple[int, ...] = ()
+    if multi_objective:
+        front = mem.best_trials  # Optuna excludes infeasible trials (constraints > 0)
+        if front:
+            idx = np.array([space.from_optuna_params(t.params) for t in front], dtype=np.int64)
+            rows = evaluator.rows_of(idx)
+            pareto = tuple(sorted({int(r) for r in rows if r >= 0}))
+    return OptunaOutcome(trials=told, total_trials=len(mem.trials), pareto_rows=pareto)
+
+
+def pareto_rows(evaluator: Evaluator) -> list[int]:
+    """Feasible records not dominated in (throughput ↑, area ↓, TDP ↑↓) — the Pareto
+    front of everything evaluated, whatever the searcher."""
+    c = evaluator.columns()
+    rows = np.flatnonzero(c["feasible"])
+    if rows.size == 0:
+        return []
+    pts = np.stack([-c["value"][rows], c["area_mm2"][rows], c["tdp_w"][rows]], axis=1)
+    keep = _non_dominated(pts)
+    out = rows[keep]
+    return [int(r) for r in out[np.argsort(-c["value"][out], kind="stable")]]
+
+
+def _non_dominated(pts: np.ndarray) -> np.ndarray:
+    """Mask of rows not dominated (all objectives minimized).
+
+    Sweep in lexicographic order: a point can only be dominated by one before it, so it
+    is compared with the front found so far (O(n · front)).
+    """
+    n = len(pts)
+    keep = np.zeros(n, dtype=bool)
+    front = np.zeros((0, pts.shape[1]))
+    for i in np.lexsort(pts.T[::-1]):
+        p = pts[i]
+        if front.size and np.any(np.all(front <= p, axis=1) & np.any(front < p, axis=1)):
+            continue
+        if front.size and np.any(np.all(front == p, axis=1)):
+            continue  # duplicate of a front point: keep the first only
+        keep[i] = True
+        front = np.vstack([front, p])
+    return keep
+
+
+def study_info(study: optuna.Study) -> dict[str, Any]:
+    """Name, trial count and metric names of a persistent study (for summary.json)."""
+    return {"study": study.study_name, "trials": len(study.get_trials(deepcopy=False)),
+            "metric_names": study.metric_names}
