@@ -461,8 +461,9 @@ def _fmt(v: Any) -> str:
 
 
 def _make_batch(cls: Any, fields: dict[str, np.ndarray]) -> Any:
-    """Build a DesignBatch from per-field arrays (struct of arrays)."""
-    return cls(**fields)
+    """Build a DesignBatch from per-field arrays (struct of arrays); designs are named by
+    :meth:`DesignSpace.label` only when reported, not here (hot path)."""
+    return cls.from_arrays(name="design", **fields)
 
 
 def _pow2(lo: int, hi: int) -> tuple[int, ...]:
