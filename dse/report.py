@@ -1,0 +1,882 @@
+"""The HTML report of a search run: ``dse report RUN_DIR`` → ``RUN_DIR/report.html``.
+
+The report is one self-contained HTML file (plotly.js embedded once, no network access
+needed to view it) with:
+
+1. key facts and the best design (tables);
+2. the Pareto front of the evaluated designs (samples/s vs area and vs TDP, from
+   ``designs.csv``), with the budget, the best design and the baselines marked;
+3. the best design against the TPU-like and NVDLA-like baselines of the same budget
+   (samples/s and samples/s per W of TDP, from ``summary.json`` ``baselines``);
+4. the step-time breakdown by phase and operator kind (``best.json`` evaluation
+   ``breakdown``);
+5. the schedule of one training step as a timeline per execution unit with the
+   critical path highlighted (the evaluation's ``schedule`` when the run stored it,
+   otherwise recomputed with ``cost_models.evaluate.evaluate_device``);
+6. area and power breakdowns;
+7. search convergence: best-so-far objective vs designs evaluated, per searcher;
+8. the parallel plans compared (``summary.json`` ``plans``).
+
+It reads the run-directory format of ``docs/architecture.md``. ``images=True`` also writes
+every figure as PNG and SVG under ``RUN_DIR/report_images/`` through kaleido, which needs
+a Chrome/Chromium; without one a one-line hint (:data:`IMAGES_HINT`) is returned instead.
+
+>>> pareto_mask([[3, 1, 1], [2, 1, 1], [4, 2, 2], [1, 0.5, 3]])
+array([ True, False,  True,  True])
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dse.errors import ConfigError
+
+__all__ = ["RunData", "Section", "ReportResult", "load_run", "build_sections", "render_html",
+           "write_report", "generate_report", "write_images", "pareto_mask", "IMAGES_HINT",
+           "SECTION_IDS"]
+
+IMAGES_HINT = ("PNG/SVG export needs kaleido and a Chrome/Chromium: pip install 'dse[images]' "
+               "and install chromium (e.g. apt-get install chromium) or set BROWSER_PATH to a "
+               "Chrome/Chromium binary")
+
+SECTION_IDS: tuple[str, ...] = ("pareto", "baselines", "breakdown", "timeline", "area-power",
+                                "convergence", "plans")
+"""Figure ids in report order; each figure's div id is ``fig-<id>``."""
+
+_MAX_POINTS = 20000
+_COLORS = {"best": "#d62728", "front": "#1f77b4", "other": "#9ecae1", "infeasible": "#c7c7c7",
+           "tpu": "#2ca02c", "nvdla": "#ff7f0e", "critical": "#d62728"}
+_PHASE_COLORS = {"fwd": "#4c78a8", "bwd_data": "#72b7b2", "bwd_weight": "#54a24b",
+                 "optimizer": "#b279a2", "comm": "#f58518"}
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunData:
+    """The files of one run directory, parsed."""
+
+    run_dir: Path
+    summary: Mapping[str, Any]
+    best: Mapping[str, Any]
+    designs: Any
+    """``pandas.DataFrame`` of ``designs.csv``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Section:
+    """One report section: a title, an explanation and a Plotly figure (or a note)."""
+
+    id: str
+    title: str
+    text: str
+    figure: Any = None
+    note: str = ""
+    facts: tuple[str, ...] = field(default=())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file (a run directory needs summary.json, best.json "
+                          "and designs.csv, written by `dse search`)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: "
+                          f"{e.msg}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+_DESIGN_COLUMNS = ("area_mm2", "tdp_w", "samples_per_s")
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read ``summary.json``, ``best.json`` and ``designs.csv`` of a run directory.
+
+    Raises :class:`ConfigError` (exit code 2) naming the missing or malformed file.
+    """
+    import pandas as pd
+
+    d = Path(run_dir)
+    if not d.exists():
+        raise ConfigError(f"{d}: no such run directory")
+    if not d.is_dir():
+        raise ConfigError(f"{d}: not a directory (expected a run directory from `dse search`)")
+    summary = _read_json(d / "summary.json")
+    best = _read_json(d / "best.json")
+    if not isinstance(best.get("hardware"), Mapping):
+        raise ConfigError(f"{d / 'best.json'}: no 'hardware' mapping")
+    if not isinstance(best.get("evaluation"), Mapping):
+        raise ConfigError(f"{d / 'best.json'}: no 'evaluation' mapping")
+    csv_path = d / "designs.csv"
+    if not csv_path.is_file():
+        raise ConfigError(f"{csv_path}: no such file (a run directory needs summary.json, "
+                          "best.json and designs.csv, written by `dse search`)")
+    try:
+        designs = pd.read_csv(csv_path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise ConfigError(f"{csv_path}: malformed CSV ({msg})") from None
+    missing = [c for c in _DESIGN_COLUMNS if c not in designs.columns]
+    if missing:
+        raise ConfigError(f"{csv_path}: missing column {missing[0]!r} (needs "
+                          f"{', '.join(_DESIGN_COLUMNS)})")
+    for c in _DESIGN_COLUMNS:
+        designs[c] = pd.to_numeric(designs[c], errors="coerce")
+    return RunData(run_dir=d, summary=summary, best=best, designs=designs)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def pareto_mask(points: Any) -> np.ndarray:
+    """Non-dominated rows of ``points`` = (throughput, area, tdp): maximize the first,
+    minimize the others. O(n²) in the worst case, fine for tens of thousands of rows
+    because dominated points are dropped early."""
+    p = np.asarray(points, dtype=np.float64)
+    if p.size == 0:
+        return np.zeros(0, dtype=bool)
+    key = np.column_stack([-p[:, 0], p[:, 1], p[:, 2]])  # all minimized
+    order = np.lexsort((key[:, 2], key[:, 1], key[:, 0]))
+    keep = np.zeros(len(p), dtype=bool)
+    front: list[np.ndarray] = []
+    for i in order:
+        k = key[i]
+        if not np.all(np.isfinite(k)):
+            continue
+        dominated = False
+        for f in front:
+            if np.all(f <= k) and np.any(f < k):
+                dominated = True
+                break
+        if not dominated:
+            keep[i] = True
+            front.append(k)
+    return keep
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, (int, float)) and math.isfinite(float(x)):
+        return float(x)
+    return None
+
+
+def _entries(obj: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    """Baselines as (name, entry) whether stored as a mapping or a list."""
+    out: list[tuple[str, Mapping[str, Any]]] = []
+    if isinstance(obj, Mapping):
+        for name, e in obj.items():
+            if isinstance(e, Mapping):
+                out.append((str(name), e))
+    elif isinstance(obj, Sequence) and not isinstance(obj, str):
+        for i, e in enumerate(obj):
+            if isinstance(e, Mapping):
+                hw = e.get("hardware") if isinstance(e.get("hardware"), Mapping) else {}
+                name = e.get("name") or e.get("label") or hw.get("name") or f"baseline {i + 1}"
+                out.append((str(name), e))
+    return out
+
+
+def _metric(entry: Mapping[str, Any], key: str) -> float | None:
+    ev = entry.get("evaluation")
+    if isinstance(ev, Mapping) and key in ev:
+        return _num(ev.get(key))
+    return _num(entry.get(key))
+
+
+def _si(x: float | None, unit: str = "", digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if x == 0:
+        return f"0 {unit}".strip()
+    prefixes = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
+                (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")]
+    if not unit and abs(x) < 1000:
+        return f"{x:.{digits}g}"
+    for scale, pre in prefixes:
+        if abs(x) >= scale:
+            return f"{x / scale:.{digits}g} {pre}{unit}".strip()
+    return f"{x:.{digits}g} {unit}".strip()
+
+
+def _bytes(x: float | None) -> str:
+    if x is None:
+        return "–"
+    for scale, name in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if x >= scale:
+            return f"{x / scale:.3g} {name}"
+    return f"{x:.0f} B"
+
+
+def _objective_label(summary: Mapping[str, Any]) -> str:
+    return ("samples/s per W of TDP" if summary.get("objective") == "perf_per_tdp"
+            else "samples/s")
+
+
+def _layout(fig: Any, title: str, height: int = 420) -> Any:
+    fig.update_layout(title=dict(text=title, x=0.01), height=height, template="plotly_white",
+                      margin=dict(l=70, r=30, t=70, b=90),
+                      legend=dict(orientation="h", yanchor="top", y=-0.16, x=0.0))
+    return fig
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _hover(df: Any) -> list[str]:
+    cols = [c for c in ("tensor_cores", "array_rows", "array_cols", "dataflow", "vector_cores",
+                        "vector_lanes", "sram_per_core_bytes", "freq_hz", "searcher",
+                        "eval_index") if c in df.columns]
+    out = []
+    for row in df[cols].itertuples(index=False):
+        out.append("<br>".join(f"{c}={v}" for c, v in zip(cols, row)))
+    return out
+
+
+def _pareto_section(run: RunData) -> Section:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    df = run.designs.copy()
+    df = df[np.isfinite(df["samples_per_s"]) & np.isfinite(df["area_mm2"])
+            & np.isfinite(df["tdp_w"])]
+    feasible = (df["feasible"].astype(str).str.lower().isin(("true", "1", "1.0"))
+                if "feasible" in df.columns else np.ones(len(df), dtype=bool))
+    df = df.assign(_feasible=np.asarray(feasible, dtype=bool))
+    ok = df[df["_feasible"]]
+    bad = df[~df["_feasible"]]
+    mask = pareto_mask(ok[["samples_per_s", "area_mm2", "tdp_w"]].to_numpy())
+    front = ok[mask]
+    rest = ok[~mask]
+    note = ""
+    if len(rest) > _MAX_POINTS:
+        step = int(math.ceil(len(rest) / _MAX_POINTS))
+        rest = rest.iloc[::step]
+        note = (f"{len(ok) - len(front)} dominated feasible designs; every {step}th is drawn.")
+    if len(bad) > _MAX_POINTS:
+        bad = bad.iloc[::int(math.ceil(len(bad) / _MAX_POINTS))]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("throughput vs area",
+                                                        "throughput vs TDP"),
+                        horizontal_spacing=0.1)
+    for col, x in ((1, "area_mm2"), (2, "tdp_w")):
+        show = col == 1
+        if len(bad):
+            fig.add_trace(go.Scatter(x=bad[x], y=bad["samples_per_s"], mode="markers",
+                                     name="over budget / infeasible", legendgroup="bad",
+                                     showlegend=show, hovertext=_hover(bad),
+                                     marker=dict(color=_COLORS["infeasible"], size=5,
+                                                 symbol="x")), row=1, col=col)
+        fig.add_trace(go.Scatter(x=rest[x], y=rest["samples_per_s"], mode="markers",
+                                 name="feasible, dominated", legendgroup="rest", showlegend=show,
+                                 hovertext=_hover(rest),
+                                 marker=dict(color=_COLORS["other"], size=6, opacity=0.7)),
+                      row=1, col=col)
+        fs = front.sort_values(x)
+        fig.add_trace(go.Scatter(x=fs[x], y=fs["samples_per_s"], mode="markers+lines",
+                                 name="Pareto front (throughput, area, TDP)", legendgroup="front",
+                                 showlegend=show, hovertext=_hover(fs),
+                                 line=dict(color=_COLORS["front"], width=1, dash="dot"),
+                                 marker=dict(color=_COLORS["front"], size=9,
+                                             line=dict(color="white", width=1))),
+                      row=1, col=col)
+        for name, entry in _entries(run.summary.get("baselines")):
+            bx, by = _metric(entry, x), _metric(entry, "samples_per_s")
+            if bx is None or by is None:
+                continue
+            color = _COLORS["nvdla"] if "nvdla" in name.lower() else _COLORS["tpu"]
+            fig.add_trace(go.Scatter(x=[bx], y=[by], mode="markers", name=name,
+                                     legendgroup=f"b-{name}", showlegend=show,
+                                     marker=dict(color=color, size=14, symbol="diamond",
+                                                 line=dict(color="black", width=1))),
+                          row=1, col=col)
+        ev = run.best["evaluation"]
+        bx, by = _num(ev.get(x)), _num(ev.get("samples_per_s"))
+        if bx is not None and by is not None:
+            fig.add_trace(go.Scatter(x=[bx], y=[by], mode="markers", name="best design",
+                                     legendgroup="best", showlegend=show,
+                                     marker=dict(color=_COLORS["best"], size=18, symbol="star",
+                                                 line=dict(color="black", width=1))),
+                          row=1, col=col)
+        budget = _num(run.summary.get("area_mm2" if x == "area_mm2" else "power_w"))
+        if budget is not None:
+            fig.add_vline(x=budget, line=dict(color="black", dash="dash", width=1), row=1,
+                          col=col, annotation_text="budget", annotation_position="top left")
+    fig.update_xaxes(title_text="area (mm²)", row=1, col=1)
+    fig.update_xaxes(title_text="TDP (W)", row=1, col=2)
+    fig.update_yaxes(title_text="training throughput (samples/s)", row=1, col=1)
+    _layout(fig, "Designs evaluated and the Pareto front", height=480)
+    text = (f"{len(df)} designs from designs.csv ({int(df['_feasible'].sum())} feasible). "
+            f"{int(mask.sum())} feasible designs are Pareto-optimal for (max throughput, "
+            "min area, min TDP); dashed lines mark the budget.")
+    return Section(id="pareto", title="Pareto front", text=text, figure=fig, note=note)
+
+
+def _baselines_section(run: RunData) -> Section:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    ev = run.best["evaluation"]
+    rows: list[tuple[str, float | None, float | None, str]] = []
+    best_name = str(run.best["hardware"].get("name") or "best")
+    rows.append((f"best: {best_name}", _num(ev.get("samples_per_s")), _num(ev.get("tdp_w")),
+                 _COLORS["best"]))
+    for name, entry in _entries(run.summary.get("baselines")):
+        color = _COLORS["nvdla"] if "nvdla" in name.lower() else _COLORS["tpu"]
+        rows.append((name, _metric(entry, "samples_per_s"), _metric(entry, "tdp_w"), color))
+    if len(rows) == 1:
+        return Section(id="baselines", title="Best design vs baselines", text="",
+                       note="summary.json has no 'baselines'.")
+    names = [r[0] for r in rows]
+    thr = [r[1] for r in rows]
+    ppw = [(r[1] / r[2]) if (r[1] is not None and r[2]) else None for r in rows]
+    colors = [r[3] for r in rows]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("throughput (samples/s)",
+                                                        "throughput per TDP (samples/s/W)"))
+    for col, vals in ((1, thr), (2, ppw)):
+        ref = vals[0]
+        labels = []
+        for v in vals:
+            if v is None:
+                labels.append("n/a")
+            elif ref and v:
+                labels.append(f"{_si(v)}  (best ×{ref / v:.2f})" if v != ref else _si(v))
+            else:
+                labels.append(_si(v))
+        fig.add_trace(go.Bar(x=names, y=[v or 0 for v in vals], marker_color=colors,
+                             text=labels, textposition="outside", showlegend=False,
+                             cliponaxis=False), row=1, col=col)
+    _layout(fig, "Best design vs TPU-like and NVDLA-like baselines (same budget)", height=440)
+    facts = []
+    for name, v, w in zip(names[1:], thr[1:], ppw[1:]):
+        if v and thr[0]:
+            facts.append(f"{thr[0] / v:.2f}× the throughput of {name}"
+                         + (f" and {ppw[0] / w:.2f}× its throughput per watt"
+                            if w and ppw[0] else ""))
+    text = "Baselines are scaled to the same area/power budget by the search (summary.json)."
+    return Section(id="baselines", title="Best design vs baselines", text=text, figure=fig,
+                   facts=tuple(facts))
+
+
+def _breakdown_tables(bd: Any) -> dict[str, dict[str, float]]:
+    """Normalize ``evaluation.breakdown`` into named {label: seconds} tables."""
+    if not isinstance(bd, Mapping):
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for key, title in (("phase", "by phase"), ("by_phase", "by phase"), ("kind", "by op kind"),
+                       ("by_kind", "by op kind"), ("op_kind", "by op kind"),
+                       ("unit", "by unit"), ("by_unit", "by unit")):
+        v = bd.get(key)
+        if isinstance(v, Mapping):
+            nums = {str(k): float(x) for k, x in v.items() if _num(x) is not None}
+            if nums:
+                out[title] = nums
+    if out:
+        return out
+    flat = {str(k): float(v) for k, v in bd.items()
+            if _num(v) is not None and str(k) not in ("total", "total_s", "step_time_s")}
+    nested = {str(k): v for k, v in bd.items() if isinstance(v, Mapping)}
+    if nested and not flat:
+        for outer, inner in nested.items():
+            nums = {str(k): float(x) for k, x in inner.items() if _num(x) is not None}
+            if nums:
+                out[outer] = nums
+        return out
+    if flat:
+        out["breakdown"] = flat
+    return out
+
+
+def _breakdown_section(run: RunData) -> Section:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    ev = run.best["evaluation"]
+    tables = _breakdown_tables(ev.get("breakdown"))
+    if not tables:
+        return Section(id="breakdown", title="Step-time breakdown", text="",
+                       note="best.json evaluation has no 'breakdown'.")
+    names = list(tables)[:3]
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+    step = _num(ev.get("step_time_s"))
+    facts = []
+    for i, name in enumerate(names, start=1):
+        items = sorted(tables[name].items(), key=lambda kv: -kv[1])
+        labels = [k for k, _ in items]
+        vals = [v for _, v in items]
+        total = sum(vals)
+        colors = [_PHASE_COLORS.get(k, "#4c78a8") for k in labels]
+        fig.add_trace(go.Bar(x=labels, y=vals, marker_color=colors, showlegend=False,
+                             text=[f"{100 * v / total:.0f}%" if total else "" for v in vals],
+                             textposition="outside", cliponaxis=False,
+                             hovertemplate="%{x}: %{y:.4g} s<extra></extra>"), row=1, col=i)
+        fig.update_yaxes(title_text="time per step (s)" if i == 1 else None, row=1, col=i)
+        if total and labels:
+            facts.append(f"{name}: {labels[0]} takes {100 * vals[0] / total:.0f}% of the "
+                         "operator time")
+    _layout(fig, "Where the step time goes", height=420)
+    text = ("Operator time per training step by phase and operator kind"
+            + (f"; the step takes {_si(step, 's')} (overlap makes the makespan shorter than "
+               "the sum of operator times)." if step else "."))
+    return Section(id="breakdown", title="Step-time breakdown", text=text, figure=fig,
+                   facts=tuple(facts))
+
+
+def _schedule_rows(run: RunData) -> tuple[list[dict[str, Any]], list[str], str]:
+    """Schedule rows (op, unit, start_s, end_s, kind, phase), critical path, source."""
+    ev = run.best["evaluation"]
+    crit = [str(x) for x in (ev.get("critical_path") or [])]
+    for holder in (ev, run.best):
+        sched = holder.get("schedule") if isinstance(holder, Mapping) else None
+        rows = _rows_from_records(sched)
+        if rows:
+            return rows, crit, "the schedule stored in best.json"
+    rows, crit2 = _recompute_schedule(run)
+    return rows, (crit or crit2), "recomputed with cost_models.evaluate.evaluate_device"
+
+
+def _rows_from_records(sched: Any) -> list[dict[str, Any]]:
+    if isinstance(sched, Mapping):  # columnar {"op": [...], "start_s": [...], ...}
+        keys = list(sched)
+        n = len(sched[keys[0]]) if keys and isinstance(sched[keys[0]], Sequence) else 0
+        sched = [{k: sched[k][i] for k in keys} for i in range(n)]
+    if not isinstance(sched, Sequence) or isinstance(sched, str):
+        return []
+    rows = []
+    for r in sched:
+        if not isinstance(r, Mapping):
+            continue
+        start = _num(r.get("start_s", r.get("start")))
+        end = _num(r.get("end_s", r.get("end")))
+        name = r.get("op", r.get("name"))
+        if start is None or end is None or name is None:
+            continue
+        rows.append({"op": str(name), "unit": str(r.get("unit", r.get("resource", "device"))),
+                     "start_s": start, "end_s": end, "kind": str(r.get("kind", "")),
+                     "phase": str(r.get("phase", ""))})
+    return rows
+
+
+def _recompute_schedule(run: RunData) -> tuple[list[dict[str, Any]], list[str]]:
+    """Re-evaluate the best design's device graph to get a per-op schedule."""
+    try:
+        from cost_models.evaluate import evaluate_device
+        from cost_models.technology import load_technology
+        from dse.export.design import load_design, workload_graphs
+    except ImportError:
+        return [], []
+    try:
+        design = load_design(run.run_dir)
+        if not design.workloads:
+            return [], []
+        graph = workload_graphs(design)[0]
+        result = evaluate_device(graph, design.hardware,
+                                 load_technology(design.hardware.tech_node_nm))
+    except Exception:  # noqa: BLE001 - the timeline is optional; the note says why
+        return [], []
+    return _rows_from_result(result, graph)
+
+
+def _rows_from_result(result: Any, graph: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """Adapt a ``DeviceResult`` (records or per-op arrays) to schedule rows."""
+    crit = [str(x) for x in (getattr(result, "critical_path", None) or [])]
+    sched = getattr(result, "schedule", None)
+    rows = _rows_from_records(sched)
+    if rows:
+        return rows, crit
+    start = getattr(result, "start_s", None)
+    end = getattr(result, "end_s", None)
+    if start is None or end is None:
+        return [], crit
+    units = getattr(result, "unit", None)
+    rows = []
+    for i, op in enumerate(graph.ops):
+        rows.append({"op": op.name, "unit": str(units[i]) if units is not None else "device",
+                     "start_s": float(start[i]), "end_s": float(end[i]), "kind": op.kind,
+                     "phase": op.phase})
+    return rows, crit
+
+
+def _timeline_section(run: RunData) -> Section:
+    import plotly.graph_objects as go
+
+    rows, crit, source = _schedule_rows(run)
+    title = "Schedule and critical path"
+    if not rows:
+        return Section(id="timeline", title=title, text="",
+                       note="No per-operator schedule: best.json has none and it could not be "
+                            "recomputed (cost_models.evaluate or the workload is unavailable).")
+    span = max(r["end_s"] for r in rows) - min(r["start_s"] for r in rows)
+    scale, unit = (1e3, "ms") if span >= 1e-3 else (1e6, "µs")
+    crit_set = set(crit)
+    fig = go.Figure()
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        key = "critical path" if r["op"] in crit_set else (r["phase"] or r["kind"] or "op")
+        groups.setdefault(key, []).append(r)
+    order = sorted(groups, key=lambda k: (k == "critical path", k))
+    for key in order:
+        rs = groups[key]
+        color = _COLORS["critical"] if key == "critical path" else _PHASE_COLORS.get(key, "#9ecae1")
+        fig.add_trace(go.Bar(
+            y=[r["unit"] for r in rs], x=[(r["end_s"] - r["start_s"]) * scale for r in rs],
+            base=[r["start_s"] * scale for r in rs], orientation="h", name=key,
+            marker=dict(color=color, line=dict(color="black" if key == "critical path"
+                                               else color, width=1)),
+            customdata=[[r["op"], r["kind"], r["phase"]] for r in rs],
+            hovertemplate=("%{customdata[0]}<br>%{customdata[1]} / %{customdata[2]}<br>"
+                           f"start %{{base:.4g}} {unit}, %{{x:.4g}} {unit}<extra></extra>"),
+        ))
+    units = sorted({r["unit"] for r in rows})
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title_text=f"time ({unit})")
+    fig.update_yaxes(title_text="execution unit", categoryorder="array", categoryarray=units)
+    _layout(fig, "One training step on the best design (critical path in red)",
+            height=max(320, 90 + 45 * len(units)))
+    on_path = [r for r in rows if r["op"] in crit_set]
+    crit_time = sum(r["end_s"] - r["start_s"] for r in on_path)
+    text = (f"{len(rows)} operators on {len(units)} units ({source}). The critical path has "
+            f"{len(crit)} operators"
+            + (f" and {_si(crit_time, 's')} of busy time out of a {_si(span, 's')} makespan."
+               if on_path else "."))
+    return Section(id="timeline", title=title, text=text, figure=fig)
+
+
+def _pie_or_bar(fig: Any, data: Mapping[str, Any], row: int, col: int, unit: str) -> float:
+    import plotly.graph_objects as go
+
+    items = [(str(k), float(v)) for k, v in data.items()
+             if _num(v) is not None and str(k).lower() != "total" and float(v) > 0]
+    items.sort(key=lambda kv: -kv[1])
+    fig.add_trace(go.Pie(labels=[k for k, _ in items], values=[v for _, v in items],
+                         hole=0.45, sort=False, textinfo="label+percent",
+                         hovertemplate=f"%{{label}}: %{{value:.4g}} {unit}<extra></extra>",
+                         showlegend=False), row=row, col=col)
+    return sum(v for _, v in items)
+
+
+def _area_power_section(run: RunData) -> Section:
+    from plotly.subplots import make_subplots
+
+    ev = run.best["evaluation"]
+    area = ev.get("area_breakdown_mm2")
+    power = ev.get("power_breakdown_w")
+    if not isinstance(area, Mapping) and not isinstance(power, Mapping):
+        return Section(id="area-power", title="Area and power", text="",
+                       note="best.json evaluation has no area/power breakdown.")
+    fig = make_subplots(rows=1, cols=2, specs=[[{"type": "domain"}, {"type": "domain"}]],
+                        subplot_titles=(f"area: {_si(_num(ev.get('area_mm2')), 'mm²')}",
+                                        f"TDP: {_si(_num(ev.get('tdp_w')), 'W')}"))
+    if isinstance(area, Mapping):
+        _pie_or_bar(fig, area, 1, 1, "mm²")
+    if isinstance(power, Mapping):
+        _pie_or_bar(fig, power, 1, 2, "W")
+    _layout(fig, "Area and power breakdown of the best design", height=440)
+    return Section(id="area-power", title="Area and power", text=(
+        "Per-component area (mm²) and TDP (W, everything busy at the clock) from the cost "
+        "model's technology constants."), figure=fig)
+
+
+def _convergence_section(run: RunData) -> Section:
+    import plotly.graph_objects as go
+
+    conv = run.summary.get("convergence")
+    series: dict[str, list[tuple[float, float]]] = {}
+    if isinstance(conv, Sequence) and not isinstance(conv, str):
+        for p in conv:
+            if not isinstance(p, Mapping):
+                continue
+            e, b = _num(p.get("evaluations")), _num(p.get("best"))
+            if e is None or b is None:
+                continue
+            series.setdefault(str(p.get("searcher") or run.summary.get("searcher") or "search"),
+                              []).append((e, b))
+    if not series:
+        return Section(id="convergence", title="Search convergence", text="",
+                       note="summary.json has no 'convergence'.")
+    fig = go.Figure()
+    facts = []
+    for name, pts in sorted(series.items()):
+        pts.sort()
+        xs = [p[0] for p in pts]
+        ys = np.maximum.accumulate([p[1] for p in pts]).tolist()
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name,
+                                 line=dict(shape="hv", width=2), marker=dict(size=5)))
+        final = ys[-1]
+        reach = next((x for x, y in zip(xs, ys) if y >= 0.99 * final), xs[-1])
+        facts.append(f"{name}: best {_si(final)} after {int(xs[-1])} evaluations, within 1% "
+                     f"of it after {int(reach)}")
+    fig.update_xaxes(title_text="designs evaluated", type="log" if max(
+        max(p[0] for p in s) for s in series.values()) > 1000 else "linear")
+    fig.update_yaxes(title_text=f"best so far ({_objective_label(run.summary)})")
+    _layout(fig, "Search convergence per searcher", height=420)
+    return Section(id="convergence", title="Search convergence", text=(
+        "Best objective found so far against the number of designs evaluated."),
+        figure=fig, facts=tuple(facts))
+
+
+def _plan_label(plan: Mapping[str, Any]) -> str:
+    parts = [f"tp{plan.get('tp', 1)}", f"pp{plan.get('pp', 1)}", f"dp{plan.get('dp', 1)}"]
+    extra = []
+    if plan.get("micro_batch") is not None:
+        extra.append(f"mb{plan.get('micro_batch')}")
+    if plan.get("schedule"):
+        extra.append(str(plan.get("schedule")))
+    if plan.get("recompute") not in (None, "none"):
+        extra.append(f"rc:{plan.get('recompute')}")
+    return "×".join(parts) + (" " + " ".join(extra) if extra else "")
+
+
+def _plans_section(run: RunData) -> Section:
+    import plotly.graph_objects as go
+
+    plans = run.summary.get("plans")
+    rows = []
+    if isinstance(plans, Sequence) and not isinstance(plans, str):
+        for p in plans:
+            if not isinstance(p, Mapping):
+                continue
+            plan = p.get("plan") if isinstance(p.get("plan"), Mapping) else p
+            thr = _metric(p, "samples_per_s")
+            if thr is None:
+                continue
+            fits = p.get("fits_memory", (p.get("evaluation") or {}).get("fits_memory", True)
+                         if isinstance(p.get("evaluation", {}), Mapping) else True)
+            rows.append((_plan_label(plan), thr, _metric(p, "step_time_s"), bool(fits), plan))
+    if not rows:
+        return Section(id="plans", title="Parallel plans compared", text="",
+                       note="summary.json has no 'plans' (a single plan was evaluated).")
+    chosen = run.summary.get("plan") or run.best.get("plan") or {}
+    chosen_label = _plan_label(chosen) if isinstance(chosen, Mapping) and chosen else None
+    rows.sort(key=lambda r: -r[1])
+    colors = [_COLORS["best"] if r[0] == chosen_label else
+              (_COLORS["front"] if r[3] else _COLORS["infeasible"]) for r in rows]
+    fig = go.Figure(go.Bar(
+        x=[r[0] for r in rows], y=[r[1] for r in rows], marker_color=colors,
+        customdata=[[_si(r[2], "s"), "fits" if r[3] else "does not fit"] for r in rows],
+        hovertemplate="%{x}<br>%{y:.4g} samples/s<br>step %{customdata[0]}, memory "
+                      "%{customdata[1]}<extra></extra>"))
+    fig.update_yaxes(title_text="samples/s")
+    fig.update_xaxes(title_text="plan (tensor × pipeline × data parallel)", tickangle=-30)
+    _layout(fig, "Parallel plans of the best design (chosen plan in red, grey: does not fit "
+                 "memory)", height=460)
+    return Section(id="plans", title="Parallel plans compared", text=(
+        f"{len(rows)} tensor/pipeline/data-parallel plans evaluated for the best design."),
+        figure=fig)
+
+
+def build_sections(run: RunData) -> list[Section]:
+    """All report sections in order (see :data:`SECTION_IDS`)."""
+    return [_pareto_section(run), _baselines_section(run), _breakdown_section(run),
+            _timeline_section(run), _area_power_section(run), _convergence_section(run),
+            _plans_section(run)]
+
+
+# --------------------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#222;
+background:#fafafa}
+header{background:#1f2d3d;color:#fff;padding:18px 32px}
+header h1{margin:0;font-size:24px} header p{margin:4px 0 0;color:#cfd8e3}
+main{max-width:1320px;margin:0 auto;padding:12px 32px 40px}
+section{background:#fff;border:1px solid #e3e3e3;border-radius:6px;margin:18px 0;
+padding:12px 18px}
+section h2{font-size:19px;margin:6px 0} p.text{margin:4px 0 8px;color:#444}
+p.note{color:#8a6d3b;background:#fcf8e3;padding:6px 10px;border-radius:4px}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+td,th{border-bottom:1px solid #eee;padding:4px 10px;text-align:left}
+th{background:#f3f5f7} ul.facts{margin:6px 0 0 0} .grid{display:flex;gap:28px;flex-wrap:wrap}
+nav a{margin-right:14px;color:#1f77b4;text-decoration:none;font-size:14px}
+"""
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                   for k, v in rows)
+    return f"<table>{body}</table>"
+
+
+def _overview(run: RunData) -> tuple[str, list[str]]:
+    s, hw, ev = run.summary, run.best["hardware"], run.best["evaluation"]
+    workloads = s.get("workloads") or run.best.get("workload") or "?"
+    if isinstance(workloads, (list, tuple)):
+        workloads = ", ".join(map(str, workloads))
+    run_rows = [
+        ("workload(s)", str(workloads)),
+        ("objective", str(s.get("objective", "?"))),
+        ("searcher", str(s.get("searcher", "?"))),
+        ("budget", f"{_si(_num(s.get('area_mm2')), 'mm²')} area, "
+                   + (f"{_si(_num(s.get('power_w')), 'W')} TDP" if _num(s.get("power_w"))
+                      else "no power limit")),
+        ("designs evaluated", str(s.get("evaluations", len(run.designs)))),
+        ("search wall time", _si(_num(s.get("wall_s")), "s")),
+        ("seed", str(s.get("seed", "–"))),
+    ]
+    plan = run.best.get("plan") or s.get("plan")
+    if isinstance(plan, Mapping):
+        run_rows.append(("parallel plan", _plan_label(plan)))
+    hw_rows = [
+        ("name", str(hw.get("name", "?"))),
+        ("tensor cores", f"{hw.get('tensor_cores', '?')} × {hw.get('array_rows', '?')}×"
+                         f"{hw.get('array_cols', '?')} {str(hw.get('dataflow', '')).upper()}"),
+        ("vector cores", f"{hw.get('vector_cores', '?')} × {hw.get('vector_lanes', '?')} lanes"),
+        ("on-chip SRAM", f"{_bytes(_num(hw.get('sram_per_core_bytes')))} per core, "
+                         f"{_bytes(_num(hw.get('global_buffer_bytes')))} global"),
+        ("HBM", f"{_bytes(_num(hw.get('hbm_bytes')))} at "
+                f"{_si(_num(hw.get('hbm_bw_bytes_per_s')), 'B/s')}"),
+        ("clock, dtype", f"{_si(_num(hw.get('freq_hz')), 'Hz')}, {hw.get('dtype', '?')}"),
+        ("peak", _si(_num(hw.get("peak_flop_per_s")), "FLOP/s")),
+    ]
+    ev_rows = [
+        ("step time", _si(_num(ev.get("step_time_s")), "s")),
+        ("throughput", f"{_si(_num(ev.get('samples_per_s')))} samples/s"),
+        ("achieved per device", _si(_num(ev.get("achieved_flop_per_s_per_device")), "FLOP/s")),
+        ("utilization", f"{100 * (_num(ev.get('utilization')) or 0):.1f}%"),
+        ("area, TDP", f"{_si(_num(ev.get('area_mm2')), 'mm²')}, {_si(_num(ev.get('tdp_w')), 'W')}"),
+        ("energy per step", _si(_num(ev.get("energy_per_step_j")), "J")),
+        ("memory per device", f"{_bytes(_num(ev.get('memory_per_device_bytes')))} "
+                              f"({'fits' if ev.get('fits_memory') else 'does NOT fit'} HBM)"),
+    ]
+    block = ('<div class="grid"><div><h3>Run</h3>' + _table(run_rows) + "</div>"
+             '<div><h3>Best design</h3>' + _table(hw_rows) + "</div>"
+             '<div><h3>Its evaluation</h3>' + _table(ev_rows) + "</div></div>")
+    top = run.summary.get("top_k")
+    if isinstance(top, Sequence) and len(top) > 1:
+        head = ("<tr><th>#</th><th>design</th><th>samples/s</th><th>area</th><th>TDP</th>"
+                "<th>samples/s/W</th></tr>")
+        body = ""
+        for i, e in enumerate(top, start=1):
+            if not isinstance(e, Mapping):
+                continue
+            h = e.get("hardware") if isinstance(e.get("hardware"), Mapping) else {}
+            thr, tdp = _metric(e, "samples_per_s"), _metric(e, "tdp_w")
+            desc = (f"{h.get('tensor_cores', '?')}×{h.get('array_rows', '?')}×"
+                    f"{h.get('array_cols', '?')} {h.get('dataflow', '')}, "
+                    f"{_bytes(_num(h.get('sram_per_core_bytes')))}/core")
+            body += (f"<tr><td>{i}</td><td>{html.escape(desc)}</td><td>{_si(thr)}</td>"
+                     f"<td>{_si(_metric(e, 'area_mm2'), 'mm²')}</td><td>{_si(tdp, 'W')}</td>"
+                     f"<td>{_si(thr / tdp if thr and tdp else None)}</td></tr>")
+        block += f"<h3>Top {len(top)} designs</h3><table>{head}{body}</table>"
+    crit = ev.get("critical_path") or []
+    facts = []
+    if crit:
+        facts.append(f"critical path: {len(crit)} operators, from {crit[0]} to {crit[-1]}")
+    return block, facts
+
+
+def render_html(run: RunData, sections: list[Section]) -> str:
+    """The self-contained report page (plotly.js inlined once)."""
+    import plotly.offline
+
+    hw_name = str(run.best["hardware"].get("name", "best design"))
+    title = f"dse report: {hw_name}"
+    overview, facts = _overview(run)
+    for sec in sections:
+        facts.extend(sec.facts)
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>", f"<style>{_CSS}</style>",
+        '<script type="text/javascript">', plotly.offline.get_plotlyjs(), "</script>",
+        "</head><body>",
+        f"<header><h1>{html.escape(title)}</h1><p>run directory "
+        f"{html.escape(str(run.run_dir))} · generated by dse</p></header><main>",
+        "<nav>" + "".join(f'<a href="#sec-{s.id}">{html.escape(s.title)}</a>'
+                          for s in sections) + "</nav>",
+        '<section id="sec-overview"><h2>Overview</h2>', overview,
+    ]
+    if facts:
+        parts.append("<h3>Why this design</h3><ul class=\"facts\">"
+                     + "".join(f"<li>{html.escape(f)}</li>" for f in facts) + "</ul>")
+    parts.append("</section>")
+    config = {"displaylogo": False, "responsive": True}
+    for sec in sections:
+        parts.append(f'<section id="sec-{sec.id}"><h2>{html.escape(sec.title)}</h2>')
+        if sec.text:
+            parts.append(f'<p class="text">{html.escape(sec.text)}</p>')
+        if sec.figure is not None:
+            parts.append(sec.figure.to_html(full_html=False, include_plotlyjs=False,
+                                            div_id=f"fig-{sec.id}", config=config))
+        if sec.note:
+            parts.append(f'<p class="note">{html.escape(sec.note)}</p>')
+        parts.append("</section>")
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
+def write_images(run_dir: str | Path, sections: list[Section],
+                 formats: tuple[str, ...] = ("png", "svg")) -> tuple[list[Path], str | None]:
+    """Write each figure as PNG/SVG under ``RUN_DIR/report_images``.
+
+    Returns ``(paths, None)`` on success and ``([], hint)`` when kaleido or a
+    Chrome/Chromium is missing (the hint is :data:`IMAGES_HINT` plus the cause).
+    """
+    figs = [(s.id, s.figure) for s in sections if s.figure is not None]
+    try:
+        import kaleido  # noqa: F401
+        import plotly.io as pio
+    except ImportError:
+        return [], IMAGES_HINT + " (kaleido is not installed)"
+    out = Path(run_dir) / "report_images"
+    out.mkdir(exist_ok=True)
+    paths = [out / f"{sid}.{fmt}" for sid, _ in figs for fmt in formats]
+    fig_list = [fig for _, fig in figs for _ in formats]
+    try:
+        if hasattr(pio, "write_images"):
+            pio.write_images(fig_list, paths, width=1200, height=None)
+        else:  # pragma: no cover - plotly < 6.1
+            for fig, p in zip(fig_list, paths):
+                fig.write_image(p, width=1200)
+    except Exception as e:  # noqa: BLE001 - kaleido raises RuntimeError/ValueError/...
+        cause = " ".join(str(e).split())[:160] or e.__class__.__name__
+        return [], f"{IMAGES_HINT} ({cause})"
+    return [p for p in paths if p.exists()], None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportResult:
+    """What :func:`generate_report` wrote."""
+
+    path: Path
+    images: tuple[Path, ...] = ()
+    images_hint: str | None = None
+    sections: tuple[str, ...] = ()
+    """Ids of the sections that have a figure."""
+
+
+def generate_report(run_dir: str | Path, images: bool = False) -> ReportResult:
+    """Write ``RUN_DIR/report.html`` (and the figures as PNG/SVG when ``images``)."""
+    run = load_run(run_dir)
+    sections = build_sections(run)
+    out = run.run_dir / "report.html"
+    out.write_text(render_html(run, sections), encoding="utf-8")
+    paths: list[Path] = []
+    hint = None
+    if images:
+        paths, hint = write_images(run.run_dir, sections)
+    return ReportResult(path=out, images=tuple(paths), images_hint=hint,
+                        sections=tuple(s.id for s in sections if s.figure is not None))
+
+
+def write_report(run_dir: str | Path, images: bool = False) -> Path:
+    """Write ``RUN_DIR/report.html`` (and PNG/SVG figures when ``images``); return its path.
+
+    Raises :class:`ConfigError` naming the missing or malformed run-directory file. When
+    images are requested but cannot be made, the report is still written; use
+    :func:`generate_report` to get the hint (``dse report`` prints it).
+    """
+    return generate_report(run_dir, images=images).path
