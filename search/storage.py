@@ -15,8 +15,8 @@ search therefore keeps its hot loop in memory and persists finished trials in ba
 * :func:`open_study` creates or loads (resume) a study and checks that its objectives
   match.
 
-Storage URLs: ``sqlite:///path.db``, ``postgresql+psycopg://…``, ``mysql+pymysql://…``
-(RDB), a path ending in ``.log``/``.jsonl``/``.journal`` (journal file), or a run
+Storage values (parsed by :func:`search.distributed.parse_storage`): ``sqlite:///path.db``,
+``postgresql://…`` (RDB), ``journal:path`` or a ``.log`` file (journal), or a run
 directory (its ``study.db``).
 """
 
@@ -44,50 +44,25 @@ __all__ = ["resolve_storage_url", "open_storage", "open_study", "persist_trials"
 STUDY_DB = "study.db"
 """File name of the default SQLite storage inside a run directory."""
 
-_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+def resolve_storage_url(storage: str | Path, *, run_dir: str | Path | None = None) -> str:
+    """The redacted display form of a ``--storage`` value (URL, journal file, ``.db``
+    file or run directory), parsed by :func:`search.distributed.parse_storage`.
 
-
-def resolve_storage_url(storage: str | Path) -> str:
-    """Normalize ``storage``: a run directory becomes ``sqlite:///DIR/study.db``, a
-    ``.db``/``.sqlite`` file path ``sqlite:///PATH``; URLs and journal paths pass.
-
-    >>> resolve_storage_url("sqlite:///x.db")
-    'sqlite:///x.db'
+    >>> resolve_storage_url("sqlite:////tmp/x.db")
+    'sqlite:////tmp/x.db'
     """
-    s = str(storage)
-    if "://" in s:
-        return s
-    p = Path(s)
-    if p.is_dir():
-        return f"sqlite:///{(p / STUDY_DB).resolve()}"
-    if p.suffix.lower() in (".db", ".sqlite", ".sqlite3"):
-        return f"sqlite:///{p.resolve()}"
-    if p.suffix.lower() in _JOURNAL_SUFFIXES:
-        return str(p.resolve())
-    raise ConfigError(f"--storage {s!r} is neither a storage URL (sqlite:///file.db, "
-                      "postgresql+psycopg://...), a journal file (.log/.jsonl/.journal), "
-                      "a .db file nor an existing run directory")
+    from search.distributed import parse_storage
+
+    return parse_storage(str(storage), run_dir=run_dir).display
 
 
 def open_storage(storage: str | Path) -> optuna.storages.BaseStorage:
-    """An Optuna storage object for a URL, journal path or run directory."""
-    url = resolve_storage_url(storage)
-    try:
-        if "://" not in url:
-            from optuna.storages import JournalStorage
-            from optuna.storages.journal import JournalFileBackend
+    """An Optuna storage for a URL, journal path, ``.db`` file or run directory (parsing,
+    password redaction and error messages shared with :mod:`search.distributed`)."""
+    from search.distributed import open_storage as _open
+    from search.distributed import parse_storage
 
-            Path(url).parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(url))
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url)
-    except (ImportError, ModuleNotFoundError) as e:
-        raise StorageError(f"storage {url!r} needs a missing driver ({e.name}); for "
-                           "PostgreSQL: pip install 'dse[postgres]'") from None
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
-        raise StorageError(f"cannot open storage {url!r}: "
-                           f"{' '.join(str(e).split())[:200]}") from None
+    return _open(parse_storage(str(storage)))
 
 
 def open_study(storage: optuna.storages.BaseStorage, study_name: str,
