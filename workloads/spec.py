@@ -138,8 +138,11 @@ class TransformerSpec(ModelSpec):
     """BERT: LayerNorm after each residual add instead of before each sublayer."""
     embed_norm: bool = False
     """LayerNorm after the embedding sum (BERT)."""
-    pretraining_heads: bool = False
-    """BERT: MLM transform (dense + gelu + LayerNorm) and the NSP pooler/classifier."""
+    mlm_transform: bool = False
+    """BERT MLM head transform before the decoder: dense + gelu + LayerNorm."""
+    nsp_head: bool = False
+    """BERT next-sentence prediction: pooler (dense + tanh on [CLS]), 2-way classifier and
+    its loss (``BertForPreTraining``)."""
 
     family_name: ClassVar[str] = "transformer"
 
@@ -154,7 +157,7 @@ class TransformerSpec(ModelSpec):
             _int(o, f, getattr(self, f), minimum=0)
         for f in ("causal", "gated_mlp", "parallel_block", "tied_embeddings", "qkv_bias",
                   "out_bias", "mlp_bias", "head_bias", "norm_bias", "dropout", "final_norm",
-                  "post_norm", "embed_norm", "pretraining_heads", "parallel_shared_norm"):
+                  "post_norm", "embed_norm", "mlm_transform", "nsp_head", "parallel_shared_norm"):
             _bool(o, f, getattr(self, f))
         _choice(o, "activation", self.activation, ACTIVATIONS)
         _choice(o, "norm", self.norm, NORMS)
@@ -228,9 +231,10 @@ class TransformerSpec(ModelSpec):
             p += self.norm_params()
         if self.embed_proj:
             p += h * e  # project_out
-        if self.pretraining_heads:
-            p += h * h + h + 2 * h  # MLM transform dense + LayerNorm
-            p += h * h + h + h * 2 + 2  # pooler + NSP classifier
+        if self.mlm_transform:
+            p += h * h + h + 2 * h  # dense + LayerNorm
+        if self.nsp_head:
+            p += h * h + h + h * 2 + 2  # pooler + classifier
         if not self.tied_embeddings:
             p += self.vocab * e
         if self.head_bias:

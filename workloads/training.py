@@ -229,6 +229,14 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
             if key is None:
                 for i in grad_inputs:
                     given[i] = upstream
+                if n.params:  # e.g. a bias add: its gradient sums g over the broadcast axes
+                    red = Operator(
+                        name=f"{n.name}.bwd_param", kind="reduction", phase="bwd_weight",
+                        vector_op="add", elements=n.out_elements, flop=float(n.out_elements),
+                        bytes_in=float(n.out_elements * db),
+                        bytes_out=float(sum(p for _, p in n.params) * db), **common(n),
+                    )
+                    wgrad_src.setdefault(n.name, []).append(emit(red, deps))
             else:
                 info = vector_op(key)
                 fan = (n.bwd_fan or max(len(grad_inputs), 1)) if key == "mul" else 1

@@ -230,7 +230,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
     if last_stage:
         if spec.final_norm:
             x = norm("head.norm", x)
-        if spec.pretraining_heads:
+        if spec.nsp_head:
             # BERT NSP: pooler + classifier on the [CLS] token of each sequence (tiny, so
             # computed on every shard)
             cls = bld.virtual("head.cls", [x], elements=b * h, partial=True)
@@ -240,8 +240,9 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
             nsp = bld.gemm("head.nsp", pool, m=b, k=h, n=2, bias=True)
             bld.loss("loss.nsp", nsp, key="cross_entropy", elements=b * 2, rows=b,
                      saves=[("loss.nsp:logp", b * 2 * db)])
+        if spec.mlm_transform:
             # BERT MLM transform: dense + gelu + LayerNorm (weights replicated under tp) on
-            # all tokens, as Hugging Face's BertForPreTraining does
+            # all tokens, as Hugging Face's BertForPreTraining/BertForMaskedLM do
             t1 = bld.gemm("head.transform", x, m=tok_sp, k=h, n=h, bias=True)
             t2 = bld.vector("head.transform_act", [t1], key="gelu", elements=tok_sp * h,
                             saves=[(t1, tok_sp * h * db)])

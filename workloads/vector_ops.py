@@ -83,6 +83,15 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("sgd", 2, None, "p −= lr·g: mul, sub = 2 per parameter (WHAM: 2 cycles per element)"),
     ("broadcast_add", 1, "broadcast_add_bwd", "y[i,j] = a[i] + b[j] (additive attention "
      "energies): 1 add per output"),
+    ("div", 1, "div_bwd", "y = a / b"),
+    ("exp", 1, "exp_bwd", "y = exp(x): one transcendental"),
+    ("log", 1, "log_bwd", "y = log(x): one transcendental"),
+    ("sqrt", 1, "sqrt_bwd", "y = √x: one transcendental"),
+    ("erf", 1, "erf_bwd", "y = erf(x): one transcendental"),
+    ("pow", 1, "pow_bwd", "y = x^p: one transcendental"),
+    ("abs", 1, "abs_bwd", "y = |x|"),
+    ("leaky_relu", 2, "leaky_relu_bwd", "y = x if x > 0 else α·x: compare, mul = 2"),
+    ("hardswish", 5, "hardswish_bwd", "x·relu6(x + 3)/6: add, max, min, mul, div = 5"),
     ("generic", 1, "generic", "an ONNX op we do not model: one operation per output element"),
     # ---- backward -----------------------------------------------------------------------
     ("relu_bwd", 1, None, "g·[x > 0]: one select"),
@@ -104,6 +113,15 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("cross_entropy_bwd", 2, None, "softmax − one-hot, scaled by 1/N: exp of the saved "
      "log-softmax 1, ·1/N 1 = 2 per logit"),
     ("bce_bwd", 2, None, "(p − y)/N: sub, mul = 2"),
+    ("div_bwd", 4, None, "da = g/b 1; db = −g·a/b² 3 → 4 per output"),
+    ("exp_bwd", 1, None, "g·y: 1"),
+    ("log_bwd", 1, None, "g/x: 1"),
+    ("sqrt_bwd", 2, None, "g/(2·y): mul, div = 2"),
+    ("erf_bwd", 4, None, "g·(2/√π)·exp(−x²): square, exp, mul, mul = 4"),
+    ("pow_bwd", 3, None, "g·p·x^(p−1): pow, mul, mul = 3"),
+    ("abs_bwd", 1, None, "g·sign(x): 1"),
+    ("leaky_relu_bwd", 2, None, "g·(1 if x > 0 else α): compare, mul = 2"),
+    ("hardswish_bwd", 3, None, "piecewise g·(2x + 3)/6 on (−3, 3): mul, add, mul = 3"),
     ("broadcast_add_bwd", 1, None, "sum the output gradient over each input's broadcast axis: "
      "1 add per output element and input"),
 )

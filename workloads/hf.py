@@ -1,0 +1,210 @@
+"""Hugging Face ``config.json`` → :class:`~workloads.spec.TransformerSpec` (no ``transformers``).
+
+Supported ``model_type`` values and the fields read (each family's structural fields are
+required; optional fields fall back to the defaults of the matching ``transformers``
+configuration class, named in each mapping below):
+
+=========== =====================================================================
+gpt2        n_layer, n_embd, n_head, n_positions, vocab_size; n_inner (4·n_embd),
+            activation_function (gelu_new), tie_word_embeddings (true), *_pdrop (0.1)
+gptj        as gpt2 plus rotary_dim (whole head); tie_word_embeddings (false),
+            *_pdrop (0.0); parallel attention + MLP from one LayerNorm
+gpt_neox    num_hidden_layers, hidden_size, num_attention_heads, intermediate_size,
+            max_position_embeddings, vocab_size; rotary_pct (0.25), use_parallel_residual
+            (true), attention_bias (true), hidden_act (gelu), tie_word_embeddings (false)
+llama       num_hidden_layers, hidden_size, num_attention_heads, intermediate_size,
+            max_position_embeddings, vocab_size; num_key_value_heads (= heads), head_dim,
+            hidden_act (silu), attention_bias/mlp_bias (false), tie_word_embeddings (false)
+bert        num_hidden_layers, hidden_size, num_attention_heads, intermediate_size,
+            max_position_embeddings, vocab_size; type_vocab_size (2), hidden_act (gelu),
+            hidden_dropout_prob (0.1); NSP head if architectures has BertForPreTraining
+opt         num_hidden_layers, hidden_size, num_attention_heads, ffn_dim,
+            max_position_embeddings, vocab_size; word_embed_proj_dim (hidden),
+            do_layer_norm_before (true), enable_bias (true), activation_function (relu),
+            dropout (0.1), tie_word_embeddings (true)
+=========== =====================================================================
+
+Missing or ill-typed fields raise :class:`~dse.errors.WorkloadError` naming the file and
+the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dse.config import load_mapping
+from dse.errors import WorkloadError
+from workloads.spec import MODEL_TYPES, TransformerSpec
+
+
+class _Fields:
+    def __init__(self, data: dict[str, Any], where: str, model_type: str) -> None:
+        self.data, self.where, self.mt = data, where, model_type
+
+    def _err(self, key: str, msg: str) -> WorkloadError:
+        return WorkloadError(f"{self.where}: field {key!r} {msg} (model_type {self.mt})")
+
+    def int(self, key: str, default: int | None = None, *alias: str) -> int:
+        for k in (key, *alias):
+            if k in self.data and self.data[k] is not None:
+                v = self.data[k]
+                if isinstance(v, bool) or not isinstance(v, int):
+                    if isinstance(v, float) and v.is_integer():
+                        v = int(v)
+                    else:
+                        raise self._err(k, f"must be an integer, got {v!r}")
+                if v < 1:
+                    raise self._err(k, f"must be >= 1, got {v}")
+                return v
+        if default is None:
+            raise self._err(key, "is missing")
+        return default
+
+    def bool(self, key: str, default: bool) -> bool:
+        v = self.data.get(key, default)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise self._err(key, f"must be true or false, got {v!r}")
+        return v
+
+    def float(self, key: str, default: float) -> float:
+        v = self.data.get(key, default)
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self._err(key, f"must be a number, got {v!r}")
+        return float(v)
+
+    def str(self, key: str, default: str) -> str:
+        v = self.data.get(key, default)
+        if v is None:
+            return default
+        if not isinstance(v, str):
+            raise self._err(key, f"must be a string, got {v!r}")
+        return v
+
+    def activation(self, key: str, default: str) -> str:
+        v = self.str(key, default)
+        table = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_fast": "gelu_new",
+                 "gelu_pytorch_tanh": "gelu_new", "quick_gelu": "gelu", "relu": "relu",
+                 "silu": "silu", "swish": "silu"}
+        if v not in table:
+            raise self._err(key, f"={v!r} is not supported; choose one of "
+                            f"{', '.join(sorted(table))}")
+        return table[v]
+
+
+def _name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> TransformerSpec:
+    """The spec of an HF config mapping (``where`` names the file in errors)."""
+    mt = data.get("model_type")
+    if mt is None:
+        raise WorkloadError(f"{where}: field 'model_type' is missing; supported: "
+                            f"{', '.join(MODEL_TYPES)}")
+    if mt not in MODEL_TYPES:
+        raise WorkloadError(f"{where}: model_type={mt!r} is not supported; choose one of "
+                            f"{', '.join(MODEL_TYPES)}")
+    f = _Fields(data, where, mt)
+    src = f"HF config.json {where}"
+    kw: dict[str, Any] = {"name": name, "source": src, "model_type": mt}
+    if mt in ("gpt2", "gptj"):
+        h = f.int("n_embd", None, "hidden_size")
+        kw.update(
+            layers=f.int("n_layer", None, "num_hidden_layers"), hidden=h,
+            heads=f.int("n_head", None, "num_attention_heads"),
+            ffn=f.int("n_inner", 4 * h), vocab=f.int("vocab_size"),
+            max_positions=f.int("n_positions", None, "n_ctx", "max_position_embeddings"),
+            activation=f.activation("activation_function", "gelu_new"),
+        )
+        if mt == "gpt2":
+            drop = max(f.float(k, 0.1) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
+            kw.update(tied_embeddings=f.bool("tie_word_embeddings", True), dropout=drop > 0)
+        else:
+            drop = max(f.float(k, 0.0) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
+            kw.update(position="rotary", rotary_dim=f.int("rotary_dim", 0) if
+                      data.get("rotary_dim") is not None else 0, parallel_block=True,
+                      parallel_shared_norm=True,
+                      tied_embeddings=f.bool("tie_word_embeddings", False), qkv_bias=False,
+                      out_bias=False, mlp_bias=True, head_bias=True, dropout=drop > 0)
+    elif mt == "gpt_neox":
+        heads = f.int("num_attention_heads")
+        h = f.int("hidden_size")
+        pct = f.float("rotary_pct", 0.25)
+        if not 0 < pct <= 1:
+            raise f._err("rotary_pct", f"must be in (0, 1], got {pct}")
+        drop = max(f.float(k, 0.0) for k in ("attention_dropout", "hidden_dropout"))
+        bias = f.bool("attention_bias", True)
+        kw.update(
+            layers=f.int("num_hidden_layers"), hidden=h, heads=heads,
+            ffn=f.int("intermediate_size"), vocab=f.int("vocab_size"),
+            max_positions=f.int("max_position_embeddings"),
+            activation=f.activation("hidden_act", "gelu"), position="rotary",
+            rotary_dim=max(1, int((h // heads) * pct)),
+            parallel_block=f.bool("use_parallel_residual", True), parallel_shared_norm=False,
+            tied_embeddings=f.bool("tie_word_embeddings", False), qkv_bias=bias, out_bias=bias,
+            mlp_bias=True, head_bias=False, dropout=drop > 0,
+        )
+    elif mt == "llama":
+        heads = f.int("num_attention_heads")
+        h = f.int("hidden_size")
+        drop = f.float("attention_dropout", 0.0)
+        abias = f.bool("attention_bias", False)
+        kw.update(
+            layers=f.int("num_hidden_layers"), hidden=h, heads=heads,
+            kv_heads=f.int("num_key_value_heads", heads),
+            head_dim=f.int("head_dim", 0) if data.get("head_dim") is not None else 0,
+            ffn=f.int("intermediate_size"), vocab=f.int("vocab_size"),
+            max_positions=f.int("max_position_embeddings"),
+            activation=f.activation("hidden_act", "silu"), gated_mlp=True, norm="rmsnorm",
+            norm_bias=False, position="rotary",
+            tied_embeddings=f.bool("tie_word_embeddings", False), qkv_bias=abias,
+            out_bias=abias, mlp_bias=f.bool("mlp_bias", False), dropout=drop > 0,
+        )
+    elif mt == "bert":
+        archs = data.get("architectures") or []
+        if not isinstance(archs, list):
+            raise f._err("architectures", f"must be a list of class names, got {archs!r}")
+        drop = max(f.float(k, 0.1) for k in ("hidden_dropout_prob",
+                                               "attention_probs_dropout_prob"))
+        kw.update(
+            layers=f.int("num_hidden_layers"), hidden=f.int("hidden_size"),
+            heads=f.int("num_attention_heads"), ffn=f.int("intermediate_size"),
+            vocab=f.int("vocab_size"), max_positions=f.int("max_position_embeddings"),
+            type_vocab=f.int("type_vocab_size", 2), causal=False,
+            activation=f.activation("hidden_act", "gelu"), post_norm=True, embed_norm=True,
+            final_norm=False, tied_embeddings=f.bool("tie_word_embeddings", True),
+            head_bias=True, mlm_transform=True, nsp_head="BertForPreTraining" in archs,
+            dropout=drop > 0,
+        )
+    else:  # opt
+        h = f.int("hidden_size")
+        e = f.int("word_embed_proj_dim", h)
+        pre = f.bool("do_layer_norm_before", True)
+        bias = f.bool("enable_bias", True)
+        drop = max(f.float("dropout", 0.1), f.float("attention_dropout", 0.0))
+        kw.update(
+            layers=f.int("num_hidden_layers"), hidden=h, heads=f.int("num_attention_heads"),
+            ffn=f.int("ffn_dim"), vocab=f.int("vocab_size"),
+            max_positions=f.int("max_position_embeddings"), position_offset=2,
+            embed_proj=e if e != h else 0,
+            activation=f.activation("activation_function", "relu"), post_norm=not pre,
+            final_norm=pre and not f.bool("_remove_final_layer_norm", False),
+            tied_embeddings=f.bool("tie_word_embeddings", True), qkv_bias=bias, out_bias=bias,
+            mlp_bias=bias, norm_bias=True, dropout=drop > 0,
+        )
+    try:
+        return TransformerSpec(**kw)
+    except WorkloadError as e:
+        raise WorkloadError(f"{where}: {e}") from None
+
+
+def spec_from_hf_config(path: str | Path) -> TransformerSpec:
+    """Read an HF-style ``config.json`` (see the module docstring for the fields)."""
+    p = Path(path)
+    data = load_mapping(p, WorkloadError)
+    return spec_from_hf_dict(data, where=str(p), name=_name(p))
