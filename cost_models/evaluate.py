@@ -1,0 +1,754 @@
+"""Single-device performance and energy of a training-step graph.
+
+Three entry points (docs/architecture.md, "cost_models (issue 3)"):
+
+* :func:`op_costs` — per-operator latency, bound and energy for ``D`` designs at once
+  (``D × O`` arrays);
+* :func:`device_step` — the operator DAG scheduled on each design's tensor-core,
+  vector-core and link resources, vectorized over designs: step time (makespan), energy,
+  busy time per unit;
+* :func:`evaluate_device` — the scalar reference of both for one design: the schedule
+  (start/end of every operator), the critical path, breakdowns by phase, kind and bound.
+  Tests check ``device_step == evaluate_device`` on random designs and graphs.
+
+Operator model (all times in seconds, per execution of the operator)
+--------------------------------------------------------------------
+**GEMM** (unit ``tc``; all tensor cores work on it, intra-operator parallelism). For
+``batch`` independent ``m×k·k×n`` GEMMs on ``p`` tensor cores of ``R×C``:
+
+* compute cycles = ``min(split, serial)`` where ``split`` runs the batch in parallel
+  groups — ``ceil(batch/p)·cc(m,k,n)`` if ``batch >= p``, else every GEMM on
+  ``floor(p/batch)`` cores (``systolic.gemm_cycles_multi_core``) — and ``serial`` runs the
+  GEMMs one after another, each split over all ``p`` cores; ``cc`` is
+  ``systolic.compute_cycles`` (SCALE-Sim's count). Both options are non-increasing in
+  ``p``, so more tensor cores are never slower.
+* HBM bytes = ``batch · systolic.dram_traffic_bytes(m,k,n,R,C,dataflow, sram_bytes,
+  dtype_bytes)`` with the chip's whole on-chip SRAM (per-core buffers + global buffer):
+  the tiling SRAM capacity allows decides the re-reads (the spill). Operands use the
+  design's datatype.
+* on-chip fabric ("sram") bytes = the same traffic computed with only the per-core SRAMs
+  (``tensor_cores · sram_per_core_bytes``): what the cores fetch from the shared level
+  over the global-buffer network of ``global_buffer_bw_bytes_per_cycle``.
+* latency = max(compute, HBM bytes / HBM bandwidth, fabric bytes / fabric bandwidth); the
+  largest term names the bound: ``tensor``, ``hbm`` or ``sram``.
+
+**Vector ops** (unit ``vc``; all vector cores): cycles = ``ceil(elements / (lanes·cores)) ·
+pe_cycles`` (:mod:`cost_models.vector`); HBM bytes = ``bytes_in + bytes_out +
+bytes_weight`` of the operator, minus fused inputs, plus spills:
+
+* *fusion rule*: an input produced by a GEMM that is a direct predecessor of the vector op
+  is read from on-chip SRAM instead of HBM when the GEMM's output tensor (its
+  ``bytes_out``) fits in the chip's SRAM (the GEMM still writes it to HBM, where backward
+  needs it); saved bytes are capped at the vector op's ``bytes_in``;
+* *spill rule*: two-pass ops (``softmax``, ``norm``, ``reduction``, ``loss``: statistics
+  pass, then normalization pass) whose input does not fit in SRAM read it twice.
+
+latency = max(compute, HBM bytes / HBM bandwidth); bound ``vector`` or ``hbm``.
+
+**Communication** (``collective``, ``sendrecv``; unit ``link``): latency from the
+``comm_time_s`` argument (the network model, :mod:`cost_models.network`, computes it);
+links are a separate resource, so communication overlaps computation. Bound ``link``.
+
+**Energy** per execution: MACs · E_MAC + SRAM bytes (``systolic.sram_accesses``, operands
+at ``dtype_bytes``, partial sums at the accumulator width) · E_SRAM(per-core size) +
+fabric bytes · E_SRAM(global buffer) + HBM bytes · E_HBM + vector lane-operations ·
+E_vector + fused bytes · E_SRAM + communication bytes · E_link (:mod:`cost_models.power`
+documents the constants). A step adds leakage power × step time.
+
+Schedule
+--------
+Three resources per device — tensor cores, vector cores, links — each runs one operator
+at a time (an operator uses all units of its type). Operators are taken in order of
+decreasing *bottom level* (the longest path from the operator to the end of the DAG,
+the critical-path priority of list scheduling), ties broken by the stored topological
+order; this order is topological because a predecessor's bottom level is at least its
+successor's. Each operator starts when its predecessors have finished and its resource
+is free (``start = max(max(end of predecessors), free[unit])``): a fixed-priority list
+schedule, in priority order on each resource. It is vectorized over designs because
+only the order (an argsort) and the start times (array maxima) differ between designs.
+
+*Multiplicity*: an operator with ``count = c`` (a block repeated ``c`` times, one after the
+other) is scheduled once with duration ``c × latency``. This is exact when the repetitions
+run back to back — each starts when the previous ends, as for transformer blocks chained
+through their residual stream: the schedule of ``c`` sequential copies of a block is ``c``
+times the schedule of one copy, and a list schedule scales linearly when all durations of
+the block are scaled by ``c``. It ignores overlap between consecutive repetitions (e.g.
+block i's weight-gradient GEMMs running beside block i+1's backward), so it is an upper
+bound on the step time of such overlapping schedules.
+
+>>> from dse.types import DATAFLOWS, Graph, HardwareConfig, Operator
+>>> from cost_models.technology import load_technology
+>>> g = Graph(name="toy", ops=(
+...     Operator(name="fc", kind="gemm", phase="fwd", m=512, k=512, n=512,
+...              flop=2.0 * 512**3, bytes_out=512 * 512 * 2.0),
+...     Operator(name="act", kind="activation", phase="fwd", vector_op="relu",
+...              elements=512 * 512, bytes_in=512 * 512 * 2.0, bytes_out=512 * 512 * 2.0)),
+...     edges=(("fc", "act"),))
+>>> hw = HardwareConfig(name="x", tensor_cores=2, array_rows=64, array_cols=64,
+...                     vector_cores=1, vector_lanes=16, freq_hz=1e9,
+...                     hbm_bw_bytes_per_s=1e11, hbm_bytes=8e9)
+>>> r = evaluate_device(g, hw, load_technology(7))
+>>> [(rec.name, rec.bound) for rec in r.records]
+[('fc', 'tensor'), ('act', 'vector')]
+>>> r.critical_path
+('fc', 'act')
+>>> from cost_models.designs import DesignBatch
+>>> s = device_step(g, DesignBatch.from_configs([hw]), load_technology(7))
+>>> bool(np.isclose(s.makespan_s[0], r.makespan_s))
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from cost_models import systolic
+from cost_models.area import node_constants
+from cost_models.designs import DesignBatch
+from cost_models.power import tdp_w
+from cost_models.technology import Technology
+from cost_models.vector import pe_cycles, pe_cycles_array, unknown_keys
+from dse.errors import ConfigError
+from dse.types import DATAFLOWS, Graph, HardwareConfig
+
+__all__ = [
+    "UNITS",
+    "BOUNDS",
+    "OpCosts",
+    "DeviceStep",
+    "OpRecord",
+    "DeviceResult",
+    "op_costs",
+    "device_step",
+    "evaluate_device",
+]
+
+UNITS: tuple[str, ...] = ("tc", "vc", "link")
+"""Resources of a device: tensor cores, vector cores, chip-to-chip links."""
+BOUNDS: tuple[str, ...] = ("tensor", "vector", "sram", "hbm", "link")
+"""What bounds an operator's latency (index = ``bound_code``)."""
+
+_TC, _VC, _LINK = 0, 1, 2
+_B_TENSOR, _B_VECTOR, _B_SRAM, _B_HBM, _B_LINK = 0, 1, 2, 3, 4
+_COMM_KINDS = ("collective", "sendrecv")
+_TWO_PASS_KINDS = ("softmax", "norm", "reduction", "loss")
+
+
+# ------------------------------------------------------------------------ static graph plan
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """Design-independent arrays of a graph, computed once per graph."""
+
+    names: tuple[str, ...]
+    unit_code: np.ndarray
+    count: np.ndarray
+    gemm: np.ndarray
+    vec: np.ndarray
+    comm: np.ndarray
+    gemm_shapes: np.ndarray
+    """(U, 4) distinct (m, k, n, batch) rows of the GEMMs."""
+    gemm_inverse: np.ndarray
+    """Position of each GEMM's shape in ``gemm_shapes``."""
+    pe: np.ndarray
+    elements: np.ndarray
+    bytes_io: np.ndarray
+    bytes_in: np.ndarray
+    two_pass: np.ndarray
+    fuse_pairs_vec: np.ndarray
+    """Position (in ``vec``) of the consumer of each GEMM -> vector fusion candidate."""
+    fuse_pairs_bytes: np.ndarray
+    comm_bytes: np.ndarray
+    preds: np.ndarray
+    """(O, max preds) predecessor indices, padded with O (a sentinel that ends at 0)."""
+    succs: np.ndarray
+    flop: np.ndarray
+    unknown: tuple[str, ...]
+
+
+@lru_cache(maxsize=64)
+def _plan(graph: Graph) -> _Plan:
+    cols = graph.columns
+    kinds = cols["kind"]
+    o = len(graph.ops)
+    unit = np.where(kinds == "gemm", _TC,
+                    np.where(np.isin(kinds, _COMM_KINDS), _LINK, _VC)).astype(np.int64)
+    gemm = np.flatnonzero(unit == _TC)
+    vec = np.flatnonzero(unit == _VC)
+    comm = np.flatnonzero(unit == _LINK)
+    pe = pe_cycles_array(cols["vector_op"][vec], cols["phase"][vec], kinds[vec],
+                         cols["flop"][vec], cols["elements"][vec])
+    vec_pos = {int(j): i for i, j in enumerate(vec)}
+    pairs_v, pairs_b = [], []
+    for j in vec:
+        for p in graph.pred_indices[j]:
+            if unit[p] == _TC:
+                pairs_v.append(vec_pos[int(j)])
+                pairs_b.append(float(cols["bytes_out"][p]))
+    maxp = max((len(p) for p in graph.pred_indices), default=0)
+    preds = np.full((o, max(maxp, 1)), o, dtype=np.int64)
+    for i, ps in enumerate(graph.pred_indices):
+        preds[i, :len(ps)] = ps
+    maxs = max((len(s) for s in graph.succ_indices), default=0)
+    succs = np.full((o, max(maxs, 1)), o, dtype=np.int64)
+    for i, ss in enumerate(graph.succ_indices):
+        succs[i, :len(ss)] = ss
+    unknown = tuple(unknown_keys(zip(cols["vector_op"][vec], kinds[vec])))
+    mknb = np.stack([cols[x][gemm] for x in ("m", "k", "n", "batch")], axis=1).astype(np.int64)
+    shapes, inverse = np.unique(mknb.reshape(-1, 4), axis=0, return_inverse=True)
+    return _Plan(
+        names=tuple(cols["name"]), unit_code=unit, count=cols["count"].astype(np.float64),
+        gemm=gemm, vec=vec, comm=comm,
+        gemm_shapes=shapes.reshape(-1, 4), gemm_inverse=np.asarray(inverse).reshape(-1),
+        pe=pe, elements=cols["elements"][vec].astype(np.float64),
+        bytes_io=(cols["bytes_in"] + cols["bytes_out"] + cols["bytes_weight"])[vec],
+        bytes_in=cols["bytes_in"][vec].astype(np.float64),
+        two_pass=np.isin(kinds[vec], _TWO_PASS_KINDS),
+        fuse_pairs_vec=np.asarray(pairs_v, dtype=np.int64),
+        fuse_pairs_bytes=np.asarray(pairs_b, dtype=np.float64),
+        comm_bytes=cols["comm_bytes"][comm].astype(np.float64),
+        preds=preds, succs=succs, flop=cols["flop"].astype(np.float64), unknown=unknown,
+    )
+
+
+# ------------------------------------------------------------------------------ op costs
+@dataclass(frozen=True, eq=False)
+class OpCosts:
+    """Per-operator costs of ``D`` designs (rows) × ``O`` operators (columns).
+
+    Times in seconds and energies in joules are **per execution**; multiply by ``count``
+    for the step. ``unit[j]`` is ``"tc"``, ``"vc"`` or ``"link"``; ``bound_code`` indexes
+    :data:`BOUNDS`. ``latency_one_unit_s`` is the latency on a single tensor or vector core
+    (for schedulers that choose intra-operator parallelism, e.g. the ILP).
+    """
+
+    names: tuple[str, ...]
+    unit: tuple[str, ...]
+    unit_code: np.ndarray
+    count: np.ndarray
+    latency_s: np.ndarray
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    hbm_s: np.ndarray
+    sram_s: np.ndarray
+    hbm_bytes: np.ndarray
+    energy_j: np.ndarray
+    bound_code: np.ndarray
+    latency_one_unit_s: np.ndarray
+    fused_bytes: np.ndarray
+    unknown_vector_ops: tuple[str, ...] = ()
+
+    def bound(self, d: int = 0) -> list[str]:
+        """Bound names of design ``d``'s operators."""
+        return [BOUNDS[int(c)] for c in self.bound_code[d]]
+
+
+def _comm_matrix(plan: _Plan, d: int, comm_time_s: Any) -> np.ndarray:
+    """(D, n_comm) communication latencies from the ``comm_time_s`` argument."""
+    nc = len(plan.comm)
+    out = np.zeros((d, nc))
+    if comm_time_s is None or nc == 0:
+        return out
+    if isinstance(comm_time_s, Mapping):
+        pos = {plan.names[j]: i for i, j in enumerate(plan.comm)}
+        for name, v in comm_time_s.items():
+            if name not in pos:
+                if name in plan.names:
+                    continue  # a time for a non-communication op is ignored
+                raise ConfigError(f"comm_time_s names {name!r}, which is not an operator of "
+                                  f"the graph; communication ops: "
+                                  f"{', '.join(plan.names[j] for j in plan.comm)}")
+            out[:, pos[name]] = np.broadcast_to(np.asarray(v, dtype=np.float64), (d,))
+    else:
+        arr = np.asarray(comm_time_s, dtype=np.float64)
+        o = len(plan.names)
+        if arr.shape == (o,):
+            out[:] = arr[plan.comm][None, :]
+        elif arr.shape == (d, o):
+            out[:] = arr[:, plan.comm]
+        else:
+            raise ConfigError(f"comm_time_s has shape {arr.shape}; expected ({o},) or "
+                              f"({d}, {o}), or a mapping from op name to seconds")
+    if not np.all(np.isfinite(out)) or np.any(out < 0):
+        raise ConfigError("comm_time_s must be finite and >= 0 seconds")
+    return out
+
+
+_TILING_BASE = 4
+"""Candidate widths of the virtual array are powers of this base (see :func:`_gemm_costs`)."""
+
+
+def _gemm_costs(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
+                p: np.ndarray, dtb: np.ndarray, sram_total: np.ndarray, sram_core: np.ndarray
+                ) -> dict[str, np.ndarray]:
+    """GEMM cycles, traffic and SRAM accesses for designs sharing one dataflow.
+
+    ``shapes`` is (U, 4) rows of (m, k, n, batch); the per-design arrays have shape (d,).
+    Returns (d, U) arrays: ``cycles`` (multi-core compute), ``cc`` (one core, one GEMM),
+    ``hbm_bytes``, ``fabric_bytes``, ``operand_sram_words`` (A and B reads),
+    ``psum_sram_words`` (C writes), the latter per GEMM of the batch.
+
+    Traffic: the cores may tile the GEMM as one wide virtual array of ``rows × (cols·q)``
+    (``q`` cores side by side sharing the row-streamed operand) for ``q`` in the powers of
+    :data:`_TILING_BASE` up to ``p``; the tiling with the least traffic is taken
+    (``systolic.dram_traffic_bytes`` with the chip's SRAM for HBM, with the per-core SRAMs
+    only for the fabric). The set of tilings grows with ``p`` and so does the SRAM, so the
+    traffic is non-increasing in the number of cores.
+    """
+    m, k, n, b = (shapes[None, :, i] for i in range(4))
+    r, c, pp = rows[:, None], cols[:, None], p[:, None]
+    cc = np.asarray(systolic.compute_cycles(m, k, n, r, c, df), dtype=np.float64)
+    grouped = np.where(
+        b >= pp, np.ceil(b / pp) * cc,
+        np.asarray(systolic.gemm_cycles_multi_core(m, k, n, r, c, df, np.maximum(pp // b, 1)),
+                   dtype=np.float64))
+    serial = b * np.asarray(systolic.gemm_cycles_multi_core(m, k, n, r, c, df, pp),
+                            dtype=np.float64)
+    hbm = np.full(np.broadcast_shapes(m.shape, r.shape), np.inf)
+    fab = hbm.copy()
+    q = 1
+    while q <= int(p.max()):
+        sel = np.flatnonzero(p >= q)
+        th = systolic.dram_traffic_bytes(m, k, n, r[sel], c[sel] * q, df,
+                                         sram_total[sel, None], dtb[sel, None])
+        tf = systolic.dram_traffic_bytes(m, k, n, r[sel], c[sel] * q, df,
+                                         sram_core[sel, None], dtb[sel, None])
+        hbm[sel] = np.minimum(hbm[sel], th)
+        fab[sel] = np.minimum(fab[sel], tf)
+        q *= _TILING_BASE
+    acc = systolic.sram_accesses(m, k, n, r, c, df)
+    return {"cycles": np.minimum(grouped, serial), "cc": cc, "hbm_bytes": b * hbm,
+            "fabric_bytes": b * fab,
+            "operand_sram_words": np.asarray(acc["ifmap_sram_reads"] + acc["filter_sram_reads"],
+                                             dtype=np.float64),
+            "psum_sram_words": np.asarray(acc["ofmap_sram_writes"], dtype=np.float64)}
+
+
+def op_costs(graph: Graph, designs: DesignBatch, tech: Technology,
+             comm_time_s: Any = None, *,
+             constants: dict[str, np.ndarray] | None = None) -> OpCosts:
+    """Latency, bound and energy of every operator of ``graph`` on every design.
+
+    ``comm_time_s``: ``None`` (communication costs nothing), a mapping from communication
+    op name to seconds (scalar or one value per design), or an array of shape ``(O,)`` or
+    ``(D, O)`` (only the communication columns are used). ``constants`` may pass a
+    precomputed :func:`cost_models.area.node_constants` (hot loops).
+    """
+    if not isinstance(designs, DesignBatch):
+        raise ConfigError(f"op_costs needs a DesignBatch, got {type(designs).__name__}")
+    plan = _plan(graph)
+    c = node_constants(designs, tech) if constants is None else constants
+    d, o = len(designs), len(plan.names)
+    f = designs.freq_hz
+    hbm_bw = designs.hbm_bw_bytes_per_s
+    sram_total = designs.sram_bytes.astype(np.float64)
+    sram_core = (designs.tensor_cores * designs.sram_per_core_bytes).astype(np.float64)
+    fabric_bw = designs.global_buffer_bw_bytes_per_cycle * f
+    e_fabric = np.where(designs.global_buffer_bytes > 0, c["global_buffer_energy_j_per_byte"],
+                        c["sram_core_energy_j_per_byte"])
+
+    latency = np.zeros((d, o))
+    compute = np.zeros((d, o))
+    memory = np.zeros((d, o))
+    hbm_s = np.zeros((d, o))
+    sram_s = np.zeros((d, o))
+    hbm_bytes = np.zeros((d, o))
+    energy = np.zeros((d, o))
+    bound = np.zeros((d, o), dtype=np.int8)
+    one_unit = np.zeros((d, o))
+    fused = np.zeros((d, o))
+
+    # ---- GEMMs (costed once per distinct shape, per dataflow group) ----------------------
+    g = plan.gemm
+    if len(g):
+        shapes, inv = plan.gemm_shapes, plan.gemm_inverse
+        u = len(shapes)
+        parts = {key: np.empty((d, u)) for key in ("cycles", "cc", "hbm_bytes", "fabric_bytes",
+                                                     "operand_sram_words", "psum_sram_words")}
+        dtb_all = designs.dtype_bytes.astype(np.float64)
+        dfc = designs.dataflow_code
+        for code, name in enumerate(DATAFLOWS):
+            idx = np.flatnonzero(dfc == code)
+            if not len(idx):
+                continue
+            res = _gemm_costs(shapes, designs.array_rows[idx], designs.array_cols[idx], name,
+                              designs.tensor_cores[idx], dtb_all[idx], sram_total[idx],
+                              sram_core[idx])
+            for key, val in res.items():
+                parts[key][idx] = val
+        b = shapes[None, :, 3].astype(np.float64)
+        mkn = (shapes[:, 0] * shapes[:, 1] * shapes[:, 2]).astype(np.float64)[None, :]
+        fcol = f[:, None]
+        t_comp = parts["cycles"] / fcol
+        hb, fb = parts["hbm_bytes"], parts["fabric_bytes"]
+        t_hbm = hb / hbm_bw[:, None]
+        t_fab = fb / fabric_bw[:, None]
+        t_mem = np.maximum(t_hbm, t_fab)
+        lat = np.maximum(t_comp, t_mem)
+        bd = np.where(t_comp >= t_mem, _B_TENSOR, np.where(t_hbm >= t_fab, _B_HBM, _B_SRAM))
+        sram_b = b * (parts["operand_sram_words"] * dtb_all[:, None]
+                      + parts["psum_sram_words"] * c["accumulator_bytes"][:, None])
+        en = (b * mkn * c["mac_energy_j"][:, None]
+              + sram_b * c["sram_core_energy_j_per_byte"][:, None]
+              + fb * e_fabric[:, None] + hb * c["hbm_energy_j_per_byte"][:, None])
+        t_one = np.maximum(b * parts["cc"] / fcol, t_mem)
+        latency[:, g], compute[:, g], memory[:, g] = lat[:, inv], t_comp[:, inv], t_mem[:, inv]
+        hbm_s[:, g], sram_s[:, g] = t_hbm[:, inv], t_fab[:, inv]
+        hbm_bytes[:, g], energy[:, g] = hb[:, inv], en[:, inv]
+        bound[:, g] = bd[:, inv]
+        one_unit[:, g] = t_one[:, inv]
+
+    # ---- vector ops ---------------------------------------------------------------------
+    v = plan.vec
+    if len(v):
+        lanes = (designs.vector_cores * designs.vector_lanes).astype(np.float64)
+        pe = plan.pe[None, :].astype(np.float64)
+        cyc = np.ceil(plan.elements[None, :] / lanes[:, None]) * pe
+        t_comp = cyc / f[:, None]
+        saved = np.zeros((d, len(v)))
+        if len(plan.fuse_pairs_vec):
+            fits = plan.fuse_pairs_bytes[None, :] <= sram_total[:, None]
+            contrib = np.where(fits, plan.fuse_pairs_bytes[None, :], 0.0)
+            for i, j in enumerate(plan.fuse_pairs_vec):
+                saved[:, j] += contrib[:, i]
+            saved = np.minimum(saved, plan.bytes_in[None, :])
+        spill = np.where(plan.two_pass[None, :] & (plan.bytes_in[None, :] > sram_total[:, None]),
+                         plan.bytes_in[None, :], 0.0)
+        hb = plan.bytes_io[None, :] - saved + spill
+        t_hbm = hb / hbm_bw[:, None]
+        lat = np.maximum(t_comp, t_hbm)
+        en = (plan.elements[None, :] * pe * c["vector_op_energy_j"][:, None]
+              + hb * c["hbm_energy_j_per_byte"][:, None]
+              + saved * c["sram_core_energy_j_per_byte"][:, None])
+        one_cyc = np.ceil(plan.elements[None, :] / designs.vector_lanes[:, None]) * pe
+        latency[:, v], compute[:, v], memory[:, v] = lat, t_comp, t_hbm
+        hbm_s[:, v], hbm_bytes[:, v], energy[:, v] = t_hbm, hb, en
+        bound[:, v] = np.where(t_comp >= t_hbm, _B_VECTOR, _B_HBM)
+        one_unit[:, v] = np.maximum(one_cyc / f[:, None], t_hbm)
+        fused[:, v] = saved
+
+    # ---- communication ------------------------------------------------------------------
+    cm = plan.comm
+    if len(cm):
+        t = _comm_matrix(plan, d, comm_time_s)
+        latency[:, cm] = t
+        memory[:, cm] = t
+        one_unit[:, cm] = t
+        bound[:, cm] = _B_LINK
+        energy[:, cm] = plan.comm_bytes[None, :] * c["link_energy_j_per_byte"][:, None]
+
+    for a in (latency, compute, memory, hbm_s, sram_s, hbm_bytes, energy, bound, one_unit,
+              fused):
+        a.setflags(write=False)
+    return OpCosts(names=plan.names, unit=tuple(UNITS[u] for u in plan.unit_code),
+                   unit_code=plan.unit_code, count=plan.count, latency_s=latency,
+                   compute_s=compute, memory_s=memory, hbm_s=hbm_s, sram_s=sram_s,
+                   hbm_bytes=hbm_bytes, energy_j=energy, bound_code=bound,
+                   latency_one_unit_s=one_unit, fused_bytes=fused,
+                   unknown_vector_ops=plan.unknown)
+
+
+# ---------------------------------------------------------------------------- device step
+@dataclass(frozen=True, eq=False)
+class DeviceStep:
+    """One training step (the graph) on each of ``D`` designs.
+
+    ``makespan_s`` (D,) step time; ``energy_j`` (D,) = ``dynamic_energy_j`` +
+    ``leakage_energy_j``; ``busy_s`` maps ``"tc"``, ``"vc"``, ``"link"`` to (D,) busy time;
+    ``flop`` the step's FLOPs; ``costs`` the :class:`OpCosts` it was built from;
+    ``start_s``/``end_s`` (D, O) the schedule.
+    """
+
+    makespan_s: np.ndarray
+    energy_j: np.ndarray
+    dynamic_energy_j: np.ndarray
+    leakage_energy_j: np.ndarray
+    busy_s: Mapping[str, np.ndarray]
+    flop: float
+    costs: OpCosts
+    start_s: np.ndarray
+    end_s: np.ndarray
+
+    @property
+    def achieved_flop_per_s(self) -> np.ndarray:
+        return np.where(self.makespan_s > 0, self.flop / np.maximum(self.makespan_s, 1e-300), 0.0)
+
+
+def _bottom_levels(dur: np.ndarray, succs: np.ndarray) -> np.ndarray:
+    """(D, O) longest path from each operator (inclusive) to the end of the DAG."""
+    d, o = dur.shape
+    bl = np.zeros((d, o + 1))
+    for j in range(o - 1, -1, -1):
+        bl[:, j] = dur[:, j] + bl[:, succs[j]].max(axis=1)
+    return bl[:, :o]
+
+
+def device_step(graph: Graph, designs: DesignBatch, tech: Technology,
+                comm_time_s: Any = None, *, costs: OpCosts | None = None,
+                constants: dict[str, np.ndarray] | None = None) -> DeviceStep:
+    """Schedule ``graph`` on every design (vectorized; see the module docstring)."""
+    plan = _plan(graph)
+    c = node_constants(designs, tech) if constants is None else constants
+    oc = op_costs(graph, designs, tech, comm_time_s, constants=c) if costs is None else costs
+    d, o = oc.latency_s.shape
+    dur = oc.latency_s * plan.count[None, :]
+    bl = _bottom_levels(dur, plan.succs)
+    order = np.lexsort((np.broadcast_to(np.arange(o), (d, o)), -bl), axis=1)
+    nu = len(UNITS)
+    end = np.zeros(d * (o + 1))            # flat (D, O+1); column O is the "no predecessor"
+    start = np.zeros(d * o)                # sentinel, which ends at 0
+    free = np.zeros(d * nu)
+    base_end = np.arange(d)[:, None] * (o + 1)
+    base_o = np.arange(d) * o
+    base_u = np.arange(d) * nu
+    unit = plan.unit_code
+    preds = plan.preds
+    dur_flat = dur.reshape(-1)
+    for t in range(o):
+        j = order[:, t]
+        ready = end[base_end + preds[j]].max(axis=1)
+        fu = base_u + unit[j]
+        s = np.maximum(ready, free[fu])
+        e = s + dur_flat[base_o + j]
+        start[base_o + j] = s
+        end[base_end[:, 0] + j] = e
+        free[fu] = e
+    end2 = end.reshape(d, o + 1)[:, :o]
+    start2 = start.reshape(d, o)
+    makespan = end2.max(axis=1) if o else np.zeros(d)
+    busy = {name: dur[:, unit == i].sum(axis=1) for i, name in enumerate(UNITS)}
+    dyn = (oc.energy_j * plan.count[None, :]).sum(axis=1)
+    leak = tdp_w(designs, tech, constants=c)["leakage"] * makespan
+    flop = float((plan.flop * plan.count).sum())
+    return DeviceStep(makespan_s=makespan, energy_j=dyn + leak, dynamic_energy_j=dyn,
+                      leakage_energy_j=leak, busy_s=busy, flop=flop, costs=oc,
+                      start_s=start2, end_s=end2)
+
+
+# ------------------------------------------------------------------------ scalar reference
+@dataclass(frozen=True, kw_only=True)
+class OpRecord:
+    """One operator in the schedule of one design (times in seconds; ``latency_s`` and
+    ``energy_j`` per execution, ``duration_s = count · latency_s``)."""
+
+    name: str
+    kind: str
+    phase: str
+    unit: str
+    count: int
+    latency_s: float
+    duration_s: float
+    start_s: float
+    end_s: float
+    compute_s: float
+    hbm_s: float
+    sram_s: float
+    bound: str
+    flop: float
+    hbm_bytes: float
+    fused_bytes: float
+    energy_j: float
+    mobility_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceResult:
+    """The scalar evaluation of one design on one graph (see :func:`evaluate_device`)."""
+
+    hardware: HardwareConfig
+    makespan_s: float
+    energy_j: float
+    dynamic_energy_j: float
+    leakage_energy_j: float
+    flop: float
+    records: tuple[OpRecord, ...]
+    critical_path: tuple[str, ...]
+    """Operators with zero mobility (ASAP = ALAP on the DAG, method.md §4), in order."""
+    schedule_chain: tuple[str, ...]
+    """The chain of operators that determines the makespan in the resource-constrained
+    schedule, traced back from the last operator through whichever of its predecessor or
+    its resource's previous operator it waited for."""
+    breakdown: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    utilization: float = 0.0
+    unknown_vector_ops: tuple[str, ...] = ()
+
+    @property
+    def achieved_flop_per_s(self) -> float:
+        return self.flop / self.makespan_s if self.makespan_s > 0 else 0.0
+
+
+def _scalar_multi_core(m: int, k: int, n: int, r: int, c: int, df: str, cores: int) -> int:
+    if m >= n:
+        return systolic.compute_cycles_scalar(-(-m // cores), k, n, r, c, df)
+    return systolic.compute_cycles_scalar(m, k, -(-n // cores), r, c, df)
+
+
+def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
+                    comm_time_s: Any = None) -> DeviceResult:
+    """Scalar reference: cost every operator of ``graph`` on ``hw`` with plain Python
+    arithmetic, schedule it, and explain the result (see the module docstring).
+
+    ``comm_time_s``: ``None``, a mapping from communication op name to seconds, or an
+    array of shape ``(O,)``.
+    """
+    if not isinstance(hw, HardwareConfig):
+        raise ConfigError(f"evaluate_device needs a HardwareConfig, got {type(hw).__name__}")
+    batch1 = DesignBatch.from_configs([hw])
+    cst = {key: float(val[0]) for key, val in node_constants(batch1, tech).items()}
+    plan = _plan(graph)
+    comm = _comm_matrix(plan, 1, comm_time_s)[0]
+    comm_pos = {int(j): i for i, j in enumerate(plan.comm)}
+    f = float(hw.freq_hz)
+    p = int(hw.tensor_cores)
+    r, cc_ = int(hw.array_rows), int(hw.array_cols)
+    df = hw.dataflow
+    dtb = float(hw.dtype_bytes)
+    sram_total = float(hw.sram_bytes)
+    sram_core = float(hw.tensor_cores * hw.sram_per_core_bytes)
+    fabric_bw = float(hw.global_buffer_bw_bytes_per_cycle) * f
+    e_fabric = (cst["global_buffer_energy_j_per_byte"] if hw.global_buffer_bytes > 0
+                else cst["sram_core_energy_j_per_byte"])
+    lanes = float(hw.vector_cores * hw.vector_lanes)
+    preds = graph.pred_indices
+
+    recs: list[dict[str, Any]] = []
+    for j, op in enumerate(graph.ops):
+        rec: dict[str, Any] = dict(name=op.name, kind=op.kind, phase=op.phase, count=op.count,
+                                   flop=float(op.flop), fused_bytes=0.0, compute_s=0.0,
+                                   hbm_s=0.0, sram_s=0.0, hbm_bytes=0.0)
+        if op.kind == "gemm":
+            m, k, n, b = op.m, op.k, op.n, op.batch
+            cc = systolic.compute_cycles_scalar(m, k, n, r, cc_, df)
+            if b >= p:
+                grouped = math.ceil(b / p) * cc
+            else:
+                grouped = _scalar_multi_core(m, k, n, r, cc_, df, max(p // b, 1))
+            serial = b * _scalar_multi_core(m, k, n, r, cc_, df, p)
+            t_comp = float(min(grouped, serial)) / f
+            hb_min = fb_min = math.inf
+            q = 1
+            while q <= p:  # tilings as rows x (cols*q) virtual arrays (see _gemm_costs)
+                hb_min = min(hb_min, float(systolic.dram_traffic_bytes(
+                    m, k, n, r, cc_ * q, df, sram_total, dtb)))
+                fb_min = min(fb_min, float(systolic.dram_traffic_bytes(
+                    m, k, n, r, cc_ * q, df, sram_core, dtb)))
+                q *= _TILING_BASE
+            hb, fb = b * hb_min, b * fb_min
+            t_hbm = hb / float(hw.hbm_bw_bytes_per_s)
+            t_fab = fb / fabric_bw
+            t_mem = max(t_hbm, t_fab)
+            bound = "tensor" if t_comp >= t_mem else ("hbm" if t_hbm >= t_fab else "sram")
+            acc = systolic.sram_accesses_scalar(m, k, n, r, cc_, df)
+            sram_b = b * ((acc["ifmap_sram_reads"] + acc["filter_sram_reads"]) * dtb
+                          + acc["ofmap_sram_writes"] * cst["accumulator_bytes"])
+            energy = (b * float(m * k * n) * cst["mac_energy_j"]
+                      + sram_b * cst["sram_core_energy_j_per_byte"]
+                      + fb * e_fabric + hb * cst["hbm_energy_j_per_byte"])
+            rec.update(unit="tc", compute_s=t_comp, hbm_s=t_hbm, sram_s=t_fab, hbm_bytes=hb,
+                       latency_s=max(t_comp, t_mem), bound=bound, energy_j=energy)
+        elif op.kind in _COMM_KINDS:
+            t = float(comm[comm_pos[j]])
+            rec.update(unit="link", latency_s=t, bound="link",
+                       energy_j=float(op.comm_bytes) * cst["link_energy_j_per_byte"])
+        else:
+            pe = pe_cycles(op.vector_op, op.phase, kind=op.kind,
+                           flop_per_element=op.flop / op.elements if op.elements else 0.0)
+            t_comp = math.ceil(op.elements / lanes) * pe / f
+            saved = 0.0
+            for q in preds[j]:
+                prod = graph.ops[q]
+                if prod.kind == "gemm" and prod.bytes_out <= sram_total:
+                    saved += float(prod.bytes_out)
+            saved = min(saved, float(op.bytes_in))
+            spill = (float(op.bytes_in) if op.kind in _TWO_PASS_KINDS
+                     and op.bytes_in > sram_total else 0.0)
+            hb = float(op.bytes_in + op.bytes_out + op.bytes_weight) - saved + spill
+            t_hbm = hb / float(hw.hbm_bw_bytes_per_s)
+            energy = (float(op.elements) * pe * cst["vector_op_energy_j"]
+                      + hb * cst["hbm_energy_j_per_byte"]
+                      + saved * cst["sram_core_energy_j_per_byte"])
+            rec.update(unit="vc", compute_s=t_comp, hbm_s=t_hbm, hbm_bytes=hb, fused_bytes=saved,
+                       latency_s=max(t_comp, t_hbm),
+                       bound="vector" if t_comp >= t_hbm else "hbm", energy_j=energy)
+        rec["duration_s"] = rec["latency_s"] * float(op.count)
+        recs.append(rec)
+
+    # -- priority list schedule ---------------------------------------------------------------
+    o = len(recs)
+    succ = graph.succ_indices
+    bl = [0.0] * o
+    for j in range(o - 1, -1, -1):
+        bl[j] = recs[j]["duration_s"] + max((bl[s] for s in succ[j]), default=0.0)
+    order = sorted(range(o), key=lambda j: (-bl[j], j))
+    free = {u: 0.0 for u in UNITS}
+    last_on = {u: -1 for u in UNITS}
+    end = [0.0] * o
+    start = [0.0] * o
+    waited_for = [-1] * o
+    for j in order:
+        u = recs[j]["unit"]
+        ready, rp = 0.0, -1
+        for q in preds[j]:
+            if end[q] > ready:
+                ready, rp = end[q], q
+        if free[u] > ready:
+            start[j], waited_for[j] = free[u], last_on[u]
+        else:
+            start[j], waited_for[j] = ready, rp
+        end[j] = start[j] + recs[j]["duration_s"]
+        free[u] = end[j]
+        last_on[u] = j
+    makespan = max(end, default=0.0)
+
+    # -- ASAP / ALAP on the DAG (method.md §4) --------------------------------------------------
+    asap = [0.0] * o
+    for j in range(o):
+        asap[j] = max((asap[q] + recs[q]["duration_s"] for q in preds[j]), default=0.0)
+    horizon = max((asap[j] + recs[j]["duration_s"] for j in range(o)), default=0.0)
+    alap = [0.0] * o
+    for j in range(o - 1, -1, -1):
+        alap[j] = min((alap[s] for s in succ[j]), default=horizon) - recs[j]["duration_s"]
+    tol = 1e-9 * horizon
+    mobility = [alap[j] - asap[j] for j in range(o)]
+    critical = tuple(recs[j]["name"] for j in range(o) if mobility[j] <= tol)
+
+    chain: list[str] = []
+    if o:
+        j = max(range(o), key=lambda x: (end[x], -x))
+        seen = set()
+        while j >= 0 and j not in seen:
+            seen.add(j)
+            chain.append(recs[j]["name"])
+            j = waited_for[j]
+        chain.reverse()
+
+    records = tuple(OpRecord(start_s=start[j], end_s=end[j], mobility_s=mobility[j], **recs[j])
+                    for j in range(o))
+    by_phase: dict[str, float] = {}
+    by_kind: dict[str, float] = {}
+    by_unit = {u: 0.0 for u in UNITS}
+    by_bound: dict[str, float] = {}
+    flop_by_phase: dict[str, float] = {}
+    for rec in records:
+        by_phase[rec.phase] = by_phase.get(rec.phase, 0.0) + rec.duration_s
+        by_kind[rec.kind] = by_kind.get(rec.kind, 0.0) + rec.duration_s
+        by_unit[rec.unit] += rec.duration_s
+        by_bound[rec.bound] = by_bound.get(rec.bound, 0.0) + rec.duration_s
+        flop_by_phase[rec.phase] = flop_by_phase.get(rec.phase, 0.0) + rec.flop * rec.count
+    dyn = sum(rec.energy_j * rec.count for rec in records)
+    leak_w = float(tdp_w(batch1, tech)["leakage"][0])
+    flop = sum(rec.flop * rec.count for rec in records)
+    util = flop / (makespan * hw.peak_flop_per_s) if makespan > 0 else 0.0
+    return DeviceResult(
+        hardware=hw, makespan_s=makespan, energy_j=dyn + leak_w * makespan,
+        dynamic_energy_j=dyn, leakage_energy_j=leak_w * makespan, flop=flop, records=records,
+        critical_path=critical, schedule_chain=tuple(chain),
+        breakdown={"phase_s": by_phase, "kind_s": by_kind, "unit_busy_s": by_unit,
+                   "bound_s": by_bound, "flop_by_phase": flop_by_phase,
+                   "energy_j": {"dynamic": dyn, "leakage": leak_w * makespan}},
+        utilization=util, unknown_vector_ops=plan.unknown)
