@@ -61,7 +61,8 @@ HARDWARE_SHOW_KEYS: tuple[str, ...] = (
 # Keys hardware_dict() adds on top of the HardwareConfig fields; ignored when loading.
 _DERIVED_KEYS = frozenset(HARDWARE_SHOW_KEYS) - {f.name for f in dataclasses.fields(HardwareConfig)}
 _DERIVED_KEYS |= {"area_breakdown_mm2", "tdp_breakdown_w", "macs", "dtype_bytes",
-                  "vector_flop_per_s", "published", "system", "sources", "description"}
+                  "vector_flop_per_s", "published", "system", "sources", "description",
+                  "preset"}
 
 
 @dataclass(frozen=True, kw_only=True)
