@@ -8,8 +8,10 @@ parallelism follows Megatron-LM (Shoeybi et al. 2019; Narayanan et al. 2021 §2.
   them, replicated (one per shard) when they divide ``tp``.
 * ``f`` (identity forward, all-reduce backward) before each column-parallel GEMM and ``g``
   (all-reduce forward, identity backward) after each row-parallel one: two all-reduces of
-  ``b·s·h`` per layer forward and two backward. A parallel block (GPT-J) sums attention and
-  MLP outputs before one all-reduce, as mesh-transformer-jax does.
+  ``b·s·h`` per layer forward and two backward. A parallel block sums attention and MLP
+  outputs before one all-reduce (mesh-transformer-jax's GPT-J; gpt-neox's
+  ``gpt_j_residual`` defers the row-parallel reductions the same way); with one shared
+  LayerNorm (GPT-J) a single ``f`` serves both branches.
 * With sequence parallelism (Korthikanti et al. 2022) LayerNorm, dropout and residual ops
   work on ``s/tp`` tokens; each ``g`` becomes a reduce-scatter and each ``f`` an
   all-gather (and vice versa in backward), and the column-parallel GEMM's saved input is

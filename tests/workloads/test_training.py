@@ -1,0 +1,316 @@
+"""Invariants of the training expansion (hypothesis property tests over random models)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import networkx as nx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import workloads
+from dse.errors import WorkloadError
+from dse.types import Graph
+from workloads.spec import CNNSpec, DLRMSpec, TransformerSpec
+from workloads.training import pass_of, summarize
+
+SETTINGS = settings(max_examples=30, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def transformer_specs(draw: st.DrawFn) -> TransformerSpec:
+    mt = draw(st.sampled_from(["gpt2", "gptj", "gpt_neox", "llama", "bert", "opt"]))
+    kv = draw(st.sampled_from([1, 2, 4]))
+    heads = kv * draw(st.sampled_from([1, 2]))
+    head_dim = draw(st.sampled_from([4, 8]))
+    hidden = heads * head_dim
+    kw: dict = dict(name="rand", model_type=mt, source="hypothesis",
+                    layers=draw(st.integers(1, 3)), hidden=hidden, heads=heads,
+                    ffn=4 * draw(st.sampled_from([4, 8, 16])),
+                    vocab=4 * draw(st.integers(3, 30)), max_positions=64,
+                    dropout=draw(st.booleans()))
+    if mt in ("gptj", "gpt_neox"):
+        kw.update(position="rotary", rotary_dim=head_dim // 2, parallel_block=True,
+                  parallel_shared_norm=mt == "gptj", tied_embeddings=False)
+    elif mt == "llama":
+        kw.update(kv_heads=kv, position="rotary", gated_mlp=True, norm="rmsnorm",
+                  norm_bias=False, activation="silu", tied_embeddings=draw(st.booleans()),
+                  qkv_bias=False, out_bias=False, mlp_bias=False)
+    elif mt == "bert":
+        kw.update(causal=False, post_norm=True, embed_norm=True, final_norm=False,
+                  type_vocab=2, head_bias=True, mlm_transform=True,
+                  nsp_head=draw(st.booleans()))
+    elif mt == "opt":
+        kw.update(activation="relu", position_offset=2)
+    return TransformerSpec(**kw)
+
+
+def _dims(draw: st.DrawFn) -> tuple[int, int]:
+    return draw(st.integers(1, 3)), draw(st.sampled_from([4, 8, 16]))
+
+
+def _gemm_flop(g: Graph, phase: str | None = None) -> float:
+    return sum(op.total_flop for op in g.ops if op.kind == "gemm"
+               and (phase is None or op.phase == phase))
+
+
+def _check_structure(g: Graph) -> None:
+    """Acyclic, topologically stored, backward ops after their forward op and gradient."""
+    dg = g.nx()
+    assert nx.is_directed_acyclic_graph(dg)
+    pos = g.index
+    for a, b in g.edges:
+        assert pos[a] < pos[b]
+    fwd_names = {op.name for op in g.ops if op.phase == "fwd"}
+    by_fwd: dict[str, list[str]] = {}
+    for op in g.ops:
+        if op.fwd and op.phase in ("bwd_data", "bwd_weight", "comm"):
+            by_fwd.setdefault(op.fwd, []).append(op.name)
+    # a backward op of a real forward op depends on it
+    for f, bws in by_fwd.items():
+        if f in fwd_names:
+            for b in bws:
+                assert nx.has_path(dg, f, b), (f, b)
+    # ... and on the gradient of its output: some data-gradient op of every consumer
+    # reaches some backward op of the producer
+    for a, b in g.edges:
+        ys = [y for y in by_fwd.get(b, []) if g.op(y).phase in ("bwd_data", "comm")]
+        if a in fwd_names and b in fwd_names and a in by_fwd and ys:
+            assert any(nx.has_path(dg, y, x) for y in ys for x in by_fwd[a]), (a, b)
+    # with a loss, every backward op waits for the loss gradient
+    losses = [op.name + ".bwd" for op in g.ops if op.kind == "loss" and op.phase == "fwd"]
+    if losses:
+        reach = set().union(*(nx.descendants(dg, lo) for lo in losses)) | set(losses)
+        for op in g.ops:
+            if op.phase in ("bwd_data", "bwd_weight") or (op.phase == "comm" and op.fwd):
+                assert op.name in reach or op.name.endswith(".bwd_regather"), op.name
+    # optimizer ops come after the op producing their gradient
+    for op in g.ops:
+        if op.phase == "optimizer":
+            assert any(nx.has_path(dg, b, op.name) for b in by_fwd.get(op.fwd, [])) or \
+                any(d == op.name for _, d in g.edges), op.name
+
+
+def _check_gemm_pairs(g: Graph) -> None:
+    names = {op.name: op for op in g.ops}
+    for op in g.ops:
+        if op.phase != "fwd" or op.kind != "gemm":
+            continue
+        bw, bd = names.get(op.name + ".bwd_weight"), names.get(op.name + ".bwd_data")
+        da, db = names.get(op.name + ".bwd_data_a"), names.get(op.name + ".bwd_data_b")
+        if bw is not None:  # weight GEMM: transposed shapes, equal FLOPs
+            assert bw.total_flop == pytest.approx(op.total_flop)
+            assert (bw.m, bw.n) == (op.k, op.n)
+            if bd is not None:
+                assert bd.total_flop == op.total_flop
+                assert (bd.m, bd.k, bd.n) == (op.m, op.n, op.k)
+        else:  # activation x activation: one data gradient per operand
+            assert da is not None and db is not None, op.name
+            assert da.total_flop == db.total_flop == op.total_flop
+
+
+@SETTINGS
+@given(spec=transformer_specs(), data=st.data())
+def test_transformer_training_graph_invariants(spec: TransformerSpec, data: st.DataObject):
+    batch, seq = data.draw(st.integers(1, 3)), data.draw(st.sampled_from([4, 8, 16]))
+    opt = data.draw(st.sampled_from(["adam", "sgd"]))
+    g = workloads.build(spec, batch=batch, seq=seq, optimizer=opt)
+    _check_structure(g)
+    _check_gemm_pairs(g)
+    # every forward GEMM of a transformer has both backward GEMMs (all inputs need grads)
+    fwd_w = [op for op in g.ops if op.phase == "fwd" and op.kind == "gemm" and
+             op.name + ".bwd_weight" in g.index]
+    assert all(op.name + ".bwd_data" in g.index for op in fwd_w)
+    # GEMM backward FLOPs are exactly twice the forward's
+    assert _gemm_flop(g, "bwd_data") + _gemm_flop(g, "bwd_weight") == \
+        pytest.approx(2 * _gemm_flop(g, "fwd"))
+    # parameters: owned once by forward ops, every tensor updated once by the optimizer
+    assert g.meta["shard_params"] == spec.params
+    assert sum(op.params * op.count for op in g.ops if op.phase == "optimizer") == spec.params
+    assert all(op.vector_op == opt for op in g.ops if op.phase == "optimizer")
+    # stash: positive, and at least the inputs of every block GEMM are saved once
+    assert g.meta["stash_bytes_per_layer"] > 0
+
+
+@SETTINGS
+@given(spec=transformer_specs(), data=st.data())
+def test_tp_shards_sum_to_the_unsplit_gemm_flops(spec: TransformerSpec, data: st.DataObject):
+    spec = dataclasses.replace(spec, nsp_head=False, mlm_transform=False)
+    tps = [t for t in (2, 4) if spec.heads % t == 0 and spec.ffn % t == 0
+           and spec.kv_heads % t == 0 and spec.vocab % t == 0]
+    if not tps:
+        return
+    tp = data.draw(st.sampled_from(tps))
+    batch, seq = data.draw(st.integers(1, 2)), data.draw(st.sampled_from([4, 8]))
+    sp = data.draw(st.booleans())
+    full = workloads.build(spec, batch=batch, seq=seq)
+    shard = workloads.build(spec, batch=batch, seq=seq, tp=tp, sequence_parallel=sp)
+    _check_structure(shard)
+    _check_gemm_pairs(shard)
+    assert tp * _gemm_flop(shard) == pytest.approx(_gemm_flop(full))
+    # Megatron collectives per layer: 2 all-reduces forward and 2 backward. A parallel
+    # block (GPT-J, GPT-NeoX) sums both branches before one forward all-reduce; with one
+    # shared LayerNorm (GPT-J) one f operator also serves both branches. SP: every
+    # all-reduce becomes reduce-scatter + all-gather, plus the all-gather that re-gathers
+    # each column-parallel GEMM's input before its weight gradient.
+    coll = [op for op in shard.ops if op.kind == "collective" and op.block == "layer"]
+    n_g = 1 if spec.parallel_block else 2
+    n_f = 1 if (spec.parallel_block and spec.parallel_shared_norm) else 2
+    fwd = [op for op in coll if pass_of(op) == "fwd"]
+    bwd = [op for op in coll if pass_of(op) == "bwd"]
+    full_bytes = batch * seq * spec.hidden * 2
+    assert all(op.comm_bytes == full_bytes for op in coll)
+    assert all(op.group == "tp" for op in coll)
+    if not sp:
+        assert len(fwd) == n_g and len(bwd) == n_f
+        assert {op.collective for op in coll} == {"all_reduce"}
+    else:
+        assert sorted(op.collective for op in fwd) == ["all_gather"] * n_f + \
+            ["reduce_scatter"] * n_g
+        regather = [op for op in bwd if op.name.endswith(".bwd_regather")]
+        assert len(regather) == 2  # QKV and MLP-in
+        assert sorted(op.collective for op in bwd if op not in regather) == \
+            ["all_gather"] * n_g + ["reduce_scatter"] * n_f
+
+
+@SETTINGS
+@given(spec=transformer_specs(), data=st.data())
+def test_pipeline_stages_partition_the_model(spec: TransformerSpec, data: st.DataObject):
+    if spec.layers < 2:
+        spec = dataclasses.replace(spec, layers=2)
+    cut = data.draw(st.integers(1, spec.layers - 1))
+    batch, seq = 1, 8
+    full = workloads.build(spec, batch=batch, seq=seq)
+    a = workloads.build(spec, batch=batch, seq=seq, layers=(0, cut), last_stage=False)
+    b = workloads.build(spec, batch=batch, seq=seq, layers=(cut, spec.layers),
+                        first_stage=False)
+    for g in (a, b):
+        _check_structure(g)
+        _check_gemm_pairs(g)
+    assert _gemm_flop(a) + _gemm_flop(b) == pytest.approx(_gemm_flop(full))
+    tied_copy = spec.vocab * spec.embed_dim if spec.tied_embeddings else 0
+    assert a.meta["shard_params"] + b.meta["shard_params"] == spec.params + tied_copy
+    # the first stage's output gradient arrives from outside; the last stage's input
+    # gradient is computed (it is sent to the previous stage)
+    assert "stage.input.grad_accum" in b.index or any(
+        op.phase == "bwd_data" and op.block == "layer" for op in b.ops)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_dlrm_graph_invariants(data: st.DataObject):
+    n_tab = data.draw(st.integers(1, 6))
+    dim = data.draw(st.sampled_from([4, 8, 16]))
+    spec = DLRMSpec(name="d", source="hypothesis",
+                    tables=tuple(data.draw(st.integers(1, 10_000)) for _ in range(n_tab)),
+                    dim=dim, bottom_mlp=(13, data.draw(st.sampled_from([8, 32])), dim),
+                    top_mlp=(data.draw(st.sampled_from([8, 32])), 1),
+                    lookups_per_table=data.draw(st.integers(1, 3)))
+    batch = data.draw(st.integers(1, 64))
+    g = workloads.build(spec, batch=batch, optimizer=data.draw(st.sampled_from(["adam", "sgd"])))
+    _check_structure(g)
+    _check_gemm_pairs(g)
+    assert g.meta["shard_params"] == spec.params
+    for i, rows in enumerate(spec.tables):
+        scatter = g.op(f"emb{i}.bwd")
+        assert scatter.elements == batch * spec.lookups_per_table * dim  # sparse
+        assert g.op(f"emb{i}.weight.{g.meta['optimizer']}").params == \
+            min(rows, batch * spec.lookups_per_table) * dim
+
+
+def test_cnn_graph_invariants():
+    spec = CNNSpec(name="r", source="test", arch="resnet", image_size=32, num_classes=10,
+                   config={"blocks": [2, 2], "widths": [8, 16]})
+    g = workloads.build(spec, batch=2)
+    _check_structure(g)
+    _check_gemm_pairs(g)
+    # the stem convolution reads the image: no data gradient; every other GEMM has one
+    assert "stem.conv.bwd_data" not in g.index
+    others = [op for op in g.ops if op.phase == "fwd" and op.kind == "gemm"
+              and op.name != "stem.conv"]
+    assert all(op.name + ".bwd_data" in g.index for op in others)
+
+
+@pytest.mark.parametrize("name", ["gptj", "gpt3-175b", "bert-large", "llama3-8b", "resnet50",
+                                  "vgg16", "dlrm"])
+def test_train_flops_are_three_times_forward_plus_optimizer(name):
+    spec = workloads.model_spec(name)
+    kw = {"batch": 8}
+    if spec.has_seq:
+        kw["seq"] = 512
+    g = workloads.build(spec, **kw)
+    m = g.meta
+    assert m["train_flop"] == pytest.approx(m["flop_fwd"] + m["flop_bwd_data"]
+                                            + m["flop_bwd_weight"] + m["flop_optimizer"])
+    ratio = (m["train_flop"] - m["flop_optimizer"]) / m["flop_fwd"]
+    assert 2.9 <= ratio <= 3.05, ratio
+    # optimizer: 14 FLOP per parameter for Adam (dense) — DLRM updates looked-up rows only
+    if name != "dlrm":
+        assert m["flop_optimizer"] == pytest.approx(14 * spec.params)
+
+
+def test_summary_columns_agree_with_a_scalar_loop():
+    g = workloads.build(workloads.model_spec("bert-base"), batch=2, seq=64)
+    s = summarize(g, 2)
+    assert s["train_flop"] == pytest.approx(sum(op.flop * op.count for op in g.ops))
+    for p in ("fwd", "bwd_data", "bwd_weight", "optimizer"):
+        assert s[f"flop_{p}"] == pytest.approx(
+            sum(op.flop * op.count for op in g.ops if op.phase == p))
+    assert s["bytes"] == pytest.approx(sum(op.bytes_total * op.count for op in g.ops))
+    assert s["gemm_flop"] == pytest.approx(
+        sum(op.flop * op.count for op in g.ops if op.kind == "gemm"))
+
+
+def test_gqa_kv_heads_split_or_replicated():
+    s = workloads.model_spec("llama3-8b")  # 32 query heads, 8 key/value heads
+    for tp, kv in ((4, 2), (8, 1), (16, 1)):
+        g = workloads.build(s, batch=1, seq=64, tp=tp)
+        qkv = g.op("layer.attn.qkv")
+        assert qkv.n == (32 // tp + 2 * kv) * 128
+    with pytest.raises(WorkloadError, match="tp=3"):
+        workloads.build(s, batch=1, seq=64, tp=3)
+
+
+def test_swiglu_has_three_matrices():
+    s = workloads.model_spec("llama2-7b")
+    g = workloads.build(s, batch=1, seq=32)
+    fc1, fc2 = g.op("layer.mlp.fc1"), g.op("layer.mlp.fc2")
+    assert fc1.n == 2 * 11008 and fc2.k == 11008  # gate and up fused, then down
+    assert fc1.params + fc2.params == 3 * 4096 * 11008
+
+
+def test_attention_counts_the_full_score_matrix():
+    s = workloads.model_spec("gpt2")
+    g = workloads.build(s, batch=2, seq=128)
+    qk, av = g.op("layer.attn.qk"), g.op("layer.attn.av")
+    assert (qk.m, qk.k, qk.n, qk.batch) == (128, 64, 128, 2 * 12)
+    assert (av.m, av.k, av.n, av.batch) == (128, 128, 64, 2 * 12)
+    assert g.op("layer.attn.softmax").elements == 2 * 12 * 128 * 128
+
+
+def test_dependencies_of_a_small_graph():
+    g = workloads.build(workloads.model_spec("gpt2"), batch=1, seq=8)
+    dg = g.nx()
+    # the weight gradient of fc1 waits for the gradient coming out of the activation
+    assert dg.has_edge("layer.mlp.act.bwd", "layer.mlp.fc1.bwd_weight")
+    assert dg.has_edge("layer.mlp.fc1", "layer.mlp.fc1.bwd_weight")
+    # the residual stream's gradients are added at each block input
+    assert set(dg.predecessors("layer.input.grad_accum")) == {
+        "layer.norm1.bwd", "layer.attn.residual.grad_accum"}
+    # tied embedding: the table's update waits for the head's weight gradient and the
+    # embedding scatter
+    assert {"head.logits.bwd_weight", "embed.word.bwd"} <= set(
+        dg.predecessors("embed.word.weight.adam"))
+
+
+def test_vector_ops_have_known_keys():
+    for name in ("gptj", "llama3-8b", "bert-large", "resnet50", "mobilenetv2", "dlrm"):
+        spec = workloads.model_spec(name)
+        g = workloads.build(spec, batch=2, **({"seq": 16} if spec.has_seq else {}))
+        for op in g.ops:
+            if op.kind not in ("gemm", "collective", "embedding_gather"):
+                assert op.vector_op in workloads.VECTOR_OPS, (name, op.name)
+                assert math.isfinite(op.flop)

@@ -1,0 +1,214 @@
+"""Acceptance numbers of issue 2 for the model zoo (published parameter counts and FLOPs)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import workloads
+from dse.errors import WorkloadError
+from workloads.spec import TransformerSpec
+
+ISSUE_ZOO = ("gpt2", "gpt2-xl", "gptj", "gpt3-175b", "llama2-7b", "llama3-8b", "bert-base",
+             "bert-large", "resnet50", "vgg16", "mobilenetv2", "gnmt", "dlrm", "dlrm-kaggle")
+
+
+def test_zoo_has_the_issue_workloads_each_with_a_source():
+    names = workloads.zoo_names()
+    assert set(ISSUE_ZOO) <= set(names)
+    for n in names:
+        spec = workloads.model_spec(n)
+        assert spec.name == n
+        assert len(spec.source) > 10, f"{n} has no source citation"
+        assert spec.default_batch >= 1
+
+
+@pytest.mark.parametrize("name", ISSUE_ZOO)
+def test_every_issue_workload_builds_with_meta(name):
+    spec = workloads.model_spec(name)
+    small = {"batch": 2}
+    if spec.has_seq:
+        small["seq"] = 16
+    g = workloads.build(spec, **small)
+    for k in ("family", "params", "seq_len", "batch", "fwd_flop_per_sample",
+              "train_flop_per_sample"):
+        assert k in g.meta
+    assert g.meta["params"] == spec.params
+    assert g.meta["train_flop_per_sample"] > 2 * g.meta["fwd_flop_per_sample"] > 0
+
+
+def test_gptj_params_and_train_flops_match_the_model_card_and_palm_formula():
+    spec = workloads.model_spec("gptj")
+    # HF GPTJForCausalLM counts 6,050,882,784; the model card's 6,053,381,344 also counts
+    # mesh-transformer-jax's 8 shard replicas of LayerNorms/biases (docs/workloads.md)
+    assert spec.params == 6_050_882_784
+    assert abs(spec.params / 6_053_381_344 - 1) < 1e-3
+    g = workloads.build(spec, batch=1, seq=2048)
+    n, layers, heads, q, t = spec.params, 28, 16, 256, 2048
+    palm = (6 * n + 12 * layers * heads * q * t) * t
+    assert abs(g.meta["train_flop_per_sample"] / palm - 1) < 0.05
+    # GEMM-only training FLOPs equal 6·(N − embedding)·T + 12·L·H·Q·T² exactly: the
+    # embedding is a gather, not a GEMM
+    n_gemm = n - spec.vocab * spec.hidden - 28 * 2 * 4096 - 2 * 4096 - spec.vocab
+    gemm_train = sum(op.total_flop for op in g.ops if op.kind == "gemm")
+    # minus biases and norms (not GEMM weights) are O(L·h), negligible relative to 1e-3
+    assert gemm_train == pytest.approx((6 * n_gemm + 12 * layers * heads * q * t) * t,
+                                       rel=1e-3)
+
+
+def test_dlrm_mlperf_rows_and_mlp_params():
+    spec = workloads.model_spec("dlrm")
+    assert len(spec.tables) == 26 and spec.dim == 128
+    assert spec.embedding_rows == 187_767_399
+    assert spec.mlp_params == 2_368_897
+    assert spec.interaction_dim == 479
+    g = workloads.build(spec, batch=2048)
+    assert g.meta["embedding_rows"] == 187_767_399
+    assert g.meta["mlp_params"] == 2_368_897
+
+
+def test_dlrm_kaggle_config():
+    spec = workloads.model_spec("dlrm-kaggle")
+    assert spec.embedding_rows == 33_762_577
+    assert spec.interaction_dim == 367  # ln_top[0] of the reference configuration
+    assert spec.bottom_mlp == (13, 512, 256, 64, 16) and spec.top_mlp == (512, 256, 1)
+
+
+def test_dlrm_embedding_backward_is_sparse():
+    g = workloads.build(workloads.model_spec("dlrm"), batch=2048)
+    big = g.op("emb0.bwd")  # table of 39,884,406 rows
+    assert big.kind == "embedding_scatter" and big.phase == "bwd_weight"
+    assert big.bytes_out == 2048 * 128 * 2  # looked-up rows only, never the table
+    opt = g.op("emb0.weight.adam")
+    assert opt.params == 2048 * 128
+    assert g.op("emb5.weight.adam").params == 3 * 128  # 3-row table: min(rows, lookups)
+
+
+def test_resnet50_params_and_macs():
+    spec = workloads.model_spec("resnet50")
+    assert abs(spec.params / 25.56e6 - 1) < 0.01
+    assert spec.params == 25_557_032  # torchvision resnet50
+    g = workloads.build(spec, batch=1)
+    macs = g.meta["fwd_gemm_flop_per_sample"] / 2
+    assert 3.8e9 <= macs <= 4.1e9
+
+
+def test_other_cnns_match_torchvision():
+    assert workloads.model_spec("vgg16").params == 138_357_544
+    assert workloads.model_spec("mobilenetv2").params == 3_504_872
+    g = workloads.build(workloads.model_spec("vgg16"), batch=1)
+    assert g.meta["fwd_gemm_flop_per_sample"] / 2 == pytest.approx(15.47e9, rel=0.01)
+    g = workloads.build(workloads.model_spec("mobilenetv2"), batch=1)
+    assert g.meta["fwd_gemm_flop_per_sample"] / 2 == pytest.approx(300e6, rel=0.01)
+
+
+def test_mobilenetv2_has_depthwise_convs():
+    g = workloads.build(workloads.model_spec("mobilenetv2"), batch=2)
+    dw = [op for op in g.ops if op.name.endswith(".dw") and op.phase == "fwd"]
+    assert dw
+    for op in dw:
+        assert op.n == 1 and op.k == 9 and op.batch > 1  # one 3x3 filter per channel
+
+
+def test_bert_params():
+    assert 335e6 <= workloads.model_spec("bert-large").params <= 340e6
+    assert workloads.model_spec("bert-large").params == 336_226_108  # BertForPreTraining
+    assert workloads.model_spec("bert-base").params == 110_106_428
+
+
+def test_llm_params_match_hf():
+    assert workloads.model_spec("gpt2").params == 124_439_808
+    assert workloads.model_spec("gpt2-xl").params == 1_557_611_200
+    assert workloads.model_spec("llama2-7b").params == 6_738_415_616
+    assert workloads.model_spec("llama3-8b").params == 8_030_261_248
+
+
+@pytest.mark.parametrize("name,label", [
+    ("megatron-1.7b", 1.7e9), ("megatron-3.6b", 3.6e9), ("megatron-7.5b", 7.5e9),
+    ("megatron-18b", 18.4e9), ("megatron-39b", 39.1e9), ("megatron-76b", 76.1e9),
+    ("megatron-145b", 145.6e9), ("megatron-310b", 310.1e9), ("megatron-530b", 529.6e9),
+    ("megatron-1t", 1008.0e9), ("megatron-22b", 22.1e9), ("gpt3-175b", 174.6e9),
+])
+def test_megatron_sizes_match_narayanan_eq2(name, label):
+    s = workloads.model_spec(name)
+    assert isinstance(s, TransformerSpec)
+    l_, h, v, sq = s.layers, s.hidden, s.vocab, s.max_positions
+    eq2 = 12 * l_ * h * h * (1 + 13 / (12 * h) + (v + sq) / (12 * l_ * h))
+    # Eq. 2 omits the final LayerNorm (2h): otherwise exact
+    assert s.params == pytest.approx(eq2 + 2 * h, rel=1e-12)
+    assert round(s.params / 1e9, 1) == pytest.approx(label / 1e9, abs=0.051)
+
+
+@pytest.mark.parametrize("tp,sp", [(1, False), (8, False), (8, True), (4, False), (2, True)])
+def test_stash_matches_korthikanti(tp, sp):
+    """Activation bytes kept per layer = Korthikanti et al. 2022 Table 2, exactly."""
+    s = workloads.model_spec("gpt3-175b")
+    b, sq, h, a = 2, 2048, s.hidden, s.heads
+    g = workloads.build(s, batch=b, seq=sq, tp=tp, sequence_parallel=sp)
+    if tp == 1:
+        want = sq * b * h * (34 + 5 * a * sq / h)
+    elif sp:
+        want = sq * b * h / tp * (34 + 5 * a * sq / h)
+    else:
+        want = sq * b * h * (10 + 24 / tp + 5 * a * sq / (h * tp))
+    assert g.meta["stash_bytes_per_layer"] == pytest.approx(want, rel=1e-12)
+
+
+def test_stash_without_dropout_drops_masks_and_duplicates():
+    """Without dropout the two 1-byte residual masks (2sbh), the attention mask (as²b)
+    and the dropout output (2as²b; AV reads the saved softmax output) disappear."""
+    s = workloads.model_spec("gpt2")
+    nodrop = dataclasses.replace(s, dropout=False)
+    b, sq, h, a = 1, 1024, s.hidden, s.heads
+    g = workloads.build(nodrop, batch=b, seq=sq)
+    # no dropout: no masks (sbh + sbh + as²b) and no dropout output (2as²b)
+    want = sq * b * h * (34 - 2) + 5 * a * sq * sq * b - 3 * a * sq * sq * b
+    assert g.meta["stash_bytes_per_layer"] == pytest.approx(want, rel=1e-12)
+
+
+def test_repeated_blocks_cost_the_same_to_build():
+    s = workloads.model_spec("gpt3-175b")
+    g96 = workloads.build(s, batch=1, seq=128)
+    g1 = workloads.build(dataclasses.replace(s, layers=1), batch=1, seq=128)
+    assert len(g96.ops) == len(g1.ops)
+    layer_ops = [op for op in g96.ops if op.block == "layer"]
+    assert layer_ops and all(op.count == 96 for op in layer_ops)
+    assert g96.num_ops - g1.num_ops == 95 * len(layer_ops)
+
+
+def test_unknown_workload_lists_valid_names():
+    with pytest.raises(WorkloadError, match="unknown workload 'gpt5'; valid: .*gptj"):
+        workloads.model_spec("gpt5")
+
+
+def test_seq_for_a_family_without_sequence_is_rejected():
+    with pytest.raises(WorkloadError, match="does not apply"):
+        workloads.load("resnet50", batch=1, seq=128)
+
+
+def test_learned_positions_bound_the_sequence():
+    with pytest.raises(WorkloadError, match="max_positions=1024"):
+        workloads.load("gpt2", batch=1, seq=2048)
+
+
+def test_tp_for_non_transformers_is_rejected():
+    with pytest.raises(WorkloadError, match="transformer families only"):
+        workloads.build(workloads.model_spec("resnet50"), batch=1, tp=2)
+
+
+def test_gnmt_structure():
+    spec = workloads.model_spec("gnmt")
+    g = workloads.build(spec, batch=4, seq=10)
+    names = {op.name for op in g.ops}
+    assert {"enc.l1.fwd.rec", "enc.l1.bwd.rec", "enc.l8.rec", "dec.l8.rec",
+            "dec.attn.context", "dec.classifier"} <= names
+    rec = g.op("enc.l3.rec")
+    assert (rec.m, rec.k, rec.n, rec.count) == (4, 1024, 4096, 10)
+    wg = g.op("enc.l3.rec.bwd_weight")  # one weight-gradient GEMM over all steps
+    assert (wg.m, wg.k, wg.n, wg.count) == (1024, 40, 4096, 1)
+    assert wg.total_flop == rec.total_flop
+    assert g.op("enc.l3.rec.weight.adam").count == 1  # shared weights updated once
+    assert g.op("enc.l2.x_proj").k == 2048  # after the bidirectional layer
+    assert g.op("dec.l2.x_proj").k == 2048  # input concatenated with the attention context
+    assert g.meta["shard_params"] == spec.params
