@@ -230,8 +230,8 @@ def _objective_label(summary: Mapping[str, Any]) -> str:
 
 def _layout(fig: Any, title: str, height: int = 420) -> Any:
     fig.update_layout(title=dict(text=title, x=0.01), height=height, template="plotly_white",
-                      margin=dict(l=70, r=30, t=70, b=90),
-                      legend=dict(orientation="h", yanchor="top", y=-0.16, x=0.0))
+                      margin=dict(l=70, r=30, t=70, b=120),
+                      legend=dict(orientation="h", yanchor="top", y=-0.24, x=0.0))
     return fig
 
 

@@ -82,44 +82,31 @@ class EnergyCosts:
                 raise ExportError(f"EnergyCosts.{name}={v!r} must be a finite number >= 0")
 
 
-def _first_attr(obj: Any, names: tuple[str, ...]) -> float | None:
-    for n in names:
-        v = getattr(obj, n, None)
-        if v is None and isinstance(obj, dict):
-            v = obj.get(n)
-        if isinstance(v, (int, float)):
-            return float(v)
-    return None
-
-
 def energy_costs(design: Design) -> EnergyCosts:
-    """The design's energy constants from ``cost_models.technology`` at its node."""
+    """The design's energy constants from ``cost_models.technology`` at its node.
+
+    MAC: ``mac_energy_j[dtype]``; registers: the smallest SRAM point of the table (the
+    accumulator size, ``accumulator_bytes``); core SRAM and global buffer:
+    ``sram_energy_j_per_byte(capacity)``; HBM: ``hbm_energy_j_per_byte``; SRAM area:
+    ``sram_area_mm2_per_byte``.
+    """
     try:
         from cost_models.technology import load_technology
-    except ImportError as e:
+    except ImportError as e:  # pragma: no cover - the package ships with dse
         raise ExportError(f"zigzag export needs cost_models.technology for energies ({e})"
                           ) from None
     hw = design.hardware
     tech = load_technology(hw.tech_node_nm)
-    j_to_pj = 1e12
-    mac = _first_attr(tech, (f"mac_energy_j_{hw.dtype}", "energy_per_mac_j", "mac_energy_j"))
-    sram = _first_attr(tech, ("sram_energy_j_per_byte", "energy_per_sram_byte_j"))
-    gbuf = _first_attr(tech, ("global_buffer_energy_j_per_byte", "sram_energy_j_per_byte",
-                              "energy_per_sram_byte_j"))
-    reg = _first_attr(tech, ("register_energy_j_per_byte", "rf_energy_j_per_byte",
-                             "sram_energy_j_per_byte", "energy_per_sram_byte_j"))
-    hbm = _first_attr(tech, ("hbm_energy_j_per_byte", "energy_per_hbm_byte_j"))
-    area = _first_attr(tech, ("sram_area_mm2_per_byte", "area_per_sram_byte_mm2"))
-    missing = [n for n, v in (("MAC", mac), ("SRAM", sram), ("HBM", hbm)) if v is None]
-    if missing:
-        raise ExportError(f"technology at {hw.tech_node_nm} nm lacks the {', '.join(missing)} "
-                          "energy needed by the zigzag export")
-    assert mac is not None and sram is not None and hbm is not None
+    pj = 1e12
     return EnergyCosts(
-        mac_pj=mac * j_to_pj, register_pj_per_byte=(reg or sram) * j_to_pj,
-        core_sram_pj_per_byte=sram * j_to_pj, global_buffer_pj_per_byte=(gbuf or sram) * j_to_pj,
-        hbm_pj_per_byte=hbm * j_to_pj, sram_mm2_per_byte=area or 0.0,
-        source=f"cost_models.technology at {hw.tech_node_nm} nm",
+        mac_pj=float(tech.mac_energy_j[hw.dtype]) * pj,
+        register_pj_per_byte=float(tech.sram_energy_j_per_byte(tech.accumulator_bytes)) * pj,
+        core_sram_pj_per_byte=float(tech.sram_energy_j_per_byte(hw.sram_per_core_bytes)) * pj,
+        global_buffer_pj_per_byte=float(
+            tech.sram_energy_j_per_byte(max(hw.global_buffer_bytes, 1.0))) * pj,
+        hbm_pj_per_byte=float(tech.hbm_energy_j_per_byte) * pj,
+        sram_mm2_per_byte=float(tech.sram_area_mm2_per_byte),
+        source=f"cost_models.technology at {hw.tech_node_nm:g} nm",
     )
 
 
@@ -228,6 +215,40 @@ def workload(design: Design, gemms: list[Gemm]) -> list[dict[str, Any]]:
     } for i, g in enumerate(gemms)]
 
 
+_RUNNER = '''"""Run ZigZag 3.9 on this export: python run_zigzag.py [--lpf-limit N] [--out DIR]
+
+Needs a Python with zigzag-dse==3.9.1 and six. Prints one JSON line with the total
+latency (cycles) and energy (pJ, the unit of the exported costs) and per-layer values.
+"""
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from zigzag.api import get_hardware_performance_zigzag
+
+HERE = Path(__file__).resolve().parent
+ap = argparse.ArgumentParser()
+ap.add_argument("--lpf-limit", type=int, default=6)
+ap.add_argument("--out", default=str(HERE / "zigzag_out"))
+a = ap.parse_args()
+logging.disable(logging.INFO)
+energy, latency, cmes = get_hardware_performance_zigzag(
+    workload=str(HERE / "workload.yaml"), accelerator=str(HERE / "hardware.yaml"),
+    mapping=str(HERE / "mapping.yaml"), opt="latency", dump_folder=a.out,
+    lpf_limit=a.lpf_limit, loma_show_progress_bar=False)
+layers = []
+for path in sorted(Path(a.out).glob("*_complete.json")):
+    out = json.loads(path.read_text())["outputs"]
+    lat = out["latency"]
+    layers.append({"layer": path.name[: -len("_complete.json")],
+                   "latency_cycles": sum(float(v) for v in lat.values()),
+                   "computation_cycles": lat.get("computation"),
+                   "energy_pj": out["energy"]["energy_total"]})
+print(json.dumps({"latency_cycles": latency, "energy_pj": energy, "layers": layers}))
+'''
+
+
 def export(design: Design, out_dir: Path) -> list[Path]:
     """Write ``hardware.yaml``, ``mapping.yaml``, ``workload.yaml`` and ``gemms.csv``."""
     gemms = require_gemms(design, workload_graphs(design))
@@ -259,4 +280,7 @@ def write_files(design: Design, gemms: list[Gemm], out_dir: Path,
         for i, g in enumerate(gemms):
             w.writerow([i, g.name, g.m, g.k, g.n, g.instances_per_step, ";".join(g.phases)])
     paths.append(listing)
+    runner = out_dir / "run_zigzag.py"
+    runner.write_text(_RUNNER)
+    paths.append(runner)
     return paths
