@@ -153,6 +153,11 @@ class PipelineTime:
     """Exposed data-parallel communication plus optimizer step after the pipeline."""
     dp_exposed_s: Any
     optimizer_s: Any
+    post_s: Any
+    """Communication after the optimizer (ZeRO parameter all-gather …) on the device that
+    ends last; ``tail_s = dp_exposed_s + optimizer_s + post_s − hidden_s``."""
+    hidden_s: Any
+    """Part of that device's tail hidden because it finished its backward early."""
     slowest_stage: Any
     """Index of the device whose period sets the pace."""
 
@@ -219,6 +224,9 @@ def step_time_s(stage_fwd_s: ArrayLike, stage_bwd_s: ArrayLike, p2p_s: ArrayLike
                                             axis=-1)[..., 0]),
         optimizer_s=out(np.take_along_axis(opt, np.asarray(worst)[..., None],
                                            axis=-1)[..., 0]),
+        post_s=out(np.take_along_axis(post, np.asarray(worst)[..., None], axis=-1)[..., 0]),
+        hidden_s=out(np.where(tail > 0, np.take_along_axis(
+            slack, np.asarray(worst)[..., None], axis=-1)[..., 0], 0.0)),
         slowest_stage=out(slowest) if np.ndim(slowest) else int(slowest),
     )
 

@@ -1,0 +1,154 @@
+"""``dse evaluate``: one design (a hardware preset or file) on one workload and plan.
+
+Plan flags and how missing ones are derived:
+
+* ``--tp`` and ``--pp`` default to 1; ``--dp`` to ``devices/(tp·pp)`` when ``--devices``
+  is given (which must then divide), else 1; ``--devices`` to ``tp·pp·dp``.
+* ``--micro-batch`` defaults to 1; ``--global-batch`` to the workload's default batch
+  (its published global batch) rounded up to a multiple of ``dp·micro_batch``.
+* ``--seq`` defaults to the workload's sequence length; ``--interleave`` to 2 with
+  ``--schedule interleaved`` (else 1); ``--zero`` to 0.
+
+Invalid plans exit with code 2 and one line naming the rule that failed
+(:func:`workloads.parallel.validate_plan`).
+
+JSON: the contract keys of ``evaluate`` (design brief §4: ``step_time_s``,
+``samples_per_s``, ``achieved_flop_per_s_per_device``, ``area_mm2``, ``tdp_w``,
+``energy_per_step_j`` — per device —, ``memory_per_device_bytes``, ``fits_memory``,
+``critical_path``, ``breakdown``), then ``plan``, ``hardware``, ``workload``, ``system``
+and the extras of :class:`dse.types.Evaluation`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from dse.errors import ConfigError
+from dse.types import ParallelPlan, jsonable
+
+
+def derive_plan(args: argparse.Namespace, default_batch: int) -> ParallelPlan:
+    """The :class:`ParallelPlan` of the CLI flags, missing values derived (module doc)."""
+    tp = args.tp or 1
+    pp = args.pp or 1
+    if args.dp is not None:
+        dp = args.dp
+    elif args.devices is not None:
+        if args.devices % (tp * pp):
+            raise ConfigError(f"devices={args.devices} is not divisible by tp*pp = {tp}*{pp}; "
+                              "give --dp or change --tp/--pp")
+        dp = args.devices // (tp * pp)
+    else:
+        dp = 1
+    if args.devices is not None and tp * pp * dp != args.devices:
+        raise ConfigError(f"tp*pp*dp = {tp}*{pp}*{dp} = {tp * pp * dp} must equal "
+                          f"devices={args.devices}")
+    mb = args.micro_batch or 1
+    if args.global_batch is not None:
+        gb = args.global_batch
+    else:
+        unit = dp * mb
+        gb = -(-int(default_batch) // unit) * unit
+    schedule = args.schedule
+    interleave = args.interleave if args.interleave is not None else (
+        2 if schedule == "interleaved" else 1)
+    return ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb, micro_batch=mb,
+                        schedule=schedule, recompute=args.recompute,
+                        sequence_parallel=bool(args.sequence_parallel),
+                        zero_stage=int(args.zero or 0), interleave=interleave)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import workloads
+    from cost_models.presets import hardware_dict, load_preset
+    from cost_models.technology import load_technology
+    from cost_models.training import evaluate_training
+    from workloads.parallel import validate_plan
+
+    spec = workloads.model_spec(args.workload)
+    preset = load_preset(args.hardware)
+    hw, system = preset.hardware, preset.system
+    plan = derive_plan(args, spec.default_batch)
+    seq = args.seq
+    validate_plan(spec, plan, plan.devices, seq=seq)
+    tech = load_technology(hw.tech_node_nm)
+    ev = evaluate_training(spec, hw, system, plan, tech, seq=seq)
+    out = ev.to_dict()
+    out["plan"] = dict(dataclasses.asdict(plan), devices=plan.devices,
+                       micro_batches=plan.micro_batches)
+    out["hardware"] = hardware_dict(hw, tech)
+    out["workload"] = spec.name
+    out["system"] = jsonable(dataclasses.asdict(system))
+    return out
+
+
+def _si(x: float, unit: str = "") -> str:
+    for div, p in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3f} {p}{unit}"
+    if x and abs(x) < 1:
+        for div, p in ((1e-3, "m"), (1e-6, "u"), (1e-9, "n")):
+            if abs(x) >= div:
+                return f"{x / div:.3f} {p}{unit}"
+    return f"{x:.4g} {unit}".rstrip()
+
+
+def render(result: dict[str, Any], args: argparse.Namespace) -> str:
+    r = result
+    p = r["plan"]
+    hw = r["hardware"]
+    lines = [
+        f"{r['workload']} on {hw['name']} x {p['devices']} "
+        f"(tp={p['tp']} pp={p['pp']} dp={p['dp']}, global batch {p['global_batch']}, "
+        f"micro-batch {p['micro_batch']}, {p['micro_batches']} micro-batches, "
+        f"{p['schedule']}{' v=' + str(p['interleave']) if p['schedule'] == 'interleaved' else ''}"
+        f", recompute {p['recompute']}{', sequence parallel' if p['sequence_parallel'] else ''}"
+        f"{', ZeRO-' + str(p['zero_stage']) if p['zero_stage'] else ''})",
+        "",
+        f"  step time                 {_si(r['step_time_s'], 's')}",
+        f"  throughput                {r['samples_per_s']:.4g} samples/s",
+        f"  model FLOP/s per device   {_si(r['achieved_flop_per_s_per_device'], 'FLOP/s')}"
+        f"  (MFU {100 * r.get('mfu', 0.0):.1f}%)",
+        f"  hw FLOP/s per device      {_si(r.get('hardware_flop_per_s_per_device', 0.0), 'FLOP/s')}"
+        f"  (HFU {100 * r.get('hfu', 0.0):.1f}%)",
+        f"  memory per device         {_si(r['memory_per_device_bytes'], 'B')} of "
+        f"{_si(hw['hbm_bytes'], 'B')}: {'fits' if r['fits_memory'] else 'DOES NOT FIT'}",
+        f"  area / TDP                {r['area_mm2']:.1f} mm2 / {r['tdp_w']:.1f} W",
+        f"  energy per step           {_si(r['energy_per_step_j'], 'J')} per device",
+        "",
+        "  time per phase (slowest pipeline device):",
+    ]
+    bd = r["breakdown"]
+    step = r["step_time_s"] or 1.0
+    for k, v in bd.get("phase_s", {}).items():
+        lines.append(f"    {k[:-2]:<22}{_si(v, 's'):>14}  {100 * v / step:6.1f}%")
+    tail = bd.get("tail_s", {})
+    if tail and bd.get("phase_s", {}).get("tail_s", 0.0) > 0:
+        lines.append("    tail = " + " + ".join(f"{k[:-2]} {_si(v, 's')}" for k, v in tail.items()
+                                               if k != "hidden_by_drain_s")
+                     + f" - hidden by drain {_si(tail.get('hidden_by_drain_s', 0.0), 's')}")
+    comm = bd.get("comm_s", {})
+    if comm:
+        lines.append(f"  communication: tensor-parallel {_si(comm['tp_s'], 's')} (inside "
+                     f"forward/backward), p2p {_si(comm['p2p_s'], 's')}, data-parallel "
+                     f"all-reduce {_si(comm['dp_all_reduce_s'], 's')} of which exposed "
+                     f"{_si(comm['dp_exposed_s'], 's')}")
+    kinds = r["breakdown"].get("op_kind_s", {})
+    if kinds:
+        lines.append("  operator time by kind (slowest device, per step):")
+        for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]):
+            lines.append(f"    {k:<22}{_si(v, 's'):>14}")
+    mem = r.get("memory_breakdown_bytes", {})
+    if mem:
+        lines.append("  memory per device:")
+        for k, v in mem.items():
+            if k in ("total", "stage"):
+                continue
+            lines.append(f"    {k:<22}{_si(v, 'B'):>14}")
+    cp = r.get("critical_path", [])
+    if cp:
+        shown = cp if len(cp) <= 12 else cp[:6] + ["..."] + cp[-5:]
+        lines.append(f"  critical path ({len(cp)} entries): " + " -> ".join(shown))
+    return "\n".join(lines)

@@ -1,0 +1,202 @@
+"""Parallelization plan search (issue 4): enumerate the valid (tp, pp, dp, micro-batch,
+schedule, recompute, ZeRO) plans of a workload on ``devices`` devices and pick the
+fastest that fits in memory, for one design or a whole :class:`DesignBatch`.
+
+The space (all filtered by :func:`workloads.parallel.validate_plan`):
+
+* ``tp``: divisors of ``devices`` that divide the heads and MLP width (1 for models that
+  are not transformers); ``pp``: divisors of ``devices/tp`` up to the layer count (up to
+  ``max_pp`` forward-operator ranges otherwise); ``dp = devices/(tp·pp)``;
+* micro-batch: powers of two dividing ``global_batch/dp``, up to ``max_micro_batch``
+  (Megatron-LM's sweeps use 1–16; Narayanan et al. Fig. 16);
+* schedule: ``1f1b`` and ``interleaved`` with every ``v`` in ``interleaves`` the layer
+  count allows. GPipe is left out by default: it has the 1F1B bubble and stashes all
+  ``m`` micro-batches instead of ``p`` (Narayanan et al. §2.2.1), so it never wins;
+* recompute: none, selective, full; sequence parallelism whenever ``tp > 1`` (same
+  communication volume, less activation memory, Korthikanti et al. §4.2.2);
+* ZeRO stage 0 or 1 when ``dp > 1``.
+
+Evaluation is shared: memory depends only on the plan (computed once per plan, plans
+that cannot fit any design are pruned before timing), and stage costs only on
+``(stage shape, tp, micro-batch, sequence parallelism)``, cached across plans, so the
+schedule/recompute/ZeRO variants of a shape cost a closed-form pipeline evaluation each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from dse.errors import ConfigError, InfeasibleDesignError
+from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
+
+__all__ = ["best_plan", "best_plan_batch", "enumerate_plans", "plan_memory_bytes"]
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
+                    seq: int | None = None, max_micro_batch: int = 16,
+                    schedules: Sequence[str] = ("1f1b", "interleaved"),
+                    interleaves: Sequence[int] = (2, 3, 4),
+                    recompute: Sequence[str] = ("none", "selective", "full"),
+                    zero_stages: Sequence[int] = (0, 1), max_pp: int = 8) -> list[ParallelPlan]:
+    """Every valid plan of ``spec`` on ``devices`` devices (module docstring).
+
+    ``global_batch`` defaults to the workload's default batch; plans whose ``dp`` does
+    not divide it are skipped (the global batch is part of the training recipe).
+
+    >>> from workloads.spec import TransformerSpec
+    >>> s = TransformerSpec(name="t", model_type="gpt2", layers=4, hidden=256, heads=4,
+    ...                     ffn=1024, vocab=1000, max_positions=128, source="doc",
+    ...                     default_batch=8)
+    >>> plans = enumerate_plans(s, 4, recompute=("none",), zero_stages=(0,))
+    >>> sorted({(p.tp, p.pp, p.dp) for p in plans})
+    [(1, 1, 4), (1, 2, 2), (1, 4, 1), (2, 1, 2), (2, 2, 1), (4, 1, 1)]
+    """
+    from workloads.parallel import validate_plan
+
+    if devices < 1:
+        raise ConfigError(f"devices={devices} must be >= 1")
+    gb = int(global_batch or spec.default_batch)
+    transformer = getattr(spec, "family", "") == "transformer"
+    layers = int(spec.layers) if transformer else max_pp
+    out: list[ParallelPlan] = []
+    for tp in _divisors(devices) if transformer else [1]:
+        if transformer and (spec.heads % tp or spec.ffn % tp
+                            or (spec.kv_heads % tp and tp % spec.kv_heads)):
+            continue
+        for pp in _divisors(devices // tp):
+            if pp > layers:
+                continue
+            dp = devices // (tp * pp)
+            if gb % dp:
+                continue
+            mbs = [b for b in (2 ** i for i in range(0, 16)) if b <= max_micro_batch
+                   and (gb // dp) % b == 0]
+            for mb in mbs:
+                m = gb // (dp * mb)
+                scheds: list[tuple[str, int]] = []
+                if "1f1b" in schedules:
+                    scheds.append(("1f1b", 1))
+                if "gpipe" in schedules:
+                    scheds.append(("gpipe", 1))
+                if "interleaved" in schedules and pp > 1 and transformer and m % pp == 0:
+                    scheds += [("interleaved", v) for v in interleaves
+                               if layers % (pp * v) == 0]
+                for sched, v in scheds:
+                    for rc in recompute:
+                        for z in zero_stages if dp > 1 else (0,):
+                            plan = ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb,
+                                                micro_batch=mb, schedule=sched,
+                                                recompute=rc, interleave=v, zero_stage=z,
+                                                sequence_parallel=tp > 1 and transformer)
+                            try:
+                                validate_plan(spec, plan, devices, seq=seq)
+                            except ConfigError:
+                                continue
+                            out.append(plan)
+    return out
+
+
+def plan_memory_bytes(spec: Any, plan: ParallelPlan, seq: int | None = None) -> float:
+    """Per-device memory (bytes) of the fullest device under ``plan``."""
+    from cost_models.memory import device_memory_bytes
+    from workloads.parallel import stage_graphs
+
+    s = seq or getattr(spec, "default_seq", None)
+    graphs = stage_graphs(spec, plan, s)
+    return float(device_memory_bytes(graphs, plan, seq=s)["total"])
+
+
+def best_plan_batch(spec: Any, designs: Any, system: SystemConfig, devices: int, *,
+                    global_batch: int | None = None, seq: int | None = None, tech: Any = None,
+                    plans: Iterable[ParallelPlan] | None = None
+                    ) -> tuple[list[ParallelPlan | None], dict[str, np.ndarray]]:
+    """The fastest plan that fits memory for every design of a DesignBatch.
+
+    Returns ``(plans, metrics)``: one plan per design (``None`` where nothing fits) and the
+    :func:`cost_models.training.evaluate_training_batch` arrays of the chosen plans
+    (``step_time_s`` is ``inf`` where nothing fits), plus ``plans_evaluated``.
+    """
+    from cost_models.technology import load_technology
+    from cost_models.training import evaluate_training_batch
+
+    n = len(designs)
+    if tech is None:
+        nodes = np.unique(np.asarray(designs.tech_node_nm, dtype=np.float64))
+        if nodes.size != 1:
+            raise ConfigError("designs span several technology nodes; pass tech=")
+        tech = load_technology(float(nodes[0]))
+    cand = list(plans) if plans is not None else enumerate_plans(
+        spec, devices, global_batch=global_batch, seq=seq)
+    if not cand:
+        raise ConfigError(f"no valid parallel plan for {spec.name} on {devices} devices "
+                          f"(global batch {global_batch or spec.default_batch})")
+    hbm = np.asarray(designs.hbm_bytes, dtype=np.float64)
+    cap = float(hbm.max())
+    mems = [plan_memory_bytes(spec, p, seq) for p in cand]
+    keep = [i for i, mem in enumerate(mems) if mem <= cap]
+    best_t = np.full(n, np.inf)
+    best_i = np.full(n, -1)
+    best: dict[str, np.ndarray] = {}
+    cache: dict[Any, Any] = {}
+    for i in keep:
+        r = evaluate_training_batch(spec, designs, system, cand[i], tech, seq, cache=cache)
+        t = np.where(r["fits_memory"], r["step_time_s"], np.inf)
+        better = t < best_t
+        if not np.any(better):
+            continue
+        best_t = np.where(better, t, best_t)
+        best_i = np.where(better, i, best_i)
+        for k, v in r.items():
+            if k.startswith("_"):
+                continue
+            arr = np.asarray(v)
+            if k not in best:
+                best[k] = np.zeros(n, dtype=arr.dtype) if arr.dtype != bool else \
+                    np.zeros(n, dtype=bool)
+            best[k] = np.where(better, arr, best[k])
+    chosen = [cand[int(i)] if i >= 0 else None for i in best_i]
+    if not best:
+        best = {"step_time_s": best_t}
+    best["step_time_s"] = best_t
+    best["plans_evaluated"] = np.full(n, len(keep))
+    best["plans_enumerated"] = np.full(n, len(cand))
+    return chosen, best
+
+
+def best_plan(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: int,
+              global_batch: int | None = None, seq: int | None = None,
+              tech: Any = None) -> tuple[ParallelPlan, Evaluation]:
+    """The fastest valid plan for ``spec`` on ``devices`` copies of ``hw`` that fits in
+    its memory, with its full :class:`Evaluation`.
+
+    Raises :class:`InfeasibleDesignError` when no plan fits.
+    """
+    from cost_models.designs import DesignBatch
+    from cost_models.technology import load_technology
+    from cost_models.training import evaluate_training
+
+    t = tech if tech is not None else load_technology(hw.tech_node_nm)
+    designs = DesignBatch.from_configs([hw])
+    cand = enumerate_plans(spec, devices, global_batch=global_batch, seq=seq)
+    plans, metrics = best_plan_batch(spec, designs, system, devices, global_batch=global_batch,
+                                     seq=seq, tech=t, plans=cand)
+    if plans[0] is None:
+        need = min(plan_memory_bytes(spec, p, seq) for p in cand)
+        raise InfeasibleDesignError(
+            f"no parallel plan of {spec.name} on {devices} x {hw.name} fits in "
+            f"{hw.hbm_bytes / 2**30:.1f} GiB per device (the leanest needs "
+            f"{need / 2**30:.1f} GiB); add devices or memory")
+    plan = plans[0]
+    ev = evaluate_training(spec, hw, system, plan, t, seq=seq)
+    extra = dict(ev.extra, plans_enumerated=len(cand),
+                 plans_evaluated=int(metrics["plans_evaluated"][0]))
+    import dataclasses
+
+    return plan, dataclasses.replace(ev, extra=extra)
