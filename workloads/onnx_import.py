@@ -254,7 +254,8 @@ def _forward(spec: OnnxSpec, batch: int) -> tuple[ForwardBuilder, list[str]]:
                 producer[o] = None
             continue
         act_ins = [i for i in ins if i and src(i) is not None]
-        if op in _LAYOUT and not act_ins and ins and is_param(ins[0]):
+        if op in _LAYOUT and op != "Gather" and ins and is_param(ins[0]) and all(
+                (not i) or i in consts or (i in inits and not is_param(i)) for i in ins[1:]):
             for o in outs:  # e.g. Transpose(W): still the parameter W
                 param_of[o] = param_of[ins[0]]
                 producer[o] = None
