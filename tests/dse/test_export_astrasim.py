@@ -1,0 +1,132 @@
+"""ASTRA-sim export (dse/export/astrasim.py): network/system/memory files and Chakra ET.
+
+Environment used:
+* ``DSE_CHAKRA_PYTHON``: a Python with ``mlc-chakra==1.0.0`` (``import chakra``); default
+  ``${DSE_PEER_VENVS:-$HOME/.cache/dse-peer-venvs}/chakra/bin/python``, then
+  ``/work/venvs/chakra/bin/python`` (``benchmarks/setup_peer_tools.sh`` creates it, with
+  chakra and protobuf only; the test appends this interpreter's ``sys.path`` so dse's own
+  dependencies are found). It must be the same Python minor version as pytest's.
+  Without one, the trace test is skipped with the reason. ASTRA-sim itself is a C++
+  build and is not run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dse.errors import ExportError
+from dse.export import export_design, load_design
+from dse.export.astrasim import chakra_available, network, system
+
+from test_export_scalesim import peer_python, write_design
+
+
+def _design(tmp: Path, system_cfg: dict, plan: dict) -> Path:
+    return write_design(tmp, extra={"system": system_cfg, "plan": plan})
+
+
+def test_two_level_network_and_system(tmp_path: Path) -> None:
+    src = _design(tmp_path, {"devices_per_node": 4, "intra_node_topology": "ring",
+                             "intra_node_bw_bytes_per_s": 150e9, "intra_node_latency_s": 1e-6,
+                             "inter_node_topology": "switch", "inter_node_bw_bytes_per_s": 25e9,
+                             "inter_node_latency_s": 5e-6},
+                  {"tp": 2, "dp": 8, "global_batch": 16, "micro_batch": 2})
+    paths = export_design(src, "astrasim", tmp_path / "as")
+    names = {p.name for p in paths}
+    assert {"network.yml", "system.json", "remote_memory.json", "run_astrasim.sh"} <= names
+    net = yaml.safe_load((tmp_path / "as" / "network.yml").read_text())
+    assert net == {"topology": ["Ring", "Switch"], "npus_count": [4, 4],
+                   "bandwidth": [150.0, 25.0], "latency": [1000.0, 5000.0]}
+    sysj = json.loads((tmp_path / "as" / "system.json").read_text())
+    assert sysj["all-reduce-implementation"] == ["ring", "ring"]
+    assert sysj["roofline-enabled"] == 1
+    assert sysj["peak-perf"] == pytest.approx(2 * 2 * 8 * 8 * 1e9 / 1e12)
+    assert sysj["local-mem-bw"] == pytest.approx(100.0)
+    assert json.loads((tmp_path / "as" / "remote_memory.json").read_text()) == {
+        "memory-type": "NO_MEMORY_EXPANSION"}
+    if not chakra_available():
+        assert "CHAKRA_NOT_INSTALLED.txt" in names
+
+
+def test_torus_and_fully_connected(tmp_path: Path) -> None:
+    src = _design(tmp_path, {"devices_per_node": 4, "intra_node_topology": "torus2d",
+                             "inter_node_topology": "torus2d", "torus_dims": [4, 4],
+                             "inter_node_bw_bytes_per_s": 45e9, "inter_node_latency_s": 1e-6},
+                  {"dp": 16, "global_batch": 16})
+    d = load_design(src)
+    assert network(d)["topology"] == ["Ring", "Ring"]
+    assert network(d)["npus_count"] == [4, 4]
+    src2 = _design(tmp_path, {"devices_per_node": 8, "intra_node_topology": "fully_connected"},
+                   {"tp": 8, "global_batch": 8})
+    d2 = load_design(src2)
+    assert network(d2)["topology"] == ["FullyConnected"]
+    assert system(d2)["all-reduce-implementation"] == ["direct"]
+
+
+def test_unsupported_plans_are_export_errors(tmp_path: Path) -> None:
+    src = _design(tmp_path, {"devices_per_node": 8}, {"dp": 12, "global_batch": 12})
+    with pytest.raises(ExportError, match="12 devices do not fill nodes of 8"):
+        export_design(src, "astrasim", tmp_path / "a")
+    src2 = _design(tmp_path, {"devices_per_node": 8}, {"pp": 2, "global_batch": 4,
+                                                      "micro_batch": 1})
+    with pytest.raises(ExportError, match="pp=2"):
+        export_design(src2, "astrasim", tmp_path / "b")
+
+
+_DECODE = r"""
+import json, sys
+sys.path.extend(json.loads(sys.argv[1]))
+from dse.export import export_design
+from chakra.schema.protobuf import et_def_pb2 as et
+from chakra.src.third_party.utils.protolib import decodeMessage
+paths = export_design(sys.argv[2], "astrasim", sys.argv[3])
+traces = sorted(str(p) for p in paths if p.suffix == ".et")
+out = {"traces": traces, "nodes": []}
+with open(traces[0], "rb") as fh:
+    meta = et.GlobalMetadata(); decodeMessage(fh, meta)
+    node = et.Node()
+    while decodeMessage(fh, node):
+        attrs = {}
+        for a in node.attr:
+            v = getattr(a, a.WhichOneof("value"))
+            attrs[a.name] = list(v.values) if hasattr(v, "values") else v
+        out["nodes"].append({"id": node.id, "name": node.name, "type": node.type,
+                             "deps": list(node.data_deps), "attrs": attrs})
+        node = et.Node()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_chakra_traces_decode(tmp_path: Path) -> None:
+    py = peer_python("chakra", "DSE_CHAKRA_PYTHON")
+    if py is None:
+        pytest.skip("no mlc-chakra interpreter: set DSE_CHAKRA_PYTHON or run "
+                    "benchmarks/setup_peer_tools.sh")
+    src = _design(tmp_path, {"devices_per_node": 4}, {"tp": 2, "dp": 4, "global_batch": 8,
+                                                     "micro_batch": 2})
+    paths = json.dumps([p for p in sys.path if p] + [str(Path(__file__).resolve().parents[2])])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([py, "-c", _DECODE, paths, str(src), str(tmp_path / "as")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(out["traces"]) == 8  # one per NPU
+    nodes = out["nodes"]
+    comp = [n for n in nodes if n["type"] == 4]
+    coll = [n for n in nodes if n["type"] == 7]
+    assert comp and coll
+    assert all(n["attrs"]["num_ops"] >= 0 and "tensor_size" in n["attrs"] for n in comp)
+    assert any(n["name"] == "dp_grad_all_reduce" for n in coll)
+    tp_colls = [n for n in coll if n["name"] != "dp_grad_all_reduce"]
+    assert tp_colls, "tp=2 graphs have tensor-parallel all-reduces"
+    ids = {n["id"] for n in nodes}
+    assert all(set(n["deps"]) <= ids for n in nodes)
+    assert sum(n["attrs"]["num_ops"] for n in comp) > 0
