@@ -445,8 +445,11 @@ def _schedule_rows(run: RunData) -> tuple[list[dict[str, Any]], list[str], str]:
         rows = _rows_from_records(sched)
         if rows:
             return rows, crit, "the schedule stored in best.json"
-    rows, crit2 = _recompute_schedule(run)
-    return rows, (crit or crit2), "recomputed with cost_models.evaluate.evaluate_device"
+    rows, chain = _recompute_schedule(run)
+    names = {r["op"] for r in rows}
+    stored = [c for c in crit if c in names]
+    return rows, (stored or chain), ("recomputed for one device with "
+                                     "cost_models.evaluate.evaluate_device")
 
 
 def _rows_from_records(sched: Any) -> list[dict[str, Any]]:
@@ -492,22 +495,19 @@ def _recompute_schedule(run: RunData) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _rows_from_result(result: Any, graph: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    """Adapt a ``DeviceResult`` (records or per-op arrays) to schedule rows."""
-    crit = [str(x) for x in (getattr(result, "critical_path", None) or [])]
-    sched = getattr(result, "schedule", None)
-    rows = _rows_from_records(sched)
-    if rows:
-        return rows, crit
-    start = getattr(result, "start_s", None)
-    end = getattr(result, "end_s", None)
-    if start is None or end is None:
-        return [], crit
-    units = getattr(result, "unit", None)
+    """Adapt a ``cost_models.evaluate.DeviceResult`` (its ``records``) to schedule rows;
+    the highlighted path is the resource-aware ``schedule_chain`` (what the makespan
+    waited for), else the zero-mobility ``critical_path``."""
+    chain = [str(x) for x in (getattr(result, "schedule_chain", None) or [])]
+    crit = chain or [str(x) for x in (getattr(result, "critical_path", None) or [])]
     rows = []
-    for i, op in enumerate(graph.ops):
-        rows.append({"op": op.name, "unit": str(units[i]) if units is not None else "device",
-                     "start_s": float(start[i]), "end_s": float(end[i]), "kind": op.kind,
-                     "phase": op.phase})
+    for r in getattr(result, "records", None) or ():
+        start, end = _num(getattr(r, "start_s", None)), _num(getattr(r, "end_s", None))
+        if start is None or end is None:
+            continue
+        rows.append({"op": str(r.name), "unit": str(getattr(r, "unit", "device")),
+                     "start_s": start, "end_s": end, "kind": str(getattr(r, "kind", "")),
+                     "phase": str(getattr(r, "phase", ""))})
     return rows, crit
 
 

@@ -277,6 +277,32 @@ def test_missing_schedule_gives_a_note_not_a_crash(tmp_path: Path) -> None:
     assert "No per-operator schedule" in text
 
 
+def test_schedule_recomputed_from_the_design_when_not_stored(tmp_path: Path) -> None:
+    """Without a stored schedule the timeline comes from cost_models.evaluate on the
+    best design's workload (real gpt2 graph, micro-batch 2)."""
+    from cost_models.evaluate import evaluate_device
+    from cost_models.technology import load_technology
+    from dse.export import load_design, workload_graphs
+    from dse.report import build_sections
+
+    run = make_run_dir(tmp_path, schedule=False)
+    best = json.loads((run / "best.json").read_text())
+    best["plan"]["micro_batch"] = 2
+    (run / "best.json").write_text(json.dumps(best))
+    sec = {s.id: s for s in build_sections(load_run(run))}["timeline"]
+    assert sec.figure is not None and "recomputed" in sec.text
+    design = load_design(run)
+    graph = workload_graphs(design)[0]
+    ref = evaluate_device(graph, design.hardware, load_technology(7.0))
+    traces = {t.name: t for t in sec.figure.data}
+    red = {c[0] for c in traces["critical path"].customdata}
+    assert red == set(ref.schedule_chain)
+    drawn = sum(len(t.x) for t in sec.figure.data)
+    assert drawn == len(ref.records) == len(graph.ops)
+    ends = [b + w for t in sec.figure.data for b, w in zip(t.base, t.x)]
+    assert max(ends) == pytest.approx(ref.makespan_s * 1e3)  # ms axis
+
+
 @pytest.mark.parametrize("missing", ["summary.json", "best.json", "designs.csv"])
 def test_cli_names_the_missing_file(tmp_path: Path, missing: str,
                                     capsys: pytest.CaptureFixture[str]) -> None:
