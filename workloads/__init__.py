@@ -23,13 +23,13 @@ from workloads.vector_ops import VECTOR_OPS
 from workloads.zoo import build, load, model_spec, zoo_names
 
 __all__ = [
+    "VECTOR_OPS",
     "CNNSpec",
     "DLRMSpec",
     "ModelSpec",
     "OnnxSpec",
     "RNNSpec",
     "TransformerSpec",
-    "VECTOR_OPS",
     "build",
     "load",
     "model_spec",

@@ -249,7 +249,8 @@ class ForwardBuilder:
         op = Operator(
             name=name, kind="embedding_gather", phase="fwd", vector_op="",
             elements=rows * dim, flop=float(rows * dim * (lookups_per_row - 1)),
-            bytes_in=float(rows * lookups_per_row * INDEX_BYTES), bytes_weight=float(looked * dim * db),
+            bytes_in=float(rows * lookups_per_row * INDEX_BYTES),
+            bytes_weight=float(looked * dim * db),
             bytes_out=float(rows * dim * db), dtype_bytes=db,
             params=table_rows * dim if params and not tied_to else 0,
             stash_bytes=self.save(f"{name}:indices", rows * lookups_per_row * INDEX_BYTES),

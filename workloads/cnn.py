@@ -81,7 +81,8 @@ class _Net:
         el_out, el_in = self.n * c * p * q, self.n * c * h * w
         out = self.b.vector(name, [src], key="maxpool", kind="pool", elements=el_out,
                             flop=float(el_out * (r * r - 1)), in_elements=el_in,
-                            saves=[(src, el_in * self.db), (name + ":argmax", el_out * INDEX_BYTES)],
+                            saves=[(src, el_in * self.db),
+                                   (name + ":argmax", el_out * INDEX_BYTES)],
                             bwd_elements=el_in)
         return out, c, p, q
 
@@ -241,7 +242,7 @@ def build_cnn(spec: CNNSpec, *, batch: int, optimizer: str = "adam") -> Graph:
     graph = expand(net.b, optimizer=optimizer, name=spec.name)
     stats = summarize(graph, batch)
     fwd_gemm = sum(op.total_flop for op in graph.ops if op.phase == "fwd" and op.kind == "gemm")
-    meta = {
+    meta: dict[str, Any] = {
         "name": spec.name, "family": spec.family, "arch": spec.arch, "params": cnn_params(spec),
         "seq_len": None, "batch": batch, "image_size": spec.image_size,
         "num_classes": spec.num_classes, "optimizer": optimizer,

@@ -18,6 +18,9 @@ interaction's two backward GEMMs (``dZ·T`` and ``dZᵀ·T``) both feed ``dT``.
 
 from __future__ import annotations
 
+from itertools import pairwise
+from typing import Any
+
 from dse.types import Graph
 from workloads.builder import ForwardBuilder
 from workloads.spec import DLRMSpec
@@ -28,7 +31,7 @@ def _mlp(bld: ForwardBuilder, name: str, x: str | None, widths: tuple[int, ...],
          *, last_relu: bool) -> str:
     db = bld.dtype_bytes
     y = x
-    layers = list(zip(widths, widths[1:]))
+    layers = list(pairwise(widths))
     for i, (k, n) in enumerate(layers):
         y = bld.gemm(f"{name}.fc{i + 1}", y, m=batch, k=k, n=n, bias=True,
                      save_a=y or f"{name}:dense_input")
@@ -65,7 +68,7 @@ def build_dlrm(spec: DLRMSpec, *, batch: int, optimizer: str = "adam") -> Graph:
     bld.loss("loss", logit, key="bce", elements=b, rows=b, saves=[("loss:p", b * db)])
     graph = expand(bld, optimizer=optimizer, name=spec.name)
     stats = summarize(graph, batch)
-    meta = {
+    meta: dict[str, Any] = {
         "name": spec.name, "family": spec.family, "params": spec.params, "seq_len": None,
         "batch": batch, "optimizer": optimizer, "tables": len(spec.tables),
         "embedding_rows": spec.embedding_rows, "dim": d, "mlp_params": spec.mlp_params,

@@ -45,7 +45,7 @@ class _Fields:
     def _err(self, key: str, msg: str) -> WorkloadError:
         return WorkloadError(f"{self.where}: field {key!r} {msg} (model_type {self.mt})")
 
-    def int(self, key: str, default: int | None = None, *alias: str) -> int:
+    def get_int(self, key: str, default: int | None = None, *alias: str) -> int:
         for k in (key, *alias):
             if k in self.data and self.data[k] is not None:
                 v = self.data[k]
@@ -61,7 +61,7 @@ class _Fields:
             raise self._err(key, "is missing")
         return default
 
-    def bool(self, key: str, default: bool) -> bool:
+    def get_bool(self, key: str, default: bool) -> bool:
         v = self.data.get(key, default)
         if v is None:
             return default
@@ -69,7 +69,7 @@ class _Fields:
             raise self._err(key, f"must be true or false, got {v!r}")
         return v
 
-    def float(self, key: str, default: float) -> float:
+    def get_float(self, key: str, default: float) -> float:
         v = self.data.get(key, default)
         if v is None:
             return default
@@ -77,7 +77,7 @@ class _Fields:
             raise self._err(key, f"must be a number, got {v!r}")
         return float(v)
 
-    def str(self, key: str, default: str) -> str:
+    def get_str(self, key: str, default: str) -> str:
         v = self.data.get(key, default)
         if v is None:
             return default
@@ -86,7 +86,7 @@ class _Fields:
         return v
 
     def activation(self, key: str, default: str) -> str:
-        v = self.str(key, default)
+        v = self.get_str(key, default)
         table = {"gelu": "gelu", "gelu_new": "gelu_new", "gelu_fast": "gelu_new",
                  "gelu_pytorch_tanh": "gelu_new", "quick_gelu": "gelu", "relu": "relu",
                  "silu": "silu", "swish": "silu"}
@@ -113,88 +113,88 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
     src = f"HF config.json {where}"
     kw: dict[str, Any] = {"name": name, "source": src, "model_type": mt}
     if mt in ("gpt2", "gptj"):
-        h = f.int("n_embd", None, "hidden_size")
+        h = f.get_int("n_embd", None, "hidden_size")
         kw.update(
-            layers=f.int("n_layer", None, "num_hidden_layers"), hidden=h,
-            heads=f.int("n_head", None, "num_attention_heads"),
-            ffn=f.int("n_inner", 4 * h), vocab=f.int("vocab_size"),
-            max_positions=f.int("n_positions", None, "n_ctx", "max_position_embeddings"),
+            layers=f.get_int("n_layer", None, "num_hidden_layers"), hidden=h,
+            heads=f.get_int("n_head", None, "num_attention_heads"),
+            ffn=f.get_int("n_inner", 4 * h), vocab=f.get_int("vocab_size"),
+            max_positions=f.get_int("n_positions", None, "n_ctx", "max_position_embeddings"),
             activation=f.activation("activation_function", "gelu_new"),
         )
         if mt == "gpt2":
-            drop = max(f.float(k, 0.1) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
-            kw.update(tied_embeddings=f.bool("tie_word_embeddings", True), dropout=drop > 0)
+            drop = max(f.get_float(k, 0.1) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
+            kw.update(tied_embeddings=f.get_bool("tie_word_embeddings", True), dropout=drop > 0)
         else:
-            drop = max(f.float(k, 0.0) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
-            kw.update(position="rotary", rotary_dim=f.int("rotary_dim", 0) if
+            drop = max(f.get_float(k, 0.0) for k in ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
+            kw.update(position="rotary", rotary_dim=f.get_int("rotary_dim", 0) if
                       data.get("rotary_dim") is not None else 0, parallel_block=True,
                       parallel_shared_norm=True,
-                      tied_embeddings=f.bool("tie_word_embeddings", False), qkv_bias=False,
+                      tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=False,
                       out_bias=False, mlp_bias=True, head_bias=True, dropout=drop > 0)
     elif mt == "gpt_neox":
-        heads = f.int("num_attention_heads")
-        h = f.int("hidden_size")
-        pct = f.float("rotary_pct", 0.25)
+        heads = f.get_int("num_attention_heads")
+        h = f.get_int("hidden_size")
+        pct = f.get_float("rotary_pct", 0.25)
         if not 0 < pct <= 1:
             raise f._err("rotary_pct", f"must be in (0, 1], got {pct}")
-        drop = max(f.float(k, 0.0) for k in ("attention_dropout", "hidden_dropout"))
-        bias = f.bool("attention_bias", True)
+        drop = max(f.get_float(k, 0.0) for k in ("attention_dropout", "hidden_dropout"))
+        bias = f.get_bool("attention_bias", True)
         kw.update(
-            layers=f.int("num_hidden_layers"), hidden=h, heads=heads,
-            ffn=f.int("intermediate_size"), vocab=f.int("vocab_size"),
-            max_positions=f.int("max_position_embeddings"),
+            layers=f.get_int("num_hidden_layers"), hidden=h, heads=heads,
+            ffn=f.get_int("intermediate_size"), vocab=f.get_int("vocab_size"),
+            max_positions=f.get_int("max_position_embeddings"),
             activation=f.activation("hidden_act", "gelu"), position="rotary",
             rotary_dim=max(1, int((h // heads) * pct)),
-            parallel_block=f.bool("use_parallel_residual", True), parallel_shared_norm=False,
-            tied_embeddings=f.bool("tie_word_embeddings", False), qkv_bias=bias, out_bias=bias,
+            parallel_block=f.get_bool("use_parallel_residual", True), parallel_shared_norm=False,
+            tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=bias, out_bias=bias,
             mlp_bias=True, head_bias=False, dropout=drop > 0,
         )
     elif mt == "llama":
-        heads = f.int("num_attention_heads")
-        h = f.int("hidden_size")
-        drop = f.float("attention_dropout", 0.0)
-        abias = f.bool("attention_bias", False)
+        heads = f.get_int("num_attention_heads")
+        h = f.get_int("hidden_size")
+        drop = f.get_float("attention_dropout", 0.0)
+        abias = f.get_bool("attention_bias", False)
         kw.update(
-            layers=f.int("num_hidden_layers"), hidden=h, heads=heads,
-            kv_heads=f.int("num_key_value_heads", heads),
-            head_dim=f.int("head_dim", 0) if data.get("head_dim") is not None else 0,
-            ffn=f.int("intermediate_size"), vocab=f.int("vocab_size"),
-            max_positions=f.int("max_position_embeddings"),
+            layers=f.get_int("num_hidden_layers"), hidden=h, heads=heads,
+            kv_heads=f.get_int("num_key_value_heads", heads),
+            head_dim=f.get_int("head_dim", 0) if data.get("head_dim") is not None else 0,
+            ffn=f.get_int("intermediate_size"), vocab=f.get_int("vocab_size"),
+            max_positions=f.get_int("max_position_embeddings"),
             activation=f.activation("hidden_act", "silu"), gated_mlp=True, norm="rmsnorm",
             norm_bias=False, position="rotary",
-            tied_embeddings=f.bool("tie_word_embeddings", False), qkv_bias=abias,
-            out_bias=abias, mlp_bias=f.bool("mlp_bias", False), dropout=drop > 0,
+            tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=abias,
+            out_bias=abias, mlp_bias=f.get_bool("mlp_bias", False), dropout=drop > 0,
         )
     elif mt == "bert":
         archs = data.get("architectures") or []
         if not isinstance(archs, list):
             raise f._err("architectures", f"must be a list of class names, got {archs!r}")
-        drop = max(f.float(k, 0.1) for k in ("hidden_dropout_prob",
+        drop = max(f.get_float(k, 0.1) for k in ("hidden_dropout_prob",
                                                "attention_probs_dropout_prob"))
         kw.update(
-            layers=f.int("num_hidden_layers"), hidden=f.int("hidden_size"),
-            heads=f.int("num_attention_heads"), ffn=f.int("intermediate_size"),
-            vocab=f.int("vocab_size"), max_positions=f.int("max_position_embeddings"),
-            type_vocab=f.int("type_vocab_size", 2), causal=False,
+            layers=f.get_int("num_hidden_layers"), hidden=f.get_int("hidden_size"),
+            heads=f.get_int("num_attention_heads"), ffn=f.get_int("intermediate_size"),
+            vocab=f.get_int("vocab_size"), max_positions=f.get_int("max_position_embeddings"),
+            type_vocab=f.get_int("type_vocab_size", 2), causal=False,
             activation=f.activation("hidden_act", "gelu"), post_norm=True, embed_norm=True,
-            final_norm=False, tied_embeddings=f.bool("tie_word_embeddings", True),
+            final_norm=False, tied_embeddings=f.get_bool("tie_word_embeddings", True),
             head_bias=True, mlm_transform=True, nsp_head="BertForPreTraining" in archs,
             dropout=drop > 0,
         )
     else:  # opt
-        h = f.int("hidden_size")
-        e = f.int("word_embed_proj_dim", h)
-        pre = f.bool("do_layer_norm_before", True)
-        bias = f.bool("enable_bias", True)
-        drop = max(f.float("dropout", 0.1), f.float("attention_dropout", 0.0))
+        h = f.get_int("hidden_size")
+        e = f.get_int("word_embed_proj_dim", h)
+        pre = f.get_bool("do_layer_norm_before", True)
+        bias = f.get_bool("enable_bias", True)
+        drop = max(f.get_float("dropout", 0.1), f.get_float("attention_dropout", 0.0))
         kw.update(
-            layers=f.int("num_hidden_layers"), hidden=h, heads=f.int("num_attention_heads"),
-            ffn=f.int("ffn_dim"), vocab=f.int("vocab_size"),
-            max_positions=f.int("max_position_embeddings"), position_offset=2,
+            layers=f.get_int("num_hidden_layers"), hidden=h, heads=f.get_int("num_attention_heads"),
+            ffn=f.get_int("ffn_dim"), vocab=f.get_int("vocab_size"),
+            max_positions=f.get_int("max_position_embeddings"), position_offset=2,
             embed_proj=e if e != h else 0,
             activation=f.activation("activation_function", "relu"), post_norm=not pre,
-            final_norm=pre and not f.bool("_remove_final_layer_norm", False),
-            tied_embeddings=f.bool("tie_word_embeddings", True), qkv_bias=bias, out_bias=bias,
+            final_norm=pre and not f.get_bool("_remove_final_layer_norm", False),
+            tied_embeddings=f.get_bool("tie_word_embeddings", True), qkv_bias=bias, out_bias=bias,
             mlp_bias=bias, norm_bias=True, dropout=drop > 0,
         )
     try:

@@ -77,7 +77,7 @@ def _read(path: str | Path) -> Any:
         raise WorkloadError(f"{p}: is a directory, expected an .onnx file")
     try:
         model = onnx.load(str(p), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError, truncated file, not protobuf
+    except Exception as e:  # noqa: BLE001 - protobuf DecodeError, truncated or not ONNX
         raise WorkloadError(f"{p}: not a valid ONNX model ({e.__class__.__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else 'cannot parse'})") from None
     if not model.graph.node:
@@ -162,7 +162,7 @@ def _infer(model: Any, path: Path, batch: int) -> tuple[Any, dict[str, list[int]
                 dim.dim_value = batch
     try:
         model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - onnx raises InferenceError, ValidationError …
         msg = " ".join(str(e).split())[:200]
         raise WorkloadError(f"{path}: ONNX shape inference failed: {msg}") from None
     shapes: dict[str, list[int]] = {}
@@ -307,7 +307,8 @@ def _forward(spec: OnnxSpec, batch: int) -> tuple[ForwardBuilder, list[str]]:
             nb, c = sx[0], sx[1]
             kk = sw[0]
             made = bld.gemm(
-                name, src(x), m=nb * int(math.prod(sy[2:])), k=(c // groups) * int(math.prod(sw[2:])),
+                name, src(x), m=nb * int(math.prod(sy[2:])),
+                k=(c // groups) * int(math.prod(sw[2:])),
                 n=kk // groups, batch=groups, a_bytes=float(math.prod(sx) * db),
                 c_bytes=float(math.prod(sy) * db), save_a=src(x) or f"{name}:input",
                 save_a_bytes=float(math.prod(sx) * db),
@@ -408,7 +409,7 @@ def build_onnx(spec: OnnxSpec, *, batch: int, optimizer: str = "adam") -> Graph:
     graph = expand(bld, optimizer=optimizer, name=spec.name)
     stats = summarize(graph, batch)
     params = int(sum(sum(p for _, p in n.params) * n.count for n in bld.nodes))
-    meta = {"name": spec.name, "family": spec.family, "params": params, "seq_len": None,
+    meta: dict[str, Any] = {"name": spec.name, "family": spec.family, "params": params, "seq_len": None,
             "batch": batch, "optimizer": optimizer, "unmodeled_ops": unknown,
             "fwd_gemm_flop_per_sample": sum(op.total_flop for op in graph.ops
                                             if op.phase == "fwd" and op.kind == "gemm") / batch,

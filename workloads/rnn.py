@@ -23,6 +23,8 @@ are known for all target steps at once and attention is computed for all steps t
 
 from __future__ import annotations
 
+from typing import Any
+
 from dse.types import Graph
 from workloads.builder import ForwardBuilder
 from workloads.spec import RNNSpec
@@ -142,7 +144,7 @@ def build_rnn(spec: RNNSpec, *, batch: int, seq: int, optimizer: str = "adam") -
     bld = _forward(spec, batch, seq)
     graph = expand(bld, optimizer=optimizer, name=spec.name)
     stats = summarize(graph, batch)
-    meta = {
+    meta: dict[str, Any] = {
         "name": spec.name, "family": spec.family, "params": rnn_params(spec), "seq_len": seq,
         "batch": batch, "optimizer": optimizer, "hidden": spec.hidden, "vocab": spec.vocab,
         "encoder_layers": spec.encoder_layers, "decoder_layers": spec.decoder_layers,

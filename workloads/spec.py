@@ -11,15 +11,17 @@ fields; :func:`spec_from_mapping` builds the right class from the ``family`` key
 (4, 16)
 >>> TransformerSpec(name="bad", model_type="gpt2", layers=2, hidden=64, heads=5, ffn=256,
 ...                 vocab=100, max_positions=32, source="test")
+... # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-dse.errors.WorkloadError: TransformerSpec[bad]: hidden=64 is not divisible by heads=5; set head_dim explicitly
+dse.errors.WorkloadError: TransformerSpec[bad]: hidden=64 is not divisible by heads=5; ...
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, ClassVar
 
 from dse.errors import WorkloadError
@@ -84,6 +86,11 @@ class ModelSpec:
     @property
     def has_seq(self) -> bool:
         return self.default_seq is not None
+
+    @property
+    def params(self) -> int:
+        """Trainable parameters of the whole model (each family computes it)."""
+        raise NotImplementedError(f"{type(self).__name__} does not count its parameters")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,7 +186,7 @@ class TransformerSpec(ModelSpec):
                                 f"head_dim={self.head_dim}")
         if self.default_seq is None:
             object.__setattr__(self, "default_seq", self.max_positions)
-        if self.default_seq > self.max_positions and self.position == "learned":
+        if int(self.default_seq or 0) > self.max_positions and self.position == "learned":
             raise WorkloadError(f"{o}: default_seq={self.default_seq} exceeds "
                                 f"max_positions={self.max_positions} (learned positions)")
 
@@ -373,7 +380,7 @@ class DLRMSpec(ModelSpec):
     def mlp_params(self) -> int:
         widths_b = list(self.bottom_mlp)
         widths_t = [self.interaction_dim, *self.top_mlp]
-        return sum(a * b + b for w in (widths_b, widths_t) for a, b in zip(w, w[1:]))
+        return sum(a * b + b for w in (widths_b, widths_t) for a, b in pairwise(w))
 
     @property
     def params(self) -> int:

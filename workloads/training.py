@@ -109,7 +109,7 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
     db = builder.dtype_bytes
     by = {n.name: n for n in nodes}
     _requires_grad(nodes)
-    real, edges = _fwd_edges(nodes)
+    _, edges = _fwd_edges(nodes)
     consumers: dict[str, list[str]] = {n.name: [] for n in nodes}
     for n in nodes:
         for i in n.inputs:

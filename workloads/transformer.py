@@ -30,6 +30,8 @@ the softmax works on ``batch·heads·s·s`` elements.
 
 from __future__ import annotations
 
+from typing import Any
+
 from dse.errors import WorkloadError
 from dse.types import Graph
 from workloads.builder import ForwardBuilder
@@ -275,7 +277,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
     graph = expand(bld, optimizer=optimizer, name=spec.name)
     stats = summarize(graph, batch)
     stash = sum(op.stash_bytes for op in graph.ops if op.phase == "fwd" and op.block == "layer")
-    meta = {
+    meta: dict[str, Any] = {
         "name": spec.name, "family": spec.family, "model_type": spec.model_type,
         "params": spec.params, "seq_len": seq, "batch": batch, "layers": spec.layers,
         "stage_layers": [a0, a1], "hidden": h, "heads": spec.heads,

@@ -55,34 +55,34 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("mul", 1, "mul", "y = a · b; backward da = g·b, db = g·a (one mul per input)"),
     ("relu", 1, "relu_bwd", "y = max(x, 0)"),
     ("relu6", 2, "relu6_bwd", "y = min(max(x, 0), 6)"),
-    ("gelu", 9, "gelu_bwd", "0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): x³ 2 mul, ·0.044715, "
-     "+x, ·√(2/π), tanh, +1, ·x, ·0.5 = 9 (erf form 0.5·x·(1+erf(x/√2)) = 5; one key for both)"),
+    ("gelu", 9, "gelu_bwd", ("0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))): x³ 2 mul, ·0.044715, "
+     "+x, ·√(2/π), tanh, +1, ·x, ·0.5 = 9 (erf form 0.5·x·(1+erf(x/√2)) = 5; one key for both)")),
     ("silu", 5, "silu_bwd", "x·σ(x), σ = 1/(1+exp(−x)): neg, exp, add, div, mul = 5"),
-    ("swiglu", 6, "swiglu_bwd", "silu(a)·b on the fused fc1 output [a|b]: silu 5 + mul 1 = 6; "
-     "= silu + mul of the method table"),
+    ("swiglu", 6, "swiglu_bwd", ("silu(a)·b on the fused fc1 output [a|b]: silu 5 + mul 1 = 6; "
+     "= silu + mul of the method table")),
     ("sigmoid", 4, "sigmoid_bwd", "1/(1+exp(−x)): neg, exp, add, div = 4"),
     ("tanh", 1, "tanh_bwd", "tanh(x): one transcendental"),
-    ("softmax", 5, "softmax_bwd", "exp(x − max)/Σ: max, sub, exp, sum, div = 5 per element "
-     "(scale and causal mask fused, as in Megatron's fused softmax)"),
+    ("softmax", 5, "softmax_bwd", ("exp(x − max)/Σ: max, sub, exp, sum, div = 5 per element "
+     "(scale and causal mask fused, as in Megatron's fused softmax)")),
     ("layernorm", 7, "layernorm_bwd", "mean 1, x−μ 1, square 1, sum 1, ·rstd 1, ·γ 1, +β 1 = 7"),
     ("rmsnorm", 4, "rmsnorm_bwd", "square 1, sum 1, ·rstd 1, ·γ 1 = 4"),
     ("batchnorm", 7, "batchnorm_bwd", "training-mode batch statistics: as layernorm = 7"),
-    ("dropout", 2, "dropout_bwd", "compare a random number with p 1, mul by mask/(1−p) 1 = 2 "
-     "(random-number generation not counted)"),
-    ("rotary", 3, "rotary", "x·cos + rotate_half(x)·sin: mul, mul, add = 3; its backward is the "
-     "same rotation transposed (same key)"),
+    ("dropout", 2, "dropout_bwd", ("compare a random number with p 1, mul by mask/(1−p) 1 = 2 "
+     "(random-number generation not counted)")),
+    ("rotary", 3, "rotary", ("x·cos + rotate_half(x)·sin: mul, mul, add = 3; its backward is the "
+     "same rotation transposed (same key)")),
     ("maxpool", 0, "maxpool_bwd", "FLOPs set per op: (window − 1) comparisons per output"),
     ("avgpool", 0, "avgpool_bwd", "FLOPs set per op: window adds + 1 div per output"),
-    ("cross_entropy", 4, "cross_entropy_bwd", "log-softmax per logit: max, sub, exp, sum = 4 "
-     "(per-row log and the target pick are O(rows))"),
-    ("bce", 11, "bce_bwd", "sigmoid 4 + −(y·log p + (1−y)·log(1−p)): 2 log, 2 mul, sub, add, "
-     "neg = 7 → 11"),
+    ("cross_entropy", 4, "cross_entropy_bwd", ("log-softmax per logit: max, sub, exp, sum = 4 "
+     "(per-row log and the target pick are O(rows))")),
+    ("bce", 11, "bce_bwd", ("sigmoid 4 + −(y·log p + (1−y)·log(1−p)): 2 log, 2 mul, sub, add, "
+     "neg = 7 → 11")),
     ("embedding_scatter", 1, None, "scatter-add of one gradient row element: 1 add"),
-    ("adam", 14, None, "m = β1·m+(1−β1)·g 3; v = β2·v+(1−β2)·g² 4; bias corrections 2; "
-     "p −= lr·m̂/(√v̂+ε): sqrt, add, div, mul, sub 5 → 14 per parameter"),
+    ("adam", 14, None, ("m = β1·m+(1−β1)·g 3; v = β2·v+(1−β2)·g² 4; bias corrections 2; "
+     "p −= lr·m̂/(√v̂+ε): sqrt, add, div, mul, sub 5 → 14 per parameter")),
     ("sgd", 2, None, "p −= lr·g: mul, sub = 2 per parameter (WHAM: 2 cycles per element)"),
-    ("broadcast_add", 1, "broadcast_add_bwd", "y[i,j] = a[i] + b[j] (additive attention "
-     "energies): 1 add per output"),
+    ("broadcast_add", 1, "broadcast_add_bwd", ("y[i,j] = a[i] + b[j] (additive attention "
+     "energies): 1 add per output")),
     ("div", 1, "div_bwd", "y = a / b"),
     ("exp", 1, "exp_bwd", "y = exp(x): one transcendental"),
     ("log", 1, "log_bwd", "y = log(x): one transcendental"),
@@ -96,22 +96,22 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     # ---- backward -----------------------------------------------------------------------
     ("relu_bwd", 1, None, "g·[x > 0]: one select"),
     ("relu6_bwd", 2, None, "g·[0 < x < 6]: two compares/selects"),
-    ("gelu_bwd", 20, None, "d/dx of the tanh form, recomputing tanh(u): u 5, tanh 1, 1−t² 2, "
-     "du/dx 4, products and sum 7, ·g 1 = 20"),
+    ("gelu_bwd", 20, None, ("d/dx of the tanh form, recomputing tanh(u): u 5, tanh 1, 1−t² 2, "
+     "du/dx 4, products and sum 7, ·g 1 = 20")),
     ("silu_bwd", 9, None, "g·σ·(1 + x·(1−σ)): σ 4, 1−σ 1, ·x 1, +1 1, ·σ 1, ·g 1 = 9"),
     ("swiglu_bwd", 15, None, "da = g·b·silu'(a) 9 + 1; db = g·silu(a) 5 → 15 per output element"),
     ("sigmoid_bwd", 3, None, "g·y·(1−y): sub, mul, mul = 3"),
     ("tanh_bwd", 3, None, "g·(1−y²): mul, sub, mul = 3"),
     ("softmax_bwd", 4, None, "y·(g − Σ y·g): mul, sum, sub, mul = 4"),
-    ("layernorm_bwd", 13, None, "dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = g·γ: 10; "
-     "dγ += g·x̂ 2; dβ += g 1 → 13"),
+    ("layernorm_bwd", 13, None, ("dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = g·γ: 10; "
+     "dγ += g·x̂ 2; dβ += g 1 → 13")),
     ("rmsnorm_bwd", 9, None, "ĝ = g·γ 1, x̂ 1, ĝ·x̂ 1, sum 1, x̂·mean 1, sub 1, ·rstd 1, dγ 2 = 9"),
     ("batchnorm_bwd", 13, None, "as layernorm_bwd over the batch statistics = 13"),
     ("dropout_bwd", 2, None, "g·mask/(1−p): 2"),
     ("maxpool_bwd", 1, None, "route each output gradient to its argmax: 1 add per input element"),
     ("avgpool_bwd", 1, None, "g/window added to each input element: 1 per input element"),
-    ("cross_entropy_bwd", 2, None, "softmax − one-hot, scaled by 1/N: exp of the saved "
-     "log-softmax 1, ·1/N 1 = 2 per logit"),
+    ("cross_entropy_bwd", 2, None, ("softmax − one-hot, scaled by 1/N: exp of the saved "
+     "log-softmax 1, ·1/N 1 = 2 per logit")),
     ("bce_bwd", 2, None, "(p − y)/N: sub, mul = 2"),
     ("div_bwd", 4, None, "da = g/b 1; db = −g·a/b² 3 → 4 per output"),
     ("exp_bwd", 1, None, "g·y: 1"),
@@ -122,8 +122,8 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("abs_bwd", 1, None, "g·sign(x): 1"),
     ("leaky_relu_bwd", 2, None, "g·(1 if x > 0 else α): compare, mul = 2"),
     ("hardswish_bwd", 3, None, "piecewise g·(2x + 3)/6 on (−3, 3): mul, add, mul = 3"),
-    ("broadcast_add_bwd", 1, None, "sum the output gradient over each input's broadcast axis: "
-     "1 add per output element and input"),
+    ("broadcast_add_bwd", 1, None, ("sum the output gradient over each input's broadcast axis: "
+     "1 add per output element and input")),
 )
 """Every vector-op key a workload graph may use."""
 

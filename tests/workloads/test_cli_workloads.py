@@ -22,7 +22,7 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_list_json(capsys):
     code, out, err = _run(capsys, "workloads", "list", "--json")
-    assert code == 0
+    assert code == 0 and err == ""
     data = json.loads(out)
     rows = {r["name"]: r for r in data["workloads"]}
     assert rows["gptj"]["family"] == "transformer"

@@ -13,7 +13,7 @@ from dse.errors import WorkloadError
 from workloads.onnx_import import WorkloadWarning
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
 
 def _save(tmp_path: Path, name: str, nodes, inputs, outputs, inits) -> str:

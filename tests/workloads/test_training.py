@@ -27,11 +27,11 @@ def transformer_specs(draw: st.DrawFn) -> TransformerSpec:
     heads = kv * draw(st.sampled_from([1, 2]))
     head_dim = draw(st.sampled_from([4, 8]))
     hidden = heads * head_dim
-    kw: dict = dict(name="rand", model_type=mt, source="hypothesis",
-                    layers=draw(st.integers(1, 3)), hidden=hidden, heads=heads,
-                    ffn=4 * draw(st.sampled_from([4, 8, 16])),
-                    vocab=4 * draw(st.integers(3, 30)), max_positions=64,
-                    dropout=draw(st.booleans()))
+    kw: dict = {"name": "rand", "model_type": mt, "source": "hypothesis",
+                "layers": draw(st.integers(1, 3)), "hidden": hidden, "heads": heads,
+                "ffn": 4 * draw(st.sampled_from([4, 8, 16])),
+                "vocab": 4 * draw(st.integers(3, 30)), "max_positions": 64,
+                "dropout": draw(st.booleans())}
     if mt in ("gptj", "gpt_neox"):
         kw.update(position="rotary", rotary_dim=head_dim // 2, parallel_block=True,
                   parallel_shared_norm=mt == "gptj", tied_embeddings=False)
