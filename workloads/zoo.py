@@ -83,6 +83,13 @@ def model_spec(spec: str) -> ModelSpec:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+META_KEYS = ("family", "params", "seq_len", "batch", "layers", "hidden", "heads", "kv_heads",
+             "ffn", "vocab", "fwd_flop_per_sample", "train_flop_per_sample",
+             "stash_bytes_per_layer")
+"""Graph.meta keys every graph has (docs/architecture.md); ``None`` where a key does not
+apply to the family (e.g. ``heads`` of a CNN)."""
+
+
 def build(spec: ModelSpec, *, batch: int | None = None, seq: int | None = None,
           optimizer: str = "adam", tp: int = 1, sequence_parallel: bool = False,
           layers: tuple[int, int] | None = None, first_stage: bool = True,
@@ -101,6 +108,15 @@ def build(spec: ModelSpec, *, batch: int | None = None, seq: int | None = None,
         raise WorkloadError(f"{spec.name}: batch={b!r} must be an integer >= 1")
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
         raise WorkloadError(f"{spec.name}: seq={seq!r} must be an integer >= 1")
+    graph = _build(spec, b, seq, optimizer, tp, sequence_parallel, layers, first_stage,
+                   last_stage)
+    missing = {k: None for k in META_KEYS if k not in graph.meta}
+    return graph.with_ops(graph.ops, **missing) if missing else graph
+
+
+def _build(spec: ModelSpec, b: int, seq: int | None, optimizer: str, tp: int,
+           sequence_parallel: bool, layers: tuple[int, int] | None, first_stage: bool,
+           last_stage: bool) -> Graph:
     if isinstance(spec, TransformerSpec):
         from workloads.transformer import build_transformer
 
