@@ -232,12 +232,12 @@ def _stage_key(g: Graph) -> tuple[Any, ...]:
 
 # --------------------------------------------------------------------------- p2p / dp
 def _p2p_s(spec: Any, graphs: list[Graph], plan: ParallelPlan, system: SystemConfig,
-           seq: int) -> float:
+           seq: int | None) -> float:
     """One activation (or gradient) transfer between neighbouring stages (s)."""
     if plan.pp <= 1:
         return 0.0
     hidden = int(getattr(spec, "hidden", 0) or 0)
-    if hidden:
+    if hidden and seq:
         full = float(plan.micro_batch * seq * hidden * 2)
     else:  # generic graph: the activation leaving the first stage
         fwd = [op for op in graphs[0].ops if op.phase == "fwd"]
@@ -270,9 +270,10 @@ def _dp_times(params: float, plan: ParallelPlan, system: SystemConfig
 
 
 # --------------------------------------------------------------------------- evaluation
-def _seq_of(spec: Any, seq: int | None) -> int:
-    s = seq or getattr(spec, "default_seq", None) or 1
-    return int(s)
+def _seq_of(spec: Any, seq: int | None) -> int | None:
+    """Sequence length of the step (``None`` for families without one)."""
+    s = seq or getattr(spec, "default_seq", None)
+    return int(s) if s else None
 
 
 def _stage_graph_list(spec: Any, plan: ParallelPlan, seq: int) -> list[Graph]:
@@ -386,8 +387,8 @@ def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan:
     # bytes sent outside the stage graphs (tp collectives are in the operators' energy):
     # activations and gradients to the neighbouring stages, and the ring all-reduce's
     # 2(n-1)/n of the gradients
-    p2p_bytes = (2.0 * m * v * plan.micro_batch * s * getattr(spec, "hidden", 0) * 2 / plan.tp
-                 if p > 1 else 0.0)
+    p2p_bytes = (2.0 * m * v * plan.micro_batch * (s or 1) * getattr(spec, "hidden", 0) * 2
+                 / plan.tp if p > 1 else 0.0)
     dp_bytes = params * GRAD_BYTES * 2.0 * (plan.dp - 1) / plan.dp
     sent = p2p_bytes + dp_bytes
     dyn = m * e_mb + e_opt + link_j * np.asarray(sent)[None, :]

@@ -1,0 +1,161 @@
+"""Tests of cost_models.training: the distributed training step model."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from cost_models.designs import DesignBatch
+from cost_models.evaluate import device_step
+from cost_models.network import comm_time_s
+from cost_models.presets import load_preset
+from cost_models.technology import load_technology
+from cost_models.training import (
+    critical_path,
+    evaluate_training,
+    evaluate_training_batch,
+    split_phases,
+)
+from dse.types import ParallelPlan
+from workloads import build, model_spec
+from workloads.spec import TransformerSpec
+
+CONTRACT = ("step_time_s", "samples_per_s", "achieved_flop_per_s_per_device", "area_mm2",
+            "tdp_w", "energy_per_step_j", "memory_per_device_bytes", "fits_memory",
+            "critical_path", "breakdown")
+
+A100 = load_preset("a100")
+TECH = load_technology(7)
+
+
+def spec(**kw):
+    base = dict(name="t", model_type="gpt2", layers=8, hidden=1024, heads=16, ffn=4096,
+                vocab=8000, max_positions=1024, default_seq=1024, default_batch=32,
+                source="test")
+    base.update(kw)
+    return TransformerSpec(**base)
+
+
+def ev(plan, s=None, hw=None, **kw):
+    return evaluate_training(s or spec(), hw or A100.hardware, A100.system, plan, TECH, **kw)
+
+
+def test_split_phases_partitions_the_graph():
+    g = build(spec(), batch=2, seq=1024, tp=2)
+    ph = split_phases(g)
+    n = sum(len(x.ops) for x in (ph.fwd, ph.bwd, ph.opt))
+    assert n == len(g.ops)
+    assert all(op.phase in ("fwd", "comm") for op in ph.fwd.ops)
+    assert all(op.phase == "optimizer" for op in ph.opt.ops)
+    core = {ph.fwd.ops[i].name for i in ph.attn_core}
+    assert core == {"layer.attn.qk", "layer.attn.softmax", "layer.attn.dropout", "layer.attn.av"}
+
+
+def test_single_device_is_micro_batches_times_graph():
+    """tp = pp = dp = 1: step = m·(forward + backward) + optimizer, each phase scheduled
+    on its own, and close to the schedule of the whole one-micro-batch graph."""
+    s = spec()
+    plan = ParallelPlan(global_batch=4, micro_batch=2)
+    r = evaluate_training_batch(s, DesignBatch.from_configs([A100.hardware]), A100.system,
+                                plan, TECH)
+    g = build(s, batch=2, seq=1024)
+    whole = device_step(g, DesignBatch.from_configs([A100.hardware]), TECH).makespan_s[0]
+    ph = split_phases(g)
+    parts = [device_step(x, DesignBatch.from_configs([A100.hardware]), TECH).makespan_s[0]
+             for x in (ph.fwd, ph.bwd, ph.opt)]
+    assert r["step_time_s"][0] == pytest.approx(2 * (parts[0] + parts[1]) + parts[2])
+    # splitting by phase only removes overlap between phases: within 10 % of the whole DAG
+    one_mb = parts[0] + parts[1] + parts[2]
+    assert whole <= one_mb * (1 + 1e-9)
+    assert one_mb <= 1.10 * whole
+
+
+def test_contract_keys_and_sanity():
+    e = ev(ParallelPlan(tp=2, pp=2, dp=2, global_batch=16, micro_batch=2))
+    d = e.to_dict()
+    for k in CONTRACT:
+        assert k in d
+    assert d["step_time_s"] > 0 and d["samples_per_s"] == pytest.approx(16 / d["step_time_s"])
+    assert 0 < d["achieved_flop_per_s_per_device"] <= A100.hardware.peak_flop_per_s
+    assert d["energy_per_step_j"] > 0 and d["tdp_w"] > 0 and d["area_mm2"] > 0
+    assert isinstance(d["fits_memory"], bool)
+    assert d["critical_path"][0] == "pipeline:fill" and "pipeline:drain" in d["critical_path"]
+    ph = e.breakdown["phase_s"]
+    assert sum(ph.values()) == pytest.approx(e.step_time_s, rel=1e-9)
+    assert e.extra["energy_per_step_total_j"] == pytest.approx(8 * e.energy_per_step_j)
+
+
+def test_recompute_trades_time_for_memory():
+    base = dict(tp=2, pp=2, global_batch=8, micro_batch=1)
+    none, sel, full = (ev(ParallelPlan(**base, recompute=r)) for r in ("none", "selective", "full"))
+    assert none.step_time_s < sel.step_time_s < full.step_time_s
+    assert none.memory_per_device_bytes > sel.memory_per_device_bytes > full.memory_per_device_bytes
+    # model FLOP/s count no recomputation; hardware FLOP/s do
+    assert full.extra["hardware_flop_per_s_per_device"] > full.achieved_flop_per_s_per_device
+    assert none.extra["hardware_flop_per_s_per_device"] == pytest.approx(
+        none.achieved_flop_per_s_per_device)
+    # full recompute re-runs the forward: the extra time is the forward time
+    ph = full.breakdown["phase_s"]
+    assert ph["recompute_s"] == pytest.approx(ph["forward_s"], rel=1e-9)
+
+
+def test_pipeline_bubble_and_interleaving():
+    p1 = ev(ParallelPlan(pp=4, global_batch=8))
+    assert p1.breakdown["bubble_fraction"] == pytest.approx(3 / 8, rel=0.2)
+    inter = ev(ParallelPlan(pp=4, global_batch=8, schedule="interleaved", interleave=2))
+    assert inter.breakdown["phase_s"]["bubble_s"] < p1.breakdown["phase_s"]["bubble_s"]
+    assert inter.breakdown["phase_s"]["p2p_s"] > p1.breakdown["phase_s"]["p2p_s"]
+
+
+def test_tensor_parallelism_adds_communication_and_cuts_compute():
+    t1 = ev(ParallelPlan(global_batch=2))
+    t4 = ev(ParallelPlan(tp=4, global_batch=2))
+    assert t4.breakdown["comm_s"]["tp_s"] > 0 == t1.breakdown["comm_s"]["tp_s"]
+    assert t4.step_time_s < t1.step_time_s
+    assert t4.memory_per_device_bytes < t1.memory_per_device_bytes
+
+
+def test_data_parallel_all_reduce_overlap_and_zero():
+    plan = ParallelPlan(dp=16, global_batch=16)
+    over = ev(plan)
+    after = ev(plan, dp_overlap=False)
+    assert after.step_time_s > over.step_time_s
+    assert after.breakdown["comm_s"]["dp_all_reduce_s"] > 0
+    z1 = ev(dataclasses.replace(plan, zero_stage=1))
+    assert z1.memory_per_device_bytes < over.memory_per_device_bytes
+    assert z1.breakdown["tail_s"]["post_optimizer_comm_s"] > 0
+
+
+def test_vectorized_batch_matches_scalar_evaluations():
+    hw = A100.hardware
+    small = dataclasses.replace(hw, name="half", tensor_cores=216, hbm_bw_bytes_per_s=1.0e12)
+    plan = ParallelPlan(tp=2, pp=2, dp=2, global_batch=16, micro_batch=2, recompute="selective",
+                        sequence_parallel=True)
+    r = evaluate_training_batch(spec(), DesignBatch.from_configs([hw, small]), A100.system, plan,
+                                TECH)
+    for i, h in enumerate((hw, small)):
+        e = ev(plan, hw=h)
+        assert r["step_time_s"][i] == pytest.approx(e.step_time_s)
+        assert r["energy_per_step_j"][i] == pytest.approx(e.energy_per_step_j)
+    assert r["step_time_s"][1] > r["step_time_s"][0]
+
+
+def test_critical_path_walks_the_schedule_back():
+    g = build(spec(), batch=1, seq=1024)
+    ph = split_phases(g)
+    res = device_step(ph.fwd, DesignBatch.from_configs([A100.hardware]), TECH,
+                      comm_time_s=comm_time_s(ph.fwd, A100.system, ParallelPlan()))
+    path = critical_path(ph.fwd, res)
+    assert path[0] == "embed.word" and path[-1] == "loss"
+    names = [op.name for op in ph.fwd.ops]
+    assert [names.index(p) for p in path] == sorted(names.index(p) for p in path)
+    busy = sum(res.costs.latency_s[0, names.index(p)] * ph.fwd.ops[names.index(p)].count
+               for p in path)
+    assert busy == pytest.approx(res.makespan_s[0], rel=1e-6)
+
+
+def test_non_transformer_pipeline():
+    resnet = model_spec("resnet50")
+    e = ev(ParallelPlan(pp=2, dp=2, global_batch=8), s=resnet)
+    assert e.step_time_s > 0 and e.breakdown["phase_s"]["bubble_s"] > 0
+    assert e.memory_per_device_bytes > 0
