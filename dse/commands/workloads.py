@@ -76,7 +76,7 @@ def show_dict(graph: Graph, *, source: str = "", ops: bool = False) -> dict[str,
     out["train_flop"] = float(m["train_flop"])
     out["bytes"] = float(m["bytes"])
     out["weight_bytes"] = float(int(m["params"]) * 2)
-    if "stash_bytes_per_layer" in m:
+    if m.get("stash_bytes_per_layer") is not None:
         out["stash_bytes_per_layer"] = float(m["stash_bytes_per_layer"])
     out["stash_bytes"] = float(sum(op.stash_bytes * op.count for op in graph.ops))
     if ops:
