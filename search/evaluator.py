@@ -36,7 +36,7 @@ from dse.errors import ConfigError
 from search.space import DesignSpace
 from search.storage import TrialBuffer
 
-__all__ = ["Scores", "Problem", "Evaluator", "objective_value", "OBJECTIVES",
+__all__ = ["Scores", "Problem", "Evaluator", "objective_value", "OBJECTIVES", "violation",
            "CONSTRAINT_KEYS", "metric_names", "directions"]
 
 OBJECTIVES = ("throughput", "perf_per_tdp")
@@ -62,6 +62,9 @@ class Scores:
     """(D,) objective value (regardless of feasibility)."""
     feasible: np.ndarray
     """(D,) within area and power budgets and fits memory on every workload."""
+    plan_id: np.ndarray | None = None
+    """(W, D) index of each design's parallel plan in the problem's plan list (-1: none
+    fits; None: the problem has no plans)."""
 
     def __post_init__(self) -> None:
         d = np.shape(self.area_mm2)[0]
@@ -70,7 +73,9 @@ class Scores:
                 raise ConfigError(f"Scores.{f} has shape {np.shape(getattr(self, f))}, "
                                   f"expected ({d},)")
         w = np.shape(self.samples_per_s)[0]
-        for f in ("samples_per_s", "step_time_s", "memory_bytes"):
+        if self.plan_id is None:
+            object.__setattr__(self, "plan_id", np.full((w, d), -1, dtype=np.int64))
+        for f in ("samples_per_s", "step_time_s", "memory_bytes", "plan_id"):
             if np.shape(getattr(self, f)) != (w, d):
                 raise ConfigError(f"Scores.{f} has shape {np.shape(getattr(self, f))}, "
                                   f"expected ({w}, {d})")
@@ -131,6 +136,19 @@ class Problem(Protocol):
         ...
 
 
+def violation(problem: Problem, area: np.ndarray, tdp: np.ndarray, memory: np.ndarray,
+              hbm: np.ndarray) -> np.ndarray:
+    """How far designs are from feasible: the sum of relative excesses over the area and
+    power budgets and, per workload, of memory needed over HBM (0 when feasible). Lets
+    a local search started from an infeasible design walk toward feasibility."""
+    v = np.maximum(np.asarray(area, float) / problem.area_budget_mm2 - 1.0, 0.0)
+    if problem.power_budget_w is not None:
+        v = v + np.maximum(np.asarray(tdp, float) / problem.power_budget_w - 1.0, 0.0)
+    hb = np.maximum(np.asarray(hbm, float), 1.0)
+    v = v + np.maximum(np.asarray(memory, float) / hb[None, :] - 1.0, 0.0).sum(axis=0)
+    return v
+
+
 def within_budget(problem: Problem, area: np.ndarray, tdp: np.ndarray) -> np.ndarray:
     ok = np.asarray(area) <= problem.area_budget_mm2
     if problem.power_budget_w is not None:
@@ -151,6 +169,7 @@ class _Records:
     hbm: list[np.ndarray] = field(default_factory=list)
     value: list[np.ndarray] = field(default_factory=list)
     feasible: list[np.ndarray] = field(default_factory=list)
+    plan: list[np.ndarray] = field(default_factory=list)
     searcher: list[str] = field(default_factory=list)
 
 
@@ -239,9 +258,12 @@ class Evaluator:
         out = {"evaluated": ok,
                "value": np.full(len(a), np.nan), "feasible": np.zeros(len(a), bool),
                "area_mm2": np.full(len(a), np.nan), "tdp_w": np.full(len(a), np.nan),
-               "samples_per_s": np.full((w, len(a)), np.nan)}
+               "samples_per_s": np.full((w, len(a)), np.nan),
+               "violation": np.full(len(a), np.inf)}
         if ok.any():
             r = rows[ok]
+            out["violation"][ok] = violation(self.problem, c["area_mm2"][r], c["tdp_w"][r],
+                                             c["memory_bytes"][:, r], c["hbm_bytes"][r])
             out["value"][ok] = c["value"][r]
             out["feasible"][ok] = c["feasible"][r]
             out["area_mm2"][ok] = c["area_mm2"][r]
@@ -261,7 +283,8 @@ class Evaluator:
         return Scores(area_mm2=c["area_mm2"][r], tdp_w=c["tdp_w"][r],
                       samples_per_s=c["samples_per_s"][:, r], step_time_s=c["step_time_s"][:, r],
                       memory_bytes=c["memory_bytes"][:, r], hbm_bytes=c["hbm_bytes"][r],
-                      value=c["value"][r], feasible=c["feasible"][r])
+                      value=c["value"][r], feasible=c["feasible"][r],
+                      plan_id=c["plan_id"][:, r])
 
     def _append(self, idx: np.ndarray, sc: Scores, searcher: str | list[str],
                 persist: bool = True) -> None:
@@ -276,6 +299,7 @@ class Evaluator:
         r.hbm.append(np.asarray(sc.hbm_bytes, float))
         r.value.append(np.asarray(sc.value, float))
         r.feasible.append(np.asarray(sc.feasible, bool))
+        r.plan.append(np.asarray(sc.plan_id, np.int64))
         r.searcher.extend(labels)
         start = self._n
         self._n += len(idx)
@@ -304,20 +328,23 @@ class Evaluator:
                 "value": cat(r.value, (0,)),
                 "feasible": (np.concatenate(r.feasible) if r.feasible
                              else np.zeros(0, bool)),
+                "plan_id": (np.concatenate(r.plan, axis=-1) if r.plan
+                            else np.zeros((w, 0), np.int64)),
                 "searcher": np.array(r.searcher, dtype=object),
             }
         return self._cols
 
     # -- results ------------------------------------------------------------------------
     def top(self, k: int, *, rows: np.ndarray | None = None) -> np.ndarray:
-        """Record rows of the ``k`` best feasible designs (value descending; ties by
-        evaluation order, so results are deterministic)."""
+        """Record rows of the ``k`` best feasible designs: value descending, then smaller
+        area (an equally fast smaller chip is better), then evaluation order — so results
+        are deterministic."""
         c = self.columns()
         cand = np.flatnonzero(c["feasible"]) if rows is None else np.asarray(rows)[
             c["feasible"][np.asarray(rows)]]
         if cand.size == 0:
             return cand
-        order = np.lexsort((cand, -c["value"][cand]))
+        order = np.lexsort((cand, c["area_mm2"][cand], -c["value"][cand]))
         return cand[order[:k]]
 
     def best_value(self) -> float:
@@ -357,6 +384,7 @@ class Evaluator:
             attrs[f"samples_per_s[{name}]"] = float(sc.samples_per_s[w, k])
             attrs[f"step_time_s[{name}]"] = float(sc.step_time_s[w, k])
             attrs[f"memory_bytes[{name}]"] = float(sc.memory_bytes[w, k])
+            attrs[f"plan_id[{name}]"] = int(sc.plan_id[w, k])
         return values, cons, attrs
 
     def make_trials(self, idx: np.ndarray, sc: Scores, searcher: str,
@@ -393,6 +421,8 @@ class Evaluator:
             hbm_bytes=np.array([u["hbm_bytes"] for u in ua], float),
             value=np.array([t.values[0] for t in rows], float),
             feasible=np.array([bool(u["feasible"]) for u in ua]),
+            plan_id=np.array([[int(u.get(f"plan_id[{n}]", -1)) for u in ua] for n in names],
+                             dtype=np.int64).reshape(len(names), len(ua)),
         )
         flat = self.space.flat(idx)
         base = self._n

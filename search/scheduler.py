@@ -55,6 +55,7 @@ __all__ = [
     "ilp_schedule",
     "validate_schedule",
     "problem_from_costs",
+    "block_refinement",
     "RESOURCE_NAMES",
 ]
 
@@ -320,12 +321,19 @@ def ilp_schedule(problem: SchedulingProblem, *, time_limit_s: float = 10.0,
       ``t_j + p_j ≤ t_i + H x_ij + H(1 − s_ij)`` (disjunction on a shared unit);
     * unit symmetry is broken by ``z_ik = 0`` for ``k > position of i`` in its type.
 
-    With one unit per type ``z``/``s`` drop out (``s_ij = 1``). The list schedule is the
-    warm bound: ``T ≤ H``. Returns the best schedule found within ``time_limit_s``; its
+    With one unit per type ``z``/``s`` drop out (``s_ij = 1``). The better list schedule
+    (one unit per task, or split when all units are free) is the warm bound: ``T ≤ H``. Returns the best schedule found within ``time_limit_s``; its
     ``lower_bound_s`` is HiGHS's dual bound and ``optimal`` says whether it closed.
     """
     n = problem.n
-    ub_sched = upper_bound if upper_bound is not None else list_schedule(problem)
+    if upper_bound is not None:
+        ub_sched = upper_bound
+    else:
+        ub_sched = list_schedule(problem)
+        if allow_parallel and problem.parallel_duration_s is not None:
+            alt = list_schedule(problem, use_parallel=True)
+            if alt.makespan_s < ub_sched.makespan_s:
+                ub_sched = alt
     if n == 0:
         return ub_sched
     H = float(ub_sched.makespan_s)
@@ -575,3 +583,55 @@ def problem_from_costs(names: Sequence[str], preds: Sequence[Sequence[int]],
         preds=tuple(tuple(p) for p in preds),
         parallel_duration_s=None if parallel_latency_s is None
         else np.asarray(parallel_latency_s, float))
+
+
+def block_refinement(graph: Any, hw: Any, tech: Any, comm_time_s: Any = None, *,
+                     block: str = "layer", max_units: int = 4,
+                     time_limit_s: float = 2.0) -> dict[str, Any] | None:
+    """List schedule vs ILP for one repetition of a repeated block of ``graph`` on ``hw``.
+
+    The block's operators (``op.block == block``) are costed by
+    :func:`cost_models.evaluate.op_costs`; the **list** schedule is the cost model's own
+    (every operator on all units of its type, one at a time per type, critical-path
+    priority); the **ILP** may also run an operator on a single tensor or vector core
+    (``latency_one_unit_s``) next to others, on up to ``max_units`` units per type (a
+    restriction that keeps the ILP small and only removes schedules, so the ILP stays a
+    valid schedule of the real chip). Returns None when the graph has no such block.
+
+    Keys: ``ops``, ``count`` (repetitions), ``list_s``, ``ilp_s``, ``lower_bound_s``,
+    ``gap`` = (list − ILP)/list, ``optimal``, ``parallel_ops`` (run split by the ILP).
+    """
+    from cost_models.designs import DesignBatch
+    from cost_models.evaluate import op_costs
+
+    keep = [i for i, op in enumerate(graph.ops) if op.block == block]
+    if not keep:
+        return None
+    oc = op_costs(graph, DesignBatch.from_configs([hw]), tech, comm_time_s=comm_time_s)
+    names = [graph.ops[i].name for i in keep]
+    pos = {nm: k for k, nm in enumerate(names)}
+    preds = [[pos[graph.ops[p].name] for p in graph.pred_indices[i]
+              if graph.ops[p].name in pos] for i in keep]
+    lat = np.asarray(oc.latency_s)[0][keep]
+    one = np.asarray(oc.latency_one_unit_s)[0][keep]
+    one = np.where(np.isfinite(one) & (one > 0), one, lat)
+    units = [oc.unit[i] for i in keep]
+    model = problem_from_costs(names, preds, lat, units, {"tc": 1, "vc": 1, "link": 1})
+    ls = list_schedule(model)
+    cap = {"tc": max(1, min(int(hw.tensor_cores), max_units)),
+           "vc": max(1, min(int(hw.vector_cores), max_units)), "link": 1}
+    prob = problem_from_costs(names, preds, one, units, cap, parallel_latency_s=lat)
+    # the model's schedule (everything split) is a feasible ILP solution: the warm bound
+    warm = Schedule(start_s=ls.start_s, end_s=ls.end_s,
+                    units=tuple(tuple(range(prob.capacity[int(prob.resource[i])]))
+                                for i in range(prob.n)),
+                    makespan_s=ls.makespan_s, method="list")
+    ilp = ilp_schedule(prob, time_limit_s=time_limit_s, upper_bound=warm)
+    count = int(graph.ops[keep[0]].count)
+    par = ilp.info.get("parallel")
+    return {"ops": len(keep), "count": count, "list_s": float(ls.makespan_s),
+            "ilp_s": float(ilp.makespan_s), "lower_bound_s": float(ilp.lower_bound_s),
+            "gap": float((ls.makespan_s - ilp.makespan_s) / ls.makespan_s)
+            if ls.makespan_s > 0 else 0.0,
+            "optimal": bool(ilp.optimal),
+            "parallel_ops": int(sum(par)) if isinstance(par, list) else len(keep)}

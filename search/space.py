@@ -22,12 +22,12 @@ array_rows, _cols      32, 64, 128, 256                  Phaze width/depth 2–2
                                                          never wins a training GEMM
 dataflow               ws, os                            SCALE-Sim's; ``is`` ≡ ``ws``
                                                          with the operands swapped
-vector_cores           1, 2, 4, …, 32                    Phaze ``num_vc``
-vector_lanes           64, 128, 256                      TPU VPU 128 lanes ± 2×
+vector_cores           1, 2, 4, 8, 16                    Phaze ``num_vc``
+vector_lanes           128, 256, 512, 1024               TPUv4 VPU: 128 lanes × 8
 sram_per_core_bytes    0.5, 1, 2, 4, 8 MiB               tile buffers of the cores
 global_buffer_bytes    8, 32, 128 MiB                    Phaze GLB 2–128 MiB
-hbm_stacks             1, 2, 4, 6, 8                     2–6 stacks on TPU/GPU parts
-link_count             2, 4, 6                           TPUv4 torus uses 6
+hbm_stacks             1, 2, 3, 4, 5, 6, 8               TPUv4 4, A100/H100 5
+link_count             2, 4, 6 (``devices > 1`` only)    TPUv4 3D torus uses 6
 =====================  ================================  ==========================
 
 Clock is not searched: without a voltage–frequency model a faster clock only costs
@@ -470,21 +470,24 @@ def _pow2(lo: int, hi: int) -> tuple[int, ...]:
     return tuple(2**e for e in range(int(math.log2(lo)), int(math.log2(hi)) + 1))
 
 
-def default_params() -> tuple[Param, ...]:
-    """The default grid (module docstring table)."""
-    return (
+def default_params(devices: int = 1) -> tuple[Param, ...]:
+    """The default grid (module docstring table); ``link_count`` only when
+    ``devices > 1`` (one device never uses its links)."""
+    ps = [
         Param(name="tensor_cores", values=_pow2(1, 64)),
         Param(name="array_rows", values=_pow2(32, 256)),
         Param(name="array_cols", values=_pow2(32, 256)),
         Param(name="dataflow", values=("ws", "os")),
-        Param(name="vector_cores", values=_pow2(1, 32)),
-        Param(name="vector_lanes", values=_pow2(64, 256)),
+        Param(name="vector_cores", values=_pow2(1, 16)),
+        Param(name="vector_lanes", values=_pow2(128, 1024)),
         Param(name="sram_per_core_bytes", values=tuple(float(x) * MIB
                                                        for x in (0.5, 1, 2, 4, 8))),
         Param(name="global_buffer_bytes", values=tuple(float(x) * MIB for x in (8, 32, 128))),
-        Param(name="hbm_stacks", values=(1, 2, 4, 6, 8)),
-        Param(name="link_count", values=(2, 4, 6)),
-    )
+        Param(name="hbm_stacks", values=(1, 2, 3, 4, 5, 6, 8)),
+    ]
+    if devices > 1:
+        ps.append(Param(name="link_count", values=(2, 4, 6)))
+    return tuple(ps)
 
 
 def default_template() -> HardwareConfig:
@@ -499,9 +502,13 @@ def default_template() -> HardwareConfig:
     return dataclasses.replace(hw, name="template")
 
 
-def default_space(template: HardwareConfig | None = None, hbm: str = "hbm2e") -> DesignSpace:
-    """The documented default space (module docstring)."""
+def default_space(template: HardwareConfig | None = None, hbm: str = "hbm2e",
+                  devices: int = 1) -> DesignSpace:
+    """The documented default space (module docstring) for ``devices`` devices."""
     if hbm not in HBM_GENERATIONS:
         raise ConfigError(f"unknown HBM generation {hbm!r}; valid: {', '.join(HBM_GENERATIONS)}")
-    return DesignSpace(template=template or default_template(), params=default_params(),
-                       hbm=HBM_GENERATIONS[hbm], name="default")
+    if not isinstance(devices, int) or devices < 1:
+        raise ConfigError(f"devices={devices!r} must be a positive integer")
+    return DesignSpace(template=template or default_template(),
+                       params=default_params(devices), hbm=HBM_GENERATIONS[hbm],
+                       name="default" if devices == 1 else "default-multi")

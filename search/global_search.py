@@ -1,0 +1,175 @@
+"""Global search: from the per-stage top-k sets to the one chip every device uses
+(``reference/method.md`` §4, steps 3–4), and the common design of several workloads.
+
+:func:`global_search` is the searcher ``wham``:
+
+1. seeds: the TPU-like and NVDLA-like baselines of the same budget snapped to the grid
+   and random designs filling most of the area (:func:`search.heuristic.seed_designs`);
+2. for every workload, the **reference plan** is the best parallel plan of the first
+   seed (the TPU-like design); every distinct pipeline stage of that plan gets a
+   critical-path local search from every seed (:func:`search.heuristic.wham_search`),
+   which keeps its top-``k`` designs. With one stage (``pp = 1``) the stage is the
+   workload and its search runs on the end-to-end objective;
+3. the union of all top-``k`` sets is evaluated **end to end** — every workload, each
+   design under its own best plan (tp, pp, dp, micro-batch, schedule, recompute), the
+   objective the geometric mean of throughput over workloads (or per TDP watt) — and the
+   best few candidates are polished by the same local search on that objective (the
+   end-to-end throughput of one chip is what the stages share: the slowest stage, the
+   bubbles and the communication decide it, so a stage's favourite can lose here);
+4. the result is the evaluator's top-``k`` (all of it is in the evaluator's records).
+
+Budget: ``budget`` caps the designs evaluated in total — stage evaluations included —
+(None: until every local search converges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dse.types import HardwareConfig
+from search.evaluator import Evaluator
+from search.heuristic import (
+    GlobalTarget,
+    StageResult,
+    StageTarget,
+    local_search,
+    seed_designs,
+    wham_search,
+)
+
+__all__ = ["global_search", "GlobalResult"]
+
+
+@dataclass
+class GlobalResult:
+    """What the wham searcher did."""
+
+    stages: list[StageResult]
+    evaluations: int
+    """Designs evaluated in total (stage, per-workload and end-to-end evaluations)."""
+    end_to_end_evaluations: int
+    seeds: list[str]
+    polish: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self, space: Any) -> dict[str, Any]:
+        def label(f: int) -> str:
+            return space.label(space.unflat(np.array([f]))[0])
+
+        return {
+            "evaluations": self.evaluations,
+            "end_to_end_evaluations": self.end_to_end_evaluations,
+            "seeds": self.seeds,
+            "stages": [{
+                "stage": s.name, "workload": s.workload, "evaluations": s.evaluations,
+                "plan": s.plan,
+                "top_k": [{"design": label(f), "value": v}
+                          for f, v in zip(s.top, s.top_values)],
+                "local_searches": [{
+                    "seed": space.label(r.seed), "start_value": r.start_value,
+                    "best": space.label(r.best), "best_value": r.best_value,
+                    "steps": [{"step": st["step"], "to": space.label(np.array(st["to"])),
+                               "bound": st["bound"], "gain": st["gain"],
+                               "fallback": st["fallback"]} for st in r.steps],
+                } for r in s.searches],
+            } for s in self.stages],
+            "polish": self.polish,
+        }
+
+
+def _plan_dict(plan: Any) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    import dataclasses
+
+    return dict(dataclasses.asdict(plan), devices=plan.devices)
+
+
+def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
+                  baselines: Sequence[HardwareConfig] = (), budget: int | None = None,
+                  random_seeds: int = 4, polish: int = 3, max_steps: int = 64,
+                  on_stage: Callable[[str], None] | None = None) -> GlobalResult:
+    """Run the wham searcher on ``evaluator`` (module docstring). The evaluator's records
+    then hold every end-to-end evaluation; its :meth:`~Evaluator.top` is the result."""
+    from search.objective import TrainingProblem
+    from workloads.parallel import stage_graphs, unique_stage_key
+
+    pb = evaluator.problem
+    space = evaluator.space
+    rng = np.random.default_rng(seed)
+    side: list[Any] = []  # stage targets and per-workload evaluators (their evaluations)
+    start = evaluator.evaluations
+
+    def spent() -> int:
+        n = evaluator.evaluations - start
+        for s in side:
+            n += s.evaluations
+        return n
+
+    def remaining() -> int | None:
+        return None if budget is None else max(0, budget - spent())
+
+    main = GlobalTarget(evaluator, name="end-to-end", remaining=remaining)
+    seeds = seed_designs(space, main, baselines, rng=rng, random_seeds=random_seeds)
+    if not seeds:
+        pb.raise_infeasible()
+    stages: list[StageResult] = []
+    multi = len(pb.targets) > 1 and isinstance(pb, TrainingProblem)
+    for w, t in enumerate(pb.targets):
+        if multi:
+            sub_pb = TrainingProblem(space, [t], pb.tech, area_mm2=pb.area_budget_mm2,
+                                     power_w=pb.power_budget_w, objective=pb.objective)
+            ev_w = Evaluator(sub_pb)
+            side.append(ev_w)
+            target_w = GlobalTarget(ev_w, name=t.name, remaining=remaining)
+        else:
+            sub_pb = pb
+            ev_w = evaluator
+            target_w = GlobalTarget(evaluator, name=t.name, remaining=remaining)
+        target_w.evaluate(seeds[0][None, :])
+        plan = None
+        if hasattr(sub_pb, "plans"):
+            rows = ev_w.rows_of(seeds[0][None, :])
+            pid = int(ev_w.columns()["plan_id"][0, rows[0]]) if rows[0] >= 0 else -1
+            plan = sub_pb.plans[0][pid] if pid >= 0 else None
+        if plan is None or plan.pp == 1:
+            if on_stage is not None:
+                on_stage(f"{t.name}: local search, {len(seeds)} seeds")
+            stages.append(wham_search(target_w, seeds, top_k=top_k, workload=t.name,
+                                      plan=_plan_dict(plan), max_steps=max_steps))
+            continue
+        graphs = stage_graphs(t.spec, plan, t.seq)
+        seen: dict[Any, int] = {}
+        for k, g in enumerate(graphs):
+            key = unique_stage_key(g)
+            if key in seen:
+                continue
+            seen[key] = k
+            name = f"{t.name}/stage{k}"
+            st = StageTarget(sub_pb, 0, g, plan, name=name, remaining=remaining)
+            side.append(st)
+            if on_stage is not None:
+                on_stage(f"{name}: local search, {len(seeds)} seeds")
+            stages.append(wham_search(st, seeds, top_k=top_k, workload=t.name,
+                                      plan=_plan_dict(plan), max_steps=max_steps))
+    # end to end: the union of the per-stage top-k sets, then polish the best few
+    union = list(dict.fromkeys(f for s in stages for f in s.top))
+    if union:
+        main.evaluate(space.unflat(np.array(union, dtype=np.int64)))
+    polished: list[dict[str, Any]] = []
+    c = evaluator.columns()
+    for r in evaluator.top(polish):
+        if main.exhausted:
+            break
+        x = c["idx"][r]
+        res = local_search(main, x, max_steps=max_steps)
+        polished.append({"from": space.label(x), "to": space.label(res.best),
+                         "start_value": res.start_value, "value": res.best_value,
+                         "steps": len(res.steps)})
+        c = evaluator.columns()
+    return GlobalResult(stages=stages, evaluations=spent(),
+                        end_to_end_evaluations=evaluator.evaluations - start,
+                        seeds=[space.label(s) for s in seeds], polish=polished)

@@ -1,0 +1,608 @@
+"""WHAM's critical-path local search (``reference/method.md`` §4), per pipeline stage.
+
+One **step** from a design ``x``:
+
+1. *evaluate* ``x`` and *find its critical path*: the stage's forward and backward graphs
+   are scheduled by the scalar reference scheduler
+   (:func:`cost_models.evaluate.evaluate_device`); the critical chain is the chain of
+   operators that sets the makespan in the resource-constrained schedule
+   (``schedule_chain``: each operator waited for its predecessor or for its resource);
+2. *find what bounds each critical operator* — ``tensor`` (systolic compute), ``vector``,
+   ``sram`` (on-chip fabric traffic, set by the per-core SRAM), ``hbm`` (off-chip
+   bandwidth; the spill, hence the traffic, also shrinks with SRAM), ``link``
+   (collectives) — and add up the critical seconds of each (forward and backward × the
+   plan's micro-batches); a design that fits no plan in its HBM is bound by ``memory``;
+3. *grow the bounding resource and shrink slack ones*: the candidates are one grid step
+   up in every parameter of the resources holding ≥ :data:`GROW_SHARE` of the critical
+   time (the dataflow switch counts as a tensor move), the same combined with one step
+   down in a parameter of a slack resource (< :data:`SLACK_SHARE` of the critical time,
+   which frees budget), and the slack steps down alone; candidates over the area/power
+   budget are dropped before evaluation;
+4. evaluate the candidates (one vectorized batch) and move to the best one if it beats
+   ``x``. When no guided candidate improves, the step falls back once to the full
+   neighbourhood (every ±1 move and every grow+shrink pair) before declaring ``x`` a
+   local optimum.
+
+:func:`local_search` iterates steps from one seed until no gain; :func:`wham_search`
+runs it from several seeds (the TPU-like and NVDLA-like baselines snapped to the grid,
+plus random designs that use most of the area budget) for every **stage**:
+
+* with a single pipeline stage (``pp = 1`` under the seed's best plan) the stage is the
+  whole workload and the search optimizes the end-to-end objective directly;
+* with ``pp > 1`` every distinct stage of the seed's plan (first, middle, last) gets its
+  own search on its own time per training step (:class:`StageTarget`), so each stage's
+  top-``k`` designs reflect that stage's operator mix;
+
+the per-stage top-``k`` sets then go to :func:`search.global_search.global_search`,
+which picks the one chip for all devices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from dse.errors import ConfigError
+from dse.types import ParallelPlan
+from search.evaluator import Evaluator, objective_value, violation, within_budget
+from search.space import DesignSpace
+
+__all__ = ["RESOURCE_PARAMS", "GROW_SHARE", "SLACK_SHARE", "Target", "GlobalTarget",
+           "StageTarget", "local_search", "wham_search", "chain_bounds", "StageResult",
+           "LocalSearchResult", "propose_moves", "seed_designs"]
+
+RESOURCE_PARAMS: dict[str, tuple[str, ...]] = {
+    "tensor": ("tensor_cores", "array_rows", "array_cols", "dataflow"),
+    "vector": ("vector_cores", "vector_lanes"),
+    "sram": ("sram_per_core_bytes", "global_buffer_bytes"),
+    "hbm": ("hbm_stacks", "sram_per_core_bytes", "global_buffer_bytes"),
+    "link": ("link_count",),
+    "memory": ("hbm_stacks",),
+}
+"""Which design parameters grow a bounding resource (``cost_models.evaluate.BOUNDS`` plus
+``memory`` for HBM capacity)."""
+
+GROW_SHARE = 0.25
+"""A resource is grown when it holds at least this share of the largest resource's
+critical time (so the top two are grown when they are close)."""
+SLACK_SHARE = 0.05
+"""A resource is slack (shrunk) below this share of the critical time. Area and power
+come from cost_models, so a slack resource is pure cost on the critical path."""
+
+
+# --------------------------------------------------------------------------- targets
+
+
+class Target(Protocol):
+    """What the local search optimizes: values of designs and their critical resources."""
+
+    name: str
+    space: DesignSpace
+
+    @property
+    def evaluations(self) -> int: ...
+
+    @property
+    def exhausted(self) -> bool: ...
+
+    def area_tdp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def within_budget(self, idx: np.ndarray) -> np.ndarray: ...
+
+    def evaluate(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Per design: ``value`` (objective), ``violation`` (0 when feasible, see
+        :func:`search.evaluator.violation`), ``area_mm2`` and ``evaluated`` (False beyond
+        the budget)."""
+        ...
+
+    def diagnose(self, idx: np.ndarray) -> dict[str, float]:
+        """Critical seconds per resource of one design."""
+        ...
+
+
+def chain_bounds(graph: Any, hw: Any, tech: Any, comm_time_s: Any = None,
+                 scale: float = 1.0, out: dict[str, float] | None = None) -> dict[str, float]:
+    """Critical seconds per bounding resource of ``graph`` on ``hw``: the durations of
+    the operators on the resource-constrained critical chain, grouped by what bounds
+    each (``evaluate_device``'s records), times ``scale``."""
+    from cost_models.evaluate import evaluate_device
+
+    res = evaluate_device(graph, hw, tech, comm_time_s=comm_time_s)
+    chain = set(res.schedule_chain)
+    acc = {} if out is None else out
+    for rec in res.records:
+        if rec.name in chain:
+            acc[rec.bound] = acc.get(rec.bound, 0.0) + rec.duration_s * scale
+    return acc
+
+
+def _stage_bounds(spec: Any, graph: Any, hw: Any, tech: Any, system: Any,
+                  plan: ParallelPlan) -> dict[str, float]:
+    """Critical seconds per resource of one stage graph per training step: forward and
+    backward × micro-batches, the optimizer once."""
+    from cost_models.network import comm_time_s
+    from cost_models.training import split_phases
+
+    ph = split_phases(graph)
+    acc: dict[str, float] = {}
+    m = plan.micro_batches
+    for sub, scale in ((ph.fwd, m), (ph.bwd, m), (ph.opt, 1)):
+        if sub is None:
+            continue
+        chain_bounds(sub, hw, tech, comm_time_s(sub, system, plan), scale=float(scale),
+                     out=acc)
+    return acc
+
+
+class GlobalTarget:
+    """The end-to-end objective of an :class:`~search.evaluator.Evaluator` (all its
+    workloads, best plan per design); diagnosis on every workload's slowest stage."""
+
+    def __init__(self, evaluator: Evaluator, name: str = "global",
+                 searcher: str = "wham", remaining: Callable[[], int | None] | None = None
+                 ) -> None:
+        self.remaining = remaining
+        self.ev = evaluator
+        self.pb = evaluator.problem
+        self.space = evaluator.space
+        self.name = name
+        self.searcher = searcher
+        self._diag: dict[int, dict[str, float]] = {}
+
+    @property
+    def evaluations(self) -> int:
+        return self.ev.evaluations
+
+    @property
+    def exhausted(self) -> bool:
+        return self.ev.exhausted or _spent(self.remaining)
+
+    def top(self, k: int) -> list[tuple[int, float]]:
+        """(grid position, value) of the ``k`` best feasible designs evaluated."""
+        c = self.ev.columns()
+        rows = self.ev.top(k)
+        flat = self.space.flat(c["idx"][rows]) if len(rows) else np.zeros(0, np.int64)
+        return [(int(f), float(c["value"][r])) for f, r in zip(flat, rows)]
+
+    def area_tdp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.pb.area_tdp(idx)
+
+    def within_budget(self, idx: np.ndarray) -> np.ndarray:
+        a, p = self.area_tdp(idx)
+        return within_budget(self.pb, a, p)
+
+    def evaluate(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        a = self.space.check_indices(idx)
+        a = a[_allowed(self.space, a, self.ev.known(a), self.remaining)]
+        if len(a):
+            self.ev.evaluate(a, self.searcher)
+        return self.ev.lookup(np.asarray(idx))
+
+    def diagnose(self, idx: np.ndarray) -> dict[str, float]:
+        key = int(self.space.flat(idx)[0])
+        if key in self._diag:
+            return self._diag[key]
+        from cost_models.training import evaluate_training
+        from workloads.parallel import stage_graphs
+
+        rows = self.ev.rows_of(np.asarray(idx)[None, :])
+        hw = self.space.config(idx)
+        acc: dict[str, float] = {}
+        pb = self.pb
+        plan_ids = (self.ev.columns()["plan_id"][:, rows[0]] if rows[0] >= 0
+                    else np.full(len(pb.workload_names), -1))
+        mem_short = 0.0
+        for w, t in enumerate(pb.targets):
+            pid = int(plan_ids[w])
+            if pid < 0:
+                mem_short += 1.0
+                continue
+            plan = pb.plans[w][pid]
+            system = pb.system_of(hw, w)
+            graphs = stage_graphs(t.spec, plan, t.seq)
+            slow = 0
+            if plan.pp > 1:
+                ev = evaluate_training(t.spec, hw, system, plan, pb.tech, seq=t.seq)
+                slow = int(ev.breakdown.get("slowest_stage", 0))
+                comm = float(ev.breakdown["phase_s"].get("p2p_s", 0.0)
+                             + ev.breakdown["phase_s"].get("dp_exposed_s", 0.0))
+                acc["link"] = acc.get("link", 0.0) + comm / max(ev.step_time_s, 1e-30)
+            b = _stage_bounds(t.spec, graphs[slow], hw, pb.tech, system, plan)
+            tot = sum(b.values()) or 1.0
+            for k, v in b.items():  # normalized per workload: each counts equally
+                acc[k] = acc.get(k, 0.0) + v / tot
+        if mem_short:
+            acc["memory"] = acc.get("memory", 0.0) + 10.0 * mem_short
+        self._diag[key] = acc
+        return acc
+
+
+class StageTarget:
+    """One pipeline stage's time per training step under a fixed plan:
+    ``m·(fwd + bwd + recompute) + optimizer`` (``cost_models.training.stage_costs``);
+    feasible when within budget and the plan's memory fits the design's HBM. Value:
+    1 / that time (or per TDP watt for ``perf_per_tdp``)."""
+
+    def __init__(self, problem: Any, workload: int, graph: Any, plan: ParallelPlan, *,
+                 name: str, remaining: Callable[[], int | None] | None = None) -> None:
+        self.remaining = remaining
+        from search.plans import plan_memory_bytes
+
+        self.pb = problem
+        self.space = problem.space
+        self.w = workload
+        self.graph = graph
+        self.plan = plan
+        self.name = name
+        t = problem.targets[workload]
+        self.memory_bytes = plan_memory_bytes(t.spec, plan, t.seq)
+        self._cache: dict[int, tuple[float, bool]] = {}
+        self._diag: dict[int, dict[str, float]] = {}
+
+    @property
+    def evaluations(self) -> int:
+        return len(self._cache)
+
+    @property
+    def exhausted(self) -> bool:
+        return _spent(self.remaining)
+
+    def area_tdp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.pb.area_tdp(idx)
+
+    def within_budget(self, idx: np.ndarray) -> np.ndarray:
+        a, p = self.area_tdp(idx)
+        return within_budget(self.pb, a, p)
+
+    def _score(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from cost_models.pipeline import backward_with_recompute_s
+        from cost_models.training import stage_costs
+
+        designs = self.space.designs(idx)
+        n = len(idx)
+        time_s = np.zeros(n)
+        for sel, system in self.pb._groups(designs, self.w):
+            sub = designs if len(sel) == n else designs.subset(sel)
+            c = stage_costs(self.graph, sub, self.pb.tech, system, self.plan)
+            rec = backward_with_recompute_s(0.0, c.fwd_s, c.attn_core_s, self.plan.recompute)
+            time_s[sel] = (self.plan.micro_batches * (c.fwd_s + c.bwd_s + rec)
+                           + c.opt_s / (self.plan.dp if self.plan.zero_stage >= 1 else 1))
+        area, tdp = self.area_tdp(idx)
+        hbm = np.asarray(designs.hbm_bytes, float)
+        viol = violation(self.pb, area, tdp, np.full((1, n), self.memory_bytes), hbm)
+        rate = 1.0 / np.maximum(time_s, 1e-30)
+        value = objective_value(self.pb.objective, rate[None, :], tdp)
+        return value, viol, area
+
+    def evaluate(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        a = self.space.check_indices(idx)
+        flat = self.space.flat(a)
+        known = np.array([int(f) in self._cache for f in flat], dtype=bool)
+        allowed = _allowed(self.space, a, known, self.remaining)
+        new = [i for i in np.flatnonzero(allowed & ~known).tolist()]
+        if new:
+            v, viol, area = self._score(a[new])
+            for k, i in enumerate(new):
+                self._cache[int(flat[i])] = (float(v[k]), float(viol[k]), float(area[k]))
+        out = {"value": np.full(len(a), np.nan), "violation": np.full(len(a), np.inf),
+               "area_mm2": np.full(len(a), np.nan), "evaluated": np.zeros(len(a), bool)}
+        for i, f in enumerate(flat.tolist()):
+            if f in self._cache:
+                v, viol, ar = self._cache[f]
+                out["value"][i], out["violation"][i], out["area_mm2"][i] = v, viol, ar
+                out["evaluated"][i] = True
+        out["feasible"] = out["violation"] <= 0
+        return out
+
+    def diagnose(self, idx: np.ndarray) -> dict[str, float]:
+        key = int(self.space.flat(idx)[0])
+        if key not in self._diag:
+            hw = self.space.config(idx)
+            t = self.pb.targets[self.w]
+            acc = _stage_bounds(t.spec, self.graph, hw, self.pb.tech,
+                                self.pb.system_of(hw, self.w), self.plan)
+            if self.memory_bytes > hw.hbm_bytes:
+                acc["memory"] = 10.0 * (sum(acc.values()) or 1.0)
+            self._diag[key] = acc
+        return self._diag[key]
+
+    def top(self, k: int) -> list[tuple[int, float]]:
+        """(grid position, value) of the ``k`` best feasible designs seen (ties: smaller
+        area first)."""
+        items = [(f, v, ar) for f, (v, viol, ar) in self._cache.items() if viol <= 0]
+        items.sort(key=lambda x: (-x[1], x[2], x[0]))
+        return [(f, v) for f, v, _ in items[:k]]
+
+
+def _spent(remaining: Callable[[], int | None] | None) -> bool:
+    if remaining is None:
+        return False
+    r = remaining()
+    return r is not None and r <= 0
+
+
+def _allowed(space: DesignSpace, idx: np.ndarray, known: np.ndarray,
+             remaining: Callable[[], int | None] | None) -> np.ndarray:
+    """Mask of designs that may be evaluated: every known one, and the first new ones
+    (distinct grid positions) up to the remaining budget."""
+    ok = known.copy()
+    r = None if remaining is None else remaining()
+    seen: set[int] = set()
+    for i, f in enumerate(space.flat(idx).tolist()):
+        if known[i]:
+            continue
+        if f in seen:
+            ok[i] = True
+            continue
+        if r is not None and len(seen) >= r:
+            continue
+        seen.add(f)
+        ok[i] = True
+    return ok
+
+
+# --------------------------------------------------------------------------- moves
+
+
+def _step(space: DesignSpace, idx: np.ndarray, name: str, direction: int) -> list[np.ndarray]:
+    """Designs one step up (+1) or down (−1) in parameter ``name`` (dataflow: every other
+    choice, for either direction)."""
+    if name not in space.names:
+        return []
+    j = space.names.index(name)
+    p = space.params[j]
+    out = []
+    if p.categorical:
+        if direction > 0:
+            for k in range(len(p.values)):
+                if k != idx[j]:
+                    b = idx.copy()
+                    b[j] = k
+                    out.append(b)
+        return out
+    if 0 <= idx[j] + direction < len(p.values):
+        b = idx.copy()
+        b[j] += direction
+        out.append(b)
+    return out
+
+
+def propose_moves(space: DesignSpace, idx: np.ndarray, bounds: dict[str, float], *,
+                  full: bool = False) -> np.ndarray:
+    """Candidate designs around ``idx`` (module docstring, step 3). ``full``: every ±1
+    move and every grow+shrink pair (the fallback)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if full:
+        grow_params = list(space.names)
+        shrink_params = [n for n in space.names if not space.param(n).categorical]
+    else:
+        total = sum(v for v in bounds.values() if v > 0) or 1.0
+        top = max(bounds.values()) if bounds else 0.0
+        grow_res = [r for r, v in sorted(bounds.items(), key=lambda x: -x[1])
+                    if v > 0 and v >= GROW_SHARE * top]
+        if not grow_res:
+            grow_res = ["tensor"]
+        grow_params = list(dict.fromkeys(p for r in grow_res for p in RESOURCE_PARAMS[r]))
+        busy = {p for r, v in bounds.items() if v >= SLACK_SHARE * total
+                for p in RESOURCE_PARAMS.get(r, ())}
+        shrink_params = [n for n in space.names
+                         if n not in busy and n not in grow_params
+                         and not space.param(n).categorical]
+        if not shrink_params:  # everything is busy: trade against the least critical
+            ranked = sorted(RESOURCE_PARAMS, key=lambda r: bounds.get(r, 0.0))
+            shrink_params = [p for r in ranked[:2] for p in RESOURCE_PARAMS[r]
+                             if p in space.names and p not in grow_params
+                             and not space.param(p).categorical]
+    grows = [b for p in grow_params for b in _step(space, idx, p, +1)]
+    shrinks = [b for p in shrink_params for b in _step(space, idx, p, -1)]
+    cands = list(grows) + list(shrinks)
+    for g in grows:
+        for p in shrink_params:
+            cands.extend(_step(space, g, p, -1))
+    if full:
+        cands.extend(b for p in space.names for b in _step(space, idx, p, -1))
+    if not cands:
+        return np.zeros((0, len(space.params)), dtype=np.int64)
+    arr = np.unique(np.array(cands, dtype=np.int64), axis=0)
+    keep = ~np.all(arr == idx[None, :], axis=1)
+    return arr[keep]
+
+
+# --------------------------------------------------------------------------- search
+
+
+@dataclass
+class LocalSearchResult:
+    """Trajectory of one local search: the designs it moved through and why."""
+
+    seed: np.ndarray
+    best: np.ndarray
+    best_value: float
+    start_value: float
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _hbm_floor(space: DesignSpace, need_bytes: float) -> int:
+    """Smallest ``hbm_stacks`` index whose capacity holds ``need_bytes`` (the last one if
+    none does)."""
+    vals = space.param("hbm_stacks").values
+    for k, v in enumerate(vals):
+        if v * space.hbm.bytes_per_stack >= need_bytes:
+            return k
+    return len(vals) - 1
+
+
+def _repair(target: Target, idx: np.ndarray, need_hbm_bytes: float = 0.0,
+            max_steps: int = 64) -> np.ndarray | None:
+    """Give the design the HBM stacks the workload needs, then shrink it one step at a
+    time (the step saving the most area first, never below that HBM) until it fits the
+    area/power budget; None if it cannot."""
+    space = target.space
+    cur = np.asarray(idx, dtype=np.int64).copy()
+    floor = -1
+    if "hbm_stacks" in space.names and need_hbm_bytes > 0:
+        j = space.names.index("hbm_stacks")
+        floor = _hbm_floor(space, need_hbm_bytes)
+        cur[j] = max(cur[j], floor)
+    for _ in range(max_steps):
+        if target.within_budget(cur[None, :])[0]:
+            return cur
+        downs = [b for n in space.names for b in _step(space, cur, n, -1)
+                 if n != "hbm_stacks" or b[space.names.index(n)] >= floor]
+        if not downs:
+            return None
+        arr = np.array(downs)
+        area, _ = target.area_tdp(arr)
+        cur = arr[int(np.argmin(area))]
+    return cur if target.within_budget(cur[None, :])[0] else None
+
+
+def _key(r: dict[str, np.ndarray], i: int) -> tuple[float, float, float]:
+    """Ordering of designs (larger is better): feasible first (smaller violation), then
+    the objective, then smaller area (an equally good smaller chip frees budget)."""
+    if not r["evaluated"][i]:
+        return (-math.inf, -math.inf, -math.inf)
+    viol = float(r["violation"][i])
+    if viol > 0:
+        return (-viol, -math.inf, -float(r["area_mm2"][i]))
+    return (0.0, float(r["value"][i]), -float(r["area_mm2"][i]))
+
+
+def _better(a: tuple[float, float, float], b: tuple[float, float, float],
+            rtol: float = 1e-9) -> bool:
+    """``a`` strictly better than ``b`` (objective compared with a relative tolerance)."""
+    if a[0] != b[0]:
+        return a[0] > b[0]
+    if math.isfinite(a[1]) and math.isfinite(b[1]):
+        tol = rtol * max(abs(a[1]), abs(b[1]))
+        if abs(a[1] - b[1]) > tol:
+            return a[1] > b[1]
+        return a[2] - b[2] > rtol * abs(b[2])
+    if a[1] != b[1]:
+        return a[1] > b[1]
+    return a[2] - b[2] > rtol * abs(b[2])
+
+
+def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
+                 on_step: Callable[[dict[str, Any]], None] | None = None
+                 ) -> LocalSearchResult:
+    """Critical-path local search from ``seed`` until no candidate improves (or the
+    target's budget is spent). Moves are accepted when strictly better in (feasibility,
+    objective, smaller area)."""
+    cur = np.asarray(seed, dtype=np.int64)
+    r0 = target.evaluate(cur[None, :])
+    cur_k = _key(r0, 0)
+    res = LocalSearchResult(seed=cur.copy(), best=cur.copy(), best_value=cur_k[1],
+                            start_value=cur_k[1])
+    for it in range(max_steps):
+        if target.exhausted:
+            break
+        bounds = target.diagnose(cur)
+        moved = False
+        for full in (False, True):
+            cands = propose_moves(target.space, cur, bounds, full=full)
+            if len(cands) == 0:
+                continue
+            if cur_k[0] == 0.0:  # feasible: stay within the area/power budget
+                cands = cands[target.within_budget(cands)]
+            if len(cands) == 0:
+                continue
+            r = target.evaluate(cands)
+            keys = [_key(r, i) for i in range(len(cands))]
+            j = max(range(len(cands)), key=lambda i: (keys[i], -i))
+            if _better(keys[j], cur_k):
+                top = max(bounds, key=lambda k: bounds[k]) if bounds else ""
+                gain = (keys[j][1] / cur_k[1] - 1.0
+                        if cur_k[0] == 0.0 and cur_k[1] > 0 else math.inf)
+                step = {"step": it, "from": cur.tolist(), "to": cands[j].tolist(),
+                        "value": keys[j][1], "gain": gain, "bound": top, "fallback": full,
+                        "critical_s": {k: float(x) for k, x in bounds.items()}}
+                res.steps.append(step)
+                if on_step is not None:
+                    on_step(step)
+                cur, cur_k = cands[j], keys[j]
+                moved = True
+                break
+            if target.exhausted:
+                break
+        if not moved:
+            break
+    res.best, res.best_value = cur, cur_k[1]
+    return res
+
+
+def seed_designs(space: DesignSpace, target: Target, baselines: Sequence[Any], *,
+                 rng: np.random.Generator, random_seeds: int = 4,
+                 min_area_fraction: float = 0.7) -> list[np.ndarray]:
+    """Starting points: the baselines (HardwareConfigs) snapped to the grid, given the HBM
+    the workloads need and repaired into the budget, then ``random_seeds`` random designs using between
+    ``min_area_fraction`` and 100% of the area budget (Phaze keeps designs above 30% of
+    the budget, method.md §2; a training chip that leaves most of its area unused is
+    never the throughput optimum, so we start higher)."""
+    out: list[np.ndarray] = []
+    seen: set[int] = set()
+
+    def add(x: np.ndarray | None) -> None:
+        if x is None:
+            return
+        f = int(space.flat(x[None, :])[0])
+        if f not in seen:
+            seen.add(f)
+            out.append(x)
+
+    need = float(target.pb.min_hbm_bytes()) if hasattr(target.pb, "min_hbm_bytes") else 0.0
+    for hw in baselines:
+        add(_repair(target, space.index_of(hw, snap=True), need))
+    budget = target.pb.area_budget_mm2
+    tries = 0
+    want = len(out) + random_seeds
+    while len(out) < want and tries < 200:
+        tries += 1
+        cand = space.sample(rng, 256)
+        if need > 0 and "hbm_stacks" in space.names:
+            j = space.names.index("hbm_stacks")
+            cand[:, j] = np.maximum(cand[:, j], _hbm_floor(space, need))
+        area, _ = target.area_tdp(cand)
+        ok = target.within_budget(cand) & (area >= min_area_fraction * budget)
+        for x in cand[ok]:
+            add(x)
+            if len(out) >= want:
+                break
+    return out
+
+
+@dataclass
+class StageResult:
+    """Local searches of one stage and its top-k designs (grid positions)."""
+
+    name: str
+    workload: str
+    evaluations: int
+    top: list[int]
+    top_values: list[float]
+    searches: list[LocalSearchResult]
+    plan: dict[str, Any] | None = None
+
+
+def wham_search(target: Target, seeds: Sequence[np.ndarray], *, top_k: int = 5,
+                top_fn: Callable[[int], list[tuple[int, float]]] | None = None,
+                workload: str = "", plan: dict[str, Any] | None = None,
+                max_steps: int = 64) -> StageResult:
+    """Local search from every seed on one target; the stage's top-``k`` designs."""
+    searches = []
+    for s in seeds:
+        if target.exhausted:
+            break
+        searches.append(local_search(target, s, max_steps=max_steps))
+    if top_fn is None:
+        if not hasattr(target, "top"):
+            raise ConfigError(f"target {target.name!r} cannot rank its designs; pass top_fn")
+        top_fn = target.top  # type: ignore[attr-defined]
+    tops = top_fn(top_k)
+    return StageResult(name=target.name, workload=workload, evaluations=target.evaluations,
+                       top=[int(f) for f, _ in tops], top_values=[float(v) for _, v in tops],
+                       searches=searches, plan=plan)
