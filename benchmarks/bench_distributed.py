@@ -1,0 +1,204 @@
+"""Distributed training model vs published A100 cluster runs, and its speed.
+
+Prints, and writes ``results/bench/distributed.json``:
+
+(a) the validation table: for every run of ``tests/validation/data/published_training.yaml``
+    (Narayanan et al. SC'21 Table 1; Korthikanti et al. 2022 Table 5) the published and
+    modelled step time and per-GPU TFLOP/s (Narayanan's Eq. 3 counting), the error, the
+    model's bubble / p2p / tensor-parallel / tail time and memory per GPU; then the mean
+    absolute percentage error and the ranking check of the test;
+(b) the speed: wall time of ``evaluate_training`` (one design) and designs per second of
+    ``evaluate_training_batch`` on ``--designs`` random variants of the a100 preset for
+    GPT-3 175B on 1024 GPUs (tp 8, pp 8, dp 16), and the plan search on 64 GPUs.
+
+Usage::
+
+    python benchmarks/bench_distributed.py [--designs 256] [--out results/bench/distributed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run from a plain checkout
+    sys.path.insert(0, str(REPO_ROOT))
+
+from cost_models.designs import DesignBatch  # noqa: E402
+from cost_models.presets import load_preset  # noqa: E402
+from cost_models.technology import load_technology  # noqa: E402
+from cost_models.training import evaluate_training, evaluate_training_batch  # noqa: E402
+from dse.types import ParallelPlan, SystemConfig  # noqa: E402
+from workloads.spec import TransformerSpec  # noqa: E402
+
+DATA = REPO_ROOT / "tests" / "validation" / "data" / "published_training.yaml"
+DEFAULT_OUT = REPO_ROOT / "results" / "bench" / "distributed.json"
+SEQ, VOCAB = 2048, 51200
+
+
+def _spec(r: dict[str, Any]) -> TransformerSpec:
+    h = r["hidden"]
+    return TransformerSpec(name=r["id"], model_type="gpt2", layers=r["layers"], hidden=h,
+                           heads=r["heads"], ffn=4 * h, vocab=VOCAB, max_positions=SEQ,
+                           default_seq=SEQ, default_batch=r["global_batch"], source=r["source"])
+
+
+def _plan(r: dict[str, Any]) -> ParallelPlan:
+    return ParallelPlan(tp=r["tp"], pp=r["pp"], dp=r["dp"], global_batch=r["global_batch"],
+                        micro_batch=r["micro_batch"], schedule=r["schedule"],
+                        interleave=r["interleave"], recompute=r["recompute"],
+                        sequence_parallel=r["sequence_parallel"])
+
+
+def _flop(r: dict[str, Any]) -> float:
+    b, l, h = r["global_batch"], r["layers"], r["hidden"]
+    return 96 * b * SEQ * l * h * h * (1 + SEQ / (6 * h) + VOCAB / (16 * l * h))
+
+
+def validation() -> dict[str, Any]:
+    d = yaml.safe_load(DATA.read_text())
+    system = SystemConfig(**d["system"])
+    hw = load_preset("a100").hardware
+    tech = load_technology(hw.tech_node_nm)
+    rows = []
+    for r in d["runs"]:
+        n = r["tp"] * r["pp"] * r["dp"]
+        f = _flop(r)
+        if "tflops_per_gpu" in r:
+            pub = f / (n * r["tflops_per_gpu"] * 1e12)
+            lo, hi = f / (n * (r["tflops_per_gpu"] + 0.5) * 1e12), \
+                f / (n * (r["tflops_per_gpu"] - 0.5) * 1e12)
+        else:
+            pub = r["iteration_time_s"]
+            lo, hi = pub - 0.005, pub + 0.005
+        ev = evaluate_training(_spec(r), hw, system, _plan(r), tech, seq=SEQ,
+                               dp_overlap=r["ddp"] == "torch")
+        ph = ev.breakdown["phase_s"]
+        rows.append({
+            "id": r["id"], "source": r["source"], "table": r["table"], "row": r["row"],
+            "gpus": n, "tp": r["tp"], "pp": r["pp"], "dp": r["dp"],
+            "micro_batch": r["micro_batch"], "global_batch": r["global_batch"],
+            "schedule": r["schedule"] + (f" v={r['interleave']}" if r["interleave"] > 1 else ""),
+            "recompute": r["recompute"] + ("+sp" if r["sequence_parallel"] else ""),
+            "published_step_s": pub, "published_low_s": lo, "published_high_s": hi,
+            "model_step_s": ev.step_time_s,
+            "published_tflops_per_gpu": f / (n * pub) / 1e12,
+            "model_tflops_per_gpu": f / (n * ev.step_time_s) / 1e12,
+            "error": ev.step_time_s / pub - 1,
+            "bubble_s": ph["bubble_s"], "p2p_s": ph["p2p_s"], "tail_s": ph["tail_s"],
+            "tp_comm_s": ev.breakdown["comm_s"]["tp_s"],
+            "memory_gib": ev.memory_per_device_bytes / 2**30, "fits_memory": ev.fits_memory,
+            "mfu": ev.extra["mfu"],
+        })
+    errs = np.abs([r["error"] for r in rows])
+    discordant = []
+    for src in sorted({r["source"] for r in rows}):
+        sub = [r for r in rows if r["source"] == src]
+        for i, a in enumerate(sub):
+            for b in sub[i + 1:]:
+                tied = a["published_high_s"] >= b["published_low_s"] and \
+                    b["published_high_s"] >= a["published_low_s"]
+                if not tied and (a["published_step_s"] - b["published_step_s"]) * \
+                        (a["model_step_s"] - b["model_step_s"]) < 0:
+                    discordant.append([a["id"], b["id"]])
+    from scipy.stats import spearmanr
+
+    rho = float(spearmanr([r["published_step_s"] for r in rows],
+                          [r["model_step_s"] for r in rows])[0])
+    by_src = {src: float(np.mean([abs(r["error"]) for r in rows if r["source"] == src]))
+              for src in sorted({r["source"] for r in rows})}
+    return {"rows": rows, "mape": float(errs.mean()), "max_abs_error": float(errs.max()),
+            "mean_error": float(np.mean([r["error"] for r in rows])),
+            "mape_by_source": by_src, "discordant_pairs": discordant, "spearman_rho": rho,
+            "system": d["system"], "hardware": "a100"}
+
+
+def speed(n_designs: int, seed: int) -> dict[str, Any]:
+    import workloads
+    from search.plans import best_plan
+
+    preset = load_preset("a100")
+    hw, system = preset.hardware, preset.system
+    tech = load_technology(hw.tech_node_nm)
+    spec = workloads.model_spec("gpt3-175b")
+    plan = ParallelPlan(tp=8, pp=8, dp=16, global_batch=1536, micro_batch=1,
+                        recompute="selective", sequence_parallel=True)
+    evaluate_training(spec, hw, system, plan, tech)  # warm the stage-graph caches
+    t0 = time.perf_counter()
+    evaluate_training(spec, hw, system, plan, tech)
+    one = time.perf_counter() - t0
+    rng = np.random.default_rng(seed)
+    cfgs = [dataclasses.replace(hw, name=f"d{i}",
+                                tensor_cores=int(rng.choice([108, 216, 432, 864])),
+                                hbm_bw_bytes_per_s=float(rng.uniform(1e12, 4e12)),
+                                freq_hz=float(rng.uniform(1.0e9, 1.8e9)))
+            for i in range(n_designs)]
+    designs = DesignBatch.from_configs(cfgs)
+    t0 = time.perf_counter()
+    r = evaluate_training_batch(spec, designs, system, plan, tech)
+    batch = time.perf_counter() - t0
+    small = workloads.model_spec("gpt2-xl")
+    t0 = time.perf_counter()
+    best, ev = best_plan(small, hw, system, 64, tech=tech)
+    search = time.perf_counter() - t0
+    return {
+        "evaluate_training_s": one,
+        "batch_designs": n_designs, "batch_s": batch,
+        "designs_per_s": n_designs / batch,
+        "batch_step_time_range_s": [float(r["step_time_s"].min()), float(r["step_time_s"].max())],
+        "best_plan_gpt2_xl_64_gpus_s": search,
+        "best_plan": dataclasses.asdict(best),
+        "best_plan_step_s": ev.step_time_s,
+        "plans_enumerated": ev.extra["plans_enumerated"],
+        "plans_evaluated": ev.extra["plans_evaluated"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--designs", type=int, default=256)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = ap.parse_args(argv)
+    v = validation()
+    print(f"{'run':13s} {'source':15s} {'GPUs':>5s} {'t/p/d':>9s} {'mb':>3s} {'schedule':>14s} "
+          f"{'recompute':>12s} {'pub s':>8s} {'model s':>8s} {'pub TF':>7s} {'mod TF':>7s} "
+          f"{'error':>7s} {'bubble':>7s} {'tail':>6s} {'GiB':>5s}")
+    for r in v["rows"]:
+        print(f"{r['id']:13s} {r['source']:15s} {r['gpus']:5d} "
+              f"{r['tp']:>2d}/{r['pp']:>2d}/{r['dp']:>2d} {r['micro_batch']:3d} "
+              f"{r['schedule']:>14s} {r['recompute']:>12s} {r['published_step_s']:8.2f} "
+              f"{r['model_step_s']:8.2f} {r['published_tflops_per_gpu']:7.1f} "
+              f"{r['model_tflops_per_gpu']:7.1f} {100 * r['error']:+6.1f}% "
+              f"{r['bubble_s']:7.2f} {r['tail_s']:6.2f} {r['memory_gib']:5.1f}")
+    print(f"MAPE {100 * v['mape']:.1f}% (max {100 * v['max_abs_error']:.1f}%, mean signed "
+          f"{100 * v['mean_error']:+.1f}%); by source: "
+          + ", ".join(f"{k} {100 * x:.1f}%" for k, x in v["mape_by_source"].items()))
+    print(f"ranking: Spearman rho {v['spearman_rho']:.4f}; discordant pairs within a table "
+          f"(beyond the printed rounding): {v['discordant_pairs'] or 'none'}")
+    s = speed(args.designs, args.seed)
+    print(f"speed: evaluate_training (GPT-3 175B, 1024 GPUs) {1e3 * s['evaluate_training_s']:.0f} ms;"
+          f" evaluate_training_batch {s['designs_per_s']:.0f} designs/s ({s['batch_designs']} "
+          f"designs in {s['batch_s']:.2f} s); best_plan GPT-2 XL on 64 GPUs "
+          f"{s['best_plan_gpt2_xl_64_gpus_s']:.1f} s ({s['plans_evaluated']} of "
+          f"{s['plans_enumerated']} plans timed)")
+    out = {"validation": v, "speed": s, "python": platform.python_version(),
+           "machine": platform.machine()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2, default=float) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
