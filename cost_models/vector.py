@@ -7,11 +7,12 @@ A vector op of ``elements`` output elements on ``vector_cores`` SIMD cores of
 
 ``pe_cycles`` comes from WHAM's per-op table where the key is in it (relu/add/mul 1, norms 1,
 dropout 2, softmax/div/mean 10, sigmoid/silu 12, log-softmax/sin/cos 13, pow/sqrt/erf 15,
-tanh 27) and is composed from those primitives for the composite keys of
+tanh 27; exp and log, absent from it, take the 13 cycles of its other range-reduction
+functions) and is composed from those primitives for the composite keys of
 ``workloads.vector_ops`` (each composition is written next to its row in
 :data:`PE_CYCLES`). Backward keys follow WHAM's rule "mostly 1–2 cycles": 2 per element
-unless WHAM lists more (sigmoid backward 22) or the backward recomputes a transcendental
-(``gelu_bwd`` recomputes tanh). Embedding gathers cost no vector cycles (pure data movement,
+unless WHAM lists more (div 10, pow/sqrt 16, erf 15, hardswish 15, sigmoid 22) or the
+backward recomputes a transcendental (``gelu_bwd`` recomputes tanh). Embedding gathers cost no vector cycles (pure data movement,
 memory-bound; WHAM treats Embedding as a no-op), scatter-adds 1 cycle per element (WHAM's
 gradient accumulation). Pooling costs its window per output element (WHAM: "pooling costs
 the kernel area"), taken from the op's FLOPs per element.
@@ -70,6 +71,10 @@ PE_CYCLES: dict[str, int] = {
     "layernorm": 1, "rmsnorm": 1, "batchnorm": 1,        # "norms: 1"
     "dropout": 2, "softmax": 10, "sigmoid": _SIGMOID, "silu": _SIGMOID, "tanh": _TANH,
     "cross_entropy": 13,                                  # LogSoftmax 13 per logit
+    "div": _DIV, "sqrt": _SQRT, "erf": _SQRT, "pow": _SQRT, "hardswish": 14,
+    "exp": _EXP, "log": _EXP,                             # transcendental class (see _EXP)
+    "abs": 1, "broadcast_add": 1,
+    "leaky_relu": 2 * _ALU,                               # compare, mul
     # ---- forward composites -------------------------------------------------------------
     "relu6": 2 * _ALU,                                    # max, min
     "gelu": 8 * _ALU + _TANH,                             # tanh form: x^3 (2), *c, +x, *c,
@@ -87,6 +92,9 @@ PE_CYCLES: dict[str, int] = {
     "layernorm_bwd": 2, "rmsnorm_bwd": 2, "batchnorm_bwd": 2, "cross_entropy_bwd": 2,
     "bce_bwd": 2, "maxpool_bwd": 1, "avgpool_bwd": 1,
     "sigmoid_bwd": 22,                                    # WHAM's per-op estimator
+    "div_bwd": 10, "sqrt_bwd": 16, "pow_bwd": 16, "erf_bwd": 15, "hardswish_bwd": 15,
+    "log_bwd": _DIV,                                      # g / x: a division
+    "exp_bwd": 1, "abs_bwd": 1, "leaky_relu_bwd": 2, "broadcast_add_bwd": 1,
     "silu_bwd": _SIGMOID + 2,                             # recompute sigmoid, then 1-2
     "swiglu_bwd": _SIGMOID + 2,                           # recompute sigmoid(a), then 1-2
     "gelu_bwd": _TANH + 2,                                # recompute tanh(u), then 1-2
