@@ -39,9 +39,20 @@ import numpy as np
 
 from dse.errors import ConfigError
 
-__all__ = ["RunData", "Section", "ReportResult", "load_run", "build_sections", "render_html",
-           "write_report", "generate_report", "write_images", "pareto_mask", "IMAGES_HINT",
-           "SECTION_IDS"]
+__all__ = [
+    "IMAGES_HINT",
+    "SECTION_IDS",
+    "ReportResult",
+    "RunData",
+    "Section",
+    "build_sections",
+    "generate_report",
+    "load_run",
+    "pareto_mask",
+    "render_html",
+    "write_images",
+    "write_report",
+]
 
 IMAGES_HINT = ("PNG/SVG export needs kaleido and a Chrome/Chromium: pip install 'dse[images]' "
                "and install chromium (e.g. apt-get install chromium) or set BROWSER_PATH to a "
@@ -176,6 +187,10 @@ def _num(x: Any) -> float | None:
     return None
 
 
+def _mapping(x: Any) -> Mapping[str, Any]:
+    return x if isinstance(x, Mapping) else {}
+
+
 def _entries(obj: Any) -> list[tuple[str, Mapping[str, Any]]]:
     """Baselines as (name, entry) whether stored as a mapping or a list."""
     out: list[tuple[str, Mapping[str, Any]]] = []
@@ -186,7 +201,7 @@ def _entries(obj: Any) -> list[tuple[str, Mapping[str, Any]]]:
     elif isinstance(obj, Sequence) and not isinstance(obj, str):
         for i, e in enumerate(obj):
             if isinstance(e, Mapping):
-                hw = e.get("hardware") if isinstance(e.get("hardware"), Mapping) else {}
+                hw = _mapping(e.get("hardware"))
                 name = e.get("name") or e.get("label") or hw.get("name") or f"baseline {i + 1}"
                 out.append((str(name), e))
     return out
@@ -489,7 +504,7 @@ def _recompute_schedule(run: RunData) -> tuple[list[dict[str, Any]], list[str]]:
         graph = workload_graphs(design)[0]
         result = evaluate_device(graph, design.hardware,
                                  load_technology(design.hardware.tech_node_nm))
-    except Exception:  # noqa: BLE001 - the timeline is optional; the note says why
+    except Exception:
         return [], []
     return _rows_from_result(result, graph)
 
@@ -650,12 +665,11 @@ def _plans_section(run: RunData) -> Section:
         for p in plans:
             if not isinstance(p, Mapping):
                 continue
-            plan = p.get("plan") if isinstance(p.get("plan"), Mapping) else p
+            plan = _mapping(p.get("plan")) or p
             thr = _metric(p, "samples_per_s")
             if thr is None:
                 continue
-            fits = p.get("fits_memory", (p.get("evaluation") or {}).get("fits_memory", True)
-                         if isinstance(p.get("evaluation", {}), Mapping) else True)
+            fits = p.get("fits_memory", _mapping(p.get("evaluation")).get("fits_memory", True))
             rows.append((_plan_label(plan), thr, _metric(p, "step_time_s"), bool(fits), plan))
     if not rows:
         return Section(id="plans", title="Parallel plans compared", text="",
@@ -763,7 +777,7 @@ def _overview(run: RunData) -> tuple[str, list[str]]:
         for i, e in enumerate(top, start=1):
             if not isinstance(e, Mapping):
                 continue
-            h = e.get("hardware") if isinstance(e.get("hardware"), Mapping) else {}
+            h = _mapping(e.get("hardware"))
             thr, tdp = _metric(e, "samples_per_s"), _metric(e, "tdp_w")
             desc = (f"{h.get('tensor_cores', '?')}×{h.get('array_rows', '?')}×"
                     f"{h.get('array_cols', '?')} {h.get('dataflow', '')}, "
@@ -827,7 +841,7 @@ def write_images(run_dir: str | Path, sections: list[Section],
     """
     figs = [(s.id, s.figure) for s in sections if s.figure is not None]
     try:
-        import kaleido  # noqa: F401
+        import kaleido
         import plotly.io as pio
     except ImportError:
         return [], IMAGES_HINT + " (kaleido is not installed)"
@@ -841,7 +855,7 @@ def write_images(run_dir: str | Path, sections: list[Section],
         else:  # pragma: no cover - plotly < 6.1
             for fig, p in zip(fig_list, paths):
                 fig.write_image(p, width=1200)
-    except Exception as e:  # noqa: BLE001 - kaleido raises RuntimeError/ValueError/...
+    except Exception as e:
         cause = " ".join(str(e).split())[:160] or e.__class__.__name__
         return [], f"{IMAGES_HINT} ({cause})"
     return [p for p in paths if p.exists()], None

@@ -27,8 +27,15 @@ from pathlib import Path
 from dse.errors import ConfigError
 from dse.export.design import Design, Gemm, load_design, unique_gemms, workload_graphs
 
-__all__ = ["FORMATS", "export_design", "load_design", "unique_gemms", "workload_graphs",
-           "Design", "Gemm"]
+__all__ = [
+    "FORMATS",
+    "Design",
+    "Gemm",
+    "export_design",
+    "load_design",
+    "unique_gemms",
+    "workload_graphs",
+]
 
 FORMATS: tuple[str, ...] = ("scalesim", "timeloop", "zigzag", "astrasim")
 

@@ -44,8 +44,15 @@ from dse.errors import ExportError
 from dse.export.design import Design, safe_name, workload_graphs
 from dse.types import Graph
 
-__all__ = ["network_dimensions", "network", "system", "remote_memory", "chakra_available",
-           "write_traces", "export"]
+__all__ = [
+    "chakra_available",
+    "export",
+    "network",
+    "network_dimensions",
+    "remote_memory",
+    "system",
+    "write_traces",
+]
 
 _TOPO = {"ring": "Ring", "switch": "Switch", "fully_connected": "FullyConnected"}
 _ALGO = {"Ring": "ring", "Switch": "ring", "FullyConnected": "direct"}
@@ -134,9 +141,9 @@ def remote_memory() -> dict[str, str]:
 def chakra_available() -> bool:
     """Whether ``mlc-chakra`` (``import chakra``) can write ET files here."""
     try:
-        from chakra.schema.protobuf import et_def_pb2  # noqa: F401
-        from chakra.src.third_party.utils.protolib import encodeMessage  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import failure means "not available"
+        from chakra.schema.protobuf import et_def_pb2
+        from chakra.src.third_party.utils.protolib import encodeMessage
+    except Exception:
         return False
     return True
 

@@ -33,10 +33,15 @@ from typing import Any
 
 from dse.config import from_dict, load_mapping
 from dse.errors import ConfigError, DSEError, ExportError
-from dse.types import Graph, HardwareConfig, ParallelPlan, SystemConfig
-from dse.types import Operator  # noqa: F401  (used by the doctests)
+from dse.types import (
+    Graph,
+    HardwareConfig,
+    Operator,
+    ParallelPlan,
+    SystemConfig,
+)
 
-__all__ = ["Design", "Gemm", "load_design", "workload_graphs", "unique_gemms", "safe_name"]
+__all__ = ["Design", "Gemm", "load_design", "safe_name", "unique_gemms", "workload_graphs"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,7 +242,8 @@ def unique_gemms(graphs: list[Graph] | tuple[Graph, ...]) -> list[Gemm]:
     ...                 flop=128.0, count=3),
     ...        Operator(name="fc2", kind="gemm", phase="fwd", m=4, k=8, n=2, flop=128.0,
     ...                 batch=2))
-    >>> [(g.name, g.m, g.k, g.n, g.instances_per_step) for g in unique_gemms([Graph(name="t", ops=ops)])]
+    >>> gemms = unique_gemms([Graph(name="t", ops=ops)])
+    >>> [(g.name, g.m, g.k, g.n, g.instances_per_step) for g in gemms]
     [('fc', 4, 8, 2, 3), ('fc_dx', 4, 2, 8, 3)]
     """
     order: list[tuple[int, int, int]] = []

@@ -47,8 +47,15 @@ from pathlib import Path
 from dse.errors import ExportError
 from dse.export.design import Design, Gemm, require_gemms, safe_name, workload_graphs
 
-__all__ = ["export", "config_text", "topology_text", "layout_text", "sram_kb",
-           "expected_cycles_rows", "LAYOUT_COLUMNS"]
+__all__ = [
+    "LAYOUT_COLUMNS",
+    "config_text",
+    "expected_cycles_rows",
+    "export",
+    "layout_text",
+    "sram_kb",
+    "topology_text",
+]
 
 #: The layout CSV header SCALE-Sim 3.0.0 writes itself (``layout_utils.write_layout_file``).
 LAYOUT_COLUMNS: tuple[str, ...] = (

@@ -51,9 +51,21 @@ import yaml
 from dse.errors import ConfigError
 from dse.export.design import Design, Gemm, require_gemms, workload_graphs
 
-__all__ = ["Container", "Component", "Parallel", "Hierarchical", "Nothing", "TAGS",
-           "TimeloopLoader", "TimeloopDumper", "load", "dump", "architecture", "problem",
-           "export"]
+__all__ = [
+    "TAGS",
+    "Component",
+    "Container",
+    "Hierarchical",
+    "Nothing",
+    "Parallel",
+    "TimeloopDumper",
+    "TimeloopLoader",
+    "architecture",
+    "dump",
+    "export",
+    "load",
+    "problem",
+]
 
 
 class _TaggedMap(dict):  # type: ignore[type-arg]
@@ -152,7 +164,7 @@ def load(text_or_path: str | Path) -> Any:
     else:
         text = text_or_path
     try:
-        return yaml.load(text, Loader=TimeloopLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=TimeloopLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

@@ -51,8 +51,15 @@ import yaml
 from dse.errors import ExportError
 from dse.export.design import Design, Gemm, require_gemms, workload_graphs
 
-__all__ = ["EnergyCosts", "energy_costs", "hardware", "mapping", "workload", "export",
-           "write_files"]
+__all__ = [
+    "EnergyCosts",
+    "energy_costs",
+    "export",
+    "hardware",
+    "mapping",
+    "workload",
+    "write_files",
+]
 
 _SPATIAL = {  # dataflow -> (D1 = rows, D2 = cols) in ZigZag's GEMM loop names
     "ws": ("C", "K"),

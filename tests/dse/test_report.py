@@ -187,7 +187,8 @@ def make_run_dir(root: Path, *, n_designs: int = 240, schedule: bool = True,
         scale = 1.0 / (1 + 0.08 * (tp - 1) + 0.12 * (pp - 1))
         plans.append({"plan": {**plan, "tp": tp, "pp": pp, "dp": dp,
                                "micro_batch": 64 // (dp * 8) if pp > 1 else 64 // dp},
-                      "samples_per_s": best[0] * 8 * scale, "step_time_s": 64 / (best[0] * 8 * scale),
+                      "samples_per_s": best[0] * 8 * scale,
+                      "step_time_s": 64 / (best[0] * 8 * scale),
                       "fits_memory": fits})
     top = sorted((r for r in rows_out if r["feasible"]), key=lambda r: -r["samples_per_s"])[:5]
     summary = {
@@ -350,7 +351,7 @@ def test_images_or_hint(tmp_path: Path) -> None:
     run = make_run_dir(tmp_path)
     result = generate_report(run, images=True)
     try:
-        import kaleido  # noqa: F401
+        import kaleido
         have_kaleido = True
     except ImportError:
         have_kaleido = False
