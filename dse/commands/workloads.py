@@ -10,6 +10,8 @@ one row per unique operator.
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 from typing import Any
 
 from dse.types import Graph
@@ -89,8 +91,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.action == "list":
         return _list()
-    spec = workloads.model_spec(args.workload)
-    graph = workloads.build(spec, batch=args.batch, seq=args.seq)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec = workloads.model_spec(args.workload)
+        graph = workloads.build(spec, batch=args.batch, seq=args.seq)
+    for w in caught:  # importer warnings (e.g. unmodeled ONNX ops): one line on stderr
+        sys.stderr.write("dse: warning: " + " ".join(str(w.message).split()) + "\n")
     return show_dict(graph, source=spec.source, ops=bool(getattr(args, "ops", False)))
 
 

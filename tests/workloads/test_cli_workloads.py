@@ -130,3 +130,21 @@ def test_seq_for_cnn_and_bad_batch(capsys):
 def test_missing_action(capsys):
     err = _one_line_error(*_run(capsys, "workloads"))
     assert "list, show" in err
+
+
+def test_onnx_warning_is_one_stderr_line(capsys, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Celu", ["h"], ["y"])],
+        "odd", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(np.zeros((8, 4), np.float32), "w")])
+    p = tmp_path / "odd.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    code, out, err = _run(capsys, "workloads", "show", str(p), "--batch", "2", "--json")
+    assert code == 0
+    assert json.loads(out)["family"] == "onnx"
+    assert err.count("\n") == 1 and err.startswith("dse: warning:") and "Celu" in err

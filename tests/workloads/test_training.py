@@ -234,6 +234,14 @@ def test_cnn_graph_invariants():
     assert all(op.name + ".bwd_data" in g.index for op in others)
 
 
+def test_rnn_graph_invariants():
+    g = workloads.build(workloads.model_spec("gnmt"), batch=2, seq=3)
+    _check_structure(g)
+    _check_gemm_pairs(g)
+    m = g.meta
+    assert 2.95 <= (m["train_flop"] - m["flop_optimizer"]) / m["flop_fwd"] <= 3.05
+
+
 @pytest.mark.parametrize("name", ["gptj", "gpt3-175b", "bert-large", "llama3-8b", "resnet50",
                                   "vgg16", "dlrm"])
 def test_train_flops_are_three_times_forward_plus_optimizer(name):
