@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import workloads  # noqa: E402
-from workloads import zoo as zoo_mod  # noqa: E402
+import workloads
+from workloads import zoo as zoo_mod
 
 TARGET_S = 1.0
 TARGET_BYTES = 200e6
