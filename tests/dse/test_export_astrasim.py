@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_export_scalesim import peer_python, write_design
+from tests.dse.test_export_scalesim import peer_python, write_design
 
 from dse.errors import ExportError
 from dse.export import export_design, load_design

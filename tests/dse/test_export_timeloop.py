@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_export_scalesim import write_design
+from tests.dse.test_export_scalesim import write_design
 
 from dse.errors import ConfigError
 from dse.export import export_design, load_design

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_export_scalesim import peer_python, write_design
+from tests.dse.test_export_scalesim import peer_python, write_design
 
 from cost_models.technology import load_technology
 from dse.export import export_design, load_design, unique_gemms, workload_graphs
