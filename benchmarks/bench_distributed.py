@@ -34,12 +34,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run from a plain checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-from cost_models.designs import DesignBatch  # noqa: E402
-from cost_models.presets import load_preset  # noqa: E402
-from cost_models.technology import load_technology  # noqa: E402
-from cost_models.training import evaluate_training, evaluate_training_batch  # noqa: E402
-from dse.types import ParallelPlan, SystemConfig  # noqa: E402
-from workloads.spec import TransformerSpec  # noqa: E402
+from cost_models.designs import DesignBatch
+from cost_models.presets import load_preset
+from cost_models.technology import load_technology
+from cost_models.training import evaluate_training, evaluate_training_batch
+from dse.types import ParallelPlan, SystemConfig
+from workloads.spec import TransformerSpec
 
 DATA = REPO_ROOT / "tests" / "validation" / "data" / "published_training.yaml"
 DEFAULT_OUT = REPO_ROOT / "results" / "bench" / "distributed.json"

@@ -173,10 +173,10 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
         if hidden <= 0 or heads <= 0:
             raise ConfigError("stage_memory_bytes needs hidden/heads for a transformer stage "
                               "or stash_bytes_per_micro_batch for another graph")
-        kw: dict[str, Any] = dict(seq=seq, micro_batch=b, hidden=hidden, heads=heads, tp=t,
-                                  sequence_parallel=sp, kv_heads=kv_heads, ffn=ffn,
-                                  gated_mlp=gated_mlp, dropout=dropout,
-                                  dtype_bytes=dtype_bytes)
+        kw: dict[str, Any] = {"seq": seq, "micro_batch": b, "hidden": hidden, "heads": heads, "tp": t,
+                                  "sequence_parallel": sp, "kv_heads": kv_heads, "ffn": ffn,
+                                  "gated_mlp": gated_mlp, "dropout": dropout,
+                                  "dtype_bytes": dtype_bytes}
         per_layer = activation_bytes_per_layer(recompute=plan.recompute, **kw)
         act = per_layer * layers * in_flight
         work = activation_bytes_per_layer(recompute="none", **kw) if (
@@ -251,16 +251,16 @@ def device_memory_bytes(graphs: Graph | Sequence[Graph], plan: ParallelPlan, *,
             s = int(seq or meta.get("seq_len", 0) or 0)
             kw: dict[str, Any] = {}
             if meta.get("hidden") and meta.get("heads"):
-                kw = dict(hidden=int(meta["hidden"]), heads=int(meta["heads"]),
-                          kv_heads=meta.get("kv_heads"), ffn=meta.get("ffn"),
-                          vocab=int(meta.get("vocab", 0) or 0),
-                          gated_mlp=any(op.vector_op == "swiglu" for op in g.ops),
-                          dropout=any(op.vector_op == "dropout" for op in g.ops))
+                kw = {"hidden": int(meta["hidden"]), "heads": int(meta["heads"]),
+                          "kv_heads": meta.get("kv_heads"), "ffn": meta.get("ffn"),
+                          "vocab": int(meta.get("vocab", 0) or 0),
+                          "gated_mlp": any(op.vector_op == "swiglu" for op in g.ops),
+                          "dropout": any(op.vector_op == "dropout" for op in g.ops)}
             else:
                 fwd = [op for op in g.ops if op.phase == "fwd"]
-                kw = dict(stash_bytes_per_micro_batch=sum(op.stash_bytes * op.count
+                kw = {"stash_bytes_per_micro_batch": sum(op.stash_bytes * op.count
                                                           for op in fwd),
-                          input_bytes_per_micro_batch=fwd[0].bytes_in if fwd else 0.0)
+                          "input_bytes_per_micro_batch": fwd[0].bytes_in if fwd else 0.0}
             part = stage_memory_bytes(params=graph_params(g), layers=info["layers"],
                                       first=info["first"], last=info["last"], plan=plan,
                                       in_flight=in_flight_micro_batches(plan, dev), seq=s,

@@ -171,19 +171,19 @@ def collective_time_scalar_s(collective: str, nbytes: float, n: int, bw_bytes_pe
     if topology == "fully_connected":
         return phases * (frac * s / b + a)
     ndim = 2 if topology == "torus2d" else 3
-    shape = [d for d in torus_shape(n, ndim, dims) if d > 1]
-    k = len(shape)
+    ring_dims = [d for d in torus_shape(n, ndim, dims) if d > 1]
+    k = len(ring_dims)
     # chunk c visits dimensions in the order c, c+1, ...; phase j of chunk c runs on
     # dimension (c+j) % k with the data already divided by the sizes visited before.
     total = 0.0
     for j in range(k):
         worst = 0.0
         for c in range(k):
-            before = math.prod(shape[(c + i) % k] for i in range(j))
-            d = shape[(c + j) % k]
+            before = math.prod(ring_dims[(c + i) % k] for i in range(j))
+            d = ring_dims[(c + j) % k]
             worst = max(worst, (d - 1) / d * (s / k) / before / (b / ndim))
         total += worst
-    lat = sum(d - 1 for d in shape) * a
+    lat = sum(d - 1 for d in ring_dims) * a
     return phases * (total + lat)
 
 

@@ -174,7 +174,7 @@ def stage_costs(graph: Graph, designs: Any, tech: Any, system: SystemConfig,
     o_s, o_j, _ = _step(ph.opt, designs, tech, system, plan)
     n = len(designs)
     a_s, a_j = np.zeros(n), np.zeros(n)
-    if f_res is not None and ph.attn_core:
+    if f_res is not None and ph.fwd is not None and ph.attn_core:
         oc = f_res.costs
         idx = np.asarray(ph.attn_core)
         cnt = np.asarray([ph.fwd.ops[i].count for i in ph.attn_core], dtype=np.float64)
@@ -276,7 +276,7 @@ def _seq_of(spec: Any, seq: int | None) -> int | None:
     return int(s) if s else None
 
 
-def _stage_graph_list(spec: Any, plan: ParallelPlan, seq: int) -> list[Graph]:
+def _stage_graph_list(spec: Any, plan: ParallelPlan, seq: int | None) -> list[Graph]:
     from workloads.parallel import stage_graphs
 
     return stage_graphs(spec, plan, seq)

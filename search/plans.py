@@ -76,7 +76,7 @@ def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
             dp = devices // (tp * pp)
             if gb % dp:
                 continue
-            mbs = [b for b in (2 ** i for i in range(0, 16)) if b <= max_micro_batch
+            mbs = [b for b in (2 ** i for i in range(16)) if b <= max_micro_batch
                    and (gb // dp) % b == 0]
             for mb in mbs:
                 m = gb // (dp * mb)

@@ -265,19 +265,19 @@ def _split_graph(graph: Graph, pp: int) -> list[Graph]:
     members: list[list[int]] = [[] for _ in range(pp)]
     for i, op in enumerate(graph.ops):
         key = op.name if op.phase == "fwd" else op.fwd
-        k = fwd_stage.get(key)
-        if k is None:
+        owner = fwd_stage.get(key)
+        if owner is None:
             # comm ops or ops without a forward owner follow their first predecessor's stage
             preds = graph.pred_indices[i]
-            k = 0
+            owner = 0
             for pi in preds:
                 pk = fwd_stage.get(graph.ops[pi].name if graph.ops[pi].phase == "fwd"
                                    else graph.ops[pi].fwd)
                 if pk is not None:
-                    k = pk
+                    owner = pk
                     break
-            fwd_stage.setdefault(op.name, k)
-        members[k].append(i)
+            fwd_stage.setdefault(op.name, owner)
+        members[owner].append(i)
     out = []
     for k, idx in enumerate(members):
         keep = {graph.ops[i].name for i in idx}
@@ -321,15 +321,21 @@ def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
                                    plan.optimizer)
             out.append(g.with_ops(g.ops, stage_layers=[a, b], stage=k, device=k % p))
         return out
-    from workloads import build
-
-    full = build(spec, batch=plan.micro_batch, seq=seq, optimizer=plan.optimizer)
-    if p == 1:
-        return [full.with_ops(full.ops, stage=0, device=0, first_stage=True, last_stage=True)]
     if v > 1:
         raise ConfigError(f"the interleaved schedule needs a transformer; {spec.name} is a "
                           f"{spec.family} model")
-    return [g.with_ops(g.ops, device=int(g.meta["stage"])) for g in _split_graph(full, p)]
+    return list(_generic_stages(spec, p, plan.micro_batch, seq, plan.optimizer))
+
+
+@lru_cache(maxsize=128)
+def _generic_stages(spec: Any, p: int, micro_batch: int, seq: int | None,
+                    optimizer: str) -> tuple[Graph, ...]:
+    from workloads import build
+
+    full = build(spec, batch=micro_batch, seq=seq, optimizer=optimizer)
+    if p == 1:
+        return (full.with_ops(full.ops, stage=0, device=0, first_stage=True, last_stage=True),)
+    return tuple(g.with_ops(g.ops, device=int(g.meta["stage"])) for g in _split_graph(full, p))
 
 
 def unique_stage_key(graph: Graph) -> tuple[Any, ...]:

@@ -100,21 +100,21 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     p = r["plan"]
     hw = r["hardware"]
     lines = [
-        f"{r['workload']} on {hw['name']} x {p['devices']} "
+        (f"{r['workload']} on {hw['name']} x {p['devices']} "
         f"(tp={p['tp']} pp={p['pp']} dp={p['dp']}, global batch {p['global_batch']}, "
         f"micro-batch {p['micro_batch']}, {p['micro_batches']} micro-batches, "
         f"{p['schedule']}{' v=' + str(p['interleave']) if p['schedule'] == 'interleaved' else ''}"
         f", recompute {p['recompute']}{', sequence parallel' if p['sequence_parallel'] else ''}"
-        f"{', ZeRO-' + str(p['zero_stage']) if p['zero_stage'] else ''})",
+        f"{', ZeRO-' + str(p['zero_stage']) if p['zero_stage'] else ''})"),
         "",
         f"  step time                 {_si(r['step_time_s'], 's')}",
         f"  throughput                {r['samples_per_s']:.4g} samples/s",
-        f"  model FLOP/s per device   {_si(r['achieved_flop_per_s_per_device'], 'FLOP/s')}"
-        f"  (MFU {100 * r.get('mfu', 0.0):.1f}%)",
-        f"  hw FLOP/s per device      {_si(r.get('hardware_flop_per_s_per_device', 0.0), 'FLOP/s')}"
-        f"  (HFU {100 * r.get('hfu', 0.0):.1f}%)",
-        f"  memory per device         {_si(r['memory_per_device_bytes'], 'B')} of "
-        f"{_si(hw['hbm_bytes'], 'B')}: {'fits' if r['fits_memory'] else 'DOES NOT FIT'}",
+        (f"  model FLOP/s per device   {_si(r['achieved_flop_per_s_per_device'], 'FLOP/s')}"
+        f"  (MFU {100 * r.get('mfu', 0.0):.1f}%)"),
+        (f"  hw FLOP/s per device      {_si(r.get('hardware_flop_per_s_per_device', 0.0), 'FLOP/s')}"
+        f"  (HFU {100 * r.get('hfu', 0.0):.1f}%)"),
+        (f"  memory per device         {_si(r['memory_per_device_bytes'], 'B')} of "
+        f"{_si(hw['hbm_bytes'], 'B')}: {'fits' if r['fits_memory'] else 'DOES NOT FIT'}"),
         f"  area / TDP                {r['area_mm2']:.1f} mm2 / {r['tdp_w']:.1f} W",
         f"  energy per step           {_si(r['energy_per_step_j'], 'J')} per device",
         "",

@@ -16,7 +16,7 @@ from cost_models.memory import (
 from dse.errors import ConfigError
 from dse.types import Graph, Operator, ParallelPlan
 
-GPT3 = dict(seq=2048, micro_batch=1, hidden=12288, heads=96)
+GPT3 = {"seq": 2048, "micro_batch": 1, "hidden": 12288, "heads": 96}
 
 
 def test_mixed_precision_adam_is_16_bytes_per_param():
@@ -47,7 +47,7 @@ def test_activation_per_layer_without_parallelism_is_korthikanti_eq1():
 @pytest.mark.parametrize("t", [1, 2, 4, 8])
 def test_activation_per_layer_table2_rows(t):
     s, b, h, a = 2048, 4, 6144, 64
-    kw = dict(seq=s, micro_batch=b, hidden=h, heads=a, tp=t)
+    kw = {"seq": s, "micro_batch": b, "hidden": h, "heads": a, "tp": t}
     sbh = s * b * h
     assert activation_bytes_per_layer(**kw) == pytest.approx(sbh * (10 + 24 / t + 5 * a * s / (h * t)))
     assert activation_bytes_per_layer(**kw, sequence_parallel=True) == pytest.approx(
@@ -72,7 +72,7 @@ def test_gqa_and_gated_mlp_change_the_inside_terms():
 @given(t=st.sampled_from([1, 2, 4, 8]), sp=st.booleans(), b=st.integers(1, 16),
        s=st.sampled_from([128, 512, 2048]))
 def test_recompute_and_parallelism_never_increase_activations(t, sp, b, s):
-    kw = dict(seq=s, micro_batch=b, hidden=4096, heads=32, tp=t, sequence_parallel=sp)
+    kw = {"seq": s, "micro_batch": b, "hidden": 4096, "heads": 32, "tp": t, "sequence_parallel": sp}
     none = activation_bytes_per_layer(**kw)
     sel = activation_bytes_per_layer(**kw, recompute="selective")
     full = activation_bytes_per_layer(**kw, recompute="full")
@@ -82,8 +82,8 @@ def test_recompute_and_parallelism_never_increase_activations(t, sp, b, s):
 
 
 def test_1f1b_stashes_p_micro_batches_and_gpipe_m():
-    common = dict(params=1e9, layers=12, first=True, last=False, seq=2048, hidden=12288,
-                  heads=96, vocab=51200)
+    common = {"params": 1e9, "layers": 12, "first": True, "last": False, "seq": 2048, "hidden": 12288,
+                  "heads": 96, "vocab": 51200}
     one = ParallelPlan(pp=8, global_batch=64, tp=8)
     s1 = stage_memory_bytes(plan=one, in_flight=8, **common)
     per_layer = activation_bytes_per_layer(seq=2048, micro_batch=1, hidden=12288, heads=96, tp=8)
@@ -115,7 +115,7 @@ def test_device_memory_from_generic_graph_uses_stash_bytes():
 
 
 def test_device_memory_from_stage_graphs_picks_the_fullest_device():
-    meta = dict(hidden=1024, heads=16, seq_len=512, vocab=1000)
+    meta = {"hidden": 1024, "heads": 16, "seq_len": 512, "vocab": 1000}
     stages = [_toy_graph({**meta, "stage_layers": (0, 2), "first_stage": True,
                           "last_stage": False}),
               _toy_graph({**meta, "stage_layers": (2, 4), "first_stage": False,

@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import numpy as np
 import pytest
 
 from cost_models.designs import DesignBatch
@@ -29,9 +28,9 @@ TECH = load_technology(7)
 
 
 def spec(**kw):
-    base = dict(name="t", model_type="gpt2", layers=8, hidden=1024, heads=16, ffn=4096,
-                vocab=8000, max_positions=1024, default_seq=1024, default_batch=32,
-                source="test")
+    base = {"name": "t", "model_type": "gpt2", "layers": 8, "hidden": 1024, "heads": 16, "ffn": 4096,
+                "vocab": 8000, "max_positions": 1024, "default_seq": 1024, "default_batch": 32,
+                "source": "test"}
     base.update(kw)
     return TransformerSpec(**base)
 
@@ -86,7 +85,7 @@ def test_contract_keys_and_sanity():
 
 
 def test_recompute_trades_time_for_memory():
-    base = dict(tp=2, pp=2, global_batch=8, micro_batch=1)
+    base = {"tp": 2, "pp": 2, "global_batch": 8, "micro_batch": 1}
     none, sel, full = (ev(ParallelPlan(**base, recompute=r)) for r in ("none", "selective", "full"))
     assert none.step_time_s < sel.step_time_s < full.step_time_s
     assert none.memory_per_device_bytes > sel.memory_per_device_bytes > full.memory_per_device_bytes

@@ -20,9 +20,9 @@ TECH = load_technology(7)
 
 
 def spec(**kw):
-    base = dict(name="t", model_type="gpt2", layers=8, hidden=1024, heads=16, ffn=4096,
-                vocab=8000, max_positions=1024, default_seq=1024, default_batch=16,
-                source="test")
+    base = {"name": "t", "model_type": "gpt2", "layers": 8, "hidden": 1024, "heads": 16, "ffn": 4096,
+                "vocab": 8000, "max_positions": 1024, "default_seq": 1024, "default_batch": 16,
+                "source": "test"}
     base.update(kw)
     return TransformerSpec(**base)
 
@@ -47,8 +47,8 @@ def test_best_plan_is_the_fastest_fitting_plan():
     """Brute force over a small space: best_plan equals the minimum over every plan that
     fits."""
     s = spec()
-    kw = dict(recompute=("none", "full"), zero_stages=(0,), interleaves=(2,),
-              max_micro_batch=4)
+    kw = {"recompute": ("none", "full"), "zero_stages": (0,), "interleaves": (2,),
+              "max_micro_batch": 4}
     plans = enumerate_plans(s, 4, **kw)
     hw = dataclasses.replace(A100.hardware, hbm_bytes=4.0e9)  # makes some plans not fit
     times = {}

@@ -18,8 +18,8 @@ from workloads.spec import TransformerSpec
 
 
 def tiny(**kw):
-    base = dict(name="tiny", model_type="gpt2", layers=8, hidden=256, heads=8, ffn=1024,
-                vocab=4000, max_positions=512, source="test", default_seq=256)
+    base = {"name": "tiny", "model_type": "gpt2", "layers": 8, "hidden": 256, "heads": 8, "ffn": 1024,
+                "vocab": 4000, "max_positions": 512, "source": "test", "default_seq": 256}
     base.update(kw)
     return TransformerSpec(**base)
 
