@@ -69,15 +69,20 @@ class GlobalResult:
                 "top_k": [{"design": label(f), "value": v}
                           for f, v in zip(s.top, s.top_values)],
                 "local_searches": [{
-                    "seed": space.label(r.seed), "start_value": r.start_value,
-                    "best": space.label(r.best), "best_value": r.best_value,
+                    "seed": space.label(r.seed), "start_value": _num(r.start_value),
+                    "best": space.label(r.best), "best_value": _num(r.best_value),
                     "steps": [{"step": st["step"], "to": space.label(np.array(st["to"])),
-                               "bound": st["bound"], "gain": st["gain"],
+                               "bound": st["bound"], "gain": _num(st["gain"]),
                                "fallback": st["fallback"]} for st in r.steps],
                 } for r in s.searches],
             } for s in self.stages],
             "polish": self.polish,
         }
+
+
+def _num(x: float) -> float | None:
+    """JSON-safe number: None for ±inf (a search that started infeasible)."""
+    return float(x) if np.isfinite(x) else None
 
 
 def _plan_dict(plan: Any) -> dict[str, Any] | None:

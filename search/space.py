@@ -376,9 +376,42 @@ class DesignSpace:
         return np.concatenate(keep) if keep else np.zeros((0, len(self.params)), np.int64)
 
     def min_area_mm2(self, tech: Any, power_w: float | None = None,
-                     min_hbm_bytes: float = 0.0, chunk: int = 65536) -> float:
-        """Smallest area of a design meeting the power budget and holding
-        ``min_hbm_bytes`` of HBM (``inf`` if none does)."""
+                     min_hbm_bytes: float = 0.0) -> float:
+        """Smallest area (mm²) of a design meeting the power budget (W) and holding
+        ``min_hbm_bytes`` of HBM; ``inf`` if none does.
+
+        Area and TDP grow with every numeric parameter (more cores, lanes, SRAM, stacks or
+        links never cost less; ``tests/search/test_space.py`` checks it on the cost
+        model), so the minimum lies at the lower corner of the grid — every numeric
+        parameter at its first value, HBM at the fewest stacks that hold the workload —
+        for one of the categorical choices. :meth:`min_area_mm2_exhaustive` is the
+        brute-force reference.
+        """
+        corners = []
+        cat = [j for j, p in enumerate(self.params) if p.categorical]
+        base = np.zeros(len(self.params), dtype=np.int64)
+        if "hbm_stacks" in self.names and min_hbm_bytes > 0:
+            j = self.names.index("hbm_stacks")
+            vals = np.asarray(self.param("hbm_stacks").values, dtype=np.float64)
+            ok = np.flatnonzero(vals * self.hbm.bytes_per_stack >= min_hbm_bytes)
+            if ok.size == 0:
+                return math.inf
+            base[j] = int(ok[0])
+        elif min_hbm_bytes > float(self.template.hbm_bytes) and "hbm_stacks" not in self.names:
+            return math.inf
+        for combo in np.ndindex(*[len(self.params[j].values) for j in cat]):
+            c = base.copy()
+            for j, k in zip(cat, combo):
+                c[j] = k
+            corners.append(c)
+        arr = np.array(corners, dtype=np.int64)
+        area, tdp = self.area_tdp(arr, tech)
+        ok = np.ones(len(arr), dtype=bool) if power_w is None else tdp <= power_w
+        return float(area[ok].min()) if ok.any() else math.inf
+
+    def min_area_mm2_exhaustive(self, tech: Any, power_w: float | None = None,
+                                min_hbm_bytes: float = 0.0, chunk: int = 65536) -> float:
+        """:meth:`min_area_mm2` by enumerating the whole grid (reference, slow)."""
         best = math.inf
         for c in self.enumerate(chunk):
             area, tdp = self.area_tdp(c, tech)

@@ -1,0 +1,208 @@
+"""``dse search``: mine the accelerator that maximizes training throughput (or throughput
+per TDP watt) within an area (and power) budget (design brief §4, issue 5).
+
+::
+
+    dse search --workload WORKLOAD[,WORKLOAD...] --area MM2 [--power W]
+               [--objective throughput|perf_per_tdp] [--devices N]
+               [--searcher wham|optuna|random|exhaustive] [--budget N] [--top-k K]
+               [--seed S] [--storage URL] [--study NAME] [--out DIR] [--jobs N]
+               [--batch B] [--seq S] [--multi-objective] [--no-report]
+
+* Run directory ``--out`` (default ``results/<YYYYmmdd-HHMMSS>-<workload>/``):
+  ``summary.json`` (the ``--json`` object), ``best.json``, ``designs.csv`` (every
+  evaluated design), ``study.db`` (the Optuna study, default ``--storage``) and, unless
+  ``--no-report``, ``report.html`` (:func:`dse.report.write_report`; a failure there is a
+  warning, the run is kept).
+* Rerunning with the same ``--storage``/``--study`` resumes the study: its trials count
+  against ``--budget`` and are not evaluated again.
+* ``--jobs N > 1`` (or a PostgreSQL/MySQL ``--storage``) runs the search as a shared
+  study that workers fill (:mod:`search.distributed`; searchers optuna, random and
+  exhaustive; ``dse worker`` joins from other machines).
+* No feasible design → exit 3, naming the smallest area that would work.
+* Progress: a bar on stderr (off with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dse.errors import ConfigError
+
+
+def _workloads(arg: str) -> tuple[str, ...]:
+    items = tuple(w.strip() for w in arg.split(","))
+    if not items or any(not w for w in items):
+        raise ConfigError(f"--workload {arg!r} has an empty entry; give NAME[,NAME...]")
+    return items
+
+
+def default_out_dir(workloads: tuple[str, ...], root: Path = Path("results")) -> Path:
+    """``results/<YYYYmmdd-HHMMSS>-<workload>`` (``-2``, ``-3`` … if it exists)."""
+    tag = "+".join(Path(w).stem if ("/" in w or w.endswith((".json", ".onnx", ".yaml")))
+                   else w for w in workloads)
+    base = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{tag}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def _check_out(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create the directory "
+                          f"({e.strerror or e})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: directory is not writable")
+
+
+def _distributed(args: argparse.Namespace, storage: str | None) -> bool:
+    if args.jobs > 1:
+        return True
+    if storage and storage.split(":", 1)[0].split("+")[0] in ("postgresql", "postgres",
+                                                               "mysql"):
+        return True
+    return False
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from search.runner import SearchConfig, run_search, write_run_dir
+
+    workloads = _workloads(args.workload)
+    out = Path(args.out) if args.out else default_out_dir(workloads)
+    cfg = SearchConfig(workloads=workloads, area_mm2=args.area, power_w=args.power,
+                       objective=args.objective, devices=args.devices,
+                       searcher=args.searcher, budget=args.budget, top_k=args.top_k,
+                       seed=args.seed, storage=args.storage, study=args.study,
+                       out_dir=str(out), batch=args.batch, seq=args.seq,
+                       multi_objective=args.multi_objective)
+    _check_out(out)
+    if _distributed(args, args.storage):
+        from search.distributed_search import run_distributed
+
+        summary, ev = run_distributed(cfg, jobs=args.jobs, quiet=args.json)
+    else:
+        bar = _Progress(enabled=not args.json)
+        try:
+            summary, ev = run_search(cfg, on_progress=bar.update, on_message=bar.message,
+                                     progress_total=bar.total)
+        finally:
+            bar.close()
+    write_run_dir(summary, ev, out)
+    if not args.no_report:
+        _report(out)
+    return summary
+
+
+def _report(out: Path) -> None:
+    """Write report.html if the report module exists; never lose the run over it."""
+    try:
+        from dse import report
+    except ImportError:
+        return
+    fn = getattr(report, "write_report", None)
+    if fn is None:
+        return
+    try:
+        fn(out)
+    except Exception as e:  # noqa: BLE001 - the run is saved; the report is optional
+        msg = " ".join(str(e).split())[:200]
+        sys.stderr.write(f"dse search: warning: report.html not written "
+                         f"({e.__class__.__name__}: {msg}); run `dse report {out}`\n")
+
+
+class _Progress:
+    """A tqdm bar on stderr counting evaluated designs."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def total(self, n: int | None) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=n, file=sys.stderr, unit="design", dynamic_ncols=True,
+                        desc="search", leave=False, mininterval=0.5)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def message(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(text[:40])
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _fmt(x: float, unit: str = "") -> str:
+    for div, p in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g} {p}{unit}".strip()
+    return f"{x:.4g} {unit}".strip()
+
+
+def render(result: dict[str, Any], args: argparse.Namespace) -> str:
+    r = result
+    b = r["best"]
+    hw = b["hardware"]
+    obj = "samples/s" if r["objective"] == "throughput" else "samples/s/W"
+    lines = [
+        f"dse search: {', '.join(r['workloads'])} within {r['area_mm2']:g} mm²"
+        + (f" and {r['power_w']:g} W" if r.get("power_w") else "")
+        + f", {r['devices']} device(s), searcher {r['searcher']}, seed {r['seed']}",
+        "",
+        f"best  {b['design']}",
+        f"      {hw['tensor_cores']} tensor cores of {hw['array_rows']}x{hw['array_cols']} "
+        f"({hw['dataflow']}), {hw['vector_cores']} vector cores x {hw['vector_lanes']} lanes, "
+        f"SRAM {_fmt(hw['sram_bytes'], 'B')}, HBM {_fmt(hw['hbm_bytes'], 'B')} at "
+        f"{_fmt(hw['hbm_bw_bytes_per_s'], 'B/s')}",
+        f"      {_fmt(hw['peak_flop_per_s'], 'FLOP/s')} peak, {hw['area_mm2']:.1f} mm², "
+        f"{hw['tdp_w']:.1f} W TDP",
+        f"      objective {b['objective_value']:.4g} {obj}",
+    ]
+    for name, w in b["workloads"].items():
+        ev = w["evaluation"]
+        if ev is None:
+            lines.append(f"      {name}: no plan fits in memory")
+            continue
+        p = w["plan"]
+        lines.append(f"      {name}: {ev['samples_per_s']:.4g} samples/s, step "
+                     f"{ev['step_time_s']:.4g} s (tp={p['tp']} pp={p['pp']} dp={p['dp']}, "
+                     f"micro-batch {p['micro_batch']}, recompute {p['recompute']})")
+    shares = b.get("critical_path_shares") or {}
+    if shares:
+        lines.append("      critical path: " + ", ".join(
+            f"{k} {100 * v:.0f}%" for k, v in shares.items()))
+    lines += ["", "baselines (same budget):"]
+    for base in r["baselines"]:
+        if base.get("hardware") is None:
+            lines.append(f"  {base['name']:<11} infeasible: {base.get('note', '')}")
+            continue
+        ratio = base.get("best_over_baseline")
+        lines.append(f"  {base['name']:<11} {base['objective_value']:.4g} {obj} "
+                     f"({base['hardware']['tensor_cores']} x {base['hardware']['array_rows']}x"
+                     f"{base['hardware']['array_cols']}, {base['hardware']['area_mm2']:.1f} mm²)"
+                     + (f"  best is {ratio:.2f}x" if ratio else ""))
+    lines += ["", f"top {len(r['top_k'])}:"]
+    for k, t in enumerate(r["top_k"], 1):
+        lines.append(f"  {k}. {t['design']:<44} {t['objective_value']:.4g} {obj}  "
+                     f"{t['hardware']['area_mm2']:.1f} mm²  {t['hardware']['tdp_w']:.1f} W")
+    lines += ["", f"{r['evaluations']} designs evaluated in {r['wall_s']:.1f} s"
+              + (f" ({r['evaluations_resumed']} from the resumed study)"
+                 if r.get("evaluations_resumed") else ""),
+              f"run directory: {r['out_dir']}"]
+    return "\n".join(lines)

@@ -1,0 +1,511 @@
+"""One accelerator search end to end: the Python API behind ``dse search``.
+
+:func:`run_search` builds the problem (workloads, design space, technology, budgets),
+opens or resumes the Optuna study, runs the searcher from :data:`search.registry.SEARCHERS`,
+evaluates the baselines of the same budget, and assembles the result: the contract keys
+of ``dse search --json`` (brief §4: ``best``, ``top_k``, ``baselines``, ``evaluations``,
+``wall_s``, ``out_dir``) plus the run-directory keys of ``docs/architecture.md``.
+:func:`write_run_dir` writes ``summary.json``, ``best.json`` and ``designs.csv``.
+
+Resume: the study (``--storage``/``--study``) holds every evaluated design as a finished
+trial (hardware fields, area, TDP, throughput, constraints in its user attributes). A
+rerun loads them into the evaluator's cache: they count against ``--budget`` and cost
+nothing when a searcher revisits them, so a deterministic searcher replays its path for
+free and continues where it stopped, and Optuna's sampler starts from the whole history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dse.errors import ConfigError, InfeasibleDesignError
+from dse.types import HardwareConfig, jsonable
+from search.evaluator import OBJECTIVES, Evaluator, directions, geomean, metric_names
+
+__all__ = ["SearchConfig", "SearchContext", "run_search", "write_run_dir", "default_study_name",
+           "DEFAULT_BUDGETS", "baseline_designs"]
+
+DEFAULT_BUDGETS: dict[str, int | None] = {"wham": None, "optuna": 500, "random": 500,
+                                          "exhaustive": None}
+"""Designs evaluated when ``--budget`` is not given (None: until the searcher is done —
+the heuristic converges, exhaustive enumerates the feasible grid)."""
+
+PERSIST_BATCH = 512
+"""Finished trials written to the storage per batch (the hot loop stays in memory)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """Everything ``dse search`` takes (brief §4)."""
+
+    workloads: tuple[str, ...]
+    area_mm2: float
+    power_w: float | None = None
+    objective: str = "throughput"
+    devices: int = 1
+    searcher: str = "wham"
+    budget: int | None = None
+    top_k: int = 5
+    seed: int = 0
+    storage: str | None = None
+    """Optuna storage; None: ``sqlite:///OUT/study.db`` when ``out_dir`` is set, else no
+    persistence."""
+    study: str | None = None
+    out_dir: str | None = None
+    batch: int | None = None
+    seq: int | None = None
+    multi_objective: bool = False
+    ilp_time_limit_s: float = 2.0
+    """Time limit of each ILP refinement (per phase of each top-k design)."""
+
+    def __post_init__(self) -> None:
+        o = "SearchConfig"
+        if not self.workloads:
+            raise ConfigError(f"{o}.workloads is empty; give --workload NAME[,NAME...]")
+        object.__setattr__(self, "workloads", tuple(str(w) for w in self.workloads))
+        for f in ("area_mm2",):
+            v = getattr(self, f)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{o}.{f}={v!r} must be a positive number")
+        if self.power_w is not None and not (math.isfinite(self.power_w) and self.power_w > 0):
+            raise ConfigError(f"{o}.power_w={self.power_w!r} must be a positive number")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"{o}.objective={self.objective!r}; valid: {', '.join(OBJECTIVES)}")
+        from search.registry import SEARCHERS
+
+        SEARCHERS.get(self.searcher)
+        for f in ("devices", "top_k"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{o}.{f}={v!r} must be a positive integer")
+        for f in ("budget", "batch", "seq"):
+            v = getattr(self, f)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{o}.{f}={v!r} must be a positive integer")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"{o}.seed={self.seed!r} must be an integer >= 0")
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-able settings (study user attribute, summary.json)."""
+        return {"workloads": list(self.workloads), "area_mm2": self.area_mm2,
+                "power_w": self.power_w, "objective": self.objective,
+                "devices": self.devices, "searcher": self.searcher, "seed": self.seed,
+                "batch": self.batch, "seq": self.seq, "multi_objective": self.multi_objective,
+                "budget": self.budget}
+
+
+def default_study_name(cfg: SearchConfig) -> str:
+    """A study name that identifies the search (so a rerun resumes it)."""
+    parts = ["dse", "+".join(Path(w).stem if ("/" in w or "." in w) else w
+                             for w in cfg.workloads),
+             f"a{cfg.area_mm2:g}"]
+    if cfg.power_w is not None:
+        parts.append(f"p{cfg.power_w:g}")
+    parts += [cfg.objective, cfg.searcher, f"d{cfg.devices}"]
+    if cfg.batch:
+        parts.append(f"b{cfg.batch}")
+    if cfg.seq:
+        parts.append(f"s{cfg.seq}")
+    if cfg.multi_objective:
+        parts.append("mo")
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "-".join(parts))
+
+
+@dataclass
+class SearchContext:
+    """What a searcher gets (see :data:`search.registry.SEARCHERS`)."""
+
+    cfg: SearchConfig
+    problem: Any
+    evaluator: Evaluator
+    baselines: list[HardwareConfig]
+    history: list[Any]
+    budget: int | None
+    """New designs this run may evaluate (None: no limit)."""
+    on_message: Callable[[str], None] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    """What the searcher reports (summary.json ``search``)."""
+    extra_evaluations: int = 0
+    """Evaluations outside the end-to-end evaluator (the heuristic's stage searches)."""
+    pareto_rows: tuple[int, ...] = ()
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def _area_tdp_fn(tech: Any) -> Callable[[HardwareConfig], tuple[float, float]]:
+    from cost_models.area import area_mm2
+    from cost_models.designs import DesignBatch
+    from cost_models.power import tdp_w
+
+    def fn(hw: HardwareConfig) -> tuple[float, float]:
+        d = DesignBatch.from_configs([hw])
+        return float(area_mm2(d, tech)["total"][0]), float(tdp_w(d, tech)["total"][0])
+
+    return fn
+
+
+def baseline_designs(problem: Any) -> list[tuple[str, str, HardwareConfig | None, str]]:
+    """(name, preset, design or None, note) of the TPU-like and NVDLA-like baselines of
+    the problem's budget (:func:`search.baselines.scaled_baseline`).
+
+    Both are put on the search's footing before scaling: the template's datatype, clock,
+    node and links (NVDLA-large is an int8 inference IP at 16 nm; training needs the
+    template's bf16), and enough HBM of the space's generation to hold the workloads when
+    the preset's does not.
+    """
+    from cost_models.presets import load_preset
+    from search.baselines import BASELINE_PRESETS, scaled_baseline
+
+    space = problem.space
+    t = space.template
+    need = problem.min_hbm_bytes()
+    area_fn = _area_tdp_fn(problem.tech)
+    out: list[tuple[str, str, HardwareConfig | None, str]] = []
+    for name, preset in BASELINE_PRESETS.items():
+        hw = load_preset(preset).hardware
+        hw = dataclasses.replace(hw, name=name, dtype=t.dtype, freq_hz=t.freq_hz,
+                                 tech_node_nm=t.tech_node_nm, link_count=t.link_count,
+                                 link_bw_bytes_per_s=t.link_bw_bytes_per_s,
+                                 global_buffer_bw_bytes_per_cycle=max(
+                                     hw.global_buffer_bw_bytes_per_cycle,
+                                     t.global_buffer_bw_bytes_per_cycle)
+                                 if hw.global_buffer_bytes > 0
+                                 else hw.global_buffer_bw_bytes_per_cycle)
+        note = f"{preset} scaled to {problem.area_budget_mm2:g} mm²"
+        if hw.hbm_bytes < need:
+            stacks = int(math.ceil(need / space.hbm.bytes_per_stack))
+            hw = dataclasses.replace(hw, hbm_stacks=stacks,
+                                     hbm_bytes=stacks * space.hbm.bytes_per_stack,
+                                     hbm_bw_bytes_per_s=stacks * space.hbm.bw_bytes_per_s_per_stack)
+            note += f", HBM raised to {stacks} {space.hbm.name} stacks to hold the workload"
+        try:
+            scaled = scaled_baseline(hw, area_fn, problem.area_budget_mm2,
+                                     problem.power_budget_w, name=name)
+        except InfeasibleDesignError as e:
+            out.append((name, preset, None, str(e)))
+            continue
+        out.append((name, preset, scaled, note))
+    return out
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _plan_dict(plan: Any) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return dict(dataclasses.asdict(plan), devices=plan.devices,
+                micro_batches=plan.micro_batches)
+
+
+def explain(problem: Any, hw: HardwareConfig) -> dict[str, float]:
+    """Share of the critical path (slowest stage, fwd+bwd×micro-batches+optimizer) per
+    bounding resource of ``hw``, averaged over workloads."""
+    from search.heuristic import _stage_bounds
+    from workloads.parallel import stage_graphs
+
+    acc: dict[str, float] = {}
+    plans = problem.plans_of(hw)
+    n = 0
+    for w, (t, plan) in enumerate(zip(problem.targets, plans)):
+        if plan is None:
+            continue
+        graphs = stage_graphs(t.spec, plan, t.seq)
+        slow = 0
+        if plan.pp > 1:
+            from cost_models.training import evaluate_training
+
+            ev = evaluate_training(t.spec, hw, problem.system_of(hw, w), plan, problem.tech,
+                                   seq=t.seq)
+            slow = int(ev.breakdown.get("slowest_stage", 0))
+        b = _stage_bounds(t.spec, graphs[slow], hw, problem.tech, problem.system_of(hw, w),
+                          plan)
+        tot = sum(b.values()) or 1.0
+        for k, v in b.items():
+            acc[k] = acc.get(k, 0.0) + v / tot
+        n += 1
+    return {k: v / n for k, v in sorted(acc.items(), key=lambda x: -x[1])} if n else {}
+
+
+def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None = None
+           ) -> dict[str, Any]:
+    """The result object of one design: ``hardware`` (the ``hardware show`` fields) and
+    ``evaluation`` (the ``evaluate`` fields of the first workload, with its plan), per
+    workload results, the objective and the critical-path shares."""
+    from cost_models.presets import hardware_dict
+    from cost_models.training import split_phases
+    from search.evaluator import objective_value
+    from search.scheduler import block_refinement
+
+    full = problem.evaluate_full(hw)
+    per: dict[str, Any] = {}
+    samples = []
+    for t, (plan, ev) in zip(problem.targets, full):
+        if ev is None:
+            per[t.name] = {"evaluation": None, "plan": None, "fits_memory": False}
+            samples.append(0.0)
+            continue
+        d = ev.to_dict()
+        d["plan"] = _plan_dict(plan)
+        d["workload"] = t.name
+        d["system"] = jsonable(dataclasses.asdict(problem.system_of(hw, 0)))
+        per[t.name] = {"evaluation": d, "plan": _plan_dict(plan)}
+        samples.append(ev.samples_per_s)
+    hwd = hardware_dict(hw, problem.tech)
+    sp = np.array(samples, dtype=np.float64)[:, None]
+    value = float(objective_value(problem.objective, sp, np.array([hwd["tdp_w"]]))[0])
+    first = per[problem.targets[0].name]["evaluation"]
+    out: dict[str, Any] = {
+        "design": hw.name, "hardware": hwd, "evaluation": first,
+        "objective_value": value, "samples_per_s": float(geomean(sp)[0]),
+        "feasible": bool(all(p["evaluation"] is not None and p["evaluation"]["fits_memory"]
+                             for p in per.values())
+                         and hwd["area_mm2"] <= problem.area_budget_mm2
+                         and (problem.power_budget_w is None
+                              or hwd["tdp_w"] <= problem.power_budget_w)),
+        "workloads": per,
+        "critical_path_shares": explain(problem, hw),
+    }
+    if ilp_time_limit_s is not None:
+        from cost_models.network import comm_time_s
+        from workloads.parallel import stage_graphs
+
+        refs = []
+        for w, (t, (plan, ev)) in enumerate(zip(problem.targets, full)):
+            if plan is None or ev is None:
+                continue
+            g = stage_graphs(t.spec, plan, t.seq)[int(ev.breakdown.get("slowest_stage", 0))]
+            ph = split_phases(g)
+            for phase, sub in (("fwd", ph.fwd), ("bwd", ph.bwd)):
+                if sub is None:
+                    continue
+                r = block_refinement(sub, hw, problem.tech,
+                                     comm_time_s(sub, problem.system_of(hw, w), plan),
+                                     time_limit_s=ilp_time_limit_s)
+                if r is not None:
+                    # one block repetition saved `count` times per micro-batch
+                    saved = (r["list_s"] - r["ilp_s"]) * r["count"] * plan.micro_batches
+                    r.update(workload=t.name, phase=phase,
+                             step_time_saving_s=saved,
+                             refined_step_time_s=max(ev.step_time_s - saved, 0.0))
+                    refs.append(r)
+        out["ilp_refinement"] = refs
+    return out
+
+
+def _pareto(ev: Evaluator, rows: Any, space: Any) -> list[dict[str, Any]]:
+    c = ev.columns()
+    return [{"design": space.label(c["idx"][r]), "objective_value": float(c["value"][r]),
+             "samples_per_s": float(geomean(c["samples_per_s"][:, r:r + 1])[0]),
+             "area_mm2": float(c["area_mm2"][r]), "tdp_w": float(c["tdp_w"][r])}
+            for r in rows]
+
+
+def designs_table(ev: Evaluator) -> Any:
+    """Every evaluated design as a :class:`pandas.DataFrame` (``designs.csv``)."""
+    import pandas as pd
+
+    c = ev.columns()
+    space = ev.space
+    idx = c["idx"]
+    names = list(ev.problem.workload_names)
+    if len(idx) == 0:
+        cols = [f.name for f in dataclasses.fields(HardwareConfig)]
+        return pd.DataFrame(columns=cols + ["area_mm2", "tdp_w", "samples_per_s",
+                                            "step_time_s", "feasible", "searcher",
+                                            "eval_index"])
+    f = space.fields(idx)
+    df = pd.DataFrame({"name": [space.label(x) for x in idx]})
+    for k in (fd.name for fd in dataclasses.fields(HardwareConfig)):
+        if k != "name":
+            df[k] = f[k]
+    df["area_mm2"] = c["area_mm2"]
+    df["tdp_w"] = c["tdp_w"]
+    df["samples_per_s"] = geomean(c["samples_per_s"])
+    df["step_time_s"] = c["step_time_s"][0]
+    df["objective_value"] = c["value"]
+    if len(names) > 1:
+        for w, n in enumerate(names):
+            df[f"samples_per_s[{n}]"] = c["samples_per_s"][w]
+            df[f"step_time_s[{n}]"] = c["step_time_s"][w]
+    df["memory_per_device_bytes"] = c["memory_bytes"].max(axis=0)
+    df["feasible"] = c["feasible"]
+    df["searcher"] = c["searcher"]
+    df["eval_index"] = np.arange(len(idx))
+    return df
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _build_problem(cfg: SearchConfig) -> Any:
+    from cost_models.technology import load_technology
+    from search.objective import TrainingProblem, load_targets
+    from search.space import default_space
+
+    space = default_space(devices=cfg.devices)
+    tech = load_technology(space.template.tech_node_nm)
+    targets = load_targets(cfg.workloads, devices=cfg.devices, batch=cfg.batch, seq=cfg.seq)
+    return TrainingProblem(space, targets, tech, area_mm2=cfg.area_mm2, power_w=cfg.power_w,
+                           objective=cfg.objective)
+
+
+def _open(cfg: SearchConfig) -> tuple[Any, str | None, str]:
+    """(study or None, storage display, study name)."""
+    from search.distributed import parse_storage
+    from search.storage import open_storage, open_study
+
+    name = cfg.study or default_study_name(cfg)
+    if cfg.storage is None and cfg.out_dir is None:
+        return None, None, name
+    storage = cfg.storage if cfg.storage is not None else str(Path(cfg.out_dir) / "study.db")
+    spec = parse_storage(storage)
+    study = open_study(open_storage(storage), name, directions(cfg.multi_objective),
+                       metric_names(cfg.objective, cfg.multi_objective))
+    stored = study.user_attrs.get("dse:search")
+    mine = {k: v for k, v in cfg.settings().items() if k not in ("seed", "budget")}
+    if stored is None:
+        study.set_user_attr("dse:search", mine)
+    elif stored != mine:
+        diff = next(k for k in sorted(set(stored) | set(mine)) if stored.get(k) != mine.get(k))
+        raise ConfigError(f"study {name!r} in {spec.display} was made by another search "
+                          f"({diff}={stored.get(diff)!r}, this run {mine.get(diff)!r}); "
+                          "use another --study name")
+    return study, spec.display, name
+
+
+def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None = None,
+               on_message: Callable[[str], None] | None = None,
+               progress_total: Callable[[int | None], None] | None = None
+               ) -> tuple[dict[str, Any], Evaluator]:
+    """Run one search (module docstring). Returns ``(summary, evaluator)``; raises
+    :class:`InfeasibleDesignError` (exit 3) when nothing fits the budgets, naming the
+    smallest area that would."""
+    from search.registry import SEARCHERS
+    from search.storage import TrialBuffer
+
+    t0 = time.perf_counter()
+    problem = _build_problem(cfg)
+    space = problem.space
+    # nothing fits at all: say so before searching
+    need = problem.min_hbm_bytes()
+    a_min = space.min_area_mm2(problem.tech, power_w=cfg.power_w, min_hbm_bytes=need)
+    if not (a_min <= cfg.area_mm2):
+        problem.raise_infeasible()
+    study, storage_display, study_name = _open(cfg)
+    history = (list(study.get_trials(deepcopy=False)) if study is not None else [])
+    buffer = TrialBuffer(study, batch_size=PERSIST_BATCH) if study is not None else None
+    ev = Evaluator(problem, buffer=buffer, multi_objective=cfg.multi_objective,
+                   on_progress=on_progress)
+    loaded = ev.load_history(history)
+    budget = cfg.budget if cfg.budget is not None else DEFAULT_BUDGETS[cfg.searcher]
+    remaining = None if budget is None else max(0, budget - loaded)
+    if progress_total is not None:
+        progress_total(remaining)
+    bases = baseline_designs(problem)
+    ctx = SearchContext(cfg=cfg, problem=problem, evaluator=ev,
+                        baselines=[b for _, _, b, _ in bases if b is not None],
+                        history=history, budget=remaining, on_message=on_message)
+    try:
+        SEARCHERS.get(cfg.searcher)(ctx)
+    finally:
+        if buffer is not None:
+            buffer.flush()
+    rows = ev.top(cfg.top_k)
+    if len(rows) == 0:
+        problem.raise_infeasible()
+    c = ev.columns()
+    top = []
+    for k, r in enumerate(rows):
+        hw = space.config(c["idx"][r])
+        top.append(_entry(problem, hw, ilp_time_limit_s=cfg.ilp_time_limit_s))
+    baselines = []
+    for name, preset, hw, note in bases:
+        if hw is None:
+            baselines.append({"name": name, "preset": preset, "feasible": False,
+                              "note": note, "hardware": None, "evaluation": None})
+            continue
+        e = _entry(problem, hw)
+        e.update(name=name, preset=preset, note=note)
+        if e["objective_value"] > 0:
+            e["best_over_baseline"] = top[0]["objective_value"] / e["objective_value"]
+        baselines.append(e)
+    from search.optuna_search import pareto_rows
+
+    pareto = _pareto(ev, ctx.pareto_rows or pareto_rows(ev), space)
+    best = top[0]
+    summary: dict[str, Any] = {
+        "best": best,
+        "top_k": top,
+        "baselines": baselines,
+        "evaluations": int(ev.evaluations + ctx.extra_evaluations),
+        "wall_s": time.perf_counter() - t0,
+        "out_dir": str(Path(cfg.out_dir).resolve()) if cfg.out_dir else None,
+        "workloads": list(problem.workload_names),
+        "area_mm2": cfg.area_mm2,
+        "power_w": cfg.power_w,
+        "objective": cfg.objective,
+        "searcher": cfg.searcher,
+        "seed": cfg.seed,
+        "devices": cfg.devices,
+        "plan": {n: p["plan"] for n, p in best["workloads"].items()},
+        "convergence": ev.convergence,
+        "pareto": pareto,
+        "evaluations_end_to_end": int(ev.evaluations),
+        "evaluations_resumed": int(loaded),
+        "evaluations_this_run": int(ev.evaluations - loaded + ctx.extra_evaluations),
+        "feasible_evaluated": int(c["feasible"].sum()),
+        "space": space.describe(),
+        "study": {"storage": storage_display, "name": study_name,
+                  "trials": (len(study.get_trials(deepcopy=False)) if study is not None
+                             else None)},
+        "search": ctx.info,
+        "budget": budget,
+        "min_area_mm2": a_min,
+    }
+    return jsonable(summary), ev
+
+
+def write_run_dir(summary: dict[str, Any], ev: Evaluator, out_dir: str | Path) -> Path:
+    """Write ``summary.json``, ``best.json`` and ``designs.csv`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    best = summary["best"]
+    first = summary["workloads"][0]
+    ev0 = best["workloads"][first]
+    system = (ev0["evaluation"] or {}).get("system") if ev0["evaluation"] else None
+    best_json = {
+        "hardware": best["hardware"],
+        "system": system,
+        "plan": ev0["plan"],
+        "workload": ",".join(summary["workloads"]),
+        "evaluation": dict(best["evaluation"] or {},
+                           per_workload={k: v["evaluation"]
+                                         for k, v in best["workloads"].items()}),
+    }
+    _atomic_write(out / "best.json", json.dumps(jsonable(best_json), indent=2,
+                                                allow_nan=False))
+    _atomic_write(out / "summary.json", json.dumps(jsonable(summary), indent=2,
+                                                   allow_nan=False))
+    df = designs_table(ev)
+    tmp = out / ".designs.csv.tmp"
+    df.to_csv(tmp, index=False)
+    tmp.replace(out / "designs.csv")
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)
