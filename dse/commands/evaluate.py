@@ -133,7 +133,7 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     if comm:
         lines.append(f"  communication: tensor-parallel {_si(comm['tp_s'], 's')} (inside "
                      f"forward/backward), p2p {_si(comm['p2p_s'], 's')}, data-parallel "
-                     f"all-reduce {_si(comm['dp_all_reduce_s'], 's')} of which exposed "
+                     f"{_si(comm['dp_s'], 's')} of which exposed "
                      f"{_si(comm['dp_exposed_s'], 's')}")
     kinds = r["breakdown"].get("op_kind_s", {})
     if kinds:

@@ -119,10 +119,14 @@ def test_data_parallel_all_reduce_overlap_and_zero():
     over = ev(plan)
     after = ev(plan, dp_overlap=False)
     assert after.step_time_s > over.step_time_s
-    assert after.breakdown["comm_s"]["dp_all_reduce_s"] > 0
+    assert after.breakdown["comm_s"]["dp_s"] > 0
+    assert after.breakdown["comm_s"]["dp_exposed_s"] > over.breakdown["comm_s"]["dp_exposed_s"]
     z1 = ev(dataclasses.replace(plan, zero_stage=1))
     assert z1.memory_per_device_bytes < over.memory_per_device_bytes
     assert z1.breakdown["tail_s"]["post_optimizer_comm_s"] > 0
+    z3 = ev(dataclasses.replace(plan, zero_stage=3))
+    assert z3.memory_per_device_bytes < z1.memory_per_device_bytes
+    assert z3.breakdown["comm_s"]["dp_s"] > z1.breakdown["comm_s"]["dp_s"]
 
 
 def test_vectorized_batch_matches_scalar_evaluations():
