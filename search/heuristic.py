@@ -52,7 +52,8 @@ from search.evaluator import Evaluator, objective_value, violation, within_budge
 from search.space import DesignSpace
 
 __all__ = ["RESOURCE_PARAMS", "GROW_SHARE", "SLACK_SHARE", "Target", "GlobalTarget",
-           "StageTarget", "local_search", "wham_search", "chain_bounds", "StageResult",
+           "StageTarget", "local_search", "wham_search", "chain_bounds", "critical_chain",
+           "StageResult",
            "LocalSearchResult", "propose_moves", "seed_designs"]
 
 RESOURCE_PARAMS: dict[str, tuple[str, ...]] = {
@@ -104,19 +105,62 @@ class Target(Protocol):
         ...
 
 
+def critical_chain(graph: Any, start_s: np.ndarray, end_s: np.ndarray,
+                   unit_code: np.ndarray, rtol: float = 1e-9) -> list[int]:
+    """The chain of operators that sets the makespan of one design's schedule
+    (``cost_models.evaluate.device_step``'s ``start_s``/``end_s`` row): from the operator
+    that ends last, step back to whatever it waited for — the predecessor that finished
+    last, or, when its resource was still busy after that, the operator that ran on the
+    resource just before it. The same rule as ``evaluate_device``'s ``schedule_chain``
+    (the scalar reference a test compares with), on the vectorized schedule."""
+    o = len(graph.ops)
+    if o == 0:
+        return []
+    start = np.asarray(start_s, dtype=np.float64)
+    end = np.asarray(end_s, dtype=np.float64)
+    tol = rtol * max(float(end.max()), 1e-300)
+    preds = graph.pred_indices
+    j = int(np.argmax(end))  # first index attaining the maximum, as the reference does
+    chain = [j]
+    seen = {j}
+    while True:
+        ready, rp = 0.0, -1
+        for q in preds[j]:
+            if end[q] > ready:
+                ready, rp = float(end[q]), q
+        if start[j] > ready + tol:
+            same = np.flatnonzero((unit_code == unit_code[j]) & (end <= start[j] + tol))
+            same = same[same != j]
+            if same.size == 0:
+                break
+            nxt = int(same[np.argmax(end[same])])
+        else:
+            nxt = rp
+        if nxt < 0 or nxt in seen:
+            break
+        seen.add(nxt)
+        chain.append(nxt)
+        j = nxt
+    chain.reverse()
+    return chain
+
+
 def chain_bounds(graph: Any, hw: Any, tech: Any, comm_time_s: Any = None,
                  scale: float = 1.0, out: dict[str, float] | None = None) -> dict[str, float]:
     """Critical seconds per bounding resource of ``graph`` on ``hw``: the durations of
-    the operators on the resource-constrained critical chain, grouped by what bounds
-    each (``evaluate_device``'s records), times ``scale``."""
-    from cost_models.evaluate import evaluate_device
+    the operators on the critical chain (:func:`critical_chain` on the vectorized
+    ``device_step`` schedule), grouped by the bound ``op_costs`` gives each, × ``scale``."""
+    from cost_models.designs import DesignBatch
+    from cost_models.evaluate import BOUNDS, device_step
 
-    res = evaluate_device(graph, hw, tech, comm_time_s=comm_time_s)
-    chain = set(res.schedule_chain)
+    st = device_step(graph, DesignBatch.from_configs([hw]), tech, comm_time_s=comm_time_s)
+    oc = st.costs
+    chain = critical_chain(graph, st.start_s[0], st.end_s[0], np.asarray(oc.unit_code))
+    dur = np.asarray(oc.latency_s)[0] * np.asarray(oc.count, dtype=np.float64)
     acc = {} if out is None else out
-    for rec in res.records:
-        if rec.name in chain:
-            acc[rec.bound] = acc.get(rec.bound, 0.0) + rec.duration_s * scale
+    for j in chain:
+        b = BOUNDS[int(oc.bound_code[0, j])]
+        acc[b] = acc.get(b, 0.0) + float(dur[j]) * scale
     return acc
 
 

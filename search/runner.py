@@ -65,8 +65,11 @@ class SearchConfig:
     batch: int | None = None
     seq: int | None = None
     multi_objective: bool = False
-    ilp_time_limit_s: float = 2.0
+    ilp_time_limit_s: float = 1.0
     """Time limit of each ILP refinement (per phase of each top-k design)."""
+    ilp_total_s: float = 8.0
+    """Wall-time cap of all ILP refinements of a run; designs after it are not refined
+    (their ``ilp_refinement`` says so)."""
 
     def __post_init__(self) -> None:
         o = "SearchConfig"
@@ -238,8 +241,8 @@ def explain(problem: Any, hw: HardwareConfig) -> dict[str, float]:
     return {k: v / n for k, v in sorted(acc.items(), key=lambda x: -x[1])} if n else {}
 
 
-def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None = None
-           ) -> dict[str, Any]:
+def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None = None,
+           ilp_deadline: float | None = None) -> dict[str, Any]:
     """The result object of one design: ``hardware`` (the ``hardware show`` fields) and
     ``evaluation`` (the ``evaluate`` fields of the first workload, with its plan), per
     workload results, the objective and the critical-path shares."""
@@ -277,7 +280,10 @@ def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None =
         "workloads": per,
         "critical_path_shares": explain(problem, hw),
     }
-    if ilp_time_limit_s is not None:
+    if ilp_time_limit_s is not None and ilp_deadline is not None and \
+            time.perf_counter() > ilp_deadline:
+        out["ilp_refinement"] = {"skipped": "the run's ILP time cap (ilp_total_s) was used up"}
+    elif ilp_time_limit_s is not None:
         from cost_models.network import comm_time_s
         from workloads.parallel import stage_graphs
 
@@ -427,9 +433,11 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
         problem.raise_infeasible()
     c = ev.columns()
     top = []
+    deadline = time.perf_counter() + cfg.ilp_total_s
     for k, r in enumerate(rows):
         hw = space.config(c["idx"][r])
-        top.append(_entry(problem, hw, ilp_time_limit_s=cfg.ilp_time_limit_s))
+        top.append(_entry(problem, hw, ilp_time_limit_s=cfg.ilp_time_limit_s,
+                          ilp_deadline=deadline))
     baselines = []
     for name, preset, hw, note in bases:
         if hw is None:
