@@ -707,13 +707,18 @@ def gemm_cycles_multi_core(
 ) -> IntResult:
     """Cycles of one GEMM split across ``cores`` identical systolic arrays.
 
-    The larger output dimension (``m`` if ``m >= n``, else ``n``) is cut into
-    ``cores`` slices of ``ceil(dim / cores)`` (the last one possibly shorter; cores
-    beyond ``dim`` idle); every core holds all of ``k`` and the other output
-    dimension.  The result is the slowest core's :func:`compute_cycles`, i.e. that of
-    the first, full slice.  No inter-core communication or shared-memory contention
-    is modelled.  Non-increasing in ``cores`` because :func:`compute_cycles` is
-    non-decreasing in every GEMM dimension.
+    The ``m × n`` output is tiled over a ``p_m × p_n`` grid of cores (``p_m·p_n ≤ cores``),
+    the way GEMM libraries tile a matrix product over the SMs of a GPU (one output tile
+    per thread block, CUTLASS's threadblock tiling) and the way a TPU splits a matmul
+    over its MXUs: each core computes a ``ceil(m/p_m) × ceil(n/p_n)`` block of the output
+    with all of ``k``. The grid is the best of the candidates
+    ``p_m ∈ {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, cores}`` with
+    ``p_n = floor(cores/p_m)`` (this includes the pure 1-D splits ``1 × cores`` and
+    ``cores × 1``). The result is the slowest core's :func:`compute_cycles`. No
+    inter-core communication or shared-memory contention is modelled (the memory
+    levels bound the time separately). Non-increasing in ``cores``: for every candidate
+    ``p_m``, ``p_n`` does not decrease when ``cores`` grows, and :func:`compute_cycles`
+    is non-decreasing in every GEMM dimension.
 
     Parameters
     ----------
@@ -731,13 +736,41 @@ def gemm_cycles_multi_core(
     Examples
     --------
     >>> gemm_cycles_multi_core(128, 64, 32, 8, 8, "ws", [1, 2, 4])
-    array([4799, 2751, 1727])
+    array([4799, 2399, 1199])
     >>> gemm_cycles_multi_core(128, 64, 32, 8, 8, "ws", 1) == compute_cycles(128, 64, 32, 8, 8, "ws")
     True
+    >>> int(gemm_cycles_multi_core(256, 64, 256, 16, 16, "os", 16))   # 16 tiles of 64 x 64 work
+    1503
     """
     m_, n_ = _positive_ints("m", m), _positive_ints("n", n)
     p = _positive_ints("cores", cores)
-    split_m = m_ >= n_
-    m_core = np.where(split_m, _ceil_div(m_, p), m_)
-    n_core = np.where(split_m, n_, _ceil_div(n_, p))
-    return compute_cycles(m_core, k, n_core, rows, cols, dataflow)
+    best: NDArray[np.int64] | None = None
+    for cand in (*_GRID_CANDIDATES, None):
+        p_m = p if cand is None else np.minimum(p, cand)
+        p_n = p // p_m
+        cyc = np.asarray(
+            compute_cycles(_ceil_div(m_, p_m), k, _ceil_div(n_, p_n), rows, cols, dataflow)
+        )
+        best = cyc if best is None else np.minimum(best, cyc)
+    assert best is not None
+    return _out(best)
+
+
+# Row counts of the core grid tried by gemm_cycles_multi_core (plus ``cores`` itself).
+_GRID_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+
+
+def gemm_cycles_multi_core_scalar(
+    m: int, k: int, n: int, rows: int, cols: int, dataflow: str, cores: int
+) -> int:
+    """Slow scalar reference of :func:`gemm_cycles_multi_core` (plain Python loop)."""
+    if cores < 1:
+        raise ConfigError(f"cores={cores!r} must be >= 1")
+    best = None
+    for cand in (*_GRID_CANDIDATES, cores):
+        p_m = min(cores, cand)
+        p_n = cores // p_m
+        cyc = compute_cycles_scalar(-(-m // p_m), k, -(-n // p_n), rows, cols, dataflow)
+        best = cyc if best is None else min(best, cyc)
+    assert best is not None
+    return best
