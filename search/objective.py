@@ -114,6 +114,7 @@ class TrainingProblem:
             self.min_memory_bytes.append(min(plan_memory_bytes(t.spec, p, t.seq)
                                               for p in cand))
         self.model_calls = 0
+        self._plans_cache: dict[HardwareConfig, list[ParallelPlan | None]] = {}
 
     # -- cheap ----------------------------------------------------------------------------
     def area_tdp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,8 +206,12 @@ class TrainingProblem:
         """The best plan of every workload for one design (None: no plan fits)."""
         from cost_models.designs import DesignBatch
 
-        d = DesignBatch.from_configs([hw])
-        return [self._score_target(i, d)[3][0] for i in range(len(self.targets))]
+        key = dataclasses.replace(hw, name="")
+        if key not in self._plans_cache:
+            d = DesignBatch.from_configs([hw])
+            self._plans_cache[key] = [self._score_target(i, d)[3][0]
+                                      for i in range(len(self.targets))]
+        return list(self._plans_cache[key])
 
     def evaluate_full(self, hw: HardwareConfig) -> list[tuple[ParallelPlan | None,
                                                               Evaluation | None]]:

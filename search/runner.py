@@ -65,9 +65,9 @@ class SearchConfig:
     batch: int | None = None
     seq: int | None = None
     multi_objective: bool = False
-    ilp_time_limit_s: float = 1.0
+    ilp_time_limit_s: float = 0.5
     """Time limit of each ILP refinement (per phase of each top-k design)."""
-    ilp_total_s: float = 8.0
+    ilp_total_s: float = 4.0
     """Wall-time cap of all ILP refinements of a run; designs after it are not refined
     (their ``ilp_refinement`` says so)."""
 
@@ -355,19 +355,19 @@ def designs_table(ev: Evaluator) -> Any:
 # --------------------------------------------------------------------------- run
 
 
-def _build_problem(cfg: SearchConfig) -> Any:
+def _build_problem(cfg: SearchConfig, space: Any = None) -> Any:
     from cost_models.technology import load_technology
     from search.objective import TrainingProblem, load_targets
     from search.space import default_space
 
-    space = default_space(devices=cfg.devices)
+    space = space if space is not None else default_space(devices=cfg.devices)
     tech = load_technology(space.template.tech_node_nm)
     targets = load_targets(cfg.workloads, devices=cfg.devices, batch=cfg.batch, seq=cfg.seq)
     return TrainingProblem(space, targets, tech, area_mm2=cfg.area_mm2, power_w=cfg.power_w,
                            objective=cfg.objective)
 
 
-def _open(cfg: SearchConfig) -> tuple[Any, str | None, str]:
+def _open(cfg: SearchConfig, space_name: str) -> tuple[Any, str | None, str]:
     """(study or None, storage display, study name)."""
     from search.distributed import parse_storage
     from search.storage import open_storage, open_study
@@ -381,6 +381,7 @@ def _open(cfg: SearchConfig) -> tuple[Any, str | None, str]:
                        metric_names(cfg.objective, cfg.multi_objective))
     stored = study.user_attrs.get("dse:search")
     mine = {k: v for k, v in cfg.settings().items() if k not in ("seed", "budget")}
+    mine["space"] = space_name
     if stored is None:
         study.set_user_attr("dse:search", mine)
     elif stored != mine:
@@ -393,23 +394,24 @@ def _open(cfg: SearchConfig) -> tuple[Any, str | None, str]:
 
 def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None = None,
                on_message: Callable[[str], None] | None = None,
-               progress_total: Callable[[int | None], None] | None = None
-               ) -> tuple[dict[str, Any], Evaluator]:
+               progress_total: Callable[[int | None], None] | None = None,
+               space: Any = None) -> tuple[dict[str, Any], Evaluator]:
     """Run one search (module docstring). Returns ``(summary, evaluator)``; raises
     :class:`InfeasibleDesignError` (exit 3) when nothing fits the budgets, naming the
-    smallest area that would."""
+    smallest area that would. ``space``: a :class:`~search.space.DesignSpace` other than
+    the default one (API and benchmarks; a study remembers which space it was made on)."""
     from search.registry import SEARCHERS
     from search.storage import TrialBuffer
 
     t0 = time.perf_counter()
-    problem = _build_problem(cfg)
+    problem = _build_problem(cfg, space)
     space = problem.space
     # nothing fits at all: say so before searching
     need = problem.min_hbm_bytes()
     a_min = space.min_area_mm2(problem.tech, power_w=cfg.power_w, min_hbm_bytes=need)
     if not (a_min <= cfg.area_mm2):
         problem.raise_infeasible()
-    study, storage_display, study_name = _open(cfg)
+    study, storage_display, study_name = _open(cfg, space.fingerprint())
     history = (list(study.get_trials(deepcopy=False)) if study is not None else [])
     buffer = TrialBuffer(study, batch_size=PERSIST_BATCH) if study is not None else None
     ev = Evaluator(problem, buffer=buffer, multi_objective=cfg.multi_objective,

@@ -468,6 +468,16 @@ class DesignSpace:
                 out[j] = int(v)
         return out
 
+    def fingerprint(self) -> str:
+        """``name:sha256[:12]`` of :meth:`describe` (a study remembers its space)."""
+        import hashlib
+        import json
+
+        from dse.types import jsonable
+
+        blob = json.dumps(jsonable(self.describe()), sort_keys=True, default=str)
+        return f"{self.name}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
     def describe(self) -> dict[str, Any]:
         """JSON-able description (for summary.json and docs)."""
         return {"name": self.name, "size": self.size,

@@ -1,0 +1,137 @@
+"""run_search: determinism, resume, the infeasible exit, multi-workload results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from dse.errors import ConfigError, InfeasibleDesignError
+from search.runner import SearchConfig, default_study_name, run_search, write_run_dir
+from tests.search.tiny import SMALL_SPACE, tiny_yaml
+
+FAST = dict(ilp_time_limit_s=0.2, ilp_total_s=0.5)
+
+
+def _cfg(tmp: Path, **kw) -> SearchConfig:
+    base = dict(workloads=(tiny_yaml(tmp),), area_mm2=150.0, top_k=2, **FAST)
+    base.update(kw)
+    return SearchConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def wham_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One wham search persisted in a run directory (shared by the tests below)."""
+    tmp = tmp_path_factory.mktemp("wham")
+    out = tmp / "run"
+    s, _ = run_search(_cfg(tmp, searcher="wham", seed=3, out_dir=str(out)), space=SMALL_SPACE)
+    return tmp, s
+
+
+def test_same_seed_same_result(tmp_path: Path, wham_run) -> None:
+    tmp, a = wham_run
+    b, _ = run_search(_cfg(tmp, searcher="wham", seed=3), space=SMALL_SPACE)
+    assert a["best"]["design"] == b["best"]["design"]
+    assert [t["design"] for t in a["top_k"]] == [t["design"] for t in b["top_k"]]
+    assert a["evaluations"] == b["evaluations"]
+    assert a["convergence"] == b["convergence"]
+    r1, _ = run_search(_cfg(tmp_path, searcher="optuna", budget=12, seed=1), space=SMALL_SPACE)
+    r2, _ = run_search(_cfg(tmp_path, searcher="optuna", budget=12, seed=1), space=SMALL_SPACE)
+    assert r1["best"]["design"] == r2["best"]["design"]
+    assert r1["convergence"] == r2["convergence"]
+
+
+def test_wham_beats_its_seeds_and_the_baselines_are_same_budget(wham_run) -> None:
+    _, s = wham_run
+    starts = [ls["start_value"] for st in s["search"]["stages"] for ls in st["local_searches"]
+              if ls["start_value"] is not None]
+    assert s["best"]["objective_value"] >= max(starts)
+    assert s["best"]["objective_value"] > min(starts)
+    for b in s["baselines"]:
+        if b["hardware"] is not None:
+            assert b["hardware"]["area_mm2"] <= 150.0
+            assert b["best_over_baseline"] == pytest.approx(
+                s["best"]["objective_value"] / b["objective_value"])
+
+
+def test_resume_counts_the_study_against_the_budget(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first, ev1 = run_search(_cfg(tmp_path, searcher="random", budget=10, out_dir=str(out)),
+                            space=SMALL_SPACE)
+    assert first["evaluations"] == 10 and first["evaluations_resumed"] == 0
+    again, _ = run_search(_cfg(tmp_path, searcher="random", budget=16, out_dir=str(out)),
+                          space=SMALL_SPACE)
+    assert again["evaluations_resumed"] == 10
+    assert again["evaluations_this_run"] == 6 and again["evaluations"] == 16
+    st = optuna.load_study(study_name=again["study"]["name"],
+                           storage=f"sqlite:///{out}/study.db")
+    assert len(st.trials) == 16
+    assert [t.number for t in st.trials] == list(range(16))
+    done, _ = run_search(_cfg(tmp_path, searcher="random", budget=16, out_dir=str(out)),
+                         space=SMALL_SPACE)
+    assert done["evaluations_this_run"] == 0 and done["evaluations"] == 16
+    assert done["best"]["design"] == again["best"]["design"]
+
+
+def test_wham_resume_replays_from_the_study(wham_run) -> None:
+    tmp, a = wham_run
+    b, _ = run_search(_cfg(tmp, searcher="wham", seed=3, out_dir=str(tmp / "run")),
+                      space=SMALL_SPACE)
+    assert b["evaluations_resumed"] == a["evaluations_end_to_end"]
+    assert b["evaluations_this_run"] == 0
+    assert b["best"]["design"] == a["best"]["design"]
+
+
+def test_study_of_another_search_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "x"
+    run_search(_cfg(tmp_path, searcher="random", budget=4, out_dir=str(out), study="s"),
+               space=SMALL_SPACE)
+    with pytest.raises(ConfigError, match="made by another search"):
+        run_search(_cfg(tmp_path, searcher="random", budget=4, out_dir=str(out), study="s",
+                        area_mm2=140.0), space=SMALL_SPACE)
+
+
+def test_no_feasible_design_names_the_smallest_area(tmp_path: Path) -> None:
+    with pytest.raises(InfeasibleDesignError) as e:
+        run_search(_cfg(tmp_path, area_mm2=1.0), space=SMALL_SPACE)
+    msg = str(e.value)
+    assert e.value.exit_code == 3
+    from cost_models.technology import load_technology
+
+    smallest = SMALL_SPACE.min_area_mm2(load_technology(7))
+    assert f"{smallest:.1f} mm²" in msg and "\n" not in msg
+
+
+def test_power_budget_is_respected(tmp_path: Path) -> None:
+    s, ev = run_search(_cfg(tmp_path, searcher="random", budget=20, power_w=120.0),
+                       space=SMALL_SPACE)
+    assert s["best"]["hardware"]["tdp_w"] <= 120.0
+    c = ev.columns()
+    assert (c["tdp_w"][c["feasible"]] <= 120.0).all()
+
+
+def test_multi_workload_reports_each_and_the_mean(tmp_path: Path) -> None:
+    tiny = tiny_yaml(tmp_path)
+    other = tmp_path / "tiny2.yaml"
+    other.write_text(Path(tiny).read_text().replace("name: tiny", "name: tiny2")
+                     .replace("layers: 2", "layers: 4"))
+    cfg = SearchConfig(workloads=(tiny, str(other)), area_mm2=150.0, searcher="random",
+                       budget=10, top_k=1, **FAST)
+    s, ev = run_search(cfg, space=SMALL_SPACE)
+    per = s["best"]["workloads"]
+    assert set(per) == {"tiny", "tiny2"}
+    sp = [per[n]["evaluation"]["samples_per_s"] for n in ("tiny", "tiny2")]
+    assert s["best"]["samples_per_s"] == pytest.approx((sp[0] * sp[1]) ** 0.5)
+    out = write_run_dir(s, ev, tmp_path / "multi")
+    import pandas as pd
+
+    df = pd.read_csv(out / "designs.csv")
+    assert {"samples_per_s[tiny]", "samples_per_s[tiny2]"} <= set(df.columns)
+
+
+def test_default_study_name_identifies_the_search(tmp_path: Path) -> None:
+    a = default_study_name(_cfg(tmp_path))
+    assert a == default_study_name(_cfg(tmp_path, seed=9))  # same search, other seed
+    assert a != default_study_name(_cfg(tmp_path, area_mm2=151.0))
+    assert a != default_study_name(_cfg(tmp_path, searcher="optuna"))
