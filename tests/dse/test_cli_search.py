@@ -1,0 +1,163 @@
+"""`dse search` through the CLI: the JSON contract, the run directory, exit codes, the
+report hook and `dse evaluate` agreeing with the search on the best design."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dse import cli
+from tests.search.tiny import tiny_yaml
+
+CONTRACT = ("best", "top_k", "baselines", "evaluations", "wall_s", "out_dir")
+HARDWARE_SHOW = ("name", "peak_flop_per_s", "area_mm2", "tdp_w", "freq_hz", "tensor_cores",
+                 "array_rows", "array_cols", "vector_cores", "vector_lanes", "sram_bytes",
+                 "hbm_bytes", "hbm_bw_bytes_per_s")
+EVALUATE = ("step_time_s", "samples_per_s", "achieved_flop_per_s_per_device", "area_mm2",
+            "tdp_w", "energy_per_step_j", "memory_per_device_bytes", "fits_memory",
+            "critical_path", "breakdown")
+RUN_DIR = ("summary.json", "best.json", "designs.csv", "study.db")
+SUMMARY = ("workloads", "area_mm2", "power_w", "objective", "searcher", "seed", "plan",
+           "convergence", "pareto")
+CSV = ("tensor_cores", "array_rows", "array_cols", "dataflow", "vector_cores",
+       "vector_lanes", "sram_per_core_bytes", "global_buffer_bytes", "hbm_bytes",
+       "hbm_bw_bytes_per_s", "area_mm2", "tdp_w", "samples_per_s", "step_time_s",
+       "feasible", "searcher", "eval_index")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str, str]:
+    tmp = tmp_path_factory.mktemp("cli")
+    wl = tiny_yaml(tmp)
+    out = tmp / "run"
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    so, se = io.StringIO(), io.StringIO()
+    with redirect_stdout(so), redirect_stderr(se):
+        code = cli.main(["search", "--workload", wl, "--area", "150", "--searcher", "random",
+                         "--budget", "12", "--top-k", "2", "--out", str(out), "--json",
+                         "--no-report"])
+    assert code == 0, se.getvalue()
+    return out, json.loads(so.getvalue()), se.getvalue(), wl
+
+
+def test_json_contract_keys(run) -> None:
+    out, r, _, _ = run
+    for k in CONTRACT:
+        assert k in r
+    assert r["evaluations"] == 12
+    assert r["out_dir"] == str(out.resolve())
+    for entry in [r["best"], *r["top_k"]]:
+        for k in HARDWARE_SHOW:
+            assert k in entry["hardware"]
+        for k in EVALUATE:
+            assert k in entry["evaluation"]
+    assert len(r["top_k"]) == 2 and r["top_k"][0]["design"] == r["best"]["design"]
+    names = {b["name"] for b in r["baselines"]}
+    assert names == {"tpu-like", "nvdla-like"}
+    for b in r["baselines"]:
+        if b["hardware"] is not None:
+            assert b["hardware"]["area_mm2"] <= 150.0
+            for k in EVALUATE:
+                assert k in b["evaluation"]
+
+
+def test_run_directory(run) -> None:
+    out, r, _, _ = run
+    for f in RUN_DIR:
+        assert (out / f).exists(), f
+    summary = json.loads((out / "summary.json").read_text())
+    for k in CONTRACT + SUMMARY:
+        assert k in summary
+    assert summary["best"]["design"] == r["best"]["design"]
+    best = json.loads((out / "best.json").read_text())
+    assert set(best) == {"hardware", "system", "plan", "workload", "evaluation"}
+    for k in HARDWARE_SHOW:
+        assert k in best["hardware"]
+    df = pd.read_csv(out / "designs.csv")
+    assert len(df) == 12
+    for c in CSV:
+        assert c in df.columns
+    assert list(df["eval_index"]) == list(range(12))
+    assert (df["searcher"] == "random").all()
+
+
+def test_json_mode_keeps_stdout_to_one_object(run) -> None:
+    _, _, err, _ = run
+    assert "search:" not in err  # no progress bar with --json
+
+
+def test_evaluate_agrees_with_the_search_on_best_json(run, capsys) -> None:
+    out, r, _, wl = run
+    p = r["best"]["evaluation"]["plan"]
+    code = cli.main(["evaluate", "--workload", wl, "--hardware", str(out / "best.json"),
+                     "--micro-batch", str(p["micro_batch"]), "--recompute", p["recompute"],
+                     "--global-batch", str(p["global_batch"]), "--json"])
+    assert code == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["samples_per_s"] == pytest.approx(r["best"]["evaluation"]["samples_per_s"],
+                                                rel=1e-9)
+    assert ev["area_mm2"] == pytest.approx(r["best"]["hardware"]["area_mm2"], rel=1e-9)
+
+
+def test_rerun_resumes_the_study(run, capsys) -> None:
+    out, r, _, wl = run
+    code = cli.main(["search", "--workload", wl, "--area", "150", "--searcher", "random",
+                     "--budget", "15", "--top-k", "1", "--out", str(out), "--json",
+                     "--no-report"])
+    assert code == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["evaluations_resumed"] == 12 and again["evaluations_this_run"] == 3
+    assert len(pd.read_csv(out / "designs.csv")) == 15
+
+
+def test_area_too_small_exits_3_naming_the_smallest_area(run, capsys, tmp_path) -> None:
+    _, _, _, wl = run
+    code = cli.main(["search", "--workload", wl, "--area", "1", "--out", str(tmp_path / "x"),
+                     "--no-report"])
+    err = capsys.readouterr().err.strip()
+    assert code == 3
+    assert len(err.splitlines()) == 1
+    assert "smallest design that would work needs" in err and "mm²" in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--searcher", "tpe"], "invalid choice"),
+    (["--budget", "0"], "--budget must be a positive integer"),
+    (["--workload", "nosuchmodel"], "nosuchmodel"),
+])
+def test_bad_input_exits_2(run, capsys, tmp_path, argv: list[str], needle: str) -> None:
+    _, _, _, wl = run
+    base = ["search", "--workload", wl, "--area", "150", "--out", str(tmp_path / "y")]
+    code = cli.main(base + argv)
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_failure_is_a_warning_not_a_lost_run(run, capsys, tmp_path, monkeypatch) -> None:
+    _, _, _, wl = run
+    import types
+
+    fake = types.ModuleType("dse.report")
+
+    def boom(run_dir: Path) -> None:
+        raise RuntimeError("no browser")
+
+    fake.write_report = boom  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "dse.report", fake)
+    import dse
+
+    monkeypatch.setattr(dse, "report", fake, raising=False)
+    out = tmp_path / "z"
+    code = cli.main(["search", "--workload", wl, "--area", "150", "--searcher", "random",
+                     "--budget", "3", "--top-k", "1", "--out", str(out)])
+    cap = capsys.readouterr()
+    assert code == 0
+    assert "warning: report.html not written" in cap.err
+    assert (out / "summary.json").exists() and (out / "designs.csv").exists()
+    assert "best" in cap.out  # the human-readable table
