@@ -63,10 +63,14 @@ SECTION_IDS: tuple[str, ...] = ("pareto", "baselines", "breakdown", "timeline", 
 """Figure ids in report order; each figure's div id is ``fig-<id>``."""
 
 _MAX_POINTS = 20000
+_SUBTOTALS = frozenset({"total", "core", "dynamic", "subtotal"})
+"""Breakdown keys that sum other keys (cost_models.area: core; cost_models.power: dynamic)."""
 _COLORS = {"best": "#d62728", "front": "#1f77b4", "other": "#9ecae1", "infeasible": "#c7c7c7",
            "tpu": "#2ca02c", "nvdla": "#ff7f0e", "critical": "#d62728"}
 _PHASE_COLORS = {"fwd": "#4c78a8", "bwd_data": "#72b7b2", "bwd_weight": "#54a24b",
-                 "optimizer": "#b279a2", "comm": "#f58518"}
+                 "optimizer": "#b279a2", "comm": "#f58518", "forward": "#4c78a8",
+                 "backward": "#54a24b", "recompute": "#9d755d", "bubble": "#bab0ac",
+                 "p2p": "#f58518", "tail": "#b279a2"}
 
 
 # --------------------------------------------------------------------------- data
@@ -254,7 +258,7 @@ def _layout(fig: Any, title: str, height: int = 420) -> Any:
 
 
 def _hover(df: Any) -> list[str]:
-    cols = [c for c in ("tensor_cores", "array_rows", "array_cols", "dataflow", "vector_cores",
+    cols = [c for c in ("name", "tensor_cores", "array_rows", "array_cols", "dataflow", "vector_cores",
                         "vector_lanes", "sram_per_core_bytes", "freq_hz", "searcher",
                         "eval_index") if c in df.columns]
     out = []
@@ -302,10 +306,9 @@ def _pareto_section(run: RunData) -> Section:
                                  marker=dict(color=_COLORS["other"], size=6, opacity=0.7)),
                       row=1, col=col)
         fs = front.sort_values(x)
-        fig.add_trace(go.Scatter(x=fs[x], y=fs["samples_per_s"], mode="markers+lines",
+        fig.add_trace(go.Scatter(x=fs[x], y=fs["samples_per_s"], mode="markers",
                                  name="Pareto front (throughput, area, TDP)", legendgroup="front",
                                  showlegend=show, hovertext=_hover(fs),
-                                 line=dict(color=_COLORS["front"], width=1, dash="dot"),
                                  marker=dict(color=_COLORS["front"], size=9,
                                              line=dict(color="white", width=1))),
                       row=1, col=col)
@@ -387,29 +390,47 @@ def _baselines_section(run: RunData) -> Section:
                    facts=tuple(facts))
 
 
+_BREAKDOWN_KEYS = (("op_phase_s", "by phase"), ("phase", "by phase"), ("by_phase", "by phase"),
+                   ("op_kind_s", "by op kind"), ("kind", "by op kind"),
+                   ("by_kind", "by op kind"), ("op_kind", "by op kind"),
+                   ("phase_s", "step phases"), ("unit", "by unit"), ("by_unit", "by unit"))
+
+
+def _label(key: Any) -> str:
+    k = str(key)
+    return k[:-2] if k.endswith("_s") and len(k) > 2 else k
+
+
+def _numbers(v: Mapping[str, Any]) -> dict[str, float]:
+    return {_label(k): float(x) for k, x in v.items() if _num(x) is not None}
+
+
 def _breakdown_tables(bd: Any) -> dict[str, dict[str, float]]:
-    """Normalize ``evaluation.breakdown`` into named {label: seconds} tables."""
+    """Normalize ``evaluation.breakdown`` into named {label: seconds} tables.
+
+    Accepts the training evaluator's ``op_phase_s``/``op_kind_s``/``phase_s`` mappings,
+    ``phase``/``kind`` (or ``by_*``) mappings, a nested phase → kind mapping, or a flat
+    mapping of seconds; a trailing ``_s`` is dropped from labels.
+    """
     if not isinstance(bd, Mapping):
         return {}
     out: dict[str, dict[str, float]] = {}
-    for key, title in (("phase", "by phase"), ("by_phase", "by phase"), ("kind", "by op kind"),
-                       ("by_kind", "by op kind"), ("op_kind", "by op kind"),
-                       ("unit", "by unit"), ("by_unit", "by unit")):
+    for key, title in _BREAKDOWN_KEYS:
         v = bd.get(key)
-        if isinstance(v, Mapping):
-            nums = {str(k): float(x) for k, x in v.items() if _num(x) is not None}
-            if nums:
+        if isinstance(v, Mapping) and title not in out:
+            nums = _numbers(v)
+            if any(x > 0 for x in nums.values()):
                 out[title] = nums
     if out:
         return out
-    flat = {str(k): float(v) for k, v in bd.items()
+    flat = {_label(k): float(v) for k, v in bd.items()
             if _num(v) is not None and str(k) not in ("total", "total_s", "step_time_s")}
     nested = {str(k): v for k, v in bd.items() if isinstance(v, Mapping)}
     if nested and not flat:
         for outer, inner in nested.items():
-            nums = {str(k): float(x) for k, x in inner.items() if _num(x) is not None}
+            nums = _numbers(inner)
             if nums:
-                out[outer] = nums
+                out[_label(outer)] = nums
         return out
     if flat:
         out["breakdown"] = flat
@@ -425,12 +446,14 @@ def _breakdown_section(run: RunData) -> Section:
     if not tables:
         return Section(id="breakdown", title="Step-time breakdown", text="",
                        note="best.json evaluation has no 'breakdown'.")
-    names = list(tables)[:3]
+    order = {"by phase": 0, "by op kind": 1, "step phases": 2}
+    names = sorted(tables, key=lambda t: order.get(t, 3))[:3]
     fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
     step = _num(ev.get("step_time_s"))
     facts = []
     for i, name in enumerate(names, start=1):
-        items = sorted(tables[name].items(), key=lambda kv: -kv[1])
+        items = sorted(((k, v) for k, v in tables[name].items() if v > 0),
+                       key=lambda kv: -kv[1])
         labels = [k for k, _ in items]
         vals = [v for _, v in items]
         total = sum(vals)
@@ -463,7 +486,8 @@ def _schedule_rows(run: RunData) -> tuple[list[dict[str, Any]], list[str], str]:
     rows, chain = _recompute_schedule(run)
     names = {r["op"] for r in rows}
     stored = [c for c in crit if c in names]
-    return rows, (stored or chain), ("recomputed for one device with "
+    return rows, (stored or chain), ("one micro-batch's forward, backward and optimizer "
+                                     "on one device, recomputed with "
                                      "cost_models.evaluate.evaluate_device")
 
 
@@ -509,6 +533,9 @@ def _recompute_schedule(run: RunData) -> tuple[list[dict[str, Any]], list[str]]:
     return _rows_from_result(result, graph)
 
 
+_UNIT_NAMES = {"tc": "tensor cores", "vc": "vector cores", "link": "links"}
+
+
 def _rows_from_result(result: Any, graph: Any) -> tuple[list[dict[str, Any]], list[str]]:
     """Adapt a ``cost_models.evaluate.DeviceResult`` (its ``records``) to schedule rows;
     the highlighted path is the resource-aware ``schedule_chain`` (what the makespan
@@ -520,7 +547,8 @@ def _rows_from_result(result: Any, graph: Any) -> tuple[list[dict[str, Any]], li
         start, end = _num(getattr(r, "start_s", None)), _num(getattr(r, "end_s", None))
         if start is None or end is None:
             continue
-        rows.append({"op": str(r.name), "unit": str(getattr(r, "unit", "device")),
+        unit = str(getattr(r, "unit", "device"))
+        rows.append({"op": str(r.name), "unit": _UNIT_NAMES.get(unit, unit),
                      "start_s": start, "end_s": end, "kind": str(getattr(r, "kind", "")),
                      "phase": str(getattr(r, "phase", ""))})
     return rows, crit
@@ -575,7 +603,7 @@ def _pie_or_bar(fig: Any, data: Mapping[str, Any], row: int, col: int, unit: str
     import plotly.graph_objects as go
 
     items = [(str(k), float(v)) for k, v in data.items()
-             if _num(v) is not None and str(k).lower() != "total" and float(v) > 0]
+             if _num(v) is not None and str(k).lower() not in _SUBTOTALS and float(v) > 0]
     items.sort(key=lambda kv: -kv[1])
     fig.add_trace(go.Pie(labels=[k for k, _ in items], values=[v for _, v in items],
                          hole=0.45, sort=False, textinfo="label+percent",
@@ -674,7 +702,7 @@ def _plans_section(run: RunData) -> Section:
     if not rows:
         return Section(id="plans", title="Parallel plans compared", text="",
                        note="summary.json has no 'plans' (a single plan was evaluated).")
-    chosen = run.summary.get("plan") or run.best.get("plan") or {}
+    chosen = run.best.get("plan") or run.summary.get("plan") or {}
     chosen_label = _plan_label(chosen) if isinstance(chosen, Mapping) and chosen else None
     rows.sort(key=lambda r: -r[1])
     colors = [_COLORS["best"] if r[0] == chosen_label else

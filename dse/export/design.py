@@ -155,7 +155,9 @@ def load_design(source: str | Path) -> Design:
         workload = ",".join(str(w) for w in workload)
     if workload is not None and not isinstance(workload, str):
         raise ConfigError(f"{p}: 'workload' must be a string, got {type(workload).__name__}")
-    batch, seq = data.get("batch"), data.get("seq")
+    ev_data = data.get("evaluation") if isinstance(data.get("evaluation"), Mapping) else {}
+    batch = data.get("batch")
+    seq = data.get("seq", ev_data.get("seq"))
     for key, value in (("batch", batch), ("seq", seq)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value <= 0):

@@ -336,6 +336,28 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out["images"] == [] and out["images_hint"] is None
 
 
+@pytest.mark.slow
+def test_report_of_a_real_search_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """End to end: a small real `dse search`, then `dse report` on its run directory."""
+    run = tmp_path / "run"
+    rc = main(["search", "--workload", "gpt2", "--area", "400", "--budget", "40", "--seed", "2",
+               "--out", str(run), "--no-report", "--json"])
+    assert rc == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["report", str(run), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for sid in ("pareto", "baselines", "breakdown", "timeline", "area-power", "convergence"):
+        assert sid in out["figures"], sid
+    html_text = (run / "report.html").read_text()
+    best = json.loads((run / "best.json").read_text())
+    assert best["hardware"]["name"] in html_text
+    chromium = _chromium()
+    if chromium is not None:
+        dom, log = render_in_chromium(run / "report.html", tmp_path, chromium)
+        assert dom.count('class="main-svg"') >= len(out["figures"])
+        assert not [ln for ln in log.splitlines() if "Uncaught" in ln]
+
+
 def _chromium() -> str | None:
     env = os.environ.get("DSE_CHROMIUM")
     if env and Path(env).exists():
