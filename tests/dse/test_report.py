@@ -350,6 +350,15 @@ def test_report_of_a_real_search_run(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert sid in out["figures"], sid
     html_text = (run / "report.html").read_text()
     best = json.loads((run / "best.json").read_text())
+    from dse.report import build_sections
+
+    secs = {s.id: s for s in build_sections(load_run(run))}
+    ev = best["evaluation"]
+    area_pie, power_pie = secs["area-power"].figure.data
+    assert sum(area_pie.values) == pytest.approx(ev["area_mm2"], rel=0.01)  # no subtotals
+    assert sum(power_pie.values) == pytest.approx(ev["tdp_w"], rel=0.01)
+    bars = {t.xaxis: t for t in secs["breakdown"].figure.data}
+    assert sum(bars["x"].y) > 0 and all(v > 0 for t in bars.values() for v in t.y)
     assert best["hardware"]["name"] in html_text
     chromium = _chromium()
     if chromium is not None:
