@@ -144,3 +144,112 @@ def study_info(study: optuna.Study) -> dict[str, Any]:
     """Name, trial count and metric names of a persistent study (for summary.json)."""
     return {"study": study.study_name, "trials": len(study.get_trials(deepcopy=False)),
             "metric_names": study.metric_names}
+
+
+# --------------------------------------------------------------------------- workers
+
+
+class SearchObjective:
+    """The accelerator objective for shared studies (:mod:`search.distributed`): the
+    ``TrialObjective`` a worker rebuilds from a study's settings
+    (:func:`objective_from_settings`). Each trial suggests every design parameter (so
+    slots with fixed params evaluate exactly that design), scores it with the same
+    :class:`~search.objective.TrainingProblem` as ``dse search``, and records the same
+    user attributes and constraints as the in-memory path."""
+
+    def __init__(self, settings: Any) -> None:
+        from search.evaluator import Evaluator
+        from search.runner import SearchConfig, build_problem
+
+        keys = ("workloads", "area_mm2", "power_w", "objective", "devices", "searcher",
+                "seed", "batch", "seq", "multi_objective")
+        missing = [k for k in keys if k not in settings]
+        if missing:
+            raise ConfigError(f"study settings lack {missing[0]!r}; the study was not made "
+                              "by this dse version")
+        cfg = SearchConfig(**{k: (tuple(settings[k]) if k == "workloads" else settings[k])
+                              for k in keys})
+        self.cfg = cfg
+        self.problem = build_problem(cfg)
+        self.space = self.problem.space
+        want = settings.get("space")
+        if want is not None and want != self.space.fingerprint():
+            raise ConfigError(f"the study was made on design space {want}, this dse has "
+                              f"{self.space.fingerprint()}; use the same dse version")
+        self.evaluator = Evaluator(self.problem, multi_objective=cfg.multi_objective)
+        self.directions = directions(cfg.multi_objective)
+        self.metric_names = metric_names(cfg.objective, cfg.multi_objective)
+        self._dists = self.space.optuna_distributions()
+        self._feasible: np.ndarray | None = None
+
+    def __call__(self, trial: optuna.Trial) -> Any:
+        from optuna.distributions import CategoricalDistribution
+
+        params: dict[str, Any] = {}
+        for name, d in self._dists.items():
+            if isinstance(d, CategoricalDistribution):
+                params[name] = trial.suggest_categorical(name, d.choices)
+            else:
+                params[name] = trial.suggest_int(name, d.low, d.high)
+        idx = self.space.from_optuna_params(params)[None, :]
+        ev = self.evaluator
+        ev.evaluate(idx, self.cfg.searcher, persist=False)
+        sc = ev.scores_at(ev.rows_of(idx))
+        values, cons, attrs = ev.trial_payload(idx, sc, 0, self.cfg.searcher, trial.number)
+        for k, v in cons.items():
+            trial.set_constraint(k, float(v))
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        return values if self.cfg.multi_objective else values[0]
+
+    def _feasible_designs(self) -> np.ndarray:
+        if self._feasible is None:
+            from search.evaluator import within_budget
+
+            keep = []
+            for c in self.space.enumerate(65536):
+                a, p = self.problem.area_tdp(c)
+                keep.append(c[within_budget(self.problem, a, p)])
+            self._feasible = np.concatenate(keep) if keep else np.zeros(
+                (0, len(self.space.params)), np.int64)
+        return self._feasible
+
+    def slot_params(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """Fixed params of budget slots: none for optuna (the sampler decides), the
+        ``i``-th design within budget in grid order for exhaustive, a design within
+        budget drawn from ``default_rng([seed, i])`` for random (independent of how the
+        slots are split among workers)."""
+        s = self.cfg.searcher
+        if s == "optuna":
+            return [{} for _ in range(start, stop)]
+        if s == "exhaustive":
+            f = self._feasible_designs()
+            if len(f) == 0:
+                return [{} for _ in range(start, stop)]
+            return [self.space.to_optuna_params(f[i % len(f)]) for i in range(start, stop)]
+        from search.evaluator import within_budget
+
+        out = []
+        for i in range(start, stop):
+            rng = np.random.default_rng([self.cfg.seed, i])
+            for _ in range(1000):
+                c = self.space.sample(rng, 64)
+                a, p = self.problem.area_tdp(c)
+                ok = np.flatnonzero(within_budget(self.problem, a, p))
+                if ok.size:
+                    out.append(self.space.to_optuna_params(c[ok[0]]))
+                    break
+            else:
+                out.append({})
+        return out
+
+    def sampler(self, worker_seed: int) -> optuna.samplers.BaseSampler:
+        if self.cfg.searcher == "optuna":
+            return make_sampler(worker_seed, self.cfg.multi_objective)
+        return optuna.samplers.RandomSampler(seed=worker_seed)
+
+
+def objective_from_settings(settings: Any) -> SearchObjective:
+    """The worker objective of a study made by ``dse search --jobs N`` or with a
+    PostgreSQL/MySQL ``--storage`` (hook of :mod:`search.distributed`)."""
+    return SearchObjective(settings)

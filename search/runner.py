@@ -33,7 +33,7 @@ from dse.types import HardwareConfig, jsonable
 from search.evaluator import OBJECTIVES, Evaluator, directions, geomean, metric_names
 
 __all__ = ["SearchConfig", "SearchContext", "run_search", "write_run_dir", "default_study_name",
-           "DEFAULT_BUDGETS", "baseline_designs"]
+           "DEFAULT_BUDGETS", "baseline_designs", "assemble", "build_problem"]
 
 DEFAULT_BUDGETS: dict[str, int | None] = {"wham": None, "optuna": 500, "random": 500,
                                           "exhaustive": None}
@@ -355,7 +355,8 @@ def designs_table(ev: Evaluator) -> Any:
 # --------------------------------------------------------------------------- run
 
 
-def _build_problem(cfg: SearchConfig, space: Any = None) -> Any:
+def build_problem(cfg: SearchConfig, space: Any = None) -> Any:
+    """The :class:`~search.objective.TrainingProblem` of a configuration."""
     from cost_models.technology import load_technology
     from search.objective import TrainingProblem, load_targets
     from search.space import default_space
@@ -404,7 +405,7 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
     from search.storage import TrialBuffer
 
     t0 = time.perf_counter()
-    problem = _build_problem(cfg, space)
+    problem = build_problem(cfg, space)
     space = problem.space
     # nothing fits at all: say so before searching
     need = problem.min_hbm_bytes()
@@ -430,13 +431,27 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
     finally:
         if buffer is not None:
             buffer.flush()
+    return assemble(cfg, problem, ev, bases=bases, t0=t0, loaded=loaded, budget=budget,
+                    a_min=a_min, info=ctx.info, extra_evaluations=ctx.extra_evaluations,
+                    pareto=ctx.pareto_rows, study=study, storage_display=storage_display,
+                    study_name=study_name), ev
+
+
+def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any], t0: float,
+             loaded: int, budget: int | None, a_min: float, info: dict[str, Any],
+             extra_evaluations: int = 0, pareto: Any = (), study: Any = None,
+             storage_display: str | None = None, study_name: str = "") -> dict[str, Any]:
+    """The result object of a finished search (the ``--json`` object / summary.json)."""
+    from search.optuna_search import pareto_rows
+
+    space = problem.space
     rows = ev.top(cfg.top_k)
     if len(rows) == 0:
         problem.raise_infeasible()
     c = ev.columns()
     top = []
     deadline = time.perf_counter() + cfg.ilp_total_s
-    for k, r in enumerate(rows):
+    for r in rows:
         hw = space.config(c["idx"][r])
         top.append(_entry(problem, hw, ilp_time_limit_s=cfg.ilp_time_limit_s,
                           ilp_deadline=deadline))
@@ -451,15 +466,13 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
         if e["objective_value"] > 0:
             e["best_over_baseline"] = top[0]["objective_value"] / e["objective_value"]
         baselines.append(e)
-    from search.optuna_search import pareto_rows
-
-    pareto = _pareto(ev, ctx.pareto_rows or pareto_rows(ev), space)
+    front = _pareto(ev, pareto or pareto_rows(ev), space)
     best = top[0]
     summary: dict[str, Any] = {
         "best": best,
         "top_k": top,
         "baselines": baselines,
-        "evaluations": int(ev.evaluations + ctx.extra_evaluations),
+        "evaluations": int(ev.evaluations + extra_evaluations),
         "wall_s": time.perf_counter() - t0,
         "out_dir": str(Path(cfg.out_dir).resolve()) if cfg.out_dir else None,
         "workloads": list(problem.workload_names),
@@ -471,20 +484,20 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
         "devices": cfg.devices,
         "plan": {n: p["plan"] for n, p in best["workloads"].items()},
         "convergence": ev.convergence,
-        "pareto": pareto,
+        "pareto": front,
         "evaluations_end_to_end": int(ev.evaluations),
         "evaluations_resumed": int(loaded),
-        "evaluations_this_run": int(ev.evaluations - loaded + ctx.extra_evaluations),
+        "evaluations_this_run": int(ev.evaluations - loaded + extra_evaluations),
         "feasible_evaluated": int(c["feasible"].sum()),
         "space": space.describe(),
         "study": {"storage": storage_display, "name": study_name,
                   "trials": (len(study.get_trials(deepcopy=False)) if study is not None
                              else None)},
-        "search": ctx.info,
+        "search": info,
         "budget": budget,
         "min_area_mm2": a_min,
     }
-    return jsonable(summary), ev
+    return jsonable(summary)
 
 
 def write_run_dir(summary: dict[str, Any], ev: Evaluator, out_dir: str | Path) -> Path:
