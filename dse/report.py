@@ -258,7 +258,8 @@ def _layout(fig: Any, title: str, height: int = 420) -> Any:
 
 
 def _hover(df: Any) -> list[str]:
-    cols = [c for c in ("name", "tensor_cores", "array_rows", "array_cols", "dataflow", "vector_cores",
+    cols = [c for c in ("name", "tensor_cores", "array_rows", "array_cols", "dataflow",
+                        "vector_cores",
                         "vector_lanes", "sram_per_core_bytes", "freq_hz", "searcher",
                         "eval_index") if c in df.columns]
     out = []
@@ -868,10 +869,11 @@ def write_images(run_dir: str | Path, sections: list[Section],
     Chrome/Chromium is missing (the hint is :data:`IMAGES_HINT` plus the cause).
     """
     figs = [(s.id, s.figure) for s in sections if s.figure is not None]
-    try:
-        import kaleido
-        import plotly.io as pio
-    except ImportError:
+    import importlib.util
+
+    import plotly.io as pio
+
+    if importlib.util.find_spec("kaleido") is None:
         return [], IMAGES_HINT + " (kaleido is not installed)"
     out = Path(run_dir) / "report_images"
     out.mkdir(exist_ok=True)

@@ -33,6 +33,8 @@ Files written:
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -141,9 +143,16 @@ def remote_memory() -> dict[str, str]:
 def chakra_available() -> bool:
     """Whether ``mlc-chakra`` (``import chakra``) can write ET files here."""
     try:
-        from chakra.schema.protobuf import et_def_pb2
-        from chakra.src.third_party.utils.protolib import encodeMessage
-    except Exception:
+        found = (importlib.util.find_spec("chakra.schema.protobuf.et_def_pb2") is not None
+                 and importlib.util.find_spec("chakra.src.third_party.utils.protolib")
+                 is not None)
+    except (ImportError, ValueError):  # a parent package is missing or broken
+        return False
+    if not found:
+        return False
+    try:
+        importlib.import_module("chakra.schema.protobuf.et_def_pb2")
+    except Exception:  # noqa: BLE001 - e.g. a protobuf runtime too old for the gencode
         return False
     return True
 

@@ -155,7 +155,8 @@ def load_design(source: str | Path) -> Design:
         workload = ",".join(str(w) for w in workload)
     if workload is not None and not isinstance(workload, str):
         raise ConfigError(f"{p}: 'workload' must be a string, got {type(workload).__name__}")
-    ev_data = data.get("evaluation") if isinstance(data.get("evaluation"), Mapping) else {}
+    ev_raw = data.get("evaluation")
+    ev_data: Mapping[str, Any] = ev_raw if isinstance(ev_raw, Mapping) else {}
     batch = data.get("batch")
     seq = data.get("seq", ev_data.get("seq"))
     for key, value in (("batch", batch), ("seq", seq)):
@@ -252,6 +253,7 @@ def unique_gemms(graphs: list[Graph] | tuple[Graph, ...]) -> list[Gemm]:
     acc: dict[tuple[int, int, int], dict[str, Any]] = {}
     multi = len(graphs) > 1
     for g in graphs:
+        op: Operator
         for op in g.ops:
             if op.kind != "gemm":
                 continue

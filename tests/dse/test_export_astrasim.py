@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.dse.test_export_scalesim import peer_python, write_design
 
 from dse.errors import ExportError
 from dse.export import export_design, load_design
 from dse.export.astrasim import chakra_available, network, system
+from tests.dse.test_export_scalesim import peer_python, write_design
 
 
 def _design(tmp: Path, system_cfg: dict, plan: dict) -> Path:

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.dse.test_export_scalesim import write_design
 
 from dse.errors import ConfigError
 from dse.export import export_design, load_design
 from dse.export.timeloop import TAGS, Component, Container, Parallel, architecture, dump, load
+from tests.dse.test_export_scalesim import write_design
 
 EXERCISE = """\
 architecture:

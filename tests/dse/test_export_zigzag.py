@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.dse.test_export_scalesim import peer_python, write_design
 
 from cost_models.technology import load_technology
 from dse.export import export_design, load_design, unique_gemms, workload_graphs
 from dse.export.zigzag import energy_costs, hardware
+from tests.dse.test_export_scalesim import peer_python, write_design
 
 
 def test_files_have_the_zigzag_structure(tmp_path: Path) -> None:

@@ -381,11 +381,9 @@ def _chromium() -> str | None:
 def test_images_or_hint(tmp_path: Path) -> None:
     run = make_run_dir(tmp_path)
     result = generate_report(run, images=True)
-    try:
-        import kaleido
-        have_kaleido = True
-    except ImportError:
-        have_kaleido = False
+    import importlib.util
+
+    have_kaleido = importlib.util.find_spec("kaleido") is not None
     if have_kaleido and _chromium():
         assert result.images_hint is None, result.images_hint
         assert len(result.images) == 2 * len(SECTION_IDS)
