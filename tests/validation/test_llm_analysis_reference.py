@@ -274,6 +274,31 @@ def expected_device_params(spec: Any, r: dict[str, Any], chunks: list[Graph]) ->
     return total
 
 
+def expected_model_states(spec: Any, r: dict[str, Any], chunks: list[Graph]) -> dict[str, float]:
+    """Our device's weights, gradients and optimizer state from :func:`expected_device_params`
+    with ZeRO §3.1's 2 + 2 + 12 B/param (S1: their gradients are 4 B/param) and the ZeRO
+    stage's division by dp (stage 1: optimizer, 2: + gradients, 3: + weights)."""
+    p, dp, z = expected_device_params(spec, r, chunks), r["dp"], r["zero"]
+    return {"weights": 2 * p / (dp if z >= 3 else 1), "grads": 2 * p / (dp if z >= 2 else 1),
+            "optimizer": 12 * p / (dp if z >= 1 else 1)}
+
+
+def act_per_gpu_ours_from_theirs(spec: Any, r: dict[str, Any]) -> float:
+    """pp = 1: our device activations = L × (their per layer + A2-A4) + the A6 terms."""
+    assert r["pp"] == 1
+    s, b, h, t = r["seq"], r["micro_batch"], spec.hidden, r["tp"]
+    sp_div = t if r["sp"] else 1
+    out = spec.layers * act_per_layer_ours_from_theirs(spec, r)
+    out += 4 * s * b * h / sp_div + 4 * s * b * spec.vocab / t   # A6: norm/head inputs, fp32 logits
+    out += s * b * h / sp_div if spec.dropout else 0.0           # A6: embedding dropout mask
+    if r["recompute"] == "full":                                 # A6: working layer
+        out += activation_bytes_per_layer(
+            seq=s, micro_batch=b, hidden=h, heads=spec.heads, tp=t,
+            sequence_parallel=bool(r["sp"]), recompute="none", kv_heads=spec.kv_heads,
+            ffn=spec.ffn, gated_mlp=spec.gated_mlp, dropout=spec.dropout)
+    return out
+
+
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def table() -> list[dict[str, Any]]:
@@ -392,14 +417,15 @@ def test_parameter_count(table: list[dict[str, Any]], model: str) -> None:
     assert ours == r["num_params_total"] + omitted_params_total(spec)
 
 
-def test_device_parameters(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
-    """Weights on our fullest device (``device_memory_bytes``) = 2 B × the parameters
-    rebuilt from their per-layer and embedding weights with P1-P3 on our stage layout."""
-    def want(r: dict[str, Any], o: dict[str, Any]) -> float:
-        zdiv = r["dp"] if r["zero"] >= 3 else 1
-        return 2 * expected_device_params(spec_of(r["model"]), r, o["chunks"]) / zdiv
-    bad = _bad((r, o["mem"]["weights"], want(r, o)) for r, o in pairs)
-    assert not bad, bad[:5]
+def test_device_model_states(pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Weights, gradients and optimizer state on our fullest device (``device_memory_bytes``)
+    = the parameters rebuilt from their per-layer and embedding weights with P1-P3 on our
+    stage layout, times ZeRO §3.1's bytes per parameter (S1) and the ZeRO sharding."""
+    for part in ("weights", "grads", "optimizer"):
+        bad = _bad((r, o["mem"][part],
+                    expected_model_states(spec_of(r["model"]), r, o["chunks"])[part])
+                   for r, o in pairs)
+        assert not bad, (part, bad[:5])
 
 
 def test_zero_sharding_and_bytes_per_param(
@@ -453,22 +479,10 @@ def _ours_act_total(mem: dict[str, float]) -> float:
 def test_activations_per_gpu_single_stage(
         pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
     """pp = 1: our device activations = L × (their per layer + A2-A4) + A6 terms."""
-    def want(r: dict[str, Any]) -> float:
-        spec = spec_of(r["model"])
-        s, b, h, t = r["seq"], r["micro_batch"], spec.hidden, r["tp"]
-        sp_div = t if r["sp"] else 1
-        out = spec.layers * act_per_layer_ours_from_theirs(spec, r)
-        out += 4 * s * b * h / sp_div + 4 * s * b * spec.vocab / t   # A6: norm/head inputs, fp32 logits
-        out += s * b * h / sp_div if spec.dropout else 0.0           # A6: embedding dropout mask
-        if r["recompute"] == "full":                                 # A6: working layer
-            out += activation_bytes_per_layer(
-                seq=s, micro_batch=b, hidden=h, heads=spec.heads, tp=t,
-                sequence_parallel=bool(r["sp"]), recompute="none", kv_heads=spec.kv_heads,
-                ffn=spec.ffn, gated_mlp=spec.gated_mlp, dropout=spec.dropout)
-        return out
     sel = [(r, o) for r, o in pairs if r["pp"] == 1]
     assert len(sel) >= 400
-    bad = _bad((r, _ours_act_total(o["mem"]), want(r)) for r, o in sel)
+    bad = _bad((r, _ours_act_total(o["mem"]), act_per_gpu_ours_from_theirs(spec_of(r["model"]), r))
+               for r, o in sel)
     assert not bad, bad[:5]
 
 
