@@ -202,11 +202,22 @@ def test_latency_at_least_genz_roofline(
 
 def test_weight_gemms_compute_bound_in_both(
         pairs: list[tuple[dict[str, Any], dict[str, float]]]) -> None:
-    """Every weight GEMM of these prefills is compute bound in GenZ's ideal roofline; ours
-    agrees (our latency is the compute time), although our SRAM-tiling traffic exceeds
-    one pass for operands larger than a sixth of the on-chip memory
-    (``cost_models.systolic.dram_traffic_bytes``)."""
+    """Every weight GEMM of these prefills is compute bound in GenZ's ideal roofline: its
+    one-pass arithmetic intensity is 1.6-21× the A100's ops:byte ratio (312e12/2039e9
+    = 153 FLOP/B). NVIDIA's "Matrix Multiplication Background User's Guide" (Deep
+    Learning Performance docs, ch. 2 "Math and Memory Bounds") classes such GEMMs as
+    math-limited: cuBLAS's tiling through shared memory and the 40 MB L2 keeps their
+    DRAM traffic within that margin. Ours must agree (our latency is the compute time);
+    a traffic model that makes them memory bound re-reads operands more than blocking
+    requires (``cost_models.systolic.dram_traffic_bytes`` + the blocking search of
+    ``cost_models.evaluate``)."""
+    ridge = GENZ_PEAK_FLOP_PER_S / HBM_BYTES_PER_S
+    bad = []
     for r, o in pairs:
         if r["op"] in WEIGHT_OPS:
             assert r["bound"] == "Compute", _tag(r)
-            assert o["latency_s"] == pytest.approx(o["compute_s"], rel=REL), _tag(r)
+            assert r["flop"] / genz_bytes(r) >= 1.5 * ridge, _tag(r)
+            if o["latency_s"] != pytest.approx(o["compute_s"], rel=REL):
+                bad.append((_tag(r), f"latency/compute {o['latency_s'] / o['compute_s']:.3f}",
+                            f"HBM bytes / one pass {o['hbm_bytes'] / genz_bytes(r):.2f}"))
+    assert not bad, bad[:8]
