@@ -324,8 +324,99 @@ def _comm_matrix(plan: _Plan, d: int, comm_time_s: Any) -> np.ndarray:
     return out
 
 
-_TILING_BASE = 4
-"""Candidate widths of the virtual array are powers of this base (see :func:`_gemm_costs`)."""
+
+
+_BLOCK_BASE = 8
+"""Candidate row-block counts and virtual widths are powers of this base."""
+_BLOCKS_M = tuple(_BLOCK_BASE ** i for i in range(7))
+"""Candidate numbers of row blocks ``s`` (1 .. 8^6 = 262,144)."""
+_WIDTHS = tuple(_BLOCK_BASE ** i for i in range(6))
+"""Candidate virtual widths ``q`` in array widths (1 .. 8^5)."""
+
+
+def _blocked_traffic(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
+                     dtb: np.ndarray, sram: np.ndarray) -> np.ndarray:
+    """Off-chip bytes of ``batch`` GEMMs under the best loop blocking, (d, U, L) for the
+    ``L`` SRAM capacities ``sram`` (d, L) (e.g. the whole chip's and the cores' own).
+
+    ``systolic.dram_traffic_bytes`` models one pass of SCALE-Sim's loop nest over the whole
+    GEMM, where an operand is either resident or re-read in full. A compiler blocks the
+    GEMM to fit its SRAM; we search two blockings on top of that model:
+
+    * ``s`` row blocks: the GEMM is run as ``s`` sub-GEMMs of ``ceil(m/s)`` rows (each costs
+      the model's traffic, so the right operand is re-read once per block);
+    * virtual width ``q``: each sub-GEMM is tiled as on a ``rows × (cols·q)`` array — ``q``
+      column folds in flight at once (on several cores side by side or one after the
+      other), sharing each pass of the row-streamed operand; the model decides whether the
+      wider tiles still fit.
+
+    ``s`` and ``q`` range over powers of :data:`_BLOCK_BASE` (``s <= m``; ``q`` until the
+    virtual width spans the column-mapped dimension); the least traffic is taken. The
+    search of a pair stops once it reaches the compulsory traffic ``(mk + kn + mn)·dtype``,
+    or once the compulsory traffic of ``s`` blocks, ``s·(m_b·k + k·n + m_b·n)·dtype``
+    (increasing in ``s``; the model never goes below it), exceeds the best found: both
+    are exact, they skip only candidates that cannot win. The candidate set depends only on the shapes and the array, and
+    the model's traffic is non-increasing in SRAM, so the result is non-increasing in SRAM.
+    """
+    d, u = len(rows), len(shapes)
+    nl = sram.shape[1]
+    rep = u * nl
+    mm = np.tile(np.repeat(shapes[:, 0], nl), d)
+    kk = np.tile(np.repeat(shapes[:, 1], nl), d)
+    nn = np.tile(np.repeat(shapes[:, 2], nl), d)
+    bb = np.tile(np.repeat(shapes[:, 3], nl), d).astype(np.float64)
+    rr = np.repeat(rows, rep)
+    cc = np.repeat(cols, rep)
+    ww = np.repeat(dtb, rep)
+    ss = np.tile(sram, (1, u)).ravel()          # (design, shape, level) order
+    compulsory = (mm * kk + kk * nn + mm * nn) * ww
+    best = np.full(mm.shape, np.inf)
+    act = np.arange(mm.size)                    # pairs still above their compulsory traffic
+    qs = np.asarray(_WIDTHS, dtype=np.int64)
+    for s in _BLOCKS_M:
+        act = act[mm[act] >= s]
+        # s blocks cost at least their compulsory traffic, which grows with s: a pair whose
+        # best is already below it cannot improve at this or any larger s
+        mb = -(-mm[act] // s)
+        lower = s * (mb * kk[act] + kk[act] * nn[act] + mb * nn[act]) * ww[act]
+        keep = lower <= best[act] * (1.0 + 1e-9)
+        act, mb = act[keep], mb[keep]
+        if not len(act):
+            break
+        width = mb if df == "is" else nn[act]
+        # all useful widths of every active pair in one call: q = 1, or the previous width
+        # (q / base array widths) does not span the column-mapped dimension yet
+        useful = (qs[None, :] == 1) | (cc[act][:, None] * (qs[None, :] // _BLOCK_BASE)
+                                       < width[:, None])
+        pos, qi = np.nonzero(useful)
+        idx = act[pos]
+        t = s * systolic.dram_traffic_bytes(mb[pos], kk[idx], nn[idx], rr[idx],
+                                            cc[idx] * qs[qi], df, ss[idx], ww[idx])
+        np.minimum.at(best, idx, t)
+        act = act[best[act] > compulsory[act] * (1.0 + 1e-12)]
+    return (bb * best).reshape(d, u, nl)
+
+
+def _blocked_traffic_scalar(m: int, k: int, n: int, b: int, rows: int, cols: int, df: str,
+                            dtb: float, sram: float) -> float:
+    """:func:`_blocked_traffic` for one GEMM, one design and one SRAM (plain Python loops)."""
+    compulsory = (m * k + k * n + m * n) * dtb
+    best = math.inf
+    for s in _BLOCKS_M:
+        if s > m:
+            break
+        mb = -(-m // s)
+        if s * (mb * k + k * n + mb * n) * dtb > best * (1.0 + 1e-9):
+            break  # the compulsory traffic of s blocks already exceeds the best
+        width = mb if df == "is" else n
+        for q in _WIDTHS:
+            if q > 1 and cols * (q // _BLOCK_BASE) >= width:
+                break
+            best = min(best, s * float(systolic.dram_traffic_bytes(
+                mb, k, n, rows, cols * q, df, sram, dtb)))
+        if best <= compulsory * (1.0 + 1e-12):
+            break
+    return b * best
 
 
 def _gemm_costs(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
@@ -338,12 +429,8 @@ def _gemm_costs(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
     ``hbm_bytes``, ``fabric_bytes``, ``operand_sram_words`` (A and B reads),
     ``psum_sram_words`` (C writes), the latter per GEMM of the batch.
 
-    Traffic: the cores may tile the GEMM as one wide virtual array of ``rows × (cols·q)``
-    (``q`` cores side by side sharing the row-streamed operand) for ``q`` in the powers of
-    :data:`_TILING_BASE` up to ``p``; the tiling with the least traffic is taken
-    (``systolic.dram_traffic_bytes`` with the chip's SRAM for HBM, with the per-core SRAMs
-    only for the fabric). The set of tilings grows with ``p`` and so does the SRAM, so the
-    traffic is non-increasing in the number of cores.
+    Traffic: :func:`_blocked_traffic` with the chip's SRAM (HBM bytes) and with the per-core
+    SRAMs only (fabric bytes).
     """
     m, k, n, b = (shapes[None, :, i] for i in range(4))
     r, c, pp = rows[:, None], cols[:, None], p[:, None]
@@ -354,21 +441,12 @@ def _gemm_costs(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
                    dtype=np.float64))
     serial = b * np.asarray(systolic.gemm_cycles_multi_core(m, k, n, r, c, df, pp),
                             dtype=np.float64)
-    hbm = np.full(np.broadcast_shapes(m.shape, r.shape), np.inf)
-    fab = hbm.copy()
-    q = 1
-    while q <= int(p.max()):
-        sel = np.flatnonzero(p >= q)
-        th = systolic.dram_traffic_bytes(m, k, n, r[sel], c[sel] * q, df,
-                                         sram_total[sel, None], dtb[sel, None])
-        tf = systolic.dram_traffic_bytes(m, k, n, r[sel], c[sel] * q, df,
-                                         sram_core[sel, None], dtb[sel, None])
-        hbm[sel] = np.minimum(hbm[sel], th)
-        fab[sel] = np.minimum(fab[sel], tf)
-        q *= _TILING_BASE
+    traffic = _blocked_traffic(shapes, rows, cols, df, dtb,
+                               np.stack([sram_total, sram_core], axis=1))
+    hbm, fab = traffic[:, :, 0], traffic[:, :, 1]
     acc = systolic.sram_accesses(m, k, n, r, c, df)
-    return {"cycles": np.minimum(grouped, serial), "cc": cc, "hbm_bytes": b * hbm,
-            "fabric_bytes": b * fab,
+    return {"cycles": np.minimum(grouped, serial), "cc": cc, "hbm_bytes": hbm,
+            "fabric_bytes": fab,
             "operand_sram_words": np.asarray(acc["ifmap_sram_reads"] + acc["filter_sram_reads"],
                                              dtype=np.float64),
             "psum_sram_words": np.asarray(acc["ofmap_sram_writes"], dtype=np.float64)}
@@ -636,9 +714,9 @@ class DeviceResult:
 
 
 def _scalar_multi_core(m: int, k: int, n: int, r: int, c: int, df: str, cores: int) -> int:
-    if m >= n:
-        return systolic.compute_cycles_scalar(-(-m // cores), k, n, r, c, df)
-    return systolic.compute_cycles_scalar(m, k, -(-n // cores), r, c, df)
+    """``systolic.gemm_cycles_multi_core`` on Python ints (its closed form, not the fold
+    walker, which is too slow for training-size GEMMs)."""
+    return int(systolic.gemm_cycles_multi_core(m, k, n, r, c, df, cores))
 
 
 def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
@@ -676,27 +754,20 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
                                    hbm_s=0.0, sram_s=0.0, hbm_bytes=0.0)
         if op.kind == "gemm":
             m, k, n, b = op.m, op.k, op.n, op.batch
-            cc = systolic.compute_cycles_scalar(m, k, n, r, cc_, df)
+            cc = int(systolic.compute_cycles(m, k, n, r, cc_, df))  # closed form on ints
             if b >= p:
                 grouped = math.ceil(b / p) * cc
             else:
                 grouped = _scalar_multi_core(m, k, n, r, cc_, df, max(p // b, 1))
             serial = b * _scalar_multi_core(m, k, n, r, cc_, df, p)
             t_comp = float(min(grouped, serial)) / f
-            hb_min = fb_min = math.inf
-            q = 1
-            while q <= p:  # tilings as rows x (cols*q) virtual arrays (see _gemm_costs)
-                hb_min = min(hb_min, float(systolic.dram_traffic_bytes(
-                    m, k, n, r, cc_ * q, df, sram_total, dtb)))
-                fb_min = min(fb_min, float(systolic.dram_traffic_bytes(
-                    m, k, n, r, cc_ * q, df, sram_core, dtb)))
-                q *= _TILING_BASE
-            hb, fb = b * hb_min, b * fb_min
+            hb = _blocked_traffic_scalar(m, k, n, b, r, cc_, df, dtb, sram_total)
+            fb = _blocked_traffic_scalar(m, k, n, b, r, cc_, df, dtb, sram_core)
             t_hbm = hb / float(hw.hbm_bw_bytes_per_s)
             t_fab = fb / fabric_bw
             t_mem = max(t_hbm, t_fab)
             bound = "tensor" if t_comp >= t_mem else ("hbm" if t_hbm >= t_fab else "sram")
-            acc = systolic.sram_accesses_scalar(m, k, n, r, cc_, df)
+            acc = systolic.sram_accesses(m, k, n, r, cc_, df)
             sram_b = b * ((acc["ifmap_sram_reads"] + acc["filter_sram_reads"]) * dtb
                           + acc["ofmap_sram_writes"] * cst["accumulator_bytes"])
             energy = (b * float(m * k * n) * cst["mac_energy_j"]
