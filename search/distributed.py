@@ -63,15 +63,21 @@ __all__ = [
     "create_or_load_study", "load_worker_study", "study_settings", "study_progress",
     "recover_orphans", "run_worker", "run_parallel_jobs", "build_objective",
     "OBJECTIVE_FACTORIES", "TrialObjective", "SyntheticObjective", "WorkerReport",
-    "SETTINGS_ATTR", "JOURNAL_FILE", "STUDY_DB",
+    "SETTINGS_ATTR", "BUDGET_ATTR", "JOURNAL_FILE", "STUDY_DB", "repair_slots",
+    "study_budget",
 ]
 
 SETTINGS_ATTR = "dse:settings"
 """Study user attribute holding the JSON settings a worker rebuilds the objective from."""
-SLOTS_ATTR = "dse:slots"
-"""Study user attribute: number of slot trials enqueued so far (== budget when ready)."""
+BUDGET_ATTR = "dse:budget"
+"""Study user attribute: the global budget (finished trials wanted); written last at
+creation, so its presence means the study is ready for workers."""
+DEFAULT_SLOT_WINDOW = 32
+"""Waiting slots kept ahead of the workers (setting ``slot_window``)."""
 SLOT_ATTR = "dse:slot"
 """Trial user attribute: index of the budget slot this trial fills (copied on retries)."""
+DUPLICATE_ATTR = "dse:duplicate_of"
+"""Trial system attribute of a withdrawn race duplicate: the number of the live copy."""
 OWNER_ATTR = "dse:worker"
 """Trial system attribute: ``host:pid`` of the process that claimed it."""
 JOURNAL_FILE = "study.log"
@@ -334,13 +340,44 @@ def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None
                     optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
             }
         try:
-            return optuna.storages.RDBStorage(spec.url, engine_kwargs=engine_kwargs, **kwargs)
+            if spec.backend == "sqlite":
+                _sqlite_wal(spec)
+            rdb = optuna.storages.RDBStorage(spec.url, engine_kwargs=engine_kwargs, **kwargs)
+            if spec.backend == "sqlite":
+                _sqlite_fast_commits(rdb)
+            return rdb
         except ModuleNotFoundError as e:
             hint = (" (pip install 'dse[postgres]')" if spec.backend == "postgresql" else "")
             raise StorageError(f"storage {spec.display} needs the missing Python module "
                                f"{e.name!r}{hint}") from None
         except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
             raise _storage_error(spec, e) from None
+
+
+def _sqlite_wal(spec: StorageSpec) -> None:
+    """Switch a SQLite storage to write-ahead logging (persistent in the file): readers no
+    longer block the writer and a commit appends to the log instead of rewriting pages.
+    Safe against killed processes; not for network file systems (neither is SQLite)."""
+    import sqlite3
+
+    con = sqlite3.connect(spec.path, timeout=120)
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
+def _sqlite_fast_commits(rdb: optuna.storages.RDBStorage) -> None:
+    """``synchronous=NORMAL`` on every connection: in WAL mode a commit then survives a
+    killed process (what resume needs), only not a power cut, and costs no fsync."""
+    from sqlalchemy import event
+
+    def on_connect(dbapi_con: Any, _record: Any) -> None:
+        dbapi_con.execute("PRAGMA synchronous=NORMAL")
+
+    event.listen(rdb.engine, "connect", on_connect)
+    rdb.engine.dispose()  # reconnect the pooled connections with the pragma
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -531,39 +568,71 @@ def study_settings(study: optuna.Study) -> dict[str, Any]:
     return s
 
 
-def _slot_indices(study: optuna.Study) -> set[int]:
-    out = set()
-    for t in study.get_trials(deepcopy=False):
-        i = t.user_attrs.get(SLOT_ATTR)
-        if isinstance(i, int):
-            out.add(i)
-    return out
+def _slot_of(t: FrozenTrial) -> int | None:
+    i = t.user_attrs.get(SLOT_ATTR)
+    return i if isinstance(i, int) and not isinstance(i, bool) else None
 
 
-def _enqueue_slots(study: optuna.Study, objective: TrialObjective, indices: Sequence[int]
-                   ) -> None:
-    if not indices:
-        return
-    lo, hi = min(indices), max(indices) + 1
-    params = objective.slot_params(lo, hi)
-    want = set(indices)
-    for i, p in zip(range(lo, hi), params):
-        if i in want:
-            study.enqueue_trial(dict(p), user_attrs={SLOT_ATTR: i})
+def study_budget(study: optuna.Study) -> int:
+    """The study's global budget (0 while its creator is still writing it)."""
+    b = study.user_attrs.get(BUDGET_ATTR, 0)
+    return int(b) if isinstance(b, int) else 0
+
+
+def _window(settings: Mapping[str, Any]) -> int:
+    w = settings.get("slot_window", DEFAULT_SLOT_WINDOW)
+    if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+        raise ConfigError(f"slot_window={w!r} must be a positive integer")
+    return w
+
+
+def _enqueue_slot(study: optuna.Study, objective: TrialObjective, i: int) -> None:
+    params = objective.slot_params(i, i + 1)[0]
+    study.enqueue_trial(dict(params), user_attrs={SLOT_ATTR: i})
+
+
+def repair_slots(study: optuna.Study, objective: TrialObjective, budget: int, window: int,
+                 trials: Sequence[FrozenTrial] | None = None) -> list[int]:
+    """Enqueue every slot below ``budget`` that is missing and whose turn has come (it is
+    in the first window, or its predecessor ``i - window`` was claimed at least once).
+    Idempotent; a duplicate created by a race is withdrawn when claimed. Returns the slot
+    indices enqueued."""
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    state_of: dict[int, list[TrialState]] = {}
+    for t in trials:
+        i = _slot_of(t)
+        if i is not None:
+            state_of.setdefault(i, []).append(t.state)
+    made = []
+    for j in range(budget):
+        if j in state_of:
+            continue
+        pred = state_of.get(j - window)
+        if j < window or (pred is not None and any(s != TrialState.WAITING for s in pred)):
+            _enqueue_slot(study, objective, j)
+            state_of[j] = [TrialState.WAITING]
+            made.append(j)
+    return made
 
 
 def create_or_load_study(storage: optuna.storages.BaseStorage, name: str,
                          settings: Mapping[str, Any], *, budget: int | None = None,
                          objective: TrialObjective | None = None,
-                         wait_ready_s: float = 600.0) -> tuple[optuna.Study, dict[str, Any]]:
-    """Create study ``name`` with ``settings`` and ``budget`` slots, or load it
-    (``load_if_exists`` semantics). Returns ``(study, settings)`` where ``settings`` are
-    the stored ones (with the effective ``budget``).
+                         wait_ready_s: float = 30.0) -> tuple[optuna.Study, dict[str, Any]]:
+    """Create study ``name`` with ``settings`` and a global ``budget``, or load it
+    (``load_if_exists`` semantics). Returns ``(study, settings)``: the stored settings,
+    with the effective ``budget``.
+
+    Slots are enqueued lazily: the first ``slot_window`` (setting, default
+    :data:`DEFAULT_SLOT_WINDOW`) at creation, then whoever claims slot ``i`` enqueues slot
+    ``i + window``; so the queue of waiting trials (which every worker and the TPE sampler
+    re-read from the storage each trial) stays short however large the budget.
 
     Loading checks that the settings identify the same search (workloads, area, space …)
     and raises :class:`ConfigError` naming the first difference. A larger ``budget`` than
-    stored extends the study with new slots; a smaller one is ignored (finished work is
-    kept). A study whose creator died before enqueuing all slots is repaired.
+    stored extends the study; a smaller one is ignored (finished work is kept). Slots
+    missing after a crash are re-enqueued (:func:`repair_slots`).
     """
     settings = _settings_json(settings)
     if budget is None:
@@ -572,6 +641,7 @@ def create_or_load_study(storage: optuna.storages.BaseStorage, name: str,
                                or budget < 1):
         raise ConfigError(f"budget={budget!r} must be a positive integer")
     settings["budget"] = budget
+    window = _window(settings)
     obj = objective if objective is not None else build_objective(settings)
     directions = _directions(obj)
     with _quiet():
@@ -589,14 +659,14 @@ def create_or_load_study(storage: optuna.storages.BaseStorage, name: str,
                 raise ConfigError(f"study {name!r} does not exist yet: give --budget")
             study.set_metric_names(list(obj.metric_names))
             study.set_user_attr(SETTINGS_ATTR, settings)
-            _enqueue_slots(study, obj, range(budget))
-            study.set_user_attr(SLOTS_ATTR, budget)
+            for i in range(min(window, budget)):
+                _enqueue_slot(study, obj, i)
+            study.set_user_attr(BUDGET_ATTR, budget)  # last: marks the study ready
             return study, settings
         # loaded: wait for a concurrent creator to finish writing settings and slots
+        # (after ``wait_ready_s`` the creator is presumed dead and the study repaired)
         deadline = time.monotonic() + wait_ready_s
-        while SLOTS_ATTR not in study.user_attrs:
-            if time.monotonic() > deadline:
-                break
+        while BUDGET_ATTR not in study.user_attrs and time.monotonic() < deadline:
             time.sleep(0.2)
         stored = study_settings(study)
         _check_same_search(name, stored, settings)
@@ -604,17 +674,13 @@ def create_or_load_study(storage: optuna.storages.BaseStorage, name: str,
         if want != directions:
             raise ConfigError(f"study {name!r} has directions {want}, this search needs "
                               f"{directions}; use another --study name")
-        have_budget = int(stored.get("budget") or 0)
-        new_budget = max(have_budget, budget or 0)
-        present = _slot_indices(study)
-        missing = sorted(set(range(new_budget)) - present)
-        if missing:
-            _enqueue_slots(study, obj, missing)
-        if new_budget != have_budget:
+        have = max(study_budget(study), int(stored.get("budget") or 0))
+        new_budget = max(have, budget or 0)
+        if new_budget != study_budget(study):
             stored["budget"] = new_budget
             study.set_user_attr(SETTINGS_ATTR, stored)
-        if study.user_attrs.get(SLOTS_ATTR) != new_budget:
-            study.set_user_attr(SLOTS_ATTR, new_budget)
+            study.set_user_attr(BUDGET_ATTR, new_budget)
+        repair_slots(study, obj, new_budget, _window(stored))
         return study, stored
 
 
@@ -667,7 +733,7 @@ def study_progress(study: optuna.Study) -> Progress:
     counts = {s: 0 for s in TrialState}
     for t in study.get_trials(deepcopy=False):
         counts[t.state] += 1
-    budget = int(study.user_attrs.get(SLOTS_ATTR, 0) or 0)
+    budget = study_budget(study)
     return Progress(budget=budget, complete=counts[TrialState.COMPLETE],
                     pruned=counts[TrialState.PRUNED], running=counts[TrialState.RUNNING],
                     waiting=counts[TrialState.WAITING], failed=counts[TrialState.FAIL])
@@ -761,27 +827,44 @@ class _Heartbeat:
             self._thread.join(timeout=5)
 
 
-def _claim(study: optuna.Study, offset: int) -> int | None:
-    """Pop one WAITING trial (atomic WAITING→RUNNING); returns its id or None."""
-    storage = study._storage
-    waiting = storage.get_all_trials(study._study_id, deepcopy=False,
-                                     states=(TrialState.WAITING,))
-    if not waiting:
+class _SlotQueue:
+    """A worker's view of the waiting slots: fetched from the storage only when the known
+    ones are used up (a fetch reads every unfinished trial), claimed one at a time with
+    the storage's atomic ``WAITING → RUNNING`` transition; slots another worker took in the
+    meantime are skipped. Each worker starts at its own position in the list, so workers
+    mostly claim disjoint slots instead of racing for the same one."""
+
+    def __init__(self, study: optuna.Study, offset: int) -> None:
+        self._study = study
+        self._offset = offset
+        self._ids: list[int] = []
+
+    def _refill(self) -> None:
+        waiting = self._study._storage.get_all_trials(
+            self._study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+        ids = [int(t._trial_id) for t in waiting]
+        if ids:
+            k = self._offset % len(ids)
+            ids = ids[k:] + ids[:k]
+        self._ids = ids
+
+    def claim(self) -> int | None:
+        """Claim one waiting slot; its trial id, or None when none is waiting."""
+        storage = self._study._storage
+        hb = _heartbeat_enabled(self._study)
+        for _ in range(2):
+            while self._ids:
+                tid = self._ids.pop(0)
+                try:
+                    if hb:  # beat first: a claimed trial always has a heartbeat row
+                        storage.record_heartbeat(tid)
+                    if storage.set_trial_state_values(tid, state=TrialState.RUNNING):
+                        storage.set_trial_system_attr(tid, OWNER_ATTR, _worker_name())
+                        return tid
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    continue
+            self._refill()
         return None
-    hb = _heartbeat_enabled(study)
-    n = len(waiting)
-    # start at a worker-specific position to avoid all workers racing for the same slot
-    for k in range(n):
-        t = waiting[(offset + k) % n]
-        try:
-            if hb:  # beat first: a claim is never without a heartbeat row
-                storage.record_heartbeat(t._trial_id)
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                storage.set_trial_system_attr(t._trial_id, OWNER_ATTR, _worker_name())
-                return int(t._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
 
 
 @dataclass
@@ -793,13 +876,15 @@ class WorkerReport:
     complete: int = 0
     pruned: int = 0
     failed: int = 0
+    duplicates: int = 0
+    """Race duplicates of a slot this worker claimed and withdrew."""
     wall_s: float = 0.0
     numbers: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"worker": self.worker, "trials_run": self.trials_run,
                 "complete": self.complete, "pruned": self.pruned, "failed": self.failed,
-                "wall_s": self.wall_s}
+                "duplicates": self.duplicates, "wall_s": self.wall_s}
 
 
 class _Stop(BaseException):
@@ -809,7 +894,7 @@ class _Stop(BaseException):
 def run_worker(study: optuna.Study, objective: TrialObjective, *, max_retry: int | None = 3,
                poll_s: float = 1.0, max_trials: int | None = None,
                should_stop: Callable[[], bool] | None = None,
-               worker_seed: int | None = None,
+               worker_seed: int | None = None, window: int = DEFAULT_SLOT_WINDOW,
                on_trial: Callable[[FrozenTrial], None] | None = None) -> WorkerReport:
     """Pop and run the study's waiting slots until none is left (or ``max_trials``).
 
@@ -826,18 +911,19 @@ def run_worker(study: optuna.Study, objective: TrialObjective, *, max_retry: int
     seed = worker_seed if worker_seed is not None else int.from_bytes(
         hashlib.sha256(name.encode()).digest()[:4], "little")
     study.sampler = objective.sampler(seed)
-    offset = seed
+    queue = _SlotQueue(study, seed)
     hb = _heartbeat_enabled(study)
     with _quiet():
         recover_orphans(study, max_retry=max_retry)
         while max_trials is None or report.trials_run < max_trials:
             if should_stop is not None and should_stop():
                 break
-            tid = _claim(study, offset)
+            tid = queue.claim()
             if tid is None:
                 if hb:
                     optuna.storages.fail_stale_trials(study)
                 recover_orphans(study, max_retry=max_retry)
+                repair_slots(study, objective, study_budget(study), window)
                 prog = study_progress(study)
                 if prog.waiting:
                     continue
@@ -845,10 +931,34 @@ def run_worker(study: optuna.Study, objective: TrialObjective, *, max_retry: int
                     time.sleep(poll_s)
                     continue
                 break
-            offset += 1
+            if not _admit(study, objective, tid, window):
+                report.duplicates += 1
+                continue
             _run_one(study, objective, tid, report, max_retry, on_trial)
     report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _admit(study: optuna.Study, objective: TrialObjective, tid: int, window: int) -> bool:
+    """After claiming trial ``tid``: withdraw it (FAIL, ``dse:duplicate_of``) if an older
+    live copy of its slot exists (a race duplicate), else enqueue the slot one window
+    ahead if it is within the budget and missing. Returns whether to run the trial."""
+    storage = study._storage
+    ft = storage.get_trial(tid)
+    i = _slot_of(ft)
+    if i is None:  # not a budget slot (e.g. enqueued by hand): just run it
+        return True
+    trials = study.get_trials(deepcopy=False)
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+    for t in trials:
+        if t.number < ft.number and t.state in live and _slot_of(t) == i:
+            storage.set_trial_system_attr(tid, DUPLICATE_ATTR, t.number)
+            storage.set_trial_state_values(tid, state=TrialState.FAIL)
+            return False
+    j = i + window
+    if j < study_budget(study) and not any(_slot_of(t) == j for t in trials):
+        _enqueue_slot(study, objective, j)
+    return True
 
 
 def _run_one(study: optuna.Study, objective: TrialObjective, tid: int, report: WorkerReport,
@@ -931,7 +1041,8 @@ def join_study(storage: StorageSpec | str, study: str, **worker_kwargs: Any
     storage_obj = worker_storage(spec, settings)
     with _quiet():
         st = optuna.load_study(study_name=study, storage=storage_obj)
-    report = run_worker(st, objective, max_retry=settings.get("max_retry", 3), **worker_kwargs)
+    report = run_worker(st, objective, max_retry=settings.get("max_retry", 3),
+                        window=_window(settings), **worker_kwargs)
     return report, st, settings
 
 
