@@ -110,7 +110,8 @@ def activation_bytes_per_layer(*, seq: ArrayLike, micro_batch: ArrayLike, hidden
                                heads: int, tp: ArrayLike = 1, sequence_parallel: bool = False,
                                recompute: str = "none", kv_heads: int | None = None,
                                ffn: int | None = None, gated_mlp: bool = False,
-                               dropout: bool = True, dtype_bytes: int = 2) -> Any:
+                               dropout: bool = True, dtype_bytes: int = 2,
+                               shared_norm: bool = False) -> Any:
     """Activation bytes one transformer layer keeps for its backward pass, per device
     (module docstring; Korthikanti et al. 2022, Table 2). Broadcasts over arrays.
     ``dropout=False`` (GPT-J, Llama) drops the three masks and the dropout output of the
@@ -139,7 +140,9 @@ def activation_bytes_per_layer(*, seq: ArrayLike, micro_batch: ArrayLike, hidden
         out = 2.0 * e * sb * h / shard_out
     else:
         masks = MASK_BYTES if dropout else 0.0
-        outside = sb * (e * (4 * h + 2 * h + 2 * h) + masks * 2 * h)
+        # LayerNorm inputs, QKV input, first MLP GEMM input (shared in a parallel block)
+        ln_and_inputs = (2 * h + 2 * h) if shared_norm else (4 * h + 2 * h + 2 * h)
+        outside = sb * (e * ln_and_inputs + masks * 2 * h)
         mlp = (6.0 if gated_mlp else 4.0) * e * sb * f
         inside = sb * e * (2 * h + 2 * h_kv + 2 * h_kv + 2 * h) + mlp
         out = outside / shard_out + inside / t
@@ -153,7 +156,7 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                        plan: ParallelPlan, in_flight: float, seq: int, hidden: int = 0,
                        heads: int = 0, kv_heads: int | None = None, ffn: int | None = None,
                        vocab: int = 0, gated_mlp: bool = False, dropout: bool = True,
-                       dtype_bytes: int = 2,
+                       dtype_bytes: int = 2, shared_norm: bool = False,
                        stash_bytes_per_micro_batch: float | None = None,
                        input_bytes_per_micro_batch: float = 0.0) -> dict[str, float]:
     """Memory breakdown (bytes) of one device holding ``layers`` transformer layers
@@ -176,7 +179,7 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
         kw: dict[str, Any] = {"seq": seq, "micro_batch": b, "hidden": hidden, "heads": heads, "tp": t,
                                   "sequence_parallel": sp, "kv_heads": kv_heads, "ffn": ffn,
                                   "gated_mlp": gated_mlp, "dropout": dropout,
-                                  "dtype_bytes": dtype_bytes}
+                                  "dtype_bytes": dtype_bytes, "shared_norm": shared_norm}
         per_layer = activation_bytes_per_layer(recompute=plan.recompute, **kw)
         act = per_layer * layers * in_flight
         work = activation_bytes_per_layer(recompute="none", **kw) if (
@@ -255,7 +258,12 @@ def device_memory_bytes(graphs: Graph | Sequence[Graph], plan: ParallelPlan, *,
                           "kv_heads": meta.get("kv_heads"), "ffn": meta.get("ffn"),
                           "vocab": int(meta.get("vocab", 0) or 0),
                           "gated_mlp": any(op.vector_op == "swiglu" for op in g.ops),
-                          "dropout": any(op.vector_op == "dropout" for op in g.ops)}
+                          "dropout": any(op.vector_op == "dropout" for op in g.ops),
+                          # a block with a single forward LayerNorm is a shared-norm
+                          # parallel block (GPT-J)
+                          "shared_norm": sum(1 for op in g.ops if op.kind == "norm"
+                                             and op.block == "layer"
+                                             and op.phase == "fwd") == 1}
             else:
                 fwd = [op for op in g.ops if op.phase == "fwd"]
                 kw = {"stash_bytes_per_micro_batch": sum(op.stash_bytes * op.count

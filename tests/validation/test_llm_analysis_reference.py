@@ -180,9 +180,12 @@ def act_per_layer_ours_from_theirs(spec: Any, r: dict[str, Any]) -> float:
     if r["recompute"] == "full":                          # A4
         return theirs * t / sp_div
     sbh = s * b * h
+    # A8: llm-analysis has no parallel block; a shared-norm one (GPT-J) stores one
+    # LayerNorm input and one input for both QKV and the first MLP GEMM: 4sbh less
+    shared = -4 * sbh / sp_div if (spec.parallel_block and spec.parallel_shared_norm) else 0.0
     if spec.dropout:
-        return theirs + sbh / sp_div                      # A2
-    extra = -sbh / sp_div                                 # A3: attention dropout mask
+        return theirs + sbh / sp_div + shared             # A2
+    extra = -sbh / sp_div + shared                        # A3: attention dropout mask
     if r["recompute"] == "none":
         extra -= 2 * a * s * s * b / t                    # A3: dropout output of the scores
     return theirs + extra
@@ -238,7 +241,7 @@ def ours_row(r: dict[str, Any]) -> dict[str, Any]:
         seq=r["seq"], micro_batch=r["micro_batch"], hidden=spec.hidden, heads=spec.heads,
         tp=r["tp"], sequence_parallel=bool(r["sp"]), recompute=r["recompute"],
         kv_heads=spec.kv_heads, ffn=spec.ffn, gated_mlp=spec.gated_mlp,
-        dropout=spec.dropout)
+        dropout=spec.dropout, shared_norm=spec.parallel_block and spec.parallel_shared_norm)
     dev = int(mem["stage"])
     chunks = [st.graphs[i] for i in range(dev, len(st.graphs), r["pp"])]
     return {
@@ -295,7 +298,8 @@ def act_per_gpu_ours_from_theirs(spec: Any, r: dict[str, Any]) -> float:
         out += activation_bytes_per_layer(
             seq=s, micro_batch=b, hidden=h, heads=spec.heads, tp=t,
             sequence_parallel=bool(r["sp"]), recompute="none", kv_heads=spec.kv_heads,
-            ffn=spec.ffn, gated_mlp=spec.gated_mlp, dropout=spec.dropout)
+            ffn=spec.ffn, gated_mlp=spec.gated_mlp, dropout=spec.dropout,
+            shared_norm=spec.parallel_block and spec.parallel_shared_norm)
     return out
 
 
@@ -505,12 +509,6 @@ def test_first_stage_holds_all_layers(pairs: list[tuple[dict[str, Any], dict[str
     assert n >= 400
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cost_models/memory.py::activation_bytes_per_layer has no parallel-block argument: "
-    "for GPT-J (one shared LayerNorm feeding attention and MLP) it counts two LayerNorm "
-    "inputs and separate QKV/MLP inputs, 48·sbh per layer at seq 2048, while the "
-    "operators' own stash (workloads, each tensor once) is 44·sbh: +4·sbh (+9 %). "
-    "llm-analysis has no parallel block either, so the peer comparison cannot see it."))
 def test_gptj_parallel_block_activations_match_graph_stash() -> None:
     spec = spec_of("gptj")
     g = workloads.build(spec, batch=1, seq=2048)
