@@ -132,6 +132,12 @@ class StageCosts:
     bwd_j: np.ndarray
     opt_j: np.ndarray
     attn_core_j: np.ndarray
+    fwd_layers_s: np.ndarray
+    """The part of ``fwd_s`` spent in repeated transformer blocks (what full recomputation
+    re-runs: Megatron checkpoints the layers, not the embedding, head or loss; Narayanan
+    et al. 2021 Eq. 3 counts 4 forward passes of the layers but 3 of the logits)."""
+    fwd_layers_j: np.ndarray
+    gemm_flop_fwd_layers: float
     gemm_flop_fwd: float
     gemm_flop_bwd: float
     gemm_flop_attn_core: float
@@ -180,11 +186,28 @@ def stage_costs(graph: Graph, designs: Any, tech: Any, system: SystemConfig,
         cnt = np.asarray([ph.fwd.ops[i].count for i in ph.attn_core], dtype=np.float64)
         a_s = (np.asarray(oc.latency_s)[:, idx] * cnt).sum(axis=1)
         a_j = (np.asarray(oc.energy_j)[:, idx] * cnt).sum(axis=1)
+    # forward share of the repeated blocks: scale the forward makespan and energy by the
+    # blocks' share of the operators' summed latency (energy) on each design; a graph
+    # without blocks (CNN, DLRM) is re-run whole
+    l_s, l_j, l_flop = f_s, f_j, _gemm_flop(ph.fwd)
+    if f_res is not None and ph.fwd is not None:
+        layer_idx = [i for i, op in enumerate(ph.fwd.ops) if op.block]
+        if layer_idx and len(layer_idx) < len(ph.fwd.ops):
+            oc = f_res.costs
+            cnt_all = np.asarray([op.count for op in ph.fwd.ops], dtype=np.float64)
+            lat = np.asarray(oc.latency_s) * cnt_all
+            en = np.asarray(oc.energy_j) * cnt_all
+            with np.errstate(invalid="ignore", divide="ignore"):
+                frac_s = np.nan_to_num(lat[:, layer_idx].sum(axis=1) / lat.sum(axis=1))
+                frac_j = np.nan_to_num(en[:, layer_idx].sum(axis=1) / en.sum(axis=1))
+            l_s, l_j = f_s * frac_s, f_j * frac_j
+            l_flop = _gemm_flop(ph.fwd, layer_idx)
     comm_b = float(sum(op.comm_bytes * op.count for op in graph.ops if op.kind == "collective"
                        and op.group == "tp"))
     return StageCosts(
         fwd_s=f_s, bwd_s=b_s, opt_s=o_s, attn_core_s=a_s, fwd_j=f_j, bwd_j=b_j, opt_j=o_j,
-        attn_core_j=a_j, gemm_flop_fwd=_gemm_flop(ph.fwd),
+        attn_core_j=a_j, fwd_layers_s=l_s, fwd_layers_j=l_j, gemm_flop_fwd_layers=l_flop,
+        gemm_flop_fwd=_gemm_flop(ph.fwd),
         gemm_flop_bwd=_gemm_flop(ph.bwd),
         gemm_flop_attn_core=_gemm_flop(ph.fwd, ph.attn_core) if ph.fwd else 0.0,
         params=graph_params(graph), comm_bytes=comm_b, phases=ph, fwd_step=f_res,
@@ -333,8 +356,8 @@ def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan:
     model_flop_shard = 0.0
     for k, c in enumerate(per_stage):
         d = k % p
-        extra = backward_with_recompute_s(0.0, c.fwd_s, c.attn_core_s, plan.recompute)
-        extra_j = backward_with_recompute_s(0.0, c.fwd_j, c.attn_core_j, plan.recompute)
+        extra = backward_with_recompute_s(0.0, c.fwd_layers_s, c.attn_core_s, plan.recompute)
+        extra_j = backward_with_recompute_s(0.0, c.fwd_layers_j, c.attn_core_j, plan.recompute)
         f[:, d] += c.fwd_s
         b[:, d] += c.bwd_s + extra
         opt[:, d] += c.opt_s / (plan.dp if plan.zero_stage >= 1 else 1)
@@ -343,7 +366,7 @@ def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan:
         params[d] += c.params
         comm_bytes[d] += c.comm_bytes
         model_flop_shard += c.gemm_flop_fwd + c.gemm_flop_bwd
-        hw_extra_flop += float(backward_with_recompute_s(0.0, c.gemm_flop_fwd,
+        hw_extra_flop += float(backward_with_recompute_s(0.0, c.gemm_flop_fwd_layers,
                                                          c.gemm_flop_attn_core,
                                                          plan.recompute))
 
@@ -487,7 +510,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     rec = 0.0
     for k in range(slow, len(graphs), p):
         c = r["_per_stage"][k]
-        rec += float(np.atleast_1d(backward_with_recompute_s(0.0, c.fwd_s, c.attn_core_s,
+        rec += float(np.atleast_1d(backward_with_recompute_s(0.0, c.fwd_layers_s, c.attn_core_s,
                                                              plan.recompute))[0])
     by_kind: dict[str, float] = {}
     by_phase_op: dict[str, float] = {}
