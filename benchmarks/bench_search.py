@@ -9,6 +9,8 @@ B. The wall time of ``dse search --workload gptj --area 400`` with defaults (tar
    ≤ 60 s on the 2-core development machine) and its margin over the TPU-like baseline
    of the same area, with the critical-path shares of both (the reason).
 
+C. Storage batching: trials written with ``study.add_trials`` vs the batched path.
+
 Prints tables and writes ``results/bench/search.json``.
 
     python benchmarks/bench_search.py [--seeds 3] [--tpe-max 3000] [--skip-cli]
@@ -173,7 +175,88 @@ def part_b() -> dict:
               f"{e['macs']} MACs, {e['area_mm2']:.1f} mm², MFU {100 * (e['mfu'] or 0):.1f}%, "
               f"critical path {e['critical_path_shares']}")
     print(f"   margin over the TPU-like baseline of the same area: {100 * margin:+.1f}%")
+    res["ablation"] = ablation(best, tpu)
     return res
+
+
+def ablation(best: dict, tpu: dict) -> list[dict]:
+    """From the TPU-like baseline to the mined design one change at a time (each step
+    refilled to the area budget with tensor cores), to attribute the margin."""
+    import dataclasses
+
+    from cost_models.designs import DesignBatch
+    from dse.types import HardwareConfig
+    from search.baselines import scaled_baseline
+    from search.runner import _area_tdp_fn
+
+    pb = _problem("gptj", 400.0)
+    fields = {f.name for f in dataclasses.fields(HardwareConfig)}
+    t_hw = HardwareConfig(**{k: v for k, v in tpu["hardware"].items() if k in fields})
+    b_hw = HardwareConfig(**{k: v for k, v in best["hardware"].items() if k in fields})
+    area_fn = _area_tdp_fn(pb.tech)
+
+    def refill(hw: HardwareConfig) -> HardwareConfig:
+        return scaled_baseline(hw, area_fn, 400.0, name=hw.name)
+
+    steps = [("TPU-like baseline", t_hw)]
+    cur = dataclasses.replace(t_hw, dataflow=b_hw.dataflow, name="+dataflow")
+    steps.append((f"+ {b_hw.dataflow} dataflow", cur))
+    cur = refill(dataclasses.replace(cur, sram_per_core_bytes=b_hw.sram_per_core_bytes,
+                                     global_buffer_bytes=b_hw.global_buffer_bytes
+                                     * cur.tensor_cores / b_hw.tensor_cores,
+                                     name="+sram"))
+    steps.append(("+ mined SRAM sizes, area refilled with cores", cur))
+    cur = refill(dataclasses.replace(cur, array_rows=b_hw.array_rows,
+                                     array_cols=b_hw.array_cols, name="+array"))
+    steps.append((f"+ {b_hw.array_rows}x{b_hw.array_cols} arrays, refilled", cur))
+    steps.append(("mined design", b_hw))
+    sc = pb.score_designs(DesignBatch.from_configs([h for _, h in steps]))
+    out = []
+    print("\n   ablation (TPU-like -> mined, same 400 mm² budget):")
+    for k, (label, h) in enumerate(steps):
+        row = {"step": label, "tensor_cores": h.tensor_cores,
+               "array": f"{h.array_rows}x{h.array_cols}", "dataflow": h.dataflow,
+               "macs": h.macs, "area_mm2": float(sc.area_mm2[k]),
+               "samples_per_s": float(sc.samples_per_s[0, k]),
+               "mfu_proxy": float(sc.samples_per_s[0, k]) / h.peak_flop_per_s}
+        out.append(row)
+        print(f"   {label:<46} {h.tensor_cores:>3} x {row['array']:<8} {h.dataflow}  "
+              f"{h.macs:>7} MACs {row['area_mm2']:6.1f} mm²  {row['samples_per_s']:.4g} samples/s")
+    return out
+
+
+def part_c(n: int = 300) -> dict:
+    """Storage batching: the same finished trials written with ``study.add_trials`` (one
+    commit per trial and attribute) and with :func:`search.storage.persist_trials` (one
+    transaction), into SQLite files."""
+    import optuna
+
+    from search.evaluator import Evaluator
+    from search.storage import open_storage, open_study, persist_trials
+    from tests.search.synthetic import SyntheticProblem
+
+    pb = SyntheticProblem()
+    ev = Evaluator(pb)
+    idx = pb.space.sample(np.random.default_rng(0), n)
+    ev.evaluate(idx, "bench", persist=False)
+    rows = ev.rows_of(idx)
+    trials = ev.make_trials(idx, ev.scores_at(rows), "bench", 0)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-storage-"))
+    slow = optuna.create_study(storage=f"sqlite:///{tmp}/slow.db", study_name="s",
+                               direction="maximize")
+    t0 = time.perf_counter()
+    slow.add_trials(trials)
+    t_slow = time.perf_counter() - t0
+    fast = open_study(open_storage(f"sqlite:///{tmp}/fast.db"), "s", ["maximize"], ["v"])
+    t0 = time.perf_counter()
+    persist_trials(fast, trials)
+    t_fast = time.perf_counter() - t0
+    attrs = len(trials[0].user_attrs)
+    print(f"\nC. persisting {n} trials ({attrs} user attributes each) into SQLite: "
+          f"add_trials {t_slow:.2f} s ({1e3 * t_slow / n:.1f} ms/trial), batched "
+          f"{t_fast:.3f} s ({1e3 * t_fast / n:.2f} ms/trial): {t_slow / t_fast:.0f}x")
+    return {"trials": n, "user_attrs_per_trial": attrs, "add_trials_s": t_slow,
+            "persist_trials_s": t_fast, "speedup": t_slow / t_fast}
 
 
 def main() -> None:
@@ -186,6 +269,7 @@ def main() -> None:
     out: dict = {"machine": {"cpus": os.cpu_count()}}
     if not a.skip_cli:
         out["gptj_cli"] = part_b()
+    out["storage"] = part_c()
     if not a.skip_quality:
         out["quality"] = part_a(a.seeds, a.tpe_max)
     dest = ROOT / "results" / "bench" / "search.json"

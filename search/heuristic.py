@@ -16,12 +16,15 @@ One **step** from a design ``x``:
    up in every parameter of the resources holding ≥ :data:`GROW_SHARE` of the critical
    time (the dataflow switch counts as a tensor move), the same combined with one step
    down in a parameter of a slack resource (< :data:`SLACK_SHARE` of the critical time,
-   which frees budget), and the slack steps down alone; candidates over the area/power
-   budget are dropped before evaluation;
+   which frees budget), the same grow *repaired* by as many slack steps down as the
+   budget needs (:func:`grow_and_repair`), the slack steps down alone, and *reshapes* of a bound resource
+   (:data:`SHAPE_GROUPS`: one step up in tensor cores and down in array columns keeps the
+   MACs and changes their shape) alone or with one more grow or slack shrink; candidates
+   over the area/power budget are dropped before evaluation;
 4. evaluate the candidates (one vectorized batch) and move to the best one if it beats
    ``x``. When no guided candidate improves, the step falls back once to the full
-   neighbourhood (every ±1 move and every grow+shrink pair) before declaring ``x`` a
-   local optimum.
+   neighbourhood (every ±1 move, every grow+shrink pair, every reshape with any other ±1
+   move) before declaring ``x`` a local optimum.
 
 :func:`local_search` iterates steps from one seed until no gain; :func:`wham_search`
 runs it from several seeds (the TPU-like and NVDLA-like baselines snapped to the grid,
@@ -53,6 +56,7 @@ from search.space import DesignSpace
 
 __all__ = ["RESOURCE_PARAMS", "GROW_SHARE", "SLACK_SHARE", "Target", "GlobalTarget",
            "StageTarget", "local_search", "wham_search", "chain_bounds", "critical_chain",
+           "move_sets", "grow_and_repair", "SHAPE_GROUPS",
            "StageResult",
            "LocalSearchResult", "propose_moves", "seed_designs"]
 
@@ -415,38 +419,105 @@ def _step(space: DesignSpace, idx: np.ndarray, name: str, direction: int) -> lis
     return out
 
 
+SHAPE_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("tensor_cores", "array_rows", "array_cols"),
+    ("vector_cores", "vector_lanes"),
+)
+"""Parameters that multiply into one resource (MACs; vector lanes): one step up in one
+and down in another keeps the resource and changes its shape — a *reshape*."""
+
+
+def _reshapes(space: DesignSpace, idx: np.ndarray, group: tuple[str, ...]) -> list[np.ndarray]:
+    out = []
+    names = [n for n in group if n in space.names]
+    for a in names:
+        for b in names:
+            if a != b:
+                for g in _step(space, idx, a, +1):
+                    out.extend(_step(space, g, b, -1))
+    return out
+
+
+def move_sets(space: DesignSpace, bounds: dict[str, float], *, full: bool = False
+              ) -> tuple[list[str], list[str], list[str]]:
+    """(bound resources to grow, their parameters, slack parameters to shrink)."""
+    if full:
+        return (list(RESOURCE_PARAMS), list(space.names),
+                [n for n in space.names if not space.param(n).categorical])
+    total = sum(v for v in bounds.values() if v > 0) or 1.0
+    top = max(bounds.values()) if bounds else 0.0
+    grow_res = [r for r, v in sorted(bounds.items(), key=lambda x: -x[1])
+                if v > 0 and v >= GROW_SHARE * top]
+    if not grow_res:
+        grow_res = ["tensor"]
+    grow_params = [p for p in dict.fromkeys(p for r in grow_res for p in RESOURCE_PARAMS[r])
+                   if p in space.names]
+    busy = {p for r, v in bounds.items() if v >= SLACK_SHARE * total
+            for p in RESOURCE_PARAMS.get(r, ())}
+    shrink_params = [n for n in space.names
+                     if n not in busy and n not in grow_params
+                     and not space.param(n).categorical]
+    if not shrink_params:  # everything is busy: trade against the least critical
+        ranked = sorted(RESOURCE_PARAMS, key=lambda r: bounds.get(r, 0.0))
+        shrink_params = [p for r in ranked[:2] for p in RESOURCE_PARAMS[r]
+                         if p in space.names and p not in grow_params
+                         and not space.param(p).categorical]
+    return grow_res, grow_params, shrink_params
+
+
+def grow_and_repair(target: Target, idx: np.ndarray, grow_params: list[str],
+                    shrink_params: list[str], max_shrinks: int = 8) -> list[np.ndarray]:
+    """For every grow step over the budget, shrink slack parameters one step at a time
+    until it fits — once taking the step that saves the most area first, once the one that
+    saves the least (a fine repair) — so a grow can be paid by several slack resources."""
+    space = target.space
+    out: list[np.ndarray] = []
+    for p in grow_params:
+        for g in _step(space, idx, p, +1):
+            if target.within_budget(g[None, :])[0]:
+                continue
+            for pick in (np.argmin, np.argmax):  # area after the step: min = most saved
+                cur = g
+                for _ in range(max_shrinks):
+                    downs = [b for q in shrink_params if q != p for b in _step(space, cur, q, -1)]
+                    if not downs:
+                        break
+                    arr = np.array(downs)
+                    area, _ = target.area_tdp(arr)
+                    cur = arr[int(pick(area))]
+                    if target.within_budget(cur[None, :])[0]:
+                        out.append(cur)
+                        break
+    return out
+
+
 def propose_moves(space: DesignSpace, idx: np.ndarray, bounds: dict[str, float], *,
                   full: bool = False) -> np.ndarray:
     """Candidate designs around ``idx`` (module docstring, step 3). ``full``: every ±1
-    move and every grow+shrink pair (the fallback)."""
+    move, every grow+shrink pair and every reshape combined with any other ±1 move (the
+    fallback)."""
     idx = np.asarray(idx, dtype=np.int64)
-    if full:
-        grow_params = list(space.names)
-        shrink_params = [n for n in space.names if not space.param(n).categorical]
-    else:
-        total = sum(v for v in bounds.values() if v > 0) or 1.0
-        top = max(bounds.values()) if bounds else 0.0
-        grow_res = [r for r, v in sorted(bounds.items(), key=lambda x: -x[1])
-                    if v > 0 and v >= GROW_SHARE * top]
-        if not grow_res:
-            grow_res = ["tensor"]
-        grow_params = list(dict.fromkeys(p for r in grow_res for p in RESOURCE_PARAMS[r]))
-        busy = {p for r, v in bounds.items() if v >= SLACK_SHARE * total
-                for p in RESOURCE_PARAMS.get(r, ())}
-        shrink_params = [n for n in space.names
-                         if n not in busy and n not in grow_params
-                         and not space.param(n).categorical]
-        if not shrink_params:  # everything is busy: trade against the least critical
-            ranked = sorted(RESOURCE_PARAMS, key=lambda r: bounds.get(r, 0.0))
-            shrink_params = [p for r in ranked[:2] for p in RESOURCE_PARAMS[r]
-                             if p in space.names and p not in grow_params
-                             and not space.param(p).categorical]
+    grow_res, grow_params, shrink_params = move_sets(space, bounds, full=full)
     grows = [b for p in grow_params for b in _step(space, idx, p, +1)]
     shrinks = [b for p in shrink_params for b in _step(space, idx, p, -1)]
     cands = list(grows) + list(shrinks)
     for g in grows:
         for p in shrink_params:
             cands.extend(_step(space, g, p, -1))
+    # reshapes of a bound resource (e.g. 32 cores of 64x32 -> 16 of 64x64: same MACs),
+    # alone and with one more grow/shrink, which may pay for or use the area they change
+    groups = [grp for grp in SHAPE_GROUPS
+              if full or any(p in grp for r in grow_res for p in RESOURCE_PARAMS[r])]
+    others_up = grow_params if not full else list(space.names)
+    for grp in groups:
+        for r in _reshapes(space, idx, grp):
+            cands.append(r)
+            for p in others_up:
+                if p not in grp:
+                    cands.extend(_step(space, r, p, +1))
+            for p in shrink_params:
+                if p not in grp:
+                    cands.extend(_step(space, r, p, -1))
     if full:
         cands.extend(b for p in space.names for b in _step(space, idx, p, -1))
     if not cands:
@@ -549,10 +620,15 @@ def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
         moved = False
         for full in (False, True):
             cands = propose_moves(target.space, cur, bounds, full=full)
+            if cur_k[0] == 0.0:  # feasible: stay within the area/power budget
+                cands = cands[target.within_budget(cands)] if len(cands) else cands
+                _, gp, sp = move_sets(target.space, bounds, full=full)
+                extra = grow_and_repair(target, cur, gp, sp)
+                if extra:
+                    cands = np.unique(np.vstack([cands.reshape(-1, len(cur)),
+                                                 np.array(extra)]), axis=0)
             if len(cands) == 0:
                 continue
-            if cur_k[0] == 0.0:  # feasible: stay within the area/power budget
-                cands = cands[target.within_budget(cands)]
             if len(cands) == 0:
                 continue
             r = target.evaluate(cands)

@@ -312,6 +312,7 @@ def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None =
 
 def _pareto(ev: Evaluator, rows: Any, space: Any) -> list[dict[str, Any]]:
     c = ev.columns()
+    rows = sorted((int(r) for r in rows), key=lambda r: (-c["value"][r], r))
     return [{"design": space.label(c["idx"][r]), "objective_value": float(c["value"][r]),
              "samples_per_s": float(geomean(c["samples_per_s"][:, r:r + 1])[0]),
              "area_mm2": float(c["area_mm2"][r]), "tdp_w": float(c["tdp_w"][r])}

@@ -1,0 +1,80 @@
+"""Per-stage local searches (pipeline stages) and the global combination."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cost_models.pipeline import backward_with_recompute_s
+from cost_models.training import stage_costs
+from search.evaluator import Evaluator
+from search.global_search import global_search
+from search.heuristic import StageTarget, local_search
+from search.objective import TrainingProblem, WorkloadTarget
+from tests.search.tiny import SMALL_SPACE, TINY
+from workloads.parallel import stage_graphs
+
+
+def _pipelined_problem() -> TrainingProblem:
+    from cost_models.technology import load_technology
+
+    pb = TrainingProblem(SMALL_SPACE, [WorkloadTarget(name="tiny", spec=TINY, devices=2)],
+                         load_technology(7), area_mm2=150.0)
+    pb.plans[0] = [p for p in pb.plans[0] if p.pp == 2 and p.schedule == "1f1b"]
+    assert pb.plans[0]
+    return pb
+
+
+def test_stage_target_scores_the_stage_time_per_step() -> None:
+    pb = _pipelined_problem()
+    plan = pb.plans[0][0]
+    graphs = stage_graphs(TINY, plan, 128)
+    t = StageTarget(pb, 0, graphs[0], plan, name="stage0")
+    idx = SMALL_SPACE.sample(np.random.default_rng(0), 6)
+    r = t.evaluate(idx)
+    designs = SMALL_SPACE.designs(idx)
+    system = pb.system_of(SMALL_SPACE.config(idx[0]), 0)
+    c = stage_costs(graphs[0], designs, pb.tech, system, plan)
+    rec = backward_with_recompute_s(0.0, c.fwd_s, c.attn_core_s, plan.recompute)
+    step = plan.micro_batches * (c.fwd_s + c.bwd_s + rec) + c.opt_s
+    np.testing.assert_allclose(r["value"], 1.0 / step, rtol=1e-12)
+    assert t.evaluations == len(np.unique(SMALL_SPACE.flat(idx)))
+
+
+def test_stage_local_search_improves() -> None:
+    pb = _pipelined_problem()
+    plan = pb.plans[0][0]
+    g = stage_graphs(TINY, plan, 128)[-1]
+    t = StageTarget(pb, 0, g, plan, name="last")
+    x = SMALL_SPACE.index_of({"tensor_cores": 1, "array_rows": 32, "array_cols": 32,
+                              "dataflow": "ws", "vector_cores": 1,
+                              "sram_per_core_bytes": 2**20, "hbm_stacks": 1})
+    res = local_search(t, x)
+    assert res.best_value > res.start_value
+    assert t.top(3)[0][1] == pytest.approx(res.best_value)
+
+
+def test_pipelined_workload_gets_per_stage_top_k_then_one_chip() -> None:
+    pb = _pipelined_problem()
+    ev = Evaluator(pb)
+    res = global_search(ev, seed=0, top_k=3, random_seeds=1, polish=1)
+    names = [s.name for s in res.stages]
+    assert names == ["tiny/stage0", "tiny/stage1"]  # first and last stage differ
+    for s in res.stages:
+        assert 0 < len(s.top) <= 3 and s.plan["pp"] == 2
+    # every stage's top-k was evaluated end to end, and the best is among those or better
+    union = {f for s in res.stages for f in s.top}
+    c = ev.columns()
+    flat_seen = set(SMALL_SPACE.flat(c["idx"]).tolist())
+    assert union <= flat_seen
+    best = ev.top(1)[0]
+    best_union = max(c["value"][ev.rows_of(SMALL_SPACE.unflat(np.array(sorted(union))))])
+    assert c["value"][best] >= best_union
+    assert res.evaluations == ev.evaluations + sum(s.evaluations for s in res.stages)
+
+
+def test_budget_caps_all_evaluations() -> None:
+    pb = _pipelined_problem()
+    ev = Evaluator(pb)
+    res = global_search(ev, seed=0, top_k=2, random_seeds=1, budget=40)
+    assert res.evaluations <= 40 + 1  # the one seed evaluated to pick the reference plan
