@@ -334,10 +334,14 @@ _WIDTHS = tuple(_BLOCK_BASE ** i for i in range(6))
 """Candidate virtual widths ``q`` in array widths (1 .. 8^5)."""
 
 
-def _blocked_traffic(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
-                     dtb: np.ndarray, sram: np.ndarray) -> np.ndarray:
-    """Off-chip bytes of ``batch`` GEMMs under the best loop blocking, (d, U, L) for the
-    ``L`` SRAM capacities ``sram`` (d, L) (e.g. the whole chip's and the cores' own).
+def _blocked_traffic(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                     orders: tuple[str, ...], dtb: np.ndarray, sram: np.ndarray) -> np.ndarray:
+    """Off-chip bytes of ``batch`` GEMMs under the best loop order and blocking, (d, U, L)
+    for the ``L`` SRAM capacities ``sram`` (d, L) (e.g. the whole chip's and the cores' own).
+
+    ``orders`` are the loop orders of ``systolic.dram_traffic_bytes`` to try (its
+    ``dataflow`` argument: which operand's tiles stay in SRAM); each is searched with the
+    best found so far as the bound, so later orders are pruned harder.
 
     ``systolic.dram_traffic_bytes`` models one pass of SCALE-Sim's loop nest over the whole
     GEMM, where an operand is either resident or re-read in full. A compiler blocks the
@@ -371,51 +375,51 @@ def _blocked_traffic(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df:
     ss = np.tile(sram, (1, u)).ravel()          # (design, shape, level) order
     compulsory = (mm * kk + kk * nn + mm * nn) * ww
     best = np.full(mm.shape, np.inf)
-    act = np.arange(mm.size)                    # pairs still above their compulsory traffic
     qs = np.asarray(_WIDTHS, dtype=np.int64)
-    for s in _BLOCKS_M:
-        act = act[mm[act] >= s]
-        # s blocks cost at least their compulsory traffic, which grows with s: a pair whose
-        # best is already below it cannot improve at this or any larger s
-        mb = -(-mm[act] // s)
-        lower = s * (mb * kk[act] + kk[act] * nn[act] + mb * nn[act]) * ww[act]
-        keep = lower <= best[act] * (1.0 + 1e-9)
-        act, mb = act[keep], mb[keep]
-        if not len(act):
-            break
-        width = mb if df == "is" else nn[act]
-        # all useful widths of every active pair in one call: q = 1, or the previous width
-        # (q / base array widths) does not span the column-mapped dimension yet
-        useful = (qs[None, :] == 1) | (cc[act][:, None] * (qs[None, :] // _BLOCK_BASE)
-                                       < width[:, None])
-        pos, qi = np.nonzero(useful)
-        idx = act[pos]
-        t = s * systolic.dram_traffic_bytes(mb[pos], kk[idx], nn[idx], rr[idx],
-                                            cc[idx] * qs[qi], df, ss[idx], ww[idx])
-        np.minimum.at(best, idx, t)
-        act = act[best[act] > compulsory[act] * (1.0 + 1e-12)]
+    for df in orders:
+        act = np.flatnonzero(best > compulsory * (1.0 + 1e-12))  # not yet at compulsory
+        for s in _BLOCKS_M:
+            act = act[mm[act] >= s]
+            # s blocks cost at least their compulsory traffic, which grows with s: a pair
+            # whose best is already below it cannot improve at this or any larger s
+            mb = -(-mm[act] // s)
+            lower = s * (mb * kk[act] + kk[act] * nn[act] + mb * nn[act]) * ww[act]
+            keep = lower <= best[act] * (1.0 + 1e-9)
+            act, mb = act[keep], mb[keep]
+            if not len(act):
+                break
+            width = mb if df == "is" else nn[act]
+            # all useful widths of every active pair in one call: q = 1, or the previous
+            # width (q / base array widths) does not span the column-mapped dimension yet
+            useful = (qs[None, :] == 1) | (cc[act][:, None] * (qs[None, :] // _BLOCK_BASE)
+                                           < width[:, None])
+            pos, qi = np.nonzero(useful)
+            idx = act[pos]
+            t = s * systolic.dram_traffic_bytes(mb[pos], kk[idx], nn[idx], rr[idx],
+                                                cc[idx] * qs[qi], df, ss[idx], ww[idx])
+            np.minimum.at(best, idx, t)
+            act = act[best[act] > compulsory[act] * (1.0 + 1e-12)]
     return (bb * best).reshape(d, u, nl)
 
 
-def _blocked_traffic_scalar(m: int, k: int, n: int, b: int, rows: int, cols: int, df: str,
-                            dtb: float, sram: float) -> float:
+def _blocked_traffic_scalar(m: int, k: int, n: int, b: int, rows: int, cols: int,
+                            orders: tuple[str, ...], dtb: float, sram: float) -> float:
     """:func:`_blocked_traffic` for one GEMM, one design and one SRAM (plain Python loops)."""
     compulsory = (m * k + k * n + m * n) * dtb
     best = math.inf
-    for s in _BLOCKS_M:
-        if s > m:
-            break
-        mb = -(-m // s)
-        if s * (mb * k + k * n + mb * n) * dtb > best * (1.0 + 1e-9):
-            break  # the compulsory traffic of s blocks already exceeds the best
-        width = mb if df == "is" else n
-        for q in _WIDTHS:
-            if q > 1 and cols * (q // _BLOCK_BASE) >= width:
+    for df in orders:
+        for s in _BLOCKS_M:
+            if best <= compulsory * (1.0 + 1e-12) or s > m:
                 break
-            best = min(best, s * float(systolic.dram_traffic_bytes(
-                mb, k, n, rows, cols * q, df, sram, dtb)))
-        if best <= compulsory * (1.0 + 1e-12):
-            break
+            mb = -(-m // s)
+            if s * (mb * k + k * n + mb * n) * dtb > best * (1.0 + 1e-9):
+                break  # the compulsory traffic of s blocks already exceeds the best
+            width = mb if df == "is" else n
+            for q in _WIDTHS:
+                if q > 1 and cols * (q // _BLOCK_BASE) >= width:
+                    break
+                best = min(best, s * float(systolic.dram_traffic_bytes(
+                    mb, k, n, rows, cols * q, df, sram, dtb)))
     return b * best
 
 
@@ -429,8 +433,12 @@ def _gemm_costs(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
     ``hbm_bytes``, ``fabric_bytes``, ``operand_sram_words`` (A and B reads),
     ``psum_sram_words`` (C writes), the latter per GEMM of the batch.
 
-    Traffic: :func:`_blocked_traffic` with the chip's SRAM (HBM bytes) and with the per-core
-    SRAMs only (fabric bytes).
+    Traffic: the least :func:`_blocked_traffic` over the three loop orders of
+    ``systolic.dram_traffic_bytes`` (``os``, ``ws``, ``is``), with the chip's SRAM (HBM
+    bytes) and with the per-core SRAMs only (fabric bytes). The order of the DRAM → SRAM
+    loops is a mapping choice of its own, independent of the array's dataflow (Timeloop and
+    ZigZag give every memory level its own temporal loop order); the array's dataflow sets
+    the compute cycles and the SRAM accesses.
     """
     m, k, n, b = (shapes[None, :, i] for i in range(4))
     r, c, pp = rows[:, None], cols[:, None], p[:, None]
@@ -441,7 +449,9 @@ def _gemm_costs(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
                    dtype=np.float64))
     serial = b * np.asarray(systolic.gemm_cycles_multi_core(m, k, n, r, c, df, pp),
                             dtype=np.float64)
-    traffic = _blocked_traffic(shapes, rows, cols, df, dtb,
+    # the DRAM-level loop order is the compiler's choice; the design's own order first
+    orders = (df,) + tuple(o for o in DATAFLOWS if o != df)
+    traffic = _blocked_traffic(shapes, rows, cols, orders, dtb,
                                np.stack([sram_total, sram_core], axis=1))
     hbm, fab = traffic[:, :, 0], traffic[:, :, 1]
     acc = systolic.sram_accesses(m, k, n, r, c, df)
@@ -761,8 +771,9 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
                 grouped = _scalar_multi_core(m, k, n, r, cc_, df, max(p // b, 1))
             serial = b * _scalar_multi_core(m, k, n, r, cc_, df, p)
             t_comp = float(min(grouped, serial)) / f
-            hb = _blocked_traffic_scalar(m, k, n, b, r, cc_, df, dtb, sram_total)
-            fb = _blocked_traffic_scalar(m, k, n, b, r, cc_, df, dtb, sram_core)
+            orders = (df,) + tuple(o for o in DATAFLOWS if o != df)
+            hb = _blocked_traffic_scalar(m, k, n, b, r, cc_, orders, dtb, sram_total)
+            fb = _blocked_traffic_scalar(m, k, n, b, r, cc_, orders, dtb, sram_core)
             t_hbm = hb / float(hw.hbm_bw_bytes_per_s)
             t_fab = fb / fabric_bw
             t_mem = max(t_hbm, t_fab)
