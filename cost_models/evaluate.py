@@ -326,6 +326,9 @@ def _comm_matrix(plan: _Plan, d: int, comm_time_s: Any) -> np.ndarray:
 
 
 
+_LOOP_ORDERS = ("ws", "is", "os")
+"""Loop orders of ``systolic.dram_traffic_bytes`` searched for the DRAM traffic; the one that
+is usually best (weights read once) first, so that it bounds the search of the others."""
 _BLOCK_BASE = 8
 """Candidate row-block counts and virtual widths are powers of this base."""
 _BLOCKS_M = tuple(_BLOCK_BASE ** i for i in range(7))
@@ -423,22 +426,39 @@ def _blocked_traffic_scalar(m: int, k: int, n: int, b: int, rows: int, cols: int
     return b * best
 
 
-def _gemm_costs(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
-                p: np.ndarray, dtb: np.ndarray, sram_total: np.ndarray, sram_core: np.ndarray
-                ) -> dict[str, np.ndarray]:
-    """GEMM cycles, traffic and SRAM accesses for designs sharing one dataflow.
+def _gemm_traffic(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, dtb: np.ndarray,
+                  sram_total: np.ndarray, sram_core: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(HBM bytes, fabric bytes), each (d, U), of the GEMM shapes on every design.
 
-    ``shapes`` is (U, 4) rows of (m, k, n, batch); the per-design arrays have shape (d,).
-    Returns (d, U) arrays: ``cycles`` (multi-core compute), ``cc`` (one core, one GEMM),
-    ``hbm_bytes``, ``fabric_bytes``, ``operand_sram_words`` (A and B reads),
-    ``psum_sram_words`` (C writes), the latter per GEMM of the batch.
-
-    Traffic: the least :func:`_blocked_traffic` over the three loop orders of
+    The least :func:`_blocked_traffic` over the three loop orders of
     ``systolic.dram_traffic_bytes`` (``os``, ``ws``, ``is``), with the chip's SRAM (HBM
     bytes) and with the per-core SRAMs only (fabric bytes). The order of the DRAM → SRAM
     loops is a mapping choice of its own, independent of the array's dataflow (Timeloop and
     ZigZag give every memory level its own temporal loop order); the array's dataflow sets
-    the compute cycles and the SRAM accesses.
+    the compute cycles and the SRAM accesses. The traffic depends on a design only through
+    ``(rows, cols, dtype_bytes, SRAM bytes)``; it is computed once per distinct key (designs
+    of a grid share most keys).
+    """
+    d = len(rows)
+    keys = np.stack([np.concatenate([rows, rows]).astype(np.float64),
+                     np.concatenate([cols, cols]).astype(np.float64),
+                     np.concatenate([dtb, dtb]).astype(np.float64),
+                     np.concatenate([sram_total, sram_core]).astype(np.float64)], axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    t = _blocked_traffic(shapes, uniq[:, 0].astype(np.int64), uniq[:, 1].astype(np.int64),
+                         _LOOP_ORDERS, uniq[:, 2], uniq[:, 3:4])[:, :, 0]
+    return t[inverse[:d]], t[inverse[d:]]
+
+
+def _gemm_costs(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
+                p: np.ndarray) -> dict[str, np.ndarray]:
+    """GEMM compute cycles and SRAM accesses for designs sharing one dataflow.
+
+    ``shapes`` is (U, 4) rows of (m, k, n, batch); the per-design arrays have shape (d,).
+    Returns (d, U) arrays: ``cycles`` (multi-core compute), ``cc`` (one core, one GEMM),
+    ``operand_sram_words`` (A and B reads) and ``psum_sram_words`` (C writes) per GEMM.
     """
     m, k, n, b = (shapes[None, :, i] for i in range(4))
     r, c, pp = rows[:, None], cols[:, None], p[:, None]
@@ -449,14 +469,8 @@ def _gemm_costs(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray, df: str,
                    dtype=np.float64))
     serial = b * np.asarray(systolic.gemm_cycles_multi_core(m, k, n, r, c, df, pp),
                             dtype=np.float64)
-    # the DRAM-level loop order is the compiler's choice; the design's own order first
-    orders = (df,) + tuple(o for o in DATAFLOWS if o != df)
-    traffic = _blocked_traffic(shapes, rows, cols, orders, dtb,
-                               np.stack([sram_total, sram_core], axis=1))
-    hbm, fab = traffic[:, :, 0], traffic[:, :, 1]
     acc = systolic.sram_accesses(m, k, n, r, c, df)
-    return {"cycles": np.minimum(grouped, serial), "cc": cc, "hbm_bytes": hbm,
-            "fabric_bytes": fab,
+    return {"cycles": np.minimum(grouped, serial), "cc": cc,
             "operand_sram_words": np.asarray(acc["ifmap_sram_reads"] + acc["filter_sram_reads"],
                                              dtype=np.float64),
             "psum_sram_words": np.asarray(acc["ofmap_sram_writes"], dtype=np.float64)}
@@ -501,8 +515,8 @@ def op_costs(graph: Graph, designs: DesignBatch, tech: Technology,
     if len(g):
         shapes, inv = plan.gemm_shapes, plan.gemm_inverse
         u = len(shapes)
-        parts = {key: np.empty((d, u)) for key in ("cycles", "cc", "hbm_bytes", "fabric_bytes",
-                                                     "operand_sram_words", "psum_sram_words")}
+        parts = {key: np.empty((d, u)) for key in ("cycles", "cc", "operand_sram_words",
+                                                     "psum_sram_words")}
         dtb_all = designs.dtype_bytes.astype(np.float64)
         dfc = designs.dataflow_code
         for code, name in enumerate(DATAFLOWS):
@@ -510,10 +524,11 @@ def op_costs(graph: Graph, designs: DesignBatch, tech: Technology,
             if not len(idx):
                 continue
             res = _gemm_costs(shapes, designs.array_rows[idx], designs.array_cols[idx], name,
-                              designs.tensor_cores[idx], dtb_all[idx], sram_total[idx],
-                              sram_core[idx])
+                              designs.tensor_cores[idx])
             for key, val in res.items():
                 parts[key][idx] = val
+        parts["hbm_bytes"], parts["fabric_bytes"] = _gemm_traffic(
+            shapes, designs.array_rows, designs.array_cols, dtb_all, sram_total, sram_core)
         b = shapes[None, :, 3].astype(np.float64)
         mkn = (shapes[:, 0] * shapes[:, 1] * shapes[:, 2]).astype(np.float64)[None, :]
         fcol = f[:, None]
@@ -758,6 +773,7 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
     preds = graph.pred_indices
 
     recs: list[dict[str, Any]] = []
+    traffic_cache: dict[tuple[int, int, int, int], tuple[float, float]] = {}
     for j, op in enumerate(graph.ops):
         rec: dict[str, Any] = dict(name=op.name, kind=op.kind, phase=op.phase, count=op.count,
                                    flop=float(op.flop), fused_bytes=0.0, compute_s=0.0,
@@ -771,9 +787,12 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
                 grouped = _scalar_multi_core(m, k, n, r, cc_, df, max(p // b, 1))
             serial = b * _scalar_multi_core(m, k, n, r, cc_, df, p)
             t_comp = float(min(grouped, serial)) / f
-            orders = (df,) + tuple(o for o in DATAFLOWS if o != df)
-            hb = _blocked_traffic_scalar(m, k, n, b, r, cc_, orders, dtb, sram_total)
-            fb = _blocked_traffic_scalar(m, k, n, b, r, cc_, orders, dtb, sram_core)
+            key = (m, k, n, b)
+            if key not in traffic_cache:
+                traffic_cache[key] = (
+                    _blocked_traffic_scalar(m, k, n, b, r, cc_, _LOOP_ORDERS, dtb, sram_total),
+                    _blocked_traffic_scalar(m, k, n, b, r, cc_, _LOOP_ORDERS, dtb, sram_core))
+            hb, fb = traffic_cache[key]
             t_hbm = hb / float(hw.hbm_bw_bytes_per_s)
             t_fab = fb / fabric_bw
             t_mem = max(t_hbm, t_fab)
