@@ -28,7 +28,7 @@ from dse.errors import ConfigError, InfeasibleDesignError
 from dse.types import HardwareConfig
 from search.evaluator import Evaluator, within_budget
 
-__all__ = ["random_search", "exhaustive_search", "scaled_baseline", "BASELINE_PRESETS"]
+__all__ = ["BASELINE_PRESETS", "exhaustive_search", "random_search", "scaled_baseline"]
 
 BASELINE_PRESETS: dict[str, str] = {"tpu-like": "tpuv4", "nvdla-like": "nvdla-large"}
 """Baseline name -> hardware preset it is scaled from."""
@@ -104,7 +104,7 @@ def scaled_baseline(hw: HardwareConfig, area_fn: Callable[[HardwareConfig], tupl
 
     def scaled(n: int) -> HardwareConfig:
         return dataclasses.replace(hw, name=name or f"{hw.name}-scaled", tensor_cores=n,
-                                   vector_cores=max(1, int(round(ratio * n))),
+                                   vector_cores=max(1, round(ratio * n)),
                                    global_buffer_bytes=gb_per_core * n)
 
     def fits(n: int) -> bool:

@@ -67,7 +67,8 @@ def run_distributed(cfg: SearchConfig, *, jobs: int, quiet: bool = False
     name = cfg.study or default_study_name(cfg)
     result = run_parallel_jobs(settings_of(cfg, space.fingerprint()), cfg.storage, name, jobs,
                                budget, run_dir=cfg.out_dir)
-    storage = cfg.storage if cfg.storage is not None else f"journal:{Path(cfg.out_dir) / 'study.log'}"
+    storage = (cfg.storage if cfg.storage is not None
+               else f"journal:{Path(str(cfg.out_dir)) / 'study.log'}")
     st = open_storage(storage)
     import optuna
 

@@ -36,8 +36,17 @@ from dse.errors import ConfigError
 from search.space import DesignSpace
 from search.storage import TrialBuffer
 
-__all__ = ["Scores", "Problem", "Evaluator", "objective_value", "OBJECTIVES", "violation",
-           "CONSTRAINT_KEYS", "metric_names", "directions"]
+__all__ = [
+    "CONSTRAINT_KEYS",
+    "OBJECTIVES",
+    "Evaluator",
+    "Problem",
+    "Scores",
+    "directions",
+    "metric_names",
+    "objective_value",
+    "violation",
+]
 
 OBJECTIVES = ("throughput", "perf_per_tdp")
 CONSTRAINT_KEYS = ("area_mm2_over_budget", "tdp_w_over_budget", "memory_bytes_over_hbm")
@@ -227,7 +236,6 @@ class Evaluator:
         ``feasible``, ``area_mm2``, ``tdp_w``, ``samples_per_s`` (W, D) and ``evaluated``
         (False for designs beyond the budget: their other entries are NaN/False)."""
         a = self.space.check_indices(idx)
-        d = a.shape[0]
         flat = self.space.flat(a)
         new_rows: list[int] = []
         seen: dict[int, int] = {}
@@ -384,7 +392,8 @@ class Evaluator:
             attrs[f"samples_per_s[{name}]"] = float(sc.samples_per_s[w, k])
             attrs[f"step_time_s[{name}]"] = float(sc.step_time_s[w, k])
             attrs[f"memory_bytes[{name}]"] = float(sc.memory_bytes[w, k])
-            attrs[f"plan_id[{name}]"] = int(sc.plan_id[w, k])
+            attrs[f"plan_id[{name}]"] = (int(sc.plan_id[w, k]) if sc.plan_id is not None
+                                         else -1)
         return values, cons, attrs
 
     def make_trials(self, idx: np.ndarray, sc: Scores, searcher: str,

@@ -41,7 +41,7 @@ from search.heuristic import (
     wham_search,
 )
 
-__all__ = ["global_search", "GlobalResult"]
+__all__ = ["GlobalResult", "global_search"]
 
 
 @dataclass
@@ -102,7 +102,7 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
     from search.objective import TrainingProblem
     from workloads.parallel import stage_graphs, unique_stage_key
 
-    pb = evaluator.problem
+    pb: Any = evaluator.problem
     space = evaluator.space
     rng = np.random.default_rng(seed)
     side: list[Any] = []  # stage targets and per-workload evaluators (their evaluations)
@@ -124,6 +124,7 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
     stages: list[StageResult] = []
     multi = len(pb.targets) > 1 and isinstance(pb, TrainingProblem)
     for w, t in enumerate(pb.targets):
+        sub_pb: Any
         if multi:
             sub_pb = TrainingProblem(space, [t], pb.tech, area_mm2=pb.area_budget_mm2,
                                      power_w=pb.power_budget_w, objective=pb.objective)

@@ -54,11 +54,25 @@ from dse.types import ParallelPlan
 from search.evaluator import Evaluator, objective_value, violation, within_budget
 from search.space import DesignSpace
 
-__all__ = ["RESOURCE_PARAMS", "GROW_SHARE", "SLACK_SHARE", "Target", "GlobalTarget",
-           "StageTarget", "local_search", "wham_search", "chain_bounds", "critical_chain",
-           "move_sets", "grow_and_repair", "SHAPE_GROUPS",
-           "StageResult",
-           "LocalSearchResult", "propose_moves", "seed_designs"]
+__all__ = [
+    "GROW_SHARE",
+    "RESOURCE_PARAMS",
+    "SHAPE_GROUPS",
+    "SLACK_SHARE",
+    "GlobalTarget",
+    "LocalSearchResult",
+    "StageResult",
+    "StageTarget",
+    "Target",
+    "chain_bounds",
+    "critical_chain",
+    "grow_and_repair",
+    "local_search",
+    "move_sets",
+    "propose_moves",
+    "seed_designs",
+    "wham_search",
+]
 
 RESOURCE_PARAMS: dict[str, tuple[str, ...]] = {
     "tensor": ("tensor_cores", "array_rows", "array_cols", "dataflow"),
@@ -87,6 +101,8 @@ class Target(Protocol):
 
     name: str
     space: DesignSpace
+    pb: Any
+    """The problem (budgets, targets, technology)."""
 
     @property
     def evaluations(self) -> int: ...
@@ -195,7 +211,7 @@ class GlobalTarget:
                  ) -> None:
         self.remaining = remaining
         self.ev = evaluator
-        self.pb = evaluator.problem
+        self.pb: Any = evaluator.problem
         self.space = evaluator.space
         self.name = name
         self.searcher = searcher
@@ -280,7 +296,7 @@ class StageTarget:
         self.remaining = remaining
         from search.plans import plan_memory_bytes
 
-        self.pb = problem
+        self.pb: Any = problem
         self.space = problem.space
         self.w = workload
         self.graph = graph
@@ -288,7 +304,7 @@ class StageTarget:
         self.name = name
         t = problem.targets[workload]
         self.memory_bytes = plan_memory_bytes(t.spec, plan, t.seq)
-        self._cache: dict[int, tuple[float, bool]] = {}
+        self._cache: dict[int, tuple[float, float, float]] = {}
         self._diag: dict[int, dict[str, float]] = {}
 
     @property
@@ -306,7 +322,7 @@ class StageTarget:
         a, p = self.area_tdp(idx)
         return within_budget(self.pb, a, p)
 
-    def _score(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _score(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from cost_models.pipeline import backward_with_recompute_s
         from cost_models.training import stage_costs
 
@@ -340,8 +356,8 @@ class StageTarget:
                "area_mm2": np.full(len(a), np.nan), "evaluated": np.zeros(len(a), bool)}
         for i, f in enumerate(flat.tolist()):
             if f in self._cache:
-                v, viol, ar = self._cache[f]
-                out["value"][i], out["violation"][i], out["area_mm2"][i] = v, viol, ar
+                cv, cviol, car = self._cache[f]
+                out["value"][i], out["violation"][i], out["area_mm2"][i] = cv, cviol, car
                 out["evaluated"][i] = True
         out["feasible"] = out["violation"] <= 0
         return out

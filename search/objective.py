@@ -28,7 +28,7 @@ from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search.evaluator import Scores, objective_value
 from search.space import DesignSpace
 
-__all__ = ["WorkloadTarget", "TrainingProblem", "system_for", "load_targets"]
+__all__ = ["TrainingProblem", "WorkloadTarget", "load_targets", "system_for"]
 
 
 def system_for(base: SystemConfig, link_count: int, link_bw_bytes_per_s: float) -> SystemConfig:

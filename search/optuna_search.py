@@ -33,7 +33,7 @@ from dse.errors import ConfigError
 from search.evaluator import Evaluator, directions, metric_names
 from search.storage import quiet_optuna
 
-__all__ = ["run_optuna", "OptunaOutcome", "make_sampler"]
+__all__ = ["OptunaOutcome", "make_sampler", "run_optuna"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +68,8 @@ def run_optuna(evaluator: Evaluator, *, n_trials: int, seed: int,
     space = evaluator.space
     dists = space.optuna_distributions()
     objective = evaluator.problem.objective
-    mem = optuna.create_study(storage=InMemoryStorage(), directions=directions(multi_objective),
+    mem = optuna.create_study(storage=InMemoryStorage(),
+                              directions=directions(multi_objective),  # type: ignore[arg-type]
                               sampler=make_sampler(seed + len(history), multi_objective))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -167,8 +168,9 @@ class SearchObjective:
         if missing:
             raise ConfigError(f"study settings lack {missing[0]!r}; the study was not made "
                               "by this dse version")
-        cfg = SearchConfig(**{k: (tuple(settings[k]) if k == "workloads" else settings[k])
-                              for k in keys})
+        kw: dict[str, Any] = {k: (tuple(settings[k]) if k == "workloads" else settings[k])
+                              for k in keys}
+        cfg = SearchConfig(**kw)
         self.cfg = cfg
         self.problem = build_problem(cfg)
         self.space = self.problem.space

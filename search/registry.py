@@ -18,7 +18,8 @@ did in ``ctx.info``, evaluations outside the end-to-end evaluator in
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -95,5 +96,9 @@ def _exhaustive(ctx: Any) -> None:
     if ctx.budget is not None:
         ev.budget = ev.evaluations + ctx.budget
     counted: dict[str, int] = {}
-    new = exhaustive_search(ev, on_feasible_count=lambda n: counted.setdefault("n", n))
+
+    def feasible_count(n: int) -> None:
+        counted["n"] = n
+
+    new = exhaustive_search(ev, on_feasible_count=feasible_count)
     ctx.info = {"feasible_designs": counted.get("n", 0), "evaluated_this_run": new}

@@ -32,8 +32,17 @@ from dse.errors import ConfigError, InfeasibleDesignError
 from dse.types import HardwareConfig, jsonable
 from search.evaluator import OBJECTIVES, Evaluator, directions, geomean, metric_names
 
-__all__ = ["SearchConfig", "SearchContext", "run_search", "write_run_dir", "default_study_name",
-           "DEFAULT_BUDGETS", "baseline_designs", "assemble", "build_problem"]
+__all__ = [
+    "DEFAULT_BUDGETS",
+    "SearchConfig",
+    "SearchContext",
+    "assemble",
+    "baseline_designs",
+    "build_problem",
+    "default_study_name",
+    "run_search",
+    "write_run_dir",
+]
 
 DEFAULT_BUDGETS: dict[str, int | None] = {"wham": None, "optuna": 500, "random": 500,
                                           "exhaustive": None}
@@ -187,7 +196,7 @@ def baseline_designs(problem: Any) -> list[tuple[str, str, HardwareConfig | None
                                  else hw.global_buffer_bw_bytes_per_cycle)
         note = f"{preset} scaled to {problem.area_budget_mm2:g} mm²"
         if hw.hbm_bytes < need:
-            stacks = int(math.ceil(need / space.hbm.bytes_per_stack))
+            stacks = math.ceil(need / space.hbm.bytes_per_stack)
             hw = dataclasses.replace(hw, hbm_stacks=stacks,
                                      hbm_bytes=stacks * space.hbm.bytes_per_stack,
                                      hbm_bw_bytes_per_s=stacks * space.hbm.bw_bytes_per_s_per_stack)
@@ -377,7 +386,8 @@ def _open(cfg: SearchConfig, space_name: str) -> tuple[Any, str | None, str]:
     name = cfg.study or default_study_name(cfg)
     if cfg.storage is None and cfg.out_dir is None:
         return None, None, name
-    storage = cfg.storage if cfg.storage is not None else str(Path(cfg.out_dir) / "study.db")
+    storage = (cfg.storage if cfg.storage is not None
+               else str(Path(str(cfg.out_dir)) / "study.db"))
     spec = parse_storage(storage)
     study = open_study(open_storage(storage), name, directions(cfg.multi_objective),
                        metric_names(cfg.objective, cfg.multi_objective))

@@ -34,6 +34,7 @@ All times are seconds.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,17 +47,17 @@ from scipy.sparse import coo_matrix
 from dse.errors import ConfigError
 
 __all__ = [
-    "SchedulingProblem",
-    "Schedule",
-    "asap_alap",
-    "critical_tasks",
-    "lower_bound_s",
-    "list_schedule",
-    "ilp_schedule",
-    "validate_schedule",
-    "problem_from_costs",
-    "block_refinement",
     "RESOURCE_NAMES",
+    "Schedule",
+    "SchedulingProblem",
+    "asap_alap",
+    "block_refinement",
+    "critical_tasks",
+    "ilp_schedule",
+    "list_schedule",
+    "lower_bound_s",
+    "problem_from_costs",
+    "validate_schedule",
 ]
 
 RESOURCE_NAMES: tuple[str, ...] = ("tc", "vc", "link")
@@ -418,11 +419,11 @@ def ilp_schedule(problem: SchedulingProblem, *, time_limit_s: float = 10.0,
     inf = np.inf
     for i in range(n):
         # t_i + p_i - T <= 0
-        c, k = dur_terms(i, 1.0)
-        con(add({t[i]: 1.0, T: -1.0}, c), -inf, -k)
+        dc, k = dur_terms(i, 1.0)
+        con(add({t[i]: 1.0, T: -1.0}, dc), -inf, -k)
         for p in problem.preds[i]:
-            c, k = dur_terms(p, 1.0)
-            con(add({t[p]: 1.0, t[i]: -1.0}, c), -inf, -k)
+            dc, k = dur_terms(p, 1.0)
+            con(add({t[p]: 1.0, t[i]: -1.0}, dc), -inf, -k)
         if z[i]:
             con({zk: 1.0 for zk in z[i]}, 1.0, 1.0)
     M = 1.0  # all scaled times lie in [0, 1] because T <= H
@@ -435,16 +436,16 @@ def ilp_schedule(problem: SchedulingProblem, *, time_limit_s: float = 10.0,
             if y[j] >= 0:
                 con({s: 1.0, y[j]: -1.0}, 0.0, inf)
         # t_i + p_i - t_j + M x + M s <= 2M   (i before j when x=1, s=1)
-        c, k = dur_terms(i, 1.0)
-        coef = add({t[i]: 1.0, t[j]: -1.0, x: M}, c)
+        dc, k = dur_terms(i, 1.0)
+        coef = add({t[i]: 1.0, t[j]: -1.0, x: M}, dc)
         if s >= 0:
             coef[s] = coef.get(s, 0.0) + M
             con(coef, -inf, 2 * M - k)
         else:
             con(coef, -inf, M - k)
         # t_j + p_j - t_i - M x + M s <= M   (j before i when x=0, s=1)
-        c, k = dur_terms(j, 1.0)
-        coef = add({t[j]: 1.0, t[i]: -1.0, x: -M}, c)
+        dc, k = dur_terms(j, 1.0)
+        coef = add({t[j]: 1.0, t[i]: -1.0, x: -M}, dc)
         if s >= 0:
             coef[s] = coef.get(s, 0.0) + M
             con(coef, -inf, M - k)
@@ -554,7 +555,7 @@ def validate_schedule(problem: SchedulingProblem, sched: Schedule, rtol: float =
         for u in range(c):
             ivs = sorted((sched.start_s[i], sched.end_s[i], i) for i in range(problem.n)
                          if problem.resource[i] == r and u in sched.units[i])
-            for (s0, e0, i0), (s1, _e1, i1) in zip(ivs, ivs[1:]):
+            for (s0, e0, i0), (s1, _e1, i1) in itertools.pairwise(ivs):
                 if s1 < e0 - tol:
                     raise ConfigError(f"schedule: tasks {problem.names[i0]!r} and "
                                       f"{problem.names[i1]!r} overlap on {r}:{u}")

@@ -59,12 +59,12 @@ from dse.types import DATAFLOWS, HardwareConfig
 from dse.units import GB, GIB, MIB
 
 __all__ = [
-    "HBMGeneration",
     "HBM_GENERATIONS",
-    "Param",
-    "DesignSpace",
     "SEARCHABLE_FIELDS",
     "TEMPLATE_TPUV4_LIKE",
+    "DesignSpace",
+    "HBMGeneration",
+    "Param",
     "default_space",
 ]
 
@@ -268,7 +268,8 @@ class DesignSpace:
 
     def config(self, idx: Sequence[int] | np.ndarray, name: str | None = None) -> HardwareConfig:
         """The HardwareConfig of one design."""
-        f = self.fields(np.asarray(idx)[None, :] if np.ndim(idx) == 1 else idx)
+        a = np.asarray(idx)
+        f = self.fields(a[None, :] if a.ndim == 1 else a)
         kw: dict[str, Any] = {}
         for k, v in f.items():
             x = v[0]
@@ -393,10 +394,10 @@ class DesignSpace:
         if "hbm_stacks" in self.names and min_hbm_bytes > 0:
             j = self.names.index("hbm_stacks")
             vals = np.asarray(self.param("hbm_stacks").values, dtype=np.float64)
-            ok = np.flatnonzero(vals * self.hbm.bytes_per_stack >= min_hbm_bytes)
-            if ok.size == 0:
+            holds = np.flatnonzero(vals * self.hbm.bytes_per_stack >= min_hbm_bytes)
+            if holds.size == 0:
                 return math.inf
-            base[j] = int(ok[0])
+            base[j] = int(holds[0])
         elif min_hbm_bytes > float(self.template.hbm_bytes) and "hbm_stacks" not in self.names:
             return math.inf
         for combo in np.ndindex(*[len(self.params[j].values) for j in cat]):
@@ -406,8 +407,8 @@ class DesignSpace:
             corners.append(c)
         arr = np.array(corners, dtype=np.int64)
         area, tdp = self.area_tdp(arr, tech)
-        ok = np.ones(len(arr), dtype=bool) if power_w is None else tdp <= power_w
-        return float(area[ok].min()) if ok.any() else math.inf
+        fits = np.ones(len(arr), dtype=bool) if power_w is None else tdp <= power_w
+        return float(area[fits].min()) if fits.any() else math.inf
 
     def min_area_mm2_exhaustive(self, tech: Any, power_w: float | None = None,
                                 min_hbm_bytes: float = 0.0, chunk: int = 65536) -> float:
@@ -435,8 +436,8 @@ class DesignSpace:
             if p.categorical:
                 out[p.name] = CategoricalDistribution(p.values)
             elif p.pow2 and _consecutive_pow2(p.values):
-                out[f"log2_{p.name}"] = IntDistribution(int(round(math.log2(p.values[0]))),
-                                                        int(round(math.log2(p.values[-1]))))
+                out[f"log2_{p.name}"] = IntDistribution(round(math.log2(p.values[0])),
+                                                        round(math.log2(p.values[-1])))
             else:
                 out[f"idx_{p.name}"] = IntDistribution(0, len(p.values) - 1)
         return out
@@ -449,7 +450,7 @@ class DesignSpace:
             if p.categorical:
                 out[key] = v
             elif key.startswith("log2_"):
-                out[key] = int(round(math.log2(v)))
+                out[key] = round(math.log2(v))
             else:
                 out[key] = int(a[j])
         return out

@@ -26,20 +26,28 @@ import json
 import logging
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from datetime import timezone
+from pathlib import Path
 from typing import Any
 
 import optuna
-from sqlalchemy import func, insert
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy import func, insert
 
 from dse.errors import ConfigError, StorageError
 
-__all__ = ["resolve_storage_url", "open_storage", "open_study", "persist_trials",
-           "TrialBuffer", "STUDY_DB", "quiet_optuna", "trial_records"]
+__all__ = [
+    "STUDY_DB",
+    "TrialBuffer",
+    "open_storage",
+    "open_study",
+    "persist_trials",
+    "quiet_optuna",
+    "resolve_storage_url",
+    "trial_records",
+]
 
 STUDY_DB = "study.db"
 """File name of the default SQLite storage inside a run directory."""
@@ -73,7 +81,8 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str,
     quiet_optuna()
     try:
         study = optuna.create_study(storage=storage, study_name=study_name,
-                                    directions=list(directions), sampler=sampler,
+                                    directions=list(directions),  # type: ignore[arg-type]
+                                    sampler=sampler,
                                     load_if_exists=True)
     except ValueError as e:
         raise ConfigError(f"study {study_name!r}: {e}") from None

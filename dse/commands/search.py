@@ -67,10 +67,7 @@ def _check_out(out: Path) -> None:
 def _distributed(args: argparse.Namespace, storage: str | None) -> bool:
     if args.jobs > 1:
         return True
-    if storage and storage.split(":", 1)[0].split("+")[0] in ("postgresql", "postgres",
-                                                               "mysql"):
-        return True
-    return False
+    return bool(storage and storage.split(":", 1)[0].split("+")[0] in ("postgresql", "postgres", "mysql"))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -166,12 +163,12 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         + f", {r['devices']} device(s), searcher {r['searcher']}, seed {r['seed']}",
         "",
         f"best  {b['design']}",
-        f"      {hw['tensor_cores']} tensor cores of {hw['array_rows']}x{hw['array_cols']} "
-        f"({hw['dataflow']}), {hw['vector_cores']} vector cores x {hw['vector_lanes']} lanes, "
-        f"SRAM {_fmt(hw['sram_bytes'], 'B')}, HBM {_fmt(hw['hbm_bytes'], 'B')} at "
-        f"{_fmt(hw['hbm_bw_bytes_per_s'], 'B/s')}",
-        f"      {_fmt(hw['peak_flop_per_s'], 'FLOP/s')} peak, {hw['area_mm2']:.1f} mm², "
-        f"{hw['tdp_w']:.1f} W TDP",
+        (f"      {hw['tensor_cores']} tensor cores of {hw['array_rows']}x{hw['array_cols']} "
+         f"({hw['dataflow']}), {hw['vector_cores']} vector cores x {hw['vector_lanes']} "
+         f"lanes, SRAM {_fmt(hw['sram_bytes'], 'B')}, HBM {_fmt(hw['hbm_bytes'], 'B')} at "
+         f"{_fmt(hw['hbm_bw_bytes_per_s'], 'B/s')}"),
+        (f"      {_fmt(hw['peak_flop_per_s'], 'FLOP/s')} peak, {hw['area_mm2']:.1f} mm², "
+         f"{hw['tdp_w']:.1f} W TDP"),
         f"      objective {b['objective_value']:.4g} {obj}",
     ]
     for name, w in b["workloads"].items():

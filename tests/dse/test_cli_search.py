@@ -106,7 +106,7 @@ def test_evaluate_agrees_with_the_search_on_best_json(run, capsys) -> None:
 
 
 def test_rerun_resumes_the_study(run, capsys) -> None:
-    out, r, _, wl = run
+    out, _r, _, wl = run
     code = cli.main(["search", "--workload", wl, "--area", "150", "--searcher", "random",
                      "--budget", "15", "--top-k", "1", "--out", str(out), "--json",
                      "--no-report"])

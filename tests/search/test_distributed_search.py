@@ -9,8 +9,8 @@ import optuna
 import pytest
 
 from dse import cli
-from search.optuna_search import objective_from_settings
 from search.distributed_search import settings_of
+from search.optuna_search import objective_from_settings
 from search.runner import SearchConfig
 from tests.search.tiny import tiny_yaml
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -55,7 +57,7 @@ def test_critical_chain_on_the_vectorized_schedule_ends_at_its_makespan() -> Non
             ch = critical_chain(sub, st.start_s[0], st.end_s[0], np.asarray(st.costs.unit_code))
             assert st.end_s[0][ch[-1]] == pytest.approx(st.makespan_s[0])
             # consecutive chain ops touch: each starts when the previous one ends
-            for a, b in zip(ch, ch[1:]):
+            for a, b in itertools.pairwise(ch):
                 assert st.start_s[0][b] == pytest.approx(st.end_s[0][a], rel=1e-9, abs=1e-15)
 
 
@@ -100,7 +102,7 @@ def test_local_search_improves_and_stops_at_a_local_optimum() -> None:
         # every accepted step was an improvement, and the end is a local optimum of the
         # whole neighbourhood within budget
         vals = [res.start_value] + [st["value"] for st in res.steps]
-        assert all(b >= a for a, b in zip(vals, vals[1:]))
+        assert all(b >= a for a, b in itertools.pairwise(vals))
         nb = SMALL_SPACE.neighbors(res.best)
         nb = nb[target.within_budget(nb)]
         r = ev.evaluate(nb, "check")

@@ -11,7 +11,7 @@ from dse.errors import ConfigError, InfeasibleDesignError
 from search.runner import SearchConfig, default_study_name, run_search, write_run_dir
 from tests.search.tiny import SMALL_SPACE, tiny_yaml
 
-FAST = dict(ilp_time_limit_s=0.2, ilp_total_s=0.5)
+FAST = {"ilp_time_limit_s": 0.2, "ilp_total_s": 0.5}
 
 
 def _cfg(tmp: Path, **kw) -> SearchConfig:
@@ -57,7 +57,7 @@ def test_wham_beats_its_seeds_and_the_baselines_are_same_budget(wham_run) -> Non
 
 def test_resume_counts_the_study_against_the_budget(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first, ev1 = run_search(_cfg(tmp_path, searcher="random", budget=10, out_dir=str(out)),
+    first, _ev1 = run_search(_cfg(tmp_path, searcher="random", budget=10, out_dir=str(out)),
                             space=SMALL_SPACE)
     assert first["evaluations"] == 10 and first["evaluations_resumed"] == 0
     again, _ = run_search(_cfg(tmp_path, searcher="random", budget=16, out_dir=str(out)),

@@ -39,7 +39,7 @@ def test_exhaustive_finds_the_optimum() -> None:
     pb = SyntheticProblem(area_mm2=60.0)
     ev = Evaluator(pb)
     n = exhaustive_search(ev)
-    area, tdp = pb.area_tdp(pb.space.all_indices())
+    area, _tdp = pb.area_tdp(pb.space.all_indices())
     assert n == int(np.sum(area <= 60.0))
     best = ev.top(1)[0]
     assert ev.columns()["value"][best] == pytest.approx(pb.optimum())

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from cost_models.technology import load_technology
 from dse.errors import ConfigError
+from dse.units import MIB
 from search.space import (
     HBM_GENERATIONS,
     TEMPLATE_TPUV4_LIKE,
@@ -18,7 +19,6 @@ from search.space import (
     Param,
     default_space,
 )
-from dse.units import MIB
 
 TECH = load_technology(7)
 SMALL = DesignSpace(template=TEMPLATE_TPUV4_LIKE, name="small", params=(
