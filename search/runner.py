@@ -328,6 +328,31 @@ def _pareto(ev: Evaluator, rows: Any, space: Any) -> list[dict[str, Any]]:
             for r in rows]
 
 
+def _per_workload(best: dict[str, Any], baselines: list[dict[str, Any]]
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-workload throughput of the best design, against the TPU-like baseline, and
+    their means (geometric mean of samples/s; arithmetic and geometric mean speed-up)."""
+    tpu = next((b for b in baselines if b.get("name") == "tpu-like"
+                and b.get("hardware") is not None), None)
+    per: dict[str, Any] = {}
+    ratios = []
+    for name, w in best["workloads"].items():
+        sp = float(w["evaluation"]["samples_per_s"]) if w["evaluation"] else 0.0
+        base = None
+        if tpu is not None and tpu["workloads"][name]["evaluation"] is not None:
+            base = float(tpu["workloads"][name]["evaluation"]["samples_per_s"])
+        ratio = sp / base if base else None
+        if ratio is not None:
+            ratios.append(ratio)
+        per[name] = {"samples_per_s": sp, "tpu_like_samples_per_s": base,
+                     "over_tpu_like": ratio, "plan": w["plan"]}
+    mean = {"geomean_samples_per_s": float(best["samples_per_s"]),
+            "mean_over_tpu_like": float(np.mean(ratios)) if ratios else None,
+            "geomean_over_tpu_like": float(np.exp(np.mean(np.log(ratios)))) if ratios
+            else None}
+    return per, mean
+
+
 def designs_table(ev: Evaluator) -> Any:
     """Every evaluated design as a :class:`pandas.DataFrame` (``designs.csv``)."""
     import pandas as pd
@@ -479,6 +504,7 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         baselines.append(e)
     front = _pareto(ev, pareto or pareto_rows(ev), space)
     best = top[0]
+    per_workload, mean = _per_workload(best, baselines)
     summary: dict[str, Any] = {
         "best": best,
         "top_k": top,
@@ -494,6 +520,8 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         "seed": cfg.seed,
         "devices": cfg.devices,
         "plan": {n: p["plan"] for n, p in best["workloads"].items()},
+        "per_workload": per_workload,
+        "mean": mean,
         "convergence": ev.convergence,
         "pareto": front,
         "evaluations_end_to_end": int(ev.evaluations),

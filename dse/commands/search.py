@@ -180,6 +180,11 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(f"      {name}: {ev['samples_per_s']:.4g} samples/s, step "
                      f"{ev['step_time_s']:.4g} s (tp={p['tp']} pp={p['pp']} dp={p['dp']}, "
                      f"micro-batch {p['micro_batch']}, recompute {p['recompute']})")
+    if len(r["workloads"]) > 1 and r.get("mean"):
+        m = r["mean"]
+        lines.append(f"      mean: geomean {m['geomean_samples_per_s']:.4g} samples/s"
+                     + (f", {m['mean_over_tpu_like']:.2f}x the TPU-like baseline on average"
+                        if m.get("mean_over_tpu_like") else ""))
     shares = b.get("critical_path_shares") or {}
     if shares:
         lines.append("      critical path: " + ", ".join(

@@ -123,6 +123,9 @@ def test_multi_workload_reports_each_and_the_mean(tmp_path: Path) -> None:
     assert set(per) == {"tiny", "tiny2"}
     sp = [per[n]["evaluation"]["samples_per_s"] for n in ("tiny", "tiny2")]
     assert s["best"]["samples_per_s"] == pytest.approx((sp[0] * sp[1]) ** 0.5)
+    assert set(s["per_workload"]) == {"tiny", "tiny2"}
+    ratios = [s["per_workload"][n]["over_tpu_like"] for n in ("tiny", "tiny2")]
+    assert s["mean"]["mean_over_tpu_like"] == pytest.approx(sum(ratios) / 2)
     out = write_run_dir(s, ev, tmp_path / "multi")
     import pandas as pd
 
