@@ -532,7 +532,8 @@ def op_costs(graph: Graph, designs: DesignBatch, tech: Technology,
         b = shapes[None, :, 3].astype(np.float64)
         mkn = (shapes[:, 0] * shapes[:, 1] * shapes[:, 2]).astype(np.float64)[None, :]
         fcol = f[:, None]
-        t_comp = parts["cycles"] / fcol
+        eff = designs.matmul_efficiency[:, None]
+        t_comp = parts["cycles"] / (fcol * eff)
         hb, fb = parts["hbm_bytes"], parts["fabric_bytes"]
         t_hbm = hb / hbm_bw[:, None]
         t_fab = fb / fabric_bw[:, None]
@@ -544,7 +545,7 @@ def op_costs(graph: Graph, designs: DesignBatch, tech: Technology,
         en = (b * mkn * c["mac_energy_j"][:, None]
               + sram_b * c["sram_core_energy_j_per_byte"][:, None]
               + fb * e_fabric[:, None] + hb * c["hbm_energy_j_per_byte"][:, None])
-        t_one = np.maximum(b * parts["cc"] / fcol, t_mem)
+        t_one = np.maximum(b * parts["cc"] / (fcol * eff), t_mem)
         latency[:, g], compute[:, g], memory[:, g] = lat[:, inv], t_comp[:, inv], t_mem[:, inv]
         hbm_s[:, g], sram_s[:, g] = t_hbm[:, inv], t_fab[:, inv]
         hbm_bytes[:, g], energy[:, g] = hb[:, inv], en[:, inv]
@@ -786,7 +787,7 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
             else:
                 grouped = _scalar_multi_core(m, k, n, r, cc_, df, max(p // b, 1))
             serial = b * _scalar_multi_core(m, k, n, r, cc_, df, p)
-            t_comp = float(min(grouped, serial)) / f
+            t_comp = float(min(grouped, serial)) / (f * float(hw.matmul_efficiency))
             key = (m, k, n, b)
             if key not in traffic_cache:
                 traffic_cache[key] = (

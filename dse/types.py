@@ -316,6 +316,11 @@ class HardwareConfig:
     link_bw_bytes_per_s: float = 50e9
     """Chip-to-chip link bandwidth, per link and direction."""
     tech_node_nm: float = 7.0
+    matmul_efficiency: float = 1.0
+    """Measured fraction of the analytical systolic GEMM throughput that the real device
+    sustains (0 < x <= 1). 1.0 for designs of the template, whose GEMM time the systolic
+    model is; GPU presets carry the measured Maximum Achievable Matmul FLOPS over the dense
+    peak (power-limited clocks and instruction issue, which an array model does not see)."""
 
     def __post_init__(self) -> None:
         o = f"HardwareConfig[{self.name}]"
@@ -333,6 +338,9 @@ class HardwareConfig:
             _non_negative(ConfigError, o, f, getattr(self, f))
         _choice(ConfigError, o, "dataflow", self.dataflow, DATAFLOWS)
         _choice(ConfigError, o, "dtype", self.dtype, DTYPES)
+        _positive(ConfigError, o, "matmul_efficiency", self.matmul_efficiency)
+        if self.matmul_efficiency > 1:
+            raise ConfigError(f"{o}.matmul_efficiency={self.matmul_efficiency!r} must be <= 1")
 
     @property
     def dtype_bytes(self) -> int:
