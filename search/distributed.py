@@ -1098,8 +1098,9 @@ def run_parallel_jobs(settings: Mapping[str, Any], storage: str | StorageSpec | 
     on a :class:`~optuna.storages.journal.JournalFileBackend`); ``study`` None means
     ``"dse"``. Creating the study writes ``settings`` and ``budget`` slots; an existing
     study resumes (finished trials are kept, dead owners' trials re-enqueued). Each process
-    is a worker as in ``dse worker``. Ctrl-C stops every worker after re-enqueuing its
-    trial in flight and re-raises KeyboardInterrupt.
+    is a worker as in ``dse worker`` (``jobs == 1``: this process is the worker). Ctrl-C
+    stops every worker after re-enqueuing its trial in flight and re-raises
+    KeyboardInterrupt.
 
     Returns ``{"study", "storage" (redacted), "jobs", "budget", "finished", "complete",
     "pruned", "failed", "running", "waiting", "trials_this_run", "wall_s", "workers"}``.
@@ -1125,8 +1126,12 @@ def run_parallel_jobs(settings: Mapping[str, Any], storage: str | StorageSpec | 
     reports: list[dict[str, Any]] = []
     errors: list[tuple[int, str]] = []
     url = spec.url if spec.kind == "rdb" else spec.path
-    rounds = 0
-    while True:
+    while jobs == 1:  # one worker: run it in this process (no start-up of a child)
+        with sigterm_as_interrupt():
+            report, _, _ = join_study(spec, name)
+        reports.append(report.as_dict())
+        break
+    while jobs > 1:
         prog = study_progress(study_obj)
         if prog.waiting == 0 and prog.running == 0:
             break
@@ -1161,13 +1166,10 @@ def run_parallel_jobs(settings: Mapping[str, Any], storage: str | StorageSpec | 
             if code == 130:
                 raise KeyboardInterrupt()
             raise WorkerFailed(msg, code)
-        rounds += 1
         after = study_progress(study_obj)
         if after.waiting and after.finished == prog.finished:
             raise WorkerFailed(f"workers made no progress on study {name!r} in "
                                f"{spec.display} ({after.waiting} slots waiting)")
-        if rounds > 1000:  # pragma: no cover - defensive
-            break
     prog = study_progress(study_obj)
     return {"study": name, "storage": spec.display, "jobs": jobs, **prog.as_dict(),
             "trials_this_run": prog.finished - before, "wall_s": time.perf_counter() - t0,

@@ -171,3 +171,48 @@ def test_unreachable_postgres_names_host_not_password() -> None:
     assert r.stderr.count("\n") == 1
     assert f"127.0.0.1:{port}" in r.stderr and "Sup3rSecret" not in r.stderr
     assert "dse:***@" in r.stderr
+
+
+def _search(url: str, study: str, out: Path, jobs: int = 1) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dse.cli", "search", "--workload", "resnet50", "--area", "200",
+         "--searcher", "random", "--budget", "18", "--seed", "5", "--storage", url,
+         "--study", study, "--jobs", str(jobs), "--out", str(out), "--no-report", "--json"],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_real_search_dse_search_plus_two_workers_same_best_as_one_process(
+        postgres_url: str, tmp_path: Path) -> None:
+    """The accelerator objective: ``dse search --storage postgresql://…`` plus two
+    ``dse worker`` processes joining its study, against one process alone."""
+    lead = _search(postgres_url, "real3", tmp_path / "three")
+    storage = dist.open_storage(postgres_url)
+    deadline = time.monotonic() + 120
+    while "real3" not in dist.study_names(storage) and time.monotonic() < deadline:
+        assert lead.poll() is None, lead.communicate()[1]
+        time.sleep(0.2)
+    helpers = [_start_worker(postgres_url, "real3") for _ in range(2)]
+    summary3 = _finish(lead, timeout=400)
+    reports = [_finish(p, timeout=400) for p in helpers]
+    summary1 = _finish(_search(postgres_url, "real1", tmp_path / "one"), timeout=400)
+
+    trials3 = _finished(postgres_url, "real3")
+    trials1 = _finished(postgres_url, "real1")
+    assert len(trials3) == len(trials1) == 18
+    assert len({t.number for t in trials3}) == 18
+    lead_ran = summary3["search"]["distributed"]["trials_this_run"]
+    assert lead_ran == 18 and sum(r["trials_run"] for r in reports) <= 18
+    print("\nhelpers ran", [r["trials_run"] for r in reports], "lead wall", summary3["wall_s"],
+          "one-process wall", summary1["wall_s"])
+    # the seeded slots fix the designs: the same designs and values, so the same best
+    def key(ts: list) -> dict:
+        return {(t.user_attrs["dse:slot"], json.dumps(t.params, sort_keys=True)): t.values
+                for t in ts}
+
+    k3, k1 = key(trials3), key(trials1)
+    assert k3 == k1, [(k, k3.get(k), k1.get(k)) for k in sorted(set(k3) | set(k1))
+                      if k3.get(k) != k1.get(k)]
+    assert summary3["best"]["design"] == summary1["best"]["design"]
+    assert summary3["best"]["objective_value"] == pytest.approx(
+        summary1["best"]["objective_value"], rel=1e-12)
+    assert summary3["evaluations"] == summary1["evaluations"] == 18
