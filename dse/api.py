@@ -1,0 +1,106 @@
+"""Public Python API of dse: the library behind the CLI, taking objects, not flags.
+
+Names (zoo workloads, presets) are resolved here, at the edge; the cost models and the
+search take objects. Every function raises a :class:`dse.errors.DSEError` subclass for
+bad input.
+
+>>> from dse import api
+>>> g = api.load_workload("gpt2", batch=1, seq=128)
+>>> g.meta["family"], g.meta["seq_len"]
+('transformer', 128)
+>>> hw, system = api.load_hardware("tpuv4")
+>>> round(hw.peak_flop_per_s / 1e12)
+275
+>>> ev = api.evaluate(api.model_spec("gpt2"), hw, system, seq=128,
+...                   plan=ParallelPlan(global_batch=8, micro_batch=8))
+>>> ev.step_time_s > 0 and ev.fits_memory
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dse.types import Evaluation, Graph, HardwareConfig, ParallelPlan, SystemConfig
+
+__all__ = [
+    "Evaluation",
+    "HardwareConfig",
+    "ParallelPlan",
+    "SystemConfig",
+    "evaluate",
+    "hardware_names",
+    "load_hardware",
+    "load_workload",
+    "model_spec",
+    "search",
+    "workload_names",
+]
+
+
+def workload_names() -> list[str]:
+    """Names of the built-in model zoo."""
+    import workloads
+
+    return list(workloads.zoo_names())
+
+
+def model_spec(workload: str) -> Any:
+    """Hyperparameters of a workload: zoo name, HF-style ``config.json`` or ``.onnx`` path."""
+    import workloads
+
+    return workloads.model_spec(workload)
+
+
+def load_workload(workload: str, *, batch: int | None = None, seq: int | None = None,
+                  optimizer: str = "adam") -> Graph:
+    """The training-step operator DAG of ``workload`` for ``batch`` samples of ``seq``
+    tokens (defaults: the workload's own)."""
+    import workloads
+
+    return workloads.load(workload, batch=batch, seq=seq, optimizer=optimizer)
+
+
+def hardware_names() -> list[str]:
+    """Names of the hardware presets."""
+    from cost_models.presets import preset_names
+
+    return list(preset_names())
+
+
+def load_hardware(hardware: str) -> tuple[HardwareConfig, SystemConfig]:
+    """A preset name or a YAML/JSON file with the preset fields → (chip, system)."""
+    from cost_models.presets import load_preset
+
+    preset = load_preset(hardware)
+    return preset.hardware, preset.system
+
+
+def evaluate(spec: Any, hw: HardwareConfig, system: SystemConfig | None = None, *,
+             plan: ParallelPlan | None = None, seq: int | None = None) -> Evaluation:
+    """Evaluate one design on one workload and parallel plan (default: one device, the
+    workload's default batch as one micro-batch). ``spec`` comes from :func:`model_spec`."""
+    from cost_models.technology import load_technology
+    from cost_models.training import evaluate_training
+    from workloads.parallel import validate_plan
+
+    if plan is None:
+        batch = int(getattr(spec, "default_batch", 1) or 1)
+        plan = ParallelPlan(global_batch=batch, micro_batch=batch)
+    validate_plan(spec, plan, plan.devices, seq=seq)
+    return evaluate_training(spec, hw, system or SystemConfig(), plan,
+                             load_technology(hw.tech_node_nm), seq=seq)
+
+
+def search(workloads: str | tuple[str, ...], area_mm2: float, **options: Any) -> dict[str, Any]:
+    """Mine the best design for ``workloads`` within ``area_mm2`` (and ``power_w``, …: the
+    fields of :class:`search.runner.SearchConfig`). Returns the ``dse search --json``
+    object; writes the run directory when ``out_dir`` is given."""
+    from search.runner import SearchConfig, run_search, write_run_dir
+
+    names = (workloads,) if isinstance(workloads, str) else tuple(workloads)
+    cfg = SearchConfig(workloads=names, area_mm2=area_mm2, **options)
+    summary, ev = run_search(cfg)
+    if cfg.out_dir:
+        write_run_dir(summary, ev, cfg.out_dir)
+    return summary
