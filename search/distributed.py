@@ -360,10 +360,12 @@ def _sqlite_wal(spec: StorageSpec) -> None:
     Safe against killed processes; not for network file systems (neither is SQLite)."""
     import sqlite3
 
-    con = sqlite3.connect(spec.path, timeout=120)
+    con = sqlite3.connect(spec.path, timeout=5)
     try:
         if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        pass  # another process holds the file (needs an exclusive lock): keep its mode
     finally:
         con.close()
 
@@ -1138,13 +1140,14 @@ def run_parallel_jobs(settings: Mapping[str, Any], storage: str | StorageSpec | 
         n = max(1, min(jobs, prog.waiting + prog.running))
         procs = []
         try:
-            for i in range(n):
-                parent_conn, child_conn = ctx.Pipe(duplex=False)
-                p = ctx.Process(target=_job_main, args=(url, name, i, os.getpid(), child_conn),
-                                daemon=False)
-                p.start()
-                child_conn.close()
-                procs.append((p, parent_conn))
+            with _sigint_ignored():  # children start with Ctrl-C ignored (no traceback
+                for i in range(n):     # from their imports); the parent stops them
+                    parent_conn, child_conn = ctx.Pipe(duplex=False)
+                    p = ctx.Process(target=_job_main,
+                                    args=(url, name, i, os.getpid(), child_conn), daemon=False)
+                    p.start()
+                    child_conn.close()
+                    procs.append((p, parent_conn))
             for p, conn in procs:
                 p.join()
                 if conn.poll():
@@ -1174,6 +1177,23 @@ def run_parallel_jobs(settings: Mapping[str, Any], storage: str | StorageSpec | 
     return {"study": name, "storage": spec.display, "jobs": jobs, **prog.as_dict(),
             "trials_this_run": prog.finished - before, "wall_s": time.perf_counter() - t0,
             "workers": reports}
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the block runs: processes spawned inside inherit SIG_IGN, and
+    Python then installs no KeyboardInterrupt handler in them (a Ctrl-C during their
+    imports would print a traceback). The block only starts processes (milliseconds)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _stop_children(procs: Sequence[tuple[Any, Any]], spec: StorageSpec) -> None:

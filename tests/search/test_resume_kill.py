@@ -1,0 +1,274 @@
+"""Killed searches lose at most the batch in flight and resume where they stopped.
+
+* ``dse search`` (one process, in-memory hot loop persisted in batches to SQLite) is
+  SIGKILLed after a batch reached the storage, then rerun with the same
+  ``--storage``/``--study``: every trial persisted before the kill is still there,
+  unchanged, and the total reaches the budget without a design evaluated twice.
+* ``dse search --jobs 2`` (workers on a journal file) is SIGKILLed as a whole process
+  group, then rerun: the trials the dead workers held are failed and re-run, nothing
+  finished is lost, every budget slot is finished exactly once.
+* Ctrl-C (SIGINT to the process group) stops ``dse search --jobs 2`` with exit 130 and
+  one line on stderr, leaving no trial RUNNING.
+* A ``dse worker`` SIGKILLed mid-trial on SQLite: the next worker on the same host sees
+  the owner is dead and re-runs the trial at once (no heartbeat wait).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import distributed as dist
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _complete(storage: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    """Finished trials, read with a plain Optuna storage (no pragma changes)."""
+    spec = dist.parse_storage(storage)
+    if spec.kind == "journal":
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        st: optuna.storages.BaseStorage = JournalStorage(JournalFileBackend(spec.path))
+    else:
+        st = optuna.storages.RDBStorage(spec.url)
+    try:
+        s = optuna.load_study(study_name=study, storage=st)
+    except KeyError:
+        return []
+    return s.get_trials(deepcopy=False)
+
+
+def _states(trials: list[optuna.trial.FrozenTrial]) -> Counter:
+    return Counter(t.state for t in trials)
+
+
+def _wait_for(pred, proc: subprocess.Popen, timeout: float = 300.0) -> None:  # type: ignore
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the search ended (rc {proc.returncode}) before the kill: {err[-500:]}")
+        time.sleep(0.05)
+    pytest.fail("timed out waiting for trials to be persisted")
+
+
+def _snapshot(trials: list[optuna.trial.FrozenTrial]) -> dict[int, tuple]:
+    return {t.number: (dict(t.params), list(t.values or [])) for t in trials
+            if t.state == TrialState.COMPLETE}
+
+
+def test_dse_search_sigkill_then_resume_keeps_every_persisted_trial(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/x.db"
+    budget = 1300  # batches of 512 reach the storage at 512 and 1024 designs
+    cmd = [sys.executable, "-m", "dse.cli", "search", "--workload", "resnet50", "--area", "200",
+           "--searcher", "random", "--budget", str(budget), "--seed", "1", "--storage", db,
+           "--study", "s", "--out", str(tmp_path / "run"), "--no-report", "--json"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _states(_complete(db, "s"))[TrialState.COMPLETE] > 0, p)
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    assert p.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    before = _snapshot(_complete(db, "s"))
+    assert 0 < len(before) < budget
+
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    trials = _complete(db, "s")
+    after = _snapshot(trials)
+    assert all(after.get(n) == v for n, v in before.items())  # nothing persisted was lost
+    assert len(after) == budget == len(trials)                 # the budget, no extra trial
+    designs = {json.dumps(p, sort_keys=True) for p, _ in after.values()}
+    assert len(designs) == budget                              # no design evaluated twice
+    assert summary["evaluations_resumed"] == len(before)
+    assert summary["evaluations"] == budget
+
+
+def _jobs_cmd(storage: str, out: Path, budget: int) -> list[str]:
+    return [sys.executable, "-m", "dse.cli", "search", "--workload", "resnet50", "--area",
+            "200", "--searcher", "random", "--budget", str(budget), "--seed", "2",
+            "--storage", storage, "--study", "j", "--jobs", "2", "--out", str(out),
+            "--no-report", "--json"]
+
+
+def _slots_once(trials: list[optuna.trial.FrozenTrial], budget: int) -> None:
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    slots = Counter(t.user_attrs["dse:slot"] for t in done)
+    assert sorted(slots) == list(range(budget)) and set(slots.values()) == {1}
+    assert len({t.number for t in done}) == len(done) == budget
+
+
+def test_jobs_sigkill_whole_group_then_resume(tmp_path: Path) -> None:
+    storage = f"journal:{tmp_path}/study.log"
+    budget = 40
+    cmd = _jobs_cmd(storage, tmp_path / "run", budget)
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for(lambda: _states(_complete(storage, "j"))[TrialState.COMPLETE] >= 4, p)
+    os.killpg(p.pid, signal.SIGKILL)  # the search and its workers, at once
+    p.communicate()
+    time.sleep(0.5)
+    trials = _complete(storage, "j")
+    before = _snapshot(trials)
+    assert 4 <= len(before) < budget
+
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    trials = _complete(storage, "j")
+    after = _snapshot(trials)
+    assert all(after.get(n) == v for n, v in before.items())
+    _slots_once(trials, budget)
+    states = _states(trials)
+    assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
+    # every failed trial is a worker's trial in flight at the kill, re-run by the resume
+    for f in (t for t in trials if t.state == TrialState.FAIL):
+        assert any(t.system_attrs.get("failed_trial") == f.number for t in trials
+                   if t.state == TrialState.COMPLETE)
+    summary = json.loads(r.stdout)
+    assert summary["evaluations"] == budget
+
+
+def test_jobs_ctrl_c_exits_130_one_line_and_leaves_nothing_running(tmp_path: Path) -> None:
+    storage = f"journal:{tmp_path}/study.log"
+    budget = 40
+    cmd = _jobs_cmd(storage, tmp_path / "run", budget)
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_for(lambda: _states(_complete(storage, "j"))[TrialState.COMPLETE] >= 3, p)
+    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130
+    assert out == "" and err.strip().splitlines()[-1] == "dse: interrupted"
+    assert "Traceback" not in err
+    trials = _complete(storage, "j")
+    assert _states(trials)[TrialState.RUNNING] == 0
+    before = _snapshot(trials)
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    trials = _complete(storage, "j")
+    assert all(_snapshot(trials).get(n) == v for n, v in before.items())
+    _slots_once(trials, budget)
+
+
+def test_worker_sigkill_is_rerun_at_once_on_the_same_host(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/w.db"
+    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
+                                     searcher="exhaustive", work_s=1.0,
+                                     heartbeat_interval_s=60, grace_period_s=600)
+    dist.create_or_load_study(dist.open_storage(url), "w", settings, budget=16)
+    cmd = [sys.executable, "-m", "dse.cli", "worker", "--storage", url, "--study", "w",
+           "--json"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    watch = optuna.load_study(study_name="w", storage=optuna.storages.RDBStorage(url))
+
+    def early_in_a_trial() -> bool:  # kill within the first half of a 1 s evaluation
+        ts = watch.get_trials(deepcopy=False)
+        run = [t for t in ts if t.state == TrialState.RUNNING]
+        return (sum(t.state == TrialState.COMPLETE for t in ts) >= 2 and len(run) == 1
+                and (datetime.datetime.now() - run[0].datetime_start).total_seconds() < 0.5)
+
+    _wait_for(early_in_a_trial, p)
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    trials = _complete(url, "w")
+    (held,) = [t for t in trials if t.state == TrialState.RUNNING]
+    before = _snapshot(trials)
+
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    # no wait for the 600 s heartbeat grace: the owner pid is dead on this host
+    assert time.monotonic() - t0 < 120
+    trials = _complete(url, "w")
+    assert all(_snapshot(trials).get(n) == v for n, v in before.items())
+    _slots_once(trials, 16)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert [t.number for t in failed] == [held.number]
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == held.number]
+    assert retry.state == TrialState.COMPLETE
+    assert retry.user_attrs["dse:slot"] == held.user_attrs["dse:slot"]
+    assert retry.params == held.system_attrs["fixed_params"]
+    best = json.loads(r.stdout)["best"]
+    x, y, v = dist.SyntheticObjective(settings).optimum()
+    assert best["params"] == {"x": x, "y": y} and best["values"] == [pytest.approx(v)]
+
+
+def test_budget_slots_are_exact_after_a_dead_creator_and_racing_duplicates(
+        tmp_path: Path) -> None:
+    """A creator that died after enqueuing part of its window is repaired by the next
+    process; slots created twice by a race are withdrawn when claimed; the budget is met
+    exactly."""
+    storage = dist.open_storage(f"journal:{tmp_path}/r.log")
+    settings = dist.default_settings(objective_factory="synthetic", grid=[5, 5], seed=1,
+                                     searcher="exhaustive", slot_window=4, budget=25)
+    obj = dist.build_objective(settings)
+    # the dead creator: settings and slots 0, 1 written, slot 1 twice, no budget marker
+    study = optuna.create_study(storage=storage, study_name="r", direction="maximize")
+    study.set_user_attr(dist.SETTINGS_ATTR, settings)
+    for i in (0, 1, 1):
+        study.enqueue_trial(obj.slot_params(i, i + 1)[0], user_attrs={dist.SLOT_ATTR: i})
+    study, _ = dist.create_or_load_study(storage, "r", settings, budget=25, wait_ready_s=0.2)
+    assert dist.study_budget(study) == 25
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert sorted(t.user_attrs[dist.SLOT_ATTR] for t in waiting) == [0, 1, 1, 2, 3]
+    # another racing repair duplicates slot 2
+    study.enqueue_trial(obj.slot_params(2, 3)[0], user_attrs={dist.SLOT_ATTR: 2})
+    first = dist.run_worker(study, obj, window=4, max_trials=5)
+    assert dist.repair_slots(study, obj, 25, 4) == []  # nothing is missing: idempotent
+    rest = dist.run_worker(study, obj, window=4)
+    trials = study.get_trials(deepcopy=False)
+    _slots_once(trials, 25)
+    assert first.duplicates + rest.duplicates == 2
+    dups = [t for t in trials if dist.DUPLICATE_ATTR in t.system_attrs]
+    assert len(dups) == 2 and all(t.state == TrialState.FAIL for t in dups)
+    # the whole grid once: the exhaustive optimum
+    best = dist.best_trial_summary(study)
+    x, y, _ = obj.optimum()
+    assert best is not None and best["params"] == {"x": x, "y": y}
+
+
+def test_budget_extension_and_settings_mismatch(tmp_path: Path) -> None:
+    storage = dist.open_storage(f"sqlite:///{tmp_path}/e.db")
+    settings = dist.default_settings(objective_factory="synthetic", grid=[6, 6], seed=2,
+                                     searcher="random", slot_window=3)
+    study, _ = dist.create_or_load_study(storage, "e", settings, budget=7)
+    obj = dist.build_objective(settings)
+    dist.run_worker(study, obj, window=3)
+    assert dist.study_progress(study).finished == 7
+    study, stored = dist.create_or_load_study(storage, "e", settings, budget=12)
+    assert stored["budget"] == 12 == dist.study_budget(study)
+    dist.run_worker(study, obj, window=3)
+    trials = study.get_trials(deepcopy=False)
+    _slots_once(trials, 12)
+    # the designs are the seeded slot designs, whatever the split into runs
+    assert [t.params for t in sorted(trials, key=lambda t: t.user_attrs["dse:slot"])] == \
+        obj.slot_params(0, 12)
+    # a smaller budget keeps the finished work
+    _, stored = dist.create_or_load_study(storage, "e", settings, budget=5)
+    assert stored["budget"] == 12
+    with pytest.raises(dist.ConfigError, match="seed=2.*seed=3"):
+        dist.create_or_load_study(storage, "e", dict(settings, seed=3), budget=12)
