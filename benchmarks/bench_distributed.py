@@ -82,7 +82,8 @@ def validation() -> dict[str, Any]:
             pub = r["iteration_time_s"]
             lo, hi = pub - 0.005, pub + 0.005
         ev = evaluate_training(_spec(r), hw, system, _plan(r), tech, seq=SEQ,
-                               dp_overlap=r["ddp"] == "torch")
+                               dp_overlap=r["ddp"] == "torch",
+                               tp_overlap=d["sources"][r["source"]].get("tp_overlap", True))
         ph = ev.breakdown["phase_s"]
         rows.append({
             "id": r["id"], "source": r["source"], "table": r["table"], "row": r["row"],

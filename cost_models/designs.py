@@ -211,10 +211,14 @@ def _validate_arrays(a: dict[str, np.ndarray]) -> None:
     """Vectorized version of HardwareConfig.__post_init__'s checks."""
     for f in INT_FIELDS:
         v = a[f]
-        lo = 0 if f == "link_count" else 1
+        lo = 0 if f in ("link_count", "single_stream") else 1
         if np.any(v < lo):
             i = int(np.argmax(v < lo))
             raise ConfigError(f"DesignBatch[{i}].{f}={int(v[i])} must be >= {lo}")
+    if np.any(a["single_stream"] > 1):
+        i = int(np.argmax(a["single_stream"] > 1))
+        raise ConfigError(f"DesignBatch[{i}].single_stream={int(a['single_stream'][i])} "
+                          "must be 0 or 1")
     for f in FLOAT_FIELDS:
         v = a[f]
         bad = ~np.isfinite(v) | (v < 0)

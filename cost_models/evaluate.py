@@ -492,7 +492,7 @@ def op_costs(graph: Graph, designs: DesignBatch, tech: Technology,
     c = node_constants(designs, tech) if constants is None else constants
     d, o = len(designs), len(plan.names)
     f = designs.freq_hz
-    hbm_bw = designs.hbm_bw_bytes_per_s
+    hbm_bw = designs.hbm_bw_bytes_per_s * designs.hbm_efficiency  # sustained bandwidth
     sram_total = designs.sram_bytes.astype(np.float64)
     sram_core = (designs.tensor_cores * designs.sram_per_core_bytes).astype(np.float64)
     fabric_bw = designs.global_buffer_bw_bytes_per_cycle * f
@@ -630,9 +630,31 @@ class DeviceStep:
         return np.where(self.makespan_s > 0, self.flop / np.maximum(self.makespan_s, 1e-300), 0.0)
 
 
+def _occupancy(single_stream: Any, blocking_comm: bool, d: int) -> np.ndarray | None:
+    """(3, 3, D) bool: which resources an operator on unit ``u`` holds, per design; ``None``
+    when every unit holds only itself. ``single_stream`` designs (GPUs: one CUDA stream on
+    shared SMs) run tensor and vector operators one at a time; ``blocking_comm``
+    (Megatron-LM 2021's synchronous tensor-parallel collectives) makes communication wait
+    for, and hold up, all computation."""
+    ss = np.broadcast_to(np.asarray(single_stream, dtype=bool), (d,))
+    if not ss.any() and not blocking_comm:
+        return None
+    occ = np.zeros((len(UNITS), len(UNITS), d), dtype=bool)
+    for u in range(len(UNITS)):
+        occ[u, u] = True
+    occ[_TC, _VC] = occ[_VC, _TC] = ss
+    if blocking_comm:
+        occ[_LINK, :] = True
+        occ[:, _LINK] = True
+    return occ
+
+
 def _schedule_fixed_order(dur: np.ndarray, order: np.ndarray, preds: tuple[tuple[int, ...], ...],
-                          unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end times (D, O) of the in-order list schedule of ``order``."""
+                          unit: np.ndarray, occ: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end times (D, O) of the in-order list schedule of ``order``. ``occ``
+    (:func:`_occupancy`): an operator starts when all resources it holds are free and
+    holds them until it ends (start times stay max-plus expressions of the durations)."""
     d, o = dur.shape
     start = np.zeros((o, d))
     end = np.zeros((o, d))
@@ -648,17 +670,26 @@ def _schedule_fixed_order(dur: np.ndarray, order: np.ndarray, preds: tuple[tuple
         else:
             ready = end[list(ps)].max(axis=0)
         u = unit[j]
-        st = np.maximum(ready, free[u])
-        start[j] = st
-        end[j] = st + durt[j]
-        free[u] = end[j]
+        if occ is None:
+            st = np.maximum(ready, free[u])
+            start[j] = st
+            end[j] = st + durt[j]
+            free[u] = end[j]
+        else:
+            held = occ[u]
+            st = np.maximum(ready, np.where(held, free, 0.0).max(axis=0))
+            start[j] = st
+            end[j] = st + durt[j]
+            free = np.where(held, end[j][None, :], free)
     return start.T, end.T
 
 
 def device_step(graph: Graph, designs: DesignBatch, tech: Technology,
                 comm_time_s: Any = None, *, costs: OpCosts | None = None,
-                constants: dict[str, np.ndarray] | None = None) -> DeviceStep:
-    """Schedule ``graph`` on every design (vectorized; see the module docstring)."""
+                constants: dict[str, np.ndarray] | None = None,
+                blocking_comm: bool = False) -> DeviceStep:
+    """Schedule ``graph`` on every design (vectorized; see the module docstring).
+    ``blocking_comm``: communication does not overlap computation (see *Schedule*)."""
     plan = _plan(graph)
     c = node_constants(designs, tech) if constants is None else constants
     oc = op_costs(graph, designs, tech, comm_time_s, constants=c) if costs is None else costs
@@ -666,8 +697,9 @@ def device_step(graph: Graph, designs: DesignBatch, tech: Technology,
     dur = oc.latency_s * plan.count[None, :]
     best_start = best_end = None
     makespan = np.full(d, np.inf)
+    occ = _occupancy(designs.single_stream, blocking_comm, d)
     for order in plan.orders:
-        st, en = _schedule_fixed_order(dur, order, graph.pred_indices, plan.unit_code)
+        st, en = _schedule_fixed_order(dur, order, graph.pred_indices, plan.unit_code, occ)
         ms = en.max(axis=1) if o else np.zeros(d)
         better = ms < makespan
         if best_start is None:
@@ -676,7 +708,8 @@ def device_step(graph: Graph, designs: DesignBatch, tech: Technology,
             best_start = np.where(better[:, None], st, best_start)
             best_end = np.where(better[:, None], en, best_end)
         makespan = np.minimum(makespan, ms)
-    hbm_floor = (oc.hbm_bytes * plan.count[None, :]).sum(axis=1) / designs.hbm_bw_bytes_per_s
+    hbm_floor = ((oc.hbm_bytes * plan.count[None, :]).sum(axis=1)
+                 / (designs.hbm_bw_bytes_per_s * designs.hbm_efficiency))
     makespan = np.maximum(makespan, hbm_floor)
     busy = {name: dur[:, plan.unit_code == i].sum(axis=1) for i, name in enumerate(UNITS)}
     dyn = (oc.energy_j * plan.count[None, :]).sum(axis=1)
@@ -746,12 +779,12 @@ def _scalar_multi_core(m: int, k: int, n: int, r: int, c: int, df: str, cores: i
 
 
 def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
-                    comm_time_s: Any = None) -> DeviceResult:
+                    comm_time_s: Any = None, *, blocking_comm: bool = False) -> DeviceResult:
     """Scalar reference: cost every operator of ``graph`` on ``hw`` with plain Python
     arithmetic, schedule it, and explain the result (see the module docstring).
 
     ``comm_time_s``: ``None``, a mapping from communication op name to seconds, or an
-    array of shape ``(O,)``.
+    array of shape ``(O,)``. ``blocking_comm``: as in :func:`device_step`.
     """
     if not isinstance(hw, HardwareConfig):
         raise ConfigError(f"evaluate_device needs a HardwareConfig, got {type(hw).__name__}")
@@ -772,6 +805,7 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
                 else cst["sram_core_energy_j_per_byte"])
     lanes = float(hw.vector_cores * hw.vector_lanes)
     preds = graph.pred_indices
+    hbm_bw = float(hw.hbm_bw_bytes_per_s) * float(hw.hbm_efficiency)  # sustained bandwidth
 
     recs: list[dict[str, Any]] = []
     traffic_cache: dict[tuple[int, int, int, int], tuple[float, float]] = {}
@@ -794,7 +828,7 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
                     _blocked_traffic_scalar(m, k, n, b, r, cc_, _LOOP_ORDERS, dtb, sram_total),
                     _blocked_traffic_scalar(m, k, n, b, r, cc_, _LOOP_ORDERS, dtb, sram_core))
             hb, fb = traffic_cache[key]
-            t_hbm = hb / float(hw.hbm_bw_bytes_per_s)
+            t_hbm = hb / hbm_bw
             t_fab = fb / fabric_bw
             t_mem = max(t_hbm, t_fab)
             bound = "tensor" if t_comp >= t_mem else ("hbm" if t_hbm >= t_fab else "sram")
@@ -823,7 +857,7 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
             spill = (float(op.bytes_in) if op.kind in _TWO_PASS_KINDS
                      and op.bytes_in > sram_total else 0.0)
             hb = float(op.bytes_in + op.bytes_out + op.bytes_weight) - saved + spill
-            t_hbm = hb / float(hw.hbm_bw_bytes_per_s)
+            t_hbm = hb / hbm_bw
             energy = (float(op.elements) * pe * cst["vector_op_energy_j"]
                       + hb * cst["hbm_energy_j_per_byte"]
                       + saved * cst["sram_core_energy_j_per_byte"])
@@ -837,6 +871,13 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
     o = len(recs)
     succ = graph.succ_indices
     best: tuple[float, list[float], list[float], list[int]] | None = None
+    # resources an operator holds (see _occupancy): GPUs run tensor and vector kernels on
+    # one stream; blocking communication holds everything
+    holds: dict[str, tuple[str, ...]] = {u: (u,) for u in UNITS}
+    if hw.single_stream:
+        holds["tc"] = holds["vc"] = ("tc", "vc")
+    if blocking_comm:
+        holds = {u: UNITS for u in UNITS}
     for order in plan.orders:
         free = {u: 0.0 for u in UNITS}
         last_on = {u: -1 for u in UNITS}
@@ -849,20 +890,23 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
             for q in preds[j]:
                 if end[q] > ready:
                     ready, rp = end[q], q
-            if free[u] > ready:
-                start[j], waited_for[j] = free[u], last_on[u]
+            held = holds[u]
+            hu = max(held, key=lambda x: free[x])
+            if free[hu] > ready:
+                start[j], waited_for[j] = free[hu], last_on[hu]
             else:
                 start[j], waited_for[j] = ready, rp
             end[j] = start[j] + recs[j]["duration_s"]
-            free[u] = end[j]
-            last_on[u] = j
+            for x in held:
+                free[x] = end[j]
+                last_on[x] = j
         ms = max(end, default=0.0)
         if best is None or ms < best[0]:
             best = (ms, start, end, waited_for)
     assert best is not None
     sched_makespan, start, end, waited_for = best
     hbm_floor = (sum(r["hbm_bytes"] * r["count"] for r in recs)
-                 / float(hw.hbm_bw_bytes_per_s))
+                 / hbm_bw)
     makespan = max(sched_makespan, hbm_floor)
 
     # -- ASAP / ALAP on the DAG (method.md §4) --------------------------------------------------

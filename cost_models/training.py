@@ -151,14 +151,15 @@ class StageCosts:
 
 
 def _step(graph: Graph | None, designs: Any, tech: Any, system: SystemConfig,
-          plan: ParallelPlan) -> tuple[np.ndarray, np.ndarray, Any]:
+          plan: ParallelPlan, tp_overlap: bool = True) -> tuple[np.ndarray, np.ndarray, Any]:
     """(makespan, dynamic energy, DeviceStep) of ``graph`` on every design."""
     from cost_models.evaluate import device_step
 
     n = len(designs)
     if graph is None:
         return np.zeros(n), np.zeros(n), None
-    res = device_step(graph, designs, tech, comm_time_s=comm_time_s(graph, system, plan))
+    res = device_step(graph, designs, tech, comm_time_s=comm_time_s(graph, system, plan),
+                      blocking_comm=not tp_overlap)
     return (np.asarray(res.makespan_s, dtype=np.float64).copy(),
             np.asarray(res.dynamic_energy_j, dtype=np.float64).copy(), res)
 
@@ -171,12 +172,13 @@ def _gemm_flop(graph: Graph | None, idx: Sequence[int] | None = None) -> float:
 
 
 def stage_costs(graph: Graph, designs: Any, tech: Any, system: SystemConfig,
-                plan: ParallelPlan) -> StageCosts:
+                plan: ParallelPlan, *, tp_overlap: bool = True) -> StageCosts:
     """Forward, backward, optimizer and attention-core time and energy of one stage graph
-    (one micro-batch, one tensor-parallel shard) on every design."""
+    (one micro-batch, one tensor-parallel shard) on every design. ``tp_overlap=False``:
+    collectives do not overlap computation (see :func:`evaluate_training_batch`)."""
     ph = split_phases(graph)
-    f_s, f_j, f_res = _step(ph.fwd, designs, tech, system, plan)
-    b_s, b_j, b_res = _step(ph.bwd, designs, tech, system, plan)
+    f_s, f_j, f_res = _step(ph.fwd, designs, tech, system, plan, tp_overlap)
+    b_s, b_j, b_res = _step(ph.bwd, designs, tech, system, plan, tp_overlap)
     o_s, o_j, _ = _step(ph.opt, designs, tech, system, plan)
     n = len(designs)
     a_s, a_j = np.zeros(n), np.zeros(n)
@@ -308,7 +310,7 @@ def _stage_graph_list(spec: Any, plan: ParallelPlan, seq: int | None) -> list[Gr
 def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan: ParallelPlan,
                             tech: Any, seq: int | None = None, *,
                             cache: dict[Any, Any] | None = None, dp_overlap: bool = True,
-                            _detail: bool = False) -> dict[str, Any]:
+                            tp_overlap: bool = True, _detail: bool = False) -> dict[str, Any]:
     """Evaluate ``plan`` for every design of a :class:`cost_models.designs.DesignBatch`.
 
     Returns a dict of ``(D,)`` arrays: the contract keys of ``dse evaluate`` that are
@@ -323,6 +325,11 @@ def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan:
     parallelism (what :mod:`search.plans` does). ``dp_overlap=False`` exposes the whole
     gradient all-reduce after the backward pass (Megatron-LM's ``--DDP-impl local`` of 2021
     all-reduces after the last micro-batch; PyTorch DDP overlaps it, the default).
+    ``tp_overlap=False`` runs the tensor-parallel collectives with no computation beside
+    them, as Megatron-LM's 2021 code did (the backward all-reduce of ``f`` is issued after
+    the layer's weight-gradient GEMM, on the compute stream's critical path); the default
+    lets a backward collective overlap the weight-gradient GEMM (Megatron-LM's
+    ``--async-tensor-model-parallel-allreduce`` / sequence-parallel reduce-scatter, 2022).
     """
     from cost_models.area import area_mm2
     from cost_models.power import tdp_w
@@ -337,11 +344,11 @@ def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan:
     costs: dict[Any, Any] = {} if cache is None else cache
     per_stage: list[StageCosts] = []
     shape = (id(spec), plan.tp, plan.micro_batch, bool(plan.sequence_parallel and plan.tp > 1),
-             s, plan.optimizer)
+             s, plan.optimizer, bool(tp_overlap))
     for g in graphs:
         key = (_stage_key(g), shape)
         if key not in costs:
-            costs[key] = stage_costs(g, designs, tech, system, plan)
+            costs[key] = stage_costs(g, designs, tech, system, plan, tp_overlap=tp_overlap)
         per_stage.append(costs[key])
 
     # per pipeline device: sum over its chunks
@@ -463,8 +470,8 @@ def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan:
 
 
 def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan: ParallelPlan,
-                      tech: Any, seq: int | None = None, *, dp_overlap: bool = True
-                      ) -> Evaluation:
+                      tech: Any, seq: int | None = None, *, dp_overlap: bool = True,
+                      tp_overlap: bool = True) -> Evaluation:
     """Evaluate one design on one workload and plan (the ``dse evaluate`` result).
 
     ``critical_path`` lists markers and the operator names of the slowest pipeline
@@ -476,7 +483,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
 
     designs = DesignBatch.from_configs([hw])
     r = evaluate_training_batch(spec, designs, system, plan, tech, seq, dp_overlap=dp_overlap,
-                                _detail=True)
+                                tp_overlap=tp_overlap, _detail=True)
     graphs: list[Graph] = r["_graphs"]
     p = plan.pp
     slow = int(r["_slowest"][0])

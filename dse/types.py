@@ -321,6 +321,15 @@ class HardwareConfig:
     sustains (0 < x <= 1). 1.0 for designs of the template, whose GEMM time the systolic
     model is; GPU presets carry the measured Maximum Achievable Matmul FLOPS over the dense
     peak (power-limited clocks and instruction issue, which an array model does not see)."""
+    hbm_efficiency: float = 1.0
+    """Measured fraction of the HBM bandwidth that memory-bound kernels sustain
+    (0 < x <= 1); it divides every HBM time. 1.0 for template designs; GPU presets carry a
+    measured streaming bandwidth over the datasheet rate (refresh, bank and page
+    conflicts, read/write turnaround)."""
+    single_stream: int = 0
+    """1: tensor-core and vector-core operators run one at a time, as a GPU's kernels on
+    one CUDA stream do (both run on the same SMs; PyTorch issues a training step's compute
+    on one stream); 0 (template designs): separate units that overlap."""
 
     def __post_init__(self) -> None:
         o = f"HardwareConfig[{self.name}]"
@@ -341,6 +350,11 @@ class HardwareConfig:
         _positive(ConfigError, o, "matmul_efficiency", self.matmul_efficiency)
         if self.matmul_efficiency > 1:
             raise ConfigError(f"{o}.matmul_efficiency={self.matmul_efficiency!r} must be <= 1")
+        _positive(ConfigError, o, "hbm_efficiency", self.hbm_efficiency)
+        if self.hbm_efficiency > 1:
+            raise ConfigError(f"{o}.hbm_efficiency={self.hbm_efficiency!r} must be <= 1")
+        if self.single_stream not in (0, 1):
+            raise ConfigError(f"{o}.single_stream={self.single_stream!r} must be 0 or 1")
 
     @property
     def dtype_bytes(self) -> int:

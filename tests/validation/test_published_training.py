@@ -77,7 +77,8 @@ def model_rows() -> list[dict]:
     out = []
     for r in runs:
         res = evaluate_training_batch(spec_of(r), designs, system, plan_of(r), tech, SEQ,
-                                      dp_overlap=r["ddp"] == "torch")
+                                      dp_overlap=r["ddp"] == "torch",
+                                      tp_overlap=d["sources"][r["source"]]["tp_overlap"])
         pub, lo, hi = published_step_s(r)
         out.append(dict(r, published_s=pub, low_s=lo, high_s=hi,
                         model_s=float(res["step_time_s"][0]),
@@ -141,18 +142,7 @@ def _discordant(rows: list[dict]) -> list[tuple[str, str]]:
     return bad
 
 
-GEMM_SPLIT_ARTIFACT = pytest.mark.xfail(
-    strict=True,
-    reason="known issue of the single-device model (issue 3): "
-           "cost_models.systolic.gemm_cycles_multi_core splits only the larger output "
-           "dimension over the a100's 432 arrays, so the 39.1B row's GEMMs (m=8192: 19 rows "
-           "per 16-row array) run at 184 TFLOP/s vs 230-277 for the 76.1B/145.6B shapes, "
-           "which swaps 39.1B and 76.1B; see docs/distributed.md §8. Remove this marker when "
-           "the split is two-dimensional (strict: an unexpected pass fails).")
-
-
-@pytest.mark.parametrize("source", [pytest.param("narayanan2021", marks=GEMM_SPLIT_ARTIFACT),
-                                    "korthikanti2022"])
+@pytest.mark.parametrize("source", ["narayanan2021", "korthikanti2022"])
 def test_same_ranking_within_each_published_table(rows, source):
     sub = [r for r in rows if r["source"] == source]
     assert _discordant(sub) == [], [
