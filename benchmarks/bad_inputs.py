@@ -1,0 +1,363 @@
+"""Bad inputs tried on the ``dse`` command line, and the one-line message each gets.
+
+Runs every case of :data:`CASES` through :func:`dse.cli.main` in this process, in a
+scratch directory holding the broken files the cases name (``bad.yaml``, a truncated
+``.onnx`` …), capturing file descriptors 1 and 2 (so library logging and warnings are
+caught too), and writes the table to ``docs/bad-inputs.md``::
+
+    python benchmarks/bad_inputs.py            # writes docs/bad-inputs.md
+    python benchmarks/bad_inputs.py --check    # exit 1 if a case breaks the rules
+
+The rules (``tests/dse/test_bad_inputs.py`` asserts them): the expected exit code (2 bad
+input, 3 no feasible design, 1 unreachable storage), exactly one line on stderr, no
+traceback, nothing on stdout, the message naming what is wrong (``expect`` substrings)
+and never echoing a password (``forbid``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CLOSED = "127.0.0.1:1"
+"""A loopback port nothing listens on (tcpmux; binding it needs root)."""
+SECRET = "hunter2-Secret"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: ``argv`` after ``dse`` (run in the scratch directory)."""
+
+    group: str
+    what: str
+    argv: tuple[str, ...]
+    code: int
+    expect: tuple[str, ...] = ()
+    """Substrings the stderr line must contain (case-sensitive)."""
+    forbid: tuple[str, ...] = ()
+    """Substrings it must not contain."""
+
+
+def _c(group: str, what: str, cmd: str, code: int, expect: tuple[str, ...] = (),
+       forbid: tuple[str, ...] = ()) -> Case:
+    return Case(group, what, tuple(cmd.split()), code, expect, forbid)
+
+
+S = "search --workload gptj --area 400"
+CASES: tuple[Case, ...] = (
+    # ---------------------------------------------------------------- usage
+    _c("usage", "no command", "", 2, ("missing command",)),
+    _c("usage", "unknown command", "frobnicate", 2, ("invalid choice", "frobnicate")),
+    _c("usage", "missing required flag", "search --workload gptj", 2, ("--area",)),
+    _c("usage", "workloads without action", "workloads", 2, ("missing action",)),
+    # ---------------------------------------------------------------- workloads
+    _c("workloads", "unknown workload name (lists the zoo)", "workloads show gpt5", 2,
+       ("gpt5", "gptj", "bert-large")),
+    _c("workloads", "missing config.json", "workloads show nosuch/config.json", 2,
+       ("nosuch/config.json",)),
+    _c("workloads", "config.json missing fields", "workloads show missing_fields.json", 2,
+       ("missing_fields.json",)),
+    _c("workloads", "config.json that is not JSON", "workloads show broken_config.json", 2,
+       ("broken_config.json",)),
+    _c("workloads", "config.json with a negative size", "workloads show negative_config.json",
+       2, ("negative_config.json",)),
+    _c("workloads", "truncated ONNX file", "workloads show truncated.onnx", 2,
+       ("truncated.onnx",)),
+    _c("workloads", "empty ONNX file", "workloads show empty.onnx", 2, ("empty.onnx",)),
+    _c("workloads", "ONNX file that is text", "workloads show text.onnx", 2, ("text.onnx",)),
+    _c("workloads", "zero batch", "workloads show gptj --batch 0", 2, ("--batch",)),
+    _c("workloads", "negative sequence length", "workloads show gptj --seq -5", 2, ("--seq",)),
+    # ---------------------------------------------------------------- hardware
+    _c("hardware", "unknown preset (lists the presets)", "hardware show tpuv9", 2,
+       ("tpuv9", "tpuv4", "a100")),
+    _c("hardware", "malformed YAML", "hardware show malformed.yaml", 2,
+       ("malformed.yaml", "YAML")),
+    _c("hardware", "malformed JSON", "hardware show malformed.json", 2,
+       ("malformed.json", "JSON")),
+    _c("hardware", "YAML whose top level is a list", "hardware show list.yaml", 2,
+       ("list.yaml",)),
+    _c("hardware", "negative tensor_cores", "hardware show negative_cores.yaml", 2,
+       ("tensor_cores",)),
+    _c("hardware", "NaN clock", "hardware show nan_clock.yaml", 2, ("freq_hz",)),
+    _c("hardware", "unknown field (lists the valid ones)", "hardware show typo_field.json", 2,
+       ("tensor_core", "valid")),
+    _c("hardware", "binary garbage as YAML", "hardware show garbage.yaml", 2,
+       ("garbage.yaml",)),
+    # ---------------------------------------------------------------- evaluate
+    _c("evaluate", "tp·pp·dp ≠ devices",
+       "evaluate --workload gptj --hardware tpuv4 --devices 8 --tp 2 --pp 2 --dp 1", 2,
+       ("8",)),
+    _c("evaluate", "tp does not divide the heads",
+       "evaluate --workload gptj --hardware tpuv4 --devices 5 --tp 5 --pp 1 --dp 1", 2,
+       ("tp",)),
+    _c("evaluate", "more pipeline stages than layers",
+       "evaluate --workload gptj --hardware tpuv4 --devices 64 --tp 1 --pp 64 --dp 1", 2,
+       ("pp",)),
+    _c("evaluate", "global batch not divisible by dp × micro-batch",
+       "evaluate --workload gptj --hardware tpuv4 --devices 2 --tp 1 --pp 1 --dp 2 "
+       "--global-batch 10 --micro-batch 3", 2, ("global_batch",)),
+    _c("evaluate", "unknown schedule", "evaluate --workload gptj --hardware tpuv4 --schedule zz",
+       2, ("zz",)),
+    _c("evaluate", "zero tensor parallelism", "evaluate --workload gptj --hardware tpuv4 --tp 0",
+       2, ("--tp",)),
+    _c("evaluate", "hardware file with a bad field",
+       "evaluate --workload gptj --hardware negative_cores.yaml", 2, ("tensor_cores",)),
+    # ---------------------------------------------------------------- search
+    _c("search", "zero area", "search --workload gptj --area 0", 2, ("--area",)),
+    _c("search", "negative area", "search --workload gptj --area -5", 2, ("--area",)),
+    _c("search", "NaN area", "search --workload gptj --area nan", 2, ("--area",)),
+    _c("search", "infinite area", "search --workload gptj --area inf", 2, ("--area",)),
+    _c("search", "zero power", f"{S} --power 0", 2, ("--power",)),
+    _c("search", "zero budget", f"{S} --budget 0", 2, ("--budget",)),
+    _c("search", "negative budget", f"{S} --budget -3", 2, ("--budget",)),
+    _c("search", "NaN budget", f"{S} --budget nan", 2, ("--budget",)),
+    _c("search", "infinite budget", f"{S} --budget inf", 2, ("--budget",)),
+    _c("search", "unknown searcher (lists the valid ones)", f"{S} --searcher genetic", 2,
+       ("genetic", "optuna")),
+    _c("search", "unknown objective", f"{S} --objective speed", 2, ("speed",)),
+    _c("search", "negative seed", f"{S} --seed -1", 2, ("--seed",)),
+    _c("search", "zero jobs", f"{S} --jobs 0", 2, ("--jobs",)),
+    _c("search", "empty entry in the workload list", "search --workload gptj,,bert-large "
+       "--area 400", 2, ("empty",)),
+    _c("search", "unknown workload in the list", "search --workload gptj,gpt5 --area 400", 2,
+       ("gpt5",)),
+    _c("search", "area too small for any design", "search --workload gptj --area 1 "
+       "--out out_small", 3, ("mm",)),
+    _c("search", "unwritable --out", f"{S} --out /proc/dse-out", 2, ("/proc/dse-out",)),
+    _c("search", "--out is a file", f"{S} --out a_file.txt", 2, ("a_file.txt",)),
+    _c("search", "sequential searcher with --jobs", f"{S} --searcher wham --jobs 2 --out o_w",
+       2, ("wham",)),
+    _c("search", "unsupported storage scheme", f"{S} --storage redis://h/0 --out o_r", 2,
+       ("redis",)),
+    _c("search", "in-memory SQLite storage", f"{S} --storage sqlite:// --out o_m", 2,
+       ("in-memory",)),
+    _c("search", "unreachable PostgreSQL (password in the URL)",
+       f"{S} --searcher random --budget 5 --out o_pg "
+       f"--storage postgresql://dse:{SECRET}@{CLOSED}/studies", 1,
+       (CLOSED, "dse:***@"), (SECRET,)),
+    # ---------------------------------------------------------------- worker
+    _c("worker", "unreachable PostgreSQL (password in the URL)",
+       f"worker --storage postgresql://dse:{SECRET}@{CLOSED}/studies --study s", 1,
+       (CLOSED, "dse:***@"), (SECRET,)),
+    _c("worker", "password in the query string",
+       f"worker --storage postgresql://dse@{CLOSED}/studies?password={SECRET} --study s", 1,
+       (CLOSED,), (SECRET,)),
+    _c("worker", "missing study (lists the studies there)",
+       "worker --storage sqlite:///studies.db --study nope", 2, ("nope", "other")),
+    _c("worker", "study not made for workers", "worker --storage sqlite:///studies.db "
+       "--study other", 2, ("other",)),
+    _c("worker", "storage path that is not a storage", "worker --storage nowhere --study s", 2,
+       ("nowhere",)),
+    # ---------------------------------------------------------------- report / export
+    _c("report", "missing run directory", "report no_such_run", 2, ("no_such_run",)),
+    _c("report", "run directory without summary.json", "report empty_run", 2,
+       ("empty_run",)),
+    _c("export", "missing run directory", "export no_such_run --format scalesim --out ex", 2,
+       ("no_such_run",)),
+    _c("export", "unknown format", "export design.json --format verilog --out ex", 2,
+       ("verilog",)),
+    _c("export", "design JSON without hardware", "export no_hw.json --format scalesim --out ex",
+       2, ("no_hw.json",)),
+    _c("dashboard", "missing storage", "dashboard --storage no_such_run", 2, ("no_such_run",)),
+)
+
+
+def make_files(d: Path) -> None:
+    """Write the broken (and the few valid) files the cases name into ``d``."""
+    (d / "missing_fields.json").write_text(json.dumps({"model_type": "llama",
+                                                       "architectures": ["LlamaForCausalLM"]}))
+    (d / "broken_config.json").write_text('{"model_type": "gpt2", "n_layer": 12,')
+    (d / "negative_config.json").write_text(json.dumps({
+        "model_type": "gpt2", "n_layer": 12, "n_head": 12, "n_embd": -768,
+        "vocab_size": 50257, "n_positions": 1024}))
+    onnx_bytes = _small_onnx()
+    (d / "truncated.onnx").write_bytes(onnx_bytes[: len(onnx_bytes) // 2])
+    (d / "empty.onnx").write_bytes(b"")
+    (d / "text.onnx").write_text("this is not a protobuf\n")
+    (d / "malformed.yaml").write_text("tensor_cores: [1, 2\narray_rows: 128\n")
+    (d / "malformed.json").write_text('{"tensor_cores": 4,,}')
+    (d / "list.yaml").write_text("- tensor_cores\n- 4\n")
+    hw = {"name": "x", "tensor_cores": 4, "array_rows": 128, "array_cols": 128,
+          "vector_cores": 2, "vector_lanes": 128, "freq_hz": 1.0e9,
+          "hbm_bw_bytes_per_s": 1.0e12, "hbm_bytes": 17179869184}
+    import yaml
+
+    (d / "negative_cores.yaml").write_text(yaml.safe_dump(dict(hw, tensor_cores=-4)))
+    (d / "nan_clock.yaml").write_text(yaml.safe_dump(hw).replace("freq_hz: 1000000000.0",
+                                                                 "freq_hz: .nan"))
+    typo = dict(hw)
+    typo["tensor_core"] = typo.pop("tensor_cores")
+    (d / "typo_field.json").write_text(json.dumps(typo))
+    (d / "garbage.yaml").write_bytes(bytes(range(256)) * 4)
+    (d / "a_file.txt").write_text("not a directory\n")
+    (d / "empty_run").mkdir(exist_ok=True)
+    (d / "design.json").write_text(json.dumps({"hardware": hw}))
+    (d / "no_hw.json").write_text(json.dumps({"workload": "gptj"}))
+    # a storage with one study that was not made for workers
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(storage=f"sqlite:///{d / 'studies.db'}", study_name="other")
+
+
+def _small_onnx() -> bytes:
+    """A valid two-layer MLP in ONNX (the truncated case cuts it in half)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1 = numpy_helper.from_array(np.ones((64, 128), np.float32), "w1")
+    w2 = numpy_helper.from_array(np.ones((128, 10), np.float32), "w2")
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["y"])],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], [w1, w2])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    return bytes(model.SerializeToString())
+
+
+@contextlib.contextmanager
+def _captured_fds() -> Iterator[dict[str, str]]:
+    """Capture file descriptors 1 and 2 (Python and anything else writing to them);
+    ``sys.stdout``/``sys.stderr`` are pointed at them too (under pytest they are
+    pytest's capture objects, not the descriptors)."""
+    out: dict[str, str] = {}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    files = {fd: tempfile.TemporaryFile(mode="w+b") for fd in (1, 2)}
+    old_streams = sys.stdout, sys.stderr
+    try:
+        for fd, f in files.items():
+            os.dup2(f.fileno(), fd)
+        sys.stdout = open(1, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        sys.stderr = open(2, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        yield out
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = old_streams
+        for fd in (1, 2):
+            os.dup2(saved[fd], fd)
+            os.close(saved[fd])
+            files[fd].seek(0)
+            out["stdout" if fd == 1 else "stderr"] = files[fd].read().decode("utf-8", "replace")
+            files[fd].close()
+
+
+def run_case(case: Case, workdir: Path) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``dse <case.argv>`` run in ``workdir``."""
+    from dse.cli import main
+
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        with _captured_fds() as cap:
+            try:
+                code = main(list(case.argv))
+            except SystemExit as e:  # never expected: main returns its code
+                code = int(e.code) if isinstance(e.code, int) else 1
+    finally:
+        os.chdir(cwd)
+    return code, cap["stdout"], cap["stderr"]
+
+
+def problems(case: Case, code: int, out: str, err: str) -> list[str]:
+    """What ``case``'s outcome breaks (empty when it follows the rules)."""
+    bad = []
+    if code != case.code:
+        bad.append(f"exit {code}, expected {case.code}")
+    if out:
+        bad.append(f"stdout not empty: {out[:80]!r}")
+    lines = err.splitlines()
+    if len(lines) != 1 or not err.endswith("\n"):
+        bad.append(f"{len(lines)} lines on stderr, expected exactly one: {err[:300]!r}")
+    if "Traceback" in err:
+        bad.append("traceback on stderr")
+    if "internal error" in err:
+        bad.append("an internal error (a non-DSEError exception escaped)")
+    for s in case.expect:
+        if s not in err:
+            bad.append(f"message lacks {s!r}")
+    for s in case.forbid:
+        if s in err:
+            bad.append(f"message contains {s!r}")
+    return bad
+
+
+def run_all() -> list[tuple[Case, int, str, str]]:
+    """Every case's (case, exit code, stdout, stderr); the scratch directory's path in
+    messages is shown as ``<scratch>``."""
+    with tempfile.TemporaryDirectory(prefix="dse-bad-") as tmp:
+        d = Path(tmp)
+        make_files(d)
+        real = str(d.resolve())
+        out = []
+        for c in CASES:
+            code, so, se = run_case(c, d)
+            out.append((c, code, so.replace(real, "<scratch>"), se.replace(real, "<scratch>")))
+        return out
+
+
+def markdown(results: list[tuple[Case, int, str, str]]) -> str:
+    def cell(s: str) -> str:
+        return s.replace("|", "\\|").replace("\n", " ").strip()
+
+    lines = [
+        "# Bad inputs and the message each gets",
+        "",
+        "Generated by `python benchmarks/bad_inputs.py` (checked by "
+        "`tests/dse/test_bad_inputs.py`): every case runs through `dse.cli.main` in a "
+        "scratch directory holding the broken files it names. Rules: exit 2 for bad input, "
+        "3 when no design is feasible, 1 when the storage cannot be reached; exactly one line "
+        "on stderr, no traceback, nothing on stdout, never a password. "
+        f"`{CLOSED}` is a loopback port nothing listens on.",
+        "",
+        f"{len(results)} cases.",
+        "",
+        "| # | input | command line | exit | message (stderr) |",
+        "|---|---|---|---|---|",
+    ]
+    for k, (c, code, _out, err) in enumerate(results, 1):
+        cmd = "dse " + " ".join(c.argv)
+        flag = "" if not problems(c, code, _out, err) else " ⚠"
+        lines.append(f"| {k} | {cell(c.group + ': ' + c.what)} | `{cell(cmd)}` | "
+                     f"{code}{flag} | {cell(err)} |")
+    broken = [(c, code, o, e) for c, code, o, e in results if problems(c, code, o, e)]
+    if broken:
+        lines += ["", "## Cases that break the rules (⚠)", ""]
+        for c, code, o, e in broken:
+            lines.append(f"- `dse {' '.join(c.argv)}`: {'; '.join(problems(c, code, o, e))}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(ROOT / "docs" / "bad-inputs.md"))
+    p.add_argument("--check", action="store_true", help="only check; exit 1 on a broken case")
+    a = p.parse_args(argv)
+    results = run_all()
+    broken = [(c, code, o, e) for c, code, o, e in results if problems(c, code, o, e)]
+    for c, code, o, e in broken:
+        print(f"BROKEN dse {' '.join(c.argv)}: {'; '.join(problems(c, code, o, e))}",
+              file=sys.stderr)
+    if not a.check:
+        Path(a.out).write_text(markdown(results), encoding="utf-8")
+        print(f"wrote {a.out}: {len(results)} cases, {len(broken)} breaking the rules")
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
