@@ -204,16 +204,34 @@ def parse_storage(storage: str | os.PathLike[str], *, run_dir: str | os.PathLike
     s = str(storage).strip()
     if not s:
         raise ConfigError(f"--storage is empty; use one of: {STORAGE_FORMS}")
+    try:
+        return _parse_storage(s)
+    except (ValueError, OSError, RuntimeError) as e:  # NUL bytes, unknown ~user, ...
+        if isinstance(e, DSEError):
+            raise
+        raise ConfigError(f"--storage {redact_url(s)!r} is not a usable path or URL "
+                          f"({e.__class__.__name__}: {_scrub(e, s)[:80]})") from None
+
+
+def _path(s: str) -> Path:
+    """``s`` as a path, ``~`` expanded where it names a home directory."""
+    try:
+        return Path(s).expanduser()
+    except RuntimeError:  # ~unknownuser
+        return Path(s)
+
+
+def _parse_storage(s: str) -> StorageSpec:
     if s.startswith("journal:") and not s.startswith("journal://"):
         path = s[len("journal:"):]
         if not path:
             raise ConfigError("--storage 'journal:' needs a file path, e.g. journal:run/study.log")
-        p = Path(path).expanduser().resolve()
+        p = _path(path).resolve()
         return StorageSpec(kind="journal", url=str(p), display=f"journal:{p}",
                            backend="journal", path=str(p))
     if "://" in s:
         return _parse_url(s)
-    p = Path(s).expanduser()
+    p = _path(s)
     if p.is_dir():
         db, journal = p / STUDY_DB, p / JOURNAL_FILE
         if journal.exists() and not db.exists():
@@ -246,7 +264,7 @@ def _parse_url(s: str) -> StorageSpec:
         if not u.database or u.database == ":memory:":
             raise ConfigError(f"--storage {shown!r}: an in-memory SQLite database cannot be "
                               "shared or resumed; give a file, e.g. sqlite:///run/study.db")
-        path = str(Path(u.database).expanduser().resolve())
+        path = str(_path(u.database).resolve())
         url = u.set(database=path).render_as_string(hide_password=False)
         return StorageSpec(kind="rdb", url=url, display=redact_url(url), backend="sqlite",
                            path=path)
