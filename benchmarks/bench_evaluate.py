@@ -33,27 +33,27 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one core: set before numpy is imported
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from cost_models.area import area_mm2, node_constants  # noqa: E402
-from cost_models.designs import DesignBatch  # noqa: E402
-from cost_models.evaluate import device_step, evaluate_device, op_costs  # noqa: E402
-from cost_models.power import tdp_w  # noqa: E402
-from cost_models.presets import load_preset  # noqa: E402
-from cost_models.technology import load_technology  # noqa: E402
-from dse.types import Graph, Operator  # noqa: E402
+from cost_models.area import area_mm2, node_constants
+from cost_models.designs import DesignBatch
+from cost_models.evaluate import device_step, evaluate_device, op_costs
+from cost_models.power import tdp_w
+from cost_models.presets import load_preset
+from cost_models.technology import load_technology
+from dse.types import Graph, Operator
 
 SIDECAR = REPO_ROOT / "tests" / "validation" / "data" / "scalesim_reference.json"
 OUT = REPO_ROOT / "results" / "bench" / "evaluate.json"
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         try:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+            os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
         except OSError:
             pass
 
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['model_s_per_design_gemm_in_batch'] * 1e6:9.3f} "
                   f"{r['speedup_in_batch']:11,.0f}  "
                   f"{r['model_compute_cycles'] == r['scalesim_compute_cycles']}")
-    print(f"wrote {args.out.relative_to(REPO_ROOT) if args.out.is_relative_to(REPO_ROOT) else args.out}")
+    shown = args.out.relative_to(REPO_ROOT) if args.out.is_relative_to(REPO_ROOT) else args.out
+    print(f"wrote {shown}")
     return 0
 
 

@@ -40,7 +40,7 @@ from cost_models.designs import DesignBatch
 from cost_models.technology import Technology
 from dse.types import DTYPES
 
-__all__ = ["area_mm2", "AREA_KEYS", "node_constants"]
+__all__ = ["AREA_KEYS", "area_mm2", "node_constants"]
 
 AREA_KEYS: tuple[str, ...] = (
     "tensor", "sram_core", "global_buffer", "vector", "control", "core", "layout_overhead",

@@ -32,7 +32,7 @@ from dse.errors import ConfigError
 from dse.types import DATAFLOWS, DTYPES, HardwareConfig
 from dse.units import DTYPE_BYTES
 
-__all__ = ["DesignBatch", "HW_FIELDS", "INT_FIELDS", "STR_FIELDS", "FLOAT_FIELDS"]
+__all__ = ["FLOAT_FIELDS", "HW_FIELDS", "INT_FIELDS", "STR_FIELDS", "DesignBatch"]
 
 HW_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(HardwareConfig))
 STR_FIELDS: tuple[str, ...] = ("name", "dataflow", "dtype")
@@ -141,7 +141,8 @@ class DesignBatch:
     def config(self, i: int) -> HardwareConfig:
         """Design ``i`` as a validated HardwareConfig."""
         if not -len(self) <= i < len(self):
-            raise ConfigError(f"DesignBatch.config({i}): index out of range for {len(self)} designs")
+            raise ConfigError(f"DesignBatch.config({i}): index out of range for "
+                              f"{len(self)} designs")
         kw: dict[str, Any] = {}
         for f in HW_FIELDS:
             v = self.arrays[f][i]
@@ -207,6 +208,9 @@ def _codes(values: np.ndarray, valid: tuple[str, ...]) -> np.ndarray:
     return out
 
 
+_MAY_BE_ZERO = ("global_buffer_bytes", "link_bw_bytes_per_s")
+
+
 def _validate_arrays(a: dict[str, np.ndarray]) -> None:
     """Vectorized version of HardwareConfig.__post_init__'s checks."""
     for f in INT_FIELDS:
@@ -222,12 +226,12 @@ def _validate_arrays(a: dict[str, np.ndarray]) -> None:
     for f in FLOAT_FIELDS:
         v = a[f]
         bad = ~np.isfinite(v) | (v < 0)
-        if f not in ("global_buffer_bytes", "link_bw_bytes_per_s"):
+        if f not in _MAY_BE_ZERO:
             bad |= v <= 0
         if np.any(bad):
             i = int(np.argmax(bad))
             raise ConfigError(f"DesignBatch[{i}].{f}={float(v[i])!r} must be a finite number "
-                              f"{'>= 0' if f in ('global_buffer_bytes', 'link_bw_bytes_per_s') else '> 0'}")
+                              f"{'>= 0' if f in _MAY_BE_ZERO else '> 0'}")
     for f, valid in (("dataflow", DATAFLOWS), ("dtype", DTYPES)):
         codes = _codes(a[f], valid)
         if np.any(codes < 0):

@@ -124,15 +124,15 @@ from dse.errors import ConfigError
 from dse.types import DATAFLOWS, Graph, HardwareConfig
 
 __all__ = [
-    "UNITS",
     "BOUNDS",
-    "OpCosts",
-    "DeviceStep",
-    "OpRecord",
+    "UNITS",
     "DeviceResult",
-    "op_costs",
+    "DeviceStep",
+    "OpCosts",
+    "OpRecord",
     "device_step",
     "evaluate_device",
+    "op_costs",
 ]
 
 UNITS: tuple[str, ...] = ("tc", "vc", "link")
@@ -362,8 +362,9 @@ def _blocked_traffic(shapes: np.ndarray, rows: np.ndarray, cols: np.ndarray,
     search of a pair stops once it reaches the compulsory traffic ``(mk + kn + mn)·dtype``,
     or once the compulsory traffic of ``s`` blocks, ``s·(m_b·k + k·n + m_b·n)·dtype``
     (increasing in ``s``; the model never goes below it), exceeds the best found: both
-    are exact, they skip only candidates that cannot win. The candidate set depends only on the shapes and the array, and
-    the model's traffic is non-increasing in SRAM, so the result is non-increasing in SRAM.
+    are exact, they skip only candidates that cannot win. The candidate set depends only on
+    the shapes and the array, and the model's traffic is non-increasing in SRAM, so the
+    result is non-increasing in SRAM.
     """
     d, u = len(rows), len(shapes)
     nl = sram.shape[1]
@@ -810,9 +811,10 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
     recs: list[dict[str, Any]] = []
     traffic_cache: dict[tuple[int, int, int, int], tuple[float, float]] = {}
     for j, op in enumerate(graph.ops):
-        rec: dict[str, Any] = dict(name=op.name, kind=op.kind, phase=op.phase, count=op.count,
-                                   flop=float(op.flop), fused_bytes=0.0, compute_s=0.0,
-                                   hbm_s=0.0, sram_s=0.0, hbm_bytes=0.0)
+        rec: dict[str, Any] = {
+            "name": op.name, "kind": op.kind, "phase": op.phase, "count": op.count,
+            "flop": float(op.flop), "fused_bytes": 0.0, "compute_s": 0.0, "hbm_s": 0.0,
+            "sram_s": 0.0, "hbm_bytes": 0.0}
         if op.kind == "gemm":
             m, k, n, b = op.m, op.k, op.n, op.batch
             cc = int(systolic.compute_cycles(m, k, n, r, cc_, df))  # closed form on ints

@@ -45,7 +45,7 @@ from cost_models.designs import DesignBatch
 from cost_models.technology import Technology
 from dse.types import DATAFLOWS
 
-__all__ = ["tdp_w", "TDP_KEYS", "array_edge_bytes_per_cycle"]
+__all__ = ["TDP_KEYS", "array_edge_bytes_per_cycle", "tdp_w"]
 
 TDP_KEYS: tuple[str, ...] = (
     "tensor", "sram_core", "global_buffer", "vector", "hbm", "links", "dynamic", "leakage",

@@ -39,12 +39,12 @@ from dse.errors import ConfigError
 from dse.types import HardwareConfig, SystemConfig, jsonable
 
 __all__ = [
-    "Preset",
-    "PRESET_DIR",
-    "preset_names",
-    "load_preset",
-    "hardware_dict",
     "HARDWARE_SHOW_KEYS",
+    "PRESET_DIR",
+    "Preset",
+    "hardware_dict",
+    "load_preset",
+    "preset_names",
     "preset_to_mapping",
     "save_preset",
 ]

@@ -40,13 +40,13 @@ from dse.errors import ConfigError
 from dse.units import DTYPE_BYTES, MIB, PJ
 
 __all__ = [
+    "NODE_RANGE_NM",
+    "TECHNOLOGY_FILE",
     "Technology",
+    "energy_factor",
     "load_technology",
     "logic_area_factor",
     "sram_area_factor",
-    "energy_factor",
-    "TECHNOLOGY_FILE",
-    "NODE_RANGE_NM",
 ]
 
 TECHNOLOGY_FILE = Path(__file__).with_name("data") / "technology.yaml"

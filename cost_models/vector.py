@@ -37,15 +37,15 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "PE_CYCLES",
-    "DEFAULT_FWD_CYCLES",
+    "ADAM_CYCLES_PER_PARAM",
     "DEFAULT_BWD_CYCLES",
+    "DEFAULT_FWD_CYCLES",
+    "PE_CYCLES",
+    "SGD_CYCLES_PER_PARAM",
     "pe_cycles",
     "pe_cycles_array",
-    "vector_cycles",
     "unknown_keys",
-    "ADAM_CYCLES_PER_PARAM",
-    "SGD_CYCLES_PER_PARAM",
+    "vector_cycles",
 ]
 
 # Primitive costs from WHAM's table (reference/method.md §3). exp/log are not in the table;

@@ -68,8 +68,8 @@ def _bytes(x: float) -> str:
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     if "hardware" in result and isinstance(result["hardware"], list):
-        lines = [f"{'name':<12} {'peak':>14} {'dtype':>5} {'area mm2':>9} {'TDP W':>8} "
-                 f"{'HBM':>12} {'node':>5}  description"]
+        lines = [(f"{'name':<12} {'peak':>14} {'dtype':>5} {'area mm2':>9} {'TDP W':>8} "
+                 f"{'HBM':>12} {'node':>5}  description")]
         for r in result["hardware"]:
             lines.append(f"{r['name']:<12} {_si(r['peak_flop_per_s'], 'FLOP/s'):>14} "
                          f"{r['dtype']:>5} {r['area_mm2']:>9.1f} {r['tdp_w']:>8.1f} "
@@ -84,14 +84,15 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
              f"  peak             {_si(r['peak_flop_per_s'], 'FLOP/s')} ({r['dtype']})"
              + (f"   published {_si(pub['peak_flop_per_s'], 'FLOP/s')}"
                 if "peak_flop_per_s" in pub else ""),
-             f"  tensor cores     {r['tensor_cores']} x {r['array_rows']}x{r['array_cols']} "
-             f"({r['dataflow']}) at {_si(r['freq_hz'], 'Hz')}",
+             (f"  tensor cores     {r['tensor_cores']} x {r['array_rows']}x{r['array_cols']} "
+             f"({r['dataflow']}) at {_si(r['freq_hz'], 'Hz')}"),
              f"  vector cores     {r['vector_cores']} x {r['vector_lanes']} lanes",
-             f"  SRAM             {_bytes(r['sram_bytes'])} "
+             (f"  SRAM             {_bytes(r['sram_bytes'])} "
              f"({r['tensor_cores']} x {_bytes(r['sram_per_core_bytes'])} + "
-             f"{_bytes(r['global_buffer_bytes'])} global)",
-             f"  HBM              {_bytes(r['hbm_bytes'])} at {_si(r['hbm_bw_bytes_per_s'], 'B/s')}"
-             f" ({r['hbm_stacks']} stacks)",
+             f"{_bytes(r['global_buffer_bytes'])} global)"),
+             (f"  HBM              {_bytes(r['hbm_bytes'])} at "
+              f"{_si(r['hbm_bw_bytes_per_s'], 'B/s')}"
+             f" ({r['hbm_stacks']} stacks)"),
              f"  links            {r['link_count']} x {_si(r['link_bw_bytes_per_s'], 'B/s')}",
              f"  node             {r['tech_node_nm']:g} nm"]
     area_pub = [f"{k} {v}" for k, v in pub.items() if "area" in k]

@@ -31,9 +31,9 @@ def _comm_times(rng: np.random.Generator, g: Graph) -> dict[str, float]:
 
 
 def _hw(**kw) -> HardwareConfig:
-    base = dict(name="t", tensor_cores=2, array_rows=32, array_cols=32, vector_cores=1,
-                vector_lanes=32, freq_hz=1e9, hbm_bw_bytes_per_s=1e11, hbm_bytes=8e9,
-                sram_per_core_bytes=1 << 20, global_buffer_bytes=4 << 20, link_count=0)
+    base = {"name": "t", "tensor_cores": 2, "array_rows": 32, "array_cols": 32, "vector_cores": 1,
+                "vector_lanes": 32, "freq_hz": 1e9, "hbm_bw_bytes_per_s": 1e11, "hbm_bytes": 8e9,
+                "sram_per_core_bytes": 1 << 20, "global_buffer_bytes": 4 << 20, "link_count": 0}
     base.update(kw)
     return HardwareConfig(**base)
 
