@@ -49,6 +49,12 @@ def load_mapping(path: str | Path, error: type[DSEError] = ConfigError) -> dict[
         raise error(f"{p}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
     except RecursionError:
         raise error(f"{p}: nested too deeply to parse") from None
+    except (ValueError, TypeError, OverflowError) as e:
+        # PyYAML raises these (not YAMLError) for a bad scalar under an explicit tag,
+        # e.g. ``!!int four`` or ``!!float infa``
+        msg = " ".join(str(e).split())[:200]
+        raise error(f"{p}: malformed {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: "
+                    f"{msg}") from None
     if not isinstance(data, dict):
         raise error(f"{p}: top level must be a mapping of keys to values, got "
                     f"{type(data).__name__}")

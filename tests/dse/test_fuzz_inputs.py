@@ -38,21 +38,8 @@ def _file(name: str, data: bytes) -> Iterator[Path]:
         yield p
 
 
-def _yaml_constructor_value_error(e: BaseException) -> bool:
-    """KNOWN BUG (dse/config.py, load_mapping): PyYAML's constructors raise a plain
-    ValueError for a bad scalar under an explicit tag (``!!float infa``, ``!!int x``),
-    not a YAMLError, and load_mapping lets it escape (the CLI then reports an internal
-    error, exit 1). Demonstrated by test_load_mapping_tagged_scalar_is_a_config_error."""
-    tb = e.__traceback__
-    frames = []
-    while tb is not None:
-        frames.append(tb.tb_frame.f_code.co_filename)
-        tb = tb.tb_next
-    return isinstance(e, ValueError) and any("yaml" in f and "constructor" in f
-                                             for f in frames)
-
-
-KNOWN: list[Callable[[BaseException], bool]] = [_yaml_constructor_value_error]
+# Bugs that may still escape (each demonstrated by its own strict xfail test): none.
+KNOWN: list[Callable[[BaseException], bool]] = []
 
 
 def _only_dse_errors(fn: Callable[[], Any]) -> None:
@@ -62,7 +49,7 @@ def _only_dse_errors(fn: Callable[[], Any]) -> None:
         fn()
     except DSEError as e:
         assert str(e).strip(), f"{type(e).__name__} with an empty message"
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         if not any(k(e) for k in KNOWN):
             raise
 
@@ -195,9 +182,6 @@ def test_load_mapping_arbitrary_yaml(text: str) -> None:
         _only_dse_errors(lambda: load_mapping(p))
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "dse/config.py load_mapping: PyYAML raises ValueError (not YAMLError) for a bad "
-    "scalar under an explicit tag; catch ValueError/TypeError from yaml.safe_load too"))
 @pytest.mark.parametrize("text", ["a: !!float infa\n", "tensor_cores: !!int four\n"])
 def test_load_mapping_tagged_scalar_is_a_config_error(text: str) -> None:
     from dse.config import load_mapping
