@@ -24,6 +24,7 @@ schedule/recompute/ZeRO variants of a shape cost a closed-form pipeline evaluati
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -197,6 +198,47 @@ def best_plan(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: int,
     ev = evaluate_training(spec, hw, system, plan, t, seq=seq)
     extra = dict(ev.extra, plans_enumerated=len(cand),
                  plans_evaluated=int(metrics["plans_evaluated"][0]))
-    import dataclasses
 
     return plan, dataclasses.replace(ev, extra=extra)
+
+
+def compare_plans(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: int, *,
+                  global_batch: int | None = None, seq: int | None = None, tech: Any = None,
+                  limit: int = 48) -> list[dict[str, Any]]:
+    """Every valid plan of ``spec`` on ``devices`` copies of ``hw`` (at most ``limit``,
+    an evenly spaced deterministic subset of :func:`enumerate_plans` plus the fastest
+    plan that fits) with its throughput, step time, memory and whether it fits: the
+    "parallel plans compared" of a search report, fastest first.
+    """
+    from cost_models.designs import DesignBatch
+    from cost_models.technology import load_technology
+    from cost_models.training import evaluate_training_batch
+
+    if limit < 1:
+        raise ConfigError(f"limit={limit!r} must be >= 1")
+    t = tech if tech is not None else load_technology(hw.tech_node_nm)
+    designs = DesignBatch.from_configs([hw])
+    cand = enumerate_plans(spec, devices, global_batch=global_batch, seq=seq)
+    if len(cand) > limit:
+        picks = np.unique(np.linspace(0, len(cand) - 1, limit).round().astype(int))
+        subset = [cand[int(i)] for i in picks]
+    else:
+        subset = list(cand)
+    chosen, _ = best_plan_batch(spec, designs, system, devices, global_batch=global_batch,
+                                seq=seq, tech=t, plans=cand)
+    if chosen[0] is not None and chosen[0] not in subset:
+        subset.append(chosen[0])
+    cache: dict[Any, Any] = {}
+    rows: list[dict[str, Any]] = []
+    for plan in subset:
+        r = evaluate_training_batch(spec, designs, system, plan, t, seq, cache=cache)
+        rows.append({
+            "plan": dict(dataclasses.asdict(plan), devices=plan.devices),
+            "samples_per_s": float(np.asarray(r["samples_per_s"])[0]),
+            "step_time_s": float(np.asarray(r["step_time_s"])[0]),
+            "memory_per_device_bytes": float(np.asarray(r["memory_per_device_bytes"])[0]),
+            "fits_memory": bool(np.asarray(r["fits_memory"])[0]),
+            "chosen": plan == chosen[0],
+        })
+    rows.sort(key=lambda row: (not row["fits_memory"], -row["samples_per_s"]))
+    return rows

@@ -319,6 +319,16 @@ def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None =
     return out
 
 
+def _plans_compared(problem: Any, hw: HardwareConfig) -> list[dict[str, Any]]:
+    """The parallel plans of the first workload on the best design, compared
+    (:func:`search.plans.compare_plans`; the report's "parallel plans compared")."""
+    from search.plans import compare_plans
+
+    t = problem.targets[0]
+    return compare_plans(t.spec, hw, problem.system_of(hw, 0), t.devices,
+                         global_batch=t.global_batch, seq=t.seq, tech=problem.tech)
+
+
 def _pareto(ev: Evaluator, rows: Any, space: Any) -> list[dict[str, Any]]:
     c = ev.columns()
     rows = sorted((int(r) for r in rows), key=lambda r: (-c["value"][r], r))
@@ -504,6 +514,7 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         baselines.append(e)
     front = _pareto(ev, pareto or pareto_rows(ev), space)
     best = top[0]
+    plans = _plans_compared(problem, space.config(c["idx"][rows[0]]))
     per_workload, mean = _per_workload(best, baselines)
     summary: dict[str, Any] = {
         "best": best,
@@ -520,6 +531,7 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         "seed": cfg.seed,
         "devices": cfg.devices,
         "plan": {n: p["plan"] for n, p in best["workloads"].items()},
+        "plans": plans,
         "per_workload": per_workload,
         "mean": mean,
         "convergence": ev.convergence,

@@ -91,3 +91,23 @@ def test_batch_picks_per_design():
     assert plan_memory_bytes(s, chosen[1]) <= 3.0e9
     assert m["step_time_s"][0] <= m["step_time_s"][1]
     assert np.all(m["plans_evaluated"] <= m["plans_enumerated"])
+
+
+def test_compare_plans_lists_the_chosen_plan_first_among_fitting_ones():
+    from search.plans import compare_plans
+
+    preset = load_preset("a100")
+    import workloads
+
+    spec = workloads.model_spec("gpt2")
+    rows = compare_plans(spec, preset.hardware, preset.system, 8, limit=12)
+    assert 1 <= len(rows) <= 13
+    chosen = [r for r in rows if r["chosen"]]
+    assert len(chosen) == 1
+    plan, ev = best_plan(spec, preset.hardware, preset.system, 8)
+    assert chosen[0]["plan"]["tp"] == plan.tp and chosen[0]["plan"]["pp"] == plan.pp
+    assert chosen[0]["samples_per_s"] == pytest.approx(ev.samples_per_s, rel=1e-9)
+    fitting = [r["samples_per_s"] for r in rows if r["fits_memory"]]
+    assert fitting == sorted(fitting, reverse=True) and fitting[0] == chosen[0]["samples_per_s"]
+    for r in rows:
+        assert r["plan"]["tp"] * r["plan"]["pp"] * r["plan"]["dp"] == 8
