@@ -15,7 +15,7 @@ needed to view it) with:
    otherwise recomputed with ``cost_models.evaluate.evaluate_device``);
 6. area and power breakdowns;
 7. search convergence: best-so-far objective vs designs evaluated, per searcher;
-8. the parallel plans compared (``summary.json`` ``plans``).
+8. the parallel plans compared (``summary.json`` ``plans``, from ``search.plans.compare_plans``).
 
 It reads the run-directory format of ``docs/architecture.md``. ``images=True`` also writes
 every figure as PNG and SVG under ``RUN_DIR/report_images/`` through kaleido, which needs
