@@ -49,7 +49,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import optuna
@@ -59,12 +59,29 @@ from dse.errors import ConfigError, DSEError, StorageError
 from dse.registry import Registry
 
 __all__ = [
-    "StorageSpec", "parse_storage", "redact_url", "open_storage", "study_names",
-    "create_or_load_study", "load_worker_study", "study_settings", "study_progress",
-    "recover_orphans", "run_worker", "run_parallel_jobs", "build_objective",
-    "OBJECTIVE_FACTORIES", "TrialObjective", "SyntheticObjective", "WorkerReport",
-    "SETTINGS_ATTR", "BUDGET_ATTR", "JOURNAL_FILE", "STUDY_DB", "repair_slots",
+    "BUDGET_ATTR",
+    "JOURNAL_FILE",
+    "OBJECTIVE_FACTORIES",
+    "SETTINGS_ATTR",
+    "STUDY_DB",
+    "StorageSpec",
+    "SyntheticObjective",
+    "TrialObjective",
+    "WorkerReport",
+    "build_objective",
+    "create_or_load_study",
+    "load_worker_study",
+    "open_storage",
+    "parse_storage",
+    "recover_orphans",
+    "redact_url",
+    "repair_slots",
+    "run_parallel_jobs",
+    "run_worker",
     "study_budget",
+    "study_names",
+    "study_progress",
+    "study_settings",
 ]
 
 SETTINGS_ATTR = "dse:settings"
@@ -210,7 +227,7 @@ def parse_storage(storage: str | os.PathLike[str], *, run_dir: str | os.PathLike
         if isinstance(e, DSEError):
             raise
         raise ConfigError(f"--storage {redact_url(s)!r} is not a usable path or URL "
-                          f"({e.__class__.__name__}: {_scrub(e, s)[:80]})") from None
+                          f"({e.__class__.__name__}: {_scrub(str(e), s)[:80]})") from None
 
 
 def _path(s: str) -> Path:
@@ -258,7 +275,7 @@ def _parse_url(s: str) -> StorageSpec:
         u = make_url(s)
     except (ArgumentError, ValueError) as e:
         raise ConfigError(f"--storage {shown!r} is not a valid URL "
-                          f"({_scrub(e, s)}); use one of: {STORAGE_FORMS}") from None
+                          f"({_scrub(str(e), s)}); use one of: {STORAGE_FORMS}") from None
     backend = u.get_backend_name()
     if backend == "sqlite":
         if not u.database or u.database == ":memory:":
@@ -475,10 +492,9 @@ class SyntheticObjective:
     True
     """
 
-    metric_names = ["score"]
-    directions = ["maximize"]
-
     def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.metric_names = ["score"]
+        self.directions = ["maximize"]
         grid = settings.get("grid", [8, 8])
         if (not isinstance(grid, (list, tuple)) or len(grid) != 2
                 or not all(isinstance(g, int) and g >= 1 for g in grid)):
@@ -667,7 +683,7 @@ def create_or_load_study(storage: optuna.storages.BaseStorage, name: str,
     with _quiet():
         try:
             study = optuna.create_study(storage=storage, study_name=name,
-                                        directions=directions)
+                                        directions=cast(Any, directions))
             created = True
         except optuna.exceptions.DuplicatedStudyError:
             study = optuna.load_study(study_name=name, storage=storage)
@@ -819,7 +835,7 @@ def recover_orphans(study: optuna.Study, *, max_retry: int | None = 3,
 
 
 def _heartbeat_enabled(study: optuna.Study) -> bool:
-    st = study._storage
+    st: Any = study._storage  # RDB storages (and their cache wrapper) implement heartbeats
     return bool(hasattr(st, "get_heartbeat_interval") and st.get_heartbeat_interval())
 
 
@@ -827,12 +843,13 @@ class _Heartbeat:
     """Records the heartbeat of one running trial every interval, in a thread."""
 
     def __init__(self, study: optuna.Study, trial_id: int) -> None:
-        self._storage = study._storage
+        self._storage: Any = study._storage
         self._trial_id = trial_id
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if _heartbeat_enabled(study):
-            interval = float(self._storage.get_heartbeat_interval())
+            st: Any = study._storage
+            interval = float(st.get_heartbeat_interval())
             self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
             self._thread.start()
 
@@ -870,7 +887,7 @@ class _SlotQueue:
 
     def claim(self) -> int | None:
         """Claim one waiting slot; its trial id, or None when none is waiting."""
-        storage = self._study._storage
+        storage: Any = self._study._storage
         hb = _heartbeat_enabled(self._study)
         for _ in range(2):
             while self._ids:
@@ -1085,8 +1102,8 @@ def _job_main(url: str, study: str, index: int, parent: int, conn: Any) -> None:
     except KeyboardInterrupt:
         conn.send(("error", 130, "interrupted"))
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line
-        conn.send(("error", 1, f"internal error in worker {index}: "
-                               f"{e.__class__.__name__}: {' '.join(str(e).split())[:200]}"))
+        msg = f"{e.__class__.__name__}: {' '.join(str(e).split())[:200]}"
+        conn.send(("error", 1, f"internal error in worker {index}: {msg}"))
     finally:
         conn.close()
 

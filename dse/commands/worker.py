@@ -46,10 +46,11 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     p = result["study_progress"]
     lines = [
         f"worker {result['worker']} on study {result['study']!r} ({result['storage']})",
-        f"  ran {result['trials_run']} trials in {result['wall_s']:.1f} s "
-        f"({result['complete']} complete, {result['pruned']} pruned, {result['failed']} failed)",
-        f"  study: {p['finished']}/{p['budget']} finished, {p['running']} running, "
-        f"{p['waiting']} waiting, {p['failed']} failed",
+        (f"  ran {result['trials_run']} trials in {result['wall_s']:.1f} s "
+         f"({result['complete']} complete, {result['pruned']} pruned, "
+         f"{result['failed']} failed)"),
+        (f"  study: {p['finished']}/{p['budget']} finished, {p['running']} running, "
+         f"{p['waiting']} waiting, {p['failed']} failed"),
     ]
     best = result.get("best")
     if best:

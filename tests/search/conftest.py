@@ -61,7 +61,8 @@ def _run_as(user: str | None, cmd: list[str], **kw: object) -> subprocess.Comple
         runuser = shutil.which("runuser")
         cmd = ([runuser, "-u", user, "--", *cmd] if runuser
                else ["su", "-s", "/bin/sh", user, "-c", " ".join(map(_quote, cmd))])
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)  # type: ignore
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False,
+                          **kw)  # type: ignore
 
 
 def _quote(s: str) -> str:
