@@ -41,6 +41,7 @@ import logging
 import math
 import multiprocessing
 import os
+import random
 import re
 import socket
 import threading
@@ -865,43 +866,85 @@ class _Heartbeat:
 
 
 class _SlotQueue:
-    """A worker's view of the waiting slots: fetched from the storage only when the known
-    ones are used up (a fetch reads every unfinished trial), claimed one at a time with
-    the storage's atomic ``WAITING → RUNNING`` transition; slots another worker took in the
-    meantime are skipped. Each worker starts at its own position in the list, so workers
-    mostly claim disjoint slots instead of racing for the same one."""
+    """A worker's view of the budget slots.
 
-    def __init__(self, study: optuna.Study, offset: int) -> None:
+    The waiting slots are read from the storage only when the known ones are used up
+    (a read costs every unfinished trial), and claimed one at a time with the storage's
+    atomic ``WAITING → RUNNING`` transition; slots another worker took meanwhile are
+    skipped.
+
+    The same read records every trial's slot (number and state) and the budget: enough to
+    :meth:`admit` a claimed slot without reading the study again. That snapshot is safe:
+    a live copy of the slot with a lower number existed when this trial did (numbers are
+    assigned at creation), so it is in the snapshot; and successors (slot ``i + window``)
+    are created only by the claimer of slot ``i`` (races with a repair make duplicates,
+    which :meth:`admit` withdraws)."""
+
+    def __init__(self, study: optuna.Study, objective: TrialObjective, offset: int,
+                 window: int) -> None:
         self._study = study
-        self._offset = offset
-        self._ids: list[int] = []
+        self._objective = objective
+        self._rng = random.Random(offset)
+        self._window = window
+        self._waiting: list[FrozenTrial] = []
+        self._slots: dict[int, list[tuple[int, TrialState]]] = {}
+        self._budget = 0
 
     def _refill(self) -> None:
-        waiting = self._study._storage.get_all_trials(
-            self._study._study_id, deepcopy=False, states=(TrialState.WAITING,))
-        ids = [int(t._trial_id) for t in waiting]
-        if ids:
-            k = self._offset % len(ids)
-            ids = ids[k:] + ids[:k]
-        self._ids = ids
+        trials = self._study.get_trials(deepcopy=False)
+        self._budget = study_budget(self._study)
+        slots: dict[int, list[tuple[int, TrialState]]] = {}
+        for t in trials:
+            i = _slot_of(t)
+            if i is not None:
+                slots.setdefault(i, []).append((t.number, t.state))
+        self._slots = slots
+        self._waiting = [t for t in trials if t.state == TrialState.WAITING]
 
-    def claim(self) -> int | None:
-        """Claim one waiting slot; its trial id, or None when none is waiting."""
+    def claim(self) -> FrozenTrial | None:
+        """Claim one waiting slot (its trial as read, still ``WAITING`` in the object),
+        or None when none is waiting. Picks at random among the known waiting slots (so
+        concurrent workers seldom race for the same one) and re-reads the list after a
+        slot turned out to be taken."""
         storage: Any = self._study._storage
         hb = _heartbeat_enabled(self._study)
-        for _ in range(2):
-            while self._ids:
-                tid = self._ids.pop(0)
-                try:
-                    if hb:  # beat first: a claimed trial always has a heartbeat row
-                        storage.record_heartbeat(tid)
-                    if storage.set_trial_state_values(tid, state=TrialState.RUNNING):
-                        storage.set_trial_system_attr(tid, OWNER_ATTR, _worker_name())
-                        return tid
-                except optuna.exceptions.UpdateFinishedTrialError:
-                    continue
+        if not self._waiting:
             self._refill()
+        misses = 0
+        while self._waiting:
+            t = self._waiting.pop(self._rng.randrange(len(self._waiting)))
+            try:
+                if hb:  # beat first: a claimed trial always has a heartbeat row
+                    storage.record_heartbeat(t._trial_id)
+                if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                    storage.set_trial_system_attr(t._trial_id, OWNER_ATTR, _worker_name())
+                    return t
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
+            misses += 1
+            if misses <= 3 or not self._waiting:  # the list is stale: read it again
+                self._refill()
         return None
+
+    def admit(self, t: FrozenTrial) -> bool:
+        """After claiming ``t``: withdraw it (FAIL, ``dse:duplicate_of``) if a live copy of
+        its slot with a lower number exists (a race duplicate); else enqueue the slot one
+        window ahead if it is within the budget and not known. Returns whether to run."""
+        i = _slot_of(t)
+        if i is None:  # not a budget slot (e.g. enqueued by hand): just run it
+            return True
+        storage = self._study._storage
+        live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+        for number, state in self._slots.get(i, []):
+            if number < t.number and state in live:
+                storage.set_trial_system_attr(t._trial_id, DUPLICATE_ATTR, number)
+                storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                return False
+        j = i + self._window
+        if j < self._budget and j not in self._slots:
+            _enqueue_slot(self._study, self._objective, j)
+            self._slots[j] = [(-1, TrialState.WAITING)]
+        return True
 
 
 @dataclass
@@ -948,15 +991,15 @@ def run_worker(study: optuna.Study, objective: TrialObjective, *, max_retry: int
     seed = worker_seed if worker_seed is not None else int.from_bytes(
         hashlib.sha256(name.encode()).digest()[:4], "little")
     study.sampler = objective.sampler(seed)
-    queue = _SlotQueue(study, seed)
+    queue = _SlotQueue(study, objective, seed, window)
     hb = _heartbeat_enabled(study)
     with _quiet():
         recover_orphans(study, max_retry=max_retry)
         while max_trials is None or report.trials_run < max_trials:
             if should_stop is not None and should_stop():
                 break
-            tid = queue.claim()
-            if tid is None:
+            claimed = queue.claim()
+            if claimed is None:
                 if hb:
                     optuna.storages.fail_stale_trials(study)
                 recover_orphans(study, max_retry=max_retry)
@@ -968,34 +1011,12 @@ def run_worker(study: optuna.Study, objective: TrialObjective, *, max_retry: int
                     time.sleep(poll_s)
                     continue
                 break
-            if not _admit(study, objective, tid, window):
+            if not queue.admit(claimed):
                 report.duplicates += 1
                 continue
-            _run_one(study, objective, tid, report, max_retry, on_trial)
+            _run_one(study, objective, claimed._trial_id, report, max_retry, on_trial)
     report.wall_s = time.perf_counter() - t0
     return report
-
-
-def _admit(study: optuna.Study, objective: TrialObjective, tid: int, window: int) -> bool:
-    """After claiming trial ``tid``: withdraw it (FAIL, ``dse:duplicate_of``) if an older
-    live copy of its slot exists (a race duplicate), else enqueue the slot one window
-    ahead if it is within the budget and missing. Returns whether to run the trial."""
-    storage = study._storage
-    ft = storage.get_trial(tid)
-    i = _slot_of(ft)
-    if i is None:  # not a budget slot (e.g. enqueued by hand): just run it
-        return True
-    trials = study.get_trials(deepcopy=False)
-    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
-    for t in trials:
-        if t.number < ft.number and t.state in live and _slot_of(t) == i:
-            storage.set_trial_system_attr(tid, DUPLICATE_ATTR, t.number)
-            storage.set_trial_state_values(tid, state=TrialState.FAIL)
-            return False
-    j = i + window
-    if j < study_budget(study) and not any(_slot_of(t) == j for t in trials):
-        _enqueue_slot(study, objective, j)
-    return True
 
 
 def _run_one(study: optuna.Study, objective: TrialObjective, tid: int, report: WorkerReport,
