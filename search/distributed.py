@@ -90,8 +90,12 @@ SETTINGS_ATTR = "dse:settings"
 BUDGET_ATTR = "dse:budget"
 """Study user attribute: the global budget (finished trials wanted); written last at
 creation, so its presence means the study is ready for workers."""
-DEFAULT_SLOT_WINDOW = 32
-"""Waiting slots kept ahead of the workers (setting ``slot_window``)."""
+DEFAULT_SLOT_WINDOW = 64
+"""Waiting slots kept ahead of the workers (setting ``slot_window``); at least workers ×
+``worker_batch`` for every worker to fill its batches."""
+DEFAULT_WORKER_BATCH = 8
+"""Slots a worker claims and evaluates together when the objective has a vectorized
+``evaluate_trials`` (setting ``worker_batch``); a killed worker loses this batch."""
 SLOT_ATTR = "dse:slot"
 """Trial user attribute: index of the budget slot this trial fills (copied on retries)."""
 DUPLICATE_ATTR = "dse:duplicate_of"
@@ -484,7 +488,8 @@ class SyntheticObjective:
     ``0..ny-1``) whose unique maximum sits at a seed-dependent point. Settings keys:
     ``grid`` ([nx, ny], default [8, 8]), ``seed``, ``searcher`` (``random``,
     ``exhaustive`` or ``optuna``), ``budget``, ``work_s`` (seconds of sleep per
-    evaluation, to emulate an expensive cost model).
+    evaluation — of one trial, or of a batch in :meth:`evaluate_trials` — to emulate an
+    expensive vectorized cost model).
 
     >>> obj = SyntheticObjective({"grid": [4, 3], "seed": 1, "searcher": "exhaustive"})
     >>> len(obj.slot_params(0, 12)), obj.slot_params(0, 2)
@@ -528,6 +533,15 @@ class SyntheticObjective:
         if self.work_s > 0:
             time.sleep(self.work_s)
         return self.value(x, y)
+
+    def evaluate_trials(self, trials: Sequence[optuna.Trial]) -> list[float]:
+        """A batch at the cost of one evaluation (``work_s`` once), as a vectorized cost
+        model would."""
+        xy = [(t.suggest_int("x", 0, self.nx - 1), t.suggest_int("y", 0, self.ny - 1))
+              for t in trials]
+        if self.work_s > 0:
+            time.sleep(self.work_s)
+        return [self.value(x, y) for x, y in xy]
 
     def slot_params(self, start: int, stop: int) -> list[dict[str, Any]]:
         if self.searcher == "optuna":
@@ -841,11 +855,12 @@ def _heartbeat_enabled(study: optuna.Study) -> bool:
 
 
 class _Heartbeat:
-    """Records the heartbeat of one running trial every interval, in a thread."""
+    """Records the heartbeat of the running trials of a batch every interval, in a
+    thread."""
 
-    def __init__(self, study: optuna.Study, trial_id: int) -> None:
+    def __init__(self, study: optuna.Study, trial_ids: Sequence[int]) -> None:
         self._storage: Any = study._storage
-        self._trial_id = trial_id
+        self._trial_ids = list(trial_ids)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if _heartbeat_enabled(study):
@@ -856,8 +871,9 @@ class _Heartbeat:
 
     def _run(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                self._storage.record_heartbeat(self._trial_id)
+            for tid in self._trial_ids:
+                with contextlib.suppress(Exception):  # a missed beat is retried next time
+                    self._storage.record_heartbeat(tid)
 
     def stop(self) -> None:
         self._stop.set()
@@ -975,21 +991,29 @@ def run_worker(study: optuna.Study, objective: TrialObjective, *, max_retry: int
                poll_s: float = 1.0, max_trials: int | None = None,
                should_stop: Callable[[], bool] | None = None,
                worker_seed: int | None = None, window: int = DEFAULT_SLOT_WINDOW,
+               batch: int | None = None,
                on_trial: Callable[[FrozenTrial], None] | None = None) -> WorkerReport:
     """Pop and run the study's waiting slots until none is left (or ``max_trials``).
 
-    Each trial is written to the storage when it finishes. While other workers still run
-    trials on a heartbeat storage, the worker waits (``poll_s``) and runs whatever
-    :func:`optuna.storages.fail_stale_trials` re-enqueues, so a dead worker's slot is
-    finished by a live one. On Ctrl-C/SIGTERM the trial in flight is failed, re-enqueued
-    and the interrupt re-raised. An exception of the objective fails the trial (not
-    re-enqueued: it would fail again) and propagates.
+    Slots are claimed ``batch`` at a time (default :data:`DEFAULT_WORKER_BATCH` when the
+    objective has a vectorized ``evaluate_trials(trials) -> list of values (None:
+    pruned)``, else 1) and each trial is written to the storage as soon as its batch is
+    evaluated. While other workers still run trials on a heartbeat storage, the worker
+    waits (``poll_s``) and runs whatever :func:`optuna.storages.fail_stale_trials`
+    re-enqueues, so a dead worker's batch is finished by a live one. On Ctrl-C/SIGTERM
+    the batch in flight is failed, re-enqueued and the interrupt re-raised. An exception
+    of the objective fails the batch (not re-enqueued: it would fail again) and
+    propagates.
     """
     name = _worker_name()
     report = WorkerReport(worker=name)
     t0 = time.perf_counter()
     seed = worker_seed if worker_seed is not None else int.from_bytes(
         hashlib.sha256(name.encode()).digest()[:4], "little")
+    if batch is None:
+        batch = DEFAULT_WORKER_BATCH if hasattr(objective, "evaluate_trials") else 1
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ConfigError(f"worker_batch={batch!r} must be a positive integer")
     study.sampler = objective.sampler(seed)
     queue = _SlotQueue(study, objective, seed, window)
     hb = _heartbeat_enabled(study)
@@ -998,62 +1022,99 @@ def run_worker(study: optuna.Study, objective: TrialObjective, *, max_retry: int
         while max_trials is None or report.trials_run < max_trials:
             if should_stop is not None and should_stop():
                 break
-            claimed = queue.claim()
-            if claimed is None:
-                if hb:
-                    optuna.storages.fail_stale_trials(study)
-                recover_orphans(study, max_retry=max_retry)
-                repair_slots(study, objective, study_budget(study), window)
-                prog = study_progress(study)
-                if prog.waiting:
-                    continue
-                if prog.running and hb:
-                    time.sleep(poll_s)
-                    continue
-                break
-            if not queue.admit(claimed):
-                report.duplicates += 1
+            want = batch if max_trials is None else min(batch, max_trials - report.trials_run)
+            tids: list[int] = []
+            while len(tids) < want:
+                claimed = queue.claim()
+                if claimed is None:
+                    break
+                if queue.admit(claimed):
+                    tids.append(claimed._trial_id)
+                else:
+                    report.duplicates += 1
+            if tids:
+                _run_batch(study, objective, tids, report, max_retry, on_trial)
                 continue
-            _run_one(study, objective, claimed._trial_id, report, max_retry, on_trial)
+            # nothing waiting: fail stale trials, re-enqueue dead owners' and missing
+            # slots; wait while others run (they may die), stop when all is done
+            if hb:
+                optuna.storages.fail_stale_trials(study)
+            recover_orphans(study, max_retry=max_retry)
+            repair_slots(study, objective, study_budget(study), window)
+            prog = study_progress(study)
+            if prog.waiting:
+                continue
+            if prog.running and hb:
+                time.sleep(poll_s)
+                continue
+            break
     report.wall_s = time.perf_counter() - t0
     return report
 
 
-def _run_one(study: optuna.Study, objective: TrialObjective, tid: int, report: WorkerReport,
-             max_retry: int | None, on_trial: Callable[[FrozenTrial], None] | None) -> None:
+def _run_batch(study: optuna.Study, objective: TrialObjective, tids: Sequence[int],
+               report: WorkerReport, max_retry: int | None,
+               on_trial: Callable[[FrozenTrial], None] | None) -> None:
+    """Run the claimed trials ``tids``: one ``objective.evaluate_trials`` call when the
+    objective has it (vectorized), else one call per trial; tell each result."""
     storage = study._storage
-    beat = _Heartbeat(study, tid)
+    beat = _Heartbeat(study, tids)
+    trials: list[optuna.Trial] = []
+    told: set[int] = set()
+    finished: list[FrozenTrial] = []
     try:
-        trial = optuna.trial.Trial(study, tid)
         try:
-            values = objective(trial)
-        except optuna.TrialPruned:
-            ft = study.tell(trial, state=TrialState.PRUNED)
+            trials = [optuna.trial.Trial(study, tid) for tid in tids]
+            batch_fn = getattr(objective, "evaluate_trials", None)
+            if batch_fn is not None and len(trials) > 1:
+                results: list[Any] = list(batch_fn(trials))
+                if len(results) != len(trials):
+                    raise ConfigError(f"evaluate_trials returned {len(results)} results for "
+                                      f"{len(trials)} trials")
+            else:
+                results = []
+                for trial in trials:
+                    try:
+                        results.append(objective(trial))
+                    except optuna.TrialPruned:
+                        results.append(None)
+            for trial, values in zip(trials, results):
+                if values is None:
+                    ft = study.tell(trial, state=TrialState.PRUNED)
+                else:
+                    ft = study.tell(trial, values)
+                told.add(trial._trial_id)
+                finished.append(ft)
         except (KeyboardInterrupt, _Stop):
-            with contextlib.suppress(Exception):
-                study.tell(trial, state=TrialState.FAIL)
-                _requeue(study, storage.get_trial(tid), None)
+            for tid in tids:  # the batch in flight goes back to the queue
+                if tid in told:
+                    continue
+                with contextlib.suppress(Exception):
+                    storage.set_trial_state_values(tid, state=TrialState.FAIL)
+                    _requeue(study, storage.get_trial(tid), None)
             raise
         except BaseException:
-            with contextlib.suppress(Exception):
-                study.tell(trial, state=TrialState.FAIL)
-            report.failed += 1
+            for tid in tids:
+                if tid in told:
+                    continue
+                with contextlib.suppress(Exception):
+                    storage.set_trial_state_values(tid, state=TrialState.FAIL)
+                report.failed += 1
             raise
-        else:
-            ft = study.tell(trial, values)
     finally:
         beat.stop()
-    report.trials_run += 1
-    report.numbers.append(ft.number)
-    if ft.state == TrialState.COMPLETE:
-        report.complete += 1
-    elif ft.state == TrialState.PRUNED:
-        report.pruned += 1
-    else:  # tell() turned a NaN/invalid value into FAIL: give the slot another try
-        report.failed += 1
-        _requeue(study, storage.get_trial(tid), max_retry)
-    if on_trial is not None:
-        on_trial(ft)
+    for ft in finished:
+        report.trials_run += 1
+        report.numbers.append(ft.number)
+        if ft.state == TrialState.COMPLETE:
+            report.complete += 1
+        elif ft.state == TrialState.PRUNED:
+            report.pruned += 1
+        else:  # tell() turned a NaN/invalid value into FAIL: give the slot another try
+            report.failed += 1
+            _requeue(study, storage.get_trial(ft._trial_id), max_retry)
+        if on_trial is not None:
+            on_trial(ft)
 
 
 @contextlib.contextmanager
@@ -1100,7 +1161,8 @@ def join_study(storage: StorageSpec | str, study: str, **worker_kwargs: Any
     with _quiet():
         st = optuna.load_study(study_name=study, storage=storage_obj)
     report = run_worker(st, objective, max_retry=settings.get("max_retry", 3),
-                        window=_window(settings), **worker_kwargs)
+                        window=_window(settings), batch=settings.get("worker_batch"),
+                        **worker_kwargs)
     return report, st, settings
 
 

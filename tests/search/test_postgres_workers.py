@@ -113,7 +113,7 @@ def test_tpe_workers_share_one_global_budget(postgres_url: str) -> None:
 
 
 def test_sigkilled_worker_loses_nothing(postgres_url: str) -> None:
-    settings = dict(SYNTH, work_s=1.0)
+    settings = dict(SYNTH, work_s=1.0, worker_batch=1)  # one trial in flight per worker
     budget = 24
     _create(postgres_url, "kill", settings, budget)
     watch = optuna.load_study(study_name="kill", storage=dist.open_storage(postgres_url))

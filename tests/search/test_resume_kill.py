@@ -200,7 +200,7 @@ def test_jobs_ctrl_c_exits_130_one_line_and_leaves_nothing_running(tmp_path: Pat
 def test_worker_sigkill_is_rerun_at_once_on_the_same_host(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/w.db"
     settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
-                                     searcher="exhaustive", work_s=1.0,
+                                     searcher="exhaustive", work_s=1.0, worker_batch=1,
                                      heartbeat_interval_s=60, grace_period_s=600)
     dist.create_or_load_study(dist.open_storage(url), "w", settings, budget=16)
     cmd = [sys.executable, "-m", "dse.cli", "worker", "--storage", url, "--study", "w",
@@ -297,3 +297,43 @@ def test_budget_extension_and_settings_mismatch(tmp_path: Path) -> None:
     assert stored["budget"] == 12
     with pytest.raises(dist.ConfigError, match="seed=2.*seed=3"):
         dist.create_or_load_study(storage, "e", dict(settings, seed=3), budget=12)
+
+
+def test_worker_sigkill_loses_only_the_batch_in_flight(tmp_path: Path) -> None:
+    """A worker evaluating batches of 4 (a vectorized objective) is SIGKILLed mid-batch:
+    exactly that batch is failed and re-run, everything finished before is kept."""
+    url = f"journal:{tmp_path}/b.log"
+    settings = dist.default_settings(objective_factory="synthetic", grid=[5, 4], seed=8,
+                                     searcher="exhaustive", work_s=1.0, worker_batch=4)
+    dist.create_or_load_study(dist.open_storage(url), "b", settings, budget=20)
+    cmd = [sys.executable, "-m", "dse.cli", "worker", "--storage", url, "--study", "b",
+           "--json"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+
+    def mid_batch() -> bool:
+        ts = _complete(url, "b")
+        run = [t for t in ts if t.state == TrialState.RUNNING]
+        return (sum(t.state == TrialState.COMPLETE for t in ts) >= 4 and len(run) == 4
+                and (datetime.datetime.now() - max(t.datetime_start for t in run)
+                     ).total_seconds() < 0.5)
+
+    _wait_for(mid_batch, p)
+    p.send_signal(signal.SIGKILL)
+    p.communicate()
+    trials = _complete(url, "b")
+    held = sorted(t.number for t in trials if t.state == TrialState.RUNNING)
+    assert len(held) == 4
+    before = _snapshot(trials)
+    assert len(before) % 4 == 0 and 4 <= len(before) < 20  # whole batches were written
+
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    trials = _complete(url, "b")
+    assert all(_snapshot(trials).get(n) == v for n, v in before.items())
+    _slots_once(trials, 20)
+    assert sorted(t.number for t in trials if t.state == TrialState.FAIL) == held
+    retried = {t.system_attrs.get("failed_trial") for t in trials
+               if t.state == TrialState.COMPLETE}
+    assert set(held) <= retried
