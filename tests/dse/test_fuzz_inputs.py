@@ -38,20 +38,13 @@ def _file(name: str, data: bytes) -> Iterator[Path]:
         yield p
 
 
-# Bugs that may still escape (each demonstrated by its own strict xfail test): none.
-KNOWN: list[Callable[[BaseException], bool]] = []
-
-
 def _only_dse_errors(fn: Callable[[], Any]) -> None:
-    """Run ``fn``; a DSEError is an accepted outcome, anything else fails the test
-    (except a bug listed in KNOWN, demonstrated by its own strict xfail test)."""
+    """Run ``fn``; a DSEError (with a message) is an accepted outcome, any other
+    exception escapes and fails the test."""
     try:
         fn()
     except DSEError as e:
         assert str(e).strip(), f"{type(e).__name__} with an empty message"
-    except Exception as e:
-        if not any(k(e) for k in KNOWN):
-            raise
 
 
 # ----------------------------------------------------------------------- strategies
