@@ -94,6 +94,8 @@ CASES: tuple[Case, ...] = (
        ("tensor_core", "valid")),
     _c("hardware", "binary garbage as YAML", "hardware show garbage.yaml", 2,
        ("garbage.yaml",)),
+    _c("hardware", "bad scalar under an explicit YAML tag", "hardware show tagged.yaml", 2,
+       ("tagged.yaml",)),
     # ---------------------------------------------------------------- evaluate
     _c("evaluate", "tp·pp·dp ≠ devices",
        "evaluate --workload gptj --hardware tpuv4 --devices 8 --tp 2 --pp 2 --dp 1", 2,
@@ -142,6 +144,9 @@ CASES: tuple[Case, ...] = (
        ("redis",)),
     _c("search", "in-memory SQLite storage", f"{S} --storage sqlite:// --out o_m", 2,
        ("in-memory",)),
+    _c("search", "--jobs with a journal in an unwritable directory",
+       f"{S} --searcher random --budget 5 --jobs 2 --out o_j --storage journal:/proc/dse/s.log",
+       2, ("/proc/dse",)),
     _c("search", "unreachable PostgreSQL (password in the URL)",
        f"{S} --searcher random --budget 5 --out o_pg "
        f"--storage postgresql://dse:{SECRET}@{CLOSED}/studies", 1,
@@ -200,6 +205,7 @@ def make_files(d: Path) -> None:
     typo["tensor_core"] = typo.pop("tensor_cores")
     (d / "typo_field.json").write_text(json.dumps(typo))
     (d / "garbage.yaml").write_bytes(bytes(range(256)) * 4)
+    (d / "tagged.yaml").write_text("tensor_cores: !!int four\n")
     (d / "a_file.txt").write_text("not a directory\n")
     (d / "empty_run").mkdir(exist_ok=True)
     (d / "design.json").write_text(json.dumps({"hardware": hw}))
