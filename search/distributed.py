@@ -382,7 +382,7 @@ def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None
         try:
             if spec.backend == "sqlite":
                 _sqlite_wal(spec)
-            rdb = optuna.storages.RDBStorage(spec.url, engine_kwargs=engine_kwargs, **kwargs)
+            rdb = _rdb_storage(spec.url, engine_kwargs, kwargs)
             if spec.backend == "sqlite":
                 _sqlite_fast_commits(rdb)
             return rdb
@@ -392,6 +392,25 @@ def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None
                                f"{e.name!r}{hint}") from None
         except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
             raise _storage_error(spec, e) from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]
+                 ) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)``; retried when processes that start together race to create the
+    schema of a fresh database (the loser sees the winner's tables or version row)."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except (IntegrityError, ProgrammingError, OperationalError) as e:
+            text = str(e).lower()
+            racing = ("alembic_version" in text or "already exists" in text
+                      or "unique constraint" in text or "database is locked" in text)
+            if not racing or attempt == 3:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _sqlite_wal(spec: StorageSpec) -> None:

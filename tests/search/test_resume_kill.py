@@ -337,3 +337,19 @@ def test_worker_sigkill_loses_only_the_batch_in_flight(tmp_path: Path) -> None:
     retried = {t.system_attrs.get("failed_trial") for t in trials
                if t.state == TrialState.COMPLETE}
     assert set(held) <= retried
+
+
+def test_processes_starting_together_on_a_fresh_database(tmp_path: Path) -> None:
+    """Optuna's schema creation races when several processes open a fresh database at
+    once (one fails on ``alembic_version``); open_storage retries, so every worker gets
+    to the study lookup (here: exit 2, no such study) instead of exit 1."""
+    for k in range(3):
+        url = f"sqlite:///{tmp_path}/fresh{k}.db"
+        procs = [subprocess.Popen([sys.executable, "-m", "dse.cli", "worker", "--storage", url,
+                                   "--study", "nope"], cwd=ROOT, env=_env(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 2, err
+            assert "no study 'nope'" in err and "studies there: none" in err
