@@ -209,20 +209,21 @@ def _codes(values: np.ndarray, valid: tuple[str, ...]) -> np.ndarray:
 
 
 _MAY_BE_ZERO = ("global_buffer_bytes", "link_bw_bytes_per_s")
+_FLAGS = ("single_stream", "weight_double_buffer")
 
 
 def _validate_arrays(a: dict[str, np.ndarray]) -> None:
     """Vectorized version of HardwareConfig.__post_init__'s checks."""
     for f in INT_FIELDS:
         v = a[f]
-        lo = 0 if f in ("link_count", "single_stream") else 1
+        lo = 0 if f in ("link_count",) + _FLAGS else 1
         if np.any(v < lo):
             i = int(np.argmax(v < lo))
             raise ConfigError(f"DesignBatch[{i}].{f}={int(v[i])} must be >= {lo}")
-    if np.any(a["single_stream"] > 1):
-        i = int(np.argmax(a["single_stream"] > 1))
-        raise ConfigError(f"DesignBatch[{i}].single_stream={int(a['single_stream'][i])} "
-                          "must be 0 or 1")
+    for f in _FLAGS:
+        if np.any(a[f] > 1):
+            i = int(np.argmax(a[f] > 1))
+            raise ConfigError(f"DesignBatch[{i}].{f}={int(a[f][i])} must be 0 or 1")
     for f in FLOAT_FIELDS:
         v = a[f]
         bad = ~np.isfinite(v) | (v < 0)

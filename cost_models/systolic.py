@@ -29,6 +29,13 @@ stationary operand's load, and the ``− 1`` is there because SCALE-Sim reports 
 ``total_cycles = int(max(ofmap_serviced_cycles))``; users reported it as an
 off-by-one, SCALE-Sim issue #125).
 
+**Weight double-buffering** (``double_buffer=True``, WS/IS only): real weight-stationary
+arrays (the TPU's MXU) shift the next fold's stationary tile into shadow registers while
+the current fold computes, so only the first fold's load is exposed:
+``folds·(T + R + C − 2) + R − 1``. SCALE-Sim loads every fold's tile in series (the
+default, ``double_buffer=False``, which stays cycle-exact with it). OS has no stationary
+load and is unchanged.
+
 All public functions are pure and vectorized: they accept Python scalars or numpy
 arrays that broadcast together, and return Python ``int`` for all-scalar inputs and
 ``numpy.int64`` arrays otherwise.  Units: dimensions and counts in elements
@@ -53,11 +60,13 @@ __all__ = [
     "DATAFLOWS",
     "Dataflow",
     "compute_cycles",
+    "compute_cycles_raw",
     "compute_cycles_scalar",
     "dram_traffic_breakdown_bytes",
     "dram_traffic_bytes",
     "gemm_cycles_multi_core",
     "ideal_cycles",
+    "multi_core_cycles_raw",
     "sram_accesses",
     "sram_accesses_scalar",
 ]
@@ -180,7 +189,8 @@ def _mapping(
 
 # --------------------------------------------------------------------------- compute cycles
 @overload
-def compute_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> int: ...
+def compute_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str, *,
+                   double_buffer: bool = ...) -> int: ...
 @overload
 def compute_cycles(
     m: ArrayLike,
@@ -189,6 +199,8 @@ def compute_cycles(
     rows: ArrayLike,
     cols: ArrayLike,
     dataflow: str | ArrayLike,
+    *,
+    double_buffer: ArrayLike = ...,
 ) -> NDArray[np.int64]: ...
 def compute_cycles(
     m: ArrayLike,
@@ -197,6 +209,8 @@ def compute_cycles(
     rows: ArrayLike,
     cols: ArrayLike,
     dataflow: str | ArrayLike,
+    *,
+    double_buffer: ArrayLike = False,
 ) -> IntResult:
     """Compute cycles of one GEMM on one systolic array, as SCALE-Sim 3.0.0 counts them.
 
@@ -208,12 +222,15 @@ def compute_cycles(
         Systolic array height and width (processing elements).
     dataflow : {"os", "ws", "is"} or array of those strings
         Output-, weight- or input-stationary.
+    double_buffer : bool or array of bool, keyword-only
+        Load the next fold's stationary tile while the current fold computes (WS/IS;
+        see the module docstring). ``False`` (default) is SCALE-Sim's count.
 
     Returns
     -------
     int or numpy.ndarray of int64
         Cycles (the "Total Cycles" column of SCALE-Sim's ``COMPUTE_REPORT.csv`` with
-        no memory stalls), broadcast over all inputs.
+        no memory stalls when ``double_buffer`` is false), broadcast over all inputs.
 
     Raises
     ------
@@ -234,6 +251,8 @@ def compute_cycles(
     95
     >>> compute_cycles(10, 7, 13, 4, 8, "is")   # 2·2 folds · (13 + 8 + 8 − 2) − 1
     107
+    >>> compute_cycles(10, 7, 13, 4, 8, "ws", double_buffer=True)  # 4·(10 + 4 + 8 − 2) + 4 − 1
+    83
     >>> compute_cycles([[64], [128]], 64, 64, [8, 32], [8, 32], "os")
     array([[4991,  503],
            [9983, 1007]])
@@ -245,20 +264,30 @@ def compute_cycles(
     code = _dataflow_codes(dataflow)
     if (  # fast path for plain Python ints (no numpy overhead), same formula
         isinstance(code, int) and all(type(v) is int and v >= 1 for v in (m, k, n, rows, cols))
+        and isinstance(double_buffer, (bool, int, np.bool_))
     ):
         mi, ki, ni, ri, ci = int(m), int(k), int(n), int(rows), int(cols)  # type: ignore[arg-type]
         sr, sc, t = ((mi, ni, ki), (ki, ni, mi), (ki, mi, ni))[code]
         load = 0 if code == _OS else ri
-        return (-(-sr // ri)) * (-(-sc // ci)) * (t + load + ri + ci - 2) - 1
+        folds = (-(-sr // ri)) * (-(-sc // ci))
+        if double_buffer:
+            return folds * (t + ri + ci - 2) + load - 1
+        return folds * (t + load + ri + ci - 2) - 1
     m_, k_, n_ = _positive_ints("m", m), _positive_ints("k", k), _positive_ints("n", n)
     r_, c_ = _positive_ints("rows", rows), _positive_ints("cols", cols)
     s_r, s_c, t_, load_ = _mapping(m_, k_, n_, r_, code)
     folds = _ceil_div(s_r, r_) * _ceil_div(s_c, c_)
-    cycles = folds * (t_ + load_ + r_ + c_ - 2) - 1
+    db = np.asarray(double_buffer, dtype=bool)
+    if db.ndim == 0 and not bool(db):
+        cycles = folds * (t_ + load_ + r_ + c_ - 2) - 1
+    else:
+        exposed = np.where(db, 0, load_)
+        cycles = folds * (t_ + exposed + r_ + c_ - 2) + (load_ - exposed) - 1
     return _out(np.asarray(cycles, dtype=np.int64))
 
 
-def compute_cycles_scalar(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> int:
+def compute_cycles_scalar(m: int, k: int, n: int, rows: int, cols: int, dataflow: str,
+                          double_buffer: bool = False) -> int:
     """Slow scalar reference for :func:`compute_cycles`: walks the folds one by one.
 
     It mirrors how SCALE-Sim builds its demand matrices
@@ -294,12 +323,17 @@ def compute_cycles_scalar(m: int, k: int, n: int, rows: int, cols: int, dataflow
     stationary_load = 0 if code == _OS else rows
     lines = 0
     col_start = 0
+    first = True
     while col_start < s_c:  # column folds (outer loop in SCALE-Sim)
         row_start = 0
         while row_start < s_r:  # row folds (inner loop)
             # A fold using only min(rows, s_r - row_start) rows and min(cols, s_c - col_start)
-            # columns is padded with null requests to the full array: same length.
-            lines += stationary_load + t + (rows - 1) + (cols - 1)
+            # columns is padded with null requests to the full array: same length. With
+            # double buffering only the first fold waits for its stationary tile; later
+            # tiles load while the previous fold computes.
+            exposed = stationary_load if (first or not double_buffer) else 0
+            lines += exposed + t + (rows - 1) + (cols - 1)
+            first = False
             row_start += rows
         col_start += cols
     return lines - 1
@@ -684,7 +718,8 @@ def dram_traffic_bytes(
 # --------------------------------------------------------------------------- multi-core
 @overload
 def gemm_cycles_multi_core(
-    m: int, k: int, n: int, rows: int, cols: int, dataflow: str, cores: int
+    m: int, k: int, n: int, rows: int, cols: int, dataflow: str, cores: int, *,
+    double_buffer: bool = ...,
 ) -> int: ...
 @overload
 def gemm_cycles_multi_core(
@@ -695,6 +730,8 @@ def gemm_cycles_multi_core(
     cols: ArrayLike,
     dataflow: str | ArrayLike,
     cores: ArrayLike,
+    *,
+    double_buffer: ArrayLike = ...,
 ) -> NDArray[np.int64]: ...
 def gemm_cycles_multi_core(
     m: ArrayLike,
@@ -704,6 +741,8 @@ def gemm_cycles_multi_core(
     cols: ArrayLike,
     dataflow: str | ArrayLike,
     cores: ArrayLike,
+    *,
+    double_buffer: ArrayLike = False,
 ) -> IntResult:
     """Cycles of one GEMM split across ``cores`` identical systolic arrays.
 
@@ -727,6 +766,8 @@ def gemm_cycles_multi_core(
     dataflow : {"os", "ws", "is"} or array of those strings
     cores : int or array of int
         Number of identical arrays (>= 1).
+    double_buffer : bool or array of bool, keyword-only
+        Weight double-buffering (:func:`compute_cycles`).
 
     Returns
     -------
@@ -742,18 +783,53 @@ def gemm_cycles_multi_core(
     >>> int(gemm_cycles_multi_core(256, 64, 256, 16, 16, "os", 16))   # 16 tiles of 64 x 64 work
     1503
     """
-    m_, n_ = _positive_ints("m", m), _positive_ints("n", n)
+    code = _dataflow_codes(dataflow)
+    m_, k_, n_ = _positive_ints("m", m), _positive_ints("k", k), _positive_ints("n", n)
+    r_, c_ = _positive_ints("rows", rows), _positive_ints("cols", cols)
     p = _positive_ints("cores", cores)
-    best: NDArray[np.int64] | None = None
-    for cand in (*_GRID_CANDIDATES, None):
-        p_m = p if cand is None else np.minimum(p, cand)
-        p_n = p // p_m
-        cyc = np.asarray(
-            compute_cycles(_ceil_div(m_, p_m), k, _ceil_div(n_, p_n), rows, cols, dataflow)
-        )
-        best = cyc if best is None else np.minimum(best, cyc)
-    assert best is not None
-    return _out(best)
+    return _out(multi_core_cycles_raw(m_, k_, n_, r_, c_, code, p,
+                                      np.asarray(double_buffer, dtype=bool)))
+
+
+def compute_cycles_raw(m: NDArray[np.int64], k: NDArray[np.int64], n: NDArray[np.int64],
+                       rows: NDArray[np.int64], cols: NDArray[np.int64],
+                       code: int | NDArray[np.int8],
+                       double_buffer: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """:func:`compute_cycles` on validated int64 arrays and a dataflow code (no checks)."""
+    s_r, s_c, t_, load_ = _mapping(m, k, n, rows, code)
+    folds = _ceil_div(s_r, rows) * _ceil_div(s_c, cols)
+    db = np.asarray(double_buffer, dtype=bool)
+    if db.ndim == 0 and not bool(db):
+        return folds * (t_ + load_ + rows + cols - 2) - 1
+    exposed = np.where(db, 0, load_)
+    return folds * (t_ + exposed + rows + cols - 2) + (load_ - exposed) - 1
+
+
+def multi_core_cycles_raw(m: NDArray[np.int64], k: NDArray[np.int64], n: NDArray[np.int64],
+                          rows: NDArray[np.int64], cols: NDArray[np.int64],
+                          code: int | NDArray[np.int8], cores: NDArray[np.int64],
+                          double_buffer: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """:func:`gemm_cycles_multi_core` on validated int64 arrays and a dataflow code (no
+    checks; every grid candidate in one broadcast). For the cost models' hot loops."""
+    cand = np.asarray(_GRID_CANDIDATES, dtype=np.int64)
+    shape = np.broadcast_shapes(np.shape(m), np.shape(k), np.shape(n), np.shape(rows),
+                                np.shape(cols), np.shape(code), np.shape(cores),
+                                np.shape(double_buffer))
+    p = np.broadcast_to(cores, shape)[None, ...]
+    p_m = np.concatenate([np.minimum(p, cand.reshape((len(cand),) + (1,) * len(shape))), p],
+                         axis=0)
+    p_n = p // p_m
+    mm = _ceil_div(m, p_m)
+    nn = _ceil_div(n, p_n)
+    s_r, s_c, t_, load_ = _mapping(mm, np.broadcast_to(k, mm.shape), nn, rows, code)
+    folds = _ceil_div(s_r, rows) * _ceil_div(s_c, cols)
+    db = np.asarray(double_buffer, dtype=bool)
+    if db.ndim == 0 and not bool(db):
+        cyc = folds * (t_ + load_ + rows + cols - 2) - 1
+    else:
+        exposed = np.where(db, 0, load_)
+        cyc = folds * (t_ + exposed + rows + cols - 2) + (load_ - exposed) - 1
+    return np.asarray(cyc.min(axis=0), dtype=np.int64)
 
 
 # Row counts of the core grid tried by gemm_cycles_multi_core (plus ``cores`` itself).
@@ -761,7 +837,8 @@ _GRID_CANDIDATES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 
 
 def gemm_cycles_multi_core_scalar(
-    m: int, k: int, n: int, rows: int, cols: int, dataflow: str, cores: int
+    m: int, k: int, n: int, rows: int, cols: int, dataflow: str, cores: int,
+    double_buffer: bool = False,
 ) -> int:
     """Slow scalar reference of :func:`gemm_cycles_multi_core` (plain Python loop)."""
     if cores < 1:
@@ -770,7 +847,8 @@ def gemm_cycles_multi_core_scalar(
     for cand in (*_GRID_CANDIDATES, cores):
         p_m = min(cores, cand)
         p_n = cores // p_m
-        cyc = compute_cycles_scalar(-(-m // p_m), k, -(-n // p_n), rows, cols, dataflow)
+        cyc = compute_cycles_scalar(-(-m // p_m), k, -(-n // p_n), rows, cols, dataflow,
+                                    double_buffer)
         best = cyc if best is None else min(best, cyc)
     assert best is not None
     return best

@@ -218,35 +218,16 @@ def stage_costs(graph: Graph, designs: Any, tech: Any, system: SystemConfig,
 
 
 def critical_path(graph: Graph, step: Any, d: int = 0) -> list[str]:
-    """Operator names on the critical path of a device schedule (a
-    :class:`cost_models.evaluate.DeviceStep` of ``graph``), walking back from the operator
-    that ends last: each step goes to the predecessor whose end is the operator's start
-    (a data dependency) or, if none, to the operator that freed its unit (a resource wait).
-    """
+    """Operator names on the critical chain of a device schedule (a
+    :class:`cost_models.evaluate.DeviceStep` of ``graph``): from the operator that ends
+    last back through what each operator waited for — its latest predecessor, or the
+    operator that held the block of cores or unit it needed
+    (:func:`cost_models.evaluate.schedule_chain`)."""
+    from cost_models.evaluate import schedule_chain
+
     if step is None or not graph.ops:
         return []
-    start = np.asarray(step.start_s)[d]
-    end = np.asarray(step.end_s)[d]
-    units = step.costs.unit_code
-    preds = graph.pred_indices
-    j = int(np.argmax(end))
-    path = [j]
-    tol = 1e-12 + 1e-9 * float(end.max())
-    seen = {j}
-    while start[j] > tol:
-        nxt = [p for p in preds[j] if abs(end[p] - start[j]) <= tol]
-        if not nxt:
-            same = [i for i in range(len(graph.ops))
-                    if units[i] == units[j] and i not in seen and abs(end[i] - start[j]) <= tol]
-            nxt = same
-        if not nxt:
-            break
-        j = max(nxt, key=lambda i: end[i])
-        if j in seen:
-            break
-        seen.add(j)
-        path.append(j)
-    return [graph.ops[i].name for i in reversed(path)]
+    return [graph.ops[i].name for i in schedule_chain(graph, step, d)]
 
 
 def _stage_key(g: Graph) -> tuple[Any, ...]:

@@ -263,6 +263,12 @@ class Graph:
             a.setflags(write=False)
         return cols
 
+    @cached_property
+    def derived(self) -> dict[str, Any]:
+        """Scratch space where cost models memoize design-independent arrays of this graph
+        (keyed by module name; a graph is immutable, so they never go stale)."""
+        return {}
+
     # -- aggregates ------------------------------------------------------------------
     def total_flop(self, phase: str | None = None) -> float:
         return float(sum(op.total_flop for op in self.ops if phase is None or op.phase == phase))
@@ -330,6 +336,11 @@ class HardwareConfig:
     """1: tensor-core and vector-core operators run one at a time, as a GPU's kernels on
     one CUDA stream do (both run on the same SMs; PyTorch issues a training step's compute
     on one stream); 0 (template designs): separate units that overlap."""
+    weight_double_buffer: int = 0
+    """1: weight-/input-stationary arrays load the next fold's stationary tile while the
+    current fold computes (the TPU MXU's weight shadow registers; needs room for two
+    tiles, ``2·rows·cols·dtype_bytes``, in the core's SRAM); 0: every fold waits for its
+    tile, SCALE-Sim's timing (``cost_models.systolic.compute_cycles``)."""
 
     def __post_init__(self) -> None:
         o = f"HardwareConfig[{self.name}]"
@@ -353,8 +364,9 @@ class HardwareConfig:
         _positive(ConfigError, o, "hbm_efficiency", self.hbm_efficiency)
         if self.hbm_efficiency > 1:
             raise ConfigError(f"{o}.hbm_efficiency={self.hbm_efficiency!r} must be <= 1")
-        if self.single_stream not in (0, 1):
-            raise ConfigError(f"{o}.single_stream={self.single_stream!r} must be 0 or 1")
+        for f in ("single_stream", "weight_double_buffer"):
+            if getattr(self, f) not in (0, 1):
+                raise ConfigError(f"{o}.{f}={getattr(self, f)!r} must be 0 or 1")
 
     @property
     def dtype_bytes(self) -> int:

@@ -125,61 +125,36 @@ class Target(Protocol):
         ...
 
 
-def critical_chain(graph: Any, start_s: np.ndarray, end_s: np.ndarray,
-                   unit_code: np.ndarray, rtol: float = 1e-9) -> list[int]:
-    """The chain of operators that sets the makespan of one design's schedule
-    (``cost_models.evaluate.device_step``'s ``start_s``/``end_s`` row): from the operator
-    that ends last, step back to whatever it waited for — the predecessor that finished
-    last, or, when its resource was still busy after that, the operator that ran on the
-    resource just before it. The same rule as ``evaluate_device``'s ``schedule_chain``
-    (the scalar reference a test compares with), on the vectorized schedule."""
-    o = len(graph.ops)
-    if o == 0:
-        return []
-    start = np.asarray(start_s, dtype=np.float64)
-    end = np.asarray(end_s, dtype=np.float64)
-    tol = rtol * max(float(end.max()), 1e-300)
-    preds = graph.pred_indices
-    j = int(np.argmax(end))  # first index attaining the maximum, as the reference does
-    chain = [j]
-    seen = {j}
-    while True:
-        ready, rp = 0.0, -1
-        for q in preds[j]:
-            if end[q] > ready:
-                ready, rp = float(end[q]), q
-        if start[j] > ready + tol:
-            same = np.flatnonzero((unit_code == unit_code[j]) & (end <= start[j] + tol))
-            same = same[same != j]
-            if same.size == 0:
-                break
-            nxt = int(same[np.argmax(end[same])])
-        else:
-            nxt = rp
-        if nxt < 0 or nxt in seen:
-            break
-        seen.add(nxt)
-        chain.append(nxt)
-        j = nxt
-    chain.reverse()
-    return chain
+def critical_chain(graph: Any, step: Any, d: int = 0) -> list[int]:
+    """The chain of operators that sets the makespan of design ``d`` in a
+    :func:`cost_models.evaluate.device_step` result: from the operator that ends last,
+    back through whatever each waited for — its predecessor that finished last, or the
+    operator that last held the block of tensor cores (or the unit) it needed
+    (:func:`cost_models.evaluate.schedule_chain`, the same rule as ``evaluate_device``'s
+    ``schedule_chain``)."""
+    from cost_models.evaluate import schedule_chain
+
+    return schedule_chain(graph, step, d)
 
 
 def chain_bounds(graph: Any, hw: Any, tech: Any, comm_time_s: Any = None,
                  scale: float = 1.0, out: dict[str, float] | None = None) -> dict[str, float]:
     """Critical seconds per bounding resource of ``graph`` on ``hw``: the durations of
-    the operators on the critical chain (:func:`critical_chain` on the vectorized
-    ``device_step`` schedule), grouped by the bound ``op_costs`` gives each, × ``scale``."""
+    the operators on the critical chain (:func:`critical_chain` of the in-loop
+    ``device_step`` schedule, operator-level parallelism included), grouped by the bound
+    each has on the block of cores it ran on, × ``scale``."""
     from cost_models.designs import DesignBatch
     from cost_models.evaluate import BOUNDS, device_step
 
     st = device_step(graph, DesignBatch.from_configs([hw]), tech, comm_time_s=comm_time_s)
     oc = st.costs
-    chain = critical_chain(graph, st.start_s[0], st.end_s[0], np.asarray(oc.unit_code))
-    dur = np.asarray(oc.latency_s)[0] * np.asarray(oc.count, dtype=np.float64)
+    chain = critical_chain(graph, st, 0)
+    lv = np.asarray(st.level[0], dtype=np.int64)
+    dur = (np.take_along_axis(np.asarray(oc.latency_levels_s[0]), lv[:, None], axis=1)[:, 0]
+           * np.asarray(oc.count, dtype=np.float64))
     acc = {} if out is None else out
     for j in chain:
-        b = BOUNDS[int(oc.bound_code[0, j])]
+        b = BOUNDS[int(oc.bound_levels[0, j, lv[j]])]
         acc[b] = acc.get(b, 0.0) + float(dur[j]) * scale
     return acc
 

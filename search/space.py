@@ -110,7 +110,7 @@ SEARCHABLE_FIELDS: tuple[str, ...] = (
 ``hbm_bw_bytes_per_s`` and ``hbm_bytes`` through the HBM generation."""
 
 _INT_FIELDS = ("tensor_cores", "array_rows", "array_cols", "vector_cores", "vector_lanes",
-               "hbm_stacks", "link_count")
+               "hbm_stacks", "link_count", "single_stream", "weight_double_buffer")
 
 TEMPLATE_TPUV4_LIKE = HardwareConfig(
     name="template", tensor_cores=8, array_rows=128, array_cols=128, vector_cores=2,

@@ -52,9 +52,13 @@ def test_device_step_equals_evaluate_device(seed: int) -> None:
         assert step.makespan_s[i] == pytest.approx(ref.makespan_s, rel=1e-12, abs=1e-300)
         assert step.energy_j[i] == pytest.approx(ref.energy_j, rel=1e-12)
         for j, rec in enumerate(ref.records):
-            assert step.costs.latency_s[i, j] == pytest.approx(rec.latency_s, rel=1e-12)
-            assert step.costs.energy_j[i, j] == pytest.approx(rec.energy_j, rel=1e-12)
-            assert BOUNDS[step.costs.bound_code[i, j]] == rec.bound
+            a = int(step.level[i, j])
+            assert a == rec.level
+            assert step.costs.latency_levels_s[i, j, a] == pytest.approx(rec.latency_s,
+                                                                          rel=1e-12)
+            assert step.costs.energy_levels_j[i, j, a] == pytest.approx(rec.energy_j,
+                                                                         rel=1e-12)
+            assert BOUNDS[step.costs.bound_levels[i, j, a]] == rec.bound
             assert step.costs.unit[j] == rec.unit
             assert step.start_s[i, j] == pytest.approx(rec.start_s, rel=1e-12, abs=1e-300)
 

@@ -33,18 +33,16 @@ def _phase_graphs():
 
 
 def test_critical_chain_matches_the_scalar_reference() -> None:
-    """critical_chain traced on a schedule == evaluate_device's schedule_chain of it."""
+    """critical_chain of the vectorized schedule == evaluate_device's schedule_chain."""
     pb = tiny_problem()
     rng = np.random.default_rng(3)
-    units = {"tc": 0, "vc": 1, "link": 2}
     for sub in _phase_graphs():
-        for x in default_space().sample(rng, 5):
-            hw = default_space().config(x)
+        xs = default_space().sample(rng, 5)
+        hws = [default_space().config(x) for x in xs]
+        st = device_step(sub, DesignBatch.from_configs(hws), pb.tech)
+        for d, hw in enumerate(hws):
             ref = evaluate_device(sub, hw, pb.tech)
-            start = np.array([r.start_s for r in ref.records])
-            end = np.array([r.end_s for r in ref.records])
-            code = np.array([units[r.unit] for r in ref.records])
-            ch = critical_chain(sub, start, end, code)
+            ch = critical_chain(sub, st, d)
             assert tuple(sub.ops[j].name for j in ch) == ref.schedule_chain
 
 
@@ -54,8 +52,8 @@ def test_critical_chain_on_the_vectorized_schedule_ends_at_its_makespan() -> Non
         hw = default_space().config(x)
         for sub in _phase_graphs():
             st = device_step(sub, DesignBatch.from_configs([hw]), pb.tech)
-            ch = critical_chain(sub, st.start_s[0], st.end_s[0], np.asarray(st.costs.unit_code))
-            assert st.end_s[0][ch[-1]] == pytest.approx(st.makespan_s[0])
+            ch = critical_chain(sub, st, 0)
+            assert st.end_s[0][ch[-1]] == pytest.approx(st.end_s[0].max())
             # consecutive chain ops touch: each starts when the previous one ends
             for a, b in itertools.pairwise(ch):
                 assert st.start_s[0][b] == pytest.approx(st.end_s[0][a], rel=1e-9, abs=1e-15)
