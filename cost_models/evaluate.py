@@ -59,7 +59,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +82,7 @@ __all__ = [
     "OpCosts",
     "OpRecord",
     "device_step",
+    "device_steps",
     "evaluate_device",
     "op_costs",
     "schedule_chain",
@@ -136,36 +137,80 @@ def device_step(graph: Graph, designs: DesignBatch, tech: Technology,
     ``blocking_comm``: communication does not overlap computation (Megatron-LM 2021's
     synchronous tensor-parallel collectives); ``levels=1``: no operator-level parallelism
     (every tensor operator on the whole chip, one at a time)."""
-    arrs = graph_arrays(graph)
     c = node_constants(designs, tech) if constants is None else constants
     oc = (op_costs(graph, designs, tech, comm_time_s, constants=c, levels=levels)
           if costs is None else costs)
-    d, o = oc.latency_s.shape
-    cnt = arrs.count[None, :, None]
-    full_bw = (designs.hbm_bw_bytes_per_s * designs.hbm_efficiency)[:, None, None]
-    lok = oc.level_ok if levels >= LEVELS else oc.level_ok & (np.arange(LEVELS) < levels)
+    return _steps([(graph, oc)], designs, tech, c, blocking_comm, levels)[0]
+
+
+def device_steps(jobs: Sequence[tuple[Graph, Any, bool]], designs: DesignBatch,
+                 tech: Technology, *, constants: dict[str, np.ndarray] | None = None,
+                 levels: int = LEVELS) -> list[DeviceStep]:
+    """:func:`device_step` of many graphs at once: ``jobs[i] = (graph, comm_time_s,
+    blocking_comm)``. Graphs of the same structure (a stage's phase graphs for every
+    micro-batch size or tensor-parallel degree) are scheduled in one vectorized call, one
+    row per (graph, design); results equal :func:`device_step` of each."""
+    c = node_constants(designs, tech) if constants is None else constants
+    out: list[DeviceStep | None] = [None] * len(jobs)
+    groups: dict[tuple[int, bool], list[int]] = {}
+    for i, (g, _, blocking) in enumerate(jobs):
+        groups.setdefault((id(graph_arrays(g).topology), bool(blocking)), []).append(i)
+    for (_, blocking), members in groups.items():
+        pairs = [(jobs[i][0], op_costs(jobs[i][0], designs, tech, jobs[i][1], constants=c,
+                                       levels=levels)) for i in members]
+        for i, st in zip(members, _steps(pairs, designs, tech, c, blocking, levels)):
+            out[i] = st
+    return [x for x in out if x is not None]
+
+
+def _steps(pairs: Sequence[tuple[Graph, OpCosts]], designs: DesignBatch, tech: Technology,
+           c: dict[str, np.ndarray], blocking: bool, levels: int) -> list[DeviceStep]:
+    """Schedule graphs of one topology (with their op costs) in one call."""
+    d = len(designs)
+    arrs0 = graph_arrays(pairs[0][0])
+    full_bw = designs.hbm_bw_bytes_per_s * designs.hbm_efficiency
     hold = np.asarray(designs.single_stream, dtype=bool)
-    sched = schedule_rows(arrs.topology, oc.latency_levels_s * cnt, level_ok=lok,
-                          hold_vc=hold,
-                          blocking=blocking_comm,
-                          floor_levels_s=oc.hbm_bytes_levels * cnt / full_bw)
-    lv = sched.level.astype(np.int64)[:, :, None]
-    pick = (lambda a: np.take_along_axis(a, lv, axis=2)[:, :, 0])
-    dur = pick(oc.latency_levels_s) * arrs.count[None, :]
-    hbm_floor = (pick(oc.hbm_bytes_levels) * arrs.count[None, :]).sum(axis=1) / full_bw[:, 0, 0]
-    share = 2.0 ** -sched.level
-    busy = {"tc": (dur * share)[:, arrs.unit_code == _TC].sum(axis=1),
-            "vc": dur[:, arrs.unit_code == 1].sum(axis=1),
-            "link": dur[:, arrs.unit_code == 2].sum(axis=1)}
-    dyn = (pick(oc.energy_levels_j) * arrs.count[None, :]).sum(axis=1)
-    makespan = sched.makespan_s
-    leak = tdp_w(designs, tech, constants=c)["leakage"] * makespan
-    flop = float((arrs.flop * arrs.count).sum())
-    return DeviceStep(makespan_s=makespan, energy_j=dyn + leak, dynamic_energy_j=dyn,
-                      leakage_energy_j=leak, busy_s=busy, flop=flop, costs=oc,
-                      start_s=sched.start_s, end_s=sched.end_s, hbm_floor_s=hbm_floor,
-                      level=sched.level, candidate=np.stack([sched.order, sched.cap], axis=1),
-                      level_ok=lok, hold_vc=hold, blocking=blocking_comm)
+    durs, floors, loks = [], [], []
+    for g, oc in pairs:
+        cnt = graph_arrays(g).count[None, :, None]
+        durs.append(oc.latency_levels_s * cnt)
+        floors.append(oc.hbm_bytes_levels * cnt / full_bw[:, None, None])
+        lok = oc.level_ok if levels >= LEVELS else oc.level_ok & (np.arange(LEVELS) < levels)
+        loks.append(lok)
+    k = len(pairs)
+    sched = schedule_rows(arrs0.topology, np.concatenate(durs) if k > 1 else durs[0],
+                          level_ok=np.concatenate(loks) if k > 1 else loks[0],
+                          hold_vc=np.tile(hold, k), blocking=blocking,
+                          floor_levels_s=np.concatenate(floors) if k > 1 else floors[0])
+    leak_w = tdp_w(designs, tech, constants=c)["leakage"]
+    out = []
+    for i, (g, oc) in enumerate(pairs):
+        arrs = graph_arrays(g)
+        rows = slice(i * d, (i + 1) * d)
+        level = sched.level[rows]
+        lv = level.astype(np.int64)[:, :, None]
+
+        def pick(a: np.ndarray, lv: np.ndarray = lv) -> np.ndarray:
+            return np.take_along_axis(a, lv, axis=2)[:, :, 0]
+
+        dur = pick(oc.latency_levels_s) * arrs.count[None, :]
+        hbm_floor = (pick(oc.hbm_bytes_levels) * arrs.count[None, :]).sum(axis=1) / full_bw
+        share = 2.0 ** -level
+        busy = {"tc": (dur * share)[:, arrs.unit_code == _TC].sum(axis=1),
+                "vc": dur[:, arrs.unit_code == 1].sum(axis=1),
+                "link": dur[:, arrs.unit_code == 2].sum(axis=1)}
+        dyn = (pick(oc.energy_levels_j) * arrs.count[None, :]).sum(axis=1)
+        makespan = sched.makespan_s[rows]
+        leak = leak_w * makespan
+        out.append(DeviceStep(
+            makespan_s=makespan, energy_j=dyn + leak, dynamic_energy_j=dyn,
+            leakage_energy_j=leak, busy_s=busy, flop=float((arrs.flop * arrs.count).sum()),
+            costs=oc, start_s=sched.start_s[rows], end_s=sched.end_s[rows],
+            hbm_floor_s=hbm_floor, level=level,
+            candidate=np.stack([sched.order[rows], sched.cap[rows]], axis=1),
+            level_ok=oc.level_ok if levels >= LEVELS else
+            oc.level_ok & (np.arange(LEVELS) < levels), hold_vc=hold, blocking=blocking))
+    return out
 
 
 # ------------------------------------------------------------------------ scalar reference

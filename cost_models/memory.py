@@ -46,6 +46,7 @@ is added as working memory.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,12 +57,16 @@ from dse.types import Graph, ParallelPlan
 
 __all__ = [
     "ADAM_STATE_BYTES_PER_PARAM",
+    "StageMemory",
     "activation_bytes_per_layer",
     "device_memory_bytes",
+    "device_memory_from_stages",
     "fits_memory",
     "graph_params",
     "model_state_bytes",
     "stage_memory_bytes",
+    "stage_memory_of_graph",
+    "transformer_dims",
 ]
 
 WEIGHT_BYTES = 2
@@ -213,65 +218,100 @@ def graph_params(graph: Graph) -> float:
     return float(sum(op.params * op.count for op in graph.ops if op.phase == "fwd"))
 
 
-def _stage_meta(graph: Graph, index: int, count: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StageMemory:
+    """What the memory model needs of one virtual pipeline stage: its parameters (one
+    tensor-parallel shard), layers, role, and either the transformer dimensions
+    (``dims``: the keyword arguments of :func:`activation_bytes_per_layer` that describe
+    the model, plus ``vocab``) or, for other graphs, the activation bytes kept per
+    micro-batch and the stage input."""
+
+    params: float
+    layers: int
+    first: bool
+    last: bool
+    dims: Mapping[str, Any] | None = None
+    stash_bytes_per_micro_batch: float = 0.0
+    input_bytes_per_micro_batch: float = 0.0
+
+
+def transformer_dims(graph: Graph) -> dict[str, Any] | None:
+    """The model dimensions of a transformer training graph (``meta`` with ``hidden`` and
+    ``heads``) for :class:`StageMemory`, or None for other graphs."""
+    meta: Mapping[str, Any] = graph.meta
+    if not (meta.get("hidden") and meta.get("heads")):
+        return None
+    return {"hidden": int(meta["hidden"]), "heads": int(meta["heads"]),
+            "kv_heads": meta.get("kv_heads"), "ffn": meta.get("ffn"),
+            "vocab": int(meta.get("vocab", 0) or 0),
+            "gated_mlp": any(op.vector_op == "swiglu" for op in graph.ops),
+            "dropout": any(op.vector_op == "dropout" for op in graph.ops),
+            # a block with a single forward LayerNorm is a shared-norm parallel block (GPT-J)
+            "shared_norm": sum(1 for op in graph.ops if op.kind == "norm"
+                               and op.block == "layer" and op.phase == "fwd") == 1}
+
+
+def stage_memory_of_graph(graph: Graph, index: int, count: int) -> StageMemory:
+    """:class:`StageMemory` of a whole stage graph (``workloads.parallel.stage_graphs``)."""
     m = graph.meta
     layers = m.get("stage_layers")
     if layers is None:
         nl = int(m.get("layers", 0) or 0)
         layers = (0, nl)
-    return {
-        "layers": int(layers[1]) - int(layers[0]),
-        "first": bool(m.get("first_stage", index == 0)),
-        "last": bool(m.get("last_stage", index == count - 1)),
-    }
+    dims = transformer_dims(graph)
+    fwd = [op for op in graph.ops if op.phase == "fwd"]
+    return StageMemory(
+        params=graph_params(graph), layers=int(layers[1]) - int(layers[0]),
+        first=bool(m.get("first_stage", index == 0)),
+        last=bool(m.get("last_stage", index == count - 1)), dims=dims,
+        stash_bytes_per_micro_batch=0.0 if dims else sum(op.stash_bytes * op.count
+                                                         for op in fwd),
+        input_bytes_per_micro_batch=0.0 if dims else (fwd[0].bytes_in if fwd else 0.0))
 
 
 def device_memory_bytes(graphs: Graph | Sequence[Graph], plan: ParallelPlan, *,
                         seq: int | None = None) -> dict[str, float]:
-    """Per-device memory breakdown (bytes) of the most loaded pipeline device.
-
-    ``graphs`` is the single-device training graph (``pp = 1``) or the list of stage
-    graphs from :func:`workloads.parallel.stage_graphs` (one per virtual stage; device
-    ``i`` holds virtual stages ``i, i + pp, …``). Transformer graphs (``meta`` with
-    ``hidden`` and ``heads``) use the Korthikanti formulas; others the operators'
-    ``stash_bytes``. Returns the breakdown plus ``total`` and ``stage`` (the device index).
-    """
+    """Per-device memory breakdown (bytes) of the most loaded pipeline device, from the
+    single-device training graph (``pp = 1``) or the list of stage graphs (one per
+    virtual stage). See :func:`device_memory_from_stages`."""
     gl = [graphs] if isinstance(graphs, Graph) else list(graphs)
     if not gl:
         raise ConfigError("device_memory_bytes needs at least one graph")
+    s = int(seq or gl[0].meta.get("seq_len", 0) or 0)
+    return device_memory_from_stages([stage_memory_of_graph(g, i, len(gl))
+                                      for i, g in enumerate(gl)], plan, seq=s)
+
+
+def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan, *,
+                              seq: int) -> dict[str, float]:
+    """Per-device memory breakdown (bytes) of the most loaded pipeline device.
+
+    ``stages`` are the virtual stages in pipeline order (device ``i`` holds ``i, i + pp,
+    …``). Transformer stages (``dims``) use the Korthikanti formulas; others their
+    ``stash_bytes_per_micro_batch``. Returns the breakdown plus ``total`` and ``stage``
+    (the device index).
+    """
+    if not stages:
+        raise ConfigError("device_memory_from_stages needs at least one stage")
     p = plan.pp
-    if len(gl) % p:
-        raise ConfigError(f"{len(gl)} stage graphs do not divide over pp={p} devices")
+    if len(stages) % p:
+        raise ConfigError(f"{len(stages)} stages do not divide over pp={p} devices")
     from cost_models.pipeline import in_flight_micro_batches
 
     best: dict[str, float] | None = None
     for dev in range(p):
-        chunks = [(i, gl[i]) for i in range(dev, len(gl), p)]
+        chunks = [stages[i] for i in range(dev, len(stages), p)]
         tot: dict[str, float] = {}
-        for i, g in chunks:
-            info = _stage_meta(g, i, len(gl))
-            meta: Mapping[str, Any] = g.meta
-            s = int(seq or meta.get("seq_len", 0) or 0)
-            kw: dict[str, Any] = {}
-            if meta.get("hidden") and meta.get("heads"):
-                kw = {"hidden": int(meta["hidden"]), "heads": int(meta["heads"]),
-                          "kv_heads": meta.get("kv_heads"), "ffn": meta.get("ffn"),
-                          "vocab": int(meta.get("vocab", 0) or 0),
-                          "gated_mlp": any(op.vector_op == "swiglu" for op in g.ops),
-                          "dropout": any(op.vector_op == "dropout" for op in g.ops),
-                          # a block with a single forward LayerNorm is a shared-norm
-                          # parallel block (GPT-J)
-                          "shared_norm": sum(1 for op in g.ops if op.kind == "norm"
-                                             and op.block == "layer"
-                                             and op.phase == "fwd") == 1}
+        for st in chunks:
+            kw: dict[str, Any]
+            if st.dims:
+                kw = dict(st.dims)
             else:
-                fwd = [op for op in g.ops if op.phase == "fwd"]
-                kw = {"stash_bytes_per_micro_batch": sum(op.stash_bytes * op.count
-                                                          for op in fwd),
-                          "input_bytes_per_micro_batch": fwd[0].bytes_in if fwd else 0.0}
-            part = stage_memory_bytes(params=graph_params(g), layers=info["layers"],
-                                      first=info["first"], last=info["last"], plan=plan,
-                                      in_flight=in_flight_micro_batches(plan, dev), seq=s,
+                kw = {"stash_bytes_per_micro_batch": st.stash_bytes_per_micro_batch,
+                      "input_bytes_per_micro_batch": st.input_bytes_per_micro_batch}
+            part = stage_memory_bytes(params=st.params, layers=st.layers, first=st.first,
+                                      last=st.last, plan=plan,
+                                      in_flight=in_flight_micro_batches(plan, dev), seq=seq,
                                       **kw)
             for k, v in part.items():
                 tot[k] = tot.get(k, 0.0) + v

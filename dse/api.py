@@ -81,7 +81,7 @@ def evaluate(spec: Any, hw: HardwareConfig, system: SystemConfig | None = None, 
     """Evaluate one design on one workload and parallel plan (default: one device, the
     workload's default batch as one micro-batch). ``spec`` comes from :func:`model_spec`."""
     from cost_models.technology import load_technology
-    from cost_models.training import evaluate_training
+    from search.trainstep import evaluate_training
     from workloads.parallel import validate_plan
 
     if plan is None:

@@ -100,7 +100,6 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
     """Run the wham searcher on ``evaluator`` (module docstring). The evaluator's records
     then hold every end-to-end evaluation; its :meth:`~Evaluator.top` is the result."""
     from search.objective import TrainingProblem
-    from workloads.parallel import stage_graphs, unique_stage_key
 
     pb: Any = evaluator.problem
     space = evaluator.space
@@ -147,15 +146,15 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
             stages.append(wham_search(target_w, seeds, top_k=top_k, workload=t.name,
                                       plan=_plan_dict(plan), max_steps=max_steps))
             continue
-        graphs = stage_graphs(t.spec, plan, t.seq)
+        layout = sub_pb.models[0].info(plan).stages
         seen: dict[Any, int] = {}
-        for k, g in enumerate(graphs):
-            key = unique_stage_key(g)
+        for k, vs in enumerate(layout):
+            key = (vs.first, vs.last, vs.n_layers, id(vs.graph))
             if key in seen:
                 continue
             seen[key] = k
             name = f"{t.name}/stage{k}"
-            st = StageTarget(sub_pb, 0, g, plan, name=name, remaining=remaining)
+            st = StageTarget(sub_pb, 0, k, plan, name=name, remaining=remaining)
             side.append(st)
             if on_stage is not None:
                 on_stage(f"{name}: local search, {len(seeds)} seeds")

@@ -159,24 +159,6 @@ def chain_bounds(graph: Any, hw: Any, tech: Any, comm_time_s: Any = None,
     return acc
 
 
-def _stage_bounds(spec: Any, graph: Any, hw: Any, tech: Any, system: Any,
-                  plan: ParallelPlan) -> dict[str, float]:
-    """Critical seconds per resource of one stage graph per training step: forward and
-    backward × micro-batches, the optimizer once."""
-    from cost_models.network import comm_time_s
-    from cost_models.training import split_phases
-
-    ph = split_phases(graph)
-    acc: dict[str, float] = {}
-    m = plan.micro_batches
-    for sub, scale in ((ph.fwd, m), (ph.bwd, m), (ph.opt, 1)):
-        if sub is None:
-            continue
-        chain_bounds(sub, hw, tech, comm_time_s(sub, system, plan), scale=float(scale),
-                     out=acc)
-    return acc
-
-
 class GlobalTarget:
     """The end-to-end objective of an :class:`~search.evaluator.Evaluator` (all its
     workloads, best plan per design); diagnosis on every workload's slowest stage."""
@@ -222,63 +204,34 @@ class GlobalTarget:
         return self.ev.lookup(np.asarray(idx))
 
     def diagnose(self, idx: np.ndarray) -> dict[str, float]:
+        """Critical-time share per resource (:func:`search.diagnosis.diagnose`)."""
         key = int(self.space.flat(idx)[0])
-        if key in self._diag:
-            return self._diag[key]
-        from cost_models.training import evaluate_training
-        from workloads.parallel import stage_graphs
+        if key not in self._diag:
+            from search.diagnosis import diagnose
 
-        rows = self.ev.rows_of(np.asarray(idx)[None, :])
-        hw = self.space.config(idx)
-        acc: dict[str, float] = {}
-        pb = self.pb
-        plan_ids = (self.ev.columns()["plan_id"][:, rows[0]] if rows[0] >= 0
-                    else np.full(len(pb.workload_names), -1))
-        mem_short = 0.0
-        for w, t in enumerate(pb.targets):
-            pid = int(plan_ids[w])
-            if pid < 0:
-                mem_short += 1.0
-                continue
-            plan = pb.plans[w][pid]
-            system = pb.system_of(hw, w)
-            graphs = stage_graphs(t.spec, plan, t.seq)
-            slow = 0
-            if plan.pp > 1:
-                ev = evaluate_training(t.spec, hw, system, plan, pb.tech, seq=t.seq)
-                slow = int(ev.breakdown.get("slowest_stage", 0))
-                comm = float(ev.breakdown["phase_s"].get("p2p_s", 0.0)
-                             + ev.breakdown["phase_s"].get("dp_exposed_s", 0.0))
-                acc["link"] = acc.get("link", 0.0) + comm / max(ev.step_time_s, 1e-30)
-            b = _stage_bounds(t.spec, graphs[slow], hw, pb.tech, system, plan)
-            tot = sum(b.values()) or 1.0
-            for k, v in b.items():  # normalized per workload: each counts equally
-                acc[k] = acc.get(k, 0.0) + v / tot
-        if mem_short:
-            acc["memory"] = acc.get("memory", 0.0) + 10.0 * mem_short
-        self._diag[key] = acc
-        return acc
+            self._diag[key] = diagnose(self.pb, self.space.config(idx))
+        return self._diag[key]
 
 
 class StageTarget:
     """One pipeline stage's time per training step under a fixed plan:
-    ``m·(fwd + bwd + recompute) + optimizer`` (``cost_models.training.stage_costs``);
-    feasible when within budget and the plan's memory fits the design's HBM. Value:
-    1 / that time (or per TDP watt for ``perf_per_tdp``)."""
+    ``m·(fwd + bwd + recompute) + optimizer`` of the stage's segments
+    (:func:`cost_models.training.segment_costs`); feasible when within budget and the
+    plan's memory fits the design's HBM. Value: 1 / that time (or per TDP watt for
+    ``perf_per_tdp``)."""
 
-    def __init__(self, problem: Any, workload: int, graph: Any, plan: ParallelPlan, *,
+    def __init__(self, problem: Any, workload: int, stage: int, plan: ParallelPlan, *,
                  name: str, remaining: Callable[[], int | None] | None = None) -> None:
         self.remaining = remaining
-        from search.plans import plan_memory_bytes
-
         self.pb: Any = problem
         self.space = problem.space
         self.w = workload
-        self.graph = graph
+        self.stage = stage
         self.plan = plan
         self.name = name
-        t = problem.targets[workload]
-        self.memory_bytes = plan_memory_bytes(t.spec, plan, t.seq)
+        model = problem.models[workload]
+        self.parts = [x for x in model.stage_graphs(plan) if x[0] == stage]
+        self.memory_bytes = model.memory_bytes(plan)
         self._cache: dict[int, tuple[float, float, float]] = {}
         self._diag: dict[int, dict[str, float]] = {}
 
@@ -298,18 +251,28 @@ class StageTarget:
         return within_budget(self.pb, a, p)
 
     def _score(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from cost_models.pipeline import backward_with_recompute_s
-        from cost_models.training import stage_costs
+        from cost_models.network import comm_time_s
+        from cost_models.training import segment_costs
 
         designs = self.space.designs(idx)
         n = len(idx)
         time_s = np.zeros(n)
+        plan = self.plan
+        zero = plan.dp if plan.zero_stage >= 1 else 1
         for sel, system in self.pb._groups(designs, self.w):
             sub = designs if len(sel) == n else designs.subset(sel)
-            c = stage_costs(self.graph, sub, self.pb.tech, system, self.plan)
-            rec = backward_with_recompute_s(0.0, c.fwd_s, c.attn_core_s, self.plan.recompute)
-            time_s[sel] = (self.plan.micro_batches * (c.fwd_s + c.bwd_s + rec)
-                           + c.opt_s / (self.plan.dp if self.plan.zero_stage >= 1 else 1))
+            graphs = [g for _, _, g, _, _ in self.parts]
+            costs = segment_costs(graphs, sub, self.pb.tech,
+                                  [comm_time_s(g, system, plan) for g in graphs])
+            t = np.zeros(len(sel))
+            for (_, _, _, mult, layer), c in zip(self.parts, costs):
+                rec = 0.0
+                if layer and plan.recompute == "full":
+                    rec = c.fwd_s
+                elif layer and plan.recompute == "selective":
+                    rec = c.attn_core_s
+                t = t + mult * (plan.micro_batches * (c.fwd_s + c.bwd_s + rec) + c.opt_s / zero)
+            time_s[sel] = t
         area, tdp = self.area_tdp(idx)
         hbm = np.asarray(designs.hbm_bytes, float)
         viol = violation(self.pb, area, tdp, np.full((1, n), self.memory_bytes), hbm)
@@ -340,10 +303,11 @@ class StageTarget:
     def diagnose(self, idx: np.ndarray) -> dict[str, float]:
         key = int(self.space.flat(idx)[0])
         if key not in self._diag:
+            from search.diagnosis import stage_seconds
+
             hw = self.space.config(idx)
-            t = self.pb.targets[self.w]
-            acc = _stage_bounds(t.spec, self.graph, hw, self.pb.tech,
-                                self.pb.system_of(hw, self.w), self.plan)
+            acc = stage_seconds(self.pb.models[self.w], hw, self.pb.system_of(hw, self.w),
+                                self.pb.tech, self.plan, self.stage)
             if self.memory_bytes > hw.hbm_bytes:
                 acc["memory"] = 10.0 * (sum(acc.values()) or 1.0)
             self._diag[key] = acc

@@ -87,7 +87,7 @@ class TrainingProblem:
     def __init__(self, space: DesignSpace, targets: Sequence[WorkloadTarget], tech: Any, *,
                  area_mm2: float, power_w: float | None = None,
                  objective: str = "throughput") -> None:
-        from search.plans import enumerate_plans, plan_memory_bytes
+        from search.trainstep import workload_model
 
         if not targets:
             raise ConfigError("a search needs at least one workload")
@@ -104,15 +104,17 @@ class TrainingProblem:
         self.objective = objective
         self.workload_names = tuple(t.name for t in self.targets)
         self.plans: list[list[ParallelPlan]] = []
+        self.models: list[Any] = []
         self.min_memory_bytes: list[float] = []
         for t in self.targets:
-            cand = enumerate_plans(t.spec, t.devices, global_batch=t.global_batch, seq=t.seq)
+            model = workload_model(t.spec, t.devices, seq=t.seq, global_batch=t.global_batch)
+            cand = model.plans
             if not cand:
                 raise ConfigError(f"no valid parallel plan for {t.name} on {t.devices} "
                                   f"devices (global batch {t.global_batch or t.spec.default_batch})")
+            self.models.append(model)
             self.plans.append(cand)
-            self.min_memory_bytes.append(min(plan_memory_bytes(t.spec, p, t.seq)
-                                              for p in cand))
+            self.min_memory_bytes.append(model.min_memory_bytes())
         self.model_calls = 0
         self._plans_cache: dict[HardwareConfig, list[ParallelPlan | None]] = {}
 
@@ -170,8 +172,6 @@ class TrainingProblem:
 
     def _score_target(self, i: int, designs: Any
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[ParallelPlan | None]]:
-        from search.plans import best_plan_batch
-
         t = self.targets[i]
         n = len(designs)
         samples = np.zeros(n)
@@ -180,9 +180,8 @@ class TrainingProblem:
         plans: list[ParallelPlan | None] = [None] * n
         for sel, system in self._groups(designs, i):
             sub = designs if len(sel) == n else designs.subset(sel)
-            chosen, metrics = best_plan_batch(t.spec, sub, system, t.devices,
-                                              global_batch=t.global_batch, seq=t.seq,
-                                              tech=self.tech, plans=self.plans[i])
+            chosen, metrics = self.models[i].best_plan_batch(sub, system, self.tech,
+                                                             self.plans[i])
             st = np.asarray(metrics["step_time_s"], dtype=np.float64)
             okp = np.isfinite(st)
             sp = np.asarray(metrics.get("samples_per_s", np.zeros(len(sel))), dtype=np.float64)
@@ -217,7 +216,7 @@ class TrainingProblem:
                                                               Evaluation | None]]:
         """The full :class:`Evaluation` (critical path, breakdowns) of one design on every
         workload under its best plan (the ``dse evaluate`` result)."""
-        from cost_models.training import evaluate_training
+        from search.trainstep import evaluate_training
 
         out: list[tuple[ParallelPlan | None, Evaluation | None]] = []
         for i, plan in enumerate(self.plans_of(hw)):

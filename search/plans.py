@@ -106,12 +106,21 @@ def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
 
 def plan_memory_bytes(spec: Any, plan: ParallelPlan, seq: int | None = None) -> float:
     """Per-device memory (bytes) of the fullest device under ``plan``."""
-    from cost_models.memory import device_memory_bytes
-    from workloads.parallel import stage_graphs
+    from search.trainstep import workload_model
 
-    s = seq or getattr(spec, "default_seq", None)
-    graphs = stage_graphs(spec, plan, s)
-    return float(device_memory_bytes(graphs, plan, seq=s)["total"])
+    return workload_model(spec, plan.devices, seq=seq,
+                          global_batch=plan.global_batch).memory_bytes(plan)
+
+
+def _tech_of(designs: Any, tech: Any) -> Any:
+    from cost_models.technology import load_technology
+
+    if tech is not None:
+        return tech
+    nodes = np.unique(np.asarray(designs.tech_node_nm, dtype=np.float64))
+    if nodes.size != 1:
+        raise ConfigError("designs span several technology nodes; pass tech=")
+    return load_technology(float(nodes[0]))
 
 
 def best_plan_batch(spec: Any, designs: Any, system: SystemConfig, devices: int, *,
@@ -121,54 +130,17 @@ def best_plan_batch(spec: Any, designs: Any, system: SystemConfig, devices: int,
     """The fastest plan that fits memory for every design of a DesignBatch.
 
     Returns ``(plans, metrics)``: one plan per design (``None`` where nothing fits) and the
-    :func:`cost_models.training.evaluate_training_batch` arrays of the chosen plans
+    :func:`cost_models.training.training_step` arrays of the chosen plans
     (``step_time_s`` is ``inf`` where nothing fits), plus ``plans_evaluated``.
     """
-    from cost_models.technology import load_technology
-    from cost_models.training import evaluate_training_batch
+    from search.trainstep import workload_model
 
-    n = len(designs)
-    if tech is None:
-        nodes = np.unique(np.asarray(designs.tech_node_nm, dtype=np.float64))
-        if nodes.size != 1:
-            raise ConfigError("designs span several technology nodes; pass tech=")
-        tech = load_technology(float(nodes[0]))
-    cand = list(plans) if plans is not None else enumerate_plans(
-        spec, devices, global_batch=global_batch, seq=seq)
+    model = workload_model(spec, devices, seq=seq, global_batch=global_batch)
+    cand = list(plans) if plans is not None else model.plans
     if not cand:
         raise ConfigError(f"no valid parallel plan for {spec.name} on {devices} devices "
                           f"(global batch {global_batch or spec.default_batch})")
-    hbm = np.asarray(designs.hbm_bytes, dtype=np.float64)
-    cap = float(hbm.max())
-    mems = [plan_memory_bytes(spec, p, seq) for p in cand]
-    keep = [i for i, mem in enumerate(mems) if mem <= cap]
-    best_t = np.full(n, np.inf)
-    best_i = np.full(n, -1)
-    best: dict[str, np.ndarray] = {}
-    cache: dict[Any, Any] = {}
-    for i in keep:
-        r = evaluate_training_batch(spec, designs, system, cand[i], tech, seq, cache=cache)
-        t = np.where(r["fits_memory"], r["step_time_s"], np.inf)
-        better = t < best_t
-        if not np.any(better):
-            continue
-        best_t = np.where(better, t, best_t)
-        best_i = np.where(better, i, best_i)
-        for k, v in r.items():
-            if k.startswith("_"):
-                continue
-            arr = np.asarray(v)
-            if k not in best:
-                best[k] = np.zeros(n, dtype=arr.dtype) if arr.dtype != bool else \
-                    np.zeros(n, dtype=bool)
-            best[k] = np.where(better, arr, best[k])
-    chosen = [cand[int(i)] if i >= 0 else None for i in best_i]
-    if not best:
-        best = {"step_time_s": best_t}
-    best["step_time_s"] = best_t
-    best["plans_evaluated"] = np.full(n, len(keep))
-    best["plans_enumerated"] = np.full(n, len(cand))
-    return chosen, best
+    return model.best_plan_batch(designs, system, _tech_of(designs, tech), cand)
 
 
 def best_plan(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: int,
@@ -181,15 +153,18 @@ def best_plan(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: int,
     """
     from cost_models.designs import DesignBatch
     from cost_models.technology import load_technology
-    from cost_models.training import evaluate_training
+    from search.trainstep import evaluate_training, workload_model
 
     t = tech if tech is not None else load_technology(hw.tech_node_nm)
     designs = DesignBatch.from_configs([hw])
-    cand = enumerate_plans(spec, devices, global_batch=global_batch, seq=seq)
-    plans, metrics = best_plan_batch(spec, designs, system, devices, global_batch=global_batch,
-                                     seq=seq, tech=t, plans=cand)
+    model = workload_model(spec, devices, seq=seq, global_batch=global_batch)
+    cand = model.plans
+    if not cand:
+        raise ConfigError(f"no valid parallel plan for {spec.name} on {devices} devices "
+                          f"(global batch {global_batch or spec.default_batch})")
+    plans, metrics = model.best_plan_batch(designs, system, t, cand)
     if plans[0] is None:
-        need = min(plan_memory_bytes(spec, p, seq) for p in cand)
+        need = model.min_memory_bytes()
         raise InfeasibleDesignError(
             f"no parallel plan of {spec.name} on {devices} x {hw.name} fits in "
             f"{hw.hbm_bytes / 2**30:.1f} GiB per device (the leanest needs "
@@ -212,26 +187,24 @@ def compare_plans(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: 
     """
     from cost_models.designs import DesignBatch
     from cost_models.technology import load_technology
-    from cost_models.training import evaluate_training_batch
+    from search.trainstep import workload_model
 
     if limit < 1:
         raise ConfigError(f"limit={limit!r} must be >= 1")
     t = tech if tech is not None else load_technology(hw.tech_node_nm)
     designs = DesignBatch.from_configs([hw])
-    cand = enumerate_plans(spec, devices, global_batch=global_batch, seq=seq)
+    model = workload_model(spec, devices, seq=seq, global_batch=global_batch)
+    cand = model.plans
     if len(cand) > limit:
         picks = np.unique(np.linspace(0, len(cand) - 1, limit).round().astype(int))
         subset = [cand[int(i)] for i in picks]
     else:
         subset = list(cand)
-    chosen, _ = best_plan_batch(spec, designs, system, devices, global_batch=global_batch,
-                                seq=seq, tech=t, plans=cand)
+    chosen, _ = model.best_plan_batch(designs, system, t, cand)
     if chosen[0] is not None and chosen[0] not in subset:
         subset.append(chosen[0])
-    cache: dict[Any, Any] = {}
     rows: list[dict[str, Any]] = []
-    for plan in subset:
-        r = evaluate_training_batch(spec, designs, system, plan, t, seq, cache=cache)
+    for plan, r in zip(subset, model.evaluate(designs, system, t, subset)):
         rows.append({
             "plan": dict(dataclasses.asdict(plan), devices=plan.devices),
             "samples_per_s": float(np.asarray(r["samples_per_s"])[0]),

@@ -223,31 +223,10 @@ def _plan_dict(plan: Any) -> dict[str, Any] | None:
 
 def explain(problem: Any, hw: HardwareConfig) -> dict[str, float]:
     """Share of the critical path (slowest stage, fwd+bwd×micro-batches+optimizer) per
-    bounding resource of ``hw``, averaged over workloads."""
-    from search.heuristic import _stage_bounds
-    from workloads.parallel import stage_graphs
+    bounding resource of ``hw``, averaged over workloads (:func:`search.diagnosis.diagnose`)."""
+    from search.diagnosis import diagnose
 
-    acc: dict[str, float] = {}
-    plans = problem.plans_of(hw)
-    n = 0
-    for w, (t, plan) in enumerate(zip(problem.targets, plans)):
-        if plan is None:
-            continue
-        graphs = stage_graphs(t.spec, plan, t.seq)
-        slow = 0
-        if plan.pp > 1:
-            from cost_models.training import evaluate_training
-
-            ev = evaluate_training(t.spec, hw, problem.system_of(hw, w), plan, problem.tech,
-                                   seq=t.seq)
-            slow = int(ev.breakdown.get("slowest_stage", 0))
-        b = _stage_bounds(t.spec, graphs[slow], hw, problem.tech, problem.system_of(hw, w),
-                          plan)
-        tot = sum(b.values()) or 1.0
-        for k, v in b.items():
-            acc[k] = acc.get(k, 0.0) + v / tot
-        n += 1
-    return {k: v / n for k, v in sorted(acc.items(), key=lambda x: -x[1])} if n else {}
+    return diagnose(problem, hw)
 
 
 def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None = None,
@@ -294,13 +273,15 @@ def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None =
         out["ilp_refinement"] = {"skipped": "the run's ILP time cap (ilp_total_s) was used up"}
     elif ilp_time_limit_s is not None:
         from cost_models.network import comm_time_s
-        from workloads.parallel import stage_graphs
 
         refs = []
         for w, (t, (plan, ev)) in enumerate(zip(problem.targets, full)):
             if plan is None or ev is None:
                 continue
-            g = stage_graphs(t.spec, plan, t.seq)[int(ev.breakdown.get("slowest_stage", 0))]
+            model = problem.models[w]
+            slow = int(ev.breakdown.get("slowest_stage", 0))
+            parts = [x for x in model.stage_graphs(plan) if x[0] == slow]
+            g = next((x[2] for x in parts if x[4]), parts[0][2])  # the block, else the stage
             ph = split_phases(g)
             for phase, sub in (("fwd", ph.fwd), ("bwd", ph.bwd)):
                 if sub is None:

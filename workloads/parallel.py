@@ -22,6 +22,7 @@ Tensor parallelism needs a transformer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -29,8 +30,14 @@ from dse.errors import ConfigError, WorkloadError
 from dse.types import Graph, ParallelPlan
 
 __all__ = [
+    "Segments",
+    "VirtualStage",
+    "generic_stage_graphs",
     "layer_costs",
+    "shard_segments",
+    "split_segments",
     "stage_graphs",
+    "stage_layout",
     "stage_layers",
     "stage_op_ranges",
     "unique_stage_key",
@@ -345,3 +352,147 @@ def unique_stage_key(graph: Graph) -> tuple[Any, ...]:
     return (m.get("name"), int(sl[1]) - int(sl[0]), bool(m.get("first_stage", True)),
             bool(m.get("last_stage", True)), m.get("stage_ops"), len(graph.ops),
             m.get("stage") if m.get("family") != "transformer" else None)
+
+
+# --------------------------------------------------------------------------- segments
+@dataclass(frozen=True)
+class Segments:
+    """A tensor-parallel shard's training work for one micro-batch as segments (each a
+    training graph with its forward, backward and optimizer operators):
+
+    * ``pre``: the embedding side (on the first pipeline stage);
+    * ``block``: one repetition of the repeated layer (``L`` of them on a stage of ``L``
+      layers, one after the other);
+    * ``post``: final norm, head and loss (on the last stage).
+
+    A graph without a repeated block is all ``pre``.
+    """
+
+    pre: Graph | None
+    block: Graph | None
+    post: Graph | None
+
+    def parts(self, *, first: bool, last: bool, layers: int
+              ) -> list[tuple[str, Graph, float]]:
+        """(name, graph, multiplicity) of a stage holding ``layers`` layers."""
+        out: list[tuple[str, Graph, float]] = []
+        if first and self.pre is not None:
+            out.append(("pre", self.pre, 1.0))
+        if layers > 0 and self.block is not None:
+            out.append(("block", self.block, float(layers)))
+        if last and self.post is not None:
+            out.append(("post", self.post, 1.0))
+        return out
+
+
+def split_segments(graph: Graph) -> Segments:
+    """Split a one-layer training graph (``layers=(a, a+1)``, first and last stage) into
+    its :class:`Segments`.
+
+    Forward operators and forward collectives are placed by their stored position around
+    the block (``op.block == "layer"``): before it ``pre``, after it ``post``; backward,
+    backward-collective and optimizer operators follow the forward operator they belong
+    to (``op.fwd``), else their first placed predecessor. Edges across segments are
+    dropped: the segments run one after the other.
+    """
+    ops = graph.ops
+    blk = [i for i, op in enumerate(ops) if op.block == "layer"]
+    if not blk:
+        return Segments(pre=graph, block=None, post=None)
+    first_b = min(i for i in blk if ops[i].phase in ("fwd", "comm"))
+    seg: dict[str, str] = {}
+    for i, op in enumerate(ops):
+        if op.block == "layer":
+            seg[op.name] = "block"
+        elif op.phase == "fwd" or (op.phase == "comm" and not op.fwd):
+            seg[op.name] = "pre" if i < first_b else "post"
+    for i, op in enumerate(ops):
+        if op.name in seg:
+            continue
+        if op.fwd in seg:
+            seg[op.name] = seg[op.fwd]
+            continue
+        owner = next((seg[ops[q].name] for q in graph.pred_indices[i]
+                      if ops[q].name in seg), "pre")
+        seg[op.name] = owner
+
+    def sub(name: str) -> Graph | None:
+        keep = [op for op in ops if seg[op.name] == name]
+        if not keep:
+            return None
+        names = {op.name for op in keep}
+        edges = tuple((a, b) for a, b in graph.edges if a in names and b in names)
+        return Graph(name=f"{graph.name}.{name}", ops=tuple(keep), edges=edges,
+                     meta={**graph.meta, "segment": name})
+
+    return Segments(pre=sub("pre"), block=sub("block"), post=sub("post"))
+
+
+_SEGMENTS: dict[tuple[Any, ...], Segments] = {}
+
+
+def shard_segments(spec: Any, *, micro_batch: int, seq: int, tp: int = 1,
+                   sequence_parallel: bool = False, optimizer: str = "adam") -> Segments:
+    """The :class:`Segments` of one tensor-parallel shard of a transformer for one
+    micro-batch (built once per argument set and kept: a search reuses them across every
+    plan and design)."""
+    if not _is_transformer(spec):
+        raise WorkloadError(f"shard_segments needs a transformer; {spec.name} is a "
+                            f"{spec.family} model (use generic_stage_graphs)")
+    sp = bool(sequence_parallel and tp > 1)
+    key = (spec, int(micro_batch), int(seq), int(tp), sp, optimizer)
+    hit = _SEGMENTS.get(key)
+    if hit is None:
+        from workloads import build
+
+        g = build(spec, batch=int(micro_batch), seq=int(seq), optimizer=optimizer, tp=int(tp),
+                  sequence_parallel=sp, layers=(0, 1), first_stage=True, last_stage=True)
+        hit = split_segments(g)
+        _SEGMENTS[key] = hit
+    return hit
+
+
+@dataclass(frozen=True)
+class VirtualStage:
+    """One virtual pipeline stage: ``layers = (a, b)`` (transformer blocks ``a..b-1``),
+    whether it holds the embedding (``first``) and the head (``last``); for graphs
+    without a layer stack, its own ``graph``."""
+
+    index: int
+    layers: tuple[int, int]
+    first: bool
+    last: bool
+    graph: Graph | None = None
+
+    @property
+    def n_layers(self) -> int:
+        return self.layers[1] - self.layers[0]
+
+
+def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[VirtualStage]:
+    """The virtual stages of ``plan`` (``pp·v`` of them in pipeline order; device ``i``
+    runs ``i, i + pp, …``): layer ranges of :func:`stage_layers` for transformers, the
+    balanced operator ranges of :func:`stage_op_ranges` (with their graphs) otherwise."""
+    validate_plan(spec, plan, seq=seq)
+    p, v = plan.pp, (plan.interleave if plan.schedule == "interleaved" else 1)
+    if _is_transformer(spec):
+        s = int(seq or spec.default_seq)
+        ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
+                              tp=plan.tp, sequence_parallel=plan.sequence_parallel,
+                              optimizer=plan.optimizer)
+        last_k = len(ranges) - 1
+        return [VirtualStage(index=k, layers=(a, b), first=k == 0, last=k == last_k)
+                for k, (a, b) in enumerate(ranges)]
+    if v > 1:
+        raise ConfigError(f"the interleaved schedule needs a transformer; {spec.name} is a "
+                          f"{spec.family} model")
+    graphs = generic_stage_graphs(spec, p, plan.micro_batch, seq, plan.optimizer)
+    return [VirtualStage(index=k, layers=(0, 0), first=k == 0, last=k == p - 1, graph=g)
+            for k, g in enumerate(graphs)]
+
+
+def generic_stage_graphs(spec: Any, pp: int, micro_batch: int, seq: int | None = None,
+                         optimizer: str = "adam") -> tuple[Graph, ...]:
+    """Stage graphs of a model without a layer stack (CNN, RNN, DLRM, ONNX): ``pp``
+    contiguous ranges of its forward operators balanced by training FLOPs."""
+    return _generic_stages(spec, int(pp), int(micro_batch), seq, optimizer)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import workloads
     from cost_models.presets import hardware_dict, load_preset
     from cost_models.technology import load_technology
-    from cost_models.training import evaluate_training
+    from search.trainstep import evaluate_training
     from workloads.parallel import validate_plan
 
     spec = workloads.model_spec(args.workload)

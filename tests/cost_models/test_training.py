@@ -1,4 +1,5 @@
-"""Tests of cost_models.training: the distributed training step model."""
+"""Tests of the distributed training step model: cost_models.training (segment costs,
+training step) through search.trainstep (segments of a workload under a plan)."""
 
 import dataclasses
 
@@ -9,14 +10,11 @@ from cost_models.evaluate import device_step
 from cost_models.network import comm_time_s
 from cost_models.presets import load_preset
 from cost_models.technology import load_technology
-from cost_models.training import (
-    critical_path,
-    evaluate_training,
-    evaluate_training_batch,
-    split_phases,
-)
+from cost_models.training import critical_path, split_phases
 from dse.types import ParallelPlan
+from search.trainstep import WorkloadModel, evaluate_training
 from workloads import build, model_spec
+from workloads.parallel import shard_segments, stage_layout
 from workloads.spec import TransformerSpec
 
 CONTRACT = ("step_time_s", "samples_per_s", "achieved_flop_per_s_per_device", "area_mm2",
@@ -39,6 +37,11 @@ def ev(plan, s=None, hw=None, **kw):
     return evaluate_training(s or spec(), hw or A100.hardware, A100.system, plan, TECH, **kw)
 
 
+def evaluate_training_batch(s, designs, system, plan, tech):
+    return WorkloadModel(s, devices=plan.devices, plans=[plan]).evaluate(designs, system, tech,
+                                                                         [plan])[0]
+
+
 def test_split_phases_partitions_the_graph():
     g = build(spec(), batch=2, seq=1024, tp=2)
     ph = split_phases(g)
@@ -50,21 +53,27 @@ def test_split_phases_partitions_the_graph():
     assert core == {"layer.attn.qk", "layer.attn.softmax", "layer.attn.dropout", "layer.attn.av"}
 
 
-def test_single_device_is_micro_batches_times_graph():
-    """tp = pp = dp = 1: step = m·(forward + backward) + optimizer, each phase scheduled
-    on its own, and close to the schedule of the whole one-micro-batch graph."""
+def test_single_device_is_micro_batches_times_segments():
+    """tp = pp = dp = 1: step = m·(forward + backward) + optimizer of pre + L·block +
+    post, each phase of each segment scheduled on its own, and close to the schedule of
+    the whole one-micro-batch graph."""
     s = spec()
     plan = ParallelPlan(global_batch=4, micro_batch=2)
-    r = evaluate_training_batch(s, DesignBatch.from_configs([A100.hardware]), A100.system,
-                                plan, TECH)
+    one = DesignBatch.from_configs([A100.hardware])
+    r = evaluate_training_batch(s, one, A100.system, plan, TECH)
+    seg = shard_segments(s, micro_batch=2, seq=1024)
+    tot = {"fwd": 0.0, "bwd": 0.0, "opt": 0.0}
+    for g, mult in ((seg.pre, 1), (seg.block, s.layers), (seg.post, 1)):
+        ph = split_phases(g)
+        for key in tot:
+            sub = getattr(ph, key)
+            tot[key] += mult * device_step(sub, one, TECH).makespan_s[0]
+    assert r["step_time_s"][0] == pytest.approx(2 * (tot["fwd"] + tot["bwd"]) + tot["opt"])
+    # splitting into segments and phases only removes overlap between them: within 10 %
+    # of the whole DAG
     g = build(s, batch=2, seq=1024)
-    whole = device_step(g, DesignBatch.from_configs([A100.hardware]), TECH).makespan_s[0]
-    ph = split_phases(g)
-    parts = [device_step(x, DesignBatch.from_configs([A100.hardware]), TECH).makespan_s[0]
-             for x in (ph.fwd, ph.bwd, ph.opt)]
-    assert r["step_time_s"][0] == pytest.approx(2 * (parts[0] + parts[1]) + parts[2])
-    # splitting by phase only removes overlap between phases: within 10 % of the whole DAG
-    one_mb = parts[0] + parts[1] + parts[2]
+    whole = device_step(g, one, TECH).makespan_s[0]
+    one_mb = sum(tot.values())
     assert whole <= one_mb * (1 + 1e-9)
     assert one_mb <= 1.10 * whole
 
@@ -98,12 +107,16 @@ def test_recompute_trades_time_for_memory():
     ph = full.breakdown["phase_s"]
     assert 0.0 < ph["recompute_s"] < ph["forward_s"]
     # ... and its extra hardware FLOPs are exactly the layers' forward GEMM FLOPs
-    from workloads.parallel import stage_graphs
-
     plan = ParallelPlan(**base, recompute="full")
-    gemm = [op for g in stage_graphs(spec(), plan, 1024) for op in g.ops if op.kind == "gemm"]
-    model = sum(op.total_flop for op in gemm if op.phase != "optimizer")
-    layers_fwd = sum(op.total_flop for op in gemm if op.phase == "fwd" and op.block)
+    seg = shard_segments(spec(), micro_batch=1, seq=1024, tp=2)
+    n = spec().layers
+
+    def flop(g, keep):
+        return sum(op.total_flop for op in g.ops if op.kind == "gemm" and keep(op))
+
+    model = (flop(seg.pre, lambda op: True) + n * flop(seg.block, lambda op: True)
+             + flop(seg.post, lambda op: True))
+    layers_fwd = n * flop(seg.block, lambda op: op.phase == "fwd")
     assert full.extra["hardware_flop_per_s_per_device"] / full.achieved_flop_per_s_per_device \
         == pytest.approx(1 + layers_fwd / model, rel=1e-9)
 
@@ -154,17 +167,27 @@ def test_vectorized_batch_matches_scalar_evaluations():
 
 
 def test_critical_path_walks_the_schedule_back():
-    g = build(spec(), batch=1, seq=1024)
-    ph = split_phases(g)
+    seg = shard_segments(spec(), micro_batch=1, seq=1024)
+    ph = split_phases(seg.block)
     res = device_step(ph.fwd, DesignBatch.from_configs([A100.hardware]), TECH,
                       comm_time_s=comm_time_s(ph.fwd, A100.system, ParallelPlan()))
     path = critical_path(ph.fwd, res)
-    assert path[0] == "embed.word" and path[-1] == "loss"
+    assert path[0] == "layer.norm1" and path[-1] == "layer.mlp.residual"
     names = [op.name for op in ph.fwd.ops]
     assert [names.index(p) for p in path] == sorted(names.index(p) for p in path)
     busy = sum(res.costs.latency_s[0, names.index(p)] * ph.fwd.ops[names.index(p)].count
                for p in path)
     assert busy == pytest.approx(res.makespan_s[0], rel=1e-6)
+
+
+def test_uneven_stage_is_pre_plus_layers_plus_post():
+    """A stage's time is linear in its layer count: pre + L·block + post."""
+    s = spec(layers=10)
+    plan = ParallelPlan(pp=3, global_batch=6)
+    layout = stage_layout(s, plan, 1024)
+    assert [st.n_layers for st in layout] == [b - a for a, b in
+                                              (st.layers for st in layout)]
+    assert sum(st.n_layers for st in layout) == 10
 
 
 def test_non_transformer_pipeline():

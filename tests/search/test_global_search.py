@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cost_models.pipeline import backward_with_recompute_s
-from cost_models.training import stage_costs
+from cost_models.network import comm_time_s
+from cost_models.training import segment_costs
 from search.evaluator import Evaluator
 from search.global_search import global_search
 from search.heuristic import StageTarget, local_search
 from search.objective import TrainingProblem, WorkloadTarget
 from tests.search.tiny import SMALL_SPACE, TINY
-from workloads.parallel import stage_graphs
 
 
 def _pipelined_problem() -> TrainingProblem:
@@ -28,15 +27,18 @@ def _pipelined_problem() -> TrainingProblem:
 def test_stage_target_scores_the_stage_time_per_step() -> None:
     pb = _pipelined_problem()
     plan = pb.plans[0][0]
-    graphs = stage_graphs(TINY, plan, 128)
-    t = StageTarget(pb, 0, graphs[0], plan, name="stage0")
+    t = StageTarget(pb, 0, 0, plan, name="stage0")
     idx = SMALL_SPACE.sample(np.random.default_rng(0), 6)
     r = t.evaluate(idx)
     designs = SMALL_SPACE.designs(idx)
     system = pb.system_of(SMALL_SPACE.config(idx[0]), 0)
-    c = stage_costs(graphs[0], designs, pb.tech, system, plan)
-    rec = backward_with_recompute_s(0.0, c.fwd_s, c.attn_core_s, plan.recompute)
-    step = plan.micro_batches * (c.fwd_s + c.bwd_s + rec) + c.opt_s
+    parts = [x for x in pb.models[0].stage_graphs(plan) if x[0] == 0]
+    assert {name for _, name, _, _, _ in parts} == {"pre", "block"}
+    costs = segment_costs([g for _, _, g, _, _ in parts], designs, pb.tech,
+                          [comm_time_s(g, system, plan) for _, _, g, _, _ in parts])
+    step = sum(mult * (plan.micro_batches * (c.fwd_s + c.bwd_s) + c.opt_s)
+               for (_, _, _, mult, _), c in zip(parts, costs))
+    assert plan.recompute == "none"
     np.testing.assert_allclose(r["value"], 1.0 / step, rtol=1e-12)
     assert t.evaluations == len(np.unique(SMALL_SPACE.flat(idx)))
 
@@ -44,8 +46,8 @@ def test_stage_target_scores_the_stage_time_per_step() -> None:
 def test_stage_local_search_improves() -> None:
     pb = _pipelined_problem()
     plan = pb.plans[0][0]
-    g = stage_graphs(TINY, plan, 128)[-1]
-    t = StageTarget(pb, 0, g, plan, name="last")
+    last = len(pb.models[0].info(plan).stages) - 1
+    t = StageTarget(pb, 0, last, plan, name="last")
     x = SMALL_SPACE.index_of({"tensor_cores": 1, "array_rows": 32, "array_cols": 32,
                               "dataflow": "ws", "vector_cores": 1,
                               "sram_per_core_bytes": 2**20, "hbm_stacks": 1})

@@ -23,7 +23,7 @@ import yaml
 from cost_models.designs import DesignBatch
 from cost_models.presets import load_preset
 from cost_models.technology import load_technology
-from cost_models.training import evaluate_training_batch
+from search.trainstep import evaluate_training_batch
 from dse.types import ParallelPlan, SystemConfig
 from workloads.spec import TransformerSpec
 

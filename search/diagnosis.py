@@ -1,0 +1,113 @@
+"""What bounds a design: its critical path under its best parallel plan, per resource.
+
+For every workload the design is evaluated under its best plan
+(:class:`search.trainstep.WorkloadModel`), and the slowest pipeline device's work is
+followed along the critical chain of each of its schedules — forward, backward and
+optimizer of every segment (:func:`cost_models.evaluate.schedule_chain`: each operator
+waited for its predecessor or for the block of cores / unit it needed). Every operator on
+a chain adds its duration, × the segment's multiplicity (``L`` layers) × micro-batches,
+to the resource that bounds it on the block it ran on (``tensor``, ``vector``, ``sram``,
+``hbm``, ``link``; :data:`cost_models.evaluate.BOUNDS`). Recomputation adds the forward
+chains again (``full``) or the attention core (``selective``). The pipeline adds its
+exposed point-to-point and data-parallel communication to ``link``. A design that fits no
+plan in its HBM is bound by ``memory``.
+
+:func:`diagnose` returns each resource's share of the critical time, averaged over
+workloads (each counts equally): the critical-path heuristic grows what holds most of it
+and shrinks what holds none (:mod:`search.heuristic`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RESOURCES", "critical_seconds", "diagnose", "stage_seconds"]
+
+RESOURCES = ("tensor", "vector", "sram", "hbm", "link", "memory")
+
+
+def _chain_seconds(graph: Any, step: Any, scale: float, acc: dict[str, float],
+                   only: set[int] | None = None) -> None:
+    from cost_models.evaluate import BOUNDS, schedule_chain
+
+    if step is None or graph is None or not graph.ops:
+        return
+    oc = step.costs
+    lv = np.asarray(step.level[0], dtype=np.int64)
+    lat = np.take_along_axis(np.asarray(oc.latency_levels_s[0]), lv[:, None], axis=1)[:, 0]
+    cnt = np.asarray(oc.count, dtype=np.float64)
+    for j in schedule_chain(graph, step, 0):
+        if only is not None and j not in only:
+            continue
+        b = BOUNDS[int(oc.bound_levels[0, j, lv[j]])]
+        acc[b] = acc.get(b, 0.0) + float(lat[j] * cnt[j]) * scale
+
+
+def _parts_seconds(parts: Any, plan: Any, acc: dict[str, float]) -> None:
+    m = plan.micro_batches
+    zero = plan.dp if plan.zero_stage >= 1 else 1
+    for part in parts:
+        c = part.costs
+        ph = c.phases
+        mult = float(part.multiplicity)
+        _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc)
+        _chain_seconds(ph.bwd, c.bwd_step, mult * m, acc)
+        _chain_seconds(ph.opt, c.opt_step, mult / zero, acc)
+        if part.layer and plan.recompute == "full":
+            _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc)
+        elif part.layer and plan.recompute == "selective" and ph.attn_core:
+            _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc, only=set(ph.attn_core))
+
+
+def critical_seconds(model: Any, hw: Any, system: Any, tech: Any, plan: Any
+                     ) -> dict[str, float]:
+    """Critical seconds per resource of one workload (``model``, a
+    :class:`search.trainstep.WorkloadModel`) on ``hw`` under ``plan`` per training step
+    (module docstring)."""
+    from cost_models.designs import DesignBatch
+
+    r = model.evaluate(DesignBatch.from_configs([hw]), system, tech, [plan], detail=True,
+                       keep_steps=True)[0]
+    p = plan.pp
+    slow = int(r["_slowest"][0])
+    acc: dict[str, float] = {}
+    stages = r["_parts"]
+    _parts_seconds([part for k in range(slow, len(stages), p) for part in stages[k]],
+                   plan, acc)
+    comm = float(r["p2p_s"][0]) + float(r["dp_exposed_s"][0]) + float(r["zero_exposed_s"][0])
+    if comm > 0:
+        acc["link"] = acc.get("link", 0.0) + comm
+    return acc
+
+
+def stage_seconds(model: Any, hw: Any, system: Any, tech: Any, plan: Any, stage: int
+                  ) -> dict[str, float]:
+    """Critical seconds per resource of one virtual pipeline stage's work per step."""
+    from cost_models.designs import DesignBatch
+
+    r = model.evaluate(DesignBatch.from_configs([hw]), system, tech, [plan], detail=True,
+                       keep_steps=True)[0]
+    acc: dict[str, float] = {}
+    _parts_seconds(r["_parts"][stage], plan, acc)
+    return acc
+
+
+def diagnose(problem: Any, hw: Any) -> dict[str, float]:
+    """Share of the critical time per resource of ``hw`` on ``problem``'s workloads (a
+    :class:`search.objective.TrainingProblem`), averaged over workloads; ``memory`` counts
+    each workload no plan fits (module docstring)."""
+    acc: dict[str, float] = {}
+    plans = problem.plans_of(hw)
+    n = len(plans)
+    for w, plan in enumerate(plans):
+        if plan is None:
+            acc["memory"] = acc.get("memory", 0.0) + 1.0
+            continue
+        sec = critical_seconds(problem.models[w], hw, problem.system_of(hw, w), problem.tech,
+                               plan)
+        tot = sum(sec.values()) or 1.0
+        for k, v in sec.items():
+            acc[k] = acc.get(k, 0.0) + v / tot
+    return {k: v / n for k, v in sorted(acc.items(), key=lambda x: -x[1])} if n else {}

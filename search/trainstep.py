@@ -1,0 +1,434 @@
+"""A workload's training step on designs, under parallel plans: ``workloads`` builds the
+graph segments, ``cost_models`` costs them (the cost models never build graphs).
+
+:class:`WorkloadModel` holds everything about one workload on ``devices`` devices that
+does not depend on the design, computed once and kept for the whole search (no fixed
+bound: a search touches a few hundred plans at most):
+
+* the valid plans (:func:`search.plans.enumerate_plans`) and, per plan, its virtual-stage
+  layout (:func:`workloads.parallel.stage_layout`), its per-device memory
+  (:func:`cost_models.memory.device_memory_from_stages`) and point-to-point transfer;
+* the graph segments of every tensor-parallel shard shape ``(tp, micro-batch, sequence
+  parallelism)`` (:func:`workloads.parallel.shard_segments`): a transformer stage of ``L``
+  layers is ``pre + L·block + post``, so one set of three small graphs serves every
+  pipeline cut of that shape, even and uneven.
+
+:meth:`WorkloadModel.evaluate` costs a list of plans on a :class:`~cost_models.designs.DesignBatch`:
+the segments all plans need are costed in one call (:func:`cost_models.training.segment_costs`,
+which schedules graphs of the same structure together), then each plan is a closed-form
+pipeline evaluation (:func:`cost_models.training.training_step`). Plans whose memory
+exceeds the largest HBM of the batch are never costed.
+
+:func:`evaluate_training` is the full :class:`~dse.types.Evaluation` of one design (the
+``dse evaluate`` result): breakdowns, critical path, memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
+
+__all__ = ["PlanInfo", "WorkloadModel", "evaluate_training", "evaluate_training_batch",
+           "workload_model"]
+
+
+@dataclass(frozen=True)
+class PlanInfo:
+    """Design-independent facts of one plan."""
+
+    plan: ParallelPlan
+    stages: tuple[Any, ...]
+    """:class:`workloads.parallel.VirtualStage` per virtual stage."""
+    memory: dict[str, float]
+    p2p_full_bytes: float
+    """One micro-batch's activation between stages, unsharded (bytes)."""
+    shard: tuple[Any, ...]
+    """Key of the tensor-parallel shard shape (segments)."""
+
+
+def _seq_of(spec: Any, seq: int | None) -> int | None:
+    s = seq or getattr(spec, "default_seq", None)
+    return int(s) if s else None
+
+
+class WorkloadModel:
+    """One workload on ``devices`` devices (module docstring)."""
+
+    def __init__(self, spec: Any, *, devices: int = 1, seq: int | None = None,
+                 global_batch: int | None = None,
+                 plans: Sequence[ParallelPlan] | None = None) -> None:
+        self.spec = spec
+        self.devices = int(devices)
+        self.seq = _seq_of(spec, seq)
+        self.global_batch = global_batch
+        self.transformer = getattr(spec, "family", "") == "transformer"
+        self._plans: list[ParallelPlan] | None = list(plans) if plans is not None else None
+        self._info: dict[ParallelPlan, PlanInfo] = {}
+
+    # -- design-independent --------------------------------------------------------------
+    @property
+    def plans(self) -> list[ParallelPlan]:
+        """Every valid plan (:func:`search.plans.enumerate_plans`), enumerated once."""
+        if self._plans is None:
+            from search.plans import enumerate_plans
+
+            self._plans = enumerate_plans(self.spec, self.devices,
+                                          global_batch=self.global_batch, seq=self.seq)
+        return self._plans
+
+    def info(self, plan: ParallelPlan) -> PlanInfo:
+        """Layout, memory and p2p of ``plan`` (cached)."""
+        hit = self._info.get(plan)
+        if hit is not None:
+            return hit
+        from cost_models.memory import StageMemory, device_memory_from_stages, transformer_dims
+        from workloads.parallel import stage_layout
+
+        stages = tuple(stage_layout(self.spec, plan, self.seq))
+        s = self.seq or 0
+        if self.transformer:
+            seg = self.segments(plan)
+            pre_p = _params(seg.pre)
+            blk_p = _params(seg.block)
+            post_p = _params(seg.post)
+            dims = transformer_dims(seg.block) if seg.block is not None else None
+            mems = [StageMemory(params=(pre_p if st.first else 0.0) + st.n_layers * blk_p
+                                + (post_p if st.last else 0.0), layers=st.n_layers,
+                                first=st.first, last=st.last, dims=dims) for st in stages]
+            p2p = float(plan.micro_batch * s * int(self.spec.hidden) * 2)
+        else:
+            from cost_models.memory import stage_memory_of_graph
+
+            mems = [stage_memory_of_graph(st.graph, k, len(stages))
+                    for k, st in enumerate(stages)]
+            fwd = [op for op in stages[0].graph.ops if op.phase == "fwd"]
+            p2p = float(fwd[-1].bytes_out) if (fwd and plan.pp > 1) else 0.0
+        mem = device_memory_from_stages(mems, plan, seq=s)
+        info = PlanInfo(plan=plan, stages=stages, memory=mem, p2p_full_bytes=p2p,
+                        shard=self.shard_key(plan))
+        self._info[plan] = info
+        return info
+
+    def memory_bytes(self, plan: ParallelPlan) -> float:
+        """Per-device memory of ``plan`` (bytes, the fullest device)."""
+        return float(self.info(plan).memory["total"])
+
+    def shard_key(self, plan: ParallelPlan) -> tuple[Any, ...]:
+        sp = bool(plan.sequence_parallel and plan.tp > 1)
+        if self.transformer:
+            return ("t", plan.tp, plan.micro_batch, sp, plan.optimizer)
+        return ("g", plan.pp, plan.micro_batch, plan.optimizer)
+
+    def segments(self, plan: ParallelPlan) -> Any:
+        """:class:`workloads.parallel.Segments` of the plan's shard (transformers)."""
+        from workloads.parallel import shard_segments
+
+        return shard_segments(self.spec, micro_batch=plan.micro_batch, seq=int(self.seq or 0),
+                              tp=plan.tp, sequence_parallel=plan.sequence_parallel,
+                              optimizer=plan.optimizer)
+
+    def stage_graphs(self, plan: ParallelPlan) -> list[tuple[int, str, Any, float, bool]]:
+        """(virtual stage, part name, graph, multiplicity, is a layer) of every part."""
+        out: list[tuple[int, str, Any, float, bool]] = []
+        for st in self.info(plan).stages:
+            if st.graph is not None:
+                out.append((st.index, "stage", st.graph, 1.0, False))
+                continue
+            for name, g, mult in self.segments(plan).parts(first=st.first, last=st.last,
+                                                           layers=st.n_layers):
+                out.append((st.index, name, g, mult, name == "block"))
+        return out
+
+    def min_memory_bytes(self) -> float:
+        return min(self.memory_bytes(p) for p in self.plans)
+
+    # -- costing ---------------------------------------------------------------------------
+    def evaluate(self, designs: Any, system: SystemConfig, tech: Any,
+                 plans: Sequence[ParallelPlan], *, dp_overlap: bool = True,
+                 tp_overlap: bool = True, detail: bool = False,
+                 keep_steps: bool = False) -> list[dict[str, Any]]:
+        """:func:`cost_models.training.training_step` of every plan on every design."""
+        from cost_models.network import comm_time_s
+        from cost_models.training import StagePart, segment_costs, training_step
+
+        need: dict[int, tuple[Any, Any]] = {}   # id(graph) -> (graph, plan for comm)
+        per_plan = []
+        for plan in plans:
+            parts = self.stage_graphs(plan)
+            per_plan.append(parts)
+            for _, _, g, _, _ in parts:
+                need.setdefault(id(g), (g, plan))
+        graphs = [g for g, _ in need.values()]
+        comms = [comm_time_s(g, system, pl) for g, pl in need.values()]
+        costs = segment_costs(graphs, designs, tech, comms, blocking_comm=not tp_overlap,
+                              keep_steps=keep_steps)
+        by_id = {id(g): c for g, c in zip(graphs, costs)}
+        out = []
+        for plan, parts in zip(plans, per_plan):
+            info = self.info(plan)
+            stages: list[list[StagePart]] = [[] for _ in info.stages]
+            for k, name, g, mult, layer in parts:
+                stages[k].append(StagePart(costs=by_id[id(g)], multiplicity=mult, layer=layer,
+                                           name=name))
+            r = training_step(stages, designs, system, plan, tech,
+                              p2p_s=self._p2p_s(info, system),
+                              p2p_bytes=(info.p2p_full_bytes / plan.tp
+                                         if self.transformer else 0.0),
+                              memory_bytes=info.memory["total"],
+                              tied_embedding_bytes=self._tied_bytes(plan),
+                              dp_overlap=dp_overlap, detail=detail)
+            if detail:
+                r["_parts"] = stages
+                r["_info"] = info
+                r["_p2p_one_s"] = self._p2p_s(info, system)
+            out.append(r)
+        return out
+
+    def _p2p_s(self, info: PlanInfo, system: SystemConfig) -> float:
+        """One activation (or gradient) transfer between neighbouring stages (s):
+        Megatron's scatter/gather (Narayanan §4.1) — each tp rank sends ``1/t`` over the
+        NICs; without sequence parallelism the slices are re-gathered inside the node."""
+        from cost_models.network import group_collective_time_s, group_placement, p2p_time_s
+
+        plan = info.plan
+        if plan.pp <= 1:
+            return 0.0
+        full = info.p2p_full_bytes
+        t = plan.tp
+        if t == 1 or not self.transformer:
+            return float(p2p_time_s(full, plan, system))
+        out = float(p2p_time_s(full / t, plan, system))
+        if not plan.sequence_parallel:
+            out += float(group_collective_time_s("all_gather", full,
+                                                 group_placement("tp", plan, system), system))
+        return out
+
+    def _tied_bytes(self, plan: ParallelPlan) -> float:
+        """The word-embedding gradient that first and last stage all-reduce (Megatron-LM)
+        when the embeddings are tied and split over stages."""
+        from cost_models.training import GRAD_BYTES
+
+        sp = self.spec
+        if not (self.transformer and plan.pp > 1 and getattr(sp, "tied_embeddings", False)):
+            return 0.0
+        return float(-(-sp.vocab // plan.tp) * getattr(sp, "embed_dim", sp.hidden)
+                     * GRAD_BYTES)
+
+    def best_plan_batch(self, designs: Any, system: SystemConfig, tech: Any,
+                        plans: Sequence[ParallelPlan] | None = None
+                        ) -> tuple[list[ParallelPlan | None], dict[str, np.ndarray]]:
+        """The fastest plan that fits memory for every design of a DesignBatch: one plan
+        per design (``None`` where nothing fits) and the :func:`training_step` arrays of
+        the chosen plans (``step_time_s`` is ``inf`` where nothing fits), plus
+        ``plans_evaluated`` and ``plans_enumerated``."""
+        n = len(designs)
+        cand = list(plans) if plans is not None else self.plans
+        hbm = np.asarray(designs.hbm_bytes, dtype=np.float64)
+        cap = float(hbm.max())
+        keep = [p for p in cand if self.memory_bytes(p) <= cap]
+        best_t = np.full(n, np.inf)
+        best_i = np.full(n, -1)
+        best: dict[str, np.ndarray] = {}
+        if keep:
+            for i, r in enumerate(self.evaluate(designs, system, tech, keep)):
+                t = np.where(r["fits_memory"], r["step_time_s"], np.inf)
+                better = t < best_t
+                if not np.any(better):
+                    continue
+                best_t = np.where(better, t, best_t)
+                best_i = np.where(better, i, best_i)
+                for k, v in r.items():
+                    if k.startswith("_"):
+                        continue
+                    arr = np.asarray(v)
+                    if k not in best:
+                        best[k] = np.zeros(n, dtype=arr.dtype)
+                    best[k] = np.where(better, arr, best[k])
+        chosen = [keep[int(i)] if i >= 0 else None for i in best_i]
+        best["step_time_s"] = best_t
+        best["plans_evaluated"] = np.full(n, len(keep))
+        best["plans_enumerated"] = np.full(n, len(cand))
+        return chosen, best
+
+
+def _params(g: Any) -> float:
+    if g is None:
+        return 0.0
+    from cost_models.memory import graph_params
+
+    return graph_params(g)
+
+
+_MODELS: dict[tuple[Any, ...], WorkloadModel] = {}
+
+
+def workload_model(spec: Any, devices: int = 1, *, seq: int | None = None,
+                   global_batch: int | None = None) -> WorkloadModel:
+    """The shared :class:`WorkloadModel` of ``(spec, devices, seq, global batch)``."""
+    key = (spec, int(devices), _seq_of(spec, seq), global_batch)
+    hit = _MODELS.get(key)
+    if hit is None:
+        hit = WorkloadModel(spec, devices=devices, seq=seq, global_batch=global_batch)
+        _MODELS[key] = hit
+    return hit
+
+
+# --------------------------------------------------------------------------- one design
+def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan: ParallelPlan,
+                      tech: Any, seq: int | None = None, *, dp_overlap: bool = True,
+                      tp_overlap: bool = True) -> Evaluation:
+    """Evaluate one design on one workload and plan (the ``dse evaluate`` result).
+
+    ``critical_path`` lists markers and the operator names of the slowest pipeline
+    device's work per micro-batch: ``pipeline:fill``, the forward critical chain of each
+    of its segments (``×L`` after a block's operators repeated ``L`` times), the
+    recomputation marker, the backward chains, ``pipeline:drain``, and the exposed
+    communication and optimizer markers.
+    """
+    from cost_models.designs import DesignBatch
+    from cost_models.training import critical_path
+    from workloads.parallel import validate_plan
+
+    validate_plan(spec, plan, seq=_seq_of(spec, seq))
+    model = WorkloadModel(spec, devices=plan.devices, seq=seq,
+                          global_batch=plan.global_batch, plans=[plan])
+    designs = DesignBatch.from_configs([hw])
+    r = model.evaluate(designs, system, tech, [plan], dp_overlap=dp_overlap,
+                       tp_overlap=tp_overlap, detail=True, keep_steps=True)[0]
+    info: PlanInfo = r["_info"]
+    stages = r["_parts"]
+    p = plan.pp
+    slow = int(r["_slowest"][0])
+    s = model.seq
+    m = plan.micro_batches
+    mine = [part for k in range(slow, len(stages), p) for part in stages[k]]
+
+    path: list[str] = []
+    if p > 1:
+        path.append("pipeline:fill")
+    for part in mine:
+        ph = part.costs.phases
+        if ph.fwd is not None:
+            chain = critical_path(ph.fwd, part.costs.fwd_step)
+            path.extend(chain)
+            if part.multiplicity != 1 and chain:
+                path.append(f"{part.name}:x{part.multiplicity:g}")
+    if plan.recompute == "full":
+        path.append("recompute:forward")
+    elif plan.recompute == "selective":
+        path.append("recompute:attention_core")
+    for part in reversed(mine):
+        ph = part.costs.phases
+        if ph.bwd is not None:
+            chain = critical_path(ph.bwd, part.costs.bwd_step)
+            path.extend(chain)
+            if part.multiplicity != 1 and chain:
+                path.append(f"{part.name}:x{part.multiplicity:g}")
+    if p > 1:
+        path.append("pipeline:drain")
+    if float(r["dp_exposed_s"][0]) > 0:
+        path.append("comm:dp_all_reduce")
+    if any(part.costs.phases.opt is not None for part in mine):
+        path.append("optimizer:step")
+
+    f = float(r["_fwd"][0, slow])
+    b = float(r["_bwd"][0, slow])
+    rec = float(r["_rec"][0, slow])
+    by_kind: dict[str, float] = {}
+    by_phase_op: dict[str, float] = {}
+    for part in mine:
+        for st, g in ((part.costs.fwd_step, part.costs.phases.fwd),
+                      (part.costs.bwd_step, part.costs.phases.bwd)):
+            if st is None or g is None:
+                continue
+            lv = np.asarray(st.level[0], dtype=np.int64)
+            lat = np.take_along_axis(np.asarray(st.costs.latency_levels_s[0]), lv[:, None],
+                                     axis=1)[:, 0] * np.asarray(st.costs.count)
+            for i, op in enumerate(g.ops):
+                t = float(lat[i]) * m * part.multiplicity
+                by_kind[op.kind] = by_kind.get(op.kind, 0.0) + t
+                by_phase_op[op.phase] = by_phase_op.get(op.phase, 0.0) + t
+    by_kind["optimizer"] = by_kind.get("optimizer", 0.0) + float(r["_opt"][0, slow])
+    by_phase_op["optimizer"] = float(r["_opt"][0, slow])
+    step = float(r["step_time_s"][0])
+    tail = float(r["tail_s"][0])
+    phases = {  # a partition of the step time (slowest device's compute + pipeline + tail)
+        "forward_s": m * f,
+        "backward_s": m * (b - rec),
+        "recompute_s": m * rec,
+        "bubble_s": float(r["bubble_s"][0]),
+        "p2p_s": float(r["p2p_s"][0]),
+        "tail_s": tail,
+    }
+    tail_parts = {  # tail = dp_exposed + optimizer + post_optimizer_comm - hidden
+        "dp_exposed_s": float(r["dp_exposed_s"][0]) if tail > 0 else 0.0,
+        "optimizer_s": float(r["optimizer_s"][0]) if tail > 0 else 0.0,
+        "post_optimizer_comm_s": float(r["post_optimizer_comm_s"][0]) if tail > 0 else 0.0,
+        "hidden_by_drain_s": float(r["tail_hidden_s"][0]),
+    }
+    comm = {
+        "tp_s": by_kind.get("collective", 0.0),
+        "tp_note": "tensor-parallel collectives, inside forward_s/backward_s",
+        "p2p_s": float(r["p2p_s"][0]),
+        "dp_s": float(r["dp_comm_s"][0]),
+        "dp_note": "data-parallel gradient reduction (+ ZeRO gathers) per step, before overlap",
+        "dp_exposed_s": tail_parts["dp_exposed_s"] + float(r["zero_exposed_s"][0]),
+    }
+    breakdown = {
+        "phase_s": phases,
+        "tail_s": tail_parts,
+        "comm_s": comm,
+        "op_kind_s": by_kind,
+        "op_phase_s": by_phase_op,
+        "bubble_fraction": float(r["bubble_fraction"][0]),
+        "slowest_stage": slow,
+        "step_time_s": step,
+    }
+    mem = info.memory
+    area, tdp = r["_area"], r["_tdp"]
+    peak = hw.peak_flop_per_s
+    extra = {
+        "hardware_flop_per_s_per_device": float(r["hardware_flop_per_s_per_device"][0]),
+        "mfu": float(r["achieved_flop_per_s_per_device"][0]) / peak,
+        "hfu": float(r["hardware_flop_per_s_per_device"][0]) / peak,
+        "energy_per_step_total_j": float(r["energy_per_step_total_j"][0]),
+        "devices": plan.devices,
+        "micro_batches": m,
+        "seq": s,
+        "p2p_transfer_s": float(r["_p2p_one_s"]),
+        "stage_layers": [list(st.layers) for st in info.stages],
+    }
+    return Evaluation(
+        step_time_s=step,
+        samples_per_s=float(r["samples_per_s"][0]),
+        achieved_flop_per_s_per_device=float(r["achieved_flop_per_s_per_device"][0]),
+        area_mm2=float(r["area_mm2"][0]),
+        tdp_w=float(r["tdp_w"][0]),
+        energy_per_step_j=float(r["energy_per_step_j"][0]),
+        memory_per_device_bytes=float(mem["total"]),
+        fits_memory=bool(r["fits_memory"][0]),
+        critical_path=tuple(path),
+        breakdown=breakdown,
+        utilization=float(r["hardware_flop_per_s_per_device"][0]) / peak,
+        area_breakdown_mm2={k: float(np.asarray(v)[0]) for k, v in area.items()},
+        power_breakdown_w={k: float(np.asarray(v)[0]) for k, v in tdp.items()},
+        memory_breakdown_bytes={k: float(v) for k, v in mem.items()},
+        extra=extra,
+    )
+
+
+
+def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan: ParallelPlan,
+                            tech: Any, seq: int | None = None, *, dp_overlap: bool = True,
+                            tp_overlap: bool = True) -> dict[str, Any]:
+    """``plan`` on every design of a :class:`~cost_models.designs.DesignBatch`: the (D,)
+    arrays of :func:`cost_models.training.training_step` (number contract keys of
+    ``dse evaluate`` and the step-time terms)."""
+    model = workload_model(spec, plan.devices, seq=seq, global_batch=plan.global_batch)
+    return model.evaluate(designs, system, tech, [plan], dp_overlap=dp_overlap,
+                          tp_overlap=tp_overlap)[0]
