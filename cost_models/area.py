@@ -57,6 +57,10 @@ def node_constants(designs: DesignBatch, tech: Technology) -> dict[str, np.ndarr
     ``global_buffer_energy_j_per_byte``, ``vector_op_energy_j``, ``hbm_energy_j_per_byte``,
     ``link_energy_j_per_byte``, ``accumulator_bytes``, ``leakage_fraction``.
     """
+    return designs.memo(("node_constants",), tech, lambda: _node_constants(designs, tech))
+
+
+def _node_constants(designs: DesignBatch, tech: Technology) -> dict[str, np.ndarray]:
     nodes = designs.tech_node_nm
     dcode = designs.dtype_code
     d = len(designs)
@@ -92,7 +96,10 @@ def area_mm2(designs: DesignBatch, tech: Technology,
 
     ``constants`` may pass a precomputed :func:`node_constants` (saves work in hot loops).
     """
-    c = node_constants(designs, tech) if constants is None else constants
+    if constants is None:
+        return designs.memo(("area_mm2",), tech,
+                            lambda: area_mm2(designs, tech, node_constants(designs, tech)))
+    c = constants
     tc = designs.tensor_cores.astype(np.float64)
     out: dict[str, np.ndarray] = {}
     out["tensor"] = designs.macs * c["mac_area_mm2"]

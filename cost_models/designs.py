@@ -163,6 +163,18 @@ class DesignBatch:
         idx = np.asarray(index)
         return DesignBatch({f: np.array(a[idx]).reshape(-1) for f, a in self.arrays.items()})
 
+    def memo(self, key: tuple[Any, ...], tech: Any, make: Any) -> Any:
+        """``make()`` computed once per batch and technology (node constants, area and TDP
+        of the same batch are asked for many times in one evaluation). The technology
+        object is kept with the value, so its ``id`` in the key cannot be reused."""
+        store = self.__dict__.setdefault("_memo", {})
+        k = key + (id(tech),)
+        hit = store.get(k)
+        if hit is None or hit[0] is not tech:
+            hit = (tech, make())
+            store[k] = hit
+        return hit[1]
+
     # -- derived arrays ----------------------------------------------------------------------
     @cached_property
     def dataflow_code(self) -> np.ndarray:

@@ -67,7 +67,15 @@ import numpy as np
 
 from cost_models.area import node_constants
 from cost_models.designs import DesignBatch
-from cost_models.opcost import BOUNDS, UNITS, OpCosts, graph_arrays, op_costs, op_costs_scalar
+from cost_models.opcost import (
+    BOUNDS,
+    UNITS,
+    OpCosts,
+    graph_arrays,
+    op_costs,
+    op_costs_many,
+    op_costs_scalar,
+)
 from cost_models.power import tdp_w
 from cost_models.schedule import LEVELS, schedule_rows, schedule_scalar
 from cost_models.technology import Technology
@@ -155,9 +163,10 @@ def device_steps(jobs: Sequence[tuple[Graph, Any, bool]], designs: DesignBatch,
     groups: dict[tuple[int, bool], list[int]] = {}
     for i, (g, _, blocking) in enumerate(jobs):
         groups.setdefault((id(graph_arrays(g).topology), bool(blocking)), []).append(i)
+    costs = op_costs_many([g for g, _, _ in jobs], designs, tech, [ct for _, ct, _ in jobs],
+                          constants=c, levels=levels)
     for (_, blocking), members in groups.items():
-        pairs = [(jobs[i][0], op_costs(jobs[i][0], designs, tech, jobs[i][1], constants=c,
-                                       levels=levels)) for i in members]
+        pairs = [(jobs[i][0], costs[i]) for i in members]
         for i, st in zip(members, _steps(pairs, designs, tech, c, blocking, levels)):
             out[i] = st
     return [x for x in out if x is not None]

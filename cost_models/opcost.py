@@ -70,7 +70,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +93,7 @@ __all__ = [
     "graph_arrays",
     "level_ok",
     "op_costs",
+    "op_costs_many",
     "op_costs_scalar",
 ]
 
@@ -464,159 +465,214 @@ def op_costs(graph: Graph, designs: DesignBatch, tech: Technology,
     precomputed :func:`cost_models.area.node_constants` (hot loops). ``levels=1`` keeps
     every tensor operator on the whole chip (no operator-level parallelism).
     """
-    if not isinstance(designs, DesignBatch):
-        raise ConfigError(f"op_costs needs a DesignBatch, got {type(designs).__name__}")
-    arrs = graph_arrays(graph)
-    c = node_constants(designs, tech) if constants is None else constants
-    d, o, nl = len(designs), len(arrs.names), LEVELS
-    lok = level_ok(designs, levels)
+    return op_costs_many([graph], designs, tech, [comm_time_s], constants=constants,
+                         levels=levels)[0]
+
+
+def _gemm_level_costs(shapes: np.ndarray, designs: DesignBatch, c: dict[str, np.ndarray],
+                      lok: np.ndarray) -> dict[str, np.ndarray]:
+    """(D, U, A) latency, compute, HBM and fabric times, HBM bytes, energy, bound of the
+    ``U`` GEMM shapes (m, k, n, batch) at every level, and (D, U) one-core latency."""
+    d, nl, u = len(designs), LEVELS, len(shapes)
     f = designs.freq_hz
     hbm_bw = designs.hbm_bw_bytes_per_s * designs.hbm_efficiency  # sustained bandwidth
     frac = 2.0 ** -np.arange(nl)
     g_lv = np.maximum(block_cores(designs.tensor_cores[:, None], np.arange(nl)[None, :]), 1)
     s_core = designs.sram_per_core_bytes.astype(np.float64)
-    sram_total = designs.sram_bytes.astype(np.float64)
     sram_tot_lv = g_lv * s_core[:, None] + designs.global_buffer_bytes[:, None] * frac[None, :]
     sram_core_lv = g_lv * s_core[:, None]
     fabric_bw = designs.global_buffer_bw_bytes_per_cycle * f
     e_fabric = np.where(designs.global_buffer_bytes > 0, c["global_buffer_energy_j_per_byte"],
                         c["sram_core_energy_j_per_byte"])
-
-    lat = np.zeros((d, o, nl))
-    comp = np.zeros((d, o, nl))
-    hbm_s = np.zeros((d, o, nl))
-    sram_s = np.zeros((d, o, nl))
-    hbm_b = np.zeros((d, o, nl))
-    energy = np.zeros((d, o, nl))
-    bound = np.zeros((d, o, nl), dtype=np.int8)
-    one_unit = np.zeros((d, o))
-    fused = np.zeros((d, o))
     used = np.flatnonzero(lok.any(axis=0))          # levels some design has
+    cyc = np.zeros((d, u, nl))
+    cc1 = np.empty((d, u))
+    opw = np.empty((d, u))
+    psw = np.empty((d, u))
+    dtb_all = designs.dtype_bytes.astype(np.float64)
+    dfc = designs.dataflow_code
+    db = _double_buffered(designs)
+    m, k, n, b = (shapes[None, :, i].astype(np.int64) for i in range(4))
+    # compute cycles depend on a design only through (rows, cols, dataflow, double
+    # buffering, cores of the block): cost each distinct key once
+    nu = len(used)
+    keys = np.stack([np.repeat(designs.array_rows, nu), np.repeat(designs.array_cols, nu),
+                     np.repeat(dfc, nu), np.repeat(db.astype(np.int64), nu),
+                     g_lv[:, used].reshape(-1)], axis=1).astype(np.int64)
+    uk, kinv = np.unique(keys, axis=0, return_inverse=True)
+    kinv = np.asarray(kinv).reshape(d, nu)
+    ucyc = np.empty((len(uk), u))
+    ucc = np.empty((len(uk), u))
+    for code in np.unique(uk[:, 2]).tolist():
+        sel = np.flatnonzero(uk[:, 2] == code)
+        r, cl = uk[sel, 0][:, None], uk[sel, 1][:, None]
+        dbi, gk = uk[sel, 3][:, None].astype(bool), uk[sel, 4][:, None]
+        ucc[sel] = systolic.compute_cycles_raw(m, k, n, r, cl, int(code),
+                                               dbi).astype(np.float64)
+        ucyc[sel] = _multi_core_cycles(m, k, n, b, r, cl, int(code), gk, dbi, ucc[sel])
+    cyc[:, :, used] = ucyc[kinv].transpose(0, 2, 1)
+    cc1[:] = ucc[kinv[:, 0]]
+    for code, name in enumerate(DATAFLOWS):
+        idx = np.flatnonzero(dfc == code)
+        if not len(idx):
+            continue
+        ak = np.stack([designs.array_rows[idx], designs.array_cols[idx]], axis=1)
+        ua, ainv = np.unique(ak, axis=0, return_inverse=True)
+        acc = systolic.sram_accesses(m, k, n, ua[:, 0:1], ua[:, 1:2], name)
+        ainv = np.asarray(ainv).reshape(-1)
+        opw[idx] = np.asarray(acc["ifmap_sram_reads"] + acc["filter_sram_reads"],
+                              dtype=np.float64)[ainv]
+        psw[idx] = np.asarray(acc["ofmap_sram_writes"], dtype=np.float64)[ainv]
+    srams = np.concatenate([sram_tot_lv[:, used], sram_core_lv[:, used]], axis=1)
+    traffic = _gemm_traffic(shapes, designs.array_rows, designs.array_cols, dtb_all, srams)
+    hb = np.zeros((d, u, nl))
+    fb = np.zeros((d, u, nl))
+    hb[:, :, used] = traffic[:, :, :nu]
+    fb[:, :, used] = traffic[:, :, nu:]
+    bb = shapes[None, :, 3].astype(np.float64)
+    mkn = (shapes[:, 0] * shapes[:, 1] * shapes[:, 2]).astype(np.float64)[None, :]
+    fe = (f * designs.matmul_efficiency)[:, None, None]
+    t_comp = cyc / fe
+    t_hbm = hb / (hbm_bw[:, None, None] * frac[None, None, :])
+    t_fab = fb / (fabric_bw[:, None, None] * frac[None, None, :])
+    t_mem = np.maximum(t_hbm, t_fab)
+    lt = np.maximum(t_comp, t_mem)
+    bd = np.where(t_comp >= t_mem, _B_TENSOR,
+                  np.where(t_hbm >= t_fab, _B_HBM, _B_SRAM)).astype(np.int8)
+    sram_b = bb * (opw * dtb_all[:, None] + psw * c["accumulator_bytes"][:, None])
+    en = ((bb * mkn * c["mac_energy_j"][:, None]
+           + sram_b * c["sram_core_energy_j_per_byte"][:, None])[:, :, None]
+          + fb * e_fabric[:, None, None] + hb * c["hbm_energy_j_per_byte"][:, None, None])
+    one = np.maximum(bb * cc1 / fe[:, :, 0], t_mem[:, :, 0])
+    return {"lat": lt, "comp": t_comp, "hbm_s": t_hbm, "sram_s": t_fab, "hbm_b": hb,
+            "energy": en, "bound": bd, "one": one}
 
-    # ---- GEMMs (costed once per distinct shape, per dataflow group) ----------------------
-    g = arrs.gemm
-    if len(g):
-        shapes, inv = arrs.gemm_shapes, arrs.gemm_inverse
-        u = len(shapes)
-        cyc = np.zeros((d, u, nl))
-        cc1 = np.empty((d, u))
-        opw = np.empty((d, u))
-        psw = np.empty((d, u))
-        dtb_all = designs.dtype_bytes.astype(np.float64)
-        dfc = designs.dataflow_code
-        db = _double_buffered(designs)
-        m, k, n, b = (shapes[None, :, i].astype(np.int64) for i in range(4))
-        # compute cycles depend on a design only through (rows, cols, dataflow, double
-        # buffering, cores of the block): cost each distinct key once
-        nu = len(used)
-        keys = np.stack([np.repeat(designs.array_rows, nu), np.repeat(designs.array_cols, nu),
-                         np.repeat(dfc, nu), np.repeat(db.astype(np.int64), nu),
-                         g_lv[:, used].reshape(-1)], axis=1).astype(np.int64)
-        uk, kinv = np.unique(keys, axis=0, return_inverse=True)
-        kinv = np.asarray(kinv).reshape(d, nu)
-        ucyc = np.empty((len(uk), u))
-        ucc = np.empty((len(uk), u))
-        for code in np.unique(uk[:, 2]).tolist():
-            sel = np.flatnonzero(uk[:, 2] == code)
-            r, cl = uk[sel, 0][:, None], uk[sel, 1][:, None]
-            dbi, gk = uk[sel, 3][:, None].astype(bool), uk[sel, 4][:, None]
-            ucc[sel] = systolic.compute_cycles_raw(m, k, n, r, cl, int(code),
-                                                   dbi).astype(np.float64)
-            ucyc[sel] = _multi_core_cycles(m, k, n, b, r, cl, int(code), gk, dbi, ucc[sel])
-        cyc[:, :, used] = ucyc[kinv].transpose(0, 2, 1)
-        cc1[:] = ucc[kinv[:, 0]]
-        for code, name in enumerate(DATAFLOWS):
-            idx = np.flatnonzero(dfc == code)
-            if not len(idx):
-                continue
-            ak = np.stack([designs.array_rows[idx], designs.array_cols[idx]], axis=1)
-            ua, ainv = np.unique(ak, axis=0, return_inverse=True)
-            acc = systolic.sram_accesses(m, k, n, ua[:, 0:1], ua[:, 1:2], name)
-            ainv = np.asarray(ainv).reshape(-1)
-            opw[idx] = np.asarray(acc["ifmap_sram_reads"] + acc["filter_sram_reads"],
-                                  dtype=np.float64)[ainv]
-            psw[idx] = np.asarray(acc["ofmap_sram_writes"], dtype=np.float64)[ainv]
-        srams = np.concatenate([sram_tot_lv[:, used], sram_core_lv[:, used]], axis=1)
-        traffic = _gemm_traffic(shapes, designs.array_rows, designs.array_cols, dtb_all, srams)
-        hb = np.zeros((d, u, nl))
-        fb = np.zeros((d, u, nl))
-        hb[:, :, used] = traffic[:, :, :len(used)]
-        fb[:, :, used] = traffic[:, :, len(used):]
-        bb = shapes[None, :, 3].astype(np.float64)
-        mkn = (shapes[:, 0] * shapes[:, 1] * shapes[:, 2]).astype(np.float64)[None, :]
-        fe = (f * designs.matmul_efficiency)[:, None, None]
-        t_comp = cyc / fe
-        t_hbm = hb / (hbm_bw[:, None, None] * frac[None, None, :])
-        t_fab = fb / (fabric_bw[:, None, None] * frac[None, None, :])
-        t_mem = np.maximum(t_hbm, t_fab)
-        lt = np.maximum(t_comp, t_mem)
-        bd = np.where(t_comp >= t_mem, _B_TENSOR, np.where(t_hbm >= t_fab, _B_HBM, _B_SRAM))
-        sram_b = bb * (opw * dtb_all[:, None] + psw * c["accumulator_bytes"][:, None])
-        en = ((bb * mkn * c["mac_energy_j"][:, None]
-               + sram_b * c["sram_core_energy_j_per_byte"][:, None])[:, :, None]
-              + fb * e_fabric[:, None, None] + hb * c["hbm_energy_j_per_byte"][:, None, None])
-        lat[:, g], comp[:, g], hbm_s[:, g], sram_s[:, g] = (
-            lt[:, inv], t_comp[:, inv], t_hbm[:, inv], t_fab[:, inv])
-        hbm_b[:, g], energy[:, g], bound[:, g] = hb[:, inv], en[:, inv], bd[:, inv]
-        one_unit[:, g] = np.maximum(bb * cc1 / fe[:, :, 0], t_mem[:, :, 0])[:, inv]
 
-    # ---- vector ops ---------------------------------------------------------------------
-    v = arrs.vec
-    if len(v):
+def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technology,
+                  comm_times: Sequence[Any] | None = None, *,
+                  constants: dict[str, np.ndarray] | None = None,
+                  levels: int = LEVELS) -> list[OpCosts]:
+    """:func:`op_costs` of many graphs on the same designs: the distinct GEMM shapes of all
+    graphs are costed once, and the vector operators of all graphs in one pass."""
+    if not isinstance(designs, DesignBatch):
+        raise ConfigError(f"op_costs needs a DesignBatch, got {type(designs).__name__}")
+    c = node_constants(designs, tech) if constants is None else constants
+    d, nl = len(designs), LEVELS
+    lok = level_ok(designs, levels)
+    lok.setflags(write=False)
+    arrs_l = [graph_arrays(g) for g in graphs]
+    comm = list(comm_times) if comm_times is not None else [None] * len(graphs)
+
+    # ---- GEMMs of every graph: distinct shapes once ------------------------------------
+    shape_rows = [a.gemm_shapes for a in arrs_l if len(a.gemm)]
+    gem: dict[str, np.ndarray] = {}
+    pos: list[np.ndarray] = []
+    if shape_rows:
+        allshapes, inv_all = np.unique(np.concatenate(shape_rows), axis=0, return_inverse=True)
+        inv_all = np.asarray(inv_all).reshape(-1)
+        gem = _gemm_level_costs(allshapes, designs, c, lok)
+        at = 0
+        for a in arrs_l:
+            if len(a.gemm):
+                nu = len(a.gemm_shapes)
+                pos.append(inv_all[at:at + nu][a.gemm_inverse])
+                at += nu
+            else:
+                pos.append(np.zeros(0, dtype=np.int64))
+    else:
+        pos = [np.zeros(0, dtype=np.int64) for _ in arrs_l]
+
+    # ---- vector ops of every graph in one pass -----------------------------------------
+    nv = [len(a.vec) for a in arrs_l]
+    vec: dict[str, np.ndarray] = {}
+    if sum(nv):
+        f = designs.freq_hz
+        hbm_bw = designs.hbm_bw_bytes_per_s * designs.hbm_efficiency
+        sram_total = designs.sram_bytes.astype(np.float64)
+        elements = np.concatenate([a.elements for a in arrs_l])
+        pe = np.concatenate([a.pe for a in arrs_l]).astype(np.float64)[None, :]
+        bytes_io = np.concatenate([a.bytes_io for a in arrs_l])
+        bytes_in = np.concatenate([a.bytes_in for a in arrs_l])
+        two_pass = np.concatenate([a.two_pass for a in arrs_l])
+        offs = np.cumsum([0] + nv[:-1])
+        fv = np.concatenate([a.fuse_pairs_vec + o for a, o in zip(arrs_l, offs)])
+        fbytes = np.concatenate([a.fuse_pairs_bytes for a in arrs_l])
         lanes = (designs.vector_cores * designs.vector_lanes).astype(np.float64)
-        pe = arrs.pe[None, :].astype(np.float64)
-        cyc_v = np.ceil(arrs.elements[None, :] / lanes[:, None]) * pe
-        t_c = cyc_v / f[:, None]
-        saved = np.zeros((d, len(v)))
-        if len(arrs.fuse_pairs_vec):
-            fits = arrs.fuse_pairs_bytes[None, :] <= sram_total[:, None]
-            contrib = np.where(fits, arrs.fuse_pairs_bytes[None, :], 0.0)
-            for i, j in enumerate(arrs.fuse_pairs_vec):
-                saved[:, j] += contrib[:, i]
-            saved = np.minimum(saved, arrs.bytes_in[None, :])
-        spill = np.where(arrs.two_pass[None, :] & (arrs.bytes_in[None, :] > sram_total[:, None]),
-                         arrs.bytes_in[None, :], 0.0)
-        hbv = arrs.bytes_io[None, :] - saved + spill
+        t_c = np.ceil(elements[None, :] / lanes[:, None]) * pe / f[:, None]
+        saved = np.zeros((d, len(elements)))
+        if len(fv):
+            fits = fbytes[None, :] <= sram_total[:, None]
+            contrib = np.where(fits, fbytes[None, :], 0.0)
+            np.add.at(saved, (slice(None), fv.astype(np.int64)), contrib)
+            saved = np.minimum(saved, bytes_in[None, :])
+        spill = np.where(two_pass[None, :] & (bytes_in[None, :] > sram_total[:, None]),
+                         bytes_in[None, :], 0.0)
+        hbv = bytes_io[None, :] - saved + spill
         t_h = hbv / hbm_bw[:, None]
-        ltv = np.maximum(t_c, t_h)
-        env = (arrs.elements[None, :] * pe * c["vector_op_energy_j"][:, None]
-               + hbv * c["hbm_energy_j_per_byte"][:, None]
-               + saved * c["sram_core_energy_j_per_byte"][:, None])
-        one_cyc = np.ceil(arrs.elements[None, :] / designs.vector_lanes[:, None]) * pe
-        lat[:, v] = ltv[:, :, None]
-        comp[:, v] = t_c[:, :, None]
-        hbm_s[:, v] = t_h[:, :, None]
-        hbm_b[:, v] = hbv[:, :, None]
-        energy[:, v] = env[:, :, None]
-        bound[:, v] = np.where(t_c >= t_h, _B_VECTOR, _B_HBM)[:, :, None]
-        one_unit[:, v] = np.maximum(one_cyc / f[:, None], t_h)
-        fused[:, v] = saved
+        vec = {"lat": np.maximum(t_c, t_h), "comp": t_c, "hbm_s": t_h, "hbm_b": hbv,
+               "energy": (elements[None, :] * pe * c["vector_op_energy_j"][:, None]
+                          + hbv * c["hbm_energy_j_per_byte"][:, None]
+                          + saved * c["sram_core_energy_j_per_byte"][:, None]),
+               "bound": np.where(t_c >= t_h, _B_VECTOR, _B_HBM).astype(np.int8),
+               "one": np.maximum(np.ceil(elements[None, :] / designs.vector_lanes[:, None])
+                                 * pe / f[:, None], t_h),
+               "saved": saved}
+        vstart = np.concatenate([[0], np.cumsum(nv)])
 
-    # ---- communication ------------------------------------------------------------------
-    cm = arrs.comm
-    if len(cm):
-        t = _comm_matrix(arrs, d, comm_time_s)
-        lat[:, cm] = t[:, :, None]
-        one_unit[:, cm] = t
-        bound[:, cm] = _B_LINK
-        energy[:, cm] = (arrs.comm_bytes[None, :] * c["link_energy_j_per_byte"][:, None]
-                         )[:, :, None]
-
-    for x in (lat, comp, hbm_s, sram_s, hbm_b, energy, bound, one_unit, fused, lok):
-        x.setflags(write=False)
-    memory = np.maximum(hbm_s[:, :, 0], sram_s[:, :, 0])
-    if len(cm):
-        memory[:, cm] = lat[:, cm, 0]
-    memory.setflags(write=False)
-    return OpCosts(names=arrs.names, unit=tuple(UNITS[x] for x in arrs.unit_code),
-                   unit_code=arrs.unit_code, count=arrs.count, latency_s=lat[:, :, 0],
-                   compute_s=comp[:, :, 0], memory_s=memory, hbm_s=hbm_s[:, :, 0],
-                   sram_s=sram_s[:, :, 0], hbm_bytes=hbm_b[:, :, 0],
-                   energy_j=energy[:, :, 0], bound_code=bound[:, :, 0],
-                   latency_one_unit_s=one_unit, fused_bytes=fused,
-                   latency_levels_s=lat, compute_levels_s=comp, hbm_levels_s=hbm_s,
-                   sram_levels_s=sram_s, hbm_bytes_levels=hbm_b, energy_levels_j=energy,
-                   bound_levels=bound, level_ok=lok, unknown_vector_ops=arrs.unknown)
+    out = []
+    for gi, (a, ct) in enumerate(zip(arrs_l, comm)):
+        o = len(a.names)
+        lat = np.zeros((d, o, nl))
+        comp = np.zeros((d, o, nl))
+        hbm_s = np.zeros((d, o, nl))
+        sram_s = np.zeros((d, o, nl))
+        hbm_b = np.zeros((d, o, nl))
+        energy = np.zeros((d, o, nl))
+        bound = np.zeros((d, o, nl), dtype=np.int8)
+        one_unit = np.zeros((d, o))
+        fused = np.zeros((d, o))
+        g = a.gemm
+        if len(g):
+            q = pos[gi]
+            lat[:, g], comp[:, g] = gem["lat"][:, q], gem["comp"][:, q]
+            hbm_s[:, g], sram_s[:, g] = gem["hbm_s"][:, q], gem["sram_s"][:, q]
+            hbm_b[:, g], energy[:, g] = gem["hbm_b"][:, q], gem["energy"][:, q]
+            bound[:, g] = gem["bound"][:, q]
+            one_unit[:, g] = gem["one"][:, q]
+        v = a.vec
+        if len(v):
+            sl = slice(int(vstart[gi]), int(vstart[gi + 1]))
+            lat[:, v] = vec["lat"][:, sl, None]
+            comp[:, v] = vec["comp"][:, sl, None]
+            hbm_s[:, v] = vec["hbm_s"][:, sl, None]
+            hbm_b[:, v] = vec["hbm_b"][:, sl, None]
+            energy[:, v] = vec["energy"][:, sl, None]
+            bound[:, v] = vec["bound"][:, sl, None]
+            one_unit[:, v] = vec["one"][:, sl]
+            fused[:, v] = vec["saved"][:, sl]
+        cm = a.comm
+        if len(cm):
+            t = _comm_matrix(a, d, ct)
+            lat[:, cm] = t[:, :, None]
+            one_unit[:, cm] = t
+            bound[:, cm] = _B_LINK
+            energy[:, cm] = (a.comm_bytes[None, :] * c["link_energy_j_per_byte"][:, None]
+                             )[:, :, None]
+        memory = np.maximum(hbm_s[:, :, 0], sram_s[:, :, 0])
+        if len(cm):
+            memory[:, cm] = lat[:, cm, 0]
+        for x in (lat, comp, hbm_s, sram_s, hbm_b, energy, bound, one_unit, fused, memory):
+            x.setflags(write=False)
+        out.append(OpCosts(
+            names=a.names, unit=tuple(UNITS[x] for x in a.unit_code), unit_code=a.unit_code,
+            count=a.count, latency_s=lat[:, :, 0], compute_s=comp[:, :, 0], memory_s=memory,
+            hbm_s=hbm_s[:, :, 0], sram_s=sram_s[:, :, 0], hbm_bytes=hbm_b[:, :, 0],
+            energy_j=energy[:, :, 0], bound_code=bound[:, :, 0],
+            latency_one_unit_s=one_unit, fused_bytes=fused, latency_levels_s=lat,
+            compute_levels_s=comp, hbm_levels_s=hbm_s, sram_levels_s=sram_s,
+            hbm_bytes_levels=hbm_b, energy_levels_j=energy, bound_levels=bound, level_ok=lok,
+            unknown_vector_ops=a.unknown))
+    return out
 
 
 # ------------------------------------------------------------------------ scalar reference

@@ -66,7 +66,10 @@ def array_edge_bytes_per_cycle(designs: DesignBatch, accumulator_bytes: np.ndarr
 def tdp_w(designs: DesignBatch, tech: Technology,
           constants: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """TDP breakdown of every design (W); see the module docstring for the keys."""
-    c = node_constants(designs, tech) if constants is None else constants
+    if constants is None:
+        return designs.memo(("tdp_w",), tech,
+                            lambda: tdp_w(designs, tech, node_constants(designs, tech)))
+    c = constants
     f = designs.freq_hz
     out: dict[str, np.ndarray] = {}
     out["tensor"] = designs.macs * f * c["mac_energy_j"]

@@ -302,44 +302,52 @@ def schedule_rows(topo: Topology, dur_levels: np.ndarray, *, level_ok: np.ndarra
     r, o, nlev = dur.shape
     if nlev != LEVELS:
         raise ValueError(f"dur_levels has {nlev} levels, expected {LEVELS}")
-    durt = np.ascontiguousarray(dur.transpose(1, 2, 0))   # (O, A, R)
     lok = np.asarray(level_ok, dtype=bool)
     hv = None if hold_vc is None else np.asarray(hold_vc, dtype=bool)
     has_partner = bool(topo.partner.any())
-    cand_caps = [c for c in caps if c == 0 or has_partner] or [0]
-    best: ScheduleRows | None = None
+    cand_caps = [c for c in caps if c == 0 or (has_partner and lok[:, c:].any())] or [0]
+    k = len(cand_caps)
+    # every cap is a block of rows of one pass: cap-major (R·k rows)
+    durt = np.ascontiguousarray(np.tile(dur.transpose(1, 2, 0), (1, 1, k)))   # (O, A, R·k)
+    allowed = np.concatenate([_allowed(lok, c) for c in cand_caps], axis=2)
+    hvk = None if hv is None else np.tile(hv, k)
+    fl = None
+    if floor_levels_s is not None and o:
+        fl = np.tile(np.asarray(floor_levels_s, dtype=np.float64), (k, 1, 1))
     best_ms = np.full(r, np.inf)
+    best: dict[str, np.ndarray] = {}
     for oi, order in enumerate(topo.orders):
-        for c in cand_caps:
-            if c > 0 and not lok[:, c:].any():
-                continue
-            st, en, lv, bk = _pass(topo, order, durt, _allowed(lok, c), hv, blocking)
-            ms = en.max(axis=0) if o else np.zeros(r)
-            if floor_levels_s is not None and o:
-                fl = np.take_along_axis(np.asarray(floor_levels_s, dtype=np.float64),
-                                        lv.T[:, :, None].astype(np.int64), axis=2)[:, :, 0]
-                ms = np.maximum(ms, fl.sum(axis=1))
-            better = ms < best_ms
-            if best is None:
-                best = ScheduleRows(makespan_s=ms, start_s=st.T.copy(), end_s=en.T.copy(),
-                                    level=lv.T.copy(), block=bk.T.copy(),
-                                    cap=np.full(r, c, dtype=np.int64),
-                                    order=np.full(r, oi, dtype=np.int64))
-                best_ms = ms.copy()
-                continue
-            if not better.any():
-                continue
-            sel = np.flatnonzero(better)
-            best.makespan_s[sel] = ms[sel]
-            best.start_s[sel] = st.T[sel]
-            best.end_s[sel] = en.T[sel]
-            best.level[sel] = lv.T[sel]
-            best.block[sel] = bk.T[sel]
-            best.cap[sel] = c
-            best.order[sel] = oi
-            best_ms[sel] = ms[sel]
-    assert best is not None
-    return best
+        st, en, lv, bk = _pass(topo, order, durt, allowed, hvk, blocking)
+        ms = en.max(axis=0) if o else np.zeros(r * k)
+        if fl is not None:
+            f = np.take_along_axis(fl, lv.T[:, :, None].astype(np.int64), axis=2)[:, :, 0]
+            ms = np.maximum(ms, f.sum(axis=1))
+        msk = ms.reshape(k, r)
+        ci = np.argmin(msk, axis=0)          # first minimum: the smallest cap wins ties
+        win = ci * r + np.arange(r)
+        ms_w = msk[ci, np.arange(r)]
+        better = ms_w < best_ms
+        if not best:
+            best = {"ms": ms_w, "start": st[:, win].T.copy(), "end": en[:, win].T.copy(),
+                    "level": lv[:, win].T.copy(), "block": bk[:, win].T.copy(),
+                    "cap": np.asarray(cand_caps)[ci], "order": np.full(r, oi)}
+            best_ms = ms_w.copy()
+            continue
+        if not better.any():
+            continue
+        sel = np.flatnonzero(better)
+        w = win[sel]
+        best["ms"][sel] = ms_w[sel]
+        best["start"][sel] = st[:, w].T
+        best["end"][sel] = en[:, w].T
+        best["level"][sel] = lv[:, w].T
+        best["block"][sel] = bk[:, w].T
+        best["cap"][sel] = np.asarray(cand_caps)[ci[sel]]
+        best["order"][sel] = oi
+        best_ms[sel] = ms_w[sel]
+    return ScheduleRows(makespan_s=best["ms"], start_s=best["start"], end_s=best["end"],
+                        level=best["level"], block=best["block"],
+                        cap=best["cap"].astype(np.int64), order=best["order"].astype(np.int64))
 
 
 @dataclass(frozen=True)

@@ -94,12 +94,13 @@ def stage_seconds(model: Any, hw: Any, system: Any, tech: Any, plan: Any, stage:
     return acc
 
 
-def diagnose(problem: Any, hw: Any) -> dict[str, float]:
+def diagnose(problem: Any, hw: Any, plans: Any = None) -> dict[str, float]:
     """Share of the critical time per resource of ``hw`` on ``problem``'s workloads (a
     :class:`search.objective.TrainingProblem`), averaged over workloads; ``memory`` counts
-    each workload no plan fits (module docstring)."""
+    each workload no plan fits (module docstring). ``plans``: the design's best plan per
+    workload when known (else :meth:`~search.objective.TrainingProblem.plans_of`)."""
     acc: dict[str, float] = {}
-    plans = problem.plans_of(hw)
+    plans = problem.plans_of(hw) if plans is None else list(plans)
     n = len(plans)
     for w, plan in enumerate(plans):
         if plan is None:

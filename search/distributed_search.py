@@ -74,13 +74,15 @@ def run_distributed(cfg: SearchConfig, *, jobs: int, quiet: bool = False
 
     study = optuna.load_study(study_name=name, storage=st)
     ev = Evaluator(problem, multi_objective=cfg.multi_objective)
-    loaded = ev.load_history(study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    loaded = ev.load_history(trials)
     summary = assemble(cfg, problem, ev, bases=baseline_designs(problem), t0=t0, loaded=0,
                        budget=budget, a_min=a_min,
                        info={"distributed": {k: v for k, v in result.items()
                                              if k != "workers"},
                              "workers": result.get("workers", [])},
-                       study=study, storage_display=result.get("storage"), study_name=name)
+                       study=study, storage_display=result.get("storage"), study_name=name,
+                       history=trials)
     summary["evaluations_resumed"] = int(loaded - result.get("trials_this_run", 0))
     summary["evaluations_this_run"] = int(result.get("trials_this_run", 0))
     return summary, ev

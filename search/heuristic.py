@@ -209,7 +209,13 @@ class GlobalTarget:
         if key not in self._diag:
             from search.diagnosis import diagnose
 
-            self._diag[key] = diagnose(self.pb, self.space.config(idx))
+            plans = None
+            row = int(self.ev.rows_of(np.asarray(idx)[None, :])[0])
+            if row >= 0 and hasattr(self.pb, "plans"):
+                pid = self.ev.columns()["plan_id"][:, row]
+                plans = [self.pb.plans[w][int(k)] if k >= 0 else None
+                         for w, k in enumerate(pid)]
+            self._diag[key] = diagnose(self.pb, self.space.config(idx), plans)
         return self._diag[key]
 
 

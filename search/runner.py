@@ -21,7 +21,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,9 +76,10 @@ class SearchConfig:
     multi_objective: bool = False
     ilp_time_limit_s: float = 0.5
     """Time limit of each ILP refinement (per phase of each top-k design)."""
-    ilp_total_s: float = 4.0
-    """Wall-time cap of all ILP refinements of a run; designs after it are not refined
-    (their ``ilp_refinement`` says so)."""
+    ilp_total_s: float = 0.0
+    """Wall-time cap of all ILP refinements of a run (0: none — the list scheduler's gap
+    to the ILP is measured by ``benchmarks/bench_schedule.py``, not in every search);
+    designs after it are not refined (their ``ilp_refinement`` says so)."""
 
     def __post_init__(self) -> None:
         o = "SearchConfig"
@@ -461,13 +462,14 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
     return assemble(cfg, problem, ev, bases=bases, t0=t0, loaded=loaded, budget=budget,
                     a_min=a_min, info=ctx.info, extra_evaluations=ctx.extra_evaluations,
                     pareto=ctx.pareto_rows, study=study, storage_display=storage_display,
-                    study_name=study_name), ev
+                    study_name=study_name, history=history, buffer=buffer), ev
 
 
 def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any], t0: float,
              loaded: int, budget: int | None, a_min: float, info: dict[str, Any],
              extra_evaluations: int = 0, pareto: Any = (), study: Any = None,
-             storage_display: str | None = None, study_name: str = "") -> dict[str, Any]:
+             storage_display: str | None = None, study_name: str = "",
+             history: Sequence[Any] = (), buffer: Any = None) -> dict[str, Any]:
     """The result object of a finished search (the ``--json`` object / summary.json)."""
     from search.optuna_search import pareto_rows
 
@@ -480,7 +482,8 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
     deadline = time.perf_counter() + cfg.ilp_total_s
     for r in rows:
         hw = space.config(c["idx"][r])
-        top.append(_entry(problem, hw, ilp_time_limit_s=cfg.ilp_time_limit_s,
+        top.append(_entry(problem, hw, ilp_time_limit_s=(cfg.ilp_time_limit_s
+                                                          if cfg.ilp_total_s > 0 else None),
                           ilp_deadline=deadline))
     baselines = []
     for name, preset, hw, note in bases:
@@ -523,8 +526,9 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         "feasible_evaluated": int(c["feasible"].sum()),
         "space": space.describe(),
         "study": {"storage": storage_display, "name": study_name,
-                  "trials": (len(study.get_trials(deepcopy=False)) if study is not None
-                             else None)},
+                  # counted, not read back: the history it resumed plus what this run wrote
+                  "trials": (len(history) + (buffer.written if buffer is not None else 0)
+                             if study is not None else None)},
         "search": info,
         "budget": budget,
         "min_area_mm2": a_min,

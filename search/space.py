@@ -353,7 +353,38 @@ class DesignSpace:
 
     # -- constraints -------------------------------------------------------------------
     def area_tdp(self, idx: np.ndarray, tech: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Total area (mm²) and TDP (W) of each design, from cost_models."""
+        """Total area (mm²) and TDP (W) of each design, from cost_models; looked up in a
+        table over the grid, filled the first time a design is asked for (searches ask
+        for the area of the same neighbours thousands of times)."""
+        a = self.check_indices(idx)
+        flat = self.flat(a)
+        table = self._area_table(tech)
+        if isinstance(table, dict):
+            miss_l = [i for i, f in enumerate(flat.tolist()) if f not in table]
+            if miss_l:
+                ar, tp = self._area_tdp_raw(a[miss_l], tech)
+                for k, i in enumerate(miss_l):
+                    table[int(flat[i])] = (float(ar[k]), float(tp[k]))
+            vals = np.array([table[int(f)] for f in flat.tolist()], dtype=np.float64)
+            vals = vals.reshape(-1, 2)
+            return vals[:, 0].copy(), vals[:, 1].copy()
+        miss = np.isnan(table[0, flat])
+        if miss.any():
+            ar, tp = self._area_tdp_raw(a[miss], tech)
+            table[0, flat[miss]] = ar
+            table[1, flat[miss]] = tp
+        return table[0, flat].copy(), table[1, flat].copy()
+
+    def _area_table(self, tech: Any) -> Any:
+        store = self.__dict__.setdefault("_area_tables", {})
+        hit = store.get(id(tech))
+        if hit is None or hit[0] is not tech:
+            table: Any = (np.full((2, self.size), np.nan) if self.size <= 1 << 22 else {})
+            hit = (tech, table)
+            store[id(tech)] = hit
+        return hit[1]
+
+    def _area_tdp_raw(self, idx: np.ndarray, tech: Any) -> tuple[np.ndarray, np.ndarray]:
         from cost_models.area import area_mm2
         from cost_models.power import tdp_w
 
