@@ -66,7 +66,7 @@ def run_optuna(evaluator: Evaluator, *, n_trials: int, seed: int,
         raise ConfigError(f"batch={batch!r} must be >= 1")
     quiet_optuna()
     space = evaluator.space
-    dists = space.optuna_distributions()
+    dists = space.sampler_distributions()
     objective = evaluator.problem.objective
     mem = optuna.create_study(storage=InMemoryStorage(),
                               directions=directions(multi_objective),  # type: ignore[arg-type]
@@ -75,16 +75,16 @@ def run_optuna(evaluator: Evaluator, *, n_trials: int, seed: int,
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         mem.set_metric_names(metric_names(objective, multi_objective))
     done = [t for t in history if t.state == TrialState.COMPLETE]
-    if done:
-        mem.add_trials(done)
+    if done:  # the sampler learns from the history in its own (ordinal) parameters
+        mem.add_trials([_convert(t, space, sampler=True) for t in done])
     for idx in enqueue:
-        mem.enqueue_trial(space.to_optuna_params(np.asarray(idx)), user_attrs={"source": source},
-                          skip_if_exists=True)
+        mem.enqueue_trial(space.to_sampler_params(np.asarray(idx)),
+                          user_attrs={"source": source}, skip_if_exists=True)
     told = 0
     while told < n_trials:
         k = min(batch, n_trials - told)
         trials = [mem.ask(dists) for _ in range(k)]
-        idx = np.array([space.from_optuna_params(t.params) for t in trials], dtype=np.int64)
+        idx = np.array([space.from_sampler_params(t.params) for t in trials], dtype=np.int64)
         evaluator.evaluate(idx, "optuna", persist=False)
         rows = evaluator.rows_of(idx)
         sc = evaluator.scores_at(rows)
@@ -96,16 +96,35 @@ def run_optuna(evaluator: Evaluator, *, n_trials: int, seed: int,
                 t.set_user_attr(key, v)
             mem.tell(t, values if multi_objective else values[0])
         told += k
-        if evaluator.buffer is not None:
-            evaluator.buffer.add(mem.get_trials(deepcopy=False)[-k:])
+        if evaluator.buffer is not None:  # stored in physical units (the dashboard's)
+            evaluator.buffer.add([_convert(t, space, sampler=False)
+                                  for t in mem.get_trials(deepcopy=False)[-k:]])
     pareto: tuple[int, ...] = ()
     if multi_objective:
         front = mem.best_trials  # Optuna excludes infeasible trials (constraints > 0)
         if front:
-            idx = np.array([space.from_optuna_params(t.params) for t in front], dtype=np.int64)
+            idx = np.array([space.from_sampler_params(t.params) for t in front], dtype=np.int64)
             rows = evaluator.rows_of(idx)
             pareto = tuple(sorted({int(r) for r in rows if r >= 0}))
     return OptunaOutcome(trials=told, total_trials=len(mem.trials), pareto_rows=pareto)
+
+
+def _convert(t: FrozenTrial, space: Any, *, sampler: bool) -> FrozenTrial:
+    """A finished trial with its parameters in the sampler's ordinal form (``sampler``)
+    or in physical units (what studies store)."""
+    if sampler:
+        idx = space.from_optuna_params(t.params)
+        params, dists = space.to_sampler_params(idx), space.sampler_distributions()
+    else:
+        idx = space.from_sampler_params(t.params)
+        params, dists = space.to_optuna_params(idx), space.optuna_distributions()
+    cons = getattr(t, "constraints", None)
+    return optuna.trial.create_trial(
+        state=t.state, values=t.values, params=params, distributions=dists,
+        user_attrs=dict(t.user_attrs),
+        system_attrs={k: v for k, v in t.system_attrs.items()
+                      if not str(k).startswith("constraints")},
+        constraints=dict(cons) if cons else None)
 
 
 def pareto_rows(evaluator: Evaluator) -> list[int]:

@@ -2,7 +2,8 @@
 
 A :class:`DesignSpace` is a grid over the fields of a template
 :class:`~dse.types.HardwareConfig`. Every searched field takes one of an ordered tuple
-of values (powers of two like Phaze, except the HBM stack count and the dataflow); the
+of values (powers of two like Phaze, with core counts of 3·2^k between them; the HBM stack
+count and the dataflow are listed); the
 other fields (clock, datatype, link bandwidth, global-buffer bandwidth, node) stay those
 of the template. A design is a vector of **indices**, one per parameter; a batch of
 designs is an ``(D, P)`` int array, turned into a :class:`cost_models.designs.DesignBatch`
@@ -17,7 +18,8 @@ derivation of its size:
 =====================  ================================  ==========================
 parameter              values                            why
 =====================  ================================  ==========================
-tensor_cores           1, 2, 4, …, 64                    Phaze ``num_tc`` powers of 2
+tensor_cores           1, 2, 3, 4, 6, 8, …, 48, 64       Phaze ``num_tc`` powers of 2,
+                                                         and 3·2^k between them
 array_rows, _cols      32, 64, 128, 256                  Phaze width/depth 2–256; < 32
                                                          never wins a training GEMM
 dataflow               ws, os                            SCALE-Sim's; ``is`` ≡ ``ws``
@@ -457,47 +459,65 @@ class DesignSpace:
         return best
 
     # -- Optuna view ---------------------------------------------------------------------
-    def optuna_distributions(self) -> dict[str, Any]:
-        """Optuna distributions: ``log2_<field>`` ints for power-of-two grids, the value
-        itself for other numeric grids, categorical for the dataflow."""
-        from optuna.distributions import CategoricalDistribution, IntDistribution
+    def optuna_name(self, name: str) -> str:
+        """The trial parameter name of a field, in the unit architects read: byte sizes in
+        MiB (``sram_per_core_mib``, ``global_buffer_mib``), everything else as the field."""
+        return _OPTUNA_NAMES.get(name, name)
 
-        out: dict[str, Any] = {}
-        for p in self.params:
-            if p.categorical:
-                out[p.name] = CategoricalDistribution(p.values)
-            elif p.pow2 and _consecutive_pow2(p.values):
-                out[f"log2_{p.name}"] = IntDistribution(round(math.log2(p.values[0])),
-                                                        round(math.log2(p.values[-1])))
-            else:
-                out[f"idx_{p.name}"] = IntDistribution(0, len(p.values) - 1)
-        return out
+    def optuna_distributions(self) -> dict[str, Any]:
+        """Distributions of the trials a study stores (and optuna-dashboard plots): every
+        parameter in physical units — cores, lanes, PE rows/columns, MiB, HBM stacks, links
+        — as a categorical over the grid's values (numbers stay numbers, so the
+        dashboard's importance, slice and contour plots read ``tensor_cores=32``)."""
+        from optuna.distributions import CategoricalDistribution
+
+        return {self.optuna_name(p.name): CategoricalDistribution(
+            tuple(_physical(p.name, v) for v in p.values)) for p in self.params}
 
     def to_optuna_params(self, idx: np.ndarray) -> dict[str, Any]:
+        """Physical trial parameters of one design (:meth:`optuna_distributions`)."""
         a = np.asarray(idx, dtype=np.int64).reshape(-1)
-        out: dict[str, Any] = {}
-        for j, (p, key) in enumerate(zip(self.params, self.optuna_distributions())):
-            v = p.values[int(a[j])]
-            if p.categorical:
-                out[key] = v
-            elif key.startswith("log2_"):
-                out[key] = round(math.log2(v))
-            else:
-                out[key] = int(a[j])
-        return out
+        return {self.optuna_name(p.name): _physical(p.name, p.values[int(a[j])])
+                for j, p in enumerate(self.params)}
 
     def from_optuna_params(self, params: Mapping[str, Any]) -> np.ndarray:
+        """Indices of a design from physical trial parameters."""
         out = np.zeros(len(self.params), dtype=np.int64)
-        for j, (p, key) in enumerate(zip(self.params, self.optuna_distributions())):
+        for j, p in enumerate(self.params):
+            key = self.optuna_name(p.name)
             if key not in params:
-                raise ConfigError(f"trial parameters lack {key!r} (space {self.name!r})")
+                raise ConfigError(f"trial parameters lack {key!r} (space {self.name!r}); the "
+                                  "study was made by another dse version or design space")
+            choices = [_physical(p.name, v) for v in p.values]
             v = params[key]
-            if p.categorical:
-                out[j] = p.values.index(v)
-            elif key.startswith("log2_"):
-                out[j] = p.values.index(type(p.values[0])(2 ** int(v)))
-            else:
-                out[j] = int(v)
+            if v not in choices:
+                raise ConfigError(f"trial parameter {key}={v!r} is not in space "
+                                  f"{self.name!r}; valid: {', '.join(map(str, choices))}")
+            out[j] = choices.index(v)
+        return out
+
+    def sampler_distributions(self) -> dict[str, Any]:
+        """Ordinal distributions for samplers (TPE models neighbouring values as close):
+        ``idx_<field>`` integer index into each numeric grid, the dataflow categorical.
+        :mod:`search.optuna_search` samples with these and stores physical trials."""
+        from optuna.distributions import CategoricalDistribution, IntDistribution
+
+        return {(p.name if p.categorical else f"idx_{p.name}"):
+                (CategoricalDistribution(p.values) if p.categorical
+                 else IntDistribution(0, len(p.values) - 1)) for p in self.params}
+
+    def to_sampler_params(self, idx: np.ndarray) -> dict[str, Any]:
+        a = np.asarray(idx, dtype=np.int64).reshape(-1)
+        return {(p.name if p.categorical else f"idx_{p.name}"):
+                (p.values[int(a[j])] if p.categorical else int(a[j]))
+                for j, p in enumerate(self.params)}
+
+    def from_sampler_params(self, params: Mapping[str, Any]) -> np.ndarray:
+        out = np.zeros(len(self.params), dtype=np.int64)
+        for j, p in enumerate(self.params):
+            key = p.name if p.categorical else f"idx_{p.name}"
+            v = params[key]
+            out[j] = p.values.index(v) if p.categorical else int(v)
         return out
 
     def fingerprint(self) -> str:
@@ -521,9 +541,17 @@ class DesignSpace:
                              for f in dataclasses.fields(HardwareConfig)}}
 
 
-def _consecutive_pow2(values: tuple[Any, ...]) -> bool:
-    exps = [round(math.log2(v)) for v in values]
-    return exps == list(range(exps[0], exps[0] + len(exps)))
+_OPTUNA_NAMES = {"sram_per_core_bytes": "sram_per_core_mib",
+                 "global_buffer_bytes": "global_buffer_mib"}
+
+
+def _physical(name: str, v: Any) -> Any:
+    """A grid value in the unit of its trial parameter (bytes -> MiB; ints stay ints)."""
+    if name in _OPTUNA_NAMES:
+        return float(v) / MIB
+    if name in _INT_FIELDS:
+        return int(v)
+    return v
 
 
 def _mib(b: float) -> str:
@@ -541,6 +569,12 @@ def _make_batch(cls: Any, fields: dict[str, np.ndarray]) -> Any:
     return cls.from_arrays(name="design", **fields)
 
 
+TENSOR_CORES: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+"""Core counts of the default grid: powers of two and the 3·2^k between them, so that the
+search can fill an area budget with the core count that fits (a TPU-like chip of 400 mm²
+holds 7–8 MXUs, not 4 or 16)."""
+
+
 def _pow2(lo: int, hi: int) -> tuple[int, ...]:
     return tuple(2**e for e in range(int(math.log2(lo)), int(math.log2(hi)) + 1))
 
@@ -549,7 +583,7 @@ def default_params(devices: int = 1) -> tuple[Param, ...]:
     """The default grid (module docstring table); ``link_count`` only when
     ``devices > 1`` (one device never uses its links)."""
     ps = [
-        Param(name="tensor_cores", values=_pow2(1, 64)),
+        Param(name="tensor_cores", values=TENSOR_CORES),
         Param(name="array_rows", values=_pow2(32, 256)),
         Param(name="array_cols", values=_pow2(32, 256)),
         Param(name="dataflow", values=("ws", "os")),

@@ -42,9 +42,12 @@ def test_default_space_is_documented_and_enumerable() -> None:
     assert SPACE.size == int(np.prod([len(p.values) for p in SPACE.params]))
     assert "link_count" not in SPACE.names  # one device: links are not searched
     assert "link_count" in default_space(devices=8).names
-    # every power-of-two parameter is on a power-of-two grid (Phaze, method.md §2)
-    for name in ("tensor_cores", "array_rows", "array_cols", "vector_cores", "vector_lanes"):
+    # array and vector parameters are on power-of-two grids (Phaze, method.md §2); core
+    # counts also admit 3·2^k, so a budget can be filled with the count that fits
+    for name in ("array_rows", "array_cols", "vector_cores", "vector_lanes"):
         assert SPACE.param(name).pow2
+    assert {3, 6, 12, 24, 48} <= set(SPACE.param("tensor_cores").values)
+    assert set(SPACE.param("tensor_cores").values) >= {2**k for k in range(7)}
 
 
 def test_hbm_follows_the_stack_count() -> None:
@@ -88,6 +91,11 @@ def test_optuna_params_round_trip(pos: int) -> None:
     for k, v in p.items():
         assert dists[k]._contains(dists[k].to_internal_repr(v))
     np.testing.assert_array_equal(SPACE.from_optuna_params(p), x)
+    # physical units: what optuna-dashboard shows
+    assert p["tensor_cores"] in SPACE.param("tensor_cores").values
+    assert p["sram_per_core_mib"] * 2**20 in SPACE.param("sram_per_core_bytes").values
+    q = SPACE.to_sampler_params(x)
+    np.testing.assert_array_equal(SPACE.from_sampler_params(q), x)
 
 
 @settings(max_examples=30, deadline=None)
