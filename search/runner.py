@@ -156,60 +156,11 @@ class SearchContext:
 # --------------------------------------------------------------------------- baselines
 
 
-def _area_tdp_fn(tech: Any) -> Callable[[HardwareConfig], tuple[float, float]]:
-    from cost_models.area import area_mm2
-    from cost_models.designs import DesignBatch
-    from cost_models.power import tdp_w
-
-    def fn(hw: HardwareConfig) -> tuple[float, float]:
-        d = DesignBatch.from_configs([hw])
-        return float(area_mm2(d, tech)["total"][0]), float(tdp_w(d, tech)["total"][0])
-
-    return fn
-
-
 def baseline_designs(problem: Any) -> list[tuple[str, str, HardwareConfig | None, str]]:
-    """(name, preset, design or None, note) of the TPU-like and NVDLA-like baselines of
-    the problem's budget (:func:`search.baselines.scaled_baseline`).
+    """The baselines of the problem's budget (:func:`search.baselines.baseline_designs`)."""
+    from search.baselines import baseline_designs as _b
 
-    Both are put on the search's footing before scaling: the template's datatype, clock,
-    node and links (NVDLA-large is an int8 inference IP at 16 nm; training needs the
-    template's bf16), and enough HBM of the space's generation to hold the workloads when
-    the preset's does not.
-    """
-    from cost_models.presets import load_preset
-    from search.baselines import BASELINE_PRESETS, scaled_baseline
-
-    space = problem.space
-    t = space.template
-    need = problem.min_hbm_bytes()
-    area_fn = _area_tdp_fn(problem.tech)
-    out: list[tuple[str, str, HardwareConfig | None, str]] = []
-    for name, preset in BASELINE_PRESETS.items():
-        hw = load_preset(preset).hardware
-        hw = dataclasses.replace(hw, name=name, dtype=t.dtype, freq_hz=t.freq_hz,
-                                 tech_node_nm=t.tech_node_nm, link_count=t.link_count,
-                                 link_bw_bytes_per_s=t.link_bw_bytes_per_s,
-                                 global_buffer_bw_bytes_per_cycle=max(
-                                     hw.global_buffer_bw_bytes_per_cycle,
-                                     t.global_buffer_bw_bytes_per_cycle)
-                                 if hw.global_buffer_bytes > 0
-                                 else hw.global_buffer_bw_bytes_per_cycle)
-        note = f"{preset} scaled to {problem.area_budget_mm2:g} mm²"
-        if hw.hbm_bytes < need:
-            stacks = math.ceil(need / space.hbm.bytes_per_stack)
-            hw = dataclasses.replace(hw, hbm_stacks=stacks,
-                                     hbm_bytes=stacks * space.hbm.bytes_per_stack,
-                                     hbm_bw_bytes_per_s=stacks * space.hbm.bw_bytes_per_s_per_stack)
-            note += f", HBM raised to {stacks} {space.hbm.name} stacks to hold the workload"
-        try:
-            scaled = scaled_baseline(hw, area_fn, problem.area_budget_mm2,
-                                     problem.power_budget_w, name=name)
-        except InfeasibleDesignError as e:
-            out.append((name, preset, None, str(e)))
-            continue
-        out.append((name, preset, scaled, note))
-    return out
+    return _b(problem)
 
 
 # --------------------------------------------------------------------------- results
@@ -322,26 +273,30 @@ def _pareto(ev: Evaluator, rows: Any, space: Any) -> list[dict[str, Any]]:
 
 def _per_workload(best: dict[str, Any], baselines: list[dict[str, Any]]
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Per-workload throughput of the best design, against the TPU-like baseline, and
-    their means (geometric mean of samples/s; arithmetic and geometric mean speed-up)."""
-    tpu = next((b for b in baselines if b.get("name") == "tpu-like"
-                and b.get("hardware") is not None), None)
+    """Per-workload throughput of the best design against every baseline, and the means
+    (geometric mean of samples/s; arithmetic and geometric mean speed-up over each
+    baseline). ``over_baselines[name]`` is best / baseline on that workload."""
     per: dict[str, Any] = {}
-    ratios = []
+    ratios: dict[str, list[float]] = {}
     for name, w in best["workloads"].items():
         sp = float(w["evaluation"]["samples_per_s"]) if w["evaluation"] else 0.0
-        base = None
-        if tpu is not None and tpu["workloads"][name]["evaluation"] is not None:
-            base = float(tpu["workloads"][name]["evaluation"]["samples_per_s"])
-        ratio = sp / base if base else None
-        if ratio is not None:
-            ratios.append(ratio)
-        per[name] = {"samples_per_s": sp, "tpu_like_samples_per_s": base,
-                     "over_tpu_like": ratio, "plan": w["plan"]}
+        over: dict[str, float | None] = {}
+        base_sp: dict[str, float | None] = {}
+        for b in baselines:
+            if b.get("hardware") is None:
+                continue
+            ev = b["workloads"][name]["evaluation"]
+            bs = float(ev["samples_per_s"]) if ev is not None else None
+            base_sp[b["name"]] = bs
+            over[b["name"]] = sp / bs if bs else None
+            if bs:
+                ratios.setdefault(b["name"], []).append(sp / bs)
+        per[name] = {"samples_per_s": sp, "baseline_samples_per_s": base_sp,
+                     "over_baselines": over, "plan": w["plan"]}
     mean = {"geomean_samples_per_s": float(best["samples_per_s"]),
-            "mean_over_tpu_like": float(np.mean(ratios)) if ratios else None,
-            "geomean_over_tpu_like": float(np.exp(np.mean(np.log(ratios)))) if ratios
-            else None}
+            "mean_over_baselines": {k: float(np.mean(v)) for k, v in ratios.items()},
+            "geomean_over_baselines": {k: float(np.exp(np.mean(np.log(v))))
+                                       for k, v in ratios.items()}}
     return per, mean
 
 
@@ -498,6 +453,19 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         baselines.append(e)
     front = _pareto(ev, pareto or pareto_rows(ev), space)
     best = top[0]
+    from search.baselines import best_baseline
+
+    strongest = best_baseline(baselines)
+    warnings: list[str] = []
+    margin = None
+    if strongest is not None and strongest["objective_value"] > 0:
+        margin = best["objective_value"] / strongest["objective_value"]
+        if margin <= 1.0:
+            warnings.append(
+                f"the mined design does not beat the best baseline: {strongest['name']} "
+                f"reaches {strongest['objective_value']:.4g} against the mined "
+                f"{best['objective_value']:.4g} ({margin:.3f}x); search longer (--budget, "
+                "--searcher exhaustive) or use the baseline")
     plans = _plans_compared(problem, space.config(c["idx"][rows[0]]))
     per_workload, mean = _per_workload(best, baselines)
     summary: dict[str, Any] = {
@@ -514,6 +482,9 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         "searcher": cfg.searcher,
         "seed": cfg.seed,
         "devices": cfg.devices,
+        "best_baseline": strongest["name"] if strongest is not None else None,
+        "margin_over_best_baseline": margin,
+        "warnings": warnings,
         "plan": {n: p["plan"] for n, p in best["workloads"].items()},
         "plans": plans,
         "per_workload": per_workload,

@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     write_run_dir(summary, ev, out)
     if not args.no_report:
         _report(out)
+    if getattr(args, "json", False):  # the human output prints them with the result
+        for w in summary.get("warnings") or []:
+            sys.stderr.write(f"dse search: warning: {w}\n")
     return summary
 
 
@@ -182,14 +185,15 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                      f"micro-batch {p['micro_batch']}, recompute {p['recompute']})")
     if len(r["workloads"]) > 1 and r.get("mean"):
         m = r["mean"]
+        strongest = r.get("best_baseline")
+        over = (m.get("geomean_over_baselines") or {}).get(strongest) if strongest else None
         lines.append(f"      mean: geomean {m['geomean_samples_per_s']:.4g} samples/s"
-                     + (f", {m['mean_over_tpu_like']:.2f}x the TPU-like baseline on average"
-                        if m.get("mean_over_tpu_like") else ""))
+                     + (f", {over:.2f}x {strongest} (geomean over workloads)" if over else ""))
     shares = b.get("critical_path_shares") or {}
     if shares:
         lines.append("      critical path: " + ", ".join(
             f"{k} {100 * v:.0f}%" for k, v in shares.items()))
-    lines += ["", "baselines (same budget):"]
+    lines += ["", "baselines (same budget, same model):"]
     for base in r["baselines"]:
         if base.get("hardware") is None:
             lines.append(f"  {base['name']:<11} infeasible: {base.get('note', '')}")
@@ -199,6 +203,11 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                      f"({base['hardware']['tensor_cores']} x {base['hardware']['array_rows']}x"
                      f"{base['hardware']['array_cols']}, {base['hardware']['area_mm2']:.1f} mm²)"
                      + (f"  best is {ratio:.2f}x" if ratio else ""))
+    if r.get("best_baseline") and r.get("margin_over_best_baseline"):
+        lines.append(f"  margin over the best baseline ({r['best_baseline']}): "
+                     f"{r['margin_over_best_baseline']:.3f}x")
+    for w in r.get("warnings") or []:
+        lines.append(f"  warning: {w}")
     lines += ["", f"top {len(r['top_k'])}:"]
     for k, t in enumerate(r["top_k"], 1):
         lines.append(f"  {k}. {t['design']:<44} {t['objective_value']:.4g} {obj}  "
