@@ -214,8 +214,13 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
 
 def graph_params(graph: Graph) -> float:
     """Parameters held by a (stage, tensor-parallel shard) graph: the ``params`` of its
-    forward operators times their multiplicity."""
-    return float(sum(op.params * op.count for op in graph.ops if op.phase == "fwd"))
+    forward operators times their multiplicity (memoized on the graph)."""
+    memo = graph.derived
+    hit = memo.get("cost_models.memory.params")
+    if hit is None:
+        hit = float(sum(op.params * op.count for op in graph.ops if op.phase == "fwd"))
+        memo["cost_models.memory.params"] = hit
+    return hit
 
 
 @dataclass(frozen=True)

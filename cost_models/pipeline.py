@@ -57,6 +57,7 @@ __all__ = [
     "backward_with_recompute_s",
     "bubble_fraction",
     "in_flight_micro_batches",
+    "step_time_batch",
     "step_time_s",
     "step_time_scalar_s",
 ]
@@ -323,3 +324,38 @@ def step_time_scalar_s(stage_fwd_s: list[float], stage_bwd_s: list[float], p2p_s
         exp = max(dp - stage_bwd_s[r], 0.0) if dp_overlap else dp
         finish = max(finish, last_bwd_end[r] + exp + at(optimizer_s, r) + at(dp_post_s, r))
     return finish
+
+
+def step_time_batch(f: np.ndarray, b: np.ndarray, c: np.ndarray, m: np.ndarray, v: np.ndarray,
+                    *, dp_comm_s: np.ndarray, dp_post_s: np.ndarray, optimizer_s: np.ndarray,
+                    dp_overlap: bool = True) -> dict[str, np.ndarray]:
+    """:func:`step_time_s` of many plans with the same pipeline depth at once.
+
+    ``f``, ``b``, ``optimizer_s``: (P, D, p) per plan, design and device; ``c``, ``m``,
+    ``v``: (P,) p2p transfer, micro-batches and interleaving of each plan; ``dp_comm_s``,
+    ``dp_post_s``: (P, p). Returns (P, D) arrays ``step_time_s``, ``compute_s``,
+    ``bubble_s``, ``p2p_s``, ``tail_s`` (the same model; tests compare the two).
+    """
+    p = f.shape[-1]
+    mm = np.asarray(m, dtype=np.float64)[:, None]
+    vv = np.asarray(v, dtype=np.float64)[:, None]
+    cc = np.asarray(c, dtype=np.float64)[:, None, None]
+    comp = f + b
+    cmax = comp.max(axis=-1)
+    base = mm * cmax + (comp.sum(axis=-1) - cmax) / vv
+    if p > 1:
+        period = comp + 2.0 * vv[:, :, None] * cc
+        pmax = period.max(axis=-1)
+        total = mm * pmax + (period.sum(axis=-1) - pmax) / vv
+        hop = b / vv[:, :, None] + cc
+    else:
+        total = base
+        hop = b / vv[:, :, None]
+    ideal = mm * cmax
+    dp = np.asarray(dp_comm_s, dtype=np.float64)[:, None, :]
+    post = np.asarray(dp_post_s, dtype=np.float64)[:, None, :]
+    exposed = np.maximum(dp - b, 0.0) if dp_overlap else np.broadcast_to(dp, b.shape)
+    slack = np.cumsum(hop, axis=-1) - hop
+    tail = np.maximum((exposed + optimizer_s + post - slack).max(axis=-1), 0.0)
+    return {"step_time_s": total + tail, "compute_s": ideal, "bubble_s": base - ideal,
+            "p2p_s": total - base, "tail_s": tail}

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from cost_models.memory import graph_params
 from cost_models.network import (
     collective_time_s,
     group_collective_time_s,
@@ -180,10 +181,6 @@ def _gemm_flop(graph: Graph | None, idx: Sequence[int] | None = None) -> float:
     return float(sum(op.total_flop for op in ops if op.kind in ("gemm", "attention")))
 
 
-def graph_params(graph: Graph) -> float:
-    """Parameters held by a (segment, tensor-parallel shard) graph: the ``params`` of its
-    forward operators times their multiplicity."""
-    return float(sum(op.params * op.count for op in graph.ops if op.phase == "fwd"))
 
 
 def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
@@ -291,10 +288,10 @@ def _recompute(c: SegmentCosts, recompute: str) -> tuple[np.ndarray, np.ndarray,
     return np.zeros_like(c.fwd_s), np.zeros_like(c.fwd_j), 0.0
 
 
-def dp_times(params: float, plan: ParallelPlan, system: SystemConfig
-             ) -> tuple[float, float, float]:
-    """Data-parallel traffic times (s) of a device holding ``params`` parameters:
-    ``(gradient reduction, one ZeRO-3 parameter gather, post-optimizer gather)``.
+def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig) -> tuple[Any, Any, Any]:
+    """Data-parallel traffic times (s) of a device holding ``params`` parameters (a number
+    or an array, one per pipeline device): ``(gradient reduction, one ZeRO-3 parameter
+    gather, post-optimizer gather)``.
 
     * ZeRO 0: the gradient all-reduce (overlappable with the last backward);
     * ZeRO 1/2: gradient reduce-scatter, then the updated parameters all-gathered after
@@ -304,17 +301,25 @@ def dp_times(params: float, plan: ParallelPlan, system: SystemConfig
       micro-batch by :func:`training_step`) and no gather after the optimizer (each
       device updates only its shard; ZeRO §5.3).
     """
-    if plan.dp <= 1 or params <= 0:
-        return 0.0, 0.0, 0.0
+    pr = np.asarray(params, dtype=np.float64)
+    zero = np.zeros_like(pr)
+
+    def out(x: Any) -> Any:
+        x = np.where(pr > 0, x, 0.0)
+        return float(x) if np.ndim(x) == 0 else x
+
+    if plan.dp <= 1 or not np.any(pr > 0):
+        return out(zero), out(zero), out(zero)
     pl = group_placement("dp", plan, system)
-    grads = params * GRAD_BYTES
+    grads = pr * GRAD_BYTES
     if plan.zero_stage == 0:
-        return float(group_collective_time_s("all_reduce", grads, pl, system)), 0.0, 0.0
-    rs = float(group_collective_time_s("reduce_scatter", grads, pl, system))
-    ag = float(group_collective_time_s("all_gather", params * PARAM_BYTES, pl, system))
+        return out(group_collective_time_s("all_reduce", grads, pl, system)), out(zero), \
+            out(zero)
+    rs = group_collective_time_s("reduce_scatter", grads, pl, system)
+    ag = group_collective_time_s("all_gather", pr * PARAM_BYTES, pl, system)
     if plan.zero_stage >= 3:
-        return rs, ag, 0.0
-    return rs, 0.0, ag
+        return out(rs), out(ag), out(zero)
+    return out(rs), out(zero), out(ag)
 
 
 def training_step(stages: Sequence[Sequence[StagePart]], designs: Any, system: SystemConfig,
@@ -371,8 +376,10 @@ def training_step(stages: Sequence[Sequence[StagePart]], designs: Any, system: S
     dp_post = np.zeros(p)
     dp_traffic = np.zeros(p)
     zero_exposed = np.zeros((n, p))
+    red_all, gather_all, post_all = (np.broadcast_to(np.asarray(x, dtype=np.float64), (p,))
+                                     for x in dp_times(params, plan, system))
     for d in range(p):
-        red, gather, post = dp_times(float(params[d]), plan, system)
+        red, gather, post = float(red_all[d]), float(gather_all[d]), float(post_all[d])
         dp_comm[d] = red
         dp_post[d] = post
         dp_traffic[d] = red + post

@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--searcher", choices=SEARCHERS, default="wham")
     s.add_argument("--budget", type=_positive_int("--budget"), default=None,
                    help="designs to evaluate (searcher-specific default)")
+    s.add_argument("--guidance", choices=("critical-path", "none", "inverted"),
+                   default="critical-path",
+                   help="how the wham heuristic picks its moves: from the critical path of "
+                        "each design's schedule (default), from nothing (full neighbourhood "
+                        "every step) or inverted (for ablation)")
     s.add_argument("--top-k", type=_positive_int("--top-k"), default=5)
     s.add_argument("--seed", type=_non_negative_int("--seed"), default=0)
     s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the "

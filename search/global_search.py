@@ -96,9 +96,14 @@ def _plan_dict(plan: Any) -> dict[str, Any] | None:
 def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
                   baselines: Sequence[HardwareConfig] = (), budget: int | None = None,
                   random_seeds: int = 4, polish: int = 3, max_steps: int = 64,
-                  on_stage: Callable[[str], None] | None = None) -> GlobalResult:
+                  guidance: str = "critical-path",
+                  on_stage: Callable[[str], None] | None = None,
+                  trace: list[tuple[int, float]] | None = None) -> GlobalResult:
     """Run the wham searcher on ``evaluator`` (module docstring). The evaluator's records
-    then hold every end-to-end evaluation; its :meth:`~Evaluator.top` is the result."""
+    then hold every end-to-end evaluation; its :meth:`~Evaluator.top` is the result.
+    ``guidance``: :data:`search.heuristic.GUIDANCE`. ``trace``: appended with
+    ``(evaluations so far, best end-to-end value)`` after every end-to-end evaluation —
+    evaluations count every design any target scored (the clock of the ablation)."""
     from search.objective import TrainingProblem
 
     pb: Any = evaluator.problem
@@ -116,6 +121,15 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
     def remaining() -> int | None:
         return None if budget is None else max(0, budget - spent())
 
+    if trace is not None:
+        prev = evaluator.on_progress
+
+        def _traced(n: int) -> None:
+            if prev is not None:
+                prev(n)
+            trace.append((spent(), evaluator.best_value()))
+
+        evaluator.on_progress = _traced
     main = GlobalTarget(evaluator, name="end-to-end", remaining=remaining)
     seeds = seed_designs(space, main, baselines, rng=rng, random_seeds=random_seeds)
     if not seeds:
@@ -144,7 +158,8 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
             if on_stage is not None:
                 on_stage(f"{t.name}: local search, {len(seeds)} seeds")
             stages.append(wham_search(target_w, seeds, top_k=top_k, workload=t.name,
-                                      plan=_plan_dict(plan), max_steps=max_steps))
+                                      plan=_plan_dict(plan), max_steps=max_steps,
+                                      guidance=guidance))
             continue
         layout = sub_pb.models[0].info(plan).stages
         seen: dict[Any, int] = {}
@@ -159,7 +174,8 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
             if on_stage is not None:
                 on_stage(f"{name}: local search, {len(seeds)} seeds")
             stages.append(wham_search(st, seeds, top_k=top_k, workload=t.name,
-                                      plan=_plan_dict(plan), max_steps=max_steps))
+                                      plan=_plan_dict(plan), max_steps=max_steps,
+                                      guidance=guidance))
     # end to end: the union of the per-stage top-k sets, then polish the best few
     union = list(dict.fromkeys(f for s in stages for f in s.top))
     if union:
@@ -170,11 +186,13 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
         if main.exhausted:
             break
         x = c["idx"][r]
-        res = local_search(main, x, max_steps=max_steps)
+        res = local_search(main, x, max_steps=max_steps, guidance=guidance)
         polished.append({"from": space.label(x), "to": space.label(res.best),
                          "start_value": res.start_value, "value": res.best_value,
                          "steps": len(res.steps)})
         c = evaluator.columns()
+    if trace is not None:
+        evaluator.on_progress = prev
     return GlobalResult(stages=stages, evaluations=spent(),
                         end_to_end_evaluations=evaluator.evaluations - start,
                         seeds=[space.label(s) for s in seeds], polish=polished)

@@ -56,6 +56,7 @@ from search.space import DesignSpace
 
 __all__ = [
     "GROW_SHARE",
+    "GUIDANCE",
     "RESOURCE_PARAMS",
     "SHAPE_GROUPS",
     "SLACK_SHARE",
@@ -67,6 +68,7 @@ __all__ = [
     "chain_bounds",
     "critical_chain",
     "grow_and_repair",
+    "invert_bounds",
     "local_search",
     "move_sets",
     "propose_moves",
@@ -563,12 +565,30 @@ def _better(a: tuple[float, float, float], b: tuple[float, float, float],
     return a[2] - b[2] > rtol * abs(b[2])
 
 
+GUIDANCE: tuple[str, ...] = ("critical-path", "none", "inverted")
+"""How the local search picks its moves (``dse search --guidance``): from the critical
+path of the design's in-loop schedule (the method), from nothing (every step scans the
+full neighbourhood), or from the critical path inverted (grow what has slack, shrink what
+is critical) — the last two for ablation."""
+
+
+def invert_bounds(bounds: dict[str, float]) -> dict[str, float]:
+    """Critical seconds turned upside down: the least critical resource becomes the most
+    (``max − v`` over every resource the heuristic knows)."""
+    top = max(bounds.values(), default=0.0) or 1.0
+    return {r: top - bounds.get(r, 0.0) for r in RESOURCE_PARAMS}
+
+
 def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
+                 guidance: str = "critical-path",
                  on_step: Callable[[dict[str, Any]], None] | None = None
                  ) -> LocalSearchResult:
     """Critical-path local search from ``seed`` until no candidate improves (or the
     target's budget is spent). Moves are accepted when strictly better in (feasibility,
-    objective, smaller area)."""
+    objective, smaller area). ``guidance``: one of :data:`GUIDANCE`."""
+    if guidance not in GUIDANCE:
+        raise ConfigError(f"guidance={guidance!r} is not valid; choose one of "
+                          f"{', '.join(GUIDANCE)}")
     cur = np.asarray(seed, dtype=np.int64)
     r0 = target.evaluate(cur[None, :])
     cur_k = _key(r0, 0)
@@ -577,9 +597,16 @@ def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
     for it in range(max_steps):
         if target.exhausted:
             break
-        bounds = target.diagnose(cur)
+        if guidance == "none":
+            bounds: dict[str, float] = {}
+            phases: tuple[bool, ...] = (True,)
+        else:
+            bounds = target.diagnose(cur)
+            if guidance == "inverted":
+                bounds = invert_bounds(bounds)
+            phases = (False, True)
         moved = False
-        for full in (False, True):
+        for full in phases:
             cands = propose_moves(target.space, cur, bounds, full=full)
             if cur_k[0] == 0.0:  # feasible: stay within the area/power budget
                 cands = cands[target.within_budget(cands)] if len(cands) else cands
@@ -588,8 +615,6 @@ def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
                 if extra:
                     cands = np.unique(np.vstack([cands.reshape(-1, len(cur)),
                                                  np.array(extra)]), axis=0)
-            if len(cands) == 0:
-                continue
             if len(cands) == 0:
                 continue
             r = target.evaluate(cands)
@@ -672,13 +697,13 @@ class StageResult:
 def wham_search(target: Target, seeds: Sequence[np.ndarray], *, top_k: int = 5,
                 top_fn: Callable[[int], list[tuple[int, float]]] | None = None,
                 workload: str = "", plan: dict[str, Any] | None = None,
-                max_steps: int = 64) -> StageResult:
+                max_steps: int = 64, guidance: str = "critical-path") -> StageResult:
     """Local search from every seed on one target; the stage's top-``k`` designs."""
     searches = []
     for s in seeds:
         if target.exhausted:
             break
-        searches.append(local_search(target, s, max_steps=max_steps))
+        searches.append(local_search(target, s, max_steps=max_steps, guidance=guidance))
     if top_fn is None:
         if not hasattr(target, "top"):
             raise ConfigError(f"target {target.name!r} cannot rank its designs; pass top_fn")

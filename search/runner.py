@@ -74,6 +74,8 @@ class SearchConfig:
     batch: int | None = None
     seq: int | None = None
     multi_objective: bool = False
+    guidance: str = "critical-path"
+    """How the wham heuristic picks its moves (:data:`search.heuristic.GUIDANCE`)."""
     ilp_time_limit_s: float = 0.5
     """Time limit of each ILP refinement (per phase of each top-k design)."""
     ilp_total_s: float = 0.0
@@ -107,6 +109,10 @@ class SearchConfig:
                 raise ConfigError(f"{o}.{f}={v!r} must be a positive integer")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"{o}.seed={self.seed!r} must be an integer >= 0")
+        from search.heuristic import GUIDANCE
+
+        if self.guidance not in GUIDANCE:
+            raise ConfigError(f"{o}.guidance={self.guidance!r}; valid: {', '.join(GUIDANCE)}")
 
     def settings(self) -> dict[str, Any]:
         """JSON-able settings (study user attribute, summary.json)."""
@@ -114,7 +120,7 @@ class SearchConfig:
                 "power_w": self.power_w, "objective": self.objective,
                 "devices": self.devices, "searcher": self.searcher, "seed": self.seed,
                 "batch": self.batch, "seq": self.seq, "multi_objective": self.multi_objective,
-                "budget": self.budget}
+                "budget": self.budget, "guidance": self.guidance}
 
 
 def default_study_name(cfg: SearchConfig) -> str:
@@ -131,6 +137,8 @@ def default_study_name(cfg: SearchConfig) -> str:
         parts.append(f"s{cfg.seq}")
     if cfg.multi_objective:
         parts.append("mo")
+    if cfg.guidance != "critical-path":
+        parts.append(f"g{cfg.guidance}")
     return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "-".join(parts))
 
 
@@ -364,7 +372,7 @@ def _open(cfg: SearchConfig, space_name: str) -> tuple[Any, str | None, str]:
     study = open_study(open_storage(storage), name, directions(cfg.multi_objective),
                        metric_names(cfg.objective, cfg.multi_objective))
     stored = study.user_attrs.get("dse:search")
-    mine = {k: v for k, v in cfg.settings().items() if k not in ("seed", "budget")}
+    mine = {k: v for k, v in cfg.settings().items() if k not in ("seed", "budget", "guidance")}
     mine["space"] = space_name
     if stored is None:
         study.set_user_attr("dse:search", mine)
@@ -444,10 +452,13 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
     for name, preset, hw, note in bases:
         if hw is None:
             baselines.append({"name": name, "preset": preset, "feasible": False,
+                              "family": "nvdla-like" if preset.startswith("nvdla")
+                              else "tpu-like",
                               "note": note, "hardware": None, "evaluation": None})
             continue
         e = _entry(problem, hw)
-        e.update(name=name, preset=preset, note=note)
+        e.update(name=name, preset=preset, note=note,
+                 family="nvdla-like" if preset.startswith("nvdla") else "tpu-like")
         if e["objective_value"] > 0:
             e["best_over_baseline"] = top[0]["objective_value"] / e["objective_value"]
         baselines.append(e)

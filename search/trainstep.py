@@ -69,6 +69,8 @@ class WorkloadModel:
         self.transformer = getattr(spec, "family", "") == "transformer"
         self._plans: list[ParallelPlan] | None = list(plans) if plans is not None else None
         self._info: dict[ParallelPlan, PlanInfo] = {}
+        self._statics: dict[tuple[ParallelPlan, SystemConfig], dict[str, Any]] = {}
+        self._recipes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 
     # -- design-independent --------------------------------------------------------------
     @property
@@ -219,13 +221,155 @@ class WorkloadModel:
         return float(-(-sp.vocab // plan.tp) * getattr(sp, "embed_dim", sp.hidden)
                      * GRAD_BYTES)
 
+    def _static(self, plan: ParallelPlan, system: SystemConfig) -> dict[str, Any]:
+        """Design-independent terms of ``plan`` on ``system`` (cached): its parts, the
+        data-parallel traffic per device, the tied-embedding all-reduce and the p2p
+        transfer."""
+        key = (plan, system)
+        hit = self._statics.get(key)
+        if hit is not None:
+            return hit
+        from cost_models.network import collective_time_s
+        from cost_models.training import dp_times
+
+        info = self.info(plan)
+        parts = self.stage_graphs(plan)
+        p = plan.pp
+        params = np.zeros(p)
+        for k, _, g, mult, _ in parts:
+            params[k % p] += mult * _params(g)
+        red, gather, post = (np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), (p,)))
+                             for x in dp_times(params, plan, system))
+        tied = self._tied_bytes(plan)
+        if tied > 0 and p > 1:
+            t_emb = float(collective_time_s("all_reduce", tied, 2,
+                                            system.inter_node_bw_bytes_per_s,
+                                            system.inter_node_latency_s, "switch"))
+            post[0] += t_emb
+            post[p - 1] += t_emb
+        out = {"parts": parts, "red": red, "gather": gather, "post": post,
+               "p2p": self._p2p_s(info, system), "zero2": plan.zero_stage >= 2 and plan.dp > 1,
+               "m": plan.micro_batches, "v": max(1, len(info.stages) // p),
+               "zero_div": plan.dp if plan.zero_stage >= 1 else 1}
+        self._statics[key] = out
+        return out
+
+    def step_times(self, designs: Any, system: SystemConfig, tech: Any,
+                   plans: Sequence[ParallelPlan], *, dp_overlap: bool = True,
+                   tp_overlap: bool = True) -> np.ndarray:
+        """(P, D) step time of every plan on every design — the fast path of the search:
+        the segments of all plans are costed once, every plan's per-device times are the
+        segment costs weighted by their multiplicities (one tensor product per pipeline
+        depth), and the pipeline model runs on all plans of a depth at once
+        (:func:`cost_models.pipeline.step_time_batch`). Same numbers as
+        :meth:`evaluate` (tests)."""
+        from cost_models.network import comm_time_s
+        from cost_models.pipeline import step_time_batch
+        from cost_models.training import segment_costs
+
+        if not plans:
+            return np.zeros((0, len(designs)))
+        statics = [self._static(p, system) for p in plans]
+        gid: dict[int, int] = {}
+        graphs: list[Any] = []
+        comm_plan: list[ParallelPlan] = []
+        for plan, st in zip(plans, statics):
+            for _, _, g, _, _ in st["parts"]:
+                if id(g) not in gid:
+                    gid[id(g)] = len(graphs)
+                    graphs.append(g)
+                    comm_plan.append(plan)
+        costs = segment_costs(graphs, designs, tech,
+                              [comm_time_s(g, sp_, pl) for g, sp_, pl in
+                               zip(graphs, [system] * len(graphs), comm_plan)],
+                              blocking_comm=not tp_overlap)
+        fw = np.stack([c.fwd_s for c in costs])          # (S, D)
+        bw = np.stack([c.bwd_s for c in costs])
+        op = np.stack([c.opt_s for c in costs])
+        at = np.stack([c.attn_core_s for c in costs])
+        n_s, n = len(graphs), len(designs)
+        out = np.full((len(plans), n), np.inf)
+        del n_s
+        for rec in self._recipe(plans, statics, gid, system):
+            members, used = rec["members"], rec["used"]
+            cf, cr_f, cr_a, co = rec["cf"], rec["cr_f"], rec["cr_a"], rec["co"]
+            fws, bws, ats, ops = fw[used], bw[used], at[used], op[used]
+            f = np.einsum("sd,psk->pdk", fws, cf)
+            b = np.einsum("sd,psk->pdk", bws, cf)
+            if rec["any_full"]:
+                b = b + np.einsum("sd,psk->pdk", fws, cr_f)
+            if rec["any_sel"]:
+                b = b + np.einsum("sd,psk->pdk", ats, cr_a)
+            opt = np.einsum("sd,psk->pdk", ops, co)
+            red, gat, post, z2 = rec["red"], rec["gather"], rec["post"], rec["z2"]
+            if z2.any():
+                zz = z2[:, None, None]
+                add_f = np.maximum(gat[:, None, :] - f, 0.0)
+                add_b = np.maximum(red[:, None, :] + gat[:, None, :] - b, 0.0)
+                f = f + np.where(zz, add_f, 0.0)
+                b = b + np.where(zz, add_b, 0.0)
+                red = np.where(z2[:, None], 0.0, red)
+            r = step_time_batch(f, b, rec["p2p"], rec["m"], rec["v"], dp_comm_s=red,
+                                dp_post_s=post, optimizer_s=opt, dp_overlap=dp_overlap)
+            out[members] = r["step_time_s"]
+        return out
+
+    def _recipe(self, plans: Sequence[ParallelPlan], statics: list[dict[str, Any]],
+                gid: dict[int, int], system: SystemConfig) -> list[dict[str, Any]]:
+        """How :meth:`step_times` combines segment costs into plans (design-independent,
+        cached per plan list and system): plans of one pipeline depth over the same
+        segment graphs (one shard shape) are evaluated together, each device's time a few
+        segments × multiplicities (coefficient tensors (plans, segments, devices))."""
+        key = (tuple(plans), system)
+        hit = self._recipes.get(key)
+        if hit is not None:
+            return hit
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, (plan, st) in enumerate(zip(plans, statics)):
+            used = tuple(sorted({gid[id(g)] for _, _, g, _, _ in st["parts"]}))
+            groups.setdefault((plan.pp, used), []).append(i)
+        out = []
+        for (p, used), members in groups.items():
+            k, ns = len(members), len(used)
+            loc = {g: j for j, g in enumerate(used)}
+            cf = np.zeros((k, ns, p))
+            cr_f = np.zeros((k, ns, p))
+            cr_a = np.zeros((k, ns, p))
+            co = np.zeros((k, ns, p))
+            for a, i in enumerate(members):
+                st, plan = statics[i], plans[i]
+                for kk, _, g, mult, layer in st["parts"]:
+                    s_, d = loc[gid[id(g)]], kk % p
+                    cf[a, s_, d] += mult
+                    co[a, s_, d] += mult / st["zero_div"]
+                    if layer and plan.recompute == "full":
+                        cr_f[a, s_, d] += mult
+                    elif layer and plan.recompute == "selective":
+                        cr_a[a, s_, d] += mult
+            out.append({
+                "members": np.asarray(members), "used": list(used), "cf": cf, "cr_f": cr_f,
+                "cr_a": cr_a, "co": co, "any_full": bool(cr_f.any()),
+                "any_sel": bool(cr_a.any()),
+                "red": np.stack([statics[i]["red"] for i in members]),
+                "gather": np.stack([statics[i]["gather"] for i in members]),
+                "post": np.stack([statics[i]["post"] for i in members]),
+                "z2": np.array([statics[i]["zero2"] for i in members]),
+                "p2p": np.array([statics[i]["p2p"] for i in members]),
+                "m": np.array([statics[i]["m"] for i in members]),
+                "v": np.array([statics[i]["v"] for i in members])})
+        if len(self._recipes) > 64:
+            self._recipes.clear()
+        self._recipes[key] = out
+        return out
+
     def best_plan_batch(self, designs: Any, system: SystemConfig, tech: Any,
                         plans: Sequence[ParallelPlan] | None = None
                         ) -> tuple[list[ParallelPlan | None], dict[str, np.ndarray]]:
         """The fastest plan that fits memory for every design of a DesignBatch: one plan
-        per design (``None`` where nothing fits) and the :func:`training_step` arrays of
-        the chosen plans (``step_time_s`` is ``inf`` where nothing fits), plus
-        ``plans_evaluated`` and ``plans_enumerated``."""
+        per design (``None`` where nothing fits) and the chosen plans' ``step_time_s``
+        (``inf`` where nothing fits), ``samples_per_s``, ``memory_per_device_bytes``,
+        ``fits_memory``, plus ``plans_evaluated`` and ``plans_enumerated``. Plans whose
+        memory exceeds the batch's largest HBM are never costed."""
         n = len(designs)
         cand = list(plans) if plans is not None else self.plans
         hbm = np.asarray(designs.hbm_bytes, dtype=np.float64)
@@ -233,27 +377,24 @@ class WorkloadModel:
         keep = [p for p in cand if self.memory_bytes(p) <= cap]
         best_t = np.full(n, np.inf)
         best_i = np.full(n, -1)
-        best: dict[str, np.ndarray] = {}
         if keep:
-            for i, r in enumerate(self.evaluate(designs, system, tech, keep)):
-                t = np.where(r["fits_memory"], r["step_time_s"], np.inf)
-                better = t < best_t
-                if not np.any(better):
-                    continue
-                best_t = np.where(better, t, best_t)
-                best_i = np.where(better, i, best_i)
-                for k, v in r.items():
-                    if k.startswith("_"):
-                        continue
-                    arr = np.asarray(v)
-                    if k not in best:
-                        best[k] = np.zeros(n, dtype=arr.dtype)
-                    best[k] = np.where(better, arr, best[k])
+            steps = self.step_times(designs, system, tech, keep)
+            mem = np.array([self.memory_bytes(p) for p in keep])
+            t = np.where(mem[:, None] <= hbm[None, :], steps, np.inf)
+            best_i = np.argmin(t, axis=0)        # first minimum: enumeration order on ties
+            best_t = t[best_i, np.arange(n)]
+            best_i = np.where(np.isfinite(best_t), best_i, -1)
         chosen = [keep[int(i)] if i >= 0 else None for i in best_i]
-        best["step_time_s"] = best_t
-        best["plans_evaluated"] = np.full(n, len(keep))
-        best["plans_enumerated"] = np.full(n, len(cand))
-        return chosen, best
+        mem_best = np.array([self.memory_bytes(p) if p is not None else np.inf
+                             for p in chosen])
+        gb = np.array([p.global_batch if p is not None else 0 for p in chosen], dtype=float)
+        metrics = {"step_time_s": best_t,
+                   "samples_per_s": np.where(np.isfinite(best_t), gb / best_t, 0.0),
+                   "memory_per_device_bytes": mem_best,
+                   "fits_memory": np.isfinite(best_t),
+                   "plans_evaluated": np.full(n, len(keep)),
+                   "plans_enumerated": np.full(n, len(cand))}
+        return chosen, metrics
 
 
 def _params(g: Any) -> float:

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        searcher=args.searcher, budget=args.budget, top_k=args.top_k,
                        seed=args.seed, storage=args.storage, study=args.study,
                        out_dir=str(out), batch=args.batch, seq=args.seq,
-                       multi_objective=args.multi_objective)
+                       multi_objective=args.multi_objective, guidance=args.guidance)
     _check_out(out)
     if _distributed(args, args.storage):
         from search.distributed_search import run_distributed

@@ -124,8 +124,16 @@ def test_multi_workload_reports_each_and_the_mean(tmp_path: Path) -> None:
     sp = [per[n]["evaluation"]["samples_per_s"] for n in ("tiny", "tiny2")]
     assert s["best"]["samples_per_s"] == pytest.approx((sp[0] * sp[1]) ** 0.5)
     assert set(s["per_workload"]) == {"tiny", "tiny2"}
-    ratios = [s["per_workload"][n]["over_tpu_like"] for n in ("tiny", "tiny2")]
-    assert s["mean"]["mean_over_tpu_like"] == pytest.approx(sum(ratios) / 2)
+    for base in ("tpuv4-like", "tpuv2-like"):
+        ratios = [s["per_workload"][n]["over_baselines"][base] for n in ("tiny", "tiny2")]
+        assert s["mean"]["mean_over_baselines"][base] == pytest.approx(sum(ratios) / 2)
+        assert s["mean"]["geomean_over_baselines"][base] == pytest.approx(
+            (ratios[0] * ratios[1]) ** 0.5)
+    best_base = max((b for b in s["baselines"] if b["hardware"]),
+                    key=lambda b: b["objective_value"])
+    assert s["best_baseline"] == best_base["name"]
+    assert s["margin_over_best_baseline"] == pytest.approx(
+        s["best"]["objective_value"] / best_base["objective_value"])
     out = write_run_dir(s, ev, tmp_path / "multi")
     import pandas as pd
 
