@@ -1,19 +1,20 @@
-"""Search quality and speed (issue 5 acceptance; design brief §6).
+"""Search quality, the critical path's effect, and speed (issues 5, 10, 11; brief §6).
 
-A. On a space small enough to enumerate — ``bert-large`` on one device, area 200 mm²,
-   the default design space — the exhaustive optimum; the ``wham`` heuristic's result as a
-   fraction of it and the evaluations it needed (target: ≥ 99% with ≤ 5% of exhaustive's
-   evaluations); Optuna TPE and random search at the same budget; and how many
-   evaluations TPE needs to match the heuristic.
-B. The wall time of ``dse search --workload gptj --area 400`` with defaults (target
-   ≤ 60 s on the 2-core development machine) and its margin over the TPU-like baseline
-   of the same area, with the critical-path shares of both (the reason).
-
+A. **Ablation** on six problems (``benchmarks/_problems.py``: DLRM, a CNN, BERT, GPT-J, a
+   multi-workload set and a 64-device GPT-3 problem whose plans have pp > 1): the
+   exhaustive optimum (cached under ``results/bench/exhaustive``), then the ``wham``
+   heuristic with its moves guided by the critical path, by nothing (full neighbourhood
+   every step) and by the critical path inverted, and Optuna TPE and random search at the
+   same budget — the evaluations (every design any target scored) and CPU seconds each
+   needs to reach 99.5 % of the optimum. Target: guidance needs >= 3x fewer evaluations
+   than no guidance in the median.
+B. The wall and CPU time of ``dse search --workload gptj --area 400`` (the README's main
+   job) and its margin over the best baseline of the same area.
 C. Storage batching: trials written with ``study.add_trials`` vs the batched path.
 
 Prints tables and writes ``results/bench/search.json``.
 
-    python benchmarks/bench_search.py [--seeds 3] [--tpe-max 3000] [--skip-cli]
+    python benchmarks/bench_search.py [--seeds 3] [--problems dlrm,cnn,...] [--skip-cli]
 """
 
 from __future__ import annotations
@@ -32,107 +33,143 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 warnings.filterwarnings("ignore")
 
-
-def _problem(workload: str, area: float):  # type: ignore[no-untyped-def]
-    from search.runner import SearchConfig, build_problem
-
-    return build_problem(SearchConfig(workloads=(workload,), area_mm2=area))
+TARGET = 0.995
+GUIDANCE = ("critical-path", "none", "inverted")
 
 
-def _best(ev) -> float:  # type: ignore[no-untyped-def]
-    rows = ev.top(1)
-    return float(ev.columns()["value"][rows[0]]) if len(rows) else 0.0
+class _Timed(list):
+    """A trace list that stamps every (evaluations, best) entry with the CPU time."""
+
+    def __init__(self, c0: float) -> None:
+        super().__init__()
+        self.c0 = c0
+
+    def append(self, item):  # type: ignore[no-untyped-def, override]
+        super().append((item[0], item[1], time.process_time() - self.c0))
 
 
-def part_a(seeds: int, tpe_max: int) -> dict:
-    from search.baselines import exhaustive_search, random_search
+def _first(trace: list, opt: float) -> tuple[int | None, float | None]:
+    for n, best, cpu in trace:
+        if best >= TARGET * opt:
+            return int(n), float(cpu)
+    return None, None
+
+
+def _run_wham(pb, bases, seed: int, guidance: str, opt: float) -> dict:  # type: ignore[no-untyped-def]
     from search.evaluator import Evaluator
     from search.global_search import global_search
+
+    c0 = time.process_time()
+    ev = Evaluator(pb)
+    trace = _Timed(c0)
+    res = global_search(ev, seed=seed, baselines=bases, guidance=guidance, trace=trace)
+    n_t, cpu_t = _first(trace, opt)
+    return {"method": f"wham/{guidance}", "seed": seed, "evaluations": res.evaluations,
+            "cpu_s": time.process_time() - c0, "fraction": ev.best_value() / opt,
+            "evaluations_to_target": n_t, "cpu_s_to_target": cpu_t}
+
+
+def _run_other(pb, method: str, seed: int, budget: int, opt: float) -> dict:  # type: ignore[no-untyped-def]
+    from search.baselines import random_search
+    from search.evaluator import Evaluator
     from search.optuna_search import run_optuna
+
+    c0 = time.process_time()
+    trace = _Timed(c0)
+    ev = Evaluator(pb, on_progress=lambda n: trace.append((0, 0.0)))
+    # the evaluator's own count and best after each batch
+    ev.on_progress = lambda n: trace.append((ev.evaluations, ev.best_value()))
+    if method == "tpe":
+        run_optuna(ev, n_trials=budget, seed=seed)
+    else:
+        random_search(ev, seed=seed, budget=budget)
+    n_t, cpu_t = _first(trace, opt)
+    return {"method": method, "seed": seed, "evaluations": ev.evaluations,
+            "cpu_s": time.process_time() - c0, "fraction": ev.best_value() / opt,
+            "evaluations_to_target": n_t, "cpu_s_to_target": cpu_t}
+
+
+def part_a(seeds: int, keys: list[str] | None) -> dict:
+    from _problems import ABLATION_PROBLEMS, build, exhaustive_optimum
+
     from search.runner import baseline_designs
 
-    workload, area = "bert-large", 200.0
-    pb = _problem(workload, area)
-    bases = [b for _, _, b, _ in baseline_designs(pb) if b is not None]
+    problems = [p for p in ABLATION_PROBLEMS if keys is None or p.key in keys]
+    out: dict = {"target_fraction": TARGET, "problems": []}
+    print(f"\nA. ablation: evaluations (and CPU s) to reach {100 * TARGET:.1f}% of the "
+          "exhaustive optimum")
+    for spec in problems:
+        pb = build(spec)
+        opt = exhaustive_optimum(spec, pb)
+        bases = [b for _, _, b, _ in baseline_designs(pb) if b is not None]
+        rows = []
+        for s in range(seeds):
+            runs = [_run_wham(pb, bases, s, g, opt["optimum"]) for g in GUIDANCE]
+            budget = max(r["evaluations"] for r in runs)
+            runs += [_run_other(pb, m, s, budget, opt["optimum"]) for m in ("tpe", "random")]
+            rows += runs
+            for r in runs:
+                print(f"   {spec.key:<6} seed {s} {r['method']:<18} "
+                      f"{r['evaluations_to_target'] if r['evaluations_to_target'] else '—':>6}"
+                      f" evals to target ({r['cpu_s_to_target'] or 0:6.1f} s), final "
+                      f"{100 * r['fraction']:6.2f}% after {r['evaluations']} evals, "
+                      f"{r['cpu_s']:.1f} s CPU", flush=True)
+        out["problems"].append({"problem": spec.key, "label": spec.label,
+                                "exhaustive": opt, "runs": rows})
+    out["summary"] = _summary(out["problems"])
+    return out
 
-    t0 = time.perf_counter()
-    ex = Evaluator(pb)
-    n_feasible: dict[str, int] = {}
-    exhaustive_search(ex, on_feasible_count=lambda n: n_feasible.setdefault("n", n))
-    t_ex = time.perf_counter() - t0
-    opt = _best(ex)
-    c = ex.columns()
-    opt_design = pb.space.label(c["idx"][ex.top(1)[0]])
-    print(f"\nA. {workload}, area {area:g} mm², 1 device, default space "
-          f"({pb.space.size} designs, {n_feasible['n']} within the area)")
-    print(f"   exhaustive: optimum {opt:.4f} samples/s ({opt_design}), "
-          f"{ex.evaluations} evaluations, {t_ex:.1f} s "
-          f"({ex.evaluations / t_ex:.0f} designs/s)")
 
-    rows = []
-    for s in range(seeds):
-        t0 = time.perf_counter()
-        ev = Evaluator(pb)
-        res = global_search(ev, seed=s, baselines=bases)
-        t_w = time.perf_counter() - t0
-        w_best = _best(ev)
-        budget = res.evaluations
-        row = {"seed": s, "wham_value": w_best, "wham_fraction": w_best / opt,
-               "wham_evaluations": budget,
-               "wham_evaluation_fraction": budget / ex.evaluations, "wham_s": t_w}
-        # TPE and random at the same budget
-        t0 = time.perf_counter()
-        ev_t = Evaluator(pb)
-        run_optuna(ev_t, n_trials=budget, seed=s)
-        row.update(tpe_value=_best(ev_t), tpe_fraction=_best(ev_t) / opt,
-                   tpe_s=time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        ev_r = Evaluator(pb)
-        random_search(ev_r, seed=s, budget=budget)
-        row.update(random_value=_best(ev_r), random_fraction=_best(ev_r) / opt,
-                   random_s=time.perf_counter() - t0)
-        # TPE until it matches the heuristic (or tpe_max trials)
-        t0 = time.perf_counter()
-        ev_m = Evaluator(pb)
-        run_optuna(ev_m, n_trials=tpe_max, seed=s)
-        conv = ev_m.convergence
-        match = next((p["evaluations"] for p in conv if p["best"] >= w_best * (1 - 1e-9)),
-                     None)
-        match99 = next((p["evaluations"] for p in conv if p["best"] >= 0.99 * w_best), None)
-        trials_match = None
-        if match is not None:  # trials (duplicates included) until that evaluation
-            trials_match = match  # run_optuna evaluates each trial once; cache hits are rare
-        row.update(tpe_evaluations_to_match=match, tpe_evaluations_to_99pct=match99,
-                   tpe_trials_run=tpe_max, tpe_distinct_evaluations=ev_m.evaluations,
-                   tpe_long_value=_best(ev_m), tpe_long_s=time.perf_counter() - t0,
-                   tpe_trials_to_match=trials_match)
-        rows.append(row)
-        print(f"   seed {s}: wham {100 * row['wham_fraction']:.2f}% of optimum with "
-              f"{budget} evaluations ({100 * row['wham_evaluation_fraction']:.2f}% of "
-              f"exhaustive, {t_w:.1f} s) | at that budget TPE {100 * row['tpe_fraction']:.2f}%, "
-              f"random {100 * row['random_fraction']:.2f}% | TPE matches wham after "
-              f"{match if match is not None else f'>{tpe_max}'} evaluations "
-              f"(99% of it after {match99})")
-    print("\n   | seed | wham % opt | wham evals (% exh.) | TPE % (same budget) | random % "
-          "| TPE evals to match |")
-    print("   |---|---|---|---|---|---|")
-    for r in rows:
-        print(f"   | {r['seed']} | {100 * r['wham_fraction']:.2f} | {r['wham_evaluations']} "
-              f"({100 * r['wham_evaluation_fraction']:.2f}%) | {100 * r['tpe_fraction']:.2f} | "
-              f"{100 * r['random_fraction']:.2f} | "
-              f"{r['tpe_evaluations_to_match'] or '>' + str(tpe_max)} |")
-    return {"workload": workload, "area_mm2": area, "space_size": pb.space.size,
-            "feasible_designs": n_feasible["n"], "exhaustive_evaluations": ex.evaluations,
-            "exhaustive_s": t_ex, "optimum_samples_per_s": opt, "optimum_design": opt_design,
-            "runs": rows,
-            "acceptance": {
-                "wham_min_fraction": min(r["wham_fraction"] for r in rows),
-                "wham_max_evaluation_fraction": max(r["wham_evaluation_fraction"]
-                                                    for r in rows),
-                "target": ">= 0.99 of the optimum with <= 0.05 of exhaustive's evaluations"}}
+def _median_or_none(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return float(np.median(xs)) if xs else None
+
+
+def _summary(problems: list[dict]) -> dict:
+    methods = ["wham/" + g for g in GUIDANCE] + ["tpe", "random"]
+    print("\n   | problem | exhaustive (designs, CPU s) | " + " | ".join(methods) + " |")
+    print("   |---|---|" + "---|" * len(methods))
+    table = []
+    ratios = []
+    for pr in problems:
+        cells = {}
+        for m in methods:
+            rs = [r for r in pr["runs"] if r["method"] == m]
+            hit = [r for r in rs if r["evaluations_to_target"] is not None]
+            n = _median_or_none([r["evaluations_to_target"] for r in rs]) if len(hit) * 2 > len(
+                rs) else None
+            cpu = _median_or_none([r["cpu_s_to_target"] for r in hit])
+            frac = float(np.median([r["fraction"] for r in rs]))
+            cells[m] = {"median_evaluations_to_target": n, "median_cpu_s_to_target": cpu,
+                        "reached": f"{len(hit)}/{len(rs)}", "median_final_fraction": frac}
+        g, nn = (cells["wham/critical-path"]["median_evaluations_to_target"],
+                 cells["wham/none"]["median_evaluations_to_target"])
+        ratio = (nn / g) if (g and nn) else None
+        if g and not nn:  # unguided never got there within its own run
+            ratio = float("inf")
+        ratios.append(ratio)
+        ex = pr["exhaustive"]
+        row = {"problem": pr["problem"], "cells": cells, "none_over_guided": ratio}
+        table.append(row)
+
+        def fmt(c: dict) -> str:
+            n = c["median_evaluations_to_target"]
+            return (f"{n:.0f} ({c['median_cpu_s_to_target']:.1f} s) [{c['reached']}]" if n
+                    else f"— ({100 * c['median_final_fraction']:.2f}%) [{c['reached']}]")
+
+        print(f"   | {pr['label']} | {ex['within_budget']}, {ex['cpu_s']:.0f} | "
+              + " | ".join(fmt(cells[m]) for m in methods) + " |")
+    finite = [r for r in ratios if r is not None]
+    med = float(np.median(finite)) if finite else None
+    print(f"\n   no guidance / critical-path guidance, evaluations to target: "
+          f"{', '.join('—' if r is None else f'{r:.2f}x' for r in ratios)}; median "
+          f"{'—' if med is None else f'{med:.2f}x'} (target >= 3x)")
+    return {"table": table, "none_over_guided": ratios, "median_none_over_guided": med,
+            "target": ">= 3x fewer evaluations with guidance than without, median"}
 
 
 def part_b() -> dict:
@@ -141,12 +178,15 @@ def part_b() -> dict:
            "--out", str(out / "run"), "--json"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     t0 = time.perf_counter()
+    r0 = os.times()
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    r1 = os.times()
     wall = time.perf_counter() - t0
+    cpu = (r1.children_user - r0.children_user) + (r1.children_system - r0.children_system)
     if p.returncode != 0:
         raise SystemExit(f"dse search failed ({p.returncode}): {p.stderr.strip()[-500:]}")
     r = json.loads(p.stdout)
-    tpu = next(b for b in r["baselines"] if b["name"] == "tpu-like")
+    tpu = next(b for b in r["baselines"] if b["name"] == r["best_baseline"])
     best = r["best"]
     margin = best["objective_value"] / tpu["objective_value"] - 1.0
 
@@ -162,67 +202,22 @@ def part_b() -> dict:
                 "mfu": ev.get("mfu"), "plan": ev.get("plan"),
                 "critical_path_shares": e.get("critical_path_shares")}
 
-    res = {"command": " ".join(cmd[1:]), "wall_s_process": wall, "wall_s_reported": r["wall_s"],
-           "evaluations": r["evaluations"], "best": brief(best), "tpu_like": brief(tpu),
-           "margin_over_tpu_like": margin,
+    res = {"command": " ".join(cmd[1:]), "wall_s_process": wall, "cpu_s_process": cpu,
+           "wall_s_reported": r["wall_s"],
+           "evaluations": r["evaluations"], "best": brief(best), "best_baseline": brief(tpu),
+           "best_baseline_name": tpu["name"], "margin_over_best_baseline": margin,
            "ilp_refinement": best.get("ilp_refinement"),
            "nvdla_like_samples_per_s": next(b for b in r["baselines"]
                                             if b["name"] == "nvdla-like").get("samples_per_s")}
-    print(f"\nB. {res['command']}: {wall:.1f} s wall (process), {r['wall_s']:.1f} s inside, "
-          f"{r['evaluations']} evaluations")
-    for name, e in (("mined", res["best"]), ("TPU-like", res["tpu_like"])):
+    print(f"\nB. {res['command']}: {wall:.1f} s wall, {cpu:.1f} s CPU (process), "
+          f"{r['wall_s']:.1f} s inside, {r['evaluations']} evaluations")
+    for name, e in (("mined", res["best"]), (tpu["name"], res["best_baseline"])):
         print(f"   {name:<9} {e['design']:<40} {e['samples_per_s']:.4g} samples/s, "
               f"{e['macs']} MACs, {e['area_mm2']:.1f} mm², MFU {100 * (e['mfu'] or 0):.1f}%, "
               f"critical path {e['critical_path_shares']}")
-    print(f"   margin over the TPU-like baseline of the same area: {100 * margin:+.1f}%")
-    res["ablation"] = ablation(best, tpu)
+    print(f"   margin over the best baseline of the same area ({tpu['name']}): "
+          f"{100 * margin:+.1f}%")
     return res
-
-
-def ablation(best: dict, tpu: dict) -> list[dict]:
-    """From the TPU-like baseline to the mined design one change at a time (each step
-    refilled to the area budget with tensor cores), to attribute the margin."""
-    import dataclasses
-
-    from cost_models.designs import DesignBatch
-    from dse.types import HardwareConfig
-    from search.baselines import scaled_baseline
-    from search.runner import _area_tdp_fn
-
-    pb = _problem("gptj", 400.0)
-    fields = {f.name for f in dataclasses.fields(HardwareConfig)}
-    t_hw = HardwareConfig(**{k: v for k, v in tpu["hardware"].items() if k in fields})
-    b_hw = HardwareConfig(**{k: v for k, v in best["hardware"].items() if k in fields})
-    area_fn = _area_tdp_fn(pb.tech)
-
-    def refill(hw: HardwareConfig) -> HardwareConfig:
-        return scaled_baseline(hw, area_fn, 400.0, name=hw.name)
-
-    steps = [("TPU-like baseline", t_hw)]
-    cur = dataclasses.replace(t_hw, dataflow=b_hw.dataflow, name="+dataflow")
-    steps.append((f"+ {b_hw.dataflow} dataflow", cur))
-    cur = refill(dataclasses.replace(cur, sram_per_core_bytes=b_hw.sram_per_core_bytes,
-                                     global_buffer_bytes=b_hw.global_buffer_bytes
-                                     * cur.tensor_cores / b_hw.tensor_cores,
-                                     name="+sram"))
-    steps.append(("+ mined SRAM sizes, area refilled with cores", cur))
-    cur = refill(dataclasses.replace(cur, array_rows=b_hw.array_rows,
-                                     array_cols=b_hw.array_cols, name="+array"))
-    steps.append((f"+ {b_hw.array_rows}x{b_hw.array_cols} arrays, refilled", cur))
-    steps.append(("mined design", b_hw))
-    sc = pb.score_designs(DesignBatch.from_configs([h for _, h in steps]))
-    out = []
-    print("\n   ablation (TPU-like -> mined, same 400 mm² budget):")
-    for k, (label, h) in enumerate(steps):
-        row = {"step": label, "tensor_cores": h.tensor_cores,
-               "array": f"{h.array_rows}x{h.array_cols}", "dataflow": h.dataflow,
-               "macs": h.macs, "area_mm2": float(sc.area_mm2[k]),
-               "samples_per_s": float(sc.samples_per_s[0, k]),
-               "mfu_proxy": float(sc.samples_per_s[0, k]) / h.peak_flop_per_s}
-        out.append(row)
-        print(f"   {label:<46} {h.tensor_cores:>3} x {row['array']:<8} {h.dataflow}  "
-              f"{h.macs:>7} MACs {row['area_mm2']:6.1f} mm²  {row['samples_per_s']:.4g} samples/s")
-    return out
 
 
 def part_c(n: int = 300) -> dict:
@@ -263,16 +258,17 @@ def part_c(n: int = 300) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--tpe-max", type=int, default=3000)
+    ap.add_argument("--problems", default=None,
+                    help="comma-separated keys of benchmarks/_problems.py (default: all six)")
     ap.add_argument("--skip-cli", action="store_true")
-    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-ablation", action="store_true")
     a = ap.parse_args()
     out: dict = {"machine": {"cpus": os.cpu_count()}}
     if not a.skip_cli:
         out["gptj_cli"] = part_b()
     out["storage"] = part_c()
-    if not a.skip_quality:
-        out["quality"] = part_a(a.seeds, a.tpe_max)
+    if not a.skip_ablation:
+        out["ablation"] = part_a(a.seeds, a.problems.split(",") if a.problems else None)
     dest = ROOT / "results" / "bench" / "search.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     from dse.types import jsonable

@@ -60,6 +60,7 @@ __all__ = [
     "RESOURCE_PARAMS",
     "SHAPE_GROUPS",
     "SLACK_SHARE",
+    "TIERS",
     "GlobalTarget",
     "LocalSearchResult",
     "StageResult",
@@ -71,6 +72,7 @@ __all__ = [
     "invert_bounds",
     "local_search",
     "move_sets",
+    "payers",
     "propose_moves",
     "seed_designs",
     "wham_search",
@@ -386,19 +388,59 @@ SHAPE_GROUPS: tuple[tuple[str, ...], ...] = (
     ("tensor_cores", "array_rows", "array_cols"),
     ("vector_cores", "vector_lanes"),
 )
-"""Parameters that multiply into one resource (MACs; vector lanes): one step up in one
-and down in another keeps the resource and changes its shape — a *reshape*."""
+"""Parameters that multiply into one resource (MACs; vector lanes): other values of the
+group with the same product keep the resource and change its shape — a *reshape*."""
+
+RESHAPE_SPAN = 2
+"""A reshape moves each parameter of its group at most this many grid steps."""
 
 
 def _reshapes(space: DesignSpace, idx: np.ndarray, group: tuple[str, ...]) -> list[np.ndarray]:
-    out = []
+    """Designs whose ``group`` parameters multiply to the same product as ``idx``'s (the
+    same MACs or vector lanes in another shape), each parameter within
+    :data:`RESHAPE_SPAN` grid steps. Reshaping the tensor cores also offers the per-core
+    SRAM that keeps the chip's core SRAM (cores × per-core) the same (the nearest grid
+    value): 8 cores of 64×128 with 1 MiB each ↔ 16 of 64×64 with 0.5 MiB."""
     names = [n for n in group if n in space.names]
-    for a in names:
-        for b in names:
-            if a != b:
-                for g in _step(space, idx, a, +1):
-                    out.extend(_step(space, g, b, -1))
+    if len(names) < 2:
+        return []
+    pos = [space.names.index(n) for n in names]
+    vals = [space.param(n).values for n in names]
+    cur = [vals[k][int(idx[j])] for k, j in enumerate(pos)]
+    prod = float(np.prod(cur))
+    ranges = [range(max(0, int(idx[j]) - RESHAPE_SPAN),
+                    min(len(vals[k]), int(idx[j]) + RESHAPE_SPAN + 1))
+              for k, j in enumerate(pos)]
+    out: list[np.ndarray] = []
+    sram_j = space.names.index("sram_per_core_bytes") if (
+        "sram_per_core_bytes" in space.names and "tensor_cores" in names) else -1
+    for combo in _product(ranges):
+        if all(int(c) == int(idx[j]) for c, j in zip(combo, pos)):
+            continue
+        if float(np.prod([vals[k][c] for k, c in enumerate(combo)])) != prod:
+            continue
+        b = idx.copy()
+        for c, j in zip(combo, pos):
+            b[j] = c
+        out.append(b)
+        if sram_j >= 0:
+            tc = names.index("tensor_cores")
+            ratio = cur[tc] / vals[tc][combo[tc]]
+            if ratio != 1.0:
+                sv = np.asarray(space.param("sram_per_core_bytes").values, dtype=float)
+                want = sv[int(idx[sram_j])] * ratio
+                k = int(np.argmin(np.abs(np.log(sv) - np.log(want))))
+                if k != int(idx[sram_j]):
+                    c2 = b.copy()
+                    c2[sram_j] = k
+                    out.append(c2)
     return out
+
+
+def _product(ranges: list[range]) -> Any:
+    import itertools
+
+    return itertools.product(*ranges)
 
 
 def move_sets(space: DesignSpace, bounds: dict[str, float], *, full: bool = False
@@ -428,60 +470,101 @@ def move_sets(space: DesignSpace, bounds: dict[str, float], *, full: bool = Fals
     return grow_res, grow_params, shrink_params
 
 
+def _share(name: str, bounds: dict[str, float]) -> float:
+    """Critical share of a parameter: the largest of the resources it serves."""
+    return max((bounds.get(r, 0.0) for r, ps in RESOURCE_PARAMS.items() if name in ps),
+               default=0.0)
+
+
+def payers(space: DesignSpace, bounds: dict[str, float], grow: str,
+           shrink_params: list[str]) -> list[str]:
+    """Parameters that may pay (shrink) for growing ``grow``: the slack ones and every one
+    less critical than ``grow``'s resource (a resource that holds 12 % of the critical
+    path pays for one that holds 28 %)."""
+    mine = _share(grow, bounds)
+    out = [q for q in space.names if q != grow and not space.param(q).categorical
+           and (q in shrink_params or _share(q, bounds) < mine)]
+    return out
+
+
 def grow_and_repair(target: Target, idx: np.ndarray, grow_params: list[str],
-                    shrink_params: list[str], max_shrinks: int = 8) -> list[np.ndarray]:
-    """For every grow step over the budget, shrink slack parameters one step at a time
-    until it fits — once taking the step that saves the most area first, once the one that
-    saves the least (a fine repair) — so a grow can be paid by several slack resources."""
+                    shrink_params: list[str], max_shrinks: int = 8,
+                    bounds: dict[str, float] | None = None) -> list[np.ndarray]:
+    """For every grow step over the budget, shrink paying parameters (:func:`payers`;
+    without ``bounds`` the slack ones) one step at a time until it fits — the least
+    critical first, and among equally critical ones once taking the step that saves the
+    most area, once the one that saves the least (a fine repair) — so a grow can be paid
+    by several less critical resources."""
     space = target.space
     out: list[np.ndarray] = []
     for p in grow_params:
+        pay = payers(space, bounds, p, shrink_params) if bounds is not None else [
+            q for q in shrink_params if q != p]
+        if not pay:
+            continue
+        rank = {q: _share(q, bounds) if bounds is not None else 0.0 for q in pay}
         for g in _step(space, idx, p, +1):
             if target.within_budget(g[None, :])[0]:
                 continue
-            for pick in (np.argmin, np.argmax):  # area after the step: min = most saved
+            for sign in (1.0, -1.0):  # +1: most area saved first; -1: least
                 cur = g
                 for _ in range(max_shrinks):
-                    downs = [b for q in shrink_params if q != p for b in _step(space, cur, q, -1)]
+                    downs, share = [], []
+                    for q in pay:
+                        for b in _step(space, cur, q, -1):
+                            downs.append(b)
+                            share.append(rank[q])
                     if not downs:
                         break
                     arr = np.array(downs)
                     area, _ = target.area_tdp(arr)
-                    cur = arr[int(pick(area))]
+                    k = int(np.lexsort((sign * area, np.asarray(share)))[0])
+                    cur = arr[k]
                     if target.within_budget(cur[None, :])[0]:
                         out.append(cur)
                         break
     return out
 
 
+TIERS = (0, 1, 2)
+"""Neighbourhoods of a guided step, tried in order until one improves: 0 the focused moves
+of the critical path (grow a bound resource, reshape it), 1 the same paid by or combined
+with slack resources, 2 the full neighbourhood (the fallback; the only one without
+guidance)."""
+
+
 def propose_moves(space: DesignSpace, idx: np.ndarray, bounds: dict[str, float], *,
-                  full: bool = False) -> np.ndarray:
-    """Candidate designs around ``idx`` (module docstring, step 3). ``full``: every ±1
-    move, every grow+shrink pair and every reshape combined with any other ±1 move (the
-    fallback)."""
+                  full: bool = False, tier: int | None = None) -> np.ndarray:
+    """Candidate designs around ``idx`` (module docstring, step 3) of one :data:`TIERS`
+    neighbourhood (``full`` is tier 2: every ±1 move, every grow+shrink pair and every
+    reshape combined with any other ±1 move)."""
     idx = np.asarray(idx, dtype=np.int64)
-    grow_res, grow_params, shrink_params = move_sets(space, bounds, full=full)
+    t = 2 if full else (0 if tier is None else int(tier))
+    grow_res, grow_params, shrink_params = move_sets(space, bounds, full=t == 2)
     grows = [b for p in grow_params for b in _step(space, idx, p, +1)]
     shrinks = [b for p in shrink_params for b in _step(space, idx, p, -1)]
-    cands = list(grows) + list(shrinks)
-    for g in grows:
-        for p in shrink_params:
-            cands.extend(_step(space, g, p, -1))
-    # reshapes of a bound resource (e.g. 32 cores of 64x32 -> 16 of 64x64: same MACs),
-    # alone and with one more grow/shrink, which may pay for or use the area they change
     groups = [grp for grp in SHAPE_GROUPS
-              if full or any(p in grp for r in grow_res for p in RESOURCE_PARAMS[r])]
-    others_up = grow_params if not full else list(space.names)
-    for grp in groups:
-        for r in _reshapes(space, idx, grp):
-            cands.append(r)
-            for p in others_up:
-                if p not in grp:
-                    cands.extend(_step(space, r, p, +1))
+              if t == 2 or any(p in grp for r in grow_res for p in RESOURCE_PARAMS[r])]
+    reshapes = [r for grp in groups for r in _reshapes(space, idx, grp)]
+    cands: list[np.ndarray] = []
+    if t in (0, 2):
+        cands += grows + reshapes
+    if t in (1, 2):
+        cands += shrinks
+        for g in grows:
             for p in shrink_params:
-                if p not in grp:
-                    cands.extend(_step(space, r, p, -1))
-    if full:
+                cands.extend(_step(space, g, p, -1))
+        # reshapes with one more grow/shrink, which may pay for or use the area they change
+        others_up = grow_params if t == 1 else list(space.names)
+        for grp in groups:
+            for r in _reshapes(space, idx, grp):
+                for p in others_up:
+                    if p not in grp:
+                        cands.extend(_step(space, r, p, +1))
+                for p in shrink_params:
+                    if p not in grp:
+                        cands.extend(_step(space, r, p, -1))
+    if t == 2:
         cands.extend(b for p in space.names for b in _step(space, idx, p, -1))
     if not cands:
         return np.zeros((0, len(space.params)), dtype=np.int64)
@@ -599,22 +682,25 @@ def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
             break
         if guidance == "none":
             bounds: dict[str, float] = {}
-            phases: tuple[bool, ...] = (True,)
+            tiers: tuple[int, ...] = (2,)
         else:
             bounds = target.diagnose(cur)
             if guidance == "inverted":
                 bounds = invert_bounds(bounds)
-            phases = (False, True)
+            tiers = TIERS
         moved = False
-        for full in phases:
-            cands = propose_moves(target.space, cur, bounds, full=full)
+        for tier in tiers:
+            full = tier == 2
+            cands = propose_moves(target.space, cur, bounds, tier=tier)
             if cur_k[0] == 0.0:  # feasible: stay within the area/power budget
                 cands = cands[target.within_budget(cands)] if len(cands) else cands
-                _, gp, sp = move_sets(target.space, bounds, full=full)
-                extra = grow_and_repair(target, cur, gp, sp)
-                if extra:
-                    cands = np.unique(np.vstack([cands.reshape(-1, len(cur)),
-                                                 np.array(extra)]), axis=0)
+                if tier != 1:  # grows repaired by less critical resources: focused
+                    _, gp, sp = move_sets(target.space, bounds, full=full)
+                    extra = grow_and_repair(target, cur, gp, sp,
+                                            bounds=None if full else bounds)
+                    if extra:
+                        cands = np.unique(np.vstack([cands.reshape(-1, len(cur)),
+                                                     np.array(extra)]), axis=0)
             if len(cands) == 0:
                 continue
             r = target.evaluate(cands)
@@ -626,6 +712,7 @@ def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
                         if cur_k[0] == 0.0 and cur_k[1] > 0 else math.inf)
                 step = {"step": it, "from": cur.tolist(), "to": cands[j].tolist(),
                         "value": keys[j][1], "gain": gain, "bound": top, "fallback": full,
+                        "tier": tier,
                         "critical_s": {k: float(x) for k, x in bounds.items()}}
                 res.steps.append(step)
                 if on_step is not None:
