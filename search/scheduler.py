@@ -589,50 +589,49 @@ def problem_from_costs(names: Sequence[str], preds: Sequence[Sequence[int]],
 def block_refinement(graph: Any, hw: Any, tech: Any, comm_time_s: Any = None, *,
                      block: str = "layer", max_units: int = 4,
                      time_limit_s: float = 2.0) -> dict[str, Any] | None:
-    """List schedule vs ILP for one repetition of a repeated block of ``graph`` on ``hw``.
-
-    The block's operators (``op.block == block``) are costed by
-    :func:`cost_models.evaluate.op_costs`; the **list** schedule is the cost model's own
-    (every operator on all units of its type, one at a time per type, critical-path
-    priority); the **ILP** may also run an operator on a single tensor or vector core
-    (``latency_one_unit_s``) next to others, on up to ``max_units`` units per type (a
-    restriction that keeps the ILP small and only removes schedules, so the ILP stays a
-    valid schedule of the real chip). Returns None when the graph has no such block.
+    """List schedule vs ILP for one repetition of a repeated block of ``graph`` on ``hw``:
+    the in-loop malleable list schedule (:mod:`cost_models.schedule`) and the exact
+    malleable ILP of the same problem (:func:`search.malleable_ilp.malleable_ilp`).
+    Returns None when the graph has no such block. ``max_units`` is kept for
+    compatibility (the ILP uses the chip's own block levels).
 
     Keys: ``ops``, ``count`` (repetitions), ``list_s``, ``ilp_s``, ``lower_bound_s``,
-    ``gap`` = (list − ILP)/list, ``optimal``, ``parallel_ops`` (run split by the ILP).
+    ``gap`` = (list − ILP)/list, ``optimal``, ``parallel_ops`` (tensor operators the ILP
+    runs on less than the whole chip).
     """
     from cost_models.designs import DesignBatch
-    from cost_models.evaluate import op_costs
+    from cost_models.evaluate import device_step
+    from cost_models.opcost import graph_arrays
+    from dse.types import Graph
+    from search.malleable_ilp import malleable_ilp
 
+    del max_units
     keep = [i for i, op in enumerate(graph.ops) if op.block == block]
     if not keep:
         return None
-    oc = op_costs(graph, DesignBatch.from_configs([hw]), tech, comm_time_s=comm_time_s)
-    names = [graph.ops[i].name for i in keep]
-    pos = {nm: k for k, nm in enumerate(names)}
-    preds = [[pos[graph.ops[p].name] for p in graph.pred_indices[i]
-              if graph.ops[p].name in pos] for i in keep]
-    lat = np.asarray(oc.latency_s)[0][keep]
-    one = np.asarray(oc.latency_one_unit_s)[0][keep]
-    one = np.where(np.isfinite(one) & (one > 0), one, lat)
-    units = [oc.unit[i] for i in keep]
-    model = problem_from_costs(names, preds, lat, units, {"tc": 1, "vc": 1, "link": 1})
-    ls = list_schedule(model)
-    cap = {"tc": max(1, min(int(hw.tensor_cores), max_units)),
-           "vc": max(1, min(int(hw.vector_cores), max_units)), "link": 1}
-    prob = problem_from_costs(names, preds, one, units, cap, parallel_latency_s=lat)
-    # the model's schedule (everything split) is a feasible ILP solution: the warm bound
-    warm = Schedule(start_s=ls.start_s, end_s=ls.end_s,
-                    units=tuple(tuple(range(prob.capacity[int(prob.resource[i])]))
-                                for i in range(prob.n)),
-                    makespan_s=ls.makespan_s, method="list")
-    ilp = ilp_schedule(prob, time_limit_s=time_limit_s, upper_bound=warm)
+    names = {graph.ops[i].name for i in keep}
+    sub = Graph(name=f"{graph.name}.{block}", ops=tuple(graph.ops[i] for i in keep),
+                edges=tuple((a, b) for a, b in graph.edges if a in names and b in names),
+                meta=graph.meta)
+    ct = None
+    if comm_time_s is not None:
+        full = np.asarray(comm_time_s, dtype=np.float64)
+        ct = full[keep] if full.shape == (len(graph.ops),) else None
+    one = sub.with_ops(tuple(dataclasses_replace_count(op) for op in sub.ops))
+    st = device_step(one, DesignBatch.from_configs([hw]), tech, comm_time_s=ct)
+    arrs = graph_arrays(one)
+    dur = np.asarray(st.costs.latency_levels_s[0])
+    r = malleable_ilp(arrs.topology, dur, st.level_ok[0], time_limit_s=time_limit_s)
     count = int(graph.ops[keep[0]].count)
-    par = ilp.info.get("parallel")
-    return {"ops": len(keep), "count": count, "list_s": float(ls.makespan_s),
-            "ilp_s": float(ilp.makespan_s), "lower_bound_s": float(ilp.lower_bound_s),
-            "gap": float((ls.makespan_s - ilp.makespan_s) / ls.makespan_s)
-            if ls.makespan_s > 0 else 0.0,
-            "optimal": bool(ilp.optimal),
-            "parallel_ops": int(sum(par)) if isinstance(par, list) else len(keep)}
+    return {"ops": len(keep), "count": count, "list_s": float(r.list_makespan_s),
+            "ilp_s": float(r.makespan_s), "lower_bound_s": float(r.lower_bound_s),
+            "gap": float(r.gap), "optimal": bool(r.optimal),
+            "parallel_ops": int(sum(1 for i, a in enumerate(r.level)
+                                    if arrs.unit_code[i] == 0 and a > 0))}
+
+
+def dataclasses_replace_count(op: Any) -> Any:
+    """``op`` executed once (one repetition of its block)."""
+    import dataclasses
+
+    return dataclasses.replace(op, count=1) if op.count != 1 else op

@@ -76,14 +76,39 @@ def test_moves_grow_the_bounding_resource_and_shrink_slack() -> None:
     s = SMALL_SPACE
     x = s.index_of({"tensor_cores": 4, "array_rows": 32, "array_cols": 32, "dataflow": "ws",
                     "vector_cores": 2, "sram_per_core_bytes": 1 * 2**20, "hbm_stacks": 2})
-    cands = propose_moves(s, x, {"tensor": 1.0, "vector": 0.0, "hbm": 0.0})
+    bounds = {"tensor": 1.0, "vector": 0.0, "hbm": 0.0}
+    focused = propose_moves(s, x, bounds, tier=0)
+    wider = propose_moves(s, x, bounds, tier=1)
     j_tc, j_vc = s.names.index("tensor_cores"), s.names.index("vector_cores")
-    diffs = cands - x
-    assert any((d[j_tc] == 1) and (np.abs(d).sum() == 1) for d in diffs)  # grow tensor
-    assert any((d[j_tc] == 1) and (d[j_vc] == -1) for d in diffs)         # trade vector
-    assert not any(d[j_vc] > 0 for d in diffs)                            # never grow slack
+    d0, d1 = focused - x, wider - x
+    assert any((d[j_tc] == 1) and (np.abs(d).sum() == 1) for d in d0)  # grow tensor
+    assert any((d[j_tc] == 1) and (d[j_vc] == -1) for d in d1)         # trade vector
+    assert not any(d[j_vc] > 0 for d in np.vstack([d0, d1]))          # never grow slack
     full = propose_moves(s, x, {}, full=True)
-    assert len(full) > len(cands)
+    assert len(full) > len(focused) + len(wider)
+
+
+def test_reshapes_keep_the_macs_and_offer_the_core_sram_that_keeps_it() -> None:
+    from search.heuristic import _reshapes
+
+    s = default_space()
+    x = s.index_of({"tensor_cores": 8, "array_rows": 64, "array_cols": 128,
+                    "sram_per_core_bytes": 1 * 2**20})
+    v = s.values(np.array(_reshapes(s, x, ("tensor_cores", "array_rows", "array_cols"))))
+    macs = v["tensor_cores"] * v["array_rows"] * v["array_cols"]
+    assert (macs == 8 * 64 * 128).all() and len(macs) >= 4
+    pairs = set(zip(v["tensor_cores"].tolist(), v["array_cols"].tolist(),
+                    v["sram_per_core_bytes"].tolist()))
+    assert (16, 64, 0.5 * 2**20) in pairs      # 16 cores of 64x64, same core SRAM in total
+
+
+def test_a_grow_is_paid_by_less_critical_resources() -> None:
+    from search.heuristic import payers
+
+    s = default_space()
+    bounds = {"tensor": 0.6, "vector": 0.28, "hbm": 0.12}
+    pay = payers(s, bounds, "vector_cores", [])
+    assert "hbm_stacks" in pay and "tensor_cores" not in pay
 
 
 def test_local_search_improves_and_stops_at_a_local_optimum() -> None:

@@ -116,3 +116,36 @@ def test_problem_from_costs_maps_units() -> None:
     assert list_schedule(p).makespan_s == pytest.approx(3.0)
     with pytest.raises(ConfigError, match="no capacity"):
         problem_from_costs(["g"], [[]], np.array([1.0]), ["tc"], {"vc": 1})
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_malleable_ilp_never_above_the_list_schedule(seed: int) -> None:
+    """The ILP of the in-loop scheduling problem: never longer than the list schedule, never
+    below the critical path at the fastest levels nor the tensor cores' load."""
+    from cost_models.schedule import LEVELS, Topology, schedule_scalar
+    from search.malleable_ilp import malleable_ilp
+
+    rng = np.random.default_rng(seed)
+    o = int(rng.integers(2, 8))
+    units = rng.choice([0, 0, 1], size=o)
+    preds = [tuple(sorted(set(rng.choice(i, size=min(i, int(rng.integers(0, 2))),
+                                         replace=False).tolist()))) if i else ()
+             for i in range(o)]
+    topo = Topology.build(units, preds, ref_duration_s=rng.random(o))
+    base = rng.uniform(1e-6, 1e-5, size=(o, 1))
+    dur = np.sort(base * rng.uniform(1.0, 1.2, size=(o, LEVELS))
+                  * np.array([1.0, 1.6, 2.5, 4.2]), axis=1)
+    ok = [True, True, True, bool(rng.random() < 0.5)]
+    r = malleable_ilp(topo, dur, ok, time_limit_s=5.0)
+    ls = schedule_scalar(topo, dur, level_ok=ok)
+    assert r.list_makespan_s == pytest.approx(ls.makespan_s)
+    assert r.makespan_s <= ls.makespan_s * (1 + 1e-9)
+    # lower bounds: the longest path at each op's fastest level; the tensor work
+    fastest = dur[:, 0]
+    longest = np.zeros(o)
+    for i in range(o):
+        longest[i] = fastest[i] + max((longest[p] for p in preds[i]), default=0.0)
+    work = sum(min(dur[i, a] / 2**a for a in range(LEVELS) if ok[a])
+               for i in range(o) if units[i] == 0)
+    assert r.makespan_s >= max(longest.max(), work) * (1 - 1e-6)
