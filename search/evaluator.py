@@ -33,8 +33,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dse.errors import ConfigError
+from search.config import OBJECTIVES
 from search.space import DesignSpace
-from search.storage import TrialBuffer
 
 __all__ = [
     "CONSTRAINT_KEYS",
@@ -42,13 +42,13 @@ __all__ = [
     "Evaluator",
     "Problem",
     "Scores",
+    "TrialSink",
     "directions",
     "metric_names",
     "objective_value",
     "violation",
 ]
 
-OBJECTIVES = ("throughput", "perf_per_tdp")
 CONSTRAINT_KEYS = ("area_mm2_over_budget", "tdp_w_over_budget", "memory_bytes_over_hbm")
 """Optuna constraint names (value ≤ 0 means satisfied)."""
 
@@ -127,6 +127,14 @@ def directions(multi_objective: bool) -> list[str]:
     return ["maximize", "minimize", "minimize"] if multi_objective else ["maximize"]
 
 
+class TrialSink(Protocol):
+    """Where finished trials go (``search.storage.TrialBuffer`` persists them in batches):
+    the evaluator hands its trials to a sink and never writes to a storage itself."""
+
+    def add(self, trials: Sequence[FrozenTrial]) -> None:
+        ...
+
+
 class Problem(Protocol):
     """What a searcher needs from the model (see :class:`search.objective.TrainingProblem`)."""
 
@@ -191,7 +199,7 @@ class Evaluator:
     """
 
     def __init__(self, problem: Problem, *, budget: int | None = None,
-                 buffer: TrialBuffer | None = None, multi_objective: bool = False,
+                 buffer: TrialSink | None = None, multi_objective: bool = False,
                  on_progress: Callable[[int], None] | None = None) -> None:
         if budget is not None and budget < 0:
             raise ConfigError(f"budget={budget!r} must be >= 0")

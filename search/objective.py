@@ -28,7 +28,8 @@ from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search.evaluator import Scores, objective_value
 from search.space import DesignSpace
 
-__all__ = ["TrainingProblem", "WorkloadTarget", "load_targets", "system_for"]
+__all__ = ["TrainingProblem", "WorkloadTarget", "build_problem", "load_targets",
+           "system_for"]
 
 
 def system_for(base: SystemConfig, link_count: int, link_bw_bytes_per_s: float) -> SystemConfig:
@@ -172,7 +173,6 @@ class TrainingProblem:
 
     def _score_target(self, i: int, designs: Any
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[ParallelPlan | None]]:
-        t = self.targets[i]
         n = len(designs)
         samples = np.zeros(n)
         step = np.full(n, np.inf)
@@ -267,3 +267,16 @@ class TrainingProblem:
                 "power_w": self.power_budget_w, "objective": self.objective,
                 "devices": self.targets[0].devices,
                 "global_batch": self.targets[0].global_batch, "seq": self.targets[0].seq}
+
+
+def build_problem(cfg: Any, space: Any = None) -> TrainingProblem:
+    """The :class:`TrainingProblem` of a :class:`search.config.SearchConfig` (on
+    ``space``, or the default space for its device count)."""
+    from cost_models.technology import load_technology
+    from search.space import default_space
+
+    space = space if space is not None else default_space(devices=cfg.devices)
+    tech = load_technology(space.template.tech_node_nm)
+    targets = load_targets(cfg.workloads, devices=cfg.devices, batch=cfg.batch, seq=cfg.seq)
+    return TrainingProblem(space, targets, tech, area_mm2=cfg.area_mm2, power_w=cfg.power_w,
+                           objective=cfg.objective)
