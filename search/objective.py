@@ -124,8 +124,26 @@ class TrainingProblem:
         return self.space.area_tdp(idx, self.tech)
 
     # -- scoring --------------------------------------------------------------------------
+    max_batch = 1024
+    """Designs scored per cost-model call: every operator is costed at every block size
+    (D × O × levels arrays), so memory grows with the batch; larger inputs are split."""
+
     def score(self, idx: np.ndarray) -> Scores:
-        return self.score_designs(self.space.designs(idx))
+        a = np.asarray(idx)
+        if len(a) <= self.max_batch:
+            return self.score_designs(self.space.designs(a))
+        parts = [self.score_designs(self.space.designs(a[lo:lo + self.max_batch]))
+                 for lo in range(0, len(a), self.max_batch)]
+        return Scores(
+            area_mm2=np.concatenate([x.area_mm2 for x in parts]),
+            tdp_w=np.concatenate([x.tdp_w for x in parts]),
+            samples_per_s=np.concatenate([x.samples_per_s for x in parts], axis=1),
+            step_time_s=np.concatenate([x.step_time_s for x in parts], axis=1),
+            memory_bytes=np.concatenate([x.memory_bytes for x in parts], axis=1),
+            hbm_bytes=np.concatenate([x.hbm_bytes for x in parts]),
+            value=np.concatenate([x.value for x in parts]),
+            feasible=np.concatenate([x.feasible for x in parts]),
+            plan_id=np.concatenate([x.plan_id for x in parts], axis=1))
 
     def score_designs(self, designs: Any) -> Scores:
         """Scores of a :class:`cost_models.designs.DesignBatch` (any designs, on the grid

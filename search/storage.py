@@ -184,6 +184,7 @@ def persist_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> int:
         return 0
     if _fast_sqlite_insert(study, trials):
         return len(trials)
+    trials = [t.to_frozen() if hasattr(t, "to_frozen") else t for t in trials]
     try:
         study.add_trials(trials)
     except ValueError as e:
