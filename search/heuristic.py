@@ -64,6 +64,7 @@ from search.moves import (
     move_sets,
     payers,
     propose_moves,
+    second_params,
 )
 from search.evaluator import Evaluator, objective_value, violation, within_budget
 from search.space import DesignSpace
@@ -460,13 +461,15 @@ def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
             cands = propose_moves(target.space, cur, bounds, tier=tier)
             if cur_k[0] == 0.0:  # feasible: stay within the area/power budget
                 cands = cands[target.within_budget(cands)] if len(cands) else cands
-                if tier != 1:  # grows repaired by less critical resources: focused
-                    _, gp, sp = move_sets(target.space, bounds, full=full)
-                    extra = grow_and_repair(target, cur, gp, sp,
-                                            bounds=None if full else bounds)
-                    if extra:
-                        cands = np.unique(np.vstack([cands.reshape(-1, len(cur)),
-                                                     np.array(extra)]), axis=0)
+                _, gp, sp = move_sets(target.space, bounds, full=full)
+                if tier == 1:  # the other critical resources, grown and repaired
+                    gp = second_params(target.space, bounds)
+                # grows repaired by less critical resources
+                extra = grow_and_repair(target, cur, gp, sp,
+                                        bounds=None if full else bounds) if gp else []
+                if extra:
+                    cands = np.unique(np.vstack([cands.reshape(-1, len(cur)),
+                                                 np.array(extra)]), axis=0)
             if len(cands) == 0:
                 continue
             r = target.evaluate(cands)

@@ -25,6 +25,7 @@ __all__ = [
     "move_sets",
     "payers",
     "propose_moves",
+    "second_params",
 ]
 
 
@@ -166,6 +167,18 @@ def move_sets(space: DesignSpace, bounds: dict[str, float], *, full: bool = Fals
     return grow_res, grow_params, shrink_params
 
 
+def second_params(space: DesignSpace, bounds: dict[str, float]) -> list[str]:
+    """Parameters of the resources on the critical path that are not grown first (below
+    :data:`GROW_SHARE` of the top one, but with critical time): when the dominant resource
+    cannot grow within the budget, these are what still shortens the chain."""
+    top = max(bounds.values()) if bounds else 0.0
+    res = [r for r, v in sorted(bounds.items(), key=lambda x: -x[1])
+           if 0 < v < GROW_SHARE * top and r in RESOURCE_PARAMS]
+    first = set(move_sets(space, bounds)[1])
+    return [p for p in dict.fromkeys(p for r in res for p in RESOURCE_PARAMS[r])
+            if p in space.names and p not in first]
+
+
 def _share(name: str, bounds: dict[str, float]) -> float:
     """Critical share of a parameter: the largest of the resources it serves."""
     return max((bounds.get(r, 0.0) for r, ps in RESOURCE_PARAMS.items() if name in ps),
@@ -225,8 +238,8 @@ def grow_and_repair(target: Budgeted, idx: np.ndarray, grow_params: list[str],
 TIERS = (0, 1, 2)
 """Neighbourhoods of a guided step, tried in order until one improves: 0 the focused moves
 of the critical path (grow a bound resource, reshape it), 1 the same paid by or combined
-with slack resources, 2 the full neighbourhood (the fallback; the only one without
-guidance)."""
+with slack resources, and the other resources of the critical path grown and repaired,
+2 the full neighbourhood (the fallback; the only one without guidance)."""
 
 
 def propose_moves(space: DesignSpace, idx: np.ndarray, bounds: dict[str, float], *,
