@@ -33,8 +33,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dse.errors import ConfigError
+from search.config import OBJECTIVES
 from search.space import DesignSpace
-from search.storage import TrialBuffer
 
 __all__ = [
     "CONSTRAINT_KEYS",
@@ -42,13 +42,14 @@ __all__ = [
     "Evaluator",
     "Problem",
     "Scores",
+    "TrialRecord",
+    "TrialSink",
     "directions",
     "metric_names",
     "objective_value",
     "violation",
 ]
 
-OBJECTIVES = ("throughput", "perf_per_tdp")
 CONSTRAINT_KEYS = ("area_mm2_over_budget", "tdp_w_over_budget", "memory_bytes_over_hbm")
 """Optuna constraint names (value ≤ 0 means satisfied)."""
 
@@ -127,6 +128,51 @@ def directions(multi_objective: bool) -> list[str]:
     return ["maximize", "minimize", "minimize"] if multi_objective else ["maximize"]
 
 
+def _now() -> Any:
+    import datetime
+
+    return datetime.datetime.now()
+
+
+@dataclass
+class TrialRecord:
+    """A finished trial as a study stores it — the fields of Optuna's
+    :class:`~optuna.trial.FrozenTrial` that :func:`search.storage.persist_trials` writes,
+    without FrozenTrial's per-trial validation (1 ms a trial; a search scores a thousand
+    designs in a fraction of that). :meth:`to_frozen` gives the FrozenTrial."""
+
+    values: list[float]
+    params: dict[str, Any]
+    distributions: dict[str, Any]
+    user_attrs: dict[str, Any]
+    constraints: dict[str, float]
+    datetime_start: Any = None
+    datetime_complete: Any = None
+    state: TrialState = TrialState.COMPLETE
+
+    @property
+    def system_attrs(self) -> dict[str, Any]:
+        """Optuna 5 keeps constraints as ``constraints:<name>`` system attributes."""
+        return {f"constraints:{k}": float(v) for k, v in self.constraints.items()}
+
+    def to_frozen(self) -> FrozenTrial:
+        t = optuna.trial.create_trial(state=self.state, values=self.values,
+                                      params=self.params, distributions=self.distributions,
+                                      user_attrs=self.user_attrs,
+                                      constraints=self.constraints)
+        t.datetime_start = self.datetime_start
+        t.datetime_complete = self.datetime_complete
+        return t
+
+
+class TrialSink(Protocol):
+    """Where finished trials go (``search.storage.TrialBuffer`` persists them in batches):
+    the evaluator hands its trials to a sink and never writes to a storage itself."""
+
+    def add(self, trials: Sequence[FrozenTrial]) -> None:
+        ...
+
+
 class Problem(Protocol):
     """What a searcher needs from the model (see :class:`search.objective.TrainingProblem`)."""
 
@@ -191,7 +237,7 @@ class Evaluator:
     """
 
     def __init__(self, problem: Problem, *, budget: int | None = None,
-                 buffer: TrialBuffer | None = None, multi_objective: bool = False,
+                 buffer: TrialSink | None = None, multi_objective: bool = False,
                  on_progress: Callable[[int], None] | None = None) -> None:
         if budget is not None and budget < 0:
             raise ConfigError(f"budget={budget!r} must be >= 0")
@@ -397,14 +443,65 @@ class Evaluator:
         return values, cons, attrs
 
     def make_trials(self, idx: np.ndarray, sc: Scores, searcher: str,
-                    start: int) -> list[FrozenTrial]:
+                    start: int) -> list[TrialRecord]:
+        """Finished trials of a scored batch (:class:`TrialRecord`: what a study stores,
+        built for the whole batch at once; ``to_frozen()`` gives Optuna's FrozenTrial)."""
+        pb = self.problem
+        n = len(idx)
+        if n == 0:
+            return []
+        hw = self.space.fields(idx)
+        vals = self.space.values(idx)
+        cols = {f: v.tolist() for f, v in hw.items()}
+        labels = [self.space.label(idx[k]) for k in range(n)] if n <= 1 else \
+            self.space.labels(idx)
+        area = sc.area_mm2.astype(float)
+        tdp = sc.tdp_w.astype(float)
+        mem_max = sc.memory_bytes.max(axis=0).astype(float)
+        thr = geomean(sc.samples_per_s)
+        c_area = (area - pb.area_budget_mm2).tolist()
+        c_tdp = ((tdp - pb.power_budget_w) if pb.power_budget_w is not None
+                 else np.zeros(n)).tolist()
+        c_mem = (mem_max - sc.hbm_bytes.astype(float)).tolist()
+        per_w = []
+        for w, name in enumerate(pb.workload_names):
+            pid = sc.plan_id[w] if sc.plan_id is not None else np.full(n, -1)
+            per_w.append((name, sc.samples_per_s[w].astype(float).tolist(),
+                          sc.step_time_s[w].astype(float).tolist(),
+                          sc.memory_bytes[w].astype(float).tolist(),
+                          [int(x) for x in pid]))
+        value = sc.value.astype(float).tolist()
+        feas = [bool(x) for x in sc.feasible]
+        area_l, tdp_l, thr_l, mem_l = area.tolist(), tdp.tolist(), thr.tolist(), mem_max.tolist()
+        phys = {self.space.optuna_name(p.name): [
+            (float(v) / 2**20 if p.name in ("sram_per_core_bytes", "global_buffer_bytes")
+             else (int(v) if not p.categorical else v)) for v in vals[p.name].tolist()]
+            for p in self.space.params}
         out = []
-        for k in range(len(idx)):
-            values, cons, attrs = self.trial_payload(idx, sc, k, searcher, start + k)
-            out.append(optuna.trial.create_trial(
-                state=TrialState.COMPLETE, values=values,
-                params=self.space.to_optuna_params(idx[k]),
-                distributions=self.distributions, user_attrs=attrs, constraints=cons))
+        now = _now()
+        for k in range(n):
+            attrs: dict[str, Any] = {f: cols[f][k] for f in cols}
+            attrs.update({
+                "design": labels[k], "area_mm2": area_l[k], "tdp_w": tdp_l[k],
+                "samples_per_s": thr_l[k], "feasible": feas[k], "searcher": searcher,
+                "eval_index": int(start + k),
+                "constraint_area_mm2_over_budget": c_area[k],
+                "constraint_tdp_w_over_budget": c_tdp[k],
+                "constraint_memory_bytes_over_hbm": c_mem[k],
+                "hbm_bytes_needed": mem_l[k]})
+            for name, sp_, st_, mb_, pid_ in per_w:
+                attrs[f"samples_per_s[{name}]"] = sp_[k]
+                attrs[f"step_time_s[{name}]"] = st_[k]
+                attrs[f"memory_bytes[{name}]"] = mb_[k]
+                attrs[f"plan_id[{name}]"] = pid_[k]
+            values = ([value[k], area_l[k], tdp_l[k]] if self.multi_objective else [value[k]])
+            out.append(TrialRecord(
+                values=values, params={key: v[k] for key, v in phys.items()},
+                distributions=self.distributions, user_attrs=attrs,
+                constraints={"area_mm2_over_budget": c_area[k],
+                             "tdp_w_over_budget": c_tdp[k],
+                             "memory_bytes_over_hbm": c_mem[k]},
+                datetime_start=now, datetime_complete=now))
         return out
 
     def load_history(self, trials: Sequence[FrozenTrial]) -> int:

@@ -28,7 +28,8 @@ from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search.evaluator import Scores, objective_value
 from search.space import DesignSpace
 
-__all__ = ["TrainingProblem", "WorkloadTarget", "load_targets", "system_for"]
+__all__ = ["TrainingProblem", "WorkloadTarget", "build_problem", "load_targets",
+           "system_for"]
 
 
 def system_for(base: SystemConfig, link_count: int, link_bw_bytes_per_s: float) -> SystemConfig:
@@ -123,8 +124,26 @@ class TrainingProblem:
         return self.space.area_tdp(idx, self.tech)
 
     # -- scoring --------------------------------------------------------------------------
+    max_batch = 1024
+    """Designs scored per cost-model call: every operator is costed at every block size
+    (D × O × levels arrays), so memory grows with the batch; larger inputs are split."""
+
     def score(self, idx: np.ndarray) -> Scores:
-        return self.score_designs(self.space.designs(idx))
+        a = np.asarray(idx)
+        if len(a) <= self.max_batch:
+            return self.score_designs(self.space.designs(a))
+        parts = [self.score_designs(self.space.designs(a[lo:lo + self.max_batch]))
+                 for lo in range(0, len(a), self.max_batch)]
+        return Scores(
+            area_mm2=np.concatenate([x.area_mm2 for x in parts]),
+            tdp_w=np.concatenate([x.tdp_w for x in parts]),
+            samples_per_s=np.concatenate([x.samples_per_s for x in parts], axis=1),
+            step_time_s=np.concatenate([x.step_time_s for x in parts], axis=1),
+            memory_bytes=np.concatenate([x.memory_bytes for x in parts], axis=1),
+            hbm_bytes=np.concatenate([x.hbm_bytes for x in parts]),
+            value=np.concatenate([x.value for x in parts]),
+            feasible=np.concatenate([x.feasible for x in parts]),
+            plan_id=np.concatenate([x.plan_id for x in parts], axis=1))
 
     def score_designs(self, designs: Any) -> Scores:
         """Scores of a :class:`cost_models.designs.DesignBatch` (any designs, on the grid
@@ -172,7 +191,6 @@ class TrainingProblem:
 
     def _score_target(self, i: int, designs: Any
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[ParallelPlan | None]]:
-        t = self.targets[i]
         n = len(designs)
         samples = np.zeros(n)
         step = np.full(n, np.inf)
@@ -267,3 +285,16 @@ class TrainingProblem:
                 "power_w": self.power_budget_w, "objective": self.objective,
                 "devices": self.targets[0].devices,
                 "global_batch": self.targets[0].global_batch, "seq": self.targets[0].seq}
+
+
+def build_problem(cfg: Any, space: Any = None) -> TrainingProblem:
+    """The :class:`TrainingProblem` of a :class:`search.config.SearchConfig` (on
+    ``space``, or the default space for its device count)."""
+    from cost_models.technology import load_technology
+    from search.space import default_space
+
+    space = space if space is not None else default_space(devices=cfg.devices)
+    tech = load_technology(space.template.tech_node_nm)
+    targets = load_targets(cfg.workloads, devices=cfg.devices, batch=cfg.batch, seq=cfg.seq)
+    return TrainingProblem(space, targets, tech, area_mm2=cfg.area_mm2, power_w=cfg.power_w,
+                           objective=cfg.objective)

@@ -179,7 +179,8 @@ class SearchObjective:
 
     def __init__(self, settings: Any) -> None:
         from search.evaluator import Evaluator
-        from search.runner import SearchConfig, build_problem
+        from search.config import SearchConfig
+        from search.objective import build_problem
 
         keys = ("workloads", "area_mm2", "power_w", "objective", "devices", "searcher",
                 "seed", "batch", "seq", "multi_objective")

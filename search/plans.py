@@ -25,83 +25,17 @@ schedule/recompute/ZeRO variants of a shape cost a closed-form pipeline evaluati
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from dse.errors import ConfigError, InfeasibleDesignError
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
+from search.planspace import enumerate_plans
 
 __all__ = ["best_plan", "best_plan_batch", "enumerate_plans", "plan_memory_bytes"]
 
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
-                    seq: int | None = None, max_micro_batch: int = 16,
-                    schedules: Sequence[str] = ("1f1b", "interleaved"),
-                    interleaves: Sequence[int] = (2, 3, 4),
-                    recompute: Sequence[str] = ("none", "selective", "full"),
-                    zero_stages: Sequence[int] = (0, 1), max_pp: int = 8) -> list[ParallelPlan]:
-    """Every valid plan of ``spec`` on ``devices`` devices (module docstring).
-
-    ``global_batch`` defaults to the workload's default batch; plans whose ``dp`` does
-    not divide it are skipped (the global batch is part of the training recipe).
-
-    >>> from workloads.spec import TransformerSpec
-    >>> s = TransformerSpec(name="t", model_type="gpt2", layers=4, hidden=256, heads=4,
-    ...                     ffn=1024, vocab=1000, max_positions=128, source="doc",
-    ...                     default_batch=8)
-    >>> plans = enumerate_plans(s, 4, recompute=("none",), zero_stages=(0,))
-    >>> sorted({(p.tp, p.pp, p.dp) for p in plans})
-    [(1, 1, 4), (1, 2, 2), (1, 4, 1), (2, 1, 2), (2, 2, 1), (4, 1, 1)]
-    """
-    from workloads.parallel import validate_plan
-
-    if devices < 1:
-        raise ConfigError(f"devices={devices} must be >= 1")
-    gb = int(global_batch or spec.default_batch)
-    transformer = getattr(spec, "family", "") == "transformer"
-    layers = int(spec.layers) if transformer else max_pp
-    out: list[ParallelPlan] = []
-    for tp in _divisors(devices) if transformer else [1]:
-        if transformer and (spec.heads % tp or spec.ffn % tp
-                            or (spec.kv_heads % tp and tp % spec.kv_heads)):
-            continue
-        for pp in _divisors(devices // tp):
-            if pp > layers:
-                continue
-            dp = devices // (tp * pp)
-            if gb % dp:
-                continue
-            mbs = [b for b in (2 ** i for i in range(16)) if b <= max_micro_batch
-                   and (gb // dp) % b == 0]
-            for mb in mbs:
-                m = gb // (dp * mb)
-                scheds: list[tuple[str, int]] = []
-                if "1f1b" in schedules:
-                    scheds.append(("1f1b", 1))
-                if "gpipe" in schedules:
-                    scheds.append(("gpipe", 1))
-                if "interleaved" in schedules and pp > 1 and transformer and m % pp == 0:
-                    scheds += [("interleaved", v) for v in interleaves
-                               if layers % (pp * v) == 0]
-                for sched, v in scheds:
-                    for rc in recompute:
-                        for z in zero_stages if dp > 1 else (0,):
-                            plan = ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb,
-                                                micro_batch=mb, schedule=sched,
-                                                recompute=rc, interleave=v, zero_stage=z,
-                                                sequence_parallel=tp > 1 and transformer)
-                            try:
-                                validate_plan(spec, plan, devices, seq=seq)
-                            except ConfigError:
-                                continue
-                            out.append(plan)
-    return out
 
 
 def plan_memory_bytes(spec: Any, plan: ParallelPlan, seq: int | None = None) -> float:

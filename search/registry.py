@@ -28,6 +28,7 @@ from dse.registry import Registry
 __all__ = ["SEARCHERS"]
 
 SEARCHERS: Registry[Callable[[Any], None]] = Registry("searcher")
+"""``search.config.SEARCHER_NAMES`` lists the same names (a test checks it)."""
 
 
 def _finite(x: Any) -> Any:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from dse.errors import ConfigError, InfeasibleDesignError
+from dse.errors import ConfigError
 from dse.types import HardwareConfig, jsonable
-from search.evaluator import OBJECTIVES, Evaluator, directions, geomean, metric_names
+from search.config import DEFAULT_BUDGETS, SearchConfig, default_study_name
+from search.evaluator import Evaluator, directions, geomean, metric_names
+from search.objective import build_problem
 
 __all__ = [
     "DEFAULT_BUDGETS",
@@ -44,102 +44,8 @@ __all__ = [
     "write_run_dir",
 ]
 
-DEFAULT_BUDGETS: dict[str, int | None] = {"wham": None, "optuna": 500, "random": 500,
-                                          "exhaustive": None}
-"""Designs evaluated when ``--budget`` is not given (None: until the searcher is done —
-the heuristic converges, exhaustive enumerates the feasible grid)."""
-
 PERSIST_BATCH = 512
 """Finished trials written to the storage per batch (the hot loop stays in memory)."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class SearchConfig:
-    """Everything ``dse search`` takes (brief §4)."""
-
-    workloads: tuple[str, ...]
-    area_mm2: float
-    power_w: float | None = None
-    objective: str = "throughput"
-    devices: int = 1
-    searcher: str = "wham"
-    budget: int | None = None
-    top_k: int = 5
-    seed: int = 0
-    storage: str | None = None
-    """Optuna storage; None: ``sqlite:///OUT/study.db`` when ``out_dir`` is set, else no
-    persistence."""
-    study: str | None = None
-    out_dir: str | None = None
-    batch: int | None = None
-    seq: int | None = None
-    multi_objective: bool = False
-    guidance: str = "critical-path"
-    """How the wham heuristic picks its moves (:data:`search.heuristic.GUIDANCE`)."""
-    ilp_time_limit_s: float = 0.5
-    """Time limit of each ILP refinement (per phase of each top-k design)."""
-    ilp_total_s: float = 0.0
-    """Wall-time cap of all ILP refinements of a run (0: none — the list scheduler's gap
-    to the ILP is measured by ``benchmarks/bench_schedule.py``, not in every search);
-    designs after it are not refined (their ``ilp_refinement`` says so)."""
-
-    def __post_init__(self) -> None:
-        o = "SearchConfig"
-        if not self.workloads:
-            raise ConfigError(f"{o}.workloads is empty; give --workload NAME[,NAME...]")
-        object.__setattr__(self, "workloads", tuple(str(w) for w in self.workloads))
-        for f in ("area_mm2",):
-            v = getattr(self, f)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ConfigError(f"{o}.{f}={v!r} must be a positive number")
-        if self.power_w is not None and not (math.isfinite(self.power_w) and self.power_w > 0):
-            raise ConfigError(f"{o}.power_w={self.power_w!r} must be a positive number")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"{o}.objective={self.objective!r}; valid: {', '.join(OBJECTIVES)}")
-        from search.registry import SEARCHERS
-
-        SEARCHERS.get(self.searcher)
-        for f in ("devices", "top_k"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{o}.{f}={v!r} must be a positive integer")
-        for f in ("budget", "batch", "seq"):
-            v = getattr(self, f)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ConfigError(f"{o}.{f}={v!r} must be a positive integer")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"{o}.seed={self.seed!r} must be an integer >= 0")
-        from search.heuristic import GUIDANCE
-
-        if self.guidance not in GUIDANCE:
-            raise ConfigError(f"{o}.guidance={self.guidance!r}; valid: {', '.join(GUIDANCE)}")
-
-    def settings(self) -> dict[str, Any]:
-        """JSON-able settings (study user attribute, summary.json)."""
-        return {"workloads": list(self.workloads), "area_mm2": self.area_mm2,
-                "power_w": self.power_w, "objective": self.objective,
-                "devices": self.devices, "searcher": self.searcher, "seed": self.seed,
-                "batch": self.batch, "seq": self.seq, "multi_objective": self.multi_objective,
-                "budget": self.budget, "guidance": self.guidance}
-
-
-def default_study_name(cfg: SearchConfig) -> str:
-    """A study name that identifies the search (so a rerun resumes it)."""
-    parts = ["dse", "+".join(Path(w).stem if ("/" in w or "." in w) else w
-                             for w in cfg.workloads),
-             f"a{cfg.area_mm2:g}"]
-    if cfg.power_w is not None:
-        parts.append(f"p{cfg.power_w:g}")
-    parts += [cfg.objective, cfg.searcher, f"d{cfg.devices}"]
-    if cfg.batch:
-        parts.append(f"b{cfg.batch}")
-    if cfg.seq:
-        parts.append(f"s{cfg.seq}")
-    if cfg.multi_objective:
-        parts.append("mo")
-    if cfg.guidance != "critical-path":
-        parts.append(f"g{cfg.guidance}")
-    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", "-".join(parts))
 
 
 @dataclass
@@ -343,19 +249,6 @@ def designs_table(ev: Evaluator) -> Any:
 
 
 # --------------------------------------------------------------------------- run
-
-
-def build_problem(cfg: SearchConfig, space: Any = None) -> Any:
-    """The :class:`~search.objective.TrainingProblem` of a configuration."""
-    from cost_models.technology import load_technology
-    from search.objective import TrainingProblem, load_targets
-    from search.space import default_space
-
-    space = space if space is not None else default_space(devices=cfg.devices)
-    tech = load_technology(space.template.tech_node_nm)
-    targets = load_targets(cfg.workloads, devices=cfg.devices, batch=cfg.batch, seq=cfg.seq)
-    return TrainingProblem(space, targets, tech, area_mm2=cfg.area_mm2, power_w=cfg.power_w,
-                           objective=cfg.objective)
 
 
 def _open(cfg: SearchConfig, space_name: str) -> tuple[Any, str | None, str]:

@@ -45,6 +45,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
 from dse.errors import ConfigError
+from search.malleable_ilp import block_refinement
 
 __all__ = [
     "RESOURCE_NAMES",
@@ -584,54 +585,3 @@ def problem_from_costs(names: Sequence[str], preds: Sequence[Sequence[int]],
         preds=tuple(tuple(p) for p in preds),
         parallel_duration_s=None if parallel_latency_s is None
         else np.asarray(parallel_latency_s, float))
-
-
-def block_refinement(graph: Any, hw: Any, tech: Any, comm_time_s: Any = None, *,
-                     block: str = "layer", max_units: int = 4,
-                     time_limit_s: float = 2.0) -> dict[str, Any] | None:
-    """List schedule vs ILP for one repetition of a repeated block of ``graph`` on ``hw``:
-    the in-loop malleable list schedule (:mod:`cost_models.schedule`) and the exact
-    malleable ILP of the same problem (:func:`search.malleable_ilp.malleable_ilp`).
-    Returns None when the graph has no such block. ``max_units`` is kept for
-    compatibility (the ILP uses the chip's own block levels).
-
-    Keys: ``ops``, ``count`` (repetitions), ``list_s``, ``ilp_s``, ``lower_bound_s``,
-    ``gap`` = (list − ILP)/list, ``optimal``, ``parallel_ops`` (tensor operators the ILP
-    runs on less than the whole chip).
-    """
-    from cost_models.designs import DesignBatch
-    from cost_models.evaluate import device_step
-    from cost_models.opcost import graph_arrays
-    from dse.types import Graph
-    from search.malleable_ilp import malleable_ilp
-
-    del max_units
-    keep = [i for i, op in enumerate(graph.ops) if op.block == block]
-    if not keep:
-        return None
-    names = {graph.ops[i].name for i in keep}
-    sub = Graph(name=f"{graph.name}.{block}", ops=tuple(graph.ops[i] for i in keep),
-                edges=tuple((a, b) for a, b in graph.edges if a in names and b in names),
-                meta=graph.meta)
-    ct = None
-    if comm_time_s is not None:
-        full = np.asarray(comm_time_s, dtype=np.float64)
-        ct = full[keep] if full.shape == (len(graph.ops),) else None
-    one = sub.with_ops(tuple(dataclasses_replace_count(op) for op in sub.ops))
-    st = device_step(one, DesignBatch.from_configs([hw]), tech, comm_time_s=ct)
-    arrs = graph_arrays(one)
-    dur = np.asarray(st.costs.latency_levels_s[0])
-    r = malleable_ilp(arrs.topology, dur, st.level_ok[0], time_limit_s=time_limit_s)
-    count = int(graph.ops[keep[0]].count)
-    return {"ops": len(keep), "count": count, "list_s": float(r.list_makespan_s),
-            "ilp_s": float(r.makespan_s), "lower_bound_s": float(r.lower_bound_s),
-            "gap": float(r.gap), "optimal": bool(r.optimal),
-            "parallel_ops": int(sum(1 for i, a in enumerate(r.level)
-                                    if arrs.unit_code[i] == 0 and a > 0))}
-
-
-def dataclasses_replace_count(op: Any) -> Any:
-    """``op`` executed once (one repetition of its block)."""
-    import dataclasses
-
-    return dataclasses.replace(op, count=1) if op.count != 1 else op

@@ -297,6 +297,22 @@ class DesignSpace:
                 f"-s{_mib(g('sram_per_core_bytes'))}-g{_mib(g('global_buffer_bytes'))}"
                 f"-h{g('hbm_stacks')}-l{g('link_count')}")
 
+    def labels(self, idx: np.ndarray) -> list[str]:
+        """:meth:`label` of every design of ``idx`` (one pass over the columns)."""
+        v = self.values(idx)
+        t = self.template
+        n = len(np.asarray(idx))
+
+        def col(k: str) -> list[Any]:
+            return v[k].tolist() if k in v else [getattr(t, k)] * n
+
+        tc, r, c, df = col("tensor_cores"), col("array_rows"), col("array_cols"), col("dataflow")
+        vc, vl = col("vector_cores"), col("vector_lanes")
+        sc, gb = col("sram_per_core_bytes"), col("global_buffer_bytes")
+        hb, lk = col("hbm_stacks"), col("link_count")
+        return [f"{tc[i]}x{r[i]}x{c[i]}-{df[i]}-v{vc[i]}x{vl[i]}-s{_mib(sc[i])}"
+                f"-g{_mib(gb[i])}-h{hb[i]}-l{lk[i]}" for i in range(n)]
+
     def index_of(self, values: Mapping[str, Any] | HardwareConfig, *, snap: bool = False
                  ) -> np.ndarray:
         """Indices of a design given by field values (a mapping or a HardwareConfig).

@@ -59,7 +59,7 @@ def resolve_storage_url(storage: str | Path, *, run_dir: str | Path | None = Non
     >>> resolve_storage_url("sqlite:////tmp/x.db")
     'sqlite:////tmp/x.db'
     """
-    from search.distributed import parse_storage
+    from search.storage_url import parse_storage
 
     return parse_storage(str(storage), run_dir=run_dir).display
 
@@ -67,8 +67,8 @@ def resolve_storage_url(storage: str | Path, *, run_dir: str | Path | None = Non
 def open_storage(storage: str | Path) -> optuna.storages.BaseStorage:
     """An Optuna storage for a URL, journal path, ``.db`` file or run directory (parsing,
     password redaction and error messages shared with :mod:`search.distributed`)."""
-    from search.distributed import open_storage as _open
-    from search.distributed import parse_storage
+    from search.storage_url import open_storage as _open
+    from search.storage_url import parse_storage
 
     return _open(parse_storage(str(storage)))
 
@@ -184,6 +184,7 @@ def persist_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> int:
         return 0
     if _fast_sqlite_insert(study, trials):
         return len(trials)
+    trials = [t.to_frozen() if hasattr(t, "to_frozen") else t for t in trials]
     try:
         study.add_trials(trials)
     except ValueError as e:

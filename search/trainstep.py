@@ -77,7 +77,7 @@ class WorkloadModel:
     def plans(self) -> list[ParallelPlan]:
         """Every valid plan (:func:`search.plans.enumerate_plans`), enumerated once."""
         if self._plans is None:
-            from search.plans import enumerate_plans
+            from search.planspace import enumerate_plans
 
             self._plans = enumerate_plans(self.spec, self.devices,
                                           global_batch=self.global_batch, seq=self.seq)

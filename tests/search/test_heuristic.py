@@ -89,7 +89,7 @@ def test_moves_grow_the_bounding_resource_and_shrink_slack() -> None:
 
 
 def test_reshapes_keep_the_macs_and_offer_the_core_sram_that_keeps_it() -> None:
-    from search.heuristic import _reshapes
+    from search.moves import _reshapes
 
     s = default_space()
     x = s.index_of({"tensor_cores": 8, "array_rows": 64, "array_cols": 128,

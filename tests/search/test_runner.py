@@ -146,3 +146,26 @@ def test_default_study_name_identifies_the_search(tmp_path: Path) -> None:
     assert a == default_study_name(_cfg(tmp_path, seed=9))  # same search, other seed
     assert a != default_study_name(_cfg(tmp_path, area_mm2=151.0))
     assert a != default_study_name(_cfg(tmp_path, searcher="optuna"))
+
+
+def test_batch_trial_records_equal_the_per_trial_payload() -> None:
+    """make_trials (vectorized, what the study stores) == trial_payload (per trial, the
+    Optuna paths): same values, parameters, user attributes and constraints."""
+    import numpy as np
+
+    from search.evaluator import Evaluator
+    from tests.search.tiny import SMALL_SPACE, tiny_problem
+
+    pb = tiny_problem(area_mm2=150.0)
+    for multi in (False, True):
+        ev = Evaluator(pb, multi_objective=multi)
+        idx = SMALL_SPACE.sample(np.random.default_rng(3), 5)
+        sc = pb.score(idx)
+        recs = ev.make_trials(idx, sc, "x", 10)
+        for k, rec in enumerate(recs):
+            values, cons, attrs = ev.trial_payload(idx, sc, k, "x", 10 + k)
+            assert rec.values == values and rec.constraints == cons
+            assert rec.user_attrs == attrs
+            assert rec.params == SMALL_SPACE.to_optuna_params(idx[k])
+            ft = rec.to_frozen()
+            assert ft.params == rec.params and ft.user_attrs == attrs

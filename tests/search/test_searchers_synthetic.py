@@ -150,7 +150,7 @@ def test_fast_persist_equals_add_trials(tmp_path) -> None:
     persist_trials(fast, trials)
     slow = optuna.create_study(storage=f"sqlite:///{tmp_path}/g.db", study_name="x",
                                direction="maximize")
-    slow.add_trials(trials)
+    slow.add_trials([t.to_frozen() for t in trials])
     for a, b in zip(fast.trials, slow.trials):
         assert (a.number, a.params, a.values, a.user_attrs, a.constraints, a.state) == \
                (b.number, b.params, b.values, b.user_attrs, b.constraints, b.state)

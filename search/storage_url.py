@@ -1,0 +1,369 @@
+"""Optuna storages from what a user types: URLs, journal files, SQLite files, run
+directories — parsed, redacted, opened (:func:`parse_storage`, :func:`open_storage`).
+
+Every message shows storage URLs through :func:`redact_url`; an unreachable storage raises
+:class:`~dse.errors.StorageError` (exit 1) naming host and port, never the password.
+
+>>> redact_url("postgresql+psycopg://dse:s3cret@db.example:5432/studies")
+'postgresql+psycopg://dse:***@db.example:5432/studies'
+>>> parse_storage("postgresql://u:pw@127.0.0.1:6543/x").display
+'postgresql+psycopg://u:***@127.0.0.1:6543/x'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from dse.errors import ConfigError, DSEError, StorageError
+
+JOURNAL_FILE = "study.log"
+"""Journal file used inside a run directory for ``--jobs N``."""
+STUDY_DB = "study.db"
+"""SQLite file used inside a run directory (the run directory's default storage)."""
+
+_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+STORAGE_FORMS = ("sqlite:///PATH.db, postgresql://USER[:PASSWORD]@HOST[:PORT]/DB "
+                 "(or postgresql+psycopg://...), mysql+pymysql://..., journal:PATH, "
+                 "PATH.log/.jsonl/.journal (journal file), PATH.db, or a run directory")
+
+_log = logging.getLogger("dse.search.distributed")
+
+
+# --------------------------------------------------------------------------- storage URLs
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (userinfo and ``?password=``).
+
+    >>> redact_url("postgresql://alice:pa:ss@h/db?sslmode=require&password=x")
+    'postgresql://alice:***@h/db?sslmode=require&password=***'
+    >>> redact_url("sqlite:////tmp/x.db")
+    'sqlite:////tmp/x.db'
+    """
+    s = str(url)
+    # userinfo: scheme://user:password@host -> the password is everything up to the last
+    # '@' before the path (passwords may contain ':' and '@').
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@", s)
+    if m:
+        userinfo = m.group(2)
+        if ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            s = f"{m.group(1)}{user}:***@{s[m.end():]}"
+    s = re.sub(r"([?&](?:password|passwd|pwd)=)[^&#]*", r"\1***", s, flags=re.IGNORECASE)
+    return s
+
+
+def _secrets_of(url: str) -> list[str]:
+    """The password substrings of ``url`` (to scrub from third-party error texts)."""
+    out = []
+    m = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://([^/?#]*)@", url)
+    if m and ":" in m.group(1):
+        out.append(m.group(1).split(":", 1)[1])
+    out += re.findall(r"[?&](?:password|passwd|pwd)=([^&#]*)", url, flags=re.IGNORECASE)
+    secrets = [s for s in out if s]
+    from urllib.parse import unquote
+
+    secrets += [unquote(s) for s in secrets if unquote(s) != s]
+    return sorted(set(secrets), key=len, reverse=True)
+
+
+def _scrub(text: str, url: str) -> str:
+    """One line of ``text`` without the passwords of ``url``."""
+    line = " ".join(str(text).split())
+    for secret in _secrets_of(url):
+        line = line.replace(secret, "***")
+    return line
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSpec:
+    """A parsed ``--storage`` value.
+
+    ``url`` is the full SQLAlchemy URL or journal path (may contain a password: never
+    print it); ``display`` is the redacted form for messages.
+    """
+
+    kind: str
+    """``rdb`` (SQLAlchemy URL) or ``journal`` (journal file)."""
+    url: str = field(repr=False)
+    display: str
+    backend: str
+    """``sqlite``, ``postgresql``, ``mysql`` or ``journal``."""
+    host: str = ""
+    port: int | None = None
+    path: str = ""
+    """File of a SQLite or journal storage."""
+
+    @property
+    def where(self) -> str:
+        """``host:port`` of a server storage, the file of a local one."""
+        if self.backend in ("postgresql", "mysql"):
+            return f"{self.host or 'localhost'}:{self.port}"
+        return self.path
+
+    @property
+    def multi_host(self) -> bool:
+        """Whether workers on other machines can share this storage."""
+        return self.backend in ("postgresql", "mysql")
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def parse_storage(storage: str | os.PathLike[str], *, run_dir: str | os.PathLike[str] | None
+                  = None) -> StorageSpec:
+    """Validate a ``--storage`` value (see :data:`STORAGE_FORMS`).
+
+    A run directory means its ``study.db`` (or its ``study.log`` journal when only that
+    exists). ``postgresql://`` picks the installed driver (psycopg 3, else psycopg2).
+    Raises :class:`ConfigError` for malformed values.
+
+    >>> parse_storage("journal:/tmp/s.log").kind
+    'journal'
+    >>> parse_storage("sqlite:////tmp/s.db").path
+    '/tmp/s.db'
+    >>> parse_storage("redis://h/0")
+    Traceback (most recent call last):
+    ...
+    dse.errors.ConfigError: --storage 'redis://h/0': unsupported scheme 'redis'; use ...
+    """
+    s = str(storage).strip()
+    if not s:
+        raise ConfigError(f"--storage is empty; use one of: {STORAGE_FORMS}")
+    try:
+        return _parse_storage(s)
+    except (ValueError, OSError, RuntimeError) as e:  # NUL bytes, unknown ~user, ...
+        if isinstance(e, DSEError):
+            raise
+        raise ConfigError(f"--storage {redact_url(s)!r} is not a usable path or URL "
+                          f"({e.__class__.__name__}: {_scrub(str(e), s)[:80]})") from None
+
+
+def _path(s: str) -> Path:
+    """``s`` as a path, ``~`` expanded where it names a home directory."""
+    try:
+        return Path(s).expanduser()
+    except RuntimeError:  # ~unknownuser
+        return Path(s)
+
+
+def _parse_storage(s: str) -> StorageSpec:
+    if s.startswith("journal:") and not s.startswith("journal://"):
+        path = s[len("journal:"):]
+        if not path:
+            raise ConfigError("--storage 'journal:' needs a file path, e.g. journal:run/study.log")
+        p = _path(path).resolve()
+        return StorageSpec(kind="journal", url=str(p), display=f"journal:{p}",
+                           backend="journal", path=str(p))
+    if "://" in s:
+        return _parse_url(s)
+    p = _path(s)
+    if p.is_dir():
+        db, journal = p / STUDY_DB, p / JOURNAL_FILE
+        if journal.exists() and not db.exists():
+            p = journal
+        else:
+            p = db
+    suffix = p.suffix.lower()
+    if suffix in _SQLITE_SUFFIXES:
+        return _parse_url(f"sqlite:///{p.resolve()}")
+    if suffix in _JOURNAL_SUFFIXES:
+        r = p.resolve()
+        return StorageSpec(kind="journal", url=str(r), display=f"journal:{r}",
+                           backend="journal", path=str(r))
+    raise ConfigError(f"--storage {redact_url(s)!r} is not a storage: no such run directory "
+                      f"and not a URL or storage file; use one of: {STORAGE_FORMS}")
+
+
+def _parse_url(s: str) -> StorageSpec:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    shown = redact_url(s)
+    try:
+        u = make_url(s)
+    except (ArgumentError, ValueError) as e:
+        raise ConfigError(f"--storage {shown!r} is not a valid URL "
+                          f"({_scrub(str(e), s)}); use one of: {STORAGE_FORMS}") from None
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        if not u.database or u.database == ":memory:":
+            raise ConfigError(f"--storage {shown!r}: an in-memory SQLite database cannot be "
+                              "shared or resumed; give a file, e.g. sqlite:///run/study.db")
+        path = str(_path(u.database).resolve())
+        url = u.set(database=path).render_as_string(hide_password=False)
+        return StorageSpec(kind="rdb", url=url, display=redact_url(url), backend="sqlite",
+                           path=path)
+    if backend in ("postgresql", "mysql"):
+        if backend == "postgresql" and "+" not in u.drivername and (
+                _has_module("psycopg") or not _has_module("psycopg2")):
+            u = u.set(drivername="postgresql+psycopg")  # psycopg 3 (the postgres extra)
+        if not u.database:
+            raise ConfigError(f"--storage {shown!r}: missing database name (…/DBNAME)")
+        try:
+            port = int(u.port) if u.port is not None else _DEFAULT_PORTS[backend]
+        except ValueError:
+            raise ConfigError(f"--storage {shown!r}: port must be a number") from None
+        url = u.render_as_string(hide_password=False)
+        return StorageSpec(kind="rdb", url=url, display=redact_url(url), backend=backend,
+                           host=u.host or "localhost", port=port)
+    raise ConfigError(f"--storage {shown!r}: unsupported scheme {u.drivername!r}; use one "
+                      f"of: {STORAGE_FORMS}")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Optuna's INFO logs and experimental warnings (stderr is for our messages)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def _storage_error(spec: StorageSpec, e: BaseException) -> StorageError:
+    reason = _scrub(str(e).split("\n")[0] if str(e) else e.__class__.__name__, spec.url)
+    # psycopg/libpq: 'connection failed: connection to server at "h", port p failed: X'
+    m = re.findall(r"failed:\s*([^:]+?)(?:\s+Is the server|\(Background|$)", reason)
+    if m:
+        reason = m[-1].strip().rstrip(".")
+    reason = re.sub(r"\s*\(Background on this error.*$", "", reason)
+    reason = re.sub(r"^\(\S+\)\s*", "", reason)[:160]
+    if spec.multi_host:
+        name = "PostgreSQL" if spec.backend == "postgresql" else "MySQL"
+        return StorageError(f"cannot reach {name} at {spec.where} (storage {spec.display}): "
+                            f"{reason}")
+    return StorageError(f"cannot open storage {spec.display}: {reason}")
+
+
+def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None = None,
+                 grace_period_s: int | None = None, max_retry: int | None = 3,
+                 connect_timeout_s: int = 10) -> optuna.storages.BaseStorage:
+    """Open (and for RDB, connect to and initialize) a storage.
+
+    With ``heartbeat_interval_s`` an RDB storage records heartbeats of running trials;
+    trials silent for ``grace_period_s`` are failed by :func:`optuna.storages.fail_stale_trials`
+    and re-enqueued (up to ``max_retry`` times) by ``RetryHeartbeatStaleTrialCallback``.
+    Journal storages have no heartbeat; see :func:`recover_orphans`.
+
+    Raises :class:`StorageError` (exit 1) naming host and port (redacted URL) when the
+    server cannot be reached, or a driver is missing.
+    """
+    spec = parse_storage(storage) if isinstance(storage, str) else storage
+    with _quiet():
+        if spec.kind == "journal":
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            try:
+                Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
+                return JournalStorage(JournalFileBackend(spec.path))
+            except OSError as e:
+                raise StorageError(f"cannot open journal storage {spec.path}: "
+                                   f"{e.strerror or e}") from None
+        engine_kwargs: dict[str, Any] = {}
+        if spec.backend == "sqlite":
+            try:
+                Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StorageError(f"cannot open storage {spec.display}: "
+                                   f"{e.strerror or e}") from None
+            # concurrent writers wait for the lock instead of failing at once
+            engine_kwargs["connect_args"] = {"timeout": 120}
+        elif spec.backend == "postgresql":
+            engine_kwargs["connect_args"] = {"connect_timeout": int(connect_timeout_s)}
+            engine_kwargs["pool_pre_ping"] = True
+        elif spec.backend == "mysql":
+            engine_kwargs["pool_pre_ping"] = True
+        kwargs: dict[str, Any] = {}
+        if heartbeat_interval_s is not None:
+            kwargs = {
+                "heartbeat_interval": int(heartbeat_interval_s),
+                "grace_period": int(grace_period_s or 4 * heartbeat_interval_s),
+                "heartbeat_stale_trial_callback":
+                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+            }
+        try:
+            if spec.backend == "sqlite":
+                _sqlite_wal(spec)
+            rdb = _rdb_storage(spec.url, engine_kwargs, kwargs)
+            if spec.backend == "sqlite":
+                _sqlite_fast_commits(rdb)
+            return rdb
+        except ModuleNotFoundError as e:
+            hint = (" (pip install 'dse[postgres]')" if spec.backend == "postgresql" else "")
+            raise StorageError(f"storage {spec.display} needs the missing Python module "
+                               f"{e.name!r}{hint}") from None
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
+            raise _storage_error(spec, e) from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]
+                 ) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)``; retried when processes that start together race to create the
+    schema of a fresh database (the loser sees the winner's tables or version row)."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except (IntegrityError, ProgrammingError, OperationalError) as e:
+            text = str(e).lower()
+            racing = ("alembic_version" in text or "already exists" in text
+                      or "unique constraint" in text or "database is locked" in text)
+            if not racing or attempt == 3:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _sqlite_wal(spec: StorageSpec) -> None:
+    """Switch a SQLite storage to write-ahead logging (persistent in the file): readers no
+    longer block the writer and a commit appends to the log instead of rewriting pages.
+    Safe against killed processes; not for network file systems (neither is SQLite)."""
+    import sqlite3
+
+    con = sqlite3.connect(spec.path, timeout=5)
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        pass  # another process holds the file (needs an exclusive lock): keep its mode
+    finally:
+        con.close()
+
+
+def _sqlite_fast_commits(rdb: optuna.storages.RDBStorage) -> None:
+    """``synchronous=NORMAL`` on every connection: in WAL mode a commit then survives a
+    killed process (what resume needs), only not a power cut, and costs no fsync."""
+    from sqlalchemy import event
+
+    def on_connect(dbapi_con: Any, _record: Any) -> None:
+        dbapi_con.execute("PRAGMA synchronous=NORMAL")
+
+    event.listen(rdb.engine, "connect", on_connect)
+    rdb.engine.dispose()  # reconnect the pooled connections with the pragma
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """Names of the studies in ``storage``, sorted."""
+    with _quiet():
+        return sorted(optuna.get_all_study_names(storage))
+
+
