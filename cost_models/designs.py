@@ -128,6 +128,17 @@ class DesignBatch:
         _validate_arrays(arrays)
         return cls(arrays)
 
+    @classmethod
+    def trusted(cls, **columns: np.ndarray) -> DesignBatch:
+        """Build from complete, already valid columns (every HardwareConfig field but
+        ``name``, each a 1-D array of the right dtype: what
+        :meth:`search.space.DesignSpace.fields` returns for a grid whose values and
+        template were validated). Skips :meth:`from_arrays`' checks (hot loops)."""
+        n = len(next(iter(columns.values())))
+        arrays = {"name": np.full(n, "design", dtype=object)}
+        arrays.update(columns)
+        return cls(arrays)
+
     # -- access ---------------------------------------------------------------------------
     def __len__(self) -> int:
         return int(self.arrays["tensor_cores"].shape[0])

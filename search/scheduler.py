@@ -41,8 +41,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.sparse import coo_matrix
 
 from dse.errors import ConfigError
 from search.malleable_ilp import block_refinement
@@ -327,6 +325,9 @@ def ilp_schedule(problem: SchedulingProblem, *, time_limit_s: float = 10.0,
     (one unit per task, or split when all units are free) is the warm bound: ``T ≤ H``. Returns the best schedule found within ``time_limit_s``; its
     ``lower_bound_s`` is HiGHS's dual bound and ``optimal`` says whether it closed.
     """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import coo_matrix
+
     n = problem.n
     if upper_bound is not None:
         ub_sched = upper_bound

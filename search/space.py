@@ -18,7 +18,7 @@ derivation of its size:
 =====================  ================================  ==========================
 parameter              values                            why
 =====================  ================================  ==========================
-tensor_cores           1, 2, 3, 4, 6, 8, …, 48, 64       Phaze ``num_tc`` powers of 2,
+tensor_cores           1, 2, 3, 4, 6, 8, …, 96, 128      Phaze ``num_tc`` powers of 2,
                                                          and 3·2^k between them
 array_rows, _cols      32, 64, 128, 256                  Phaze width/depth 2–256; < 32
                                                          never wins a training GEMM
@@ -580,12 +580,13 @@ def _fmt(v: Any) -> str:
 
 
 def _make_batch(cls: Any, fields: dict[str, np.ndarray]) -> Any:
-    """Build a DesignBatch from per-field arrays (struct of arrays); designs are named by
-    :meth:`DesignSpace.label` only when reported, not here (hot path)."""
-    return cls.from_arrays(name="design", **fields)
+    """Build a DesignBatch from per-field arrays (struct of arrays) without re-validating
+    them: the grid's values and the template were validated when the space was built.
+    Designs are named by :meth:`DesignSpace.label` only when reported (hot path)."""
+    return cls.trusted(**fields)
 
 
-TENSOR_CORES: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+TENSOR_CORES: tuple[int, ...] = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 """Core counts of the default grid: powers of two and the 3·2^k between them, so that the
 search can fill an area budget with the core count that fits (a TPU-like chip of 400 mm²
 holds 7–8 MXUs, not 4 or 16)."""
