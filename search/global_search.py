@@ -121,6 +121,7 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
     def remaining() -> int | None:
         return None if budget is None else max(0, budget - spent())
 
+    progress = evaluator.on_progress  # side targets count their evaluations on it too
     if trace is not None:
         prev = evaluator.on_progress
 
@@ -141,7 +142,7 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
         if multi:
             sub_pb = TrainingProblem(space, [t], pb.tech, area_mm2=pb.area_budget_mm2,
                                      power_w=pb.power_budget_w, objective=pb.objective)
-            ev_w = Evaluator(sub_pb)
+            ev_w = Evaluator(sub_pb, on_progress=progress)
             side.append(ev_w)
             target_w = GlobalTarget(ev_w, name=t.name, remaining=remaining)
         else:
@@ -169,7 +170,8 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
                 continue
             seen[key] = k
             name = f"{t.name}/stage{k}"
-            st = StageTarget(sub_pb, 0, k, plan, name=name, remaining=remaining)
+            st = StageTarget(sub_pb, 0, k, plan, name=name, remaining=remaining,
+                             on_progress=progress)
             side.append(st)
             if on_stage is not None:
                 on_stage(f"{name}: local search, {len(seeds)} seeds")
@@ -178,6 +180,8 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
                                       guidance=guidance))
     # end to end: the union of the per-stage top-k sets, then polish the best few
     union = list(dict.fromkeys(f for s in stages for f in s.top))
+    if on_stage is not None and (len(stages) > 1 or multi):
+        on_stage(f"end to end: {len(union)} stage favourites, then polishing")
     if union:
         main.evaluate(space.unflat(np.array(union, dtype=np.int64)))
     polished: list[dict[str, Any]] = []

@@ -227,8 +227,10 @@ class StageTarget:
     ``perf_per_tdp``)."""
 
     def __init__(self, problem: Any, workload: int, stage: int, plan: ParallelPlan, *,
-                 name: str, remaining: Callable[[], int | None] | None = None) -> None:
+                 name: str, remaining: Callable[[], int | None] | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> None:
         self.remaining = remaining
+        self.on_progress = on_progress
         self.pb: Any = problem
         self.space = problem.space
         self.w = workload
@@ -296,6 +298,8 @@ class StageTarget:
             v, viol, area = self._score(a[new])
             for k, i in enumerate(new):
                 self._cache[int(flat[i])] = (float(v[k]), float(viol[k]), float(area[k]))
+            if self.on_progress is not None:
+                self.on_progress(len(new))
         out = {"value": np.full(len(a), np.nan), "violation": np.full(len(a), np.inf),
                "area_mm2": np.full(len(a), np.nan), "evaluated": np.zeros(len(a), bool)}
         for i, f in enumerate(flat.tolist()):

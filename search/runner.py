@@ -306,6 +306,8 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
     remaining = None if budget is None else max(0, budget - loaded)
     if progress_total is not None:
         progress_total(remaining)
+    if on_message is not None:
+        on_message("baselines: re-balancing the TPU v4-like chip to the budget")
     bases = baseline_designs(problem)
     ctx = SearchContext(cfg=cfg, problem=problem, evaluator=ev,
                         baselines=[b for _, _, b, _ in bases if b is not None],
@@ -315,6 +317,8 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
     finally:
         if buffer is not None:
             buffer.flush()
+    if on_message is not None:
+        on_message(f"explaining the top {cfg.top_k} designs and the baselines")
     return assemble(cfg, problem, ev, bases=bases, t0=t0, loaded=loaded, budget=budget,
                     a_min=a_min, info=ctx.info, extra_evaluations=ctx.extra_evaluations,
                     pareto=ctx.pareto_rows, study=study, storage_display=storage_display,

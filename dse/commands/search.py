@@ -93,6 +93,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      progress_total=bar.total)
         finally:
             bar.close()
+    if not args.json:
+        sys.stderr.write(f"dse search: writing {out}"
+                         + ("" if args.no_report else " (summary, designs, report.html)")
+                         + "\n")
     write_run_dir(summary, ev, out)
     if not args.no_report:
         _report(out)
@@ -131,6 +135,8 @@ class _Progress:
             return
         from tqdm import tqdm
 
+        # with a known budget tqdm shows the total and an ETA; without (the heuristic
+        # runs until it converges) the count and the rate
         self.bar = tqdm(total=n, file=sys.stderr, unit="design", dynamic_ncols=True,
                         desc="search", leave=False, mininterval=0.5)
 
@@ -139,8 +145,14 @@ class _Progress:
             self.bar.update(n)
 
     def message(self, text: str) -> None:
+        """A phase starts: a line on stderr (above the bar, which keeps counting)."""
+        if not self.enabled:
+            return
         if self.bar is not None:
+            self.bar.write(f"dse search: {text}", file=sys.stderr)
             self.bar.set_description(text[:40])
+        else:
+            sys.stderr.write(f"dse search: {text}\n")
 
     def close(self) -> None:
         if self.bar is not None:
