@@ -304,6 +304,7 @@ def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan,
     from cost_models.pipeline import in_flight_micro_batches
 
     best: dict[str, float] | None = None
+    per_device: list[float] = []
     for dev in range(p):
         chunks = [stages[i] for i in range(dev, len(stages), p)]
         tot: dict[str, float] = {}
@@ -323,9 +324,11 @@ def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan,
         if plan.recompute == "full":  # one chunk re-materializes at a time
             tot["total"] -= tot["recompute_working"] * (1 - 1 / len(chunks))
             tot["recompute_working"] /= len(chunks)
+        per_device.append(float(tot["total"]))
         if best is None or tot["total"] > best["total"]:
             best = dict(tot, stage=float(dev))
     assert best is not None
+    best.update({f"device_{d}": v for d, v in enumerate(per_device)} if p > 1 else {})
     return best
 
 

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the wham heuristic picks its moves: from the critical path of "
                         "each design's schedule (default), from nothing (full neighbourhood "
                         "every step) or inverted (for ablation)")
+    s.add_argument("--heterogeneous", action="store_true",
+                   help="also search a chip per pipeline stage (WHAM's per-stage "
+                        "accelerators) and report its gain over the common chip")
     s.add_argument("--top-k", type=_positive_int("--top-k"), default=5)
     s.add_argument("--seed", type=_non_negative_int("--seed"), default=0)
     s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the "

@@ -61,7 +61,9 @@ class SearchConfig:
     seq: int | None = None
     multi_objective: bool = False
     guidance: str = "critical-path"
-    """How the wham heuristic picks its moves (:data:`search.heuristic.GUIDANCE`)."""
+    """How the wham heuristic picks its moves (:data:`GUIDANCE`)."""
+    heterogeneous: bool = False
+    """Also search a chip per pipeline stage (:mod:`search.hetero`; wham, one workload)."""
     ilp_time_limit_s: float = 0.5
     """Time limit of each ILP refinement (per phase of each top-k design)."""
     ilp_total_s: float = 0.0
@@ -97,6 +99,9 @@ class SearchConfig:
             raise ConfigError(f"{o}.seed={self.seed!r} must be an integer >= 0")
         if self.guidance not in GUIDANCE:
             raise ConfigError(f"{o}.guidance={self.guidance!r}; valid: {', '.join(GUIDANCE)}")
+        if self.heterogeneous and (self.searcher != "wham" or len(self.workloads) != 1):
+            raise ConfigError("--heterogeneous (a chip per pipeline stage) needs --searcher "
+                              "wham and one workload")
 
     def settings(self) -> dict[str, Any]:
         """JSON-able settings (study user attribute, summary.json)."""
@@ -104,7 +109,8 @@ class SearchConfig:
                 "power_w": self.power_w, "objective": self.objective,
                 "devices": self.devices, "searcher": self.searcher, "seed": self.seed,
                 "batch": self.batch, "seq": self.seq, "multi_objective": self.multi_objective,
-                "budget": self.budget, "guidance": self.guidance}
+                "budget": self.budget, "guidance": self.guidance,
+                "heterogeneous": self.heterogeneous}
 
 
 def default_study_name(cfg: SearchConfig) -> str:

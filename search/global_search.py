@@ -54,6 +54,10 @@ class GlobalResult:
     end_to_end_evaluations: int
     seeds: list[str]
     polish: list[dict[str, Any]] = field(default_factory=list)
+    rederived: list[dict[str, Any]] = field(default_factory=list)
+    """Stage searches repeated under the winning chip's own plan."""
+    heterogeneous: dict[str, Any] | None = None
+    """``--heterogeneous``: the best chip per pipeline stage (:mod:`search.hetero`)."""
 
     def to_dict(self, space: Any) -> dict[str, Any]:
         def label(f: int) -> str:
@@ -77,6 +81,8 @@ class GlobalResult:
                 } for r in s.searches],
             } for s in self.stages],
             "polish": self.polish,
+            "rederived": self.rederived,
+            "heterogeneous": self.heterogeneous,
         }
 
 
@@ -96,7 +102,7 @@ def _plan_dict(plan: Any) -> dict[str, Any] | None:
 def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
                   baselines: Sequence[HardwareConfig] = (), budget: int | None = None,
                   random_seeds: int = 4, polish: int = 3, max_steps: int = 64,
-                  guidance: str = "critical-path",
+                  guidance: str = "critical-path", heterogeneous: bool = False,
                   on_stage: Callable[[str], None] | None = None,
                   trace: list[tuple[int, float]] | None = None) -> GlobalResult:
     """Run the wham searcher on ``evaluator`` (module docstring). The evaluator's records
@@ -136,6 +142,8 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
     if not seeds:
         pb.raise_infeasible()
     stages: list[StageResult] = []
+    stage_tops: dict[int, list[int]] = {}    # virtual stage -> its search's top designs
+    ref_plans: dict[int, Any] = {}           # workload -> the plan its stages searched
     multi = len(pb.targets) > 1 and isinstance(pb, TrainingProblem)
     for w, t in enumerate(pb.targets):
         sub_pb: Any
@@ -162,22 +170,10 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
                                       plan=_plan_dict(plan), max_steps=max_steps,
                                       guidance=guidance))
             continue
-        layout = sub_pb.models[0].info(plan).stages
-        seen: dict[Any, int] = {}
-        for k, vs in enumerate(layout):
-            key = (vs.first, vs.last, vs.n_layers, id(vs.graph))
-            if key in seen:
-                continue
-            seen[key] = k
-            name = f"{t.name}/stage{k}"
-            st = StageTarget(sub_pb, 0, k, plan, name=name, remaining=remaining,
-                             on_progress=progress)
-            side.append(st)
-            if on_stage is not None:
-                on_stage(f"{name}: local search, {len(seeds)} seeds")
-            stages.append(wham_search(st, seeds, top_k=top_k, workload=t.name,
-                                      plan=_plan_dict(plan), max_steps=max_steps,
-                                      guidance=guidance))
+        stages += _stage_searches(sub_pb, t.name, plan, seeds, stage_tops, side,
+                                  remaining=remaining, progress=progress, on_stage=on_stage,
+                                  top_k=top_k, max_steps=max_steps, guidance=guidance)
+        ref_plans[w] = plan
     # end to end: the union of the per-stage top-k sets, then polish the best few
     union = list(dict.fromkeys(f for s in stages for f in s.top))
     if on_stage is not None and (len(stages) > 1 or multi):
@@ -195,8 +191,94 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
                          "start_value": res.start_value, "value": res.best_value,
                          "steps": len(res.steps)})
         c = evaluator.columns()
+    # the stage partition of the chip that wins: when its best plan is not the plan the
+    # stages were searched under, search its stages once more (seeded by the winner)
+    rederived: list[dict[str, Any]] = []
+    if not multi and 0 in ref_plans and not main.exhausted:
+        win_plan = _winner_plan(evaluator, pb)
+        if win_plan is not None and win_plan.pp > 1 and _stage_work(win_plan) != \
+                _stage_work(ref_plans[0]):
+            c = evaluator.columns()
+            win = c["idx"][evaluator.top(1)[0]]
+            if on_stage is not None:
+                on_stage(f"the winner's plan (tp={win_plan.tp} pp={win_plan.pp} "
+                         f"dp={win_plan.dp}) differs: searching its stages")
+            stage_tops.clear()
+            more = _stage_searches(pb, pb.targets[0].name, win_plan,
+                                   [win] + seeds[:2], stage_tops, side,
+                                   remaining=remaining, progress=progress,
+                                   on_stage=on_stage, top_k=top_k, max_steps=max_steps,
+                                   guidance=guidance)
+            stages += more
+            extra = list(dict.fromkeys(f for st in more for f in st.top))
+            if extra:
+                main.evaluate(space.unflat(np.array(extra, dtype=np.int64)))
+            ref_plans[0] = win_plan
+            rederived.append({"plan": _plan_dict(win_plan), "stage_searches": len(more)})
+    hetero = None
+    if heterogeneous:
+        from search.hetero import heterogeneous_search
+
+        win_plan = _winner_plan(evaluator, pb)
+        c = evaluator.columns()
+        rows = evaluator.top(1)
+        if win_plan is not None and len(rows):
+            if on_stage is not None:
+                on_stage("heterogeneous: a chip per pipeline stage")
+            hetero = heterogeneous_search(pb, win_plan, stage_tops, c["idx"][rows[0]])
     if trace is not None:
         evaluator.on_progress = prev
     return GlobalResult(stages=stages, evaluations=spent(),
                         end_to_end_evaluations=evaluator.evaluations - start,
-                        seeds=[space.label(s) for s in seeds], polish=polished)
+                        seeds=[space.label(s) for s in seeds], polish=polished,
+                        rederived=rederived, heterogeneous=hetero)
+
+
+def _stage_work(plan: Any) -> tuple[Any, ...] | None:
+    """What makes stage searches differ: the cut (pp, interleaving) and the shard (tp,
+    micro-batch); recomputation and ZeRO variants of one cut share the stage searches."""
+    if plan is None:
+        return None
+    return (plan.pp, plan.interleave if plan.schedule == "interleaved" else 1, plan.tp,
+            plan.micro_batch)
+
+
+def _winner_plan(evaluator: Evaluator, pb: Any) -> Any:
+    """The best plan of the evaluator's best design (first workload), or None."""
+    rows = evaluator.top(1)
+    if not len(rows) or not hasattr(pb, "plans"):
+        return None
+    pid = int(evaluator.columns()["plan_id"][0, rows[0]])
+    return pb.plans[0][pid] if pid >= 0 else None
+
+
+def _stage_searches(pb: Any, name: str, plan: Any, seeds: Sequence[np.ndarray],
+                    stage_tops: dict[int, list[int]], side: list[Any], *,
+                    remaining: Callable[[], int | None], progress: Any,
+                    on_stage: Callable[[str], None] | None, top_k: int, max_steps: int,
+                    guidance: str) -> list[StageResult]:
+    """A local search per distinct virtual stage of ``plan`` (first, middle, last: stages
+    with the same role and layer count share one), on its time per training step."""
+    layout = pb.models[0].info(plan).stages
+    seen: dict[Any, int] = {}
+    out: list[StageResult] = []
+    for k, vs in enumerate(layout):
+        key = (vs.first, vs.last, vs.n_layers, id(vs.graph))
+        if key in seen:
+            stage_tops[k] = stage_tops.get(seen[key], [])
+            continue
+        seen[key] = k
+        label = f"{name}/stage{k}"
+        st = StageTarget(pb, 0, k, plan, name=label, remaining=remaining,
+                         on_progress=progress)
+        side.append(st)
+        if on_stage is not None:
+            on_stage(f"{label}: local search, {len(seeds)} seeds")
+        res = wham_search(st, seeds, top_k=top_k, workload=name, plan=_plan_dict(plan),
+                          max_steps=max_steps, guidance=guidance)
+        out.append(res)
+        stage_tops[k] = list(res.top)
+    for k, vs in enumerate(layout):  # stages that share a search share its tops
+        key = (vs.first, vs.last, vs.n_layers, id(vs.graph))
+        stage_tops[k] = stage_tops.get(seen[key], [])
+    return out

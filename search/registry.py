@@ -48,7 +48,8 @@ def _wham(ctx: Any) -> None:
     before = ctx.evaluator.evaluations
     res = global_search(ctx.evaluator, seed=ctx.cfg.seed, top_k=ctx.cfg.top_k,
                         baselines=ctx.baselines, budget=ctx.budget,
-                        guidance=ctx.cfg.guidance, on_stage=ctx.on_message)
+                        guidance=ctx.cfg.guidance, heterogeneous=ctx.cfg.heterogeneous,
+                        on_stage=ctx.on_message)
     ctx.extra_evaluations = res.evaluations - (ctx.evaluator.evaluations - before)
     ctx.info = _finite(res.to_dict(ctx.evaluator.space))
 

@@ -265,7 +265,8 @@ def _open(cfg: SearchConfig, space_name: str) -> tuple[Any, str | None, str]:
     study = open_study(open_storage(storage), name, directions(cfg.multi_objective),
                        metric_names(cfg.objective, cfg.multi_objective))
     stored = study.user_attrs.get("dse:search")
-    mine = {k: v for k, v in cfg.settings().items() if k not in ("seed", "budget", "guidance")}
+    mine = {k: v for k, v in cfg.settings().items()
+            if k not in ("seed", "budget", "guidance", "heterogeneous")}
     mine["space"] = space_name
     if stored is None:
         study.set_user_attr("dse:search", mine)
@@ -390,6 +391,7 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         "searcher": cfg.searcher,
         "seed": cfg.seed,
         "devices": cfg.devices,
+        "heterogeneous": (info or {}).get("heterogeneous"),
         "best_baseline": strongest["name"] if strongest is not None else None,
         "margin_over_best_baseline": margin,
         "warnings": warnings,

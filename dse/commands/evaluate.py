@@ -144,7 +144,7 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     if mem:
         lines.append("  memory per device:")
         for k, v in mem.items():
-            if k in ("total", "stage"):
+            if k in ("total", "stage") or k.startswith("device_"):
                 continue
             lines.append(f"    {k:<22}{_si(v, 'B'):>14}")
     cp = r.get("critical_path", [])

@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        searcher=args.searcher, budget=args.budget, top_k=args.top_k,
                        seed=args.seed, storage=args.storage, study=args.study,
                        out_dir=str(out), batch=args.batch, seq=args.seq,
-                       multi_objective=args.multi_objective, guidance=args.guidance)
+                       multi_objective=args.multi_objective, guidance=args.guidance,
+                       heterogeneous=args.heterogeneous)
     _check_out(out)
     if _distributed(args, args.storage):
         from search.distributed_search import run_distributed
@@ -220,6 +221,20 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                      f"{r['margin_over_best_baseline']:.3f}x")
     for w in r.get("warnings") or []:
         lines.append(f"  warning: {w}")
+    het = r.get("heterogeneous")
+    if het and het.get("chips"):
+        lines += ["", "a chip per pipeline stage (--heterogeneous):"]
+        for chip in het["chips"]:
+            ranks = chip["ranks"]
+            where = (f"rank {ranks[0]}" if len(ranks) == 1
+                     else f"ranks {ranks[0]}–{ranks[-1]}" if ranks == list(
+                         range(ranks[0], ranks[-1] + 1)) else f"ranks {ranks}")
+            lines.append(f"  {where:<14} {chip['design']}  {chip['area_mm2']:.1f} mm²")
+        gain = het.get("gain_over_common")
+        lines.append(f"  {het['objective_value']:.4g} {obj}"
+                     + (f", {gain:.3f}x the common chip" if gain else ""))
+    elif het and het.get("note"):
+        lines += ["", f"--heterogeneous: {het['note']}"]
     lines += ["", f"top {len(r['top_k'])}:"]
     for k, t in enumerate(r["top_k"], 1):
         lines.append(f"  {k}. {t['design']:<44} {t['objective_value']:.4g} {obj}  "
