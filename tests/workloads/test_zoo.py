@@ -122,6 +122,9 @@ def test_llm_params_match_hf():
     assert workloads.model_spec("gpt2-xl").params == 1_557_611_200
     assert workloads.model_spec("llama2-7b").params == 6_738_415_616
     assert workloads.model_spec("llama3-8b").params == 8_030_261_248
+    # Llama 3: 70.55 B and 405.85 B (HF model cards' safetensors totals)
+    assert workloads.model_spec("llama3-70b").params == 70_553_706_496
+    assert workloads.model_spec("llama3-405b").params == 405_853_388_800
 
 
 @pytest.mark.parametrize("name,label", [
