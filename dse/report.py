@@ -167,19 +167,16 @@ def pareto_mask(points: Any) -> np.ndarray:
     key = np.column_stack([-p[:, 0], p[:, 1], p[:, 2]])  # all minimized
     order = np.lexsort((key[:, 2], key[:, 1], key[:, 0]))
     keep = np.zeros(len(p), dtype=bool)
-    front: list[np.ndarray] = []
+    front = np.empty((0, 3))
+    finite = np.isfinite(key).all(axis=1)
     for i in order:
-        k = key[i]
-        if not np.all(np.isfinite(k)):
+        if not finite[i]:
             continue
-        dominated = False
-        for f in front:
-            if np.all(f <= k) and np.any(f < k):
-                dominated = True
-                break
-        if not dominated:
-            keep[i] = True
-            front.append(k)
+        k = key[i]
+        if len(front) and ((front <= k).all(axis=1) & (front < k).any(axis=1)).any():
+            continue
+        keep[i] = True
+        front = np.vstack([front, k])
     return keep
 
 

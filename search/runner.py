@@ -228,7 +228,7 @@ def designs_table(ev: Evaluator) -> Any:
                                             "step_time_s", "feasible", "searcher",
                                             "eval_index"])
     f = space.fields(idx)
-    df = pd.DataFrame({"name": [space.label(x) for x in idx]})
+    df = pd.DataFrame({"name": space.labels(idx)})
     for k in (fd.name for fd in dataclasses.fields(HardwareConfig)):
         if k != "name":
             df[k] = f[k]

@@ -222,16 +222,31 @@ class DesignSpace:
         if a.ndim != 2 or a.shape[1] != len(self.params):
             raise ConfigError(f"design indices must have shape (D, {len(self.params)}), "
                               f"got {np.shape(idx)}")
-        hi = np.asarray(self.shape)
-        if a.size and (a.min() < 0 or np.any(a >= hi)):
+        hi = self._hi()
+        if a.size and (a.min() < 0 or (a >= hi).any()):
             raise ConfigError(f"design indices out of range for space {self.name!r} "
                               f"(shape {self.shape})")
         return a
 
+    def _hi(self) -> np.ndarray:
+        hi = self.__dict__.get("_hi_arr")
+        if hi is None:
+            hi = np.asarray(self.shape, dtype=np.int64)
+            self.__dict__["_hi_arr"] = hi
+        return hi
+
+    def _strides(self) -> np.ndarray:
+        st = self.__dict__.get("_strides_arr")
+        if st is None:
+            st = np.array([int(np.prod(self.shape[j + 1:], dtype=np.int64))
+                           for j in range(len(self.shape))], dtype=np.int64)
+            self.__dict__["_strides_arr"] = st
+        return st
+
     def flat(self, idx: np.ndarray) -> np.ndarray:
-        """Grid position of each design (``np.ravel_multi_index``)."""
+        """Grid position of each design (row-major, as ``np.ravel_multi_index``)."""
         a = self.check_indices(idx)
-        return np.ravel_multi_index(tuple(a.T), self.shape).astype(np.int64)
+        return a @ self._strides()
 
     def unflat(self, flat: np.ndarray) -> np.ndarray:
         return np.stack(np.unravel_index(np.asarray(flat, dtype=np.int64), self.shape),
@@ -375,7 +390,7 @@ class DesignSpace:
         table over the grid, filled the first time a design is asked for (searches ask
         for the area of the same neighbours thousands of times)."""
         a = self.check_indices(idx)
-        flat = self.flat(a)
+        flat = a @ self._strides()
         table = self._area_table(tech)
         if isinstance(table, dict):
             miss_l = [i for i, f in enumerate(flat.tolist()) if f not in table]
@@ -388,10 +403,35 @@ class DesignSpace:
             return vals[:, 0].copy(), vals[:, 1].copy()
         miss = np.isnan(table[0, flat])
         if miss.any():
-            ar, tp = self._area_tdp_raw(a[miss], tech)
-            table[0, flat[miss]] = ar
-            table[1, flat[miss]] = tp
+            # searches walk the grid one step at a time: fill the missed designs'
+            # one-step neighbourhoods too, in the same vectorized call
+            ff = self._with_neighbours(a[miss])
+            ff = ff[np.isnan(table[0, ff])]
+            ar, tp = self._area_tdp_raw(self.unflat(ff), tech)
+            table[0, ff] = ar
+            table[1, ff] = tp
         return table[0, flat].copy(), table[1, flat].copy()
+
+    def _pair_steps(self) -> np.ndarray:
+        """Offsets of every design within one step in up to two parameters (cached)."""
+        st = self.__dict__.get("_pair_steps_arr")
+        if st is None:
+            n = len(self.params)
+            single = np.concatenate([np.zeros((1, n), np.int64), np.eye(n, dtype=np.int64),
+                                     -np.eye(n, dtype=np.int64)])
+            st = np.unique((single[:, None, :] + single[None, :, :]).reshape(-1, n), axis=0)
+            self.__dict__["_pair_steps_arr"] = st
+        return st
+
+    def _with_neighbours(self, a: np.ndarray, cap: int = 8192) -> np.ndarray:
+        """Grid positions of ``a`` and of every design within one step of one of them in
+        up to two parameters (just ``a`` beyond ``cap`` rows; duplicates removed)."""
+        steps = self._pair_steps()
+        if len(a) * len(steps) > cap:
+            return np.unique(a @ self._strides())
+        b = (a[:, None, :] + steps[None, :, :]).reshape(-1, a.shape[1])
+        b = b[((b >= 0) & (b < self._hi())).all(axis=1)]
+        return np.unique(b @ self._strides())
 
     def _area_table(self, tech: Any) -> Any:
         store = self.__dict__.setdefault("_area_tables", {})
