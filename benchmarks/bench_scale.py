@@ -1,0 +1,197 @@
+"""Mining at cluster scale: speed and memory of scoring designs × plans, and of whole
+searches (issue 11).
+
+A. **Scaling table.** For a workload at 1 → 16,384 devices: the parallel plans enumerated
+   and those left after the memory pruning, then the wall and CPU seconds to score
+   ``--designs`` random designs of the default space on every surviving plan (cold: the
+   first call pays the plan-independent caches; warm: a second batch), designs/s and
+   design×plan pairs/s, and the peak RSS of the process. Each row runs in its own process
+   so its RSS is its own.
+B. **Command targets.** ``dse search`` runs in a subprocess with their CPU seconds (user +
+   system of the child, from ``os.wait4``) and peak RSS:
+
+   - the README's main job, ``--workload gptj --area 400`` (target <= 3 s CPU);
+   - ``--workload gpt3-175b --area 800 --devices 1024`` (target <= 30 s CPU);
+   - ``--workload llama3-405b --area 800 --devices 16384`` (target <= 60 s CPU);
+   - ``--workload bert-large --area 200 --searcher exhaustive`` (target <= 1 GiB RSS;
+     ``--skip-exhaustive`` leaves it out: it scores every design of the space).
+
+   and the longest gap between two lines of progress on stderr (target: none > 2 s).
+
+Prints tables and writes ``results/bench/scale.json``.
+
+    python benchmarks/bench_scale.py [--designs 256] [--skip-exhaustive] [--only A|B]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SERIES = (("gptj", (1, 8, 64, 1024, 16384)),
+          ("gpt3-175b", (64, 1024, 16384)),
+          ("llama3-405b", (1024, 16384)))
+
+COMMANDS = (
+    ("readme", ["--workload", "gptj", "--area", "400"], {"cpu_s": 3.0}),
+    ("gpt3-175b@1024", ["--workload", "gpt3-175b", "--area", "800", "--devices", "1024"],
+     {"cpu_s": 30.0}),
+    ("llama3-405b@16384", ["--workload", "llama3-405b", "--area", "800", "--devices", "16384"],
+     {"cpu_s": 60.0}),
+    ("bert-large exhaustive", ["--workload", "bert-large", "--area", "200", "--searcher",
+                               "exhaustive"], {"rss_bytes": 2**30}),
+)
+
+
+def _row(workload: str, devices: int, n: int) -> dict:
+    """One scaling row, measured in this process (run by :func:`part_a` in a child)."""
+    import resource
+
+    import numpy as np
+
+    from search.runner import SearchConfig, build_problem
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    pb = build_problem(SearchConfig(workloads=(workload,), area_mm2=800.0, devices=devices))
+    setup_cpu, setup_wall = time.process_time() - c0, time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    idx = pb.space.sample(rng, 8 * n)
+    area, _ = pb.area_tdp(idx)
+    idx = idx[area <= 800.0][:2 * n]
+    first, second = idx[:n], idx[n:2 * n]
+    out: dict = {"workload": workload, "devices": devices, "designs": int(len(first)),
+                 "setup_cpu_s": setup_cpu, "setup_wall_s": setup_wall}
+    model = pb.models[0]
+    plans = pb.plans[0]
+    out["plans_enumerated"] = len(plans)
+    for tag, batch in (("cold", first), ("warm", second)):
+        c0, t0 = time.process_time(), time.perf_counter()
+        sc = pb.score(batch)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        out[f"{tag}_cpu_s"], out[f"{tag}_wall_s"] = cpu, wall
+        out[f"{tag}_feasible"] = int(np.sum(sc.feasible))
+    cap = float(np.max(pb.space.designs(second).hbm_bytes))
+    out["plans_costed"] = sum(1 for p in plans if model.memory_bytes(p) <= cap)
+    out["designs_per_s_cpu"] = len(second) / max(out["warm_cpu_s"], 1e-9)
+    out["pairs_per_s_cpu"] = len(second) * out["plans_costed"] / max(out["warm_cpu_s"], 1e-9)
+    out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return out
+
+
+def part_a(n: int) -> list[dict]:
+    rows = []
+    print(f"A. scoring {n} random designs (default space, 800 mm²) on every plan that fits; "
+          "CPU seconds, each row in its own process")
+    print(f"   {'workload':<12}{'devices':>8}{'plans':>7}{'costed':>8}{'setup s':>9}"
+          f"{'cold s':>8}{'warm s':>8}{'designs/s':>11}{'pairs/s':>11}{'RSS MB':>8}")
+    for workload, devs in SERIES:
+        for d in devs:
+            p = subprocess.run([sys.executable, __file__, "--row", f"{workload}:{d}",
+                                "--designs", str(n)], cwd=ROOT, capture_output=True,
+                               text=True, check=False,
+                               env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            if p.returncode != 0:
+                print(f"   {workload:<12}{d:>8}  failed: {p.stderr.strip()[-300:]}")
+                rows.append({"workload": workload, "devices": d, "error": p.stderr[-2000:]})
+                continue
+            r = json.loads(p.stdout.strip().splitlines()[-1])
+            rows.append(r)
+            print(f"   {workload:<12}{d:>8}{r['plans_enumerated']:>7}{r['plans_costed']:>8}"
+                  f"{r['setup_cpu_s']:>9.2f}{r['cold_cpu_s']:>8.2f}{r['warm_cpu_s']:>8.2f}"
+                  f"{r['designs_per_s_cpu']:>11.0f}{r['pairs_per_s_cpu']:>11.0f}"
+                  f"{r['peak_rss_bytes'] / 1e6:>8.0f}")
+    return rows
+
+
+def _run_cli(args: list[str]) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    cmd = [sys.executable, "-m", "dse.cli", "search", *args, "--out", str(out / "run")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, cwd=out, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, bufsize=1)
+    assert p.stderr is not None and p.stdout is not None
+    stamps = [0.0]
+    buf = ""
+    while True:  # progress arrives as lines and as tqdm's carriage-return refreshes
+        ch = p.stderr.read(1)
+        if not ch:
+            break
+        buf += ch
+        if ch in "\r\n":
+            if buf.strip():
+                stamps.append(time.perf_counter() - t0)
+            buf = ""
+    stdout = p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    stamps.append(wall)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    last = stdout.strip().splitlines()[-3:] if stdout.strip() else []
+    return {"command": "dse search " + " ".join(args), "rc": p.returncode, "wall_s": wall,
+            "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": ru.ru_maxrss * 1024,
+            "longest_silence_s": max(gaps), "progress_updates": len(stamps) - 2,
+            "tail": last}
+
+
+def part_b(skip_exhaustive: bool) -> list[dict]:
+    rows = []
+    print("\nB. whole searches (child process: CPU = user + system, peak RSS)")
+    print(f"   {'job':<24}{'wall s':>8}{'CPU s':>8}{'RSS MB':>8}{'silence s':>10}  target")
+    for key, args, target in COMMANDS:
+        if skip_exhaustive and "exhaustive" in args:
+            continue
+        r = _run_cli(args)
+        r["job"], r["target"] = key, target
+        ok = r["rc"] == 0 and r["longest_silence_s"] <= 2.0
+        if "cpu_s" in target:
+            ok &= r["cpu_s"] <= target["cpu_s"]
+        if "rss_bytes" in target:
+            ok &= r["peak_rss_bytes"] <= target["rss_bytes"]
+        r["met"] = bool(ok)
+        tgt = ", ".join(f"{k} <= {v / 2**30 if k == 'rss_bytes' else v:g}"
+                        f"{' GiB' if k == 'rss_bytes' else ''}" for k, v in target.items())
+        print(f"   {key:<24}{r['wall_s']:>8.1f}{r['cpu_s']:>8.1f}"
+              f"{r['peak_rss_bytes'] / 1e6:>8.0f}{r['longest_silence_s']:>10.1f}  {tgt}, "
+              f"silence <= 2 s: {'met' if ok else 'NOT met'}"
+              + ("" if r["rc"] == 0 else f" (exit {r['rc']})"))
+        rows.append(r)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--designs", type=int, default=256)
+    ap.add_argument("--skip-exhaustive", action="store_true")
+    ap.add_argument("--only", choices=("A", "B"))
+    ap.add_argument("--row", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.row:
+        w, d = a.row.split(":")
+        print(json.dumps(_row(w, int(d), a.designs)))
+        return
+    out: dict = {"machine": {"cpus": os.cpu_count()}, "designs": a.designs}
+    if a.only in (None, "A"):
+        out["scaling"] = part_a(a.designs)
+    if a.only in (None, "B"):
+        out["commands"] = part_b(a.skip_exhaustive)
+    dest = ROOT / "results" / "bench" / "scale.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    prev = json.loads(dest.read_text()) if dest.exists() else {}
+    prev.update(out)
+    dest.write_text(json.dumps(prev, indent=2) + "\n")
+    print(f"\nwrote {dest.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
