@@ -53,8 +53,7 @@ ABLATION_PROBLEMS: tuple[ProblemSpec, ...] = (
 def reduced_space(devices: int) -> Any:
     """A grid small enough to enumerate with every parallel plan of a 64-device job
     (12,960 designs): the default template and values around a large training chip."""
-    from search.space import DesignSpace, Param, default_template
-    from search.space import HBM_GENERATIONS
+    from search.space import HBM_GENERATIONS, DesignSpace, Param, default_template
 
     mib = 2**20
     ps = [Param(name="tensor_cores", values=(16, 24, 32, 48, 64)),
@@ -127,7 +126,7 @@ def exhaustive_optimum(spec: ProblemSpec, pb: Any | None = None, *, chunk: int =
             print(f"   exhaustive {spec.key}: {lo + len(x)}/{len(allf)} designs", flush=True)
     out = {"problem": spec.key, "optimum": best_v,
            "design": pb.space.label(best_x) if best_x is not None else None,
-           "within_budget": int(len(allf)), "feasible": n_ok, "space_size": pb.space.size,
+           "within_budget": len(allf), "feasible": n_ok, "space_size": pb.space.size,
            "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
            "model_hash": model_hash(), "space": pb.space.fingerprint()}
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -37,8 +37,8 @@ if str(REPO_ROOT) not in sys.path:  # run from a plain checkout
 from cost_models.designs import DesignBatch
 from cost_models.presets import load_preset
 from cost_models.technology import load_technology
-from search.trainstep import evaluate_training, evaluate_training_batch
 from dse.types import ParallelPlan, SystemConfig
+from search.trainstep import evaluate_training, evaluate_training_batch
 from workloads.spec import TransformerSpec
 
 DATA = REPO_ROOT / "tests" / "validation" / "data" / "published_training.yaml"

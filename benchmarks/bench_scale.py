@@ -68,7 +68,7 @@ def _row(workload: str, devices: int, n: int) -> dict:
     area, _ = pb.area_tdp(idx)
     idx = idx[area <= 800.0][:2 * n]
     first, second = idx[:n], idx[n:2 * n]
-    out: dict = {"workload": workload, "devices": devices, "designs": int(len(first)),
+    out: dict = {"workload": workload, "devices": devices, "designs": len(first),
                  "setup_cpu_s": setup_cpu, "setup_wall_s": setup_wall}
     model = pb.models[0]
     plans = pb.plans[0]

@@ -305,20 +305,32 @@ def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan,
 
     best: dict[str, float] | None = None
     per_device: list[float] = []
+    # a stage's breakdown is linear in the micro-batches in flight (only the activation
+    # terms scale with it): compute it once per distinct stage for one micro-batch and
+    # scale, which gives the same floating-point numbers as computing it per device
+    unit: dict[tuple[Any, ...], dict[str, float]] = {}
     for dev in range(p):
         chunks = [stages[i] for i in range(dev, len(stages), p)]
+        flight = in_flight_micro_batches(plan, dev)
         tot: dict[str, float] = {}
         for st in chunks:
-            kw: dict[str, Any]
-            if st.dims:
-                kw = dict(st.dims)
-            else:
-                kw = {"stash_bytes_per_micro_batch": st.stash_bytes_per_micro_batch,
-                      "input_bytes_per_micro_batch": st.input_bytes_per_micro_batch}
-            part = stage_memory_bytes(params=st.params, layers=st.layers, first=st.first,
-                                      last=st.last, plan=plan,
-                                      in_flight=in_flight_micro_batches(plan, dev), seq=seq,
-                                      **kw)
+            key = (st.params, st.layers, st.first, st.last, id(st.dims),
+                   st.stash_bytes_per_micro_batch, st.input_bytes_per_micro_batch)
+            one = unit.get(key)
+            if one is None:
+                kw: dict[str, Any]
+                if st.dims:
+                    kw = dict(st.dims)
+                else:
+                    kw = {"stash_bytes_per_micro_batch": st.stash_bytes_per_micro_batch,
+                          "input_bytes_per_micro_batch": st.input_bytes_per_micro_batch}
+                one = stage_memory_bytes(params=st.params, layers=st.layers, first=st.first,
+                                         last=st.last, plan=plan, in_flight=1.0, seq=seq, **kw)
+                unit[key] = one
+            part = dict(one)
+            part["activations"] = float(one["activations"] * flight)
+            part["embedding_activations"] = float(one["embedding_activations"] * flight)
+            part["total"] = float(sum(v for k, v in part.items() if k != "total"))
             for k, v in part.items():
                 tot[k] = tot.get(k, 0.0) + v
         if plan.recompute == "full":  # one chunk re-materializes at a time

@@ -107,7 +107,7 @@ class Topology:
 
     @property
     def n(self) -> int:
-        return int(len(self.units))
+        return len(self.units)
 
     @staticmethod
     def build(units: Sequence[int], preds: Sequence[Sequence[int]],

@@ -52,7 +52,6 @@ from cost_models.network import (
     collective_time_s,
     group_collective_time_s,
     group_placement,
-    p2p_time_s,
 )
 from cost_models.pipeline import step_time_s
 from cost_models.schedule import LEVELS

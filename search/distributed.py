@@ -48,7 +48,6 @@ import optuna
 from optuna.trial import TrialState
 
 from dse.errors import ConfigError, DSEError
-
 from search.slots import (
     BUDGET_ATTR,
     DEFAULT_SLOT_WINDOW,

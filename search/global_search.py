@@ -36,7 +36,7 @@ from search.heuristic import (
     GlobalTarget,
     StageResult,
     StageTarget,
-    local_search,
+    local_searches,
     seed_designs,
     wham_search,
 )
@@ -182,15 +182,13 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
         main.evaluate(space.unflat(np.array(union, dtype=np.int64)))
     polished: list[dict[str, Any]] = []
     c = evaluator.columns()
-    for r in evaluator.top(polish):
-        if main.exhausted:
-            break
-        x = c["idx"][r]
-        res = local_search(main, x, max_steps=max_steps, guidance=guidance)
-        polished.append({"from": space.label(x), "to": space.label(res.best),
-                         "start_value": res.start_value, "value": res.best_value,
-                         "steps": len(res.steps)})
-        c = evaluator.columns()
+    starts = [c["idx"][r] for r in evaluator.top(polish)]
+    if starts and not main.exhausted:
+        for x, res in zip(starts, local_searches(main, starts, max_steps=max_steps,
+                                                 guidance=guidance)):
+            polished.append({"from": space.label(x), "to": space.label(res.best),
+                             "start_value": res.start_value, "value": res.best_value,
+                             "steps": len(res.steps)})
     # the stage partition of the chip that wins: when its best plan is not the plan the
     # stages were searched under, search its stages once more (seeded by the winner)
     rederived: list[dict[str, Any]] = []

@@ -179,5 +179,5 @@ def heterogeneous_search(problem: Any, plan: Any, stage_tops: dict[int, list[int
            "objective_value": float(value[best]), "step_time_s": float(step[best]),
            "common_objective_value": base,
            "gain_over_common": float(value[best] / base) if base > 0 else None,
-           "combinations": int(len(combos))}
+           "combinations": len(combos)}
     return out

@@ -43,14 +43,13 @@ which picks the one chip for all devices.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from dse.errors import ConfigError
-from dse.types import ParallelPlan
 from search.config import GUIDANCE
 from search.moves import (
     GROW_SHARE,
@@ -66,8 +65,14 @@ from search.moves import (
     propose_moves,
     second_params,
 )
-from search.evaluator import Evaluator, objective_value, violation, within_budget
 from search.space import DesignSpace
+from search.targets import (
+    GlobalTarget,
+    StageTarget,
+    Target,
+    chain_bounds,
+    critical_chain,
+)
 
 __all__ = [
     "GROW_SHARE",
@@ -92,271 +97,6 @@ __all__ = [
     "seed_designs",
     "wham_search",
 ]
-
-# --------------------------------------------------------------------------- targets
-
-
-class Target(Protocol):
-    """What the local search optimizes: values of designs and their critical resources."""
-
-    name: str
-    space: DesignSpace
-    pb: Any
-    """The problem (budgets, targets, technology)."""
-
-    @property
-    def evaluations(self) -> int: ...
-
-    @property
-    def exhausted(self) -> bool: ...
-
-    def area_tdp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def within_budget(self, idx: np.ndarray) -> np.ndarray: ...
-
-    def evaluate(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Per design: ``value`` (objective), ``violation`` (0 when feasible, see
-        :func:`search.evaluator.violation`), ``area_mm2`` and ``evaluated`` (False beyond
-        the budget)."""
-        ...
-
-    def diagnose(self, idx: np.ndarray) -> dict[str, float]:
-        """Critical seconds per resource of one design."""
-        ...
-
-
-def critical_chain(graph: Any, step: Any, d: int = 0) -> list[int]:
-    """The chain of operators that sets the makespan of design ``d`` in a
-    :func:`cost_models.evaluate.device_step` result: from the operator that ends last,
-    back through whatever each waited for — its predecessor that finished last, or the
-    operator that last held the block of tensor cores (or the unit) it needed
-    (:func:`cost_models.evaluate.schedule_chain`, the same rule as ``evaluate_device``'s
-    ``schedule_chain``)."""
-    from cost_models.evaluate import schedule_chain
-
-    return schedule_chain(graph, step, d)
-
-
-def chain_bounds(graph: Any, hw: Any, tech: Any, comm_time_s: Any = None,
-                 scale: float = 1.0, out: dict[str, float] | None = None) -> dict[str, float]:
-    """Critical seconds per bounding resource of ``graph`` on ``hw``: the durations of
-    the operators on the critical chain (:func:`critical_chain` of the in-loop
-    ``device_step`` schedule, operator-level parallelism included), grouped by the bound
-    each has on the block of cores it ran on, × ``scale``."""
-    from cost_models.designs import DesignBatch
-    from cost_models.evaluate import BOUNDS, device_step
-
-    st = device_step(graph, DesignBatch.from_configs([hw]), tech, comm_time_s=comm_time_s)
-    oc = st.costs
-    chain = critical_chain(graph, st, 0)
-    lv = np.asarray(st.level[0], dtype=np.int64)
-    dur = (np.take_along_axis(np.asarray(oc.latency_levels_s[0]), lv[:, None], axis=1)[:, 0]
-           * np.asarray(oc.count, dtype=np.float64))
-    acc = {} if out is None else out
-    for j in chain:
-        b = BOUNDS[int(oc.bound_levels[0, j, lv[j]])]
-        acc[b] = acc.get(b, 0.0) + float(dur[j]) * scale
-    return acc
-
-
-class GlobalTarget:
-    """The end-to-end objective of an :class:`~search.evaluator.Evaluator` (all its
-    workloads, best plan per design); diagnosis on every workload's slowest stage."""
-
-    def __init__(self, evaluator: Evaluator, name: str = "global",
-                 searcher: str = "wham", remaining: Callable[[], int | None] | None = None
-                 ) -> None:
-        self.remaining = remaining
-        self.ev = evaluator
-        self.pb: Any = evaluator.problem
-        self.space = evaluator.space
-        self.name = name
-        self.searcher = searcher
-        self._diag: dict[int, dict[str, float]] = {}
-
-    @property
-    def evaluations(self) -> int:
-        return self.ev.evaluations
-
-    @property
-    def exhausted(self) -> bool:
-        return self.ev.exhausted or _spent(self.remaining)
-
-    def top(self, k: int) -> list[tuple[int, float]]:
-        """(grid position, value) of the ``k`` best feasible designs evaluated."""
-        c = self.ev.columns()
-        rows = self.ev.top(k)
-        flat = self.space.flat(c["idx"][rows]) if len(rows) else np.zeros(0, np.int64)
-        return [(int(f), float(c["value"][r])) for f, r in zip(flat, rows)]
-
-    def area_tdp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.pb.area_tdp(idx)
-
-    def within_budget(self, idx: np.ndarray) -> np.ndarray:
-        a, p = self.area_tdp(idx)
-        return within_budget(self.pb, a, p)
-
-    def evaluate(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        a = self.space.check_indices(idx)
-        a = a[_allowed(self.space, a, self.ev.known(a), self.remaining)]
-        if len(a):
-            self.ev.evaluate(a, self.searcher)
-        return self.ev.lookup(np.asarray(idx))
-
-    def diagnose(self, idx: np.ndarray) -> dict[str, float]:
-        """Critical-time share per resource (:func:`search.diagnosis.diagnose`)."""
-        key = int(self.space.flat(idx)[0])
-        if key not in self._diag:
-            from search.diagnosis import diagnose
-
-            plans = None
-            row = int(self.ev.rows_of(np.asarray(idx)[None, :])[0])
-            if row >= 0 and hasattr(self.pb, "plans"):
-                pid = self.ev.columns()["plan_id"][:, row]
-                plans = [self.pb.plans[w][int(k)] if k >= 0 else None
-                         for w, k in enumerate(pid)]
-            self._diag[key] = diagnose(self.pb, self.space.config(idx), plans)
-        return self._diag[key]
-
-
-class StageTarget:
-    """One pipeline stage's time per training step under a fixed plan:
-    ``m·(fwd + bwd + recompute) + optimizer`` of the stage's segments
-    (:func:`cost_models.training.segment_costs`); feasible when within budget and the
-    plan's memory fits the design's HBM. Value: 1 / that time (or per TDP watt for
-    ``perf_per_tdp``)."""
-
-    def __init__(self, problem: Any, workload: int, stage: int, plan: ParallelPlan, *,
-                 name: str, remaining: Callable[[], int | None] | None = None,
-                 on_progress: Callable[[int], None] | None = None) -> None:
-        self.remaining = remaining
-        self.on_progress = on_progress
-        self.pb: Any = problem
-        self.space = problem.space
-        self.w = workload
-        self.stage = stage
-        self.plan = plan
-        self.name = name
-        model = problem.models[workload]
-        self.parts = [x for x in model.stage_graphs(plan) if x[0] == stage]
-        self.memory_bytes = model.memory_bytes(plan)
-        self._cache: dict[int, tuple[float, float, float]] = {}
-        self._diag: dict[int, dict[str, float]] = {}
-
-    @property
-    def evaluations(self) -> int:
-        return len(self._cache)
-
-    @property
-    def exhausted(self) -> bool:
-        return _spent(self.remaining)
-
-    def area_tdp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.pb.area_tdp(idx)
-
-    def within_budget(self, idx: np.ndarray) -> np.ndarray:
-        a, p = self.area_tdp(idx)
-        return within_budget(self.pb, a, p)
-
-    def _score(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        from cost_models.network import comm_time_s
-        from cost_models.training import segment_costs
-
-        designs = self.space.designs(idx)
-        n = len(idx)
-        time_s = np.zeros(n)
-        plan = self.plan
-        zero = plan.dp if plan.zero_stage >= 1 else 1
-        for sel, system in self.pb._groups(designs, self.w):
-            sub = designs if len(sel) == n else designs.subset(sel)
-            graphs = [g for _, _, g, _, _ in self.parts]
-            costs = segment_costs(graphs, sub, self.pb.tech,
-                                  [comm_time_s(g, system, plan) for g in graphs])
-            t = np.zeros(len(sel))
-            for (_, _, _, mult, layer), c in zip(self.parts, costs):
-                rec = 0.0
-                if layer and plan.recompute == "full":
-                    rec = c.fwd_s
-                elif layer and plan.recompute == "selective":
-                    rec = c.attn_core_s
-                t = t + mult * (plan.micro_batches * (c.fwd_s + c.bwd_s + rec) + c.opt_s / zero)
-            time_s[sel] = t
-        area, tdp = self.area_tdp(idx)
-        hbm = np.asarray(designs.hbm_bytes, float)
-        viol = violation(self.pb, area, tdp, np.full((1, n), self.memory_bytes), hbm)
-        rate = 1.0 / np.maximum(time_s, 1e-30)
-        value = objective_value(self.pb.objective, rate[None, :], tdp)
-        return value, viol, area
-
-    def evaluate(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        a = self.space.check_indices(idx)
-        flat = self.space.flat(a)
-        known = np.array([int(f) in self._cache for f in flat], dtype=bool)
-        allowed = _allowed(self.space, a, known, self.remaining)
-        new = [i for i in np.flatnonzero(allowed & ~known).tolist()]
-        if new:
-            v, viol, area = self._score(a[new])
-            for k, i in enumerate(new):
-                self._cache[int(flat[i])] = (float(v[k]), float(viol[k]), float(area[k]))
-            if self.on_progress is not None:
-                self.on_progress(len(new))
-        out = {"value": np.full(len(a), np.nan), "violation": np.full(len(a), np.inf),
-               "area_mm2": np.full(len(a), np.nan), "evaluated": np.zeros(len(a), bool)}
-        for i, f in enumerate(flat.tolist()):
-            if f in self._cache:
-                cv, cviol, car = self._cache[f]
-                out["value"][i], out["violation"][i], out["area_mm2"][i] = cv, cviol, car
-                out["evaluated"][i] = True
-        out["feasible"] = out["violation"] <= 0
-        return out
-
-    def diagnose(self, idx: np.ndarray) -> dict[str, float]:
-        key = int(self.space.flat(idx)[0])
-        if key not in self._diag:
-            from search.diagnosis import stage_seconds
-
-            hw = self.space.config(idx)
-            acc = stage_seconds(self.pb.models[self.w], hw, self.pb.system_of(hw, self.w),
-                                self.pb.tech, self.plan, self.stage)
-            if self.memory_bytes > hw.hbm_bytes:
-                acc["memory"] = 10.0 * (sum(acc.values()) or 1.0)
-            self._diag[key] = acc
-        return self._diag[key]
-
-    def top(self, k: int) -> list[tuple[int, float]]:
-        """(grid position, value) of the ``k`` best feasible designs seen (ties: smaller
-        area first)."""
-        items = [(f, v, ar) for f, (v, viol, ar) in self._cache.items() if viol <= 0]
-        items.sort(key=lambda x: (-x[1], x[2], x[0]))
-        return [(f, v) for f, v, _ in items[:k]]
-
-
-def _spent(remaining: Callable[[], int | None] | None) -> bool:
-    if remaining is None:
-        return False
-    r = remaining()
-    return r is not None and r <= 0
-
-
-def _allowed(space: DesignSpace, idx: np.ndarray, known: np.ndarray,
-             remaining: Callable[[], int | None] | None) -> np.ndarray:
-    """Mask of designs that may be evaluated: every known one, and the first new ones
-    (distinct grid positions) up to the remaining budget."""
-    ok = known.copy()
-    r = None if remaining is None else remaining()
-    seen: set[int] = set()
-    for i, f in enumerate(space.flat(idx).tolist()):
-        if known[i]:
-            continue
-        if f in seen:
-            ok[i] = True
-            continue
-        if r is not None and len(seen) >= r:
-            continue
-        seen.add(f)
-        ok[i] = True
-    return ok
-
 
 # --------------------------------------------------------------------------- search
 
@@ -440,11 +180,51 @@ def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
     """Critical-path local search from ``seed`` until no candidate improves (or the
     target's budget is spent). Moves are accepted when strictly better in (feasibility,
     objective, smaller area). ``guidance``: one of :data:`GUIDANCE`."""
+    return local_searches(target, [seed], max_steps=max_steps, guidance=guidance,
+                          on_step=on_step)[0]
+
+
+def local_searches(target: Target, seeds: Sequence[np.ndarray], *, max_steps: int = 64,
+                   guidance: str = "critical-path",
+                   on_step: Callable[[dict[str, Any]], None] | None = None
+                   ) -> list[LocalSearchResult]:
+    """:func:`local_search` from every seed, run in lockstep: each round pools the
+    candidates every active search proposes into one batch for the cost model (one
+    vectorized call instead of one per search and step). Each search takes exactly the
+    steps it would take alone; only the order in which designs are first scored differs
+    (and, under a small evaluation budget, which search spends it)."""
     if guidance not in GUIDANCE:
         raise ConfigError(f"guidance={guidance!r} is not valid; choose one of "
                           f"{', '.join(GUIDANCE)}")
-    cur = np.asarray(seed, dtype=np.int64)
-    r0 = target.evaluate(cur[None, :])
+    gens = [_search_steps(target, np.asarray(s, dtype=np.int64), max_steps, guidance, on_step)
+            for s in seeds]
+    out: list[LocalSearchResult | None] = [None] * len(gens)
+    pending: dict[int, tuple[str, np.ndarray]] = {}
+    for i, g in enumerate(gens):
+        pending[i] = next(g)
+    while pending:
+        asks = [req[1].reshape(-1, len(target.space.params)) for req in pending.values()
+                if req[0] == "evaluate"]
+        if len(asks) > 1:
+            target.evaluate(np.unique(np.vstack(asks), axis=0))
+        for i in sorted(pending):
+            kind, x = pending[i]
+            ans = target.evaluate(x) if kind == "evaluate" else target.diagnose(x)
+            try:
+                pending[i] = gens[i].send(ans)
+            except StopIteration as stop:
+                out[i] = stop.value
+                del pending[i]
+    return [r for r in out if r is not None]
+
+
+def _search_steps(target: Target, seed: np.ndarray, max_steps: int, guidance: str,
+                  on_step: Callable[[dict[str, Any]], None] | None
+                  ) -> Generator[tuple[str, np.ndarray], Any, LocalSearchResult]:
+    """One local search as a generator: it yields ``("evaluate", designs)`` and
+    ``("diagnose", design)`` requests and receives the target's answers."""
+    cur = seed
+    r0 = yield ("evaluate", cur[None, :])
     cur_k = _key(r0, 0)
     res = LocalSearchResult(seed=cur.copy(), best=cur.copy(), best_value=cur_k[1],
                             start_value=cur_k[1])
@@ -455,7 +235,7 @@ def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
             bounds: dict[str, float] = {}
             tiers: tuple[int, ...] = (2,)
         else:
-            bounds = target.diagnose(cur)
+            bounds = yield ("diagnose", cur)
             if guidance == "inverted":
                 bounds = invert_bounds(bounds)
             tiers = TIERS
@@ -476,7 +256,7 @@ def local_search(target: Target, seed: np.ndarray, *, max_steps: int = 64,
                                                  np.array(extra)]), axis=0)
             if len(cands) == 0:
                 continue
-            r = target.evaluate(cands)
+            r = yield ("evaluate", cands)
             keys = [_key(r, i) for i in range(len(cands))]
             j = max(range(len(cands)), key=lambda i: (keys[i], -i))
             if _better(keys[j], cur_k):
@@ -559,11 +339,7 @@ def wham_search(target: Target, seeds: Sequence[np.ndarray], *, top_k: int = 5,
                 workload: str = "", plan: dict[str, Any] | None = None,
                 max_steps: int = 64, guidance: str = "critical-path") -> StageResult:
     """Local search from every seed on one target; the stage's top-``k`` designs."""
-    searches = []
-    for s in seeds:
-        if target.exhausted:
-            break
-        searches.append(local_search(target, s, max_steps=max_steps, guidance=guidance))
+    searches = local_searches(target, list(seeds), max_steps=max_steps, guidance=guidance)
     if top_fn is None:
         if not hasattr(target, "top"):
             raise ConfigError(f"target {target.name!r} cannot rank its designs; pass top_fn")

@@ -106,7 +106,7 @@ class TrainingProblem:
         self.workload_names = tuple(t.name for t in self.targets)
         self.plans: list[list[ParallelPlan]] = []
         self.models: list[Any] = []
-        self.min_memory_bytes: list[float] = []
+        self._min_memory: list[float] | None = None
         for t in self.targets:
             model = workload_model(t.spec, t.devices, seq=t.seq, global_batch=t.global_batch)
             cand = model.plans
@@ -115,9 +115,40 @@ class TrainingProblem:
                                   f"devices (global batch {t.global_batch or t.spec.default_batch})")
             self.models.append(model)
             self.plans.append(cand)
-            self.min_memory_bytes.append(model.min_memory_bytes())
         self.model_calls = 0
         self._plans_cache: dict[HardwareConfig, list[ParallelPlan | None]] = {}
+
+    @property
+    def min_memory_bytes(self) -> list[float]:
+        """Per workload, the per-device memory of its leanest plan (every plan's memory
+        is computed the first time this is asked for: seconds at thousands of plans)."""
+        if self._min_memory is None:
+            self._min_memory = [m.min_memory_bytes() for m in self.models]
+        return self._min_memory
+
+    def max_hbm_within_budget(self) -> float:
+        """The most HBM (bytes) a design within the area and power budgets can have (0 if
+        no design meets them): the largest stack count whose cheapest design fits."""
+        sp = self.space
+        if "hbm_stacks" in sp.names:
+            for v in sorted(sp.param("hbm_stacks").values, reverse=True):
+                b = float(v * sp.hbm.bytes_per_stack)
+                if sp.min_area_mm2(self.tech, power_w=self.power_budget_w,
+                                   min_hbm_bytes=b) <= self.area_budget_mm2:
+                    return b
+            return 0.0
+        ok = sp.min_area_mm2(self.tech, power_w=self.power_budget_w) <= self.area_budget_mm2
+        return float(sp.template.hbm_bytes) if ok else 0.0
+
+    def anything_fits(self) -> bool:
+        """Whether some design within the budgets holds some plan of every workload —
+        the same answer as comparing :meth:`min_hbm_bytes` with the budgets, but it stops
+        at the first plan that fits (a bad budget is reported before any long work)."""
+        cap = self.max_hbm_within_budget()
+        if cap <= 0:
+            return False
+        return all(any(m.memory_bytes(p) <= cap for p in plans)
+                   for m, plans in zip(self.models, self.plans))
 
     # -- cheap ----------------------------------------------------------------------------
     def area_tdp(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

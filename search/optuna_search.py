@@ -178,8 +178,8 @@ class SearchObjective:
     user attributes and constraints as the in-memory path."""
 
     def __init__(self, settings: Any) -> None:
-        from search.evaluator import Evaluator
         from search.config import SearchConfig
+        from search.evaluator import Evaluator
         from search.objective import build_problem
 
         keys = ("workloads", "area_mm2", "power_w", "objective", "devices", "searcher",

@@ -292,11 +292,19 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
     t0 = time.perf_counter()
     problem = build_problem(cfg, space)
     space = problem.space
-    # nothing fits at all: say so before searching
+    # nothing fits at all: say so before searching (and before any line of progress)
+    if not problem.anything_fits():
+        problem.raise_infeasible()
+    if cfg.storage is not None:
+        from search.distributed import parse_storage
+
+        parse_storage(cfg.storage)  # a bad URL is a one-line error before any progress
+    if on_message is not None:
+        n = sum(len(p) for p in problem.plans)
+        on_message(f"preparing {', '.join(problem.workload_names)} on {cfg.devices} "
+                   f"device(s): memory and stage layouts of {n} parallel plans")
     need = problem.min_hbm_bytes()
     a_min = space.min_area_mm2(problem.tech, power_w=cfg.power_w, min_hbm_bytes=need)
-    if not (a_min <= cfg.area_mm2):
-        problem.raise_infeasible()
     study, storage_display, study_name = _open(cfg, space.fingerprint())
     history = (list(study.get_trials(deepcopy=False)) if study is not None else [])
     buffer = TrialBuffer(study, batch_size=PERSIST_BATCH) if study is not None else None

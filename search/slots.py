@@ -21,7 +21,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dse.errors import ConfigError
 from dse.registry import Registry
-
 from search.storage_url import _quiet, study_names
 
 SETTINGS_ATTR = "dse:settings"

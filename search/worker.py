@@ -20,7 +20,6 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dse.errors import ConfigError
-
 from search.slots import (
     DEFAULT_SLOT_WINDOW,
     DEFAULT_WORKER_BATCH,

@@ -71,7 +71,7 @@ def _distributed(args: argparse.Namespace, storage: str | None) -> bool:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from search.runner import SearchConfig, run_search, write_run_dir
+    from search.runner import SearchConfig, run_search
 
     workloads = _workloads(args.workload)
     out = Path(args.out) if args.out else default_out_dir(workloads)
@@ -87,24 +87,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from search.distributed_search import run_distributed
 
         summary, ev = run_distributed(cfg, jobs=args.jobs, quiet=args.json)
+        _write(summary, ev, out, args, None)
     else:
         bar = _Progress(enabled=not args.json)
         try:
             summary, ev = run_search(cfg, on_progress=bar.update, on_message=bar.message,
                                      progress_total=bar.total)
+            _write(summary, ev, out, args, bar)
         finally:
             bar.close()
-    if not args.json:
-        sys.stderr.write(f"dse search: writing {out}"
-                         + ("" if args.no_report else " (summary, designs, report.html)")
-                         + "\n")
-    write_run_dir(summary, ev, out)
-    if not args.no_report:
-        _report(out)
     if getattr(args, "json", False):  # the human output prints them with the result
         for w in summary.get("warnings") or []:
             sys.stderr.write(f"dse search: warning: {w}\n")
     return summary
+
+
+def _write(summary: dict[str, Any], ev: Any, out: Path, args: argparse.Namespace,
+           bar: _Progress | None) -> None:
+    from search.runner import write_run_dir
+
+    text = (f"writing {out}" + ("" if args.no_report else " (summary, designs, report.html)"))
+    if bar is not None:
+        bar.message(text)
+    elif not args.json:
+        sys.stderr.write(f"dse search: {text}\n")
+    write_run_dir(summary, ev, out)
+    if not args.no_report:
+        _report(out)
 
 
 def _report(out: Path) -> None:
@@ -125,21 +134,46 @@ def _report(out: Path) -> None:
 
 
 class _Progress:
-    """A tqdm bar on stderr counting evaluated designs."""
+    """Progress on stderr: a line when a phase starts and a tqdm bar counting evaluated
+    designs below it. A heartbeat thread refreshes the bar every second (its clock
+    moves), so no phase is silent, even one that scores nothing for a while."""
+
+    HEARTBEAT_S = 1.0
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self.bar: Any = None
+        self._stop: Any = None
+        self._thread: Any = None
 
-    def total(self, n: int | None) -> None:
-        if not self.enabled:
-            return
+    def _open(self, n: int | None) -> None:
+        import threading
+
         from tqdm import tqdm
 
         # with a known budget tqdm shows the total and an ETA; without (the heuristic
         # runs until it converges) the count and the rate
         self.bar = tqdm(total=n, file=sys.stderr, unit="design", dynamic_ncols=True,
                         desc="search", leave=False, mininterval=0.5)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="dse-progress", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.HEARTBEAT_S):
+            bar = self.bar
+            if bar is not None:
+                with bar.get_lock():
+                    bar.refresh(nolock=True)
+
+    def total(self, n: int | None) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self._open(n)
+        else:
+            self.bar.total = n
+            self.bar.refresh()
 
     def update(self, n: int) -> None:
         if self.bar is not None:
@@ -149,13 +183,16 @@ class _Progress:
         """A phase starts: a line on stderr (above the bar, which keeps counting)."""
         if not self.enabled:
             return
-        if self.bar is not None:
-            self.bar.write(f"dse search: {text}", file=sys.stderr)
-            self.bar.set_description(text[:40])
-        else:
-            sys.stderr.write(f"dse search: {text}\n")
+        if self.bar is None:
+            self._open(None)
+        self.bar.write(f"dse search: {text}", file=sys.stderr)
+        self.bar.set_description(text.split(":")[0][:40])
 
     def close(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join()
+            self._stop = self._thread = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None

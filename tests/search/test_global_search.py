@@ -103,3 +103,26 @@ def test_heterogeneous_is_never_worse_than_the_common_chip() -> None:
     plan = pb.plans[0][int(c["plan_id"][0, best])]
     again = heterogeneous_search(pb, plan, {}, c["idx"][best])
     assert again["common_objective_value"] == pytest.approx(c["value"][best], rel=1e-9)
+
+
+def test_lockstep_local_searches_take_the_steps_each_takes_alone() -> None:
+    """``local_searches`` pools the candidates of all searches into one batch per round;
+    every search must move exactly as it does alone."""
+    from search.heuristic import local_searches
+
+    pb = _pipelined_problem()
+    plan = pb.plans[0][0]
+    seeds = list(SMALL_SPACE.sample(np.random.default_rng(3), 4))
+    alone = [local_search(StageTarget(pb, 0, 0, plan, name="s"), x) for x in seeds]
+    shared = StageTarget(pb, 0, 0, plan, name="s")
+    calls = []
+    score = shared._score
+    shared._score = lambda idx: (calls.append(len(idx)), score(idx))[1]  # type: ignore
+    together = local_searches(shared, seeds)
+    assert len(together) == len(alone)
+    for a, b in zip(alone, together):
+        assert a.best.tolist() == b.best.tolist()
+        assert a.best_value == b.best_value
+        assert [s["to"] for s in a.steps] == [s["to"] for s in b.steps]
+    # fewer, larger cost-model calls than the searches' steps put together
+    assert len(calls) < sum(len(a.steps) + 1 for a in alone)

@@ -8,10 +8,10 @@ import pytest
 from cost_models.designs import DesignBatch
 from cost_models.presets import load_preset
 from cost_models.technology import load_technology
-from search.trainstep import evaluate_training
 from dse.errors import InfeasibleDesignError
 from dse.types import ParallelPlan
 from search.plans import best_plan, best_plan_batch, enumerate_plans, plan_memory_bytes
+from search.trainstep import evaluate_training
 from workloads.parallel import validate_plan
 from workloads.spec import TransformerSpec
 
