@@ -17,15 +17,20 @@ B. **Command targets.** ``dse search`` runs in a subprocess with their CPU secon
      ``--skip-exhaustive`` leaves it out: it scores every design of the space).
 
    and the longest gap between two lines of progress on stderr (target: none > 2 s).
+C. **Determinism and resume at 1 and 1,024 devices.** The same ``wham`` search twice with
+   one seed (same best design, top-k and evaluations), and a ``random`` search killed
+   (SIGKILL) once trials are persisted, then rerun on its study: every persisted trial is
+   kept, the budget is met exactly, no design is scored twice.
 
 Prints tables and writes ``results/bench/scale.json``.
 
-    python benchmarks/bench_scale.py [--designs 256] [--skip-exhaustive] [--only A|B]
+    python benchmarks/bench_scale.py [--designs 256] [--skip-exhaustive] [--only A|B|C]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -136,7 +141,7 @@ def _run_cli(args: list[str]) -> dict:
     p.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t0
     stamps.append(wall)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     last = stdout.strip().splitlines()[-3:] if stdout.strip() else []
     return {"command": "dse search " + " ".join(args), "rc": p.returncode, "wall_s": wall,
             "cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_bytes": ru.ru_maxrss * 1024,
@@ -169,11 +174,95 @@ def part_b(skip_exhaustive: bool) -> list[dict]:
     return rows
 
 
+def _search_json(args: list[str], cwd: Path) -> dict:
+    p = subprocess.run([sys.executable, "-m", "dse.cli", "search", *args, "--json",
+                        "--no-report"], cwd=cwd, capture_output=True, text=True, check=False,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    if p.returncode != 0:
+        raise SystemExit(f"dse search {' '.join(args)} failed: {p.stderr.strip()[-400:]}")
+    return json.loads(p.stdout)
+
+
+def _complete(db: Path, study: str) -> dict[int, tuple]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    st = optuna.load_study(study_name=study, storage=f"sqlite:///{db}")
+    return {t.number: (json.dumps(t.params, sort_keys=True), list(t.values or []))
+            for t in st.get_trials(deepcopy=False)
+            if t.state == optuna.trial.TrialState.COMPLETE}
+
+
+def _kill_resume(workload: list[str], budget: int, tmp: Path) -> dict:
+    import signal
+    import sqlite3
+
+    db = tmp / "k.db"
+    args = [*workload, "--searcher", "random", "--budget", str(budget), "--seed", "1",
+            "--storage", f"sqlite:///{db}", "--study", "k", "--out", str(tmp / "krun")]
+    cmd = [sys.executable, "-m", "dse.cli", "search", *args, "--json", "--no-report"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+
+    def persisted() -> int:
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+            try:
+                return int(con.execute("select count(*) from trials where state = "
+                                       "'COMPLETE'").fetchone()[0])
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return 0
+
+    t0 = time.perf_counter()
+    while persisted() == 0 and p.poll() is None and time.perf_counter() - t0 < 600:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    before = _complete(db, "k")
+    r = _search_json(args, tmp)
+    after = _complete(db, "k")
+    kept = all(after.get(n) == v for n, v in before.items())
+    designs = {v[0] for v in after.values()}
+    return {"killed_with_persisted": len(before), "budget": budget,
+            "after_resume": len(after), "all_persisted_kept": kept,
+            "no_design_twice": len(designs) == len(after),
+            "budget_met": len(after) == budget == r["evaluations"],
+            "evaluations_resumed": r["evaluations_resumed"]}
+
+
+def part_c() -> list[dict]:
+    rows = []
+    print("\nC. same seed → same result; SIGKILL then resume loses nothing")
+    for label, wl, budget in (("gptj, 1 device", ["--workload", "gptj", "--area", "400"], 3000),
+                              ("gpt3-175b, 1024 devices", ["--workload", "gpt3-175b", "--area",
+                                                           "800", "--devices", "1024"], 3000)):
+        tmp = Path(tempfile.mkdtemp(prefix="bench-det-"))
+        a = _search_json([*wl, "--seed", "7", "--out", str(tmp / "a")], tmp)
+        b = _search_json([*wl, "--seed", "7", "--out", str(tmp / "b")], tmp)
+        same = (a["best"]["design"] == b["best"]["design"]
+                and [t["design"] for t in a["top_k"]] == [t["design"] for t in b["top_k"]]
+                and a["evaluations"] == b["evaluations"])
+        kr = _kill_resume(wl, budget, tmp)
+        ok = same and kr["all_persisted_kept"] and kr["no_design_twice"] and kr["budget_met"]
+        print(f"   {label:<26} same result: {same} ({a['best']['design']}, "
+              f"{a['evaluations']} evaluations); killed with {kr['killed_with_persisted']} "
+              f"trials persisted, resumed to {kr['after_resume']}/{budget}: kept "
+              f"{kr['all_persisted_kept']}, none twice {kr['no_design_twice']} -> "
+              f"{'met' if ok else 'NOT met'}")
+        rows.append({"case": label, "same_seed_same_result": same,
+                     "best": a["best"]["design"], "evaluations": a["evaluations"],
+                     "kill_resume": kr, "met": ok})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--designs", type=int, default=256)
     ap.add_argument("--skip-exhaustive", action="store_true")
-    ap.add_argument("--only", choices=("A", "B"))
+    ap.add_argument("--only", choices=("A", "B", "C"))
     ap.add_argument("--row", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.row:
@@ -185,6 +274,8 @@ def main() -> None:
         out["scaling"] = part_a(a.designs)
     if a.only in (None, "B"):
         out["commands"] = part_b(a.skip_exhaustive)
+    if a.only in (None, "C"):
+        out["determinism_resume"] = part_c()
     dest = ROOT / "results" / "bench" / "scale.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(dest.read_text()) if dest.exists() else {}

@@ -169,3 +169,23 @@ def test_batch_trial_records_equal_the_per_trial_payload() -> None:
             assert rec.params == SMALL_SPACE.to_optuna_params(idx[k])
             ft = rec.to_frozen()
             assert ft.params == rec.params and ft.user_attrs == attrs
+
+
+def test_same_seed_same_result_and_resume_at_1024_devices(tmp_path: Path) -> None:
+    """At cluster scale (1,024 devices, hundreds of parallel plans) the search is still
+    deterministic, and a rerun on the same study replays it without scoring anything."""
+    out = tmp_path / "run"
+    cfg = _cfg(tmp_path, searcher="wham", seed=5, devices=1024, batch=1024,
+               out_dir=str(out))
+    a, _ = run_search(cfg, space=SMALL_SPACE)
+    assert a["devices"] == 1024 and a["best"]["workloads"]
+    plan = next(iter(a["best"]["workloads"].values()))["plan"]
+    assert plan["tp"] * plan["pp"] * plan["dp"] == 1024
+    b, _ = run_search(_cfg(tmp_path, searcher="wham", seed=5, devices=1024, batch=1024),
+                      space=SMALL_SPACE)
+    assert a["best"]["design"] == b["best"]["design"]
+    assert [t["design"] for t in a["top_k"]] == [t["design"] for t in b["top_k"]]
+    assert a["evaluations"] == b["evaluations"] and a["convergence"] == b["convergence"]
+    again, _ = run_search(cfg, space=SMALL_SPACE)
+    assert again["evaluations_resumed"] == a["evaluations_this_run"]
+    assert again["best"]["design"] == a["best"]["design"]
