@@ -216,10 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.write(text.rstrip("\n") + "\n")
         return int(result.get("_exit_code", 0)) if isinstance(result, dict) else 0
     except DSEError as e:
-        _one_line_error(e)
+        _one_line_error(e, argv)
         return e.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("dse: interrupted\n")
+    except KeyboardInterrupt as e:
+        why = " ".join(str(e).split())
+        sys.stderr.write(_scrub("dse: interrupted" + (f"; {why}" if why else ""), argv) + "\n")
         return 130
     except BrokenPipeError:
         return 1
@@ -227,16 +228,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("DSE_DEBUG"):
             traceback.print_exc()
         msg = str(e).splitlines()[0] if str(e) else ""
-        sys.stderr.write(f"dse: internal error: {e.__class__.__name__}: {msg} "
-                         "(set DSE_DEBUG=1 for a traceback)\n")
+        sys.stderr.write(_scrub(f"dse: internal error: {e.__class__.__name__}: {msg} "
+                                "(set DSE_DEBUG=1 for a traceback)", argv) + "\n")
         return 1
 
 
-def _one_line_error(e: BaseException) -> None:
+def _scrub(text: str, argv: Sequence[str] | None) -> str:
+    """No secret of any command-line argument (a ``--storage`` URL's password, a DSN's
+    ``password=``) in a line we print, whichever path produced it."""
+    from dse.secrets import scrub_secrets
+
+    return scrub_secrets(text, list(sys.argv[1:] if argv is None else argv))
+
+
+def _one_line_error(e: BaseException, argv: Sequence[str] | None = None) -> None:
     text = " ".join(str(e).split()) or e.__class__.__name__
     if not text.startswith("dse"):
         text = f"dse: error: {text}"
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(_scrub(text, argv) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -904,7 +905,12 @@ def generate_report(run_dir: str | Path, images: bool = False) -> ReportResult:
     run = load_run(run_dir)
     sections = build_sections(run)
     out = run.run_dir / "report.html"
-    out.write_text(render_html(run, sections), encoding="utf-8")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:  # atomic: a reader (or a full disk) never sees half a report
+        tmp.write_text(render_html(run, sections), encoding="utf-8")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     paths: list[Path] = []
     hint = None
     if images:

@@ -295,17 +295,14 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
     # nothing fits at all: say so before searching (and before any line of progress)
     if not problem.anything_fits():
         problem.raise_infeasible()
-    if cfg.storage is not None:
-        from search.distributed import parse_storage
-
-        parse_storage(cfg.storage)  # a bad URL is a one-line error before any progress
+    # a storage that cannot be opened is a one-line error before any progress
+    study, storage_display, study_name = _open(cfg, space.fingerprint())
     if on_message is not None:
         n = sum(len(p) for p in problem.plans)
         on_message(f"preparing {', '.join(problem.workload_names)} on {cfg.devices} "
                    f"device(s): memory and stage layouts of {n} parallel plans")
     need = problem.min_hbm_bytes()
     a_min = space.min_area_mm2(problem.tech, power_w=cfg.power_w, min_hbm_bytes=need)
-    study, storage_display, study_name = _open(cfg, space.fingerprint())
     history = (list(study.get_trials(deepcopy=False)) if study is not None else [])
     buffer = TrialBuffer(study, batch_size=PERSIST_BATCH) if study is not None else None
     ev = Evaluator(problem, buffer=buffer, multi_objective=cfg.multi_objective,
@@ -323,6 +320,13 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
                         history=history, budget=remaining, on_message=on_message)
     try:
         SEARCHERS.get(cfg.searcher)(ctx)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI: keep what was scored
+        if buffer is None:
+            raise
+        buffer.flush()
+        raise KeyboardInterrupt(f"{loaded + buffer.written} trials are saved in "
+                                f"{storage_display} (study {study_name!r}); the same "
+                                "command resumes from them") from None
     finally:
         if buffer is not None:
             buffer.flush()

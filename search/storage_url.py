@@ -25,6 +25,7 @@ from typing import Any
 
 import optuna
 
+from dse.secrets import _secrets_of, _userinfo_secret, redact_url
 from dse.errors import ConfigError, DSEError, StorageError
 
 JOURNAL_FILE = "study.log"
@@ -43,41 +44,6 @@ _log = logging.getLogger("dse.search.distributed")
 
 
 # --------------------------------------------------------------------------- storage URLs
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (userinfo and ``?password=``).
-
-    >>> redact_url("postgresql://alice:pa:ss@h/db?sslmode=require&password=x")
-    'postgresql://alice:***@h/db?sslmode=require&password=***'
-    >>> redact_url("sqlite:////tmp/x.db")
-    'sqlite:////tmp/x.db'
-    """
-    s = str(url)
-    # userinfo: scheme://user:password@host -> the password is everything up to the last
-    # '@' before the path (passwords may contain ':' and '@').
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^/?#]*)@", s)
-    if m:
-        userinfo = m.group(2)
-        if ":" in userinfo:
-            user = userinfo.split(":", 1)[0]
-            s = f"{m.group(1)}{user}:***@{s[m.end():]}"
-    s = re.sub(r"([?&](?:password|passwd|pwd)=)[^&#]*", r"\1***", s, flags=re.IGNORECASE)
-    return s
-
-
-def _secrets_of(url: str) -> list[str]:
-    """The password substrings of ``url`` (to scrub from third-party error texts)."""
-    out = []
-    m = re.match(r"^[A-Za-z][A-Za-z0-9+.\-]*://([^/?#]*)@", url)
-    if m and ":" in m.group(1):
-        out.append(m.group(1).split(":", 1)[1])
-    out += re.findall(r"[?&](?:password|passwd|pwd)=([^&#]*)", url, flags=re.IGNORECASE)
-    secrets = [s for s in out if s]
-    from urllib.parse import unquote
-
-    secrets += [unquote(s) for s in secrets if unquote(s) != s]
-    return sorted(set(secrets), key=len, reverse=True)
 
 
 def _scrub(text: str, url: str) -> str:
@@ -196,11 +162,20 @@ def _parse_url(s: str) -> StorageSpec:
     from sqlalchemy.exc import ArgumentError
 
     shown = redact_url(s)
+    span = _userinfo_secret(s)
+    if span is not None and any(c in s[span[0]:span[1]] for c in "@/?#"):
+        # a password holding '@', '/', '?' or '#' (URL delimiters) is what the user meant
+        # up to the last '@': encode those so the URL parser reads host, port and database
+        pw = s[span[0]:span[1]]
+        for c, code in (("@", "%40"), ("/", "%2F"), ("?", "%3F"), ("#", "%23")):
+            pw = pw.replace(c, code)
+        s = s[:span[0]] + pw + s[span[1]:]
     try:
         u = make_url(s)
     except (ArgumentError, ValueError) as e:
-        raise ConfigError(f"--storage {shown!r} is not a valid URL "
-                          f"({_scrub(str(e), s)}); use one of: {STORAGE_FORMS}") from None
+        why = ("the port must be a number" if "int()" in str(e) else _scrub(str(e), s))
+        raise ConfigError(f"--storage {shown!r} is not a valid URL ({why}); use one of: "
+                          f"{STORAGE_FORMS}") from None
     backend = u.get_backend_name()
     if backend == "sqlite":
         if not u.database or u.database == ":memory:":
@@ -210,6 +185,24 @@ def _parse_url(s: str) -> StorageSpec:
         url = u.set(database=path).render_as_string(hide_password=False)
         return StorageSpec(kind="rdb", url=url, display=redact_url(url), backend="sqlite",
                            path=path)
+    if backend in ("postgresql", "mysql") and "+" in u.drivername:
+        from sqlalchemy.exc import NoSuchModuleError
+
+        try:
+            u.get_dialect()
+        except NoSuchModuleError:
+            raise ConfigError(f"--storage {shown!r}: unknown {backend} driver "
+                              f"{u.get_driver_name()!r}; use one of: {STORAGE_FORMS}") from None
+        except ImportError as e:  # a known driver whose module is missing
+            raise StorageError(f"storage {shown} needs the missing Python module "
+                               f"{getattr(e, 'name', None) or u.get_driver_name()!r} "
+                               f"(pip install {u.get_driver_name()})") from None
+        try:
+            u.get_dialect().import_dbapi()
+        except ImportError as e:
+            raise StorageError(f"storage {shown} needs the missing Python module "
+                               f"{getattr(e, 'name', None) or u.get_driver_name()!r} "
+                               f"(pip install {u.get_driver_name()})") from None
     if backend in ("postgresql", "mysql"):
         if backend == "postgresql" and "+" not in u.drivername and (
                 _has_module("psycopg") or not _has_module("psycopg2")):

@@ -64,10 +64,32 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"--out {out}: directory is not writable")
 
 
+def _lock_paths(out: Path, storage: str | None) -> list[tuple[Path, Any]]:
+    """Lock files of a run: the run directory's, and one beside a SQLite or journal
+    storage file that lives elsewhere (a server storage is shared by design)."""
+    from search.runlock import LOCK_NAME
+
+    paths: list[tuple[Path, Any]] = [(out / LOCK_NAME, f"--out {out}")]
+    if storage is not None:
+        from search.distributed import parse_storage
+
+        spec = parse_storage(storage, run_dir=out)
+        if spec.path:
+            f = Path(spec.path)
+            if f.parent.resolve() != out.resolve():
+                paths.append((f.parent / f".{f.name}.dse-lock", f"--storage {spec.display}"))
+    return paths
+
+
 def _distributed(args: argparse.Namespace, storage: str | None) -> bool:
+    """Whether the search runs as slots in a shared study (``--jobs`` > 1, or a server
+    storage that ``dse worker`` processes may join); wham is sequential by nature and
+    runs in this process on any storage."""
     if args.jobs > 1:
         return True
-    return bool(storage and storage.split(":", 1)[0].split("+")[0] in ("postgresql", "postgres", "mysql"))
+    server = bool(storage and storage.split(":", 1)[0].split("+")[0] in
+                  ("postgresql", "postgres", "mysql"))
+    return server and args.searcher != "wham"
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -82,20 +104,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        out_dir=str(out), batch=args.batch, seq=args.seq,
                        multi_objective=args.multi_objective, guidance=args.guidance,
                        heterogeneous=args.heterogeneous)
-    _check_out(out)
-    if _distributed(args, args.storage):
-        from search.distributed_search import run_distributed
+    if args.storage is not None:  # a bad URL or driver is named before anything else
+        from search.distributed import parse_storage
 
-        summary, ev = run_distributed(cfg, jobs=args.jobs, quiet=args.json)
-        _write(summary, ev, out, args, None)
-    else:
-        bar = _Progress(enabled=not args.json)
-        try:
-            summary, ev = run_search(cfg, on_progress=bar.update, on_message=bar.message,
-                                     progress_total=bar.total)
-            _write(summary, ev, out, args, bar)
-        finally:
-            bar.close()
+        parse_storage(args.storage)
+    _check_out(out)
+    from search.runlock import run_lock, sigterm_stops
+
+    # one search per run directory and storage file; SIGTERM stops like Ctrl-C (what
+    # was evaluated is flushed to the study first)
+    with run_lock(_lock_paths(out, args.storage)), sigterm_stops():
+        if _distributed(args, args.storage):
+            from search.distributed_search import run_distributed
+
+            summary, ev = run_distributed(cfg, jobs=args.jobs, quiet=args.json)
+            _write(summary, ev, out, args, None)
+        else:
+            bar = _Progress(enabled=not args.json)
+            try:
+                summary, ev = run_search(cfg, on_progress=bar.update, on_message=bar.message,
+                                         progress_total=bar.total)
+                _write(summary, ev, out, args, bar)
+            finally:
+                bar.close()
     if getattr(args, "json", False):  # the human output prints them with the result
         for w in summary.get("warnings") or []:
             sys.stderr.write(f"dse search: warning: {w}\n")

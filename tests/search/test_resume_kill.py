@@ -145,7 +145,9 @@ def _slots_once(trials: list[optuna.trial.FrozenTrial], budget: int) -> None:
 
 def test_jobs_sigkill_whole_group_then_resume(tmp_path: Path) -> None:
     storage = f"journal:{tmp_path}/study.log"
-    budget = 40
+    # large enough that the search cannot finish between the first trials reaching the
+    # journal and the signal (40 sometimes did: one batch completes the rest at once)
+    budget = 200
     cmd = _jobs_cmd(storage, tmp_path / "run", budget)
     p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -176,7 +178,9 @@ def test_jobs_sigkill_whole_group_then_resume(tmp_path: Path) -> None:
 
 def test_jobs_ctrl_c_exits_130_one_line_and_leaves_nothing_running(tmp_path: Path) -> None:
     storage = f"journal:{tmp_path}/study.log"
-    budget = 40
+    # large enough that the search cannot finish between the first trials reaching the
+    # journal and the signal (40 sometimes did: one batch completes the rest at once)
+    budget = 200
     cmd = _jobs_cmd(storage, tmp_path / "run", budget)
     p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -353,3 +357,53 @@ def test_processes_starting_together_on_a_fresh_database(tmp_path: Path) -> None
             _, err = p.communicate(timeout=120)
             assert p.returncode == 2, err
             assert "no study 'nope'" in err and "studies there: none" in err
+
+
+def test_sigterm_flushes_every_evaluated_design_and_says_how_many(tmp_path: Path) -> None:
+    """SIGTERM (like Ctrl-C) stops ``dse search`` after writing every design it scored
+    since the last batch, and the one line it prints counts them."""
+    db = tmp_path / "t.db"
+    cmd = [sys.executable, "-m", "dse.cli", "search", "--workload", "resnet50", "--area", "200",
+           "--searcher", "random", "--budget", "100000", "--seed", "4", "--storage",
+           f"sqlite:///{db}", "--study", "t", "--out", str(tmp_path / "run"), "--no-report",
+           "--json"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: _sqlite_trial_count(db) > 0, p)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    assert out == "" and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("dse: interrupted; ") and "the same command resumes" in line
+    saved = int(line.split("; ")[1].split()[0])
+    assert saved == len(_complete(f"sqlite:///{db}", "t")) > 0
+
+
+def test_a_second_search_on_the_same_run_directory_is_refused(tmp_path: Path) -> None:
+    """Two searches on one ``--out`` would score every design twice into one study: the
+    second is refused (exit 2, naming the first), and a killed holder frees it at once."""
+    from search.runlock import LOCK_NAME
+
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+         "from search.runlock import run_lock\n"
+         f"with run_lock([(Path({str(out / LOCK_NAME)!r}), 'x')]):\n"
+         "    print('locked', flush=True)\n    time.sleep(600)\n"],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    cmd = [sys.executable, "-m", "dse.cli", "search", "--workload", "gptj", "--area", "400",
+           "--out", str(out), "--json"]
+    r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+                       check=False)
+    assert r.returncode == 2 and r.stdout == ""
+    assert len(r.stderr.splitlines()) == 1
+    assert f"pid {holder.pid}" in r.stderr and "dse worker" in r.stderr
+    holder.kill()  # SIGKILL: the kernel drops the lock with the process
+    holder.wait()
+    from search.runlock import run_lock
+
+    with run_lock([(out / LOCK_NAME, "x")]):
+        pass
