@@ -175,6 +175,78 @@ CASES: tuple[Case, ...] = (
     _c("export", "design JSON without hardware", "export no_hw.json --format scalesim --out ex",
        2, ("no_hw.json",)),
     _c("dashboard", "missing storage", "dashboard --storage no_such_run", 2, ("no_such_run",)),
+    # ------------------------------------------------- secrets in every position (issue 14)
+    _c("secrets", "password holding '/' and a non-numeric port",
+       f"worker --storage postgresql://dse:pa/ss-{SECRET}@127.0.0.1:notaport/studies --study s",
+       2, ("port must be a number", "dse:***@"), (SECRET, "ss-" + SECRET)),
+    _c("secrets", "password holding '@'",
+       f"worker --storage postgresql://dse:pa@{SECRET}@{CLOSED}/studies --study s", 1,
+       (CLOSED,), (SECRET,)),
+    _c("secrets", "sslpassword in the query string",
+       f"worker --storage postgresql://dse@{CLOSED}/studies?sslpassword={SECRET} --study s", 1,
+       ("sslpassword=***",), (SECRET,)),
+    _c("secrets", "password in an unsupported scheme",
+       f"search --workload gptj --area 400 --storage redis://u:pa/ss-{SECRET}@h/0", 2,
+       ("redis",), (SECRET,)),
+    _c("secrets", "dashboard on an unreachable server with a password",
+       f"dashboard --storage postgresql://u:{SECRET}@{CLOSED}/db", 1, (CLOSED,), (SECRET,)),
+    _c("secrets", "unknown database driver (not blamed on the network)",
+       f"worker --storage mysql+nosuchdriver://u:{SECRET}@h/db --study s", 2,
+       ("unknown mysql driver", "nosuchdriver"), (SECRET, "cannot reach")),
+    _c("secrets", "search with an unknown driver names the driver, not the searcher",
+       "search --workload gptj --area 400 --storage mysql+nosuchdriver://u@h/db --out o_d", 2,
+       ("nosuchdriver",), ("wham",)),
+    # ------------------------------------------------------ numbers out of physical range
+    _c("range", "area beyond a wafer", "search --workload gptj --area 1e30", 2,
+       ("--area", "out of range", "wafer")),
+    _c("range", "power beyond any package", "search --workload gptj --area 400 --power 1e9", 2,
+       ("--power", "out of range")),
+    _c("range", "a trillion devices", "search --workload gptj --area 400 --devices "
+       "1000000000000", 2, ("--devices", "1048576")),
+    _c("range", "budget beyond any space", "search --workload gptj --area 400 --searcher "
+       "random --budget 1000000000000000000", 2, ("--budget", "out of range")),
+    _c("range", "seed beyond 32 bits", "search --workload gptj --area 400 --seed 99999999999", 2,
+       ("--seed", "32-bit")),
+    _c("range", "sequence of 10^12 tokens", "evaluate --workload gptj --hardware a100 --seq "
+       "1000000000000", 2, ("--seq",)),
+    _c("range", "global batch of 10^15", "evaluate --workload gptj --hardware a100 "
+       "--global-batch 1000000000000000", 2, ("--global-batch",)),
+    _c("range", "HF config: hidden size 10^12", "evaluate --workload huge_embd.json "
+       "--hardware a100", 2, ("n_embd", "out of range")),
+    _c("range", "HF config: 1e300 layers", "evaluate --workload huge_layers.json --hardware "
+       "a100", 2, ("n_layer", "out of range")),
+    _c("range", "HF config: 10^400 layers (beyond float)", "evaluate --workload "
+       "huger_layers.json --hardware a100", 2, ("n_layer", "digits")),
+    _c("range", "HF config: NaN dropout", "workloads show nan_dropout.json", 2,
+       ("attn_pdrop", "finite")),
+    _c("range", "HF config: dropout 3", "workloads show big_dropout.json", 2,
+       ("resid_pdrop", "probability")),
+    _c("range", "hardware: 1e300 Hz clock", "hardware show clock_1e300.yaml", 2,
+       ("freq_hz", "out of range")),
+    _c("range", "hardware: 10^9-row array", "hardware show rows_1e9.yaml", 2,
+       ("array_rows", "out of range")),
+    _c("range", "hardware: 10^9 HBM stacks", "hardware show stacks_1e9.yaml", 2,
+       ("hbm_stacks", "out of range")),
+    _c("range", "system: torus with a zero and a negative dimension",
+       "evaluate --workload gptj --hardware bad_torus.yaml --dp 8", 2, ("torus_dim",)),
+    _c("range", "a chip without links on 8 devices", "evaluate --workload gptj --hardware "
+       "no_links.yaml --dp 8", 2, ("link_count=0", "8 devices")),
+    # ------------------------------------------------------------------ unbounded reads
+    _c("reads", "workload file that is /dev/zero", "workloads show zero.json", 2,
+       ("zero.json", "device")),
+    _c("reads", "hardware file that is /dev/zero", "hardware show zero.yaml", 2,
+       ("zero.yaml", "device")),
+    _c("reads", "workload file that is a FIFO", "workloads show fifo.json", 2,
+       ("fifo.json", "FIFO")),
+    _c("reads", "hardware file that is a FIFO", "evaluate --workload gptj --hardware fifo.yaml",
+       2, ("fifo.yaml", "FIFO")),
+    _c("reads", "ONNX file that is /dev/zero", "workloads show zero.onnx", 2,
+       ("zero.onnx", "device")),
+    _c("reads", "a 17 MiB workload file", "workloads show big.json", 2,
+       ("big.json", "too large")),
+    # --------------------------------------------------------------------- invalid models
+    _c("models", "ONNX graph with a cycle", "workloads show cycle.onnx", 2, ("cycle",)),
+    _c("models", "ONNX opset 999", "workloads show opset999.onnx", 2, ("opset 999",)),
 )
 
 
@@ -209,6 +281,32 @@ def make_files(d: Path) -> None:
     (d / "a_file.txt").write_text("not a directory\n")
     (d / "empty_run").mkdir(exist_ok=True)
     (d / "design.json").write_text(json.dumps({"hardware": hw}))
+    gpt2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2, "vocab_size": 100,
+            "n_positions": 128}
+    (d / "huge_embd.json").write_text(json.dumps(dict(gpt2, n_embd=10**12, n_head=10**6)))
+    (d / "huge_layers.json").write_text(json.dumps(dict(gpt2, n_layer=1e300)))
+    (d / "huger_layers.json").write_text(json.dumps(gpt2).replace('"n_layer": 2',
+                                                                  '"n_layer": 1' + "0" * 400))
+    (d / "nan_dropout.json").write_text(json.dumps(dict(gpt2, attn_pdrop=float("nan"))))
+    (d / "big_dropout.json").write_text(json.dumps(dict(gpt2, resid_pdrop=3)))
+    (d / "clock_1e300.yaml").write_text(yaml.safe_dump(dict(hw, freq_hz=1e300)))
+    (d / "rows_1e9.yaml").write_text(yaml.safe_dump(dict(hw, array_rows=10**9)))
+    (d / "stacks_1e9.yaml").write_text(yaml.safe_dump(dict(hw, hbm_stacks=10**9)))
+    preset = yaml.safe_load((ROOT / "cost_models" / "data" / "presets" / "a100.yaml")
+                            .read_text())
+    torus = dict(preset, system=dict(preset["system"], torus_dims=[0, -1, 16]))
+    (d / "bad_torus.yaml").write_text(yaml.safe_dump(torus))
+    nolink = dict(preset, hardware=dict(preset["hardware"], link_count=0))
+    (d / "no_links.yaml").write_text(yaml.safe_dump(nolink))
+    for name in ("zero.json", "zero.yaml", "zero.onnx"):
+        if not (d / name).is_symlink():
+            os.symlink("/dev/zero", d / name)
+    for name in ("fifo.json", "fifo.yaml"):
+        if not (d / name).exists():
+            os.mkfifo(d / name)
+    (d / "big.json").write_text('{"x": "' + "a" * (17 * 2**20) + '"}')
+    (d / "cycle.onnx").write_bytes(_cycle_onnx())
+    (d / "opset999.onnx").write_bytes(_small_onnx(opset=999))
     (d / "no_hw.json").write_text(json.dumps({"workload": "gptj"}))
     # a storage with one study that was not made for workers
     import optuna
@@ -217,7 +315,20 @@ def make_files(d: Path) -> None:
     optuna.create_study(storage=f"sqlite:///{d / 'studies.db'}", study_name="other")
 
 
-def _small_onnx() -> bytes:
+def _cycle_onnx() -> bytes:
+    """Two nodes feeding each other (Add → Relu → Add)."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+         helper.make_node("Relu", ["a"], ["y"])], "cycle",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    return bytes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+                 .SerializeToString())
+
+
+def _small_onnx(opset: int = 17) -> bytes:
     """A valid two-layer MLP in ONNX (the truncated case cuts it in half)."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
@@ -229,7 +340,7 @@ def _small_onnx() -> bytes:
          helper.make_node("MatMul", ["r", "w2"], ["y"])],
         "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], [w1, w2])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     return bytes(model.SerializeToString())
 
 

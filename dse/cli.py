@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from dse.errors import DSEError
+from dse.errors import ConfigError, DSEError
 from dse.types import RECOMPUTE, SCHEDULES, jsonable
 
 OBJECTIVES = ("throughput", "perf_per_tdp")
@@ -48,9 +48,21 @@ def _positive_int(name: str):  # type: ignore[no-untyped-def]
             raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {s!r}")
         if v <= 0:
             raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {s!r}")
-        return v
+        return _in_range(name, v)
 
     return parse
+
+
+def _in_range(name: str, v: Any) -> Any:
+    """``v`` within the physical range of flag ``name`` (:mod:`dse.limits`)."""
+    from dse.limits import RANGES, check
+
+    if name in RANGES:
+        try:
+            check(name, v)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return v
 
 
 def _positive_float(name: str):  # type: ignore[no-untyped-def]
@@ -61,7 +73,7 @@ def _positive_float(name: str):  # type: ignore[no-untyped-def]
             raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {s!r}")
         if not math.isfinite(v) or v <= 0:
             raise argparse.ArgumentTypeError(f"{name} must be a positive finite number, got {s!r}")
-        return v
+        return _in_range(name, v)
 
     return parse
 
@@ -74,7 +86,7 @@ def _non_negative_int(name: str):  # type: ignore[no-untyped-def]
             raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {s!r}")
         if v < 0:
             raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {s!r}")
-        return v
+        return _in_range(name, v)
 
     return parse
 

@@ -25,16 +25,51 @@ from dse.errors import ConfigError, DSEError
 T = TypeVar("T")
 
 
+MAX_CONFIG_BYTES = 16 * 2**20
+"""Largest YAML/JSON input read (16 MiB: a model or hardware file is a few kB)."""
+
+
+def read_input(path: str | Path, *, max_bytes: int, what: str,
+               error: type[DSEError] = ConfigError) -> bytes:
+    """The bytes of a user's input file: a regular file (through symlinks) of at most
+    ``max_bytes`` — never a device, FIFO or socket (which could block or never end)."""
+    import os
+    import stat
+
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise error(f"{p}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise error(f"{p}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{p}: is a directory, expected {what}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if (
+            stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) else
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise error(f"{p}: is {kind}, expected {what} (a regular file)")
+    if st.st_size > max_bytes:
+        raise error(f"{p}: {st.st_size} bytes is too large for {what} (at most "
+                    f"{max_bytes // 2**20} MiB)")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        raise error(f"{p}: cannot read ({e.strerror or e})") from None
+    if len(data) > max_bytes:  # grew while we read it
+        raise error(f"{p}: too large for {what} (at most {max_bytes // 2**20} MiB)")
+    return data
+
+
 def load_mapping(path: str | Path, error: type[DSEError] = ConfigError) -> dict[str, Any]:
     """Read a YAML or JSON file whose top level is a mapping."""
     p = Path(path)
-    if not p.exists():
-        raise error(f"{p}: no such file")
-    if p.is_dir():
-        raise error(f"{p}: is a directory, expected a YAML or JSON file")
+    raw = read_input(p, max_bytes=MAX_CONFIG_BYTES, what="a YAML or JSON file", error=error)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
         raise error(f"{p}: cannot read as UTF-8 text ({e.__class__.__name__})") from None
     try:
         if p.suffix.lower() == ".json":

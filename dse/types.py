@@ -77,6 +77,12 @@ def _choice(cls: type[Exception], owner: str, field_name: str, value: Any, valid
         raise cls(f"{owner}.{field_name}={value!r} is not valid; choose one of {', '.join(valid)}")
 
 
+_HW_RANGED = ("tensor_cores", "array_rows", "array_cols", "vector_cores", "vector_lanes",
+              "hbm_stacks", "link_count", "freq_hz", "hbm_bw_bytes_per_s", "hbm_bytes",
+              "sram_per_core_bytes", "global_buffer_bytes", "global_buffer_bw_bytes_per_cycle",
+              "link_bw_bytes_per_s", "tech_node_nm")
+
+
 def _positive(cls: type[Exception], owner: str, field_name: str, value: float) -> None:
     if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)):
         raise cls(f"{owner}.{field_name}={value!r} must be a finite number")
@@ -367,6 +373,10 @@ class HardwareConfig:
         for f in ("single_stream", "weight_double_buffer"):
             if getattr(self, f) not in (0, 1):
                 raise ConfigError(f"{o}.{f}={getattr(self, f)!r} must be 0 or 1")
+        from dse.limits import check
+
+        for f in _HW_RANGED:  # physical ranges (dse.limits): no overflow downstream
+            check(f, getattr(self, f), owner=o)
 
     @property
     def dtype_bytes(self) -> int:
@@ -417,6 +427,13 @@ class SystemConfig:
             _positive(ConfigError, o, f, getattr(self, f))
         for f in ("intra_node_latency_s", "inter_node_latency_s"):
             _non_negative(ConfigError, o, f, getattr(self, f))
+        from dse.limits import check
+
+        for f in ("devices_per_node", "intra_node_bw_bytes_per_s", "inter_node_bw_bytes_per_s",
+                  "intra_node_latency_s", "inter_node_latency_s"):
+            check(f, getattr(self, f), owner=o)
+        for d in self.torus_dims:
+            check("torus_dim", d, owner=o)
         object.__setattr__(self, "torus_dims", tuple(int(d) for d in self.torus_dims))
 
 

@@ -309,6 +309,11 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
                    on_progress=on_progress)
     loaded = ev.load_history(history)
     budget = cfg.budget if cfg.budget is not None else DEFAULT_BUDGETS[cfg.searcher]
+    if budget is not None and budget > space.size:  # never more work than the space holds
+        if on_message is not None:
+            on_message(f"note: --budget {budget} exceeds the {space.size} designs of the "
+                       f"space; capped at {space.size}")
+        budget = int(space.size)
     remaining = None if budget is None else max(0, budget - loaded)
     if progress_total is not None:
         progress_total(remaining)

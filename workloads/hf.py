@@ -30,6 +30,8 @@ the field.
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,10 @@ class _Fields:
                         raise self._err(k, f"must be an integer, got {v!r}")
                 if v < 1:
                     raise self._err(k, f"must be >= 1, got {v}")
+                if v > 2**31:
+                    t = str(v)
+                    shown = t if len(t) <= 16 else f"{t[:4]}… ({len(t)} digits)"
+                    raise self._err(k, f"is out of range: use 1 to {2**31}, got {shown}")
                 return v
         if default is None:
             raise self._err(key, "is missing")
@@ -75,7 +81,15 @@ class _Fields:
             return default
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise self._err(key, f"must be a number, got {v!r}")
-        return float(v)
+        try:
+            f = float(v)
+        except OverflowError:
+            raise self._err(key, f"is out of range, got {v!r}") from None
+        if not math.isfinite(f):
+            raise self._err(key, f"must be a finite number, got {v!r}")
+        if "drop" in key and not 0.0 <= f <= 1.0:
+            raise self._err(key, f"is a probability: use 0 to 1, got {v!r}")
+        return f
 
     def get_str(self, key: str, default: str) -> str:
         v = self.data.get(key, default)

@@ -70,13 +70,12 @@ def _onnx() -> Any:
 
 def _read(path: str | Path) -> Any:
     onnx = _onnx()
+    from dse.config import read_input
+
     p = Path(path)
-    if not p.exists():
-        raise WorkloadError(f"{p}: no such file")
-    if p.is_dir():
-        raise WorkloadError(f"{p}: is a directory, expected an .onnx file")
+    raw = read_input(p, max_bytes=2**31 - 1, what="an .onnx file", error=WorkloadError)
     try:
-        model = onnx.load(str(p), load_external_data=False)
+        model = onnx.load_model_from_string(raw)
     except Exception as e:  # noqa: BLE001 - protobuf DecodeError, truncated or not ONNX
         raise WorkloadError(f"{p}: not a valid ONNX model ({e.__class__.__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else 'cannot parse'})") from None
@@ -86,7 +85,46 @@ def _read(path: str | Path) -> Any:
     if not model.opset_import:
         raise WorkloadError(f"{p}: not a valid ONNX model (no opset_import; is the file "
                             "truncated or not ONNX?)")
+    newest = int(onnx.defs.onnx_opset_version())
+    for op in model.opset_import:
+        if op.domain in ("", "ai.onnx") and not 1 <= int(op.version) <= newest:
+            raise WorkloadError(f"{p}: ONNX opset {op.version} is not supported (this onnx "
+                                f"package knows opsets 1 to {newest})")
+    _check_dag(model.graph, p)
     return model
+
+
+def _check_dag(graph: Any, p: Path) -> None:
+    """The nodes form a DAG (Kahn's algorithm over tensor edges); a cycle is named by a
+    node on it."""
+    producer: dict[str, int] = {}
+    for i, n in enumerate(graph.node):
+        for t in n.output:
+            if t:
+                producer[t] = i
+    succ: list[set[int]] = [set() for _ in graph.node]
+    indeg = [0] * len(graph.node)
+    for j, n in enumerate(graph.node):
+        for t in set(n.input):
+            i = producer.get(t)
+            if i is not None and j not in succ[i]:
+                succ[i].add(j)
+                indeg[j] += 1
+    ready = [i for i, d in enumerate(indeg) if d == 0]
+    seen = 0
+    while ready:
+        i = ready.pop()
+        seen += 1
+        for j in succ[i]:
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                ready.append(j)
+    if seen < len(graph.node):
+        k = next(i for i, d in enumerate(indeg) if d > 0)
+        n = graph.node[k]
+        raise WorkloadError(f"{p}: the ONNX graph has a cycle (through node "
+                            f"{n.name or n.op_type!r}, {n.op_type}); a training graph must be "
+                            "a DAG")
 
 
 def _dims(vi: Any) -> list[int | str]:

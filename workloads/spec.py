@@ -38,6 +38,12 @@ def _int(owner: str, name: str, v: Any, *, minimum: int = 1) -> None:
         raise WorkloadError(f"{owner}: {name}={v!r} must be an integer")
     if v < minimum:
         raise WorkloadError(f"{owner}: {name}={v!r} must be >= {minimum}")
+    from dse.limits import RANGES
+
+    r = RANGES.get(name, RANGES["dimension"])
+    if v > r.hi:  # physical range (dse.limits): FLOPs and bytes stay finite downstream
+        raise WorkloadError(f"{owner}: {name}={v} is out of range: use {minimum} to "
+                            f"{int(r.hi)}")
 
 
 def _choice(owner: str, name: str, v: Any, valid: tuple[str, ...]) -> None:

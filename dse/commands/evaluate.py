@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = derive_plan(args, spec.default_batch)
     seq = args.seq
     validate_plan(spec, plan, plan.devices, seq=seq)
+    if plan.devices > 1 and (hw.link_count == 0 or hw.link_bw_bytes_per_s == 0):
+        raise ConfigError(f"{args.hardware}: link_count={hw.link_count}, link_bw_bytes_per_s="
+                          f"{hw.link_bw_bytes_per_s:g}: a chip without chip-to-chip links "
+                          f"cannot train on {plan.devices} devices; give it links or use "
+                          "--devices 1")
     tech = load_technology(hw.tech_node_nm)
     ev = evaluate_training(spec, hw, system, plan, tech, seq=seq)
     out = ev.to_dict()

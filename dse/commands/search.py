@@ -217,7 +217,8 @@ class _Progress:
         if self.bar is None:
             self._open(None)
         self.bar.write(f"dse search: {text}", file=sys.stderr)
-        self.bar.set_description(text.split(":")[0][:40])
+        if not text.startswith("note:"):
+            self.bar.set_description(text.split(":")[0][:40])
 
     def close(self) -> None:
         if self._stop is not None:
