@@ -41,7 +41,10 @@ from search.heuristic import (
     wham_search,
 )
 
-__all__ = ["GlobalResult", "global_search"]
+__all__ = ["STAGE_SHARE", "GlobalResult", "global_search"]
+
+STAGE_SHARE = 0.6
+"""Under an evaluation budget, the share the per-workload / per-stage searches may use."""
 
 
 @dataclass
@@ -127,6 +130,23 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
     def remaining() -> int | None:
         return None if budget is None else max(0, budget - spent())
 
+    n_targets = max(1, len(pb.targets))
+
+    def stage_remaining(w: int) -> Callable[[], int | None]:
+        """The budget of workload ``w``'s stage searches: under a budget the stage phase
+        takes at most :data:`STAGE_SHARE` of it, split evenly over the workloads in
+        turn, so the end-to-end phase (the only one that scores every workload on one
+        chip) always keeps the rest."""
+        if budget is None:
+            return remaining
+        cap = int(STAGE_SHARE * budget * (w + 1) / n_targets)
+
+        def left() -> int | None:
+            r = remaining()
+            return None if r is None else max(0, min(r, cap - spent()))
+
+        return left
+
     progress = evaluator.on_progress  # side targets count their evaluations on it too
     if trace is not None:
         prev = evaluator.on_progress
@@ -152,11 +172,11 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
                                      power_w=pb.power_budget_w, objective=pb.objective)
             ev_w = Evaluator(sub_pb, on_progress=progress)
             side.append(ev_w)
-            target_w = GlobalTarget(ev_w, name=t.name, remaining=remaining)
+            target_w = GlobalTarget(ev_w, name=t.name, remaining=stage_remaining(w))
         else:
             sub_pb = pb
             ev_w = evaluator
-            target_w = GlobalTarget(evaluator, name=t.name, remaining=remaining)
+            target_w = GlobalTarget(evaluator, name=t.name, remaining=stage_remaining(w))
         target_w.evaluate(seeds[0][None, :])
         plan = None
         if hasattr(sub_pb, "plans"):
@@ -171,7 +191,8 @@ def global_search(evaluator: Evaluator, *, seed: int = 0, top_k: int = 5,
                                       guidance=guidance))
             continue
         stages += _stage_searches(sub_pb, t.name, plan, seeds, stage_tops, side,
-                                  remaining=remaining, progress=progress, on_stage=on_stage,
+                                  remaining=stage_remaining(w), progress=progress,
+                                  on_stage=on_stage,
                                   top_k=top_k, max_steps=max_steps, guidance=guidance)
         ref_plans[w] = plan
     # end to end: the union of the per-stage top-k sets, then polish the best few

@@ -189,3 +189,19 @@ def test_same_seed_same_result_and_resume_at_1024_devices(tmp_path: Path) -> Non
     again, _ = run_search(cfg, space=SMALL_SPACE)
     assert again["evaluations_resumed"] == a["evaluations_this_run"]
     assert again["best"]["design"] == a["best"]["design"]
+
+
+def test_multi_workload_search_under_a_small_budget_finds_a_design(tmp_path: Path) -> None:
+    """The per-workload searches may not use up a shared budget: the end-to-end phase
+    keeps its share and returns a feasible design (issue 14, multi-workload budget)."""
+    import yaml
+
+    from tests.search.tiny import TINY_YAML
+
+    other = tmp_path / "tiny2.yaml"
+    other.write_text(yaml.safe_dump(dict(TINY_YAML, name="tiny2", layers=4, hidden=128)))
+    cfg = _cfg(tmp_path, workloads=(tiny_yaml(tmp_path), str(other)), searcher="wham",
+               budget=60)
+    s, _ = run_search(cfg, space=SMALL_SPACE)
+    assert s["evaluations"] <= 60
+    assert s["best"]["objective_value"] > 0 and len(s["best"]["workloads"]) == 2
