@@ -239,10 +239,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - last-resort guard: never a traceback
         if os.environ.get("DSE_DEBUG"):
             traceback.print_exc()
+        fault = _storage_fault(e)
+        if fault is not None:  # disk full, read-only, server gone: say so, exit 1
+            _one_line_error(fault, argv)
+            return fault.exit_code
         msg = str(e).splitlines()[0] if str(e) else ""
         sys.stderr.write(_scrub(f"dse: internal error: {e.__class__.__name__}: {msg} "
                                 "(set DSE_DEBUG=1 for a traceback)", argv) + "\n")
         return 1
+
+
+def _storage_fault(e: BaseException) -> DSEError | None:
+    """A storage failure (Optuna, SQLAlchemy, a driver) as a one-line error, if it is one."""
+    mods = {type(e).__module__.split(".")[0]}
+    if not mods & {"optuna", "sqlalchemy", "sqlite3", "psycopg", "psycopg2", "pymysql"}:
+        return None
+    from search.storage_url import storage_fault
+
+    return storage_fault(e, "(the study)")
 
 
 def _scrub(text: str, argv: Sequence[str] | None) -> str:

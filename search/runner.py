@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dse.errors import ConfigError
+from dse.errors import ConfigError, StorageError
 from dse.types import HardwareConfig, jsonable
 from search.config import DEFAULT_BUDGETS, SearchConfig, default_study_name
 from search.evaluator import Evaluator, directions, geomean, metric_names
@@ -324,17 +324,23 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
                         baselines=[b for _, _, b, _ in bases if b is not None],
                         history=history, budget=remaining, on_message=on_message)
     try:
-        SEARCHERS.get(cfg.searcher)(ctx)
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI: keep what was scored
-        if buffer is None:
-            raise
-        buffer.flush()
-        raise KeyboardInterrupt(f"{loaded + buffer.written} trials are saved in "
-                                f"{storage_display} (study {study_name!r}); the same "
-                                "command resumes from them") from None
-    finally:
+        try:
+            SEARCHERS.get(cfg.searcher)(ctx)
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through the CLI: keep what was scored
+            if buffer is None:
+                raise
+            buffer.flush()
+            raise KeyboardInterrupt(f"{loaded + buffer.written} trials are saved in "
+                                    f"{storage_display} (study {study_name!r}); the same "
+                                    "command resumes from them") from None
         if buffer is not None:
             buffer.flush()
+    except StorageError as e:  # disk full, read-only, server gone: say what is safe
+        n = loaded + (buffer.written if buffer is not None else 0)
+        lost = buffer.pending if buffer is not None else 0
+        raise StorageError(f"{e}; {n} trials were saved before it (study {study_name!r}), "
+                           f"the {lost} scored since were not; fix the storage and rerun "
+                           "the same command to resume") from None
     if on_message is not None:
         on_message(f"explaining the top {cfg.top_k} designs and the baselines")
     return assemble(cfg, problem, ev, bases=bases, t0=t0, loaded=loaded, budget=budget,

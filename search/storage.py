@@ -211,9 +211,34 @@ class TrialBuffer:
             self.flush()
 
     def flush(self) -> None:
+        """Write the pending trials; a storage failure is a one-line
+        :class:`~dse.errors.StorageError` naming its cause, and the trials stay pending."""
         if self.study is not None and self._pending:
-            self.written += persist_trials(self.study, self._pending)
+            try:
+                self.written += persist_trials(self.study, self._pending)
+            except Exception as e:  # noqa: BLE001 - classified below, else re-raised
+                from search.storage_url import storage_fault
+
+                fault = storage_fault(e, self.where)
+                if fault is None:
+                    raise
+                raise fault from None
         self._pending = []
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def where(self) -> str:
+        st = getattr(self.study, "_storage", None)
+        inner = getattr(st, "_backend", st)
+        url = getattr(inner, "url", None)
+        if url:
+            from dse.secrets import redact_url
+
+            return redact_url(str(url))
+        return type(inner).__name__
 
 
 def quiet_optuna() -> None:

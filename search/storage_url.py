@@ -245,6 +245,44 @@ def _storage_error(spec: StorageSpec, e: BaseException) -> StorageError:
     return StorageError(f"cannot open storage {spec.display}: {reason}")
 
 
+_FAULTS = (
+    (("database or disk is full", "no space left", "disk is full", "errno 28", "enospc",
+      "could not extend file", "disk full"), "the disk is full"),
+    (("readonly database", "read-only", "readonly", "permission denied", "errno 13",
+      "errno 30", "eacces", "erofs"), "it is read-only or not writable"),
+    (("server closed the connection", "terminating connection", "connection refused",
+      "could not connect", "connection reset", "server has gone away", "lost connection",
+      "broken pipe", "the connection is closed", "consuming input failed",
+      "connection is lost", "no connection to the server"), "the database server is gone"),
+    (("database is locked",), "another process holds it locked"),
+    (("disk i/o error", "input/output error", "errno 5"), "an I/O error on the disk"),
+)
+
+
+def storage_fault(e: BaseException, where: str) -> StorageError | None:
+    """A one-line :class:`StorageError` naming the cause of a storage failure (disk full,
+    read-only, server gone, locked, I/O error) from the exception and its causes; None
+    when ``e`` is not a storage failure."""
+    chain: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and x not in chain and len(chain) < 8:
+        chain.append(x)
+        x = x.__cause__ or x.__context__
+    mods = {type(c).__module__.split(".")[0] for c in chain}
+    texts = " | ".join(f"{type(c).__name__}: {c}" for c in chain).lower()
+    is_storage = bool(mods & {"sqlite3", "sqlalchemy", "psycopg", "psycopg2", "pymysql",
+                              "optuna"}) or any(isinstance(c, OSError) for c in chain)
+    if not is_storage:
+        return None
+    for needles, cause in _FAULTS:
+        if any(n in texts for n in needles):
+            return StorageError(f"storage {where} failed: {cause}")
+    if isinstance(e, OSError) and not mods & {"sqlite3", "sqlalchemy", "optuna"}:
+        return None
+    first = " ".join(str(chain[-1]).split())[:160] or type(chain[-1]).__name__
+    return StorageError(f"storage {where} failed: {_scrub(first, where)}")
+
+
 def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None = None,
                  grace_period_s: int | None = None, max_retry: int | None = 3,
                  connect_timeout_s: int = 10) -> optuna.storages.BaseStorage:

@@ -1,0 +1,84 @@
+"""Storage faults get one line naming the cause and exit 1, and say what is saved
+(issue 14): a full disk (a 600 kB tmpfs, where mounting is allowed), a file-size limit
+(always), a read-only database (a read-only tmpfs, where mounting is allowed)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def _search(out: Path, preexec=None, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "dse.cli", "search", "--workload", "gptj", "--area", "400",
+           "--searcher", "random", "--budget", "3000", "--out", str(out), "--json", *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
+                          timeout=600, preexec_fn=preexec, check=False)
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, opts: str) -> Iterator[None]:
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
+                       capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()[:80]})")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def _one_line(r: subprocess.CompletedProcess) -> str:
+    assert r.returncode == 1, r.stderr
+    assert r.stdout == "" and "Traceback" not in r.stderr and "internal error" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_a_full_disk_is_named(tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    with _tmpfs(mnt, "size=600k"):
+        line = _one_line(_search(mnt / "run"))
+        assert "the disk is full" in line and "trials were saved" in line
+        assert "rerun the same command" in line
+
+
+def test_a_file_size_limit_is_a_storage_error(tmp_path: Path) -> None:
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (600_000, 600_000))
+
+    line = _one_line(_search(tmp_path / "run", preexec=limit))
+    assert "failed:" in line and "trials were saved" in line
+
+
+def test_a_read_only_database_is_named(tmp_path: Path) -> None:
+    mnt = tmp_path / "ro"
+    with _tmpfs(mnt, "size=64m"):
+        first = _search(mnt / "run", extra=("--no-report",))
+        assert first.returncode == 0, first.stderr
+        r = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True,
+                           text=True, check=False)
+        if r.returncode != 0:
+            pytest.skip("cannot remount the tmpfs read-only")
+        again = _search(mnt / "run", extra=("--budget", "4000", "--no-report"))
+        assert again.returncode in (1, 2), again.stderr
+        line = again.stderr.strip().splitlines()[-1]
+        assert len(again.stderr.strip().splitlines()) == 1, again.stderr
+        assert "read-only" in line or "not writable" in line, line
