@@ -107,8 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     wsub.add_parser("list", help="list the model zoo", parents=[common])
     ws = wsub.add_parser("show", help="show one workload's training graph", parents=[common])
     ws.add_argument("workload", help="zoo name, HF-style config.json path, or .onnx path")
-    ws.add_argument("--batch", type=_positive_int("--batch"), default=None)
-    ws.add_argument("--seq", type=_positive_int("--seq"), default=None)
+    ws.add_argument("--batch", type=_positive_int("--batch"), default=None,
+                help="samples per step (default: the workload's published global batch)")
+    ws.add_argument("--seq", type=_positive_int("--seq"), default=None,
+                help="tokens per sample (default: the workload's)")
     ws.add_argument("--ops", action="store_true", help="also list every operator")
 
     # hardware list|show
@@ -120,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     # evaluate
     e = sub.add_parser("evaluate", help="evaluate one design on one workload", parents=[common])
-    e.add_argument("--workload", required=True)
-    e.add_argument("--hardware", required=True)
+    e.add_argument("--workload", required=True,
+               help="zoo name (dse workloads list), HF config.json, or .onnx file")
+    e.add_argument("--hardware", required=True,
+               help="preset name (dse hardware list) or a hardware YAML/JSON file")
     _add_plan_args(e)
 
     # search
@@ -130,9 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workload", required=True, help="one workload or a comma-separated list")
     s.add_argument("--area", type=_positive_float("--area"), required=True, help="mm²")
     s.add_argument("--power", type=_positive_float("--power"), default=None, help="W (TDP)")
-    s.add_argument("--objective", choices=OBJECTIVES, default="throughput")
-    s.add_argument("--devices", type=_positive_int("--devices"), default=1)
-    s.add_argument("--searcher", choices=SEARCHERS, default="wham")
+    s.add_argument("--objective", choices=OBJECTIVES, default="throughput",
+               help="maximize samples/s (throughput) or samples/s per TDP watt (default: throughput)")
+    s.add_argument("--devices", type=_positive_int("--devices"), default=1,
+               help="accelerators training the workload together (default: 1)")
+    s.add_argument("--searcher", choices=SEARCHERS, default="wham",
+               help="search method (default: wham, the critical-path heuristic)")
     s.add_argument("--budget", type=_positive_int("--budget"), default=None,
                    help="designs to evaluate (searcher-specific default)")
     s.add_argument("--guidance", choices=("critical-path", "none", "inverted"),
@@ -143,53 +150,74 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--heterogeneous", action="store_true",
                    help="also search a chip per pipeline stage (WHAM's per-stage "
                         "accelerators) and report its gain over the common chip")
-    s.add_argument("--top-k", type=_positive_int("--top-k"), default=5)
-    s.add_argument("--seed", type=_non_negative_int("--seed"), default=0)
+    s.add_argument("--top-k", type=_positive_int("--top-k"), default=5,
+               help="designs kept per stage and reported (default: 5)")
+    s.add_argument("--seed", type=_non_negative_int("--seed"), default=0,
+               help="random seed: the same seed gives the same result (default: 0)")
     s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the "
                    "run directory)")
     s.add_argument("--study", default=None, help="Optuna study name")
     s.add_argument("--out", default=None, help="run directory (default results/<time>-<workload>)")
     s.add_argument("--jobs", type=_positive_int("--jobs"), default=1,
                    help="worker processes on this machine (journal-file storage)")
-    s.add_argument("--batch", type=_positive_int("--batch"), default=None)
-    s.add_argument("--seq", type=_positive_int("--seq"), default=None)
+    s.add_argument("--batch", type=_positive_int("--batch"), default=None,
+               help="global batch, samples per step (default: the workload's published one)")
+    s.add_argument("--seq", type=_positive_int("--seq"), default=None,
+               help="tokens per sample (default: the workload's)")
     s.add_argument("--multi-objective", action="store_true",
                    help="Pareto search over throughput, area and TDP")
     s.add_argument("--no-report", action="store_true", help="do not write report.html")
 
     # report / export
     r = sub.add_parser("report", help="write RUN_DIR/report.html", parents=[common])
-    r.add_argument("run_dir")
+    r.add_argument("run_dir",
+               help="a run directory written by dse search")
     r.add_argument("--images", action="store_true", help="also write PNG/SVG (needs kaleido "
                    "and Chromium)")
     x = sub.add_parser("export", help="export a design to simulator configs", parents=[common])
     x.add_argument("source", help="run directory or design JSON")
-    x.add_argument("--format", required=True, choices=EXPORT_FORMATS)
-    x.add_argument("--out", required=True)
+    x.add_argument("--format", required=True, choices=EXPORT_FORMATS,
+               help="the simulator to export for")
+    x.add_argument("--out", required=True,
+               help="directory to write the export into")
 
     # worker / dashboard
     k = sub.add_parser("worker", help="join a distributed search", parents=[common])
-    k.add_argument("--storage", required=True)
-    k.add_argument("--study", required=True)
+    k.add_argument("--storage", required=True,
+               help="the shared study storage: postgresql://..., sqlite:///PATH.db, journal:PATH or a run directory")
+    k.add_argument("--study", required=True,
+               help="the study name (dse search prints it)")
     d = sub.add_parser("dashboard", help="start optuna-dashboard on a run's storage",
                        parents=[common])
     d.add_argument("--storage", default=None, help="storage URL or run directory")
-    d.add_argument("--host", default="127.0.0.1")
-    d.add_argument("--port", type=_positive_int("--port"), default=8080)
+    d.add_argument("--host", default="127.0.0.1",
+               help="address to serve on (default: 127.0.0.1)")
+    d.add_argument("--port", type=_positive_int("--port"), default=8080,
+               help="port to serve on (default: 8080)")
     return p
 
 
 def _add_plan_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--devices", type=_positive_int("--devices"), default=None)
-    p.add_argument("--tp", type=_positive_int("--tp"), default=None)
-    p.add_argument("--pp", type=_positive_int("--pp"), default=None)
-    p.add_argument("--dp", type=_positive_int("--dp"), default=None)
-    p.add_argument("--global-batch", type=_positive_int("--global-batch"), default=None)
-    p.add_argument("--micro-batch", type=_positive_int("--micro-batch"), default=None)
-    p.add_argument("--seq", type=_positive_int("--seq"), default=None)
-    p.add_argument("--schedule", choices=SCHEDULES, default="1f1b")
-    p.add_argument("--recompute", choices=RECOMPUTE, default="none")
-    p.add_argument("--sequence-parallel", action="store_true")
+    p.add_argument("--devices", type=_positive_int("--devices"), default=None,
+               help="accelerators (default: tp·pp·dp)")
+    p.add_argument("--tp", type=_positive_int("--tp"), default=None,
+               help="tensor-parallel degree (default: 1)")
+    p.add_argument("--pp", type=_positive_int("--pp"), default=None,
+               help="pipeline stages (default: 1)")
+    p.add_argument("--dp", type=_positive_int("--dp"), default=None,
+               help="data-parallel degree (default: devices/(tp·pp), else 1)")
+    p.add_argument("--global-batch", type=_positive_int("--global-batch"), default=None,
+               help="samples per step (default: the workload's, rounded up to a multiple of dp·micro-batch)")
+    p.add_argument("--micro-batch", type=_positive_int("--micro-batch"), default=None,
+               help="samples per micro-batch (default: 1)")
+    p.add_argument("--seq", type=_positive_int("--seq"), default=None,
+               help="tokens per sample (default: the workload's)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="1f1b",
+               help="pipeline schedule (default: 1f1b)")
+    p.add_argument("--recompute", choices=RECOMPUTE, default="none",
+               help="activation recomputation (default: none)")
+    p.add_argument("--sequence-parallel", action="store_true",
+               help="Megatron sequence parallelism (with tp > 1)")
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage")
     p.add_argument("--interleave", type=_positive_int("--interleave"), default=None,
                    help="virtual stages per device (interleaved schedule)")
@@ -228,11 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stdout.write(text.rstrip("\n") + "\n")
         return int(result.get("_exit_code", 0)) if isinstance(result, dict) else 0
     except DSEError as e:
-        _one_line_error(e, argv)
+        _one_line_error(e, argv, as_json or _wants_json(argv), e.exit_code)
         return e.exit_code
     except KeyboardInterrupt as e:
         why = " ".join(str(e).split())
-        sys.stderr.write(_scrub("dse: interrupted" + (f"; {why}" if why else ""), argv) + "\n")
+        text = _scrub("dse: interrupted" + (f"; {why}" if why else ""), argv)
+        sys.stderr.write(text + "\n")
+        if as_json or _wants_json(argv):
+            _json_error(text, 130)
         return 130
     except BrokenPipeError:
         return 1
@@ -241,11 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         fault = _storage_fault(e)
         if fault is not None:  # disk full, read-only, server gone: say so, exit 1
-            _one_line_error(fault, argv)
+            _one_line_error(fault, argv, as_json or _wants_json(argv), fault.exit_code)
             return fault.exit_code
         msg = str(e).splitlines()[0] if str(e) else ""
-        sys.stderr.write(_scrub(f"dse: internal error: {e.__class__.__name__}: {msg} "
-                                "(set DSE_DEBUG=1 for a traceback)", argv) + "\n")
+        text = _scrub(f"dse: internal error: {e.__class__.__name__}: {msg} "
+                      "(set DSE_DEBUG=1 for a traceback)", argv)
+        sys.stderr.write(text + "\n")
+        if as_json or _wants_json(argv):
+            _json_error(text, 1)
         return 1
 
 
@@ -267,11 +301,26 @@ def _scrub(text: str, argv: Sequence[str] | None) -> str:
     return scrub_secrets(text, list(sys.argv[1:] if argv is None else argv))
 
 
-def _one_line_error(e: BaseException, argv: Sequence[str] | None = None) -> None:
+def _wants_json(argv: Sequence[str] | None) -> bool:
+    """``--json`` among the arguments (also when parsing them failed)."""
+    return "--json" in (sys.argv[1:] if argv is None else list(argv))
+
+
+def _json_error(text: str, code: int) -> None:
+    """The ``--json`` form of an error: one object on stdout (brief §4b)."""
+    msg = text.removeprefix("dse: error: ")
+    sys.stdout.write(json.dumps({"error": {"message": msg, "exit_code": int(code)}}) + "\n")
+
+
+def _one_line_error(e: BaseException, argv: Sequence[str] | None = None,
+                    as_json: bool = False, code: int = 2) -> None:
     text = " ".join(str(e).split()) or e.__class__.__name__
     if not text.startswith("dse"):
         text = f"dse: error: {text}"
-    sys.stderr.write(_scrub(text, argv) + "\n")
+    text = _scrub(text, argv)
+    sys.stderr.write(text + "\n")
+    if as_json:
+        _json_error(text, code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -93,7 +93,7 @@ def _distributed(args: argparse.Namespace, storage: str | None) -> bool:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from search.runner import SearchConfig, run_search
+    from search.runner import SearchConfig
 
     workloads = _workloads(args.workload)
     out = Path(args.out) if args.out else default_out_dir(workloads)
@@ -108,8 +108,53 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from search.distributed import parse_storage
 
         parse_storage(args.storage)
+    existed = out.exists()
     _check_out(out)
+    try:
+        return _run(args, cfg, out)
+    except BaseException:
+        if not existed:
+            _remove_if_empty(out)  # a failed run leaves no empty directory behind
+        raise
+
+
+def _remove_if_empty(out: Path) -> None:
+    """Remove ``out`` when the run wrote nothing of value into it (only the lock file or
+    an empty study); a run that scored designs keeps them."""
+    import shutil
+
+    from search.runlock import LOCK_NAME
+
+    try:
+        names = {p.name for p in out.iterdir()}
+    except OSError:
+        return
+    keep = names - {LOCK_NAME}
+    if keep and not _only_empty_study(out, keep):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def _only_empty_study(out: Path, names: set[str]) -> bool:
+    """Whether ``names`` are just a SQLite study without a finished trial."""
+    if not names <= {"study.db", "study.db-wal", "study.db-shm", "study.db-journal"}:
+        return False
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{out / 'study.db'}?mode=ro", uri=True, timeout=1)
+        try:
+            n = con.execute("select count(*) from trials").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return "study.db" not in names
+    return int(n) == 0
+
+
+def _run(args: argparse.Namespace, cfg: Any, out: Path) -> dict[str, Any]:
     from search.runlock import run_lock, sigterm_stops
+    from search.runner import run_search
 
     # one search per run directory and storage file; SIGTERM stops like Ctrl-C (what
     # was evaluated is flushed to the study first)

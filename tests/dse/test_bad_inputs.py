@@ -84,3 +84,22 @@ def test_docs_table_lists_every_case() -> None:
         cmd = ("dse " + " ".join(c.argv)).strip().replace("|", "\\|")
         assert f"`{cmd}`" in text, f"docs/bad-inputs.md lacks {cmd!r}: rerun the script"
     assert "⚠" not in text, "a case broke the rules when the table was generated"
+
+
+@pytest.mark.parametrize("case", BAD.CASES[::4], ids=lambda c: f"{c.group}-{c.what}")
+def test_bad_input_with_json_prints_one_error_object(case: object, scratch: Path) -> None:
+    """With ``--json`` an error is also one JSON object on stdout (brief §4b)."""
+    import dataclasses
+    import json
+
+    if "--json" in case.argv:  # type: ignore[attr-defined]
+        pytest.skip("the case already asks for --json")
+    c = dataclasses.replace(case, argv=(*case.argv, "--json"))  # type: ignore[type-var]
+    code, out, err = BAD.run_case(c, scratch)
+    assert code == case.code, err  # type: ignore[attr-defined]
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    obj = json.loads(out)
+    assert list(obj) == ["error"] and obj["error"]["exit_code"] == code
+    assert obj["error"]["message"] and obj["error"]["message"] in err
+    for s in case.forbid:  # type: ignore[attr-defined]
+        assert s not in out

@@ -164,3 +164,23 @@ def test_report_failure_is_a_warning_not_a_lost_run(run, capsys, tmp_path, monke
     assert "warning: report.html not written" in cap.err
     assert (out / "summary.json").exists() and (out / "designs.csv").exists()
     assert "best" in cap.out  # the human-readable table
+
+
+def test_every_flag_has_help() -> None:
+    """``dse CMD --help`` explains every flag and positional argument (issue 15)."""
+    import argparse
+
+    from dse.cli import build_parser
+
+    missing = []
+
+    def walk(p: argparse.ArgumentParser, name: str) -> None:
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for n, sp in a.choices.items():
+                    walk(sp, f"{name} {n}")
+            elif not a.help and "--help" not in a.option_strings:
+                missing.append(f"{name} {a.option_strings or a.dest}")
+
+    walk(build_parser(), "dse")
+    assert missing == []
