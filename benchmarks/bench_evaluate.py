@@ -19,7 +19,7 @@ Prints a table and writes ``results/bench/evaluate.json``:
 Random designs (``--seed``): tensor cores 2^0..2^10, array rows/cols 2^3..2^8, dataflow
 os/ws/is, vector cores 2^0..2^6, lanes 2^3..2^10, per-core SRAM 64 KiB..16 MiB, global
 buffer 0 or 1..256 MiB, HBM 0.4..3.4 TB/s, clock 0.7..1.9 GHz, bf16, 7 nm (the WHAM/Phaze
-ranges of reference/method.md §2, extended to GPU-like core counts).
+ranges of docs/sources.md M2, extended to GPU-like core counts).
 
 Usage::
 

@@ -1,7 +1,7 @@
 """Generate the GenZ reference table for our per-operator GEMM costs (forward, prefill).
 
 Run it with the Python of a separate virtual environment that has the real GenZ
-installed (``genz-llm`` 0.0.16, ~0.9 GB; ``reference/peer-tools.md`` §4)::
+installed (``genz-llm`` 0.0.16, ~0.9 GB; ``docs/sources.md`` P4)::
 
     python3 -m venv /work/venvs/genz
     /work/venvs/genz/bin/pip install genz-llm==0.0.16 PyYAML

@@ -1,7 +1,7 @@
 """Generate the llm-analysis reference table for our training FLOPs and memory models.
 
 Run it with the Python of a separate virtual environment that has the real
-``llm-analysis`` installed (``reference/peer-tools.md`` §5)::
+``llm-analysis`` installed (``docs/sources.md`` P5)::
 
     python3 -m venv /work/venvs/llm-analysis
     /work/venvs/llm-analysis/bin/pip install llm-analysis==0.2.2
@@ -19,7 +19,7 @@ The script imports only the standard library, PyYAML and ``llm_analysis``; it do
 import the ``dse`` packages. Model hyperparameters come from our zoo's data files
 (``workloads/zoo/<name>.yaml``); the test checks that they still match.
 
-How the tool is driven (pitfalls of peer-tools.md §5)
+How the tool is driven (pitfalls of docs/sources.md P5)
 ------------------------------------------------------
 * Models are passed as ``ModelConfig`` objects built from the zoo YAML, never by name
   (an unknown name triggers an online Hugging Face fetch). The GPU is a ``GPUConfig``

@@ -1,7 +1,7 @@
 """Generate the SCALE-Sim reference table for the systolic GEMM cost model.
 
 Run it with the Python of a separate virtual environment that has the real
-SCALE-Sim installed (it needs ``numpy<2``, see ``reference/peer-tools.md`` §1)::
+SCALE-Sim installed (it needs ``numpy<2``, see ``docs/sources.md`` P1)::
 
     python3 -m venv /work/venvs/scalesim
     /work/venvs/scalesim/bin/pip install scalesim==3.0.0 'numpy<2'
@@ -50,7 +50,7 @@ SRAMs are 64 KiB each (default of the repo's ``scale.cfg``); the GEMMs are small
 enough that SRAM capacity plays no role in the compute cycles.
 
 Runtime: well under a minute on 2 cores for the default grid (SCALE-Sim's cost
-grows with cycles × array width; see peer-tools.md §1 "Speed").
+grows with cycles × array width; see docs/sources.md P1 "Speed").
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ TIMING_GEMMS: tuple[tuple[int, int, int, int, int, str], ...] = (
 
 SRAM_KB = 64
 
-# v3 parser has no fallbacks: every key must be present (peer-tools.md §1).  No inline
+# v3 parser has no fallbacks: every key must be present (docs/sources.md P1).  No inline
 # comments: configparser would keep them as part of the value.
 CONFIG_TEMPLATE = """[general]
 run_name = ref

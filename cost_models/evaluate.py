@@ -264,7 +264,7 @@ class DeviceResult:
     records: tuple[OpRecord, ...]
     critical_path: tuple[str, ...]
     """Operators with zero mobility (ASAP = ALAP on the DAG at the durations they ran
-    with, method.md §4), in order."""
+    with, docs/sources.md M4), in order."""
     schedule_chain: tuple[str, ...]
     """The chain of operators that determines the makespan in the resource-constrained
     schedule, traced back from the last operator through whatever it waited for (its
@@ -308,7 +308,7 @@ def evaluate_device(graph: Graph, hw: HardwareConfig, tech: Technology,
     sched_makespan = max(sch.end_s, default=0.0)
     makespan = max(sched_makespan, hbm_floor)
 
-    # -- ASAP / ALAP on the DAG at the chosen durations (method.md §4) ---------------------
+    # -- ASAP / ALAP on the DAG at the chosen durations (docs/sources.md M4) ---------------------
     preds = graph.pred_indices
     succ = graph.succ_indices
     asap = [0.0] * o

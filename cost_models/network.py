@@ -8,7 +8,7 @@ Buffer-size convention (NCCL's, ``nccl-tests/doc/PERFORMANCE.md``): ``S`` is the
 of the *full* buffer, i.e. the all-reduce buffer, the reduce-scatter **input**, the
 all-gather **output** and the all-to-all send buffer of one rank; for ``p2p`` the bytes
 sent. With that convention the bandwidth factors are NCCL's "bus bandwidth" factors
-(``reference/hardware-and-models.md`` §4.5):
+(``docs/sources.md`` S4.5):
 
 =================  ==================  =======================================
 collective         bandwidth factor    latency steps (ring)

@@ -1,7 +1,7 @@
 """Vector-unit cost model: cycles per element of every ``Operator.vector_op`` key.
 
 A vector op of ``elements`` output elements on ``vector_cores`` SIMD cores of
-``vector_lanes`` lanes takes (WHAM's ``vector_core_estimator.py``, reference/method.md §3)::
+``vector_lanes`` lanes takes (WHAM's ``vector_core_estimator.py``, docs/sources.md M3)::
 
     cycles = ceil(elements / (vector_lanes · vector_cores)) · pe_cycles(key)
 
@@ -23,7 +23,7 @@ Unknown keys get :data:`DEFAULT_FWD_CYCLES` (forward) or :data:`DEFAULT_BWD_CYCL
 
 >>> pe_cycles("relu", "fwd"), pe_cycles("tanh", "fwd"), pe_cycles("softmax_bwd", "bwd_data")
 (1, 27, 2)
->>> vector_cycles(1_048_576, 128 * 2, "relu")       # method.md §7 worked example
+>>> vector_cycles(1_048_576, 128 * 2, "relu")       # docs/sources.md M7 worked example
 4096
 >>> vector_cycles(1_048_576, 128 * 2, "tanh")
 110592
@@ -48,7 +48,7 @@ __all__ = [
     "vector_cycles",
 ]
 
-# Primitive costs from WHAM's table (reference/method.md §3). exp/log are not in the table;
+# Primitive costs from WHAM's table (docs/sources.md M3). exp/log are not in the table;
 # they take the cost of the table's other range-reduction + polynomial functions
 # (LogSoftmax, Sin, Cos: 13).
 _ALU, _DIV, _EXP, _SQRT, _SIGMOID, _TANH = 1, 10, 13, 15, 12, 27
@@ -63,7 +63,7 @@ ADAM_CYCLES_PER_PARAM = (3 * _ALU            # m = b1*m + (1-b1)*g: mul, mul, ad
 """Adam step per parameter = 37 cycles (14 operations, two of them sqrt and div)."""
 
 SGD_CYCLES_PER_PARAM = 2
-"""SGD step per parameter: WHAM's ``2·ceil(params/(VC_PE·Cx·Cy))`` (method.md §3)."""
+"""SGD step per parameter: WHAM's ``2·ceil(params/(VC_PE·Cx·Cy))`` (docs/sources.md M3)."""
 
 PE_CYCLES: dict[str, int] = {
     # ---- forward, WHAM table ------------------------------------------------------------

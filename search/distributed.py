@@ -135,6 +135,8 @@ def _job_main(url: str, study: str, index: int, parent: int, conn: Any) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
+    if hasattr(signal, "pthread_sigmask"):  # inherited blocked from the spawning parent
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         spec = parse_storage(url) if "://" in url else parse_storage(f"journal:{url}")
 
@@ -263,19 +265,26 @@ def run_parallel_jobs(settings: Mapping[str, Any], storage: str | StorageSpec | 
 
 @contextlib.contextmanager
 def _sigint_ignored() -> Iterator[None]:
-    """SIGINT ignored while the block runs: processes spawned inside inherit SIG_IGN, and
-    Python then installs no KeyboardInterrupt handler in them (a Ctrl-C during their
-    imports would print a traceback). The block only starts processes (milliseconds)."""
+    """SIGINT ignored *and blocked* while the block runs: processes spawned inside inherit
+    SIG_IGN, and Python then installs no KeyboardInterrupt handler in them (a Ctrl-C
+    during their imports would print a traceback). Blocked, a Ctrl-C that arrives
+    meanwhile stays pending in this process (Linux never discards a blocked signal) and
+    is delivered, as KeyboardInterrupt, when the block ends: it is never lost."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is not None:
+        mask(signal.SIG_BLOCK, {signal.SIGINT})
     old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+        if mask is not None:
+            mask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a pending Ctrl-C arrives here
 
 
 def _stop_children(procs: Sequence[tuple[Any, Any]], spec: StorageSpec) -> None:

@@ -12,7 +12,7 @@ problem for a searcher:
   ``designs.csv``, top-k and convergence) and turns each into a finished Optuna trial
   (params, objective values, constraints, and user attributes that carry the hardware
   fields, area, TDP, throughput, the constraint values and ``feasible``: the dashboard
-  reads user attributes, not Optuna 5 constraints, ``reference/ecosystem.md`` §2);
+  reads user attributes, not Optuna 5 constraints, ``docs/sources.md`` E2);
 * trials go to a :class:`~search.storage.TrialBuffer` that persists them in batches.
 
 Objective values: ``throughput`` is the geometric mean over workloads of samples/s (the

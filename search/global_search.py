@@ -1,5 +1,5 @@
 """Global search: from the per-stage top-k sets to the one chip every device uses
-(``reference/method.md`` §4, steps 3–4), and the common design of several workloads.
+(``docs/sources.md`` M4, steps 3–4), and the common design of several workloads.
 
 :func:`global_search` is the searcher ``wham``:
 

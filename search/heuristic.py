@@ -1,4 +1,4 @@
-"""WHAM's critical-path local search (``reference/method.md`` §4), per pipeline stage.
+"""WHAM's critical-path local search (``docs/sources.md`` M4), per pipeline stage.
 
 One **step** from a design ``x``:
 
@@ -287,7 +287,7 @@ def seed_designs(space: DesignSpace, target: Target, baselines: Sequence[Any], *
     """Starting points: the baselines (HardwareConfigs) snapped to the grid, given the HBM
     the workloads need and repaired into the budget, then ``random_seeds`` random designs using between
     ``min_area_fraction`` and 100% of the area budget (Phaze keeps designs above 30% of
-    the budget, method.md §2; a training chip that leaves most of its area unused is
+    the budget, docs/sources.md M2; a training chip that leaves most of its area unused is
     never the throughput optimum, so we start higher)."""
     out: list[np.ndarray] = []
     seen: set[int] = set()

@@ -8,7 +8,7 @@ eighths: ``2^a`` blocks of ``floor(P/2^a)`` cores), block ``b`` covering eighths
 with that share of SRAM and bandwidth); vector operators use the vector unit, collectives
 the links, each one at a time. Precedence edges must hold.
 
-Formulation (Phaze's disjunctive ILP, ``reference/method.md`` §4, extended to blocks),
+Formulation (Phaze's disjunctive ILP, ``docs/sources.md`` M4, extended to blocks),
 times scaled by the list schedule's makespan ``H`` (also the big-M):
 
 * binaries ``x[i,a,b]`` (tensor ops: ``Σ x = 1`` over the allowed levels), start ``t_i``,

@@ -11,7 +11,7 @@ design space, with the hot loop in memory and batched persistence.
 * ``trial.set_constraint`` records the area, TDP and memory constraints (≤ 0 feasible;
   TPE and NSGA-II use them); the same values and ``feasible`` are also user attributes,
   because optuna-dashboard 0.21 does not read Optuna 5 constraints
-  (``reference/ecosystem.md`` §2). The dashboard's multi-objective "best trials" are
+  (``docs/sources.md`` E2). The dashboard's multi-objective "best trials" are
   therefore unconstrained; ``feasible`` tells them apart.
 * Designs found by the heuristic can seed the study (``enqueue``, through
   ``study.enqueue_trial``): they run first and keep ``user_attrs["source"]``.

@@ -1,5 +1,5 @@
 """Operator scheduling for the search: critical-path analysis, a list scheduler and an
-exact ILP on small DAGs (WHAM/Phaze, ``reference/method.md`` §4).
+exact ILP on small DAGs (WHAM/Phaze, ``docs/sources.md`` M4).
 
 The performance model of a whole training step lives in :mod:`cost_models.evaluate`
 (``device_step`` schedules a stage's DAG on the tensor-core, vector-core and link
@@ -306,7 +306,7 @@ def ilp_schedule(problem: SchedulingProblem, *, time_limit_s: float = 10.0,
                  upper_bound: Schedule | None = None) -> Schedule:
     """Minimum-makespan schedule by mixed-integer programming (HiGHS via ``milp``).
 
-    Formulation (Phaze ``Solver/ilp.py``, ``reference/method.md`` §4), times scaled by
+    Formulation (Phaze ``Solver/ilp.py``, ``docs/sources.md`` M4), times scaled by
     the list-schedule makespan ``H`` (which also serves as big-M):
 
     * variables: start ``t_i``, makespan ``T``; ``y_i`` = task runs split over all units

@@ -1,4 +1,4 @@
-"""The design space of the accelerator template (brief §3, ``reference/method.md`` §2).
+"""The design space of the accelerator template (brief §3, ``docs/sources.md`` M2).
 
 A :class:`DesignSpace` is a grid over the fields of a template
 :class:`~dse.types.HardwareConfig`. Every searched field takes one of an ordered tuple
@@ -33,7 +33,7 @@ link_count             2, 4, 6 (``devices > 1`` only)    TPUv4 3D torus uses 6
 =====================  ================================  ==========================
 
 Clock is not searched: without a voltage–frequency model a faster clock only costs
-power, so a search would always take the top value (Phaze fixes it too, method.md §2).
+power, so a search would always take the top value (Phaze fixes it too, docs/sources.md M2).
 
 >>> s = DesignSpace(template=TEMPLATE_TPUV4_LIKE, params=(
 ...     Param(name="tensor_cores", values=(1, 2, 4)),
@@ -90,19 +90,19 @@ class HBMGeneration:
 HBM_GENERATIONS: dict[str, HBMGeneration] = {
     "hbm2": HBMGeneration(
         name="hbm2", bw_bytes_per_s_per_stack=256 * GB, bytes_per_stack=8 * GIB,
-        source="bandwidth: 2 Gb/s x 1024 bit = 256 GB/s (hardware-and-models.md §2 [S]); "
+        source="bandwidth: 2 Gb/s x 1024 bit = 256 GB/s (docs/sources.md S2 [S]); "
                "capacity: TPUv3 32 GiB over 4 stacks (900 GB/s / 256 GB/s -> 4) [D]"),
     "hbm2e": HBMGeneration(
         name="hbm2e", bw_bytes_per_s_per_stack=410 * GB, bytes_per_stack=16 * GB,
-        source="bandwidth: 3.2 Gb/s x 1024 bit = 410 GB/s (hardware-and-models.md §2 [S]); "
+        source="bandwidth: 3.2 Gb/s x 1024 bit = 410 GB/s (docs/sources.md S2 [S]); "
                "capacity: A100 80 GB at 2039 GB/s = 5 stacks of 3.2 Gb/s (2039/410 -> 5) "
                "-> 16 GB per stack [D]"),
     "hbm3": HBMGeneration(
         name="hbm3", bw_bytes_per_s_per_stack=819 * GB, bytes_per_stack=16 * GB,
-        source="bandwidth: 6.4 Gb/s x 1024 bit = 819 GB/s, JESD238 (hardware-and-models.md "
-               "§2 [S]); capacity: H100 80 GB HBM3 in 5 stacks (§1.2) -> 16 GB [D]"),
+        source="bandwidth: 6.4 Gb/s x 1024 bit = 819 GB/s, JESD238 (docs/sources.md "
+               "S2 [S]); capacity: H100 80 GB HBM3 in 5 stacks (S1.2) -> 16 GB [D]"),
 }
-"""Per-stack HBM numbers with their sources (``reference/hardware-and-models.md`` §1–2)."""
+"""Per-stack HBM numbers with their sources (``docs/sources.md`` S1–S2)."""
 
 SEARCHABLE_FIELDS: tuple[str, ...] = (
     "tensor_cores", "array_rows", "array_cols", "dataflow", "vector_cores", "vector_lanes",
@@ -120,8 +120,8 @@ TEMPLATE_TPUV4_LIKE = HardwareConfig(
     dataflow="ws", dtype="bf16", sram_per_core_bytes=2 * MIB, global_buffer_bytes=32 * MIB,
     hbm_stacks=4, link_count=6, link_bw_bytes_per_s=45e9, tech_node_nm=7.0)
 """Fallback template (fields the space does not search): TPUv4's 8 MXUs of 128×128 at
-1.05 GHz (method.md §2's ``A_max`` config; clock [U] and ICI 4.5e10 B/s per link one-way,
-6 links of the 3D torus, hardware-and-models.md §1.1), bf16, 7 nm. :func:`default_space`
+1.05 GHz (docs/sources.md M2's ``A_max`` config; clock [U] and ICI 4.5e10 B/s per link one-way,
+6 links of the 3D torus, docs/sources.md S1.1), bf16, 7 nm. :func:`default_space`
 prefers the ``tpuv4`` preset's hardware when cost_models.presets has it."""
 
 

@@ -1,7 +1,7 @@
 """Persistent Optuna studies for the search: storage URLs, batched persistence, resume.
 
 The cost model evaluates a design in microseconds, an Optuna trial written to SQLite
-costs milliseconds (``reference/ecosystem.md`` §1.3; measured here: ~8 ms per trial with
+costs milliseconds (``docs/sources.md`` E1.3; measured here: ~8 ms per trial with
 ``study.add_trials`` into SQLite on this machine, ~13 ms with ten user attributes). The
 search therefore keeps its hot loop in memory and persists finished trials in batches:
 

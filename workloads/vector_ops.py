@@ -1,7 +1,7 @@
 """Vector-op keys used in ``Operator.vector_op`` and their FLOP counts per element.
 
 The cost models time a vector op as ``elements / (lanes · cores) × cycles(key)`` with the
-cycle table of ``reference/method.md`` §3 (WHAM's ``vector_core_estimator.py``); this
+cycle table of ``docs/sources.md`` M3 (WHAM's ``vector_core_estimator.py``); this
 module only names the keys the workload graphs use and gives the *arithmetic* FLOP count
 per element that goes into ``Operator.flop`` (a transcendental function — exp, tanh, erf,
 sqrt — counts as one FLOP; every count below is derived from the formula in the comment).
@@ -9,7 +9,7 @@ GEMM FLOPs are always ``2·m·k·n·batch`` and are not in this table.
 
 Forward keys map to the method table directly (relu, add, mul → 1 cycle; dropout 2;
 softmax 10; sigmoid/silu 12; tanh 27 …). Backward keys are ``<key>_bwd``; WHAM's
-backward cycle counts are "mostly 1–2" (method.md §3). Keys with no row in that table
+backward cycle counts are "mostly 1–2" (docs/sources.md M3). Keys with no row in that table
 (``rotary``, ``swiglu``, ``cross_entropy``, ``bce``, ``adam`` …) are composites; their
 description names the primitive ops they consist of so a cost model can add them up.
 

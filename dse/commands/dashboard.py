@@ -8,7 +8,7 @@ run directory under ``results/`` that holds a ``study.db`` is used.
 
 The dashboard shows every trial's user attributes: the hardware fields, ``area_mm2``,
 ``tdp_w``, ``samples_per_s``, the constraint values (``constraint_*``) and ``feasible``.
-optuna-dashboard 0.21 does not read Optuna 5 constraints (``reference/ecosystem.md`` §2),
+optuna-dashboard 0.21 does not read Optuna 5 constraints (``docs/sources.md`` E2),
 so its multi-objective "best trials" ignore them: filter on ``feasible``.
 """
 

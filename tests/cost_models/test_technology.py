@@ -35,7 +35,7 @@ def test_every_constant_has_a_source() -> None:
 
 def test_seven_nm_values_are_the_cited_ones() -> None:
     t = load_technology(7)
-    # TPUv4i: 100 mm2 for 4 MXUs of 128x128 (Jouppi ISCA'21 via hardware-and-models.md)
+    # TPUv4i: 100 mm2 for 4 MXUs of 128x128 (Jouppi ISCA'21 via docs/sources.md)
     assert t.mac_area_mm2["bf16"] * 4 * 128 * 128 == pytest.approx(100, rel=1e-3)
     # Jouppi ISCA'21 Table 2: fp32 mult 1.3 + add 0.4 pJ
     assert t.mac_energy_j["fp32"] == pytest.approx(1.7e-12)

@@ -1,4 +1,4 @@
-"""Vector-unit cycle table (WHAM, reference/method.md §3 and §7)."""
+"""Vector-unit cycle table (WHAM, docs/sources.md M3 and M7)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from cost_models.vector import (
 
 
 def test_method_worked_examples() -> None:
-    # method.md §7: ReLU over 1,048,576 elements, VC_PE=128, 2x1 cores -> 4096 cycles;
+    # docs/sources.md M7: ReLU over 1,048,576 elements, VC_PE=128, 2x1 cores -> 4096 cycles;
     # tanh forward (x27) -> 110,592
     assert vector_cycles(1_048_576, 256, "relu") == 4096
     assert vector_cycles(1_048_576, 256, "tanh") == 110_592

@@ -42,7 +42,7 @@ def test_default_space_is_documented_and_enumerable() -> None:
     assert SPACE.size == int(np.prod([len(p.values) for p in SPACE.params]))
     assert "link_count" not in SPACE.names  # one device: links are not searched
     assert "link_count" in default_space(devices=8).names
-    # array and vector parameters are on power-of-two grids (Phaze, method.md §2); core
+    # array and vector parameters are on power-of-two grids (Phaze, docs/sources.md M2); core
     # counts also admit 3·2^k, so a budget can be filled with the count that fits
     for name in ("array_rows", "array_cols", "vector_cores", "vector_lanes"):
         assert SPACE.param(name).pow2

@@ -72,7 +72,7 @@ Activations per GPU (``training()``: ``num_layers × per layer + logits + one no
       activation_memory_embedding_output_per_gpu`` after the ``batch_size_per_gpu == 1``
       branch). The test states it; our comparison uses the per-layer numbers.
 Not compared: their step time (``flops / (tp·pp·achieved TFLOP/s)``: no TP communication,
-no pipeline bubble, no DP all-reduce — ``reference/peer-tools.md`` §5).
+no pipeline bubble, no DP all-reduce — ``docs/sources.md`` P5).
 """
 
 from __future__ import annotations
@@ -358,7 +358,7 @@ def test_table_provenance(table: list[dict[str, Any]]) -> None:
 def test_flops_match_megatron_formula(table: list[dict[str, Any]]) -> None:
     """Their count is Megatron's: 3 × forward = 72·B·s·l·h²(1 + s/6h + V/12lh) (Narayanan
     et al. 2021 Eq. 3 without the recomputed forward) for GPT-style models (MHA, f = 4h);
-    peer-tools.md §5 says within 0.1 %; it is exact."""
+    docs/sources.md P5 says within 0.1 %; it is exact."""
     n = 0
     for r in table:
         spec = spec_of(r["model"])

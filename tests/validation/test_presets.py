@@ -19,10 +19,10 @@ from dse.cli import main
 from dse.errors import ConfigError
 from dse.types import HardwareConfig
 
-# Published dense bf16 peaks (acceptance: within 1%), hardware-and-models.md §1.
+# Published dense bf16 peaks (acceptance: within 1%), docs/sources.md S1.
 PUBLISHED_PEAK_TFLOPS = {"tpuv3": 123.0, "tpuv4": 275.0, "tpuv5e": 197.0, "a100": 312.0,
                          "h100": 989.4}
-# Published HBM bandwidths (acceptance: exact), hardware-and-models.md §1.
+# Published HBM bandwidths (acceptance: exact), docs/sources.md S1.
 PUBLISHED_HBM_GBPS = {"tpuv2": 700, "tpuv3": 900, "tpuv4": 1200, "tpuv5e": 819, "a100": 2039,
                       "h100": 3350}
 # NVDLA primer table (nvdla/doc doc/primer.rst), synthesis area at 16 nm incl. memories.
