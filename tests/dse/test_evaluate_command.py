@@ -57,7 +57,8 @@ def test_invalid_plans_exit_2_naming_the_rule(capsys, argv, rule):
 
     rc = main(["evaluate", "--workload", "gpt2", "--hardware", "a100", *argv, "--json"])
     out, err = capsys.readouterr()
-    assert rc == 2 and out == ""
+    assert rc == 2 and json.loads(out) == {"error": {"message": err.strip().removeprefix(
+        "dse: error: "), "exit_code": 2}}  # --json: the error as one object on stdout
     assert len(err.strip().splitlines()) == 1 and re.search(rule, err), err
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -45,7 +46,8 @@ def _tmpfs(path: Path, opts: str) -> Iterator[None]:
 
 def _one_line(r: subprocess.CompletedProcess) -> str:
     assert r.returncode == 1, r.stderr
-    assert r.stdout == "" and "Traceback" not in r.stderr and "internal error" not in r.stderr
+    assert json.loads(r.stdout)["error"]["exit_code"] == 1  # --json: the error object
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     return lines[0]
