@@ -312,7 +312,7 @@ def _pareto_section(run: RunData) -> Section:
                                              line=dict(color="white", width=1))),
                       row=1, col=col)
         for name, entry in _entries(run.summary.get("baselines")):
-            bx, by = _metric(entry, x), _metric(entry, "samples_per_s")
+            bx, by = _metric(entry, x), _throughput(entry)
             if bx is None or by is None:
                 continue
             color = _COLORS["nvdla"] if "nvdla" in name.lower() else _COLORS["tpu"]
@@ -322,7 +322,8 @@ def _pareto_section(run: RunData) -> Section:
                                                  line=dict(color="black", width=1))),
                           row=1, col=col)
         ev = run.best["evaluation"]
-        bx, by = _num(ev.get(x)), _num(ev.get("samples_per_s"))
+        best = _mapping(run.summary.get("best"))
+        bx, by = _num(ev.get(x)), (_throughput(best) if best else _num(ev.get("samples_per_s")))
         if bx is not None and by is not None:
             fig.add_trace(go.Scatter(x=[bx], y=[by], mode="markers", name="best design",
                                      legendgroup="best", showlegend=show,
@@ -333,9 +334,19 @@ def _pareto_section(run: RunData) -> Section:
         if budget is not None:
             fig.add_vline(x=budget, line=dict(color="black", dash="dash", width=1), row=1,
                           col=col, annotation_text="budget", annotation_position="top left")
+    # axes fitted to the budget (designs far over it are off the plot, still counted)
+    for col, x, key in ((1, "area_mm2", "area_mm2"), (2, "tdp_w", "power_w")):
+        budget = _num(run.summary.get(key))
+        inside = ok[x].to_numpy(dtype=float) if len(ok) else np.zeros(0)
+        hi = max([v for v in (budget, float(inside.max()) if inside.size else None) if v]
+                 or [1.0])
+        fig.update_xaxes(range=[0, 1.15 * hi], row=1, col=col)
     fig.update_xaxes(title_text="area (mm²)", row=1, col=1)
     fig.update_xaxes(title_text="TDP (W)", row=1, col=2)
-    fig.update_yaxes(title_text="training throughput (samples/s)", row=1, col=1)
+    per = _mapping(run.summary.get("per_workload"))
+    fig.update_yaxes(title_text="training throughput (samples/s"
+                     + (", geometric mean over workloads)" if len(per) > 1 else ")"),
+                     row=1, col=1)
     _layout(fig, "Designs evaluated and the Pareto front", height=480)
     text = (f"{len(df)} designs from designs.csv ({int(df['_feasible'].sum())} feasible). "
             f"{int(mask.sum())} feasible designs are Pareto-optimal for (max throughput, "
@@ -793,9 +804,14 @@ def _overview(run: RunData) -> tuple[str, list[str]]:
         ("memory per device", f"{_bytes(_num(ev.get('memory_per_device_bytes')))} "
                               f"({'fits' if ev.get('fits_memory') else 'does NOT fit'} HBM)"),
     ]
+    per = _mapping(s.get("per_workload"))
+    multi = len(per) > 1
+    ev_title = "Its evaluation" + (f" ({next(iter(per))}, the first workload)" if multi else "")
     block = ('<div class="grid"><div><h3>Run</h3>' + _table(run_rows) + "</div>"
              '<div><h3>Best design</h3>' + _table(hw_rows) + "</div>"
-             '<div><h3>Its evaluation</h3>' + _table(ev_rows) + "</div></div>")
+             f'<div><h3>{html.escape(ev_title)}</h3>' + _table(ev_rows) + "</div></div>")
+    if multi:
+        block += _workloads_table(s, per)
     top = run.summary.get("top_k")
     if isinstance(top, Sequence) and len(top) > 1:
         head = ("<tr><th>#</th><th>design</th><th>samples/s</th><th>area</th><th>TDP</th>"
@@ -805,10 +821,15 @@ def _overview(run: RunData) -> tuple[str, list[str]]:
             if not isinstance(e, Mapping):
                 continue
             h = _mapping(e.get("hardware"))
-            thr, tdp = _metric(e, "samples_per_s"), _metric(e, "tdp_w")
+            thr, tdp = _throughput(e), _metric(e, "tdp_w")
+            # every searched parameter, so rows that differ only in one still differ
             desc = (f"{h.get('tensor_cores', '?')}×{h.get('array_rows', '?')}×"
                     f"{h.get('array_cols', '?')} {h.get('dataflow', '')}, "
-                    f"{_bytes(_num(h.get('sram_per_core_bytes')))}/core")
+                    f"{h.get('vector_cores', '?')}×{h.get('vector_lanes', '?')} lanes, "
+                    f"{_bytes(_num(h.get('sram_per_core_bytes')))}/core + "
+                    f"{_bytes(_num(h.get('global_buffer_bytes')))}, "
+                    f"{h.get('hbm_stacks', '?')} HBM stacks"
+                    + (f", {h.get('link_count')} links" if h.get("link_count") else ""))
             body += (f"<tr><td>{i}</td><td>{html.escape(desc)}</td><td>{_si(thr)}</td>"
                      f"<td>{_si(_metric(e, 'area_mm2'), 'mm²')}</td><td>{_si(tdp, 'W')}</td>"
                      f"<td>{_si(thr / tdp if thr and tdp else None)}</td></tr>")
@@ -818,6 +839,46 @@ def _overview(run: RunData) -> tuple[str, list[str]]:
     if crit:
         facts.append(f"critical path: {len(crit)} operators, from {crit[0]} to {crit[-1]}")
     return block, facts
+
+
+def _workloads_table(s: Mapping[str, Any], per: Mapping[str, Any]) -> str:
+    """Every workload's throughput and plan on the best design, its margin over each
+    baseline, and the geometric mean the search maximized (multi-workload runs)."""
+    names = list(per)
+    bases = sorted({b for w in per.values() for b in _mapping(_mapping(w).get("over_baselines"))})
+    head = ("<tr><th>workload</th><th>samples/s</th><th>parallel plan</th>"
+            + "".join(f"<th>× {html.escape(b)}</th>" for b in bases) + "</tr>")
+    body = ""
+    for n in names:
+        w = _mapping(per[n])
+        over = _mapping(w.get("over_baselines"))
+        plan = w.get("plan")
+        body += (f"<tr><td>{html.escape(str(n))}</td><td>{_si(_num(w.get('samples_per_s')))}"
+                 f"</td><td>{html.escape(_plan_label(plan) if isinstance(plan, Mapping) else '–')}"
+                 "</td>" + "".join(f"<td>{_ratio(_num(over.get(b)))}</td>" for b in bases)
+                 + "</tr>")
+    mean = _mapping(s.get("mean"))
+    geo = _mapping(mean.get("geomean_over_baselines"))
+    body += (f"<tr><th>geometric mean (the objective)</th>"
+             f"<th>{_si(_num(mean.get('geomean_samples_per_s')))}</th><th></th>"
+             + "".join(f"<th>{_ratio(_num(geo.get(b)))}</th>" for b in bases) + "</tr>")
+    return (f"<h3>Per workload ({len(names)} workloads; the search maximized the geometric "
+            f"mean of their samples/s)</h3><table>{head}{body}</table>")
+
+
+def _throughput(entry: Mapping[str, Any]) -> float | None:
+    """samples/s of a summary entry: the geometric mean over its workloads when it has
+    several (what designs.csv holds and the search maximized), else its own."""
+    wl = _mapping(entry.get("workloads"))
+    vals = [_num(_mapping(_mapping(w).get("evaluation")).get("samples_per_s"))
+            for w in wl.values()]
+    if len(vals) > 1 and all(v is not None and v > 0 for v in vals):
+        return float(np.exp(np.mean(np.log(np.asarray(vals, dtype=float)))))
+    return _metric(entry, "samples_per_s")
+
+
+def _ratio(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3g}×"
 
 
 def render_html(run: RunData, sections: list[Section]) -> str:

@@ -424,3 +424,28 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
         nxt = re.search(r'<div id="fig-', rest)
         chunk = rest[: nxt.start()] if nxt else rest
         assert 'class="main-svg"' in chunk, f"plotly did not draw fig-{sid}"
+
+
+def test_multi_workload_report_shows_every_workload_and_the_geomean(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run over two workloads reports each one's throughput, plan and margins, the
+    geometric mean the search maximized, and axes fitted to the budget (issue 15)."""
+    run = tmp_path / "run"
+    rc = main(["search", "--workload", "gpt2,bert-base", "--area", "300", "--power", "250",
+               "--searcher", "random", "--budget", "30", "--seed", "1", "--out", str(run),
+               "--json"])
+    assert rc == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    page = (run / "report.html").read_text()
+    assert "Per workload" in page and "geometric mean (the objective)" in page
+    for w in ("gpt2", "bert-base"):
+        assert f"<td>{w}</td>" in page
+    from dse.report import _throughput, build_sections
+
+    geo = summary["mean"]["geomean_samples_per_s"]
+    assert _throughput(summary["best"]) == pytest.approx(geo, rel=1e-9)
+    fig = next(s for s in build_sections(load_run(run)) if s.id == "pareto").figure
+    lo, hi = fig.layout.xaxis.range
+    assert lo == 0 and 300 <= hi <= 1.2 * 300 + 1e-9
+    star = next(t for t in fig.data if t.name == "best design")
+    assert star.y[0] == pytest.approx(geo, rel=1e-9)
