@@ -87,3 +87,37 @@ def test_dashboard_run_dir_without_study_is_exit_2(tmp_path: Path, capsys) -> No
     code = cli.main(["dashboard", "--storage", str(tmp_path)])
     assert code == 2
     assert "holds no study" in capsys.readouterr().err
+
+
+def test_dashboard_plots_parameters_in_physical_units(tmp_path: Path, capsys) -> None:
+    """A real search's study, read through optuna-dashboard's API: trial parameters and
+    the parameter-importance plot name cores, PE rows/columns, MiB and stacks, with the
+    grid's physical values (issue 15)."""
+    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard (extra 'dashboard') "
+                        "is not installed")
+    from dse.commands.dashboard import make_app
+    from search.space import default_space
+
+    run = tmp_path / "run"
+    assert cli.main(["search", "--workload", "gpt2", "--area", "300", "--searcher", "random",
+                     "--budget", "40", "--seed", "3", "--out", str(run), "--no-report",
+                     "--json"]) == 0, capsys.readouterr().err
+    app, _ = make_app(str(run))
+    _, studies = _get(app, "/api/studies")
+    (summary,) = studies["study_summaries"]
+    sid = summary["study_id"]
+    _, detail = _get(app, f"/api/studies/{sid}")
+    space = default_space()
+    want = {space.optuna_name(n) for n in space.names}
+    assert {"tensor_cores", "array_rows", "array_cols", "sram_per_core_mib",
+            "hbm_stacks"} <= want
+    cores = set(space.param("tensor_cores").values)
+    for t in detail["trials"]:
+        params = {p["name"]: p["param_external_value"] for p in t["params"]}
+        assert set(params) == want
+        assert not any(k.startswith(("idx_", "log2_")) for k in params)
+        assert int(params["tensor_cores"]) in cores
+    status, imp = _get(app, f"/api/studies/{sid}/param_importances")
+    assert status.startswith("200")
+    names = {p["name"] for objective in imp["param_importances"] for p in objective}
+    assert names and names <= want
