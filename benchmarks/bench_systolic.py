@@ -9,7 +9,8 @@ Prints a table and writes ``results/bench/systolic.json``:
     ``benchmarks/gen_scalesim_reference.py`` (``tests/validation/data/
     scalesim_reference.json``), or measured now with ``--live`` by running that
     script in the SCALE-Sim venv (``--scalesim-python``, default
-    ``/work/venvs/scalesim/bin/python``); skipped with a message if neither is
+    ``$DSE_PEER_VENVS/scalesim/bin/python``, made by
+    ``benchmarks/setup_peer_tools.sh``); skipped with a message if neither is
     available.  For each GEMM it also times one scalar call of our model, checks
     that the cycle counts agree, and reports the speed ratios.
 
@@ -41,7 +42,10 @@ from cost_models.systolic import DATAFLOWS, compute_cycles
 SIDECAR = REPO_ROOT / "tests" / "validation" / "data" / "scalesim_reference.json"
 GENERATOR = REPO_ROOT / "benchmarks" / "gen_scalesim_reference.py"
 DEFAULT_OUT = REPO_ROOT / "results" / "bench" / "systolic.json"
-DEFAULT_SCALESIM_PYTHON = Path("/work/venvs/scalesim/bin/python")
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from _peers import peer_python  # noqa: E402
+
+DEFAULT_SCALESIM_PYTHON = peer_python("scalesim")
 
 
 def random_designs(n: int, seed: int) -> dict[str, np.ndarray]:

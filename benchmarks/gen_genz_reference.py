@@ -3,9 +3,8 @@
 Run it with the Python of a separate virtual environment that has the real GenZ
 installed (``genz-llm`` 0.0.16, ~0.9 GB; ``docs/sources.md`` P4)::
 
-    python3 -m venv /work/venvs/genz
-    /work/venvs/genz/bin/pip install genz-llm==0.0.16 PyYAML
-    /work/venvs/genz/bin/python benchmarks/gen_genz_reference.py
+    DSE_PEER_ALL=1 bash benchmarks/setup_peer_tools.sh     # venvs in $DSE_PEER_VENVS
+    ${DSE_PEER_VENVS:-~/.cache/dse-peer-venvs}/genz/bin/python benchmarks/gen_genz_reference.py
 
 GenZ models inference only; a training step's forward pass is a prefill of
 ``batch × seq`` tokens, so we build GenZ's prefill model

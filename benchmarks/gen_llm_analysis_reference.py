@@ -3,9 +3,8 @@
 Run it with the Python of a separate virtual environment that has the real
 ``llm-analysis`` installed (``docs/sources.md`` P5)::
 
-    python3 -m venv /work/venvs/llm-analysis
-    /work/venvs/llm-analysis/bin/pip install llm-analysis==0.2.2
-    /work/venvs/llm-analysis/bin/python benchmarks/gen_llm_analysis_reference.py
+    DSE_PEER_ALL=1 bash benchmarks/setup_peer_tools.sh     # venvs in $DSE_PEER_VENVS
+    ${DSE_PEER_VENVS:-~/.cache/dse-peer-venvs}/llm-analysis/bin/python benchmarks/gen_llm_analysis_reference.py
 
 It runs ``LLMAnalysis.training`` (cli99/llm-analysis 0.2.2, ``llm_analysis/analysis.py``)
 once per (model, plan) on a grid of GPT-style models of our zoo and writes

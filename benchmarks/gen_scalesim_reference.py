@@ -3,9 +3,8 @@
 Run it with the Python of a separate virtual environment that has the real
 SCALE-Sim installed (it needs ``numpy<2``, see ``docs/sources.md`` P1)::
 
-    python3 -m venv /work/venvs/scalesim
-    /work/venvs/scalesim/bin/pip install scalesim==3.0.0 'numpy<2'
-    /work/venvs/scalesim/bin/python benchmarks/gen_scalesim_reference.py
+    DSE_PEER_ALL=1 bash benchmarks/setup_peer_tools.sh     # venvs in $DSE_PEER_VENVS
+    ${DSE_PEER_VENVS:-~/.cache/dse-peer-venvs}/scalesim/bin/python benchmarks/gen_scalesim_reference.py
 
 It runs SCALE-Sim once per case on a grid of small GEMMs (all three dataflows,
 remainder folds, ``k < rows``, square and non-square arrays) and writes

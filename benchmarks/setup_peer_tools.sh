@@ -39,4 +39,8 @@ make_venv() {  # name, import check, pip args...
 make_venv scalesim "import scalesim.scale_sim" "scalesim==3.0.0" "numpy<2"
 make_venv zigzag "import zigzag.api" "zigzag-dse==3.9.1" "six"
 make_venv chakra "from chakra.schema.protobuf import et_def_pb2" --no-deps "mlc-chakra==1.0.0" "protobuf>=5"
+if [ "${DSE_PEER_ALL:-0}" = "1" ]; then  # the reference generators' tools (benchmarks only)
+  make_venv genz "import GenZ" "genz-llm==0.0.16" "PyYAML"
+  make_venv llm-analysis "import llm_analysis" "llm-analysis==0.2.2"
+fi
 exit $status

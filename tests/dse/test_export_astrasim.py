@@ -2,8 +2,7 @@
 
 Environment used:
 * ``DSE_CHAKRA_PYTHON``: a Python with ``mlc-chakra==1.0.0`` (``import chakra``); default
-  ``${DSE_PEER_VENVS:-$HOME/.cache/dse-peer-venvs}/chakra/bin/python``, then
-  ``/work/venvs/chakra/bin/python`` (``benchmarks/setup_peer_tools.sh`` creates it, with
+  ``${DSE_PEER_VENVS:-$HOME/.cache/dse-peer-venvs}/chakra/bin/python`` (``benchmarks/setup_peer_tools.sh`` creates it, with
   chakra and protobuf only; the test appends this interpreter's ``sys.path`` so dse's own
   dependencies are found). It must be the same Python minor version as pytest's.
   Without one, the trace test is skipped with the reason. ASTRA-sim itself is a C++

@@ -2,8 +2,7 @@
 
 Environment used:
 * ``DSE_SCALESIM_PYTHON``: a Python with ``scalesim==3.0.0`` and ``numpy<2``; default
-  ``${DSE_PEER_VENVS:-$HOME/.cache/dse-peer-venvs}/scalesim/bin/python``, then
-  ``/work/venvs/scalesim/bin/python`` (``benchmarks/setup_peer_tools.sh`` creates it).
+  ``${DSE_PEER_VENVS:-$HOME/.cache/dse-peer-venvs}/scalesim/bin/python`` (``benchmarks/setup_peer_tools.sh`` creates it).
   Without one, the real-SCALE-Sim test is skipped with the reason.
 The workload is a tiny GPT-2-style transformer YAML written by the test (2 layers,
 hidden 64, batch 2, sequence 32) on an 8×8 weight-stationary array: 7 unique GEMMs
@@ -58,7 +57,7 @@ def write_design(tmp: Path, *, dataflow: str = "ws", rows: int = 8, cols: int = 
 def peer_python(name: str, env_var: str) -> str | None:
     cands = [os.environ.get(env_var, "")]
     root = os.environ.get("DSE_PEER_VENVS") or str(Path.home() / ".cache" / "dse-peer-venvs")
-    cands += [f"{root}/{name}/bin/python", f"/work/venvs/{name}/bin/python"]
+    cands += [f"{root}/{name}/bin/python"]
     return next((c for c in cands if c and Path(c).exists()), None)
 
 

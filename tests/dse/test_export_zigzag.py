@@ -2,8 +2,7 @@
 
 Environment used:
 * ``DSE_ZIGZAG_PYTHON``: a Python with ``zigzag-dse==3.9.1`` and ``six``; default
-  ``${DSE_PEER_VENVS:-$HOME/.cache/dse-peer-venvs}/zigzag/bin/python``, then
-  ``/work/venvs/zigzag/bin/python`` (``benchmarks/setup_peer_tools.sh`` creates it).
+  ``${DSE_PEER_VENVS:-$HOME/.cache/dse-peer-venvs}/zigzag/bin/python`` (``benchmarks/setup_peer_tools.sh`` creates it).
   Without one, the real-ZigZag tests are skipped with the reason.
 Same tiny GPT-2 workload as the SCALE-Sim test (7 unique GEMMs); ZigZag's temporal
 mapping search is limited with ``--lpf-limit 4`` to keep the run near 10 s.
