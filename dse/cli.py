@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("source", help="run directory or design JSON")
     x.add_argument("--format", required=True, choices=EXPORT_FORMATS,
                help="the simulator to export for")
+    x.add_argument("--top", type=_positive_int("--top"), default=None,
+                   help="only the N GEMMs that take the largest share of a training step "
+                        "(scalesim, zigzag, timeloop)")
+    x.add_argument("--layers", default=None,
+                   help="only these GEMMs, comma-separated names as in expected_cycles.csv "
+                        "(scalesim, zigzag, timeloop)")
     x.add_argument("--out", required=True,
                help="directory to write the export into")
 

@@ -11,7 +11,10 @@ from dse.export import export_design
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Export the design and return ``{"format", "source", "out_dir", "files"}``."""
-    paths = export_design(args.source, args.format, args.out)
+    layers = tuple(x.strip() for x in args.layers.split(",") if x.strip()) if getattr(
+        args, "layers", None) else None
+    paths = export_design(args.source, args.format, args.out, top=getattr(args, "top", None),
+                          layers=layers)
     out = Path(args.out)
     return {
         "format": args.format,

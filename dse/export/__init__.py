@@ -40,7 +40,8 @@ __all__ = [
 FORMATS: tuple[str, ...] = ("scalesim", "timeloop", "zigzag", "astrasim")
 
 
-def export_design(source: str | Path, fmt: str, out_dir: str | Path) -> list[Path]:
+def export_design(source: str | Path, fmt: str, out_dir: str | Path, *, top: int | None = None,
+                  layers: tuple[str, ...] | None = None) -> list[Path]:
     """Export the design in ``source`` (run directory or design file) to format ``fmt``.
 
     Returns the paths written, in a stable order. Raises
@@ -58,5 +59,9 @@ def export_design(source: str | Path, fmt: str, out_dir: str | Path) -> list[Pat
     except OSError as e:
         raise ConfigError(f"{out}: cannot create the output directory ({e.strerror})") from None
     module = importlib.import_module(f"dse.export.{fmt}")
-    paths: list[Path] = module.export(design, out)
+    if (top is not None or layers) and fmt not in ("scalesim", "zigzag", "timeloop"):
+        raise ConfigError(f"--top/--layers select GEMMs of the scalesim, zigzag and timeloop "
+                          f"exports; the {fmt} export has none to select")
+    kw = {"top": top, "layers": layers} if fmt in ("scalesim", "zigzag", "timeloop") else {}
+    paths: list[Path] = module.export(design, out, **kw)
     return paths

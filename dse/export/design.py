@@ -276,10 +276,49 @@ def unique_gemms(graphs: list[Graph] | tuple[Graph, ...]) -> list[Gemm]:
     ]
 
 
-def require_gemms(design: Design, graphs: list[Graph]) -> list[Gemm]:
-    """:func:`unique_gemms`, raising :class:`ExportError` when there are none."""
+def require_gemms(design: Design, graphs: list[Graph], *, top: int | None = None,
+                  layers: tuple[str, ...] | None = None) -> list[Gemm]:
+    """:func:`unique_gemms`, raising :class:`ExportError` when there are none; with
+    ``layers`` only those (by name, in that order), with ``top`` the ``top`` GEMMs that
+    take the largest share of the step (:func:`select_gemms`)."""
     gemms = unique_gemms(graphs)
     if not gemms:
         raise ExportError(f"{design.source}: workload {design.workload!r} has no GEMM "
                           "operators to export")
+    return select_gemms(design, gemms, top=top, layers=layers)
+
+
+def step_share_cycles(design: Design, g: Gemm) -> int:
+    """Cycles ``g`` takes per training step on one of the design's arrays (single-array
+    cycles × executions per step): the ranking of ``--top``."""
+    from cost_models.systolic import compute_cycles
+
+    hw = design.hardware
+    return int(compute_cycles(g.m, g.k, g.n, hw.array_rows, hw.array_cols,
+                              hw.dataflow)) * int(g.instances_per_step)
+
+
+def select_gemms(design: Design, gemms: list[Gemm], *, top: int | None = None,
+                 layers: tuple[str, ...] | None = None) -> list[Gemm]:
+    """The GEMMs an export writes: all, the named ``layers`` (a GEMM is named by its
+    first operator, as in ``expected_cycles.csv``), or the ``top`` by share of the step."""
+    if layers:
+        by_name = {g.name: g for g in gemms}
+        by_op = {op: g for g in gemms for op in g.ops}
+        unknown = [n for n in layers if n not in by_name and n not in by_op]
+        if unknown:
+            raise ConfigError(f"--layers: no GEMM named {unknown[0]!r} in {design.workload!r}; "
+                              f"valid: {', '.join(g.name for g in gemms)}")
+        out: list[Gemm] = []
+        for n in layers:
+            g = by_name.get(n) or by_op[n]
+            if g not in out:
+                out.append(g)
+        gemms = out
+    if top is not None:
+        if top < 1:
+            raise ConfigError(f"--top {top}: must be >= 1")
+        ranked = sorted(gemms, key=lambda g: -step_share_cycles(design, g))
+        keep = {id(g) for g in ranked[:top]}
+        gemms = [g for g in gemms if id(g) in keep]
     return gemms

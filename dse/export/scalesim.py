@@ -180,40 +180,58 @@ def expected_cycles_rows(design: Design, gemms: list[Gemm]) -> list[dict[str, ob
 _RUNNER = '''"""Run SCALE-Sim 3.0.0 on this export and compare with dse's expected cycles.
 
 Usage: python run_scalesim.py [OUT_DIR]   (a Python with scalesim==3.0.0 and numpy<2)
-Writes SCALE-Sim's reports under OUT_DIR/{run_name}/ (default: ./scalesim_out).
+Simulates one layer at a time (progress and each comparison as it finishes) and writes
+SCALE-Sim's reports under OUT_DIR/<layer>/{run_name}/ (default: ./scalesim_out).
+Exit 0 when every layer's cycles match dse's ``compute_cycles``.
 """
 import contextlib
 import csv
 import io
 import sys
+import time
 from pathlib import Path
 
 from scalesim.scale_sim import scalesim
 
 HERE = Path(__file__).resolve().parent
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "scalesim_out"
-with contextlib.redirect_stdout(io.StringIO()):
-    sim = scalesim(save_disk_space=True, verbose=False, config=str(HERE / "{cfg}"),
-                   topology=str(HERE / "gemm_topology.csv"), layout=str(HERE / "layout.csv"),
-                   input_type_gemm=True)
-    sim.run_scale(top_path=str(out))
-with open(out / "{run_name}" / "COMPUTE_REPORT.csv") as fh:
-    got = [[f.strip() for f in line.split(",")] for line in fh if line.strip()][1:]
 with open(HERE / "expected_cycles.csv") as fh:
     expected = list(csv.DictReader(fh))
+topo = (HERE / "gemm_topology.csv").read_text().splitlines()
+lay = (HERE / "layout.csv").read_text().splitlines()
 bad = 0
-print("layer,scalesim_cycles,dse_cycles,match")
-for exp, row in zip(expected, got):
-    ok = int(float(row[2])) == int(exp["compute_cycles"])
+t_all = time.perf_counter()
+print("layer,scalesim_cycles,dse_cycles,match,seconds", flush=True)
+for i, exp in enumerate(expected):
+    d = out / exp["layer"]
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "topology.csv").write_text(topo[0] + "\\n" + topo[i + 1] + "\\n")
+    (d / "layout.csv").write_text(lay[0] + "\\n" + lay[i + 1] + "\\n")
+    print(f"[{{i + 1}}/{{len(expected)}}] {{exp['layer']}}: {{exp['compute_cycles']}} cycles expected",
+          file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        sim = scalesim(save_disk_space=True, verbose=False, config=str(HERE / "{cfg}"),
+                       topology=str(d / "topology.csv"), layout=str(d / "layout.csv"),
+                       input_type_gemm=True)
+        sim.run_scale(top_path=str(d))
+    with open(d / "{run_name}" / "COMPUTE_REPORT.csv") as fh:
+        row = [[f.strip() for f in line.split(",")] for line in fh if line.strip()][1]
+    got = int(float(row[2]))
+    ok = got == int(exp["compute_cycles"])
     bad += not ok
-    print(f"{{exp['layer']}},{{int(float(row[2]))}},{{exp['compute_cycles']}},{{ok}}")
-sys.exit(1 if bad or len(got) != len(expected) else 0)
+    print(f"{{exp['layer']}},{{got}},{{exp['compute_cycles']}},{{ok}},"
+          f"{{time.perf_counter() - t0:.1f}}", flush=True)
+print(f"{{len(expected) - bad}}/{{len(expected)}} layers match, "
+      f"{{time.perf_counter() - t_all:.1f}} s", file=sys.stderr)
+sys.exit(1 if bad else 0)
 '''
 
 
-def export(design: Design, out_dir: Path) -> list[Path]:
+def export(design: Design, out_dir: Path, *, top: int | None = None,
+           layers: tuple[str, ...] | None = None) -> list[Path]:
     """Write the SCALE-Sim files for ``design`` into ``out_dir``; return their paths."""
-    gemms = require_gemms(design, workload_graphs(design))
+    gemms = require_gemms(design, workload_graphs(design), top=top, layers=layers)
     return write_files(design, gemms, out_dir)
 
 

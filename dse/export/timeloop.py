@@ -265,9 +265,10 @@ def problem(gemm: Gemm) -> dict[str, Any]:
     }}
 
 
-def export(design: Design, out_dir: Path) -> list[Path]:
+def export(design: Design, out_dir: Path, *, top: int | None = None,
+           layers: tuple[str, ...] | None = None) -> list[Path]:
     """Write ``arch.yaml``, ``problems/*.yaml`` and ``gemms.csv`` into ``out_dir``."""
-    gemms = require_gemms(design, workload_graphs(design))
+    gemms = require_gemms(design, workload_graphs(design), top=top, layers=layers)
     return write_files(design, gemms, out_dir)
 
 

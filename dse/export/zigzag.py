@@ -256,9 +256,10 @@ print(json.dumps({"latency_cycles": latency, "energy_pj": energy, "layers": laye
 '''
 
 
-def export(design: Design, out_dir: Path) -> list[Path]:
+def export(design: Design, out_dir: Path, *, top: int | None = None,
+           layers: tuple[str, ...] | None = None) -> list[Path]:
     """Write ``hardware.yaml``, ``mapping.yaml``, ``workload.yaml`` and ``gemms.csv``."""
-    gemms = require_gemms(design, workload_graphs(design))
+    gemms = require_gemms(design, workload_graphs(design), top=top, layers=layers)
     return write_files(design, gemms, out_dir, energy_costs(design))
 
 
