@@ -78,6 +78,19 @@ def _positive_float(name: str):  # type: ignore[no-untyped-def]
     return parse
 
 
+def _non_negative_float(name: str):  # type: ignore[no-untyped-def]
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number >= 0, got {s!r}")
+        if not math.isfinite(v) or v < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {s!r}")
+        return _in_range(name, v)
+
+    return parse
+
+
 def _non_negative_int(name: str):  # type: ignore[no-untyped-def]
     def parse(s: str) -> int:
         try:
@@ -191,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("worker", help="join a distributed search", parents=[common])
     k.add_argument("--storage", required=True,
                help="the shared study storage: postgresql://..., sqlite:///PATH.db, journal:PATH or a run directory")
+    k.add_argument("--wait", type=_non_negative_float("--wait"), default=0.0,
+                   help="seconds to wait for the storage and the study to appear (workers "
+                        "started before dse search; default: 0, fail at once)")
     k.add_argument("--study", required=True,
                help="the study name (dse search prints it)")
     d = sub.add_parser("dashboard", help="start optuna-dashboard on a run's storage",

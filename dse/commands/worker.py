@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sys.stderr.write(f"dse worker: {count[0]} trials done\n")
 
     with dist.sigterm_as_interrupt():
+        wait_s = float(getattr(args, "wait", 0) or 0)
+        if wait_s > 0:
+            _wait_for_study(dist, spec, args.study, wait_s, quiet)
         report, study, settings = dist.join_study(spec, args.study, on_trial=progress)
     prog = dist.study_progress(study)
     return {
@@ -40,6 +43,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "searcher": settings.get("searcher"),
         "workloads": settings.get("workloads"),
     }
+
+
+def _wait_for_study(dist: Any, spec: Any, name: str, wait_s: float, quiet: bool = False
+                    ) -> None:
+    """Poll the storage (once a second) until it is reachable and holds study ``name``
+    made by ``dse search``, for at most ``wait_s`` seconds; then :func:`join_study`
+    raises the usual one-line error if it is still missing."""
+    import time
+
+    from dse.errors import DSEError
+
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        try:
+            storage = dist.open_storage(spec)
+            if name in dist.study_names(storage):
+                return
+        except DSEError:
+            pass  # the server may not be up yet
+        if time.monotonic() >= deadline:
+            return
+        if not said:  # on stderr also with --json (stdout is the result)
+            sys.stderr.write(f"dse worker: waiting up to {wait_s:g} s for study {name!r} in "
+                             f"{spec.display}\n")
+            said = True
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:

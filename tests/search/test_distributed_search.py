@@ -56,3 +56,37 @@ def test_worker_objective_slots_are_pure_functions_of_the_settings(tmp_path: Pat
     a = objective_from_settings(s).slot_params(3, 7)
     b = objective_from_settings(s).slot_params(0, 7)[3:]
     assert a == b and all(a)
+
+
+def test_worker_started_before_the_study_waits_for_it(tmp_path: Path) -> None:
+    """``dse worker --wait SECONDS`` started first waits for ``dse search`` to create the
+    study, then joins it (issue 14); without the study in time it is the usual exit 2."""
+    import json as _json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    worker = subprocess.Popen([sys.executable, "-m", "dse.cli", "worker", "--storage", db,
+                               "--study", "ws", "--wait", "300", "--json"], cwd=root, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert worker.stderr is not None
+    line = worker.stderr.readline()  # the event: it is waiting
+    assert "waiting up to 300 s for study 'ws'" in line, line
+    r = subprocess.run([sys.executable, "-m", "dse.cli", "search", "--workload", "gpt2",
+                        "--area", "300", "--searcher", "random", "--budget", "30", "--storage",
+                        db, "--study", "ws", "--jobs", "2", "--out", str(tmp_path / "run"),
+                        "--no-report", "--json"], cwd=root, env=env, capture_output=True,
+                       text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr
+    out, err = worker.communicate(timeout=600)
+    assert worker.returncode == 0, err
+    rep = _json.loads(out)
+    assert rep["study_progress"]["finished"] == 30
+    late = subprocess.run([sys.executable, "-m", "dse.cli", "worker", "--storage",
+                           f"sqlite:///{tmp_path / 'none.db'}", "--study", "ws", "--wait",
+                           "0.5"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert late.returncode == 2 and "no study 'ws'" in late.stderr
