@@ -51,7 +51,9 @@ class Case:
 
 def _c(group: str, what: str, cmd: str, code: int, expect: tuple[str, ...] = (),
        forbid: tuple[str, ...] = ()) -> Case:
-    return Case(group, what, tuple(cmd.split()), code, expect, forbid)
+    import shlex
+
+    return Case(group, what, tuple(shlex.split(cmd)), code, expect, forbid)
 
 
 S = "search --workload gptj --area 400"
@@ -247,6 +249,113 @@ CASES: tuple[Case, ...] = (
     # --------------------------------------------------------------------- invalid models
     _c("models", "ONNX graph with a cycle", "workloads show cycle.onnx", 2, ("cycle",)),
     _c("models", "ONNX opset 999", "workloads show opset999.onnx", 2, ("opset 999",)),
+    # ---------------------------------------------- more classes, more cases (issue 14)
+    # CLI numbers, every flag that takes one
+    _c("range", "top-k zero", f"{S} --top-k 0", 2, ("--top-k",)),
+    _c("range", "top-k beyond any report", f"{S} --top-k 100000000", 2, ("--top-k",)),
+    _c("range", "zero jobs on evaluate-like flags: --jobs 10^6", f"{S} --jobs 1000000", 2,
+       ("--jobs",)),
+    _c("range", "search batch of 10^30", f"{S} --batch 1000000000000000000000000000000", 2,
+       ("--batch",)),
+    _c("range", "search sequence of zero", f"{S} --seq 0", 2, ("--seq",)),
+    _c("range", "power NaN", f"{S} --power nan", 2, ("--power",)),
+    _c("range", "area as a word", "search --workload gptj --area big", 2, ("--area",)),
+    _c("range", "area in hex", "search --workload gptj --area 0x190", 2, ("--area",)),
+    _c("range", "devices as a float", f"{S} --devices 8.5", 2, ("--devices",)),
+    _c("range", "pipeline of 10^12 stages", "evaluate --workload gptj --hardware a100 --pp "
+       "1000000000000", 2, ("--pp",)),
+    _c("range", "negative data parallelism", "evaluate --workload gptj --hardware a100 --dp -1",
+       2, ("--dp",)),
+    _c("range", "micro-batch NaN", "evaluate --workload gptj --hardware a100 --micro-batch nan",
+       2, ("--micro-batch",)),
+    _c("range", "interleave of 10^6", "evaluate --workload gptj --hardware a100 --pp 2 "
+       "--schedule interleaved --interleave 1000000", 2, ("--interleave",)),
+    _c("range", "dashboard port 70000", "dashboard --storage studies.db --port 70000", 2,
+       ("--port",)),
+    _c("range", "worker wait negative", "worker --storage studies.db --study s --wait -1", 2,
+       ("--wait",)),
+    _c("range", "worker wait infinite", "worker --storage studies.db --study s --wait inf", 2,
+       ("--wait",)),
+    _c("range", "export top zero", "export design.json --format scalesim --out ex --top 0", 2,
+       ("--top",)),
+    # hardware and system fields, each way a number can be wrong
+    _c("hardware", "zero tensor cores", "hardware show hw_tensor_cores_0.yaml", 2,
+       ("tensor_cores",)),
+    _c("hardware", "fractional tensor cores", "hardware show hw_tensor_cores_frac.yaml", 2,
+       ("tensor_cores",)),
+    _c("hardware", "boolean tensor cores", "hardware show hw_tensor_cores_bool.yaml", 2,
+       ("tensor_cores",)),
+    _c("hardware", "string clock", "hardware show hw_freq_str.yaml", 2, ("freq_hz",)),
+    _c("hardware", "infinite clock", "hardware show hw_freq_inf.yaml", 2, ("freq_hz",)),
+    _c("hardware", "10^9 columns", "hardware show hw_cols_huge.yaml", 2, ("array_cols",)),
+    _c("hardware", "negative vector lanes", "hardware show hw_lanes_neg.yaml", 2,
+       ("vector_lanes",)),
+    _c("hardware", "10^30 bytes of SRAM per core", "hardware show hw_sram_huge.yaml", 2,
+       ("sram_per_core_bytes",)),
+    _c("hardware", "negative global buffer", "hardware show hw_gb_neg.yaml", 2,
+       ("global_buffer_bytes",)),
+    _c("hardware", "zero HBM bandwidth", "hardware show hw_hbmbw_0.yaml", 2,
+       ("hbm_bw_bytes_per_s",)),
+    _c("hardware", "10^40 bytes of HBM", "hardware show hw_hbm_huge.yaml", 2, ("hbm_bytes",)),
+    _c("hardware", "negative link count", "hardware show hw_links_neg.yaml", 2,
+       ("link_count",)),
+    _c("hardware", "link of 10^20 B/s", "hardware show hw_linkbw_huge.yaml", 2,
+       ("link_bw_bytes_per_s",)),
+    _c("hardware", "zero nm node", "hardware show hw_node_0.yaml", 2, ("tech_node_nm",)),
+    _c("hardware", "matmul efficiency above 1", "hardware show hw_eff_2.yaml", 2,
+       ("matmul_efficiency",)),
+    _c("hardware", "unknown dataflow", "hardware show hw_dataflow.yaml", 2, ("dataflow",)),
+    _c("hardware", "unknown dtype", "hardware show hw_dtype.yaml", 2, ("dtype",)),
+    _c("hardware", "a directory as hardware", "hardware show empty_run", 2,
+       ("empty_run", "directory")),
+    _c("hardware", "an empty hardware file", "hardware show empty.yaml", 2, ("empty.yaml",)),
+    _c("hardware", "a symlink loop", "hardware show loop.yaml", 2, ("loop.yaml",)),
+    _c("range", "system: zero devices per node", "evaluate --workload gptj --hardware "
+       "sys_dpn_0.yaml --dp 8", 2, ("devices_per_node",)),
+    _c("range", "system: zero bandwidth inside a node", "evaluate --workload gptj --hardware "
+       "sys_bw_0.yaml --dp 8", 2, ("intra_node_bw_bytes_per_s",)),
+    _c("range", "system: a ten-second link latency", "evaluate --workload gptj --hardware "
+       "sys_lat_10.yaml --dp 8", 2, ("latency",)),
+    _c("range", "system: unknown topology", "evaluate --workload gptj --hardware "
+       "sys_topo.yaml --dp 8", 2, ("topology",)),
+    # model configurations
+    _c("models", "HF config: zero heads", "workloads show hf_heads_0.json", 2, ("n_head",)),
+    _c("models", "HF config: hidden not divisible by heads", "workloads show hf_indivisible.json",
+       2, ("divisible",)),
+    _c("models", "HF config: a vocabulary of 10^12", "workloads show hf_vocab_huge.json", 2,
+       ("vocab",)),
+    _c("models", "HF config: unknown model_type", "workloads show hf_type.json", 2,
+       ("model_type",)),
+    _c("models", "HF config: string layer count", "workloads show hf_layers_str.json", 2,
+       ("n_layer",)),
+    _c("models", "HF config: KV heads that do not divide the heads",
+       "workloads show hf_kv.json", 2, ("heads",)),
+    _c("models", "zoo-style YAML with 10^12 layers", "workloads show zoo_layers_huge.yaml", 2,
+       ("layers",)),
+    _c("models", "ONNX node of an unknown op", "workloads show unknown_op.onnx", 2,
+       ("unknown_op.onnx",)),
+    _c("models", "ONNX input with a negative dimension", "workloads show negdim.onnx", 2,
+       ("negdim.onnx",)),
+    # storage and run directories
+    _c("storage", "journal: with no path", f"{S} --storage journal: --out o_jn", 2,
+       ("journal",)),
+    _c("storage", "blank storage", f"{S} --storage ' ' --out o_b", 2, ("--storage",)),
+    _c("storage", "SQLite URL of a directory", f"{S} --storage sqlite:///empty_run --out o_sd",
+       2, ("empty_run",)),
+    _c("storage", "PostgreSQL URL without a database", "worker --storage "
+       "postgresql://u@127.0.0.1:1 --study s", 2, ("database",)),
+    _c("report", "summary.json that is a list", "report list_run", 2, ("list_run",)),
+    _c("report", "malformed summary.json", "report bad_run", 2, ("bad_run",)),
+    _c("export", "--layers that names nothing", "export design.json --format scalesim --out ex "
+       "--layers ,,", 2, ("--layers",)),
+    _c("export", "--top on an export without GEMMs", "export design.json --format astrasim "
+       "--out ex --top 2", 2, ("--top",)),
+    # search flags
+    _c("search", "empty workload", "search --workload '' --area 400", 2, ("workload",)),
+    _c("search", "unknown guidance", f"{S} --guidance random", 2, ("--guidance",)),
+    _c("search", "unknown objective spelled close", f"{S} --objective Throughput", 2,
+       ("Throughput",)),
+    _c("search", "power too small for any design", f"{S} --power 1 --out o_p", 3, ("W",)),
 )
 
 
@@ -306,6 +415,46 @@ def make_files(d: Path) -> None:
             os.mkfifo(d / name)
     (d / "big.json").write_text('{"x": "' + "a" * (17 * 2**20) + '"}')
     (d / "cycle.onnx").write_bytes(_cycle_onnx())
+    for key, val in (("tensor_cores_0", ("tensor_cores", 0)),
+                     ("tensor_cores_frac", ("tensor_cores", 4.5)),
+                     ("tensor_cores_bool", ("tensor_cores", True)),
+                     ("freq_str", ("freq_hz", "fast")), ("freq_inf", ("freq_hz", float("inf"))),
+                     ("cols_huge", ("array_cols", 10**9)), ("lanes_neg", ("vector_lanes", -1)),
+                     ("sram_huge", ("sram_per_core_bytes", 1e30)),
+                     ("gb_neg", ("global_buffer_bytes", -5)),
+                     ("hbmbw_0", ("hbm_bw_bytes_per_s", 0)), ("hbm_huge", ("hbm_bytes", 1e40)),
+                     ("links_neg", ("link_count", -1)),
+                     ("linkbw_huge", ("link_bw_bytes_per_s", 1e20)),
+                     ("node_0", ("tech_node_nm", 0)), ("eff_2", ("matmul_efficiency", 2.0)),
+                     ("dataflow", ("dataflow", "xy")), ("dtype", ("dtype", "fp3"))):
+        (d / f"hw_{key}.yaml").write_text(yaml.safe_dump(dict(hw, **{val[0]: val[1]})))
+    (d / "empty.yaml").write_text("")
+    if not (d / "loop.yaml").is_symlink():
+        os.symlink("loop.yaml", d / "loop.yaml")
+    for key, field, val in (("dpn_0", "devices_per_node", 0),
+                            ("bw_0", "intra_node_bw_bytes_per_s", 0),
+                            ("lat_10", "inter_node_latency_s", 10.0),
+                            ("topo", "intra_node_topology", "mesh9")):
+        bad_sys = dict(preset, system=dict(preset["system"], **{field: val}))
+        (d / f"sys_{key}.yaml").write_text(yaml.safe_dump(bad_sys))
+    for key, extra in (("heads_0", {"n_head": 0}), ("indivisible", {"n_embd": 65}),
+                       ("vocab_huge", {"vocab_size": 10**12}), ("type", {"model_type": "gpt9"}),
+                       ("layers_str", {"n_layer": "twelve"})):
+        (d / f"hf_{key}.json").write_text(json.dumps(dict(gpt2, **extra)))
+    (d / "hf_kv.json").write_text(json.dumps({
+        "model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
+        "num_attention_heads": 4, "num_key_value_heads": 3, "intermediate_size": 128,
+        "vocab_size": 100, "max_position_embeddings": 128}))
+    (d / "zoo_layers_huge.yaml").write_text(yaml.safe_dump({
+        "name": "huge", "family": "transformer", "model_type": "gpt2", "layers": 10**12,
+        "hidden": 64, "heads": 2, "ffn": 256, "vocab": 100, "max_positions": 128,
+        "source": "test", "default_batch": 2}))
+    (d / "unknown_op.onnx").write_bytes(_onnx_of("FrobnicateOp"))
+    (d / "negdim.onnx").write_bytes(_onnx_of("Relu", dims=(-3, 8)))
+    (d / "list_run").mkdir(exist_ok=True)
+    (d / "list_run" / "summary.json").write_text("[1, 2, 3]")
+    (d / "bad_run").mkdir(exist_ok=True)
+    (d / "bad_run" / "summary.json").write_text('{"best": ')
     (d / "opset999.onnx").write_bytes(_small_onnx(opset=999))
     (d / "no_hw.json").write_text(json.dumps({"workload": "gptj"}))
     # a storage with one study that was not made for workers
@@ -313,6 +462,17 @@ def make_files(d: Path) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(storage=f"sqlite:///{d / 'studies.db'}", study_name="other")
+
+
+def _onnx_of(op: str, dims: tuple[int, ...] = (1, 8)) -> bytes:
+    """One node of ``op`` on an input of ``dims``."""
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node(op, ["x"], ["y"])], "one",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(dims))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(dims))])
+    return bytes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+                 .SerializeToString())
 
 
 def _cycle_onnx() -> bytes:

@@ -182,6 +182,9 @@ def _parse_url(s: str) -> StorageSpec:
             raise ConfigError(f"--storage {shown!r}: an in-memory SQLite database cannot be "
                               "shared or resumed; give a file, e.g. sqlite:///run/study.db")
         path = str(_path(u.database).resolve())
+        if Path(path).is_dir():
+            raise ConfigError(f"--storage {shown!r}: {path} is a directory; give a database "
+                              "file (sqlite:///DIR/study.db) or the run directory itself")
         url = u.set(database=path).render_as_string(hide_password=False)
         return StorageSpec(kind="rdb", url=url, display=redact_url(url), backend="sqlite",
                            path=path)

@@ -91,6 +91,11 @@ def _read(path: str | Path) -> Any:
             raise WorkloadError(f"{p}: ONNX opset {op.version} is not supported (this onnx "
                                 f"package knows opsets 1 to {newest})")
     _check_dag(model.graph, p)
+    try:  # the ONNX checker: known operators of the declared opsets, well-formed nodes
+        onnx.checker.check_model(model)
+    except Exception as e:  # noqa: BLE001 - onnx.checker.ValidationError and kin
+        first = " ".join(str(e).split())[:200] or e.__class__.__name__
+        raise WorkloadError(f"{p}: not a valid ONNX model ({first})") from None
     return model
 
 

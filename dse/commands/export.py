@@ -6,13 +6,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from dse.errors import ConfigError
 from dse.export import export_design
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Export the design and return ``{"format", "source", "out_dir", "files"}``."""
-    layers = tuple(x.strip() for x in args.layers.split(",") if x.strip()) if getattr(
-        args, "layers", None) else None
+    layers = None
+    if getattr(args, "layers", None) is not None:
+        layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
+        if not layers:
+            raise ConfigError(f"--layers {args.layers!r} names no layer; give names as in "
+                              "expected_cycles.csv, comma-separated")
     paths = export_design(args.source, args.format, args.out, top=getattr(args, "top", None),
                           layers=layers)
     out = Path(args.out)

@@ -388,3 +388,170 @@ def test_redacted_urls_never_show_the_password(scheme: str, user: str, password:
     assert redact_url(url) == f"{scheme}://{user}:***@{host}:5432/{db}"
     q = f"{scheme}://{user}@{host}/{db}?sslmode=require&password={password.replace('&', '')}"
     assert redact_url(q).endswith("&password=***")
+
+
+# ----------------------------------------------- numbers everywhere a user gives one (issue 14)
+
+TIMED = settings(derandomize=True, deadline=20_000, max_examples=40, database=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+"""As FUZZ, with a time limit per example: no input may make the tool hang."""
+
+_number_texts = (st.integers(-(2**80), 2**80).map(str)
+                 | st.floats(allow_nan=True, allow_infinity=True).map(repr)
+                 | st.sampled_from(["0", "-0", "1e308", "1e309", "-1e-320", "0x10", "1_000",
+                                    "nan", "inf", "", " 3 ", "2**10", "٣"]))
+_FLAGS = (("search", "--area"), ("search", "--power"), ("search", "--devices"),
+          ("search", "--budget"), ("search", "--top-k"), ("search", "--seed"),
+          ("search", "--jobs"), ("search", "--batch"), ("search", "--seq"),
+          ("evaluate", "--tp"), ("evaluate", "--pp"), ("evaluate", "--dp"),
+          ("evaluate", "--devices"), ("evaluate", "--global-batch"),
+          ("evaluate", "--micro-batch"), ("evaluate", "--seq"), ("evaluate", "--interleave"),
+          ("workloads", "--batch"), ("export", "--top"), ("worker", "--wait"),
+          ("dashboard", "--port"))
+_BASE = {"search": ["search", "--workload", "gptj", "--area", "400"],
+         "evaluate": ["evaluate", "--workload", "gpt2", "--hardware", "a100"],
+         "workloads": ["workloads", "show", "gpt2"],
+         "export": ["export", "run", "--format", "scalesim", "--out", "x"],
+         "worker": ["worker", "--storage", "s.db", "--study", "s"],
+         "dashboard": ["dashboard"]}
+
+
+@TIMED
+@given(flag=st.sampled_from(_FLAGS), text=_number_texts)
+def test_cli_numbers_parse_into_range_or_one_error(flag: tuple[str, str], text: str) -> None:
+    """Every numeric flag: a value is accepted only when finite and in its physical range
+    (:mod:`dse.limits`); anything else is a UsageError naming the flag."""
+    from dse.cli import build_parser
+    from dse.limits import RANGES
+
+    cmd, name = flag
+    try:
+        args = build_parser().parse_args([*_BASE[cmd], name, text])
+    except DSEError as e:
+        assert name in str(e) or "argument" in str(e), str(e)
+        return
+    v = getattr(args, name.lstrip("-").replace("-", "_"))
+    assert isinstance(v, (int, float)) and math.isfinite(v), v
+    r = RANGES.get(name)
+    if r is not None:
+        assert r.lo <= v <= r.hi, (name, v)
+
+
+_HW_NUMBERS = (st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+               | st.sampled_from([0, 1, 3, 1e-300, 1e300, True, "12"]))
+_HW_FIELDS = ("tensor_cores", "array_rows", "array_cols", "vector_cores", "vector_lanes",
+              "freq_hz", "hbm_bw_bytes_per_s", "hbm_bytes", "sram_per_core_bytes",
+              "global_buffer_bytes", "global_buffer_bw_bytes_per_cycle", "hbm_stacks",
+              "link_count", "link_bw_bytes_per_s", "tech_node_nm", "matmul_efficiency",
+              "hbm_efficiency")
+
+
+@TIMED
+@given(field=st.sampled_from(_HW_FIELDS), value=_HW_NUMBERS)
+def test_hardware_numbers_give_finite_costs_or_one_error(field: str, value: Any) -> None:
+    """One hardware field set to any number: rejected with a ConfigError, or the design's
+    area, TDP and the step time of a small training graph are finite and positive."""
+    import numpy as np
+
+    from cost_models.area import area_mm2
+    from cost_models.designs import DesignBatch
+    from cost_models.evaluate import device_step
+    from cost_models.power import tdp_w
+    from cost_models.technology import load_technology
+    from dse.config import from_dict
+    from dse.types import HardwareConfig
+
+    doc = dict(_valid_hw, **{field: value})
+    try:
+        hw = from_dict(HardwareConfig, doc, "hardware")
+    except DSEError:
+        return
+    tech = load_technology(7)
+    d = DesignBatch.from_configs([hw])
+    a, t = area_mm2(d, tech)["total"], tdp_w(d, tech)["total"]
+    assert np.all(np.isfinite(a)) and np.all(a > 0) and np.all(np.isfinite(t)) and np.all(t > 0)
+    step = device_step(_small_graph(), d, tech).makespan_s
+    assert np.all(np.isfinite(step)) and np.all(step > 0)
+
+
+def _small_graph() -> Any:
+    import workloads
+
+    return workloads.load("gpt2", batch=1, seq=16)
+
+
+@settings(derandomize=True, deadline=60_000, max_examples=12, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(tp=st.sampled_from(["1", "2", "3", "12", "64", "1000000"]),
+       pp=st.sampled_from(["1", "2", "5", "12", "13"]),
+       mb=st.sampled_from(["1", "2", "7", "1048576"]),
+       seq=st.sampled_from(["1", "64", "1024", "5000", "16777216"]))
+def test_evaluate_plans_are_finite_or_one_error(tp: str, pp: str, mb: str, seq: str) -> None:
+    """``dse evaluate`` over odd plans: exit 0 with finite, non-negative numbers, or exit
+    2 with one line; never a traceback, a negative time or an infinity."""
+    import contextlib
+    import io
+
+    from dse.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["evaluate", "--workload", "gpt2", "--hardware", "a100", "--tp", tp,
+                     "--pp", pp, "--micro-batch", mb, "--seq", seq, "--json"])
+    assert code in (0, 2), err.getvalue()
+    r = json.loads(out.getvalue())
+    if code == 2:
+        assert "error" in r and len(err.getvalue().splitlines()) == 1
+        return
+    for key in ("step_time_s", "samples_per_s", "energy_per_step_j", "memory_per_device_bytes"):
+        assert math.isfinite(r[key]) and r[key] > 0, (key, r[key])
+
+
+@st.composite
+def random_onnx_graphs(draw: st.DrawFn) -> bytes:
+    """Chains and small DAGs of MatMul/Relu/Add/Softmax, sometimes with a cycle, under a
+    random opset version."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = draw(st.integers(1, 6))
+    width = draw(st.sampled_from([1, 8, 64]))
+    nodes, inits, prev = [], [], "x"
+    for i in range(n):
+        op = draw(st.sampled_from(["MatMul", "Relu", "Add", "Softmax"]))
+        out = f"t{i}"
+        if op == "MatMul":
+            w = f"w{i}"
+            inits.append(numpy_helper.from_array(np.ones((width, width), np.float32), w))
+            nodes.append(helper.make_node(op, [prev, w], [out]))
+        elif op == "Add":
+            other = draw(st.sampled_from(["x", prev, f"t{n - 1}"]))  # t{n-1}: maybe a cycle
+            nodes.append(helper.make_node(op, [prev, other], [out]))
+        else:
+            nodes.append(helper.make_node(op, [prev], [out]))
+        prev = out
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [draw(st.sampled_from([1, 4, "n"])), width])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid(
+        "", draw(st.sampled_from([1, 7, 13, 17, 21, 99, 1000])))])
+    return bytes(m.SerializeToString())
+
+
+@TIMED
+@given(data=random_onnx_graphs())
+def test_onnx_graphs_give_finite_work_or_one_error(data: bytes) -> None:
+    """Random ONNX graphs (cycles, opsets old and unknown): a WorkloadError, or a training
+    graph whose operators have finite, non-negative FLOPs and bytes."""
+    pytest.importorskip("onnx")
+    import workloads
+
+    with _file("g.onnx", data) as p:
+        try:
+            g = workloads.load(str(p), batch=2)
+        except DSEError as e:
+            assert str(e).strip()
+            return
+    for op in g.ops:
+        for v in (op.flop, op.bytes_in, op.bytes_out):
+            assert math.isfinite(float(v)) and float(v) >= 0, (op.name, v)
