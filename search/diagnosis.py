@@ -23,42 +23,43 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RESOURCES", "critical_seconds", "diagnose", "stage_seconds"]
+__all__ = ["RESOURCES", "critical_seconds", "critical_seconds_many", "diagnose",
+           "diagnose_many", "stage_seconds"]
 
 RESOURCES = ("tensor", "vector", "sram", "hbm", "link", "memory")
 
 
 def _chain_seconds(graph: Any, step: Any, scale: float, acc: dict[str, float],
-                   only: set[int] | None = None) -> None:
+                   only: set[int] | None = None, d: int = 0) -> None:
     from cost_models.evaluate import BOUNDS, schedule_chain
 
     if step is None or graph is None or not graph.ops:
         return
     oc = step.costs
-    lv = np.asarray(step.level[0], dtype=np.int64)
-    lat = np.take_along_axis(np.asarray(oc.latency_levels_s[0]), lv[:, None], axis=1)[:, 0]
+    lv = np.asarray(step.level[d], dtype=np.int64)
+    lat = np.take_along_axis(np.asarray(oc.latency_levels_s[d]), lv[:, None], axis=1)[:, 0]
     cnt = np.asarray(oc.count, dtype=np.float64)
-    for j in schedule_chain(graph, step, 0):
+    for j in schedule_chain(graph, step, d):
         if only is not None and j not in only:
             continue
-        b = BOUNDS[int(oc.bound_levels[0, j, lv[j]])]
+        b = BOUNDS[int(oc.bound_levels[d, j, lv[j]])]
         acc[b] = acc.get(b, 0.0) + float(lat[j] * cnt[j]) * scale
 
 
-def _parts_seconds(parts: Any, plan: Any, acc: dict[str, float]) -> None:
+def _parts_seconds(parts: Any, plan: Any, acc: dict[str, float], d: int = 0) -> None:
     m = plan.micro_batches
     zero = plan.dp if plan.zero_stage >= 1 else 1
     for part in parts:
         c = part.costs
         ph = c.phases
         mult = float(part.multiplicity)
-        _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc)
-        _chain_seconds(ph.bwd, c.bwd_step, mult * m, acc)
-        _chain_seconds(ph.opt, c.opt_step, mult / zero, acc)
+        _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc, d=d)
+        _chain_seconds(ph.bwd, c.bwd_step, mult * m, acc, d=d)
+        _chain_seconds(ph.opt, c.opt_step, mult / zero, acc, d=d)
         if part.layer and plan.recompute == "full":
-            _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc)
+            _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc, d=d)
         elif part.layer and plan.recompute == "selective" and ph.attn_core:
-            _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc, only=set(ph.attn_core))
+            _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc, only=set(ph.attn_core), d=d)
 
 
 def critical_seconds(model: Any, hw: Any, system: Any, tech: Any, plan: Any
@@ -66,20 +67,31 @@ def critical_seconds(model: Any, hw: Any, system: Any, tech: Any, plan: Any
     """Critical seconds per resource of one workload (``model``, a
     :class:`search.trainstep.WorkloadModel`) on ``hw`` under ``plan`` per training step
     (module docstring)."""
+    return critical_seconds_many(model, [hw], system, tech, plan)[0]
+
+
+def critical_seconds_many(model: Any, hws: Any, system: Any, tech: Any, plan: Any
+                          ) -> list[dict[str, float]]:
+    """:func:`critical_seconds` of several designs under one plan and system, costed in
+    one vectorized evaluation."""
     from cost_models.designs import DesignBatch
 
-    r = model.evaluate(DesignBatch.from_configs([hw]), system, tech, [plan], detail=True,
-                       keep_steps=True)[0]
+    r = model.evaluate(DesignBatch.from_configs(list(hws)), system, tech, [plan],
+                       detail=True, keep_steps=True)[0]
     p = plan.pp
-    slow = int(r["_slowest"][0])
-    acc: dict[str, float] = {}
     stages = r["_parts"]
-    _parts_seconds([part for k in range(slow, len(stages), p) for part in stages[k]],
-                   plan, acc)
-    comm = float(r["p2p_s"][0]) + float(r["dp_exposed_s"][0]) + float(r["zero_exposed_s"][0])
-    if comm > 0:
-        acc["link"] = acc.get("link", 0.0) + comm
-    return acc
+    out = []
+    for d in range(len(hws)):
+        slow = int(r["_slowest"][d])
+        acc: dict[str, float] = {}
+        _parts_seconds([part for k in range(slow, len(stages), p) for part in stages[k]],
+                       plan, acc, d)
+        comm = (float(r["p2p_s"][d]) + float(r["dp_exposed_s"][d])
+                + float(r["zero_exposed_s"][d]))
+        if comm > 0:
+            acc["link"] = acc.get("link", 0.0) + comm
+        out.append(acc)
+    return out
 
 
 def stage_seconds(model: Any, hw: Any, system: Any, tech: Any, plan: Any, stage: int
@@ -92,6 +104,33 @@ def stage_seconds(model: Any, hw: Any, system: Any, tech: Any, plan: Any, stage:
     acc: dict[str, float] = {}
     _parts_seconds(r["_parts"][stage], plan, acc)
     return acc
+
+
+def diagnose_many(problem: Any, hws: Any, plans_of: Any) -> list[dict[str, float]]:
+    """:func:`diagnose` of several designs (``plans_of[i]``: design ``i``'s best plan per
+    workload): designs that share a workload's plan and system are costed together."""
+    n = len(hws)
+    sums: list[dict[str, float]] = [{} for _ in range(n)]
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, hw in enumerate(hws):
+        for w, plan in enumerate(plans_of[i]):
+            if plan is None:
+                sums[i]["memory"] = sums[i].get("memory", 0.0) + 1.0
+                continue
+            groups.setdefault((w, plan, problem.system_of(hw, w)), []).append(i)
+    for (w, plan, system), idx in groups.items():
+        secs = critical_seconds_many(problem.models[w], [hws[i] for i in idx], system,
+                                     problem.tech, plan)
+        for i, sec in zip(idx, secs):
+            tot = sum(sec.values()) or 1.0
+            for k, v in sec.items():
+                sums[i][k] = sums[i].get(k, 0.0) + v / tot
+    out = []
+    for i in range(n):
+        m = len(plans_of[i])
+        out.append({k: v / m for k, v in sorted(sums[i].items(), key=lambda x: -x[1])}
+                   if m else {})
+    return out
 
 
 def diagnose(problem: Any, hw: Any, plans: Any = None) -> dict[str, float]:

@@ -207,6 +207,9 @@ def local_searches(target: Target, seeds: Sequence[np.ndarray], *, max_steps: in
                 if req[0] == "evaluate"]
         if len(asks) > 1:
             target.evaluate(np.unique(np.vstack(asks), axis=0))
+        diags = [req[1] for req in pending.values() if req[0] == "diagnose"]
+        if len(diags) > 1 and hasattr(target, "diagnose_many"):
+            target.diagnose_many(diags)  # one batch; each search then reads its own
         for i in sorted(pending):
             kind, x = pending[i]
             ans = target.evaluate(x) if kind == "evaluate" else target.diagnose(x)

@@ -138,6 +138,32 @@ class GlobalTarget:
             self._diag[key] = diagnose(self.pb, self.space.config(idx), plans)
         return self._diag[key]
 
+    def diagnose_many(self, idxs: list[np.ndarray]) -> None:
+        """Fill the diagnosis cache of several designs in one vectorized evaluation per
+        (plan, system) (the lockstep local searches ask for several at once)."""
+        if not hasattr(self.pb, "plans") or not hasattr(self.pb, "system_of"):
+            return
+        from search.diagnosis import diagnose_many
+
+        todo: dict[int, np.ndarray] = {}
+        for x in idxs:
+            key = int(self.space.flat(np.asarray(x))[0])
+            if key not in self._diag and key not in todo:
+                todo[key] = np.asarray(x)
+        if len(todo) < 2:
+            return
+        keys = list(todo)
+        arr = np.array([todo[k] for k in keys])
+        rows = self.ev.rows_of(arr)
+        if np.any(rows < 0):
+            return
+        pid = self.ev.columns()["plan_id"][:, rows]
+        plans_of = [[self.pb.plans[w][int(k)] if k >= 0 else None
+                     for w, k in enumerate(pid[:, i])] for i in range(len(keys))]
+        hws = [self.space.config(x) for x in arr]
+        for k, d in zip(keys, diagnose_many(self.pb, hws, plans_of)):
+            self._diag[k] = d
+
 
 class StageTarget:
     """One pipeline stage's time per training step under a fixed plan:
