@@ -182,8 +182,12 @@ def test_jobs_ctrl_c_exits_130_one_line_and_leaves_nothing_running(tmp_path: Pat
     # journal and the signal (40 sometimes did: one batch completes the rest at once)
     budget = 200
     cmd = _jobs_cmd(storage, tmp_path / "run", budget)
+    # SIGINT at its default in the child: a shell that starts the test run in the
+    # background (`pytest &` without job control) leaves SIGINT ignored, and Python then
+    # never installs its KeyboardInterrupt handler in the processes it starts
     p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(lambda: _states(_complete(storage, "j"))[TrialState.COMPLETE] >= 3, p)
     os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     out, err = p.communicate(timeout=120)
