@@ -40,6 +40,12 @@ DUPLICATE_ATTR = "dse:duplicate_of"
 """Trial system attribute of a withdrawn race duplicate: the number of the live copy."""
 OWNER_ATTR = "dse:worker"
 """Trial system attribute: ``host:pid`` of the process that claimed it."""
+INTERRUPTED_ATTR = "dse:interrupted"
+"""Trial system attribute of a trial failed because its worker was stopped (Ctrl-C,
+SIGTERM): re-run without counting against the retries."""
+ERROR_ATTR = "dse:error"
+"""Trial system attribute of a trial its objective failed on (not retried: it would fail
+again)."""
 # Settings keys that may differ between the creator and a later run on the same study
 # (everything else identifies the search and must match).
 _MUTABLE_SETTINGS = frozenset({"budget", "heartbeat_interval_s", "grace_period_s",
@@ -271,14 +277,36 @@ def repair_slots(study: optuna.Study, objective: TrialObjective, budget: int, wi
     indices enqueued."""
     if trials is None:
         trials = study.get_trials(deepcopy=False)
+    try:
+        max_retry = study_settings(study).get("max_retry", 3)
+    except ConfigError:
+        max_retry = 3
     state_of: dict[int, list[TrialState]] = {}
+    failed: dict[int, int] = {}
+    gave_up: set[int] = set()
     for t in trials:
         i = _slot_of(t)
-        if i is not None:
-            state_of.setdefault(i, []).append(t.state)
+        if i is None:
+            continue
+        state_of.setdefault(i, []).append(t.state)
+        if (t.state == TrialState.FAIL and DUPLICATE_ATTR not in t.system_attrs
+                and INTERRUPTED_ATTR not in t.system_attrs):
+            failed[i] = failed.get(i, 0) + 1
+            if ERROR_ATTR in t.system_attrs:
+                gave_up.add(i)
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
     made = []
     for j in range(budget):
         if j in state_of:
+            # a slot whose every copy failed without a retry enqueued (a process stopped
+            # between failing its trial and re-enqueuing it) is missing too, unless its
+            # objective raised or its retries are used up
+            if any(st in live for st in state_of[j]) or j in gave_up or (
+                    max_retry is not None and failed.get(j, 0) > int(max_retry)):
+                continue
+            _enqueue_slot(study, objective, j)
+            state_of[j].append(TrialState.WAITING)
+            made.append(j)
             continue
         pred = state_of.get(j - window)
         if j < window or (pred is not None and any(s != TrialState.WAITING for s in pred)):

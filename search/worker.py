@@ -24,6 +24,8 @@ from search.slots import (
     DEFAULT_SLOT_WINDOW,
     DEFAULT_WORKER_BATCH,
     DUPLICATE_ATTR,
+    ERROR_ATTR,
+    INTERRUPTED_ATTR,
     OWNER_ATTR,
     TrialObjective,
     _enqueue_slot,
@@ -338,6 +340,7 @@ def _run_batch(study: optuna.Study, objective: TrialObjective, tids: Sequence[in
                 if tid in told:
                     continue
                 with contextlib.suppress(Exception):
+                    storage.set_trial_system_attr(tid, INTERRUPTED_ATTR, True)
                     storage.set_trial_state_values(tid, state=TrialState.FAIL)
                     _requeue(study, storage.get_trial(tid), None)
             raise
@@ -346,6 +349,7 @@ def _run_batch(study: optuna.Study, objective: TrialObjective, tids: Sequence[in
                 if tid in told:
                     continue
                 with contextlib.suppress(Exception):
+                    storage.set_trial_system_attr(tid, ERROR_ATTR, True)  # not retried
                     storage.set_trial_state_values(tid, state=TrialState.FAIL)
                 report.failed += 1
             raise

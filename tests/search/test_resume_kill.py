@@ -412,3 +412,35 @@ def test_a_second_search_on_the_same_run_directory_is_refused(tmp_path: Path) ->
 
     with run_lock([(out / LOCK_NAME, "x")]):
         pass
+
+
+def test_a_slot_failed_without_its_retry_is_repaired(tmp_path: Path) -> None:
+    """A worker stopped between failing its trial and re-enqueuing it leaves a slot whose
+    only copy is FAIL: the repair re-enqueues it (the budget is met exactly), except when
+    the objective itself failed on it or its retries are used up (issue 14: "slot 19
+    missing" after Ctrl-C)."""
+    storage = dist.open_storage(f"journal:{tmp_path}/f.log")
+    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
+                                     searcher="exhaustive", slot_window=4, budget=8,
+                                     max_retry=2)
+    study, _ = dist.create_or_load_study(storage, "f", settings, budget=8)
+    obj = dist.build_objective(settings)
+    st = study._storage
+    waiting = {t.user_attrs[dist.SLOT_ATTR]: t for t in
+               study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+    # slot 1: interrupted, failed, its retry never enqueued
+    st.set_trial_state_values(waiting[1]._trial_id, state=TrialState.RUNNING)
+    st.set_trial_system_attr(waiting[1]._trial_id, dist.INTERRUPTED_ATTR, True)
+    st.set_trial_state_values(waiting[1]._trial_id, state=TrialState.FAIL)
+    # slot 2: the objective raised on it: not retried
+    st.set_trial_state_values(waiting[2]._trial_id, state=TrialState.RUNNING)
+    st.set_trial_system_attr(waiting[2]._trial_id, dist.ERROR_ATTR, True)
+    st.set_trial_state_values(waiting[2]._trial_id, state=TrialState.FAIL)
+    # slot 1 again; 5 and 6 because their predecessors were claimed (whoever claims
+    # slot i enqueues i + window: the stopped worker did not get that far)
+    assert dist.repair_slots(study, obj, 8, 4) == [1, 5, 6]
+    assert dist.repair_slots(study, obj, 8, 4) == []  # idempotent
+    dist.run_worker(study, obj, window=4)
+    trials = study.get_trials(deepcopy=False)
+    done = Counter(t.user_attrs[dist.SLOT_ATTR] for t in trials if t.state == TrialState.COMPLETE)
+    assert sorted(done) == [0, 1, 3, 4, 5, 6, 7] and set(done.values()) == {1}
