@@ -277,32 +277,28 @@ def repair_slots(study: optuna.Study, objective: TrialObjective, budget: int, wi
     indices enqueued."""
     if trials is None:
         trials = study.get_trials(deepcopy=False)
-    try:
-        max_retry = study_settings(study).get("max_retry", 3)
-    except ConfigError:
-        max_retry = 3
     state_of: dict[int, list[TrialState]] = {}
-    failed: dict[int, int] = {}
-    gave_up: set[int] = set()
+    newest: dict[int, FrozenTrial] = {}
     for t in trials:
         i = _slot_of(t)
         if i is None:
             continue
         state_of.setdefault(i, []).append(t.state)
-        if (t.state == TrialState.FAIL and DUPLICATE_ATTR not in t.system_attrs
-                and INTERRUPTED_ATTR not in t.system_attrs):
-            failed[i] = failed.get(i, 0) + 1
-            if ERROR_ATTR in t.system_attrs:
-                gave_up.add(i)
+        if i not in newest or t.number > newest[i].number:
+            newest[i] = t
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
     made = []
     for j in range(budget):
         if j in state_of:
-            # a slot whose every copy failed without a retry enqueued (a process stopped
-            # between failing its trial and re-enqueuing it) is missing too, unless its
-            # objective raised or its retries are used up
-            if any(st in live for st in state_of[j]) or j in gave_up or (
-                    max_retry is not None and failed.get(j, 0) > int(max_retry)):
+            # a slot whose newest copy was failed by an interrupt and whose retry was never
+            # enqueued (a worker of an older dse stopped in between; a current one holds
+            # signals there) is missing too. Not a slot failed by the heartbeat: its retry
+            # is being enqueued by whoever failed it, or its retries are used up.
+            last = newest[j]
+            if (any(st in live for st in state_of[j]) or last.state != TrialState.FAIL
+                    or INTERRUPTED_ATTR not in last.system_attrs
+                    or ERROR_ATTR in last.system_attrs
+                    or DUPLICATE_ATTR in last.system_attrs):
                 continue
             _enqueue_slot(study, objective, j)
             state_of[j].append(TrialState.WAITING)

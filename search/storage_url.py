@@ -293,7 +293,7 @@ def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None
 
     With ``heartbeat_interval_s`` an RDB storage records heartbeats of running trials;
     trials silent for ``grace_period_s`` are failed by :func:`optuna.storages.fail_stale_trials`
-    and re-enqueued (up to ``max_retry`` times) by ``RetryHeartbeatStaleTrialCallback``.
+    and re-enqueued (up to ``max_retry`` times) by :class:`RetryTrial`.
     Journal storages have no heartbeat; see :func:`recover_orphans`.
 
     Raises :class:`StorageError` (exit 1) naming host and port (redacted URL) when the
@@ -330,8 +330,7 @@ def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None
             kwargs = {
                 "heartbeat_interval": int(heartbeat_interval_s),
                 "grace_period": int(grace_period_s or 4 * heartbeat_interval_s),
-                "heartbeat_stale_trial_callback":
-                    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+                "heartbeat_stale_trial_callback": RetryTrial(max_retry),
             }
         try:
             if spec.backend == "sqlite":
@@ -385,14 +384,66 @@ def _sqlite_wal(spec: StorageSpec) -> None:
 
 def _sqlite_fast_commits(rdb: optuna.storages.RDBStorage) -> None:
     """``synchronous=NORMAL`` on every connection: in WAL mode a commit then survives a
-    killed process (what resume needs), only not a power cut, and costs no fsync."""
+    killed process (what resume needs), only not a power cut, and costs no fsync.
+
+    And every transaction starts with ``BEGIN IMMEDIATE`` (it takes the write lock before
+    its first read). Python's ``sqlite3`` otherwise begins a transaction only at the first
+    write, so Optuna's read-check-write of a claim (``WAITING`` → ``RUNNING``) is not
+    atomic across processes: two workers could both read ``WAITING`` and both claim the
+    same trial (it ran twice, and the slower one failed with "Trial#N has already
+    finished"). PostgreSQL and MySQL lock the row (``SELECT ... FOR UPDATE``)."""
     from sqlalchemy import event
 
     def on_connect(dbapi_con: Any, _record: Any) -> None:
+        dbapi_con.isolation_level = None  # the driver emits no BEGIN of its own
         dbapi_con.execute("PRAGMA synchronous=NORMAL")
 
+    def on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
     event.listen(rdb.engine, "connect", on_connect)
-    rdb.engine.dispose()  # reconnect the pooled connections with the pragma
+    event.listen(rdb.engine, "begin", on_begin)
+    rdb.engine.dispose()  # reconnect the pooled connections with both
+
+
+RUN_STATE_ATTRS = ("dse:worker", "dse:interrupted", "dse:error", "dse:duplicate_of",
+                   "constraints")
+"""System attributes (and ``KEY:...`` forms) of one run of a trial: a retry's copy starts
+without them (its own run sets them; Optuna warns on a constraint already set)."""
+INTERRUPTS_ATTR = "dse:interrupts"
+"""System attribute of a retry copy: how many of its ``retry_history`` were
+interruptions (Ctrl-C, SIGTERM), which do not count against ``max_retry``."""
+
+
+class RetryTrial:
+    """Re-enqueue a failed trial as a ``WAITING`` copy (same params, distributions and
+    user attributes; ``failed_trial`` and ``retry_history`` as Optuna's
+    :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback` records them), at most
+    ``max_retry`` times not counting interruptions (``interrupted=True``: the trial
+    failed because its worker was stopped). Unlike Optuna's callback the copy carries
+    none of the failed run's state (:data:`RUN_STATE_ATTRS`). Also the storage's
+    heartbeat callback. Calling it returns whether a copy was enqueued."""
+
+    def __init__(self, max_retry: int | None = None, *, interrupted: bool = False) -> None:
+        self._max_retry = max_retry
+        self._interrupted = interrupted
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        attrs = dict(trial.system_attrs)
+        history = [*attrs.get("retry_history", []), trial.number]
+        interrupts = int(attrs.get(INTERRUPTS_ATTR, 0)) + int(self._interrupted)
+        if self._max_retry is not None and len(history) - interrupts > self._max_retry:
+            return False
+        keep = {k: v for k, v in attrs.items()
+                if k not in RUN_STATE_ATTRS and k.split(":")[0] != "constraints"
+                and not any(k.startswith(p + ":") for p in RUN_STATE_ATTRS)}
+        keep.update({"failed_trial": attrs.get("failed_trial", trial.number),
+                     "retry_history": history, INTERRUPTS_ATTR: interrupts})
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING, params=trial.params,
+            distributions=trial.distributions, user_attrs=trial.user_attrs,
+            system_attrs=keep))
+        return True
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -6,6 +6,7 @@ left running (:mod:`search.distributed` documents the protocol).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
 import random
@@ -38,7 +39,13 @@ from search.slots import (
     study_budget,
     study_progress,
 )
-from search.storage_url import StorageSpec, _quiet, open_storage, parse_storage
+from search.storage_url import (
+    RetryTrial,
+    StorageSpec,
+    _quiet,
+    open_storage,
+    parse_storage,
+)
 
 # --------------------------------------------------------------------------- workers
 
@@ -62,11 +69,42 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None) -> bool:
-    """Put a failed trial's slot back in the queue (same params, ``retry_history``)."""
-    before = len(study.get_trials(deepcopy=False))
-    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, trial)
-    return len(study.get_trials(deepcopy=False)) > before
+def _requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None, *,
+             interrupted: bool = False) -> bool:
+    """Put a failed trial's slot back in the queue (same params, ``retry_history``);
+    an interruption does not count against ``max_retry`` (:class:`RetryTrial`)."""
+    return RetryTrial(max_retry, interrupted=interrupted)(study, trial)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back until the block ends (then delivered to the handler
+    that was there), in the main thread: a second signal must not stop a worker between
+    failing its trial and re-enqueuing the slot (the slot would be lost: "slot 19
+    missing"). Python-level (a signal mask would not do: the heartbeat thread would take
+    the signal and the handler would still run in the main thread)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not None:  # None: a handler Python did not install
+            old[sig] = signal.signal(sig, lambda signum, _frame: got.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if got:
+            signal.raise_signal(got[0])  # delivered now, as it would have been
+
+
+_OWNERLESS_GRACE_S = 10.0
+"""A RUNNING trial without an owner younger than this is a claim in progress (a worker
+writes its owner right after it claims), not an orphan."""
 
 
 def recover_orphans(study: optuna.Study, *, max_retry: int | None = 3,
@@ -85,17 +123,21 @@ def recover_orphans(study: optuna.Study, *, max_retry: int | None = 3,
             if isinstance(owner, str) and owner.rpartition(":")[0] == host:
                 pid = owner.rpartition(":")[2]
                 dead = pid.isdigit() and not _pid_alive(int(pid))
-            elif owner is None:
-                dead = all_unowned
+            elif owner is None:  # not one a live process claimed a moment ago and is
+                dead = all_unowned and (  # about to write its owner on
+                    t.datetime_start is None
+                    or (datetime.datetime.now() - t.datetime_start).total_seconds()
+                    > _OWNERLESS_GRACE_S)
             if not dead:
                 continue
-            try:
-                if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+            with _signals_held():  # failed and re-enqueued, or neither
+                try:
+                    if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                        continue
+                except optuna.exceptions.UpdateFinishedTrialError:
                     continue
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-            failed.append(t.number)
-            _requeue(study, storage.get_trial(t._trial_id), max_retry)
+                failed.append(t.number)
+                _requeue(study, storage.get_trial(t._trial_id), max_retry)
     return failed
 
 
@@ -329,20 +371,25 @@ def _run_batch(study: optuna.Study, objective: TrialObjective, tids: Sequence[in
                     except optuna.TrialPruned:
                         results.append(None)
             for trial, values in zip(trials, results):
-                if values is None:
-                    ft = study.tell(trial, state=TrialState.PRUNED)
-                else:
-                    ft = study.tell(trial, values)
-                told.add(trial._trial_id)
+                with _signals_held():
+                    if values is None:
+                        ft = study.tell(trial, state=TrialState.PRUNED)
+                    else:
+                        ft = study.tell(trial, values)
+                    told.add(trial._trial_id)
+                    if ft.state == TrialState.FAIL:  # tell() turned a NaN/invalid value
+                        # into FAIL: give the slot another try
+                        _requeue(study, storage.get_trial(ft._trial_id), max_retry)
                 finished.append(ft)
         except (KeyboardInterrupt, _Stop):
-            for tid in tids:  # the batch in flight goes back to the queue
-                if tid in told:
-                    continue
-                with contextlib.suppress(Exception):
-                    storage.set_trial_system_attr(tid, INTERRUPTED_ATTR, True)
-                    storage.set_trial_state_values(tid, state=TrialState.FAIL)
-                    _requeue(study, storage.get_trial(tid), None)
+            with _signals_held():
+                for tid in tids:  # the batch in flight goes back to the queue
+                    if tid in told:
+                        continue
+                    with contextlib.suppress(Exception):
+                        storage.set_trial_system_attr(tid, INTERRUPTED_ATTR, True)
+                        storage.set_trial_state_values(tid, state=TrialState.FAIL)
+                        _requeue(study, storage.get_trial(tid), None, interrupted=True)
             raise
         except BaseException:
             for tid in tids:
@@ -362,9 +409,8 @@ def _run_batch(study: optuna.Study, objective: TrialObjective, tids: Sequence[in
             report.complete += 1
         elif ft.state == TrialState.PRUNED:
             report.pruned += 1
-        else:  # tell() turned a NaN/invalid value into FAIL: give the slot another try
+        else:  # tell() turned a NaN/invalid value into FAIL (re-enqueued above)
             report.failed += 1
-            _requeue(study, storage.get_trial(ft._trial_id), max_retry)
         if on_trial is not None:
             on_trial(ft)
 

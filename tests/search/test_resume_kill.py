@@ -444,3 +444,60 @@ def test_a_slot_failed_without_its_retry_is_repaired(tmp_path: Path) -> None:
     trials = study.get_trials(deepcopy=False)
     done = Counter(t.user_attrs[dist.SLOT_ATTR] for t in trials if t.state == TrialState.COMPLETE)
     assert sorted(done) == [0, 1, 3, 4, 5, 6, 7] and set(done.values()) == {1}
+
+
+def test_a_retry_copy_starts_clean_and_interruptions_do_not_count(tmp_path: Path) -> None:
+    """The copy of a failed trial keeps params, user attributes and the retry history,
+    not the failed run's owner, marks and constraint values (Optuna warned "constraint
+    value is ignored" when the retry set them again); interruptions do not count against
+    ``max_retry``."""
+    from search.storage_url import INTERRUPTS_ATTR, RetryTrial
+
+    study = optuna.create_study(storage=dist.open_storage(f"journal:{tmp_path}/r.log"))
+    study.enqueue_trial({"x": 1.0}, user_attrs={dist.SLOT_ATTR: 7})
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0.0, 2.0)})
+    trial.set_constraint("area", 1.0)
+    st = study._storage
+    st.set_trial_system_attr(trial._trial_id, dist.OWNER_ATTR, "h:1")
+    st.set_trial_system_attr(trial._trial_id, dist.INTERRUPTED_ATTR, True)
+    st.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    failed = st.get_trial(trial._trial_id)
+    assert RetryTrial(0, interrupted=True)(study, failed)      # an interruption: free
+    copy = study.get_trials(deepcopy=False)[-1]
+    assert copy.state == TrialState.WAITING and copy.params == {"x": 1.0}
+    assert copy.user_attrs[dist.SLOT_ATTR] == 7
+    assert copy.system_attrs["retry_history"] == [failed.number]
+    assert copy.system_attrs[INTERRUPTS_ATTR] == 1
+    assert not any(k.startswith(("constraints", "dse:worker", "dse:interrupted"))
+                   for k in copy.system_attrs), copy.system_attrs
+    # the copy fails for real: with max_retry=0 it is not retried, with 1 it is
+    st.set_trial_state_values(copy._trial_id, state=TrialState.RUNNING)
+    st.set_trial_state_values(copy._trial_id, state=TrialState.FAIL)
+    again = st.get_trial(copy._trial_id)
+    assert not RetryTrial(0)(study, again)
+    assert RetryTrial(1)(study, again)
+    assert study.get_trials(deepcopy=False)[-1].system_attrs["retry_history"] == [
+        failed.number, copy.number]
+
+
+def test_signals_are_held_between_failing_and_re_enqueuing() -> None:
+    """A SIGTERM that arrives inside the held block is delivered after it, to the handler
+    that was installed (the block ran to its end)."""
+    import signal as _signal
+
+    from search.worker import _signals_held
+
+    seen: list[str] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        seen.append("handler")
+
+    old = _signal.signal(_signal.SIGTERM, handler)
+    try:
+        with _signals_held():
+            _signal.raise_signal(_signal.SIGTERM)
+            seen.append("block ended")
+        assert seen == ["block ended", "handler"]
+        assert _signal.getsignal(_signal.SIGTERM) is handler
+    finally:
+        _signal.signal(_signal.SIGTERM, old)
