@@ -89,7 +89,7 @@ def _signals_held() -> Iterator[None]:
         yield
         return
     got: list[int] = []
-    old: dict[int, Any] = {}
+    old: dict[signal.Signals, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(sig) is not None:  # None: a handler Python did not install
             old[sig] = signal.signal(sig, lambda signum, _frame: got.append(signum))
