@@ -120,8 +120,18 @@ def part_a(seeds: int, keys: list[str] | None) -> dict:
                       f"{r['cpu_s']:.1f} s CPU", flush=True)
         out["problems"].append({"problem": spec.key, "label": spec.label,
                                 "exhaustive": opt, "runs": rows})
+        _write(out, "search.partial.json")  # a long run keeps what it measured so far
     out["summary"] = _summary(out["problems"])
     return out
+
+
+def _write(out: dict, name: str) -> Path:
+    from dse.types import jsonable
+
+    dest = ROOT / "results" / "bench" / name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(jsonable(out), indent=2) + "\n")
+    return dest
 
 
 def _median_or_none(xs: list) -> float | None:
@@ -277,11 +287,8 @@ def main() -> None:
     out["storage"] = part_c()
     if not a.skip_ablation:
         out["ablation"] = part_a(a.seeds, a.problems.split(",") if a.problems else None)
-    dest = ROOT / "results" / "bench" / "search.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    from dse.types import jsonable
-
-    dest.write_text(json.dumps(jsonable(out), indent=2) + "\n")
+    dest = _write(out, "search.json")
+    (ROOT / "results" / "bench" / "search.partial.json").unlink(missing_ok=True)
     print(f"\nwrote {dest.relative_to(ROOT)}")
 
 
