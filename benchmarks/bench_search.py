@@ -15,6 +15,7 @@ C. Storage batching: trials written with ``study.add_trials`` vs the batched pat
 Prints tables and writes ``results/bench/search.json``.
 
     python benchmarks/bench_search.py [--seeds 3] [--problems dlrm,cnn,...] [--skip-cli]
+                                      [--out search.json]
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _run_other(pb, method: str, seed: int, budget: int, opt: float) -> dict:  # 
             "evaluations_to_target": n_t, "cpu_s_to_target": cpu_t}
 
 
-def part_a(seeds: int, keys: list[str] | None) -> dict:
+def part_a(seeds: int, keys: list[str] | None, partial: str = "search.partial.json") -> dict:
     from _problems import ABLATION_PROBLEMS, build, exhaustive_optimum
 
     from search.runner import baseline_designs
@@ -120,7 +121,7 @@ def part_a(seeds: int, keys: list[str] | None) -> dict:
                       f"{r['cpu_s']:.1f} s CPU", flush=True)
         out["problems"].append({"problem": spec.key, "label": spec.label,
                                 "exhaustive": opt, "runs": rows})
-        _write(out, "search.partial.json")  # a long run keeps what it measured so far
+        _write(out, partial)  # a long run keeps what it measured so far
     out["summary"] = _summary(out["problems"])
     return out
 
@@ -280,15 +281,18 @@ def main() -> None:
                     help="comma-separated keys of benchmarks/_problems.py (default: all six)")
     ap.add_argument("--skip-cli", action="store_true")
     ap.add_argument("--skip-ablation", action="store_true")
+    ap.add_argument("--out", default="search.json",
+                    help="file name under results/bench (default search.json)")
     a = ap.parse_args()
     out: dict = {"machine": {"cpus": os.cpu_count()}}
     if not a.skip_cli:
         out["gptj_cli"] = part_b()
     out["storage"] = part_c()
     if not a.skip_ablation:
-        out["ablation"] = part_a(a.seeds, a.problems.split(",") if a.problems else None)
-    dest = _write(out, "search.json")
-    (ROOT / "results" / "bench" / "search.partial.json").unlink(missing_ok=True)
+        out["ablation"] = part_a(a.seeds, a.problems.split(",") if a.problems else None,
+                                 partial=a.out.replace(".json", ".partial.json"))
+    dest = _write(out, a.out)
+    (ROOT / "results" / "bench" / a.out.replace(".json", ".partial.json")).unlink(missing_ok=True)
     print(f"\nwrote {dest.relative_to(ROOT)}")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dse.errors import ConfigError
+from dse.errors import ConfigError, StorageError
 from search.slots import (
     DEFAULT_SLOT_WINDOW,
     DEFAULT_WORKER_BATCH,
@@ -45,6 +45,7 @@ from search.storage_url import (
     _quiet,
     open_storage,
     parse_storage,
+    storage_fault,
 )
 
 # --------------------------------------------------------------------------- workers
@@ -458,9 +459,26 @@ def join_study(storage: StorageSpec | str, study: str, **worker_kwargs: Any
     storage_obj = worker_storage(spec, settings)
     with _quiet():
         st = optuna.load_study(study_name=study, storage=storage_obj)
-    report = run_worker(st, objective, max_retry=settings.get("max_retry", 3),
-                        window=_window(settings), batch=settings.get("worker_batch"),
-                        **worker_kwargs)
+    saved = [0]
+    user_on_trial = worker_kwargs.pop("on_trial", None)
+
+    def counted(ft: FrozenTrial) -> None:
+        saved[0] += 1
+        if user_on_trial is not None:
+            user_on_trial(ft)
+
+    try:
+        report = run_worker(st, objective, max_retry=settings.get("max_retry", 3),
+                            window=_window(settings), batch=settings.get("worker_batch"),
+                            on_trial=counted, **worker_kwargs)
+    except Exception as e:  # disk full, read-only, server gone: one line, what is safe
+        fault = storage_fault(e, spec.display)
+        if fault is None:
+            raise
+        raise StorageError(f"{fault}; at least {saved[0]} trials this process finished are "
+                           "saved (each is written when it finishes, the batch in flight is "
+                           "not); fix the storage and rerun the same command to resume"
+                           ) from None
     return report, st, settings
 
 

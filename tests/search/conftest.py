@@ -86,51 +86,86 @@ def _server_user() -> str | None:
     return None  # pragma: no cover
 
 
+class PgServer:
+    """A private PostgreSQL cluster on a free loopback port: ``start`` (initdb on first
+    use), ``stop`` (immediate: like a crash or a killed server), ``start`` again on the same
+    port and data (crash recovery), ``remove``. Skips the test when it cannot run."""
+
+    def __init__(self) -> None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            pytest.skip("psycopg is not installed (pip install 'psycopg[binary]', the "
+                        "'postgres' extra)")
+        bindir = pg_bindir()
+        if bindir is None:
+            pytest.skip("PostgreSQL server binaries (initdb, pg_ctl, createdb) not found: "
+                        "apt-get install postgresql, or set PG_BIN")
+        self.bindir = bindir
+        self.user = _server_user()
+        self.root = Path(tempfile.mkdtemp(prefix="dse-pg-"))
+        self.data, self.log = self.root / "data", self.root / "server.log"
+        self.port = 0
+        self.running = False
+        if self.user is not None:
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        os.chmod(self.root, 0o700)
+        r = _run_as(self.user, [str(bindir / "initdb"), "-D", str(self.data), "-A", "trust",
+                                "-U", "dse", "-E", "UTF8", "--locale=C", "--no-sync"])
+        if r.returncode != 0:
+            self.remove()
+            pytest.skip(f"initdb failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        for _attempt in range(3):
+            self.port = _free_port()
+            if self.start():
+                break
+        if not self.running:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-3:] \
+                if self.log.exists() else []
+            self.remove()
+            pytest.skip(f"pg_ctl start failed: {tail}")
+        r = _run_as(self.user, [str(bindir / "createdb"), "-h", "127.0.0.1", "-p",
+                                str(self.port), "-U", "dse", "dse_test"])
+        if r.returncode != 0:
+            self.remove()
+            pytest.skip(f"createdb failed: {r.stderr.strip()}")
+        self.url = f"postgresql+psycopg://dse@127.0.0.1:{self.port}/dse_test"
+
+    def start(self) -> bool:
+        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                "-c max_connections=100")
+        r = _run_as(self.user, [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", opts,
+                                "-l", str(self.log), "-w", "-t", "60", "start"])
+        self.running = r.returncode == 0
+        return self.running
+
+    def stop(self) -> None:
+        _run_as(self.user, [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m",
+                            "immediate", "-w", "stop"])
+        self.running = False
+
+    def remove(self) -> None:
+        if self.running:
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a fresh PostgreSQL database (see the module docstring)."""
+    server = PgServer()
     try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg is not installed (pip install 'psycopg[binary]', the 'postgres' "
-                    "extra)")
-    bindir = pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl, createdb) not found: "
-                    "apt-get install postgresql, or set PG_BIN")
-    user = _server_user()
-    root = Path(tempfile.mkdtemp(prefix="dse-pg-"))
-    data, sock, log = root / "data", root, root / "server.log"
-    if user is not None:
-        pw = pwd.getpwnam(user)
-        os.chown(root, pw.pw_uid, pw.pw_gid)
-    os.chmod(root, 0o700)
-    started = False
-    try:
-        r = _run_as(user, [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "dse",
-                           "-E", "UTF8", "--locale=C", "--no-sync"])
-        if r.returncode != 0:
-            pytest.skip(f"initdb failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-        for _attempt in range(3):
-            port = _free_port()
-            opts = (f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 "
-                    "-c max_connections=100")
-            r = _run_as(user, [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts,
-                               "-l", str(log), "-w", "-t", "60", "start"])
-            if r.returncode == 0:
-                started = True
-                break
-        if not started:
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:] \
-                if log.exists() else []
-            pytest.skip(f"pg_ctl start failed: {r.stderr.strip()} {tail}")
-        r = _run_as(user, [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
-                           "-U", "dse", "dse_test"])
-        if r.returncode != 0:
-            pytest.skip(f"createdb failed: {r.stderr.strip()}")
-        yield f"postgresql+psycopg://dse@127.0.0.1:{port}/dse_test"
+        yield server.url
     finally:
-        if started:
-            _run_as(user, [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
-                           "stop"])
-        shutil.rmtree(root, ignore_errors=True)
+        server.remove()
+
+
+@pytest.fixture()
+def postgres_server() -> Iterator[PgServer]:
+    """A PostgreSQL server of the test's own, which the test may stop and start."""
+    server = PgServer()
+    try:
+        yield server
+    finally:
+        server.remove()

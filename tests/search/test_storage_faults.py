@@ -84,3 +84,58 @@ def test_a_read_only_database_is_named(tmp_path: Path) -> None:
         line = again.stderr.strip().splitlines()[-1]
         assert len(again.stderr.strip().splitlines()) == 1, again.stderr
         assert "read-only" in line or "not writable" in line, line
+
+
+@pytest.mark.postgres
+def test_a_postgresql_server_stopped_mid_run_is_named_and_loses_nothing(
+        tmp_path: Path, postgres_server) -> None:  # type: ignore[no-untyped-def]
+    """The server stops (``pg_ctl stop -m immediate``, as a crash would) while ``dse
+    search`` writes to it: one line naming the cause, exit 1, and every trial the database
+    held before the stop is still there after a restart."""
+    import re
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from search import distributed as dist
+
+    url = postgres_server.url
+    cmd = [sys.executable, "-m", "dse.cli", "search", "--workload", "gptj", "--area", "400",
+           "--searcher", "random", "--budget", "30000", "--storage", url, "--study", "gone",
+           "--out", str(tmp_path / "run"), "--no-report", "--json"]
+    p = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        watch = dist.open_storage(url)
+        seen = 0
+        deadline = time.monotonic() + 300
+        while p.poll() is None and seen == 0 and time.monotonic() < deadline:
+            try:  # the event: the search has saved its first batch of trials
+                study = optuna.load_study(study_name="gone", storage=watch)
+                seen = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+            except KeyError:
+                pass
+            if seen == 0:
+                time.sleep(0.05)
+        assert p.poll() is None and seen > 0, "the search ended before its server could stop"
+        postgres_server.stop()
+        out, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 1, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "the database server is gone" in lines[0] or "cannot reach PostgreSQL" in lines[0], err
+    assert json.loads(out)["error"]["exit_code"] == 1
+    assert postgres_server.start()
+    study = optuna.load_study(study_name="gone", storage=dist.open_storage(url))
+    after = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    assert after >= seen  # nothing the database held is lost
+    said = re.search(r"at least (\d+) trials this process finished are saved", lines[0])
+    assert said, lines[0]
+    assert int(said.group(1)) <= after
+    assert "postgresql+psycopg://dse@127.0.0.1" in lines[0]  # which storage (no password)
