@@ -6,13 +6,13 @@ left running (:mod:`search.distributed` documents the protocol).
 from __future__ import annotations
 
 import contextlib
-import datetime
 import hashlib
 import os
 import random
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,11 +103,6 @@ def _signals_held() -> Iterator[None]:
             signal.raise_signal(got[0])  # delivered now, as it would have been
 
 
-_OWNERLESS_GRACE_S = 10.0
-"""A RUNNING trial without an owner younger than this is a claim in progress (a worker
-writes its owner right after it claims), not an orphan."""
-
-
 def recover_orphans(study: optuna.Study, *, max_retry: int | None = 3,
                     all_unowned: bool = False) -> list[int]:
     """Fail and re-enqueue RUNNING trials whose owner is a dead process on this host
@@ -124,11 +119,8 @@ def recover_orphans(study: optuna.Study, *, max_retry: int | None = 3,
             if isinstance(owner, str) and owner.rpartition(":")[0] == host:
                 pid = owner.rpartition(":")[2]
                 dead = pid.isdigit() and not _pid_alive(int(pid))
-            elif owner is None:  # not one a live process claimed a moment ago and is
-                dead = all_unowned and (  # about to write its owner on
-                    t.datetime_start is None
-                    or (datetime.datetime.now() - t.datetime_start).total_seconds()
-                    > _OWNERLESS_GRACE_S)
+            elif owner is None:
+                dead = all_unowned
             if not dead:
                 continue
             with _signals_held():  # failed and re-enqueued, or neither
@@ -225,9 +217,10 @@ class _SlotQueue:
             try:
                 if hb:  # beat first: a claimed trial always has a heartbeat row
                     storage.record_heartbeat(t._trial_id)
-                if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                    storage.set_trial_system_attr(t._trial_id, OWNER_ATTR, _worker_name())
-                    return t
+                with _signals_held():  # a stopped worker leaves no RUNNING trial unowned
+                    if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                        storage.set_trial_system_attr(t._trial_id, OWNER_ATTR, _worker_name())
+                        return t
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass
             misses += 1
@@ -267,13 +260,15 @@ class WorkerReport:
     failed: int = 0
     duplicates: int = 0
     """Race duplicates of a slot this worker claimed and withdrew."""
+    lost: int = 0
+    """Trials another process failed (and re-enqueued) while this worker ran them."""
     wall_s: float = 0.0
     numbers: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"worker": self.worker, "trials_run": self.trials_run,
                 "complete": self.complete, "pruned": self.pruned, "failed": self.failed,
-                "duplicates": self.duplicates, "wall_s": self.wall_s}
+                "duplicates": self.duplicates, "lost": self.lost, "wall_s": self.wall_s}
 
 
 class _Stop(BaseException):
@@ -345,6 +340,52 @@ def run_worker(study: optuna.Study, objective: TrialObjective, *, max_retry: int
     return report
 
 
+def _ours(trial: optuna.Trial) -> bool:
+    """Whether ``trial`` is still RUNNING (not failed meanwhile by another process)."""
+    return trial.storage.get_trial(trial._trial_id).state == TrialState.RUNNING
+
+
+def _evaluate(objective: TrialObjective, trials: list[optuna.Trial], report: WorkerReport
+              ) -> list[tuple[optuna.Trial, Any]]:
+    """(trial, values or None for pruned) of each trial: one ``objective.evaluate_trials``
+    call when the objective has it (vectorized), else one call per trial. A trial that
+    another process failed meanwhile (an ownerless claim taken for an orphan, a missed
+    heartbeat: it re-enqueued the slot, whose copy runs it again) is dropped
+    (``report.lost``) instead of failing the batch with "Trial#N has already finished"."""
+    batch_fn = getattr(objective, "evaluate_trials", None)
+    pending = list(trials)
+    with warnings.catch_warnings():
+        for _attempt in range(len(trials) + 1):
+            try:
+                if batch_fn is not None and len(pending) > 1:
+                    results = list(batch_fn(pending))
+                    if len(results) != len(pending):
+                        raise ConfigError(f"evaluate_trials returned {len(results)} results "
+                                          f"for {len(pending)} trials")
+                    return list(zip(pending, results))
+                out: list[tuple[optuna.Trial, Any]] = []
+                for trial in pending:
+                    try:
+                        out.append((trial, objective(trial)))
+                    except optuna.TrialPruned:
+                        out.append((trial, None))
+                    except optuna.exceptions.UpdateFinishedTrialError:
+                        if _ours(trial):
+                            raise
+                        report.lost += 1
+                return out
+            except optuna.exceptions.UpdateFinishedTrialError:
+                ours = [t for t in pending if _ours(t)]
+                if len(ours) == len(pending):
+                    raise
+                report.lost += len(pending) - len(ours)
+                pending = ours
+                # the batch wrote some trials' constraints before it stopped: evaluating
+                # them again sets the same values, which Optuna warns about
+                warnings.simplefilter("ignore", UserWarning)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _run_batch(study: optuna.Study, objective: TrialObjective, tids: Sequence[int],
                report: WorkerReport, max_retry: int | None,
                on_trial: Callable[[FrozenTrial], None] | None) -> None:
@@ -358,25 +399,22 @@ def _run_batch(study: optuna.Study, objective: TrialObjective, tids: Sequence[in
     try:
         try:
             trials = [optuna.trial.Trial(study, tid) for tid in tids]
-            batch_fn = getattr(objective, "evaluate_trials", None)
-            if batch_fn is not None and len(trials) > 1:
-                results: list[Any] = list(batch_fn(trials))
-                if len(results) != len(trials):
-                    raise ConfigError(f"evaluate_trials returned {len(results)} results for "
-                                      f"{len(trials)} trials")
-            else:
-                results = []
-                for trial in trials:
-                    try:
-                        results.append(objective(trial))
-                    except optuna.TrialPruned:
-                        results.append(None)
-            for trial, values in zip(trials, results):
+            pairs = _evaluate(objective, trials, report)
+            told.update(t._trial_id for t in trials if t not in {p[0] for p in pairs})
+            for trial, values in pairs:
                 with _signals_held():
-                    if values is None:
-                        ft = study.tell(trial, state=TrialState.PRUNED)
-                    else:
-                        ft = study.tell(trial, values)
+                    try:
+                        if values is None:
+                            ft = study.tell(trial, state=TrialState.PRUNED)
+                        else:
+                            ft = study.tell(trial, values)
+                    except optuna.exceptions.UpdateFinishedTrialError:
+                        # another process failed it meanwhile (an ownerless claim taken
+                        # for an orphan, a missed heartbeat) and re-enqueued its slot:
+                        # the copy runs it again; this result is dropped
+                        told.add(trial._trial_id)
+                        report.lost += 1
+                        continue
                     told.add(trial._trial_id)
                     if ft.state == TrialState.FAIL:  # tell() turned a NaN/invalid value
                         # into FAIL: give the slot another try

@@ -501,3 +501,46 @@ def test_signals_are_held_between_failing_and_re_enqueuing() -> None:
         assert _signal.getsignal(_signal.SIGTERM) is handler
     finally:
         _signal.signal(_signal.SIGTERM, old)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_a_trial_failed_under_its_worker_is_dropped_and_run_again(tmp_path: Path,
+                                                                  batch: int) -> None:
+    """Another process fails a trial while its worker evaluates it (an ownerless claim
+    taken for an orphan, a missed heartbeat) and re-enqueues the slot: the worker drops
+    its result instead of crashing on "Trial#N has already finished", and the slot's copy
+    is run once."""
+    from search.storage_url import RetryTrial
+
+    storage = dist.open_storage(f"journal:{tmp_path}/l.log")
+    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
+                                     searcher="exhaustive", slot_window=4, budget=6)
+    study, _ = dist.create_or_load_study(storage, "l", settings, budget=6)
+    obj = dist.build_objective(settings)
+    st = study._storage
+    stolen: list[int] = []
+
+    class Thief:
+        def __getattr__(self, name: str) -> object:
+            return getattr(obj, name)
+
+        def _steal(self, trial: optuna.Trial) -> None:
+            if not stolen:  # the other process, while the first trial runs
+                stolen.append(trial.number)
+                st.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+                RetryTrial(3)(study, st.get_trial(trial._trial_id))
+
+        def __call__(self, trial: optuna.Trial) -> object:
+            self._steal(trial)
+            return obj(trial)
+
+        def evaluate_trials(self, trials: list[optuna.Trial]) -> list[object]:
+            self._steal(trials[-1])
+            return obj.evaluate_trials(trials)
+
+    assert hasattr(obj, "evaluate_trials")
+    report = dist.run_worker(study, Thief(), window=4, batch=batch)
+    assert report.lost == 1 and stolen
+    trials = study.get_trials(deepcopy=False)
+    done = Counter(t.user_attrs[dist.SLOT_ATTR] for t in trials if t.state == TrialState.COMPLETE)
+    assert sorted(done) == list(range(6)) and set(done.values()) == {1}
