@@ -17,9 +17,9 @@ Files written:
   ``num_ops / min(local-mem-bw · num_ops / tensor_size, peak-perf)``); scheduling and
   chunking settings are those of ASTRA-sim's examples.
 * ``remote_memory.json``: ``{"memory-type": "NO_MEMORY_EXPANSION"}``.
-* ``workload/<name>.<npu>.et``: Chakra execution traces, one per device, when
-  ``mlc-chakra`` is importable (``import chakra``); otherwise
-  ``workload/CHAKRA_NOT_INSTALLED.txt`` says how to get them. Each trace is the device's
+* ``workload/<name>.<npu>.et``: Chakra execution traces, one per device, written by the
+  pure-Python writer :mod:`dse.export.chakra_et` (Chakra's published schema; no
+  ``mlc-chakra`` or protobuf needed, the bytes equal ``mlc-chakra``'s). Each trace is the device's
   training graph (the tensor-parallel shard when ``tp > 1``): one COMP node per
   compute operator (``num_ops`` = FLOP, ``tensor_size`` = bytes moved) and one
   COMM_COLL node per collective (``comm_type``, ``comm_size`` in bytes; tensor-parallel
@@ -33,8 +33,6 @@ Files written:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -43,11 +41,11 @@ from typing import Any
 import yaml
 
 from dse.errors import ExportError
+from dse.export.chakra_et import COLLECTIVES, write_trace
 from dse.export.design import Design, safe_name, workload_graphs
 from dse.types import Graph
 
 __all__ = [
-    "chakra_available",
     "export",
     "network",
     "network_dimensions",
@@ -140,23 +138,6 @@ def remote_memory() -> dict[str, str]:
     return {"memory-type": "NO_MEMORY_EXPANSION"}
 
 
-def chakra_available() -> bool:
-    """Whether ``mlc-chakra`` (``import chakra``) can write ET files here."""
-    try:
-        found = (importlib.util.find_spec("chakra.schema.protobuf.et_def_pb2") is not None
-                 and importlib.util.find_spec("chakra.src.third_party.utils.protolib")
-                 is not None)
-    except (ImportError, ValueError):  # a parent package is missing or broken
-        return False
-    if not found:
-        return False
-    try:
-        importlib.import_module("chakra.schema.protobuf.et_def_pb2")
-    except Exception:  # noqa: BLE001 - e.g. a protobuf runtime too old for the gencode
-        return False
-    return True
-
-
 def _trace_nodes(design: Design, graph: Graph) -> list[dict[str, Any]]:
     """Plain-dict description of one device's trace (also used by tests)."""
     hw = design.hardware
@@ -197,39 +178,25 @@ def _trace_nodes(design: Design, graph: Graph) -> list[dict[str, Any]]:
 
 
 def write_traces(design: Design, graph: Graph, out_dir: Path) -> list[Path]:
-    """Write ``<name>.<npu>.et`` Chakra traces (requires ``mlc-chakra``)."""
-    from chakra.schema.protobuf import et_def_pb2 as et
-    from chakra.src.third_party.utils.protolib import encodeMessage
-
-    nodes = _trace_nodes(design, graph)
-    msgs = []
-    for nd in nodes:
-        node = et.Node(id=nd["id"], name=nd["name"], data_deps=nd["data_deps"])
-        node.attr.append(et.AttributeProto(name="is_cpu_op", bool_val=False))
+    """Write ``<name>.<npu>.et`` Chakra traces, one per device (pure-Python writer:
+    :mod:`dse.export.chakra_et`)."""
+    nodes = []
+    for nd in _trace_nodes(design, graph):
+        attrs: list[tuple[str, str, Any]] = [("is_cpu_op", "bool", False)]
         if nd["type"] == "COMP":
-            node.type = et.COMP_NODE
-            node.attr.append(et.AttributeProto(name="num_ops", uint64_val=nd["num_ops"]))
-            node.attr.append(et.AttributeProto(name="tensor_size", uint64_val=nd["tensor_size"]))
+            attrs += [("num_ops", "uint64", nd["num_ops"]),
+                      ("tensor_size", "uint64", nd["tensor_size"])]
         else:
-            node.type = et.COMM_COLL_NODE
-            node.attr.append(et.AttributeProto(name="comm_type",
-                                               int64_val=getattr(et, nd["comm_type"])))
-            node.attr.append(et.AttributeProto(name="comm_size", int64_val=nd["comm_size"]))
+            attrs += [("comm_type", "int64", COLLECTIVES[nd["comm_type"]]),
+                      ("comm_size", "int64", nd["comm_size"])]
             if "involved_dim" in nd:
-                node.attr.append(et.AttributeProto(
-                    name="involved_dim", bool_list=et.BoolList(values=nd["involved_dim"])))
-        msgs.append(node)
+                attrs.append(("involved_dim", "bool_list", nd["involved_dim"]))
+        nodes.append({"id": nd["id"], "name": nd["name"], "type": nd["type"],
+                      "data_deps": nd["data_deps"], "attrs": attrs})
     out_dir.mkdir(parents=True, exist_ok=True)
     prefix = safe_name(graph.name)
-    paths = []
-    for npu in range(design.devices):
-        p = out_dir / f"{prefix}.{npu}.et"
-        with p.open("wb") as fh:
-            encodeMessage(fh, et.GlobalMetadata(version="0.0.4"))
-            for m in msgs:
-                encodeMessage(fh, m)
-        paths.append(p)
-    return paths
+    return [write_trace(out_dir / f"{prefix}.{npu}.et", nodes)
+            for npu in range(design.devices)]
 
 
 def export(design: Design, out_dir: Path) -> list[Path]:
@@ -250,15 +217,7 @@ def export(design: Design, out_dir: Path) -> list[Path]:
     if design.workloads:
         graph = workload_graphs(design)[0]
         prefix = f"workload/{safe_name(graph.name)}"
-        if chakra_available():
-            paths += write_traces(design, graph, wdir)
-        else:
-            wdir.mkdir(exist_ok=True)
-            note = wdir / "CHAKRA_NOT_INSTALLED.txt"
-            note.write_text("Chakra ET traces were not written: `import chakra` failed.\n"
-                            "Install MLCommons Chakra (pip install mlc-chakra) in the "
-                            "environment that runs `dse export`, then export again.\n")
-            paths.append(note)
+        paths += write_traces(design, graph, wdir)
     run = out_dir / "run_astrasim.sh"
     run.write_text(
         "#!/bin/sh\n# Analytical backend binary of an ASTRA-sim 2 build; adjust the path.\n"
