@@ -5,6 +5,7 @@ from, the budget as exactly ``budget`` enqueued slot trials, slot repair, progre
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
@@ -269,16 +270,37 @@ def _enqueue_slot(study: optuna.Study, objective: TrialObjective, i: int) -> Non
     study.enqueue_trial(dict(params), user_attrs={SLOT_ATTR: i})
 
 
+STALE_FAIL_S = 120.0
+"""A slot whose newest copy failed this long ago without a retry enqueued lost its retry
+(the process that failed it was killed before re-enqueuing); re-enqueuing follows a
+failure within milliseconds, so the repair cannot race with it."""
+
+
+def _age_s(when: datetime.datetime | None) -> float:
+    """Seconds since ``when`` (Optuna's storages return naive local or aware datetimes)."""
+    if when is None:
+        return float("inf")
+    if when.tzinfo is None:
+        return (datetime.datetime.now() - when).total_seconds()
+    return (datetime.datetime.now(datetime.timezone.utc) - when).total_seconds()
+
+
 def repair_slots(study: optuna.Study, objective: TrialObjective, budget: int, window: int,
-                 trials: Sequence[FrozenTrial] | None = None) -> list[int]:
+                 trials: Sequence[FrozenTrial] | None = None,
+                 stale_fail_s: float = STALE_FAIL_S) -> list[int]:
     """Enqueue every slot below ``budget`` that is missing and whose turn has come (it is
     in the first window, or its predecessor ``i - window`` was claimed at least once).
     Idempotent; a duplicate created by a race is withdrawn when claimed. Returns the slot
     indices enqueued."""
     if trials is None:
         trials = study.get_trials(deepcopy=False)
+    try:
+        max_retry = study_settings(study).get("max_retry", 3)
+    except ConfigError:
+        max_retry = 3
     state_of: dict[int, list[TrialState]] = {}
     newest: dict[int, FrozenTrial] = {}
+    retried: dict[int, int] = {}
     for t in trials:
         i = _slot_of(t)
         if i is None:
@@ -286,6 +308,9 @@ def repair_slots(study: optuna.Study, objective: TrialObjective, budget: int, wi
         state_of.setdefault(i, []).append(t.state)
         if i not in newest or t.number > newest[i].number:
             newest[i] = t
+        if (t.state == TrialState.FAIL and INTERRUPTED_ATTR not in t.system_attrs
+                and DUPLICATE_ATTR not in t.system_attrs):
+            retried[i] = retried.get(i, 0) + 1
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
     made = []
     for j in range(budget):
@@ -294,12 +319,19 @@ def repair_slots(study: optuna.Study, objective: TrialObjective, budget: int, wi
             # enqueued (a worker of an older dse stopped in between; a current one holds
             # signals there) is missing too. Not a slot failed by the heartbeat: its retry
             # is being enqueued by whoever failed it, or its retries are used up.
+            # Not a slot failed a moment ago: its retry is being enqueued by whoever failed
+            # it (the heartbeat, an orphan recovery); after STALE_FAIL_S it is lost, unless
+            # its retries are used up.
             last = newest[j]
             if (any(st in live for st in state_of[j]) or last.state != TrialState.FAIL
-                    or INTERRUPTED_ATTR not in last.system_attrs
                     or ERROR_ATTR in last.system_attrs
                     or DUPLICATE_ATTR in last.system_attrs):
                 continue
+            if INTERRUPTED_ATTR not in last.system_attrs:
+                age = _age_s(last.datetime_complete)
+                if age < stale_fail_s or (max_retry is not None
+                                          and retried.get(j, 0) > int(max_retry)):
+                    continue
             _enqueue_slot(study, objective, j)
             state_of[j].append(TrialState.WAITING)
             made.append(j)

@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, insert
 
 from dse.errors import ConfigError, StorageError
+from dse.signals import signals_held
 
 __all__ = [
     "STUDY_DB",
@@ -215,7 +216,11 @@ class TrialBuffer:
         :class:`~dse.errors.StorageError` naming its cause, and the trials stay pending."""
         if self.study is not None and self._pending:
             try:
-                self.written += persist_trials(self.study, self._pending)
+                # a Ctrl-C/SIGTERM between the commit and the count would write the batch
+                # twice (the interrupt handler flushes what is pending)
+                with signals_held():
+                    self.written += persist_trials(self.study, self._pending)
+                    self._pending = []
             except Exception as e:  # noqa: BLE001 - classified below, else re-raised
                 from search.storage_url import storage_fault
 

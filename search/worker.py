@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dse.errors import ConfigError, StorageError
+from dse.signals import signals_held
 from search.slots import (
     DEFAULT_SLOT_WINDOW,
     DEFAULT_WORKER_BATCH,
@@ -77,30 +78,7 @@ def _requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None, *,
     return RetryTrial(max_retry, interrupted=interrupted)(study, trial)
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM held back until the block ends (then delivered to the handler
-    that was there), in the main thread: a second signal must not stop a worker between
-    failing its trial and re-enqueuing the slot (the slot would be lost: "slot 19
-    missing"). Python-level (a signal mask would not do: the heartbeat thread would take
-    the signal and the handler would still run in the main thread)."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got: list[int] = []
-    old: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) is not None:  # None: a handler Python did not install
-            old[sig] = signal.signal(sig, lambda signum, _frame: got.append(signum))
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        if got:
-            signal.raise_signal(got[0])  # delivered now, as it would have been
+_signals_held = signals_held  # the name the tests and older callers use
 
 
 def recover_orphans(study: optuna.Study, *, max_retry: int | None = 3,

@@ -68,7 +68,7 @@ def test_search_has_no_import_cycle() -> None:
 
 def test_cost_models_and_workloads_depend_on_dse_core_only() -> None:
     core = {"dse.types", "dse.errors", "dse.units", "dse.registry", "dse.config", "dse.limits",
-            "dse.secrets"}
+            "dse.secrets", "dse.signals"}
     for pkg, banned in (("cost_models", {"workloads", "search"}), ("workloads",
                                                                    {"cost_models", "search"})):
         for mod, deps in _imports(pkg).items():

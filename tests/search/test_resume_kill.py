@@ -544,3 +544,56 @@ def test_a_trial_failed_under_its_worker_is_dropped_and_run_again(tmp_path: Path
     trials = study.get_trials(deepcopy=False)
     done = Counter(t.user_attrs[dist.SLOT_ATTR] for t in trials if t.state == TrialState.COMPLETE)
     assert sorted(done) == list(range(6)) and set(done.values()) == {1}
+
+
+def test_a_slot_whose_retry_was_lost_is_repaired_once_its_failure_is_old(
+        tmp_path: Path) -> None:
+    """A slot failed by the heartbeat or an orphan recovery whose process was killed
+    before it re-enqueued the slot: not repaired at once (the re-enqueue may be under way),
+    repaired once the failure is older than ``stale_fail_s``; not when its retries are used
+    up."""
+    storage = dist.open_storage(f"journal:{tmp_path}/s.log")
+    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
+                                     searcher="exhaustive", slot_window=4, budget=4,
+                                     max_retry=1)
+    study, _ = dist.create_or_load_study(storage, "s", settings, budget=4)
+    obj = dist.build_objective(settings)
+    st = study._storage
+    waiting = {t.user_attrs[dist.SLOT_ATTR]: t for t in
+               study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+    for i in (1, 2):  # failed without a retry; slot 2 twice (its one retry used up)
+        st.set_trial_state_values(waiting[i]._trial_id, state=TrialState.RUNNING)
+        st.set_trial_state_values(waiting[i]._trial_id, state=TrialState.FAIL)
+    from search.storage_url import RetryTrial
+
+    assert RetryTrial(1)(study, st.get_trial(waiting[2]._trial_id))
+    copy = study.get_trials(deepcopy=False)[-1]
+    st.set_trial_state_values(copy._trial_id, state=TrialState.RUNNING)
+    st.set_trial_state_values(copy._trial_id, state=TrialState.FAIL)
+    assert not RetryTrial(1)(study, st.get_trial(copy._trial_id))  # no retry left
+    assert dist.repair_slots(study, obj, 4, 4) == []                  # failed just now
+    assert dist.repair_slots(study, obj, 4, 4, stale_fail_s=0.0) == [1]
+    assert dist.repair_slots(study, obj, 4, 4, stale_fail_s=0.0) == []
+
+
+def test_an_ignored_ctrl_c_does_not_swallow_a_held_sigterm() -> None:
+    """A ``--jobs`` worker ignores SIGINT (its parent coordinates Ctrl-C) and stops on
+    SIGTERM: when both arrive inside a held block, SIGTERM is still delivered after it
+    (only the first held signal was, and the worker ran on until it was killed)."""
+    import signal as _signal
+
+    from dse.signals import signals_held
+
+    seen: list[str] = []
+    old_int = _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    old_term = _signal.signal(_signal.SIGTERM, lambda *_: seen.append("term"))
+    try:
+        with signals_held():
+            _signal.raise_signal(_signal.SIGINT)
+            _signal.raise_signal(_signal.SIGTERM)
+            seen.append("block ended")
+        assert seen == ["block ended", "term"]
+        assert _signal.getsignal(_signal.SIGINT) is _signal.SIG_IGN
+    finally:
+        _signal.signal(_signal.SIGINT, old_int)
+        _signal.signal(_signal.SIGTERM, old_term)
