@@ -61,6 +61,7 @@ from search.slots import (
     SLOT_ATTR,
     SyntheticObjective,
     TrialObjective,
+    _window,
     build_objective,
     check_workload_files,
     create_or_load_study,
@@ -212,6 +213,11 @@ def run_parallel_jobs(settings: Mapping[str, Any], storage: str | StorageSpec | 
     before = study_progress(study_obj).finished
     recover_orphans(study_obj, max_retry=stored.get("max_retry", 3),
                     all_unowned=not spec.multi_host)
+    if not spec.multi_host:  # a local storage resumed under the run lock: every slot
+        # that an earlier, stopped run left without a live copy is run (same assumption
+        # as all_unowned above)
+        repair_slots(study_obj, build_objective(stored), study_budget(study_obj),
+                     _window(stored), exclusive=True)
     ctx = multiprocessing.get_context("spawn")
     reports: list[dict[str, Any]] = []
     errors: list[tuple[int, str]] = []

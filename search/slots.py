@@ -287,11 +287,16 @@ def _age_s(when: datetime.datetime | None) -> float:
 
 def repair_slots(study: optuna.Study, objective: TrialObjective, budget: int, window: int,
                  trials: Sequence[FrozenTrial] | None = None,
-                 stale_fail_s: float = STALE_FAIL_S) -> list[int]:
+                 stale_fail_s: float = STALE_FAIL_S, exclusive: bool = False) -> list[int]:
     """Enqueue every slot below ``budget`` that is missing and whose turn has come (it is
     in the first window, or its predecessor ``i - window`` was claimed at least once).
     Idempotent; a duplicate created by a race is withdrawn when claimed. Returns the slot
-    indices enqueued."""
+    indices enqueued.
+
+    ``exclusive``: no other process uses the study now (a local storage that ``dse
+    search`` resumes under its run lock, as ``recover_orphans(all_unowned=True)``
+    assumes): every slot without a live copy is re-enqueued, whatever failed it last,
+    unless its objective raised or its retries are used up."""
     if trials is None:
         trials = study.get_trials(deepcopy=False)
     try:
@@ -325,9 +330,12 @@ def repair_slots(study: optuna.Study, objective: TrialObjective, budget: int, wi
             last = newest[j]
             if (any(st in live for st in state_of[j]) or last.state != TrialState.FAIL
                     or ERROR_ATTR in last.system_attrs
-                    or DUPLICATE_ATTR in last.system_attrs):
+                    or (DUPLICATE_ATTR in last.system_attrs and not exclusive)):
                 continue
-            if INTERRUPTED_ATTR not in last.system_attrs:
+            if exclusive:
+                if max_retry is not None and retried.get(j, 0) > int(max_retry):
+                    continue
+            elif INTERRUPTED_ATTR not in last.system_attrs:
                 age = _age_s(last.datetime_complete)
                 if age < stale_fail_s or (max_retry is not None
                                           and retried.get(j, 0) > int(max_retry)):

@@ -280,9 +280,18 @@ def storage_fault(e: BaseException, where: str) -> StorageError | None:
     for needles, cause in _FAULTS:
         if any(n in texts for n in needles):
             return StorageError(f"storage {where} failed: {cause}")
+    # a connection SQLAlchemy saw drop, or a driver's connection-level error on a server
+    # storage (psycopg raises some of these with an empty message)
+    server = where.split(":")[0].split("+")[0] in ("postgresql", "mysql")
+    if any(getattr(c, "connection_invalidated", False) for c in chain) or (
+            server and any(type(c).__name__ in ("OperationalError", "InterfaceError")
+                           for c in chain)):
+        return StorageError(f"storage {where} failed: the database server is gone")
     if isinstance(e, OSError) and not mods & {"sqlite3", "sqlalchemy", "optuna"}:
         return None
-    first = " ".join(str(chain[-1]).split())[:160] or type(chain[-1]).__name__
+    first = " ".join(str(chain[-1]).split())[:160]
+    if first.strip("()[]{}'\" ") == "":
+        first = type(chain[-1]).__name__
     return StorageError(f"storage {where} failed: {_scrub(first, where)}")
 
 

@@ -139,7 +139,12 @@ def _jobs_cmd(storage: str, out: Path, budget: int) -> list[str]:
 def _slots_once(trials: list[optuna.trial.FrozenTrial], budget: int) -> None:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     slots = Counter(t.user_attrs["dse:slot"] for t in done)
-    assert sorted(slots) == list(range(budget)) and set(slots.values()) == {1}
+    missing = sorted(set(range(budget)) - set(slots))
+    copies = [(t.number, t.state.name, sorted(k for k in t.system_attrs if k.startswith("dse")),
+               t.system_attrs.get("retry_history"), str(t.datetime_complete))
+              for t in trials if t.user_attrs.get("dse:slot") in missing[:3]]
+    assert sorted(slots) == list(range(budget)) and set(slots.values()) == {1}, (
+        f"slots missing {missing}, their copies {copies}")
     assert len({t.number for t in done}) == len(done) == budget
 
 
@@ -597,3 +602,25 @@ def test_an_ignored_ctrl_c_does_not_swallow_a_held_sigterm() -> None:
     finally:
         _signal.signal(_signal.SIGINT, old_int)
         _signal.signal(_signal.SIGTERM, old_term)
+
+
+def test_an_exclusive_repair_reruns_every_slot_without_a_live_copy(tmp_path: Path) -> None:
+    """Resuming a local storage under the run lock (no other process uses it), a slot
+    whose copies all failed is re-run whatever failed it last — a withdrawn duplicate, a
+    failure a moment ago — unless its objective raised."""
+    storage = dist.open_storage(f"journal:{tmp_path}/x.log")
+    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
+                                     searcher="exhaustive", slot_window=4, budget=4)
+    study, _ = dist.create_or_load_study(storage, "x", settings, budget=4)
+    obj = dist.build_objective(settings)
+    st = study._storage
+    waiting = {t.user_attrs[dist.SLOT_ATTR]: t for t in
+               study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
+    for i, attr in ((1, dist.DUPLICATE_ATTR), (2, None), (3, dist.ERROR_ATTR)):
+        st.set_trial_state_values(waiting[i]._trial_id, state=TrialState.RUNNING)
+        if attr is not None:
+            st.set_trial_system_attr(waiting[i]._trial_id, attr, True)
+        st.set_trial_state_values(waiting[i]._trial_id, state=TrialState.FAIL)
+    assert dist.repair_slots(study, obj, 4, 4) == []
+    assert dist.repair_slots(study, obj, 4, 4, exclusive=True) == [1, 2]
+    assert dist.repair_slots(study, obj, 4, 4, exclusive=True) == []

@@ -139,3 +139,36 @@ def test_a_postgresql_server_stopped_mid_run_is_named_and_loses_nothing(
     assert said, lines[0]
     assert int(said.group(1)) <= after
     assert "postgresql+psycopg://dse@127.0.0.1" in lines[0]  # which storage (no password)
+
+
+def test_a_connection_error_without_a_message_is_named() -> None:
+    """A driver's connection-level error on a server storage can have an empty message
+    (psycopg raised one as ``()`` when the server stopped during a commit): it is the
+    server gone; elsewhere the type names it, never a bare ``()``."""
+    from search.storage_url import storage_fault
+
+    class OperationalError(Exception):
+        pass
+
+    OperationalError.__module__ = "psycopg"
+
+    class DBAPIError(Exception):
+        connection_invalidated = True
+
+    DBAPIError.__module__ = "sqlalchemy.exc"
+
+    def raised(inner: BaseException) -> BaseException:
+        try:
+            try:
+                raise inner
+            except Exception as e:
+                raise RuntimeError("An exception is raised during the commit.") from e
+        except RuntimeError as outer:
+            return outer
+
+    url = "postgresql+psycopg://dse@127.0.0.1:5432/db"
+    for inner in (OperationalError(()), DBAPIError()):
+        fault = storage_fault(raised(inner), url)
+        assert fault is not None and str(fault).endswith("failed: the database server is gone")
+    fault = storage_fault(raised(OperationalError(())), "sqlite:////tmp/x.db")
+    assert fault is not None and str(fault).endswith("failed: OperationalError")
