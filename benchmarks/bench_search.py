@@ -16,6 +16,7 @@ Prints tables and writes ``results/bench/search.json``.
 
     python benchmarks/bench_search.py [--seeds 3] [--problems dlrm,cnn,...] [--skip-cli]
                                       [--out search.json]
+    python benchmarks/bench_search.py --merge a.json b.json --out search.json
 """
 
 from __future__ import annotations
@@ -283,7 +284,25 @@ def main() -> None:
     ap.add_argument("--skip-ablation", action="store_true")
     ap.add_argument("--out", default="search.json",
                     help="file name under results/bench (default search.json)")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="only merge the ablation problems of these results/bench files "
+                         "(runs split with --problems/--out) into --out and print the table")
     a = ap.parse_args()
+    if a.merge:
+        merged: dict = {}
+        for name in a.merge:
+            part = json.loads((ROOT / "results" / "bench" / name).read_text())
+            for pr in part.get("ablation", part).get("problems", []):
+                merged[pr["problem"]] = pr  # a later file wins
+        from _problems import ABLATION_PROBLEMS
+
+        order = [p.key for p in ABLATION_PROBLEMS]
+        problems = sorted(merged.values(), key=lambda pr: order.index(pr["problem"]))
+        ab = {"target_fraction": TARGET, "problems": problems, "merged_from": a.merge}
+        ab["summary"] = _summary(problems)
+        dest = _write({"machine": {"cpus": os.cpu_count()}, "ablation": ab}, a.out)
+        print(f"\nwrote {dest.relative_to(ROOT)}")
+        return
     out: dict = {"machine": {"cpus": os.cpu_count()}}
     if not a.skip_cli:
         out["gptj_cli"] = part_b()
