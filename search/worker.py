@@ -318,6 +318,18 @@ def run_worker(study: optuna.Study, objective: TrialObjective, *, max_retry: int
     return report
 
 
+def _interrupted(e: BaseException) -> bool:
+    """Whether ``e`` is Ctrl-C/SIGTERM, or was raised while one was being handled."""
+    seen: list[BaseException] = []
+    x: BaseException | None = e
+    while x is not None and len(seen) < 16 and all(x is not s for s in seen):
+        if isinstance(x, (KeyboardInterrupt, _Stop)):
+            return True
+        seen.append(x)
+        x = x.__context__ or x.__cause__
+    return False
+
+
 def _ours(trial: optuna.Trial) -> bool:
     """Whether ``trial`` is still RUNNING (not failed meanwhile by another process)."""
     return trial.storage.get_trial(trial._trial_id).state == TrialState.RUNNING
@@ -398,22 +410,25 @@ def _run_batch(study: optuna.Study, objective: TrialObjective, tids: Sequence[in
                         # into FAIL: give the slot another try
                         _requeue(study, storage.get_trial(ft._trial_id), max_retry)
                 finished.append(ft)
-        except (KeyboardInterrupt, _Stop):
-            with _signals_held():
-                for tid in tids:  # the batch in flight goes back to the queue
-                    if tid in told:
-                        continue
-                    with contextlib.suppress(Exception):
-                        storage.set_trial_system_attr(tid, INTERRUPTED_ATTR, True)
-                        storage.set_trial_state_values(tid, state=TrialState.FAIL)
-                        _requeue(study, storage.get_trial(tid), None, interrupted=True)
-            raise
-        except BaseException:
-            for tid in tids:
+        except BaseException as e:
+            if _interrupted(e) or storage_fault(e, "") is not None:
+                # stopped (or an error raised while stopping, e.g. by a storage call the
+                # signal cut short), or the storage failed: the batch in flight goes back
+                # to the queue, not counted against the retries
+                with _signals_held():
+                    for tid in tids:
+                        if tid in told:
+                            continue
+                        with contextlib.suppress(Exception):
+                            storage.set_trial_system_attr(tid, INTERRUPTED_ATTR, True)
+                            storage.set_trial_state_values(tid, state=TrialState.FAIL)
+                            _requeue(study, storage.get_trial(tid), None, interrupted=True)
+                raise
+            for tid in tids:  # the objective raised: it would fail again, not retried
                 if tid in told:
                     continue
                 with contextlib.suppress(Exception):
-                    storage.set_trial_system_attr(tid, ERROR_ATTR, True)  # not retried
+                    storage.set_trial_system_attr(tid, ERROR_ATTR, True)
                     storage.set_trial_state_values(tid, state=TrialState.FAIL)
                 report.failed += 1
             raise

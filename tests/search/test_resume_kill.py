@@ -624,3 +624,47 @@ def test_an_exclusive_repair_reruns_every_slot_without_a_live_copy(tmp_path: Pat
     assert dist.repair_slots(study, obj, 4, 4) == []
     assert dist.repair_slots(study, obj, 4, 4, exclusive=True) == [1, 2]
     assert dist.repair_slots(study, obj, 4, 4, exclusive=True) == []
+
+
+def test_an_error_raised_while_stopping_requeues_instead_of_giving_up(tmp_path: Path) -> None:
+    """A SIGTERM can cut a storage call short so that its clean-up raises another error
+    (a lock file gone): that error, raised while the stop was handled, re-enqueues the
+    batch like the stop itself; only an error of the objective gives a slot up. (A stopped
+    ``--jobs`` run lost slot 49 to this: its only copy was FAIL with ``dse:error``.)"""
+    from search.worker import _Stop
+
+    storage = dist.open_storage(f"journal:{tmp_path}/e.log")
+    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
+                                     searcher="exhaustive", slot_window=4, budget=4)
+    study, _ = dist.create_or_load_study(storage, "e", settings, budget=4)
+    obj = dist.build_objective(settings)
+
+    class Stopped:
+        def __getattr__(self, name: str) -> object:
+            return getattr(obj, name)
+
+        def __call__(self, trial: optuna.Trial) -> object:
+            try:
+                raise _Stop()
+            except _Stop:
+                raise OSError("the lock file vanished") from None
+
+    with pytest.raises(OSError):
+        dist.run_worker(study, Stopped(), window=4, batch=1)
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and dist.ERROR_ATTR not in failed[0].system_attrs
+    assert dist.INTERRUPTED_ATTR in failed[0].system_attrs
+    slot = failed[0].user_attrs[dist.SLOT_ATTR]
+    assert any(t.state == TrialState.WAITING and t.user_attrs[dist.SLOT_ATTR] == slot
+               for t in trials)  # its retry
+
+    class Broken(Stopped):
+        def __call__(self, trial: optuna.Trial) -> object:
+            raise ValueError("the objective's own error")
+
+    with pytest.raises(ValueError):
+        dist.run_worker(study, Broken(), window=4, batch=1)
+    gave_up = [t for t in study.get_trials(deepcopy=False)
+               if t.state == TrialState.FAIL and dist.ERROR_ATTR in t.system_attrs]
+    assert len(gave_up) == 1
