@@ -196,6 +196,12 @@ class _SlotQueue:
                 if hb:  # beat first: a claimed trial always has a heartbeat row
                     storage.record_heartbeat(t._trial_id)
                 with _signals_held():  # a stopped worker leaves no RUNNING trial unowned
+                    # the owner is written before the claim as well: a worker SIGKILLed
+                    # between the two writes left a RUNNING trial that no one recovered.
+                    # (Should a racing claimer's write land last on a trial another worker
+                    # won, that worker's result is dropped if the trial is recovered as an
+                    # orphan, and the slot's copy runs: work lost, never a slot.)
+                    storage.set_trial_system_attr(t._trial_id, OWNER_ATTR, _worker_name())
                     if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
                         storage.set_trial_system_attr(t._trial_id, OWNER_ATTR, _worker_name())
                         return t
