@@ -415,8 +415,8 @@ def _sqlite_fast_commits(rdb: optuna.storages.RDBStorage) -> None:
     rdb.engine.dispose()  # reconnect the pooled connections with both
 
 
-RUN_STATE_ATTRS = ("dse:worker", "dse:interrupted", "dse:error", "dse:duplicate_of",
-                   "constraints")
+RUN_STATE_ATTRS = ("dse:worker", "dse:claimant", "dse:interrupted", "dse:error",
+                   "dse:duplicate_of", "constraints")
 """System attributes (and ``KEY:...`` forms) of one run of a trial: a retry's copy starts
 without them (its own run sets them; Optuna warns on a constraint already set)."""
 INTERRUPTS_ATTR = "dse:interrupts"

@@ -78,6 +78,10 @@ def _requeue(study: optuna.Study, trial: FrozenTrial, max_retry: int | None, *,
     return RetryTrial(max_retry, interrupted=interrupted)(study, trial)
 
 
+CLAIMANT_ATTR = "dse:claimant"
+"""Trial system attribute: ``host:pid`` of the process claiming it, written before the
+claim (the owner, :data:`OWNER_ATTR`, after it)."""
+
 _signals_held = signals_held  # the name the tests and older callers use
 
 
@@ -92,7 +96,7 @@ def recover_orphans(study: optuna.Study, *, max_retry: int | None = 3,
     failed = []
     with _quiet():
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = t.system_attrs.get(OWNER_ATTR)
+            owner = t.system_attrs.get(OWNER_ATTR, t.system_attrs.get(CLAIMANT_ATTR))
             dead = False
             if isinstance(owner, str) and owner.rpartition(":")[0] == host:
                 pid = owner.rpartition(":")[2]
@@ -196,12 +200,11 @@ class _SlotQueue:
                 if hb:  # beat first: a claimed trial always has a heartbeat row
                     storage.record_heartbeat(t._trial_id)
                 with _signals_held():  # a stopped worker leaves no RUNNING trial unowned
-                    # the owner is written before the claim as well: a worker SIGKILLed
-                    # between the two writes left a RUNNING trial that no one recovered.
-                    # (Should a racing claimer's write land last on a trial another worker
-                    # won, that worker's result is dropped if the trial is recovered as an
-                    # orphan, and the slot's copy runs: work lost, never a slot.)
-                    storage.set_trial_system_attr(t._trial_id, OWNER_ATTR, _worker_name())
+                    # who is claiming is written first: a worker SIGKILLed between the
+                    # claim and its owner left a RUNNING trial that no one recovered; now
+                    # recover_orphans reads the claimant of an ownerless trial (a racing
+                    # claimant's token never overrides the winner's owner)
+                    storage.set_trial_system_attr(t._trial_id, CLAIMANT_ATTR, _worker_name())
                     if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
                         storage.set_trial_system_attr(t._trial_id, OWNER_ATTR, _worker_name())
                         return t

@@ -668,3 +668,29 @@ def test_an_error_raised_while_stopping_requeues_instead_of_giving_up(tmp_path: 
     gave_up = [t for t in study.get_trials(deepcopy=False)
                if t.state == TrialState.FAIL and dist.ERROR_ATTR in t.system_attrs]
     assert len(gave_up) == 1
+
+
+def test_a_trial_claimed_by_a_process_killed_before_its_owner_write_is_recovered(
+        tmp_path: Path) -> None:
+    """The claimant is written before the claim, the owner after it: a worker SIGKILLed in
+    between leaves a RUNNING trial without an owner, which the next process on the host
+    recovers through the claimant (a plain ``dse worker`` does not assume the storage is
+    its own, so before it never did)."""
+    import socket
+
+    from search.worker import CLAIMANT_ATTR, recover_orphans
+
+    storage = dist.open_storage(f"journal:{tmp_path}/c.log")
+    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
+                                     searcher="exhaustive", slot_window=4, budget=4)
+    study, _ = dist.create_or_load_study(storage, "c", settings, budget=4)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    st = study._storage
+    t = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))[0]
+    st.set_trial_system_attr(t._trial_id, CLAIMANT_ATTR,
+                             f"{socket.gethostname()}:{dead.stdout.strip()}")
+    st.set_trial_state_values(t._trial_id, state=TrialState.RUNNING)
+    assert recover_orphans(study, max_retry=3) == [t.number]
+    copy = study.get_trials(deepcopy=False)[-1]
+    assert copy.state == TrialState.WAITING and CLAIMANT_ATTR not in copy.system_attrs
