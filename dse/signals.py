@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["signals_held"]
+__all__ = ["signals_held", "sigterm_raises"]
 
 HELD = (signal.SIGINT, signal.SIGTERM)
 
@@ -47,3 +47,21 @@ def signals_held() -> Iterator[None]:
             signal.signal(sig, handler)
         for signum in dict.fromkeys(got):  # each one once, in the order they came
             signal.raise_signal(signum)
+
+
+@contextlib.contextmanager
+def sigterm_raises(exc_type: type[BaseException]) -> Iterator[None]:
+    """In the main thread, SIGTERM raises ``exc_type`` for the block (elsewhere a no-op);
+    the previous handler comes back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise exc_type()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -75,18 +75,7 @@ def run_lock(paths: list[tuple[Path, str]]) -> Iterator[None]:
 def sigterm_stops() -> Iterator[None]:
     """In the main thread, SIGTERM raises :class:`KeyboardInterrupt` for the block: a
     search stopped by a scheduler or ``kill`` saves what it scored, like Ctrl-C."""
-    import signal
-    import threading
+    from dse.signals import sigterm_raises
 
-    if threading.current_thread() is not threading.main_thread():
+    with sigterm_raises(KeyboardInterrupt):
         yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt()
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)

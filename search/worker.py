@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dse.errors import ConfigError, StorageError
-from dse.signals import signals_held
+from dse.signals import signals_held, sigterm_raises
 from search.slots import (
     DEFAULT_SLOT_WINDOW,
     DEFAULT_WORKER_BATCH,
@@ -460,22 +460,11 @@ def _run_batch(study: optuna.Study, objective: TrialObjective, tids: Sequence[in
 def sigterm_as_interrupt() -> Iterator[None]:
     """In the main thread, turn SIGTERM into a clean stop (the trial in flight is
     re-enqueued) for the duration of the block."""
-    import signal
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise _Stop()
-
-    old = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        with sigterm_raises(_Stop):
+            yield
     except _Stop:
         raise KeyboardInterrupt() from None
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 def worker_storage(spec: StorageSpec, settings: Mapping[str, Any]) -> optuna.storages.BaseStorage:
