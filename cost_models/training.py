@@ -238,12 +238,15 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
             lat = np.take_along_axis(np.asarray(oc.latency_levels_s)[:, idx], lv, axis=2)[:, :, 0]
             en = np.take_along_axis(np.asarray(oc.energy_levels_j)[:, idx], lv, axis=2)[:, :, 0]
             a_s, a_j = (lat * cnt).sum(axis=1), (en * cnt).sum(axis=1)
+        scale = float(g.meta.get("model_flop_scale", 1.0))
         comm_b = float(sum(op.comm_bytes * op.count for op in g.ops if op.kind == "collective"
                            and op.group == "tp"))
         out.append(SegmentCosts(
             fwd_s=ms(fs), bwd_s=ms(bs), opt_s=ms(os_), attn_core_s=a_s,
             fwd_j=ej(fs), bwd_j=ej(bs), opt_j=ej(os_), attn_core_j=a_j,
-            gemm_flop_fwd=_gemm_flop(ph.fwd), gemm_flop_bwd=_gemm_flop(ph.bwd),
+            # model FLOPs of the real tokens: a sequence padded to a multiple of tp for
+            # sequence parallelism computes pad tokens that MFU does not count
+            gemm_flop_fwd=_gemm_flop(ph.fwd) * scale, gemm_flop_bwd=_gemm_flop(ph.bwd) * scale,
             gemm_flop_attn_core=_gemm_flop(ph.fwd, ph.attn_core) if ph.fwd else 0.0,
             params=graph_params(g), comm_bytes=comm_b, phases=ph,
             fwd_step=fs if keep_steps else None, bwd_step=bs if keep_steps else None,

@@ -103,9 +103,6 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
         if plan.pp > spec.layers:
             raise ConfigError(f"pp={plan.pp} exceeds the {spec.layers} layers of {name}; "
                               f"pp must be <= {spec.layers}")
-        s = int(seq or spec.default_seq or 0)
-        if plan.sequence_parallel and plan.tp > 1 and s % plan.tp:
-            raise ConfigError(f"sequence parallelism needs seq={s} divisible by tp={plan.tp}")
     else:
         if plan.tp > 1:
             raise ConfigError(f"tp={plan.tp}: tensor parallelism needs a transformer; "

@@ -85,8 +85,11 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         raise WorkloadError(f"{o}: layers=({a0}, {a1}) must satisfy 0 <= first < last <= "
                             f"{spec.layers}")
     sp = bool(sequence_parallel) and tp > 1
+    seq_model = seq
     if sp and seq % tp:
-        raise WorkloadError(f"{o}: sequence parallelism needs seq={seq} divisible by tp={tp}")
+        # pad the sequence to a multiple of tp so that every rank holds s/tp tokens; the
+        # pad tokens (masked) run through every operator like real ones
+        seq = ceil_div(seq, tp) * tp
     hq, hkv, ffn, vocab = _shard(spec, tp)
     b, s, h, d, e = batch, seq, spec.hidden, spec.head_dim, spec.embed_dim
     tok = b * s
@@ -279,7 +282,8 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
     stash = sum(op.stash_bytes for op in graph.ops if op.phase == "fwd" and op.block == "layer")
     meta: dict[str, Any] = {
         "name": spec.name, "family": spec.family, "model_type": spec.model_type,
-        "params": spec.params, "seq_len": seq, "batch": batch, "layers": spec.layers,
+        "params": spec.params, "seq_len": seq_model, "seq_padded": seq,
+        "model_flop_scale": seq_model / seq, "batch": batch, "layers": spec.layers,
         "stage_layers": [a0, a1], "hidden": h, "heads": spec.heads,
         "kv_heads": spec.kv_heads, "head_dim": d, "ffn": spec.ffn, "vocab": spec.vocab,
         "tp": tp, "sequence_parallel": sp, "first_stage": first_stage,

@@ -46,9 +46,9 @@ def test_validate_plan_gqa_and_ffn_and_sequence_parallel():
     validate_plan(gqa, ParallelPlan(tp=2, global_batch=1), 2)
     with pytest.raises(ConfigError, match="MLP width"):
         validate_plan(tiny(ffn=1020), ParallelPlan(tp=8, global_batch=1), 8)
-    with pytest.raises(ConfigError, match="seq=250 divisible by tp=4"):
-        validate_plan(tiny(), ParallelPlan(tp=4, global_batch=1, sequence_parallel=True), 4,
-                      seq=250)
+    # seq not a multiple of tp: sequence parallelism pads it (no longer refused)
+    validate_plan(tiny(), ParallelPlan(tp=4, global_batch=1, sequence_parallel=True), 4,
+                  seq=250)
     validate_plan(tiny(), ParallelPlan(tp=8, pp=2, dp=2, global_batch=8), 32)
 
 
@@ -150,3 +150,17 @@ def test_stage_graphs_of_a_non_transformer_split_ops():
     assert sum(len(g.ops) for g in graphs) == len(whole.ops)
     flops = [g.total_flop() for g in graphs]
     assert max(flops) < 0.6 * sum(flops)
+
+
+def test_sequence_parallel_pads_seq_to_a_multiple_of_tp():
+    from workloads.transformer import build_transformer
+
+    padded = build_transformer(tiny(), batch=2, seq=250, tp=4, sequence_parallel=True)
+    exact = build_transformer(tiny(), batch=2, seq=252, tp=4, sequence_parallel=True)
+    assert padded.meta["seq_len"] == 250 and padded.meta["seq_padded"] == 252
+    assert padded.meta["model_flop_scale"] == pytest.approx(250 / 252)
+    # every operator is the one of the padded sequence (pad tokens run like real ones)
+    assert [(op.name, op.m, op.k, op.n, op.elements) for op in padded.ops] == \
+        [(op.name, op.m, op.k, op.n, op.elements) for op in exact.ops]
+    plain = build_transformer(tiny(), batch=2, seq=250, tp=4)
+    assert plain.meta["seq_padded"] == 250 and plain.meta["model_flop_scale"] == 1.0
