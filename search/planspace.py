@@ -85,7 +85,7 @@ def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
                     scheds.append(("gpipe", 1))
                 if "interleaved" in schedules and pp > 1 and transformer and m % pp == 0:
                     scheds += [("interleaved", v) for v in interleaves
-                               if layers % (pp * v) == 0]
+                               if layers >= pp * v]
                 for sched, v in scheds:
                     for rc in recompute:
                         for z in zero_stages if dp > 1 else (0,):

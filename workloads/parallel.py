@@ -11,8 +11,10 @@ Stage balancing (:func:`stage_layers`): the cost of a layer, of the embedding an
 the head + loss are the training FLOPs of graphs built for one micro-batch; the split
 minimizes the most expensive stage (exactly: a binary search over the achievable stage
 costs with a greedy capacity check, then trimming the most loaded stages). The
-interleaved schedule needs equal virtual stages (Megatron-LM requires
-``layers % (pp·v) == 0``), so it uses the uniform split.
+interleaved schedule splits the ``pp·v`` virtual stages evenly when they divide the
+layers (Megatron-LM), otherwise by cost as above: any ``layers ≥ pp·v``, the remainder of an uneven split taken from the stages that hold the
+embedding and the head (Megatron-LM's ``--decoder-first/last-pipeline-num-layers``;
+Llama 3 405B: 126 layers on 16 stages, the first and last one layer short).
 
 Other families (CNN, RNN, DLRM, ONNX) have no layer stack: ``pp`` splits their forward
 operators, in the stored topological order, into contiguous ranges balanced by training
@@ -115,11 +117,10 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
             raise ConfigError(f"schedule='interleaved' needs the micro-batches per pipeline "
                               f"(global_batch/(dp*micro_batch) = {m}) to be a multiple of "
                               f"pp={p}")
-        if _is_transformer(spec) and spec.layers % (p * v):
-            ok = [d for d in range(1, spec.layers + 1) if spec.layers % (p * d) == 0]
-            raise ConfigError(f"schedule='interleaved' needs layers={spec.layers} divisible "
-                              f"by pp*interleave = {p}*{v}; valid interleave: "
-                              f"{', '.join(map(str, ok)) or 'none'}")
+        if _is_transformer(spec) and spec.layers < p * v:
+            raise ConfigError(f"schedule='interleaved' needs at least one layer per virtual "
+                              f"stage: layers={spec.layers} < pp*interleave = {p}*{v}; valid "
+                              f"interleave: 1..{max(spec.layers // p, 1)}")
 
 
 # --------------------------------------------------------------------------- costs
@@ -187,9 +188,10 @@ def stage_layers(spec: Any, pp: int, *, interleave: int = 1, seq: int | None = N
                  costs: tuple[float, float, float] | None = None) -> list[tuple[int, int]]:
     """Layer ranges ``(a, b)`` (blocks ``a..b-1``) of the ``pp·interleave`` virtual stages.
 
-    Without interleaving the stages are balanced by cost (:func:`layer_costs`, or
-    ``costs = (layer, embedding, head)`` given by the caller, e.g. measured times); with
-    interleaving they are equal, as Megatron-LM requires.
+    The stages are balanced by cost (:func:`layer_costs`, or ``costs = (layer, embedding,
+    head)`` given by the caller, e.g. measured times). With interleaving the ``pp·v``
+    virtual stages are equal when ``pp·v`` divides the layers (Megatron-LM's split) and
+    balanced by cost otherwise (the stages holding the embedding and the head lighter).
 
     >>> from workloads.spec import TransformerSpec
     >>> s = TransformerSpec(name="t", model_type="gpt2", layers=10, hidden=64, heads=4,
@@ -206,16 +208,16 @@ def stage_layers(spec: Any, pp: int, *, interleave: int = 1, seq: int | None = N
         raise ConfigError(f"pp={pp} and interleave={v} must be >= 1")
     if pp * v > n:
         raise ConfigError(f"pp*interleave = {pp}*{v} exceeds the {n} layers of {spec.name}")
-    if v > 1:
-        if n % (pp * v):
-            raise ConfigError(f"interleaved stages need layers={n} divisible by "
-                              f"pp*interleave = {pp}*{v}")
-        k = n // (pp * v)
-        return [(i * k, (i + 1) * k) for i in range(pp * v)]
     if costs is None:
         costs = layer_costs(spec, seq=seq, micro_batch=micro_batch, tp=tp,
                             sequence_parallel=sequence_parallel, optimizer=optimizer)
-    counts = _balanced_split(n, pp, *costs)
+    if v > 1 and n % (pp * v) == 0:
+        k = n // (pp * v)  # Megatron-LM's uniform split of the virtual stages
+        return [(i * k, (i + 1) * k) for i in range(pp * v)]
+    # the pp·v virtual stages in pipeline order, the embedding on the first and the head +
+    # loss on the last, balanced by cost: an uneven interleaved split takes its remainder
+    # from the stages that hold the embedding and the head
+    counts = _balanced_split(n, pp * v, *costs)
     out, a = [], 0
     for c in counts:
         out.append((a, a + c))

@@ -28,8 +28,8 @@ def tiny(**kw):
     (ParallelPlan(tp=2, pp=2, dp=2, global_batch=8), 16, "must equal devices=16"),
     (ParallelPlan(tp=3, global_batch=8), 3, "attention heads"),
     (ParallelPlan(pp=9, global_batch=9), 9, "exceeds the 8 layers"),
-    (ParallelPlan(pp=2, global_batch=8, schedule="interleaved", interleave=3), 2,
-     "divisible by pp\\*interleave"),
+    (ParallelPlan(pp=2, global_batch=8, schedule="interleaved", interleave=5), 2,
+     "at least one layer per virtual stage"),
     (ParallelPlan(pp=4, global_batch=6, schedule="interleaved", interleave=2), 4,
      "multiple of pp=4"),
     (ParallelPlan(global_batch=4, schedule="interleaved", interleave=2), 1, "pp >= 2"),
@@ -164,3 +164,24 @@ def test_sequence_parallel_pads_seq_to_a_multiple_of_tp():
         [(op.name, op.m, op.k, op.n, op.elements) for op in exact.ops]
     plain = build_transformer(tiny(), batch=2, seq=250, tp=4)
     assert plain.meta["seq_padded"] == 250 and plain.meta["model_flop_scale"] == 1.0
+
+
+def test_interleaved_stages_may_be_uneven():
+    # 10 layers on pp=2 × v=3 = 6 virtual stages (Megatron's uniform split refuses it);
+    # the head and the embedding make the first and last virtual stages the lighter ones
+    s = tiny(layers=10)
+    r = stage_layers(s, 2, interleave=3, costs=(1.0, 0.6, 0.9))
+    assert len(r) == 6 and r[0][0] == 0 and r[-1][1] == 10
+    assert all(a < b for a, b in r) and all(r[i][1] == r[i + 1][0] for i in range(5))
+    counts = [b - a for a, b in r]
+    assert counts[0] == 1 and counts[-1] == 1 and max(counts) == 2
+    # divisible: Megatron's equal split, whatever the costs
+    assert stage_layers(s, 5, interleave=2, costs=(1.0, 0.6, 3.0)) == \
+        [(i, i + 1) for i in range(10)]
+    validate_plan(s, ParallelPlan(pp=2, global_batch=8, schedule="interleaved",
+                                  interleave=3), 2)
+    # the Llama 3 405B shape: 126 layers on 16 stages
+    big = tiny(layers=126)
+    r = stage_layers(big, 16, interleave=4, costs=(1.0, 0.1, 0.65))
+    counts = [b - a for a, b in r]
+    assert len(counts) == 64 and sum(counts) == 126 and counts[0] == counts[-1] == 1
