@@ -29,6 +29,12 @@ parallelism, ``34sbh/t`` with selective recomputation (the score terms are recom
 and ``2sbh`` with full recomputation (only the layer input is kept; ``2sbh/t`` with
 sequence parallelism).
 
+With fused attention (FlashAttention; the default for transformers, see
+:mod:`workloads.transformer`) no score tensor is kept: the ``5as²b`` term becomes the fp32
+log-sum-exp per query row and head, ``4asb/t`` (Dao 2023, Algorithm 1: the forward saves
+``O`` and ``L``; the backward recomputes ``S`` and ``P``), with or without selective
+recomputation (which then has nothing to re-run).
+
 Pipelining multiplies a device's per-micro-batch activations by the micro-batches in
 flight (:func:`cost_models.pipeline.in_flight_micro_batches`: ``p`` on stage 0 for
 1F1B, ``m`` for GPipe). The first stage also keeps the embedding dropout mask
@@ -54,6 +60,9 @@ from numpy.typing import ArrayLike
 
 from dse.errors import ConfigError
 from dse.types import Graph, ParallelPlan
+
+LSE_BYTES = 4
+"""fp32 log-sum-exp per query row and head kept by fused attention."""
 
 __all__ = [
     "ADAM_STATE_BYTES_PER_PARAM",
@@ -116,7 +125,8 @@ def activation_bytes_per_layer(*, seq: ArrayLike, micro_batch: ArrayLike, hidden
                                recompute: str = "none", kv_heads: int | None = None,
                                ffn: int | None = None, gated_mlp: bool = False,
                                dropout: bool = True, dtype_bytes: int = 2,
-                               shared_norm: bool = False) -> Any:
+                               shared_norm: bool = False, fused_attention: bool = False
+                               ) -> Any:
     """Activation bytes one transformer layer keeps for its backward pass, per device
     (module docstring; Korthikanti et al. 2022, Table 2). Broadcasts over arrays.
     ``dropout=False`` (GPT-J, Llama) drops the three masks and the dropout output of the
@@ -151,7 +161,11 @@ def activation_bytes_per_layer(*, seq: ArrayLike, micro_batch: ArrayLike, hidden
         mlp = (6.0 if gated_mlp else 4.0) * e * sb * f
         inside = sb * e * (2 * h + 2 * h_kv + 2 * h_kv + 2 * h) + mlp
         out = outside / shard_out + inside / t
-        if recompute == "none":
+        if fused_attention:
+            # FlashAttention keeps the fp32 log-sum-exp of every query row and head (its
+            # dropout regenerates the mask from the RNG state): no score term
+            out = out + a * s * b * LSE_BYTES / t
+        elif recompute == "none":
             scores = a * s * s * b * (2 * e + (MASK_BYTES + 2 * e if dropout else 0.0))
             out = out + scores / t
     return float(out) if np.ndim(out) == 0 else out
@@ -162,6 +176,7 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                        heads: int = 0, kv_heads: int | None = None, ffn: int | None = None,
                        vocab: int = 0, gated_mlp: bool = False, dropout: bool = True,
                        dtype_bytes: int = 2, shared_norm: bool = False,
+                       fused_attention: bool = False,
                        stash_bytes_per_micro_batch: float | None = None,
                        input_bytes_per_micro_batch: float = 0.0) -> dict[str, float]:
     """Memory breakdown (bytes) of one device holding ``layers`` transformer layers
@@ -184,7 +199,8 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
         kw: dict[str, Any] = {"seq": seq, "micro_batch": b, "hidden": hidden, "heads": heads, "tp": t,
                                   "sequence_parallel": sp, "kv_heads": kv_heads, "ffn": ffn,
                                   "gated_mlp": gated_mlp, "dropout": dropout,
-                                  "dtype_bytes": dtype_bytes, "shared_norm": shared_norm}
+                                  "dtype_bytes": dtype_bytes, "shared_norm": shared_norm,
+                                  "fused_attention": fused_attention}
         per_layer = activation_bytes_per_layer(recompute=plan.recompute, **kw)
         act = per_layer * layers * in_flight
         work = activation_bytes_per_layer(recompute="none", **kw) if (
@@ -252,6 +268,7 @@ def transformer_dims(graph: Graph) -> dict[str, Any] | None:
             "gated_mlp": any(op.vector_op == "swiglu" for op in graph.ops),
             "dropout": any(op.vector_op == "dropout" for op in graph.ops),
             # a block with a single forward LayerNorm is a shared-norm parallel block (GPT-J)
+            "fused_attention": any(op.kind == "attention" for op in graph.ops),
             "shared_norm": sum(1 for op in graph.ops if op.kind == "norm"
                                and op.block == "layer" and op.phase == "fwd") == 1}
 

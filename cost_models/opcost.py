@@ -76,6 +76,7 @@ from typing import Any
 
 import numpy as np
 
+from cost_models import attention as fa
 from cost_models import systolic
 from cost_models.area import node_constants
 from cost_models.designs import DesignBatch
@@ -141,6 +142,18 @@ class GraphArrays:
     flop: np.ndarray
     unknown: tuple[str, ...]
     topology: Topology
+    att: np.ndarray
+    """Fused attention operators (tensor-core unit, :mod:`cost_models.attention`)."""
+    att_shapes: np.ndarray
+    """(2A, 4): each attention op's two GEMM shapes (m, k, n, batch), (m, n, k, batch)."""
+    att_mult: np.ndarray
+    """(A, 2) GEMM counts of the two shapes (forward 1, 1; backward 2, 3)."""
+    att_frac: np.ndarray
+    """(A,) fraction of the score blocks computed (causal: about one half)."""
+    att_pe: np.ndarray
+    att_mknb: np.ndarray
+    att_io: np.ndarray
+    att_fwd: np.ndarray
     """The schedule structure (:class:`cost_models.schedule.Topology`), shared by every
     graph of the same shape and priority order."""
 
@@ -187,9 +200,18 @@ def graph_arrays(graph: Graph) -> GraphArrays:
     cols = graph.columns
     kinds = cols["kind"]
     o = len(graph.ops)
-    unit = np.where(kinds == "gemm", _TC,
+    unit = np.where(np.isin(kinds, ("gemm", "attention")), _TC,
                     np.where(np.isin(kinds, _COMM_KINDS), _LINK, _VC)).astype(np.int64)
-    gemm = np.flatnonzero(unit == _TC)
+    gemm = np.flatnonzero(kinds == "gemm")
+    att = np.flatnonzero(kinds == "attention")
+    att_mknb = np.stack([cols[x][att] for x in ("m", "k", "n", "batch")],
+                        axis=1).astype(np.int64).reshape(-1, 4)
+    att_shapes = np.stack([att_mknb, att_mknb[:, [0, 2, 1, 3]]], axis=1).reshape(-1, 4)
+    att_fwd = cols["phase"][att] == "fwd"
+    att_mult = np.array([fa.multiplicity("fwd" if f_ else "bwd") for f_ in att_fwd],
+                        dtype=np.float64).reshape(-1, 2)
+    full = (att_mknb[:, 0] * att_mknb[:, 2] * att_mknb[:, 3]).astype(np.float64)
+    att_frac = np.where(full > 0, cols["elements"][att] / np.where(full > 0, full, 1.0), 0.0)
     vec = np.flatnonzero(unit == _VC)
     comm = np.flatnonzero(unit == _LINK)
     pe = pe_cycles_array(cols["vector_op"][vec], cols["phase"][vec], kinds[vec],
@@ -198,10 +220,11 @@ def graph_arrays(graph: Graph) -> GraphArrays:
     pairs_v, pairs_b = [], []
     for j in vec:
         for p in graph.pred_indices[j]:
-            if unit[p] == _TC:
+            if kinds[p] == "gemm":
                 pairs_v.append(vec_pos[int(j)])
                 pairs_b.append(float(cols["bytes_out"][p]))
-    unknown = tuple(unknown_keys(zip(cols["vector_op"][vec], kinds[vec])))
+    unknown = tuple(unknown_keys(zip(cols["vector_op"][np.concatenate([vec, att])],
+                                     kinds[np.concatenate([vec, att])])))
     mknb = np.stack([cols[x][gemm] for x in ("m", "k", "n", "batch")], axis=1).astype(np.int64)
     shapes, inverse = np.unique(mknb.reshape(-1, 4), axis=0, return_inverse=True)
     out = GraphArrays(
@@ -217,6 +240,11 @@ def graph_arrays(graph: Graph) -> GraphArrays:
         comm_bytes=cols["comm_bytes"][comm].astype(np.float64),
         flop=cols["flop"].astype(np.float64), unknown=unknown,
         topology=_topology(graph, unit) if o else Topology.build((), ()),
+        att=att, att_shapes=att_shapes, att_mult=att_mult, att_frac=att_frac,
+        att_pe=pe_cycles_array(cols["vector_op"][att], cols["phase"][att], kinds[att],
+                               cols["flop"][att], cols["elements"][att]).astype(np.float64),
+        att_mknb=att_mknb, att_io=(cols["bytes_in"] + cols["bytes_out"])[att].astype(
+            np.float64), att_fwd=att_fwd,
     )
     memo["cost_models.opcost"] = out
     return out
@@ -569,7 +597,51 @@ def _gemm_level_costs(shapes: np.ndarray, designs: DesignBatch, c: dict[str, np.
           + fb * e_fabric[:, None, None] + hb * c["hbm_energy_j_per_byte"][:, None, None])
     one = np.maximum(bb * cc1 / fe[:, :, 0], t_mem[:, :, 0])
     return {"lat": lt, "comp": t_comp, "hbm_s": t_hbm, "sram_s": t_fab, "hbm_b": hb,
-            "energy": en, "bound": bd, "one": one}
+            "energy": en, "bound": bd, "one": one, "one_comp": bb * cc1 / fe[:, :, 0]}
+
+
+def _attention_costs(a: GraphArrays, apos: np.ndarray, gem: dict[str, np.ndarray],
+                     designs: DesignBatch, c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """(D, A, L) costs of a graph's fused attention operators (:mod:`cost_models.attention`)
+    from the level costs of their GEMM shapes (``gem`` rows ``apos``: two per operator)."""
+    nl = LEVELS
+    frac = 2.0 ** -np.arange(nl)
+    f = designs.freq_hz.astype(np.float64)
+    mult, cf = a.att_mult, a.att_frac
+    comp = gem["comp"][:, apos]                               # (D, 2A, L)
+    t_tc = (comp[:, 0::2] * mult[None, :, 0, None] + comp[:, 1::2] * mult[None, :, 1, None]
+            ) * cf[None, :, None]
+    el = (a.att_frac * a.att_mknb[:, 0] * a.att_mknb[:, 2] * a.att_mknb[:, 3])
+    el = np.rint(el)
+    lanes = (designs.vector_cores * designs.vector_lanes).astype(np.float64)
+    lanes_lv = np.maximum(np.floor(lanes[:, None] * frac[None, :]), 1.0)          # (D, L)
+    t_vc = (np.ceil(el[None, :, None] / lanes_lv[:, None, :]) * a.att_pe[None, :, None]
+            / f[:, None, None])
+    g_lv = np.maximum(block_cores(designs.tensor_cores[:, None], np.arange(nl)[None, :]), 1)
+    share = (designs.sram_per_core_bytes[:, None].astype(np.float64)
+             + designs.global_buffer_bytes[:, None] * frac[None, :] / g_lv)         # (D, L)
+    dtb = designs.dtype_bytes.astype(np.float64)[:, None, None]
+    m, k, n, b = (a.att_mknb[None, :, i, None] for i in range(4))
+    seq = np.where(a.att_fwd, a.att_mknb[:, 0], a.att_mknb[:, 2])[None, :, None]
+    br = fa.tile_rows(k, share[:, None, :], dtb, seq)
+    hb = fa.hbm_bytes(m, k, n, b, a.att_io[None, :, None], a.att_fwd[None, :, None], dtb, br)
+    hbm_bw = (designs.hbm_bw_bytes_per_s * designs.hbm_efficiency)[:, None, None]
+    t_h = hb / (hbm_bw * frac[None, None, :])
+    work = t_tc + t_vc
+    lat = np.maximum(work, t_h)
+    bound = np.where(work >= t_h, np.where(t_tc >= t_vc, _B_TENSOR, _B_VECTOR),
+                     _B_HBM).astype(np.int8)
+    flop = a.flop[a.att]
+    energy = ((flop[None, :] / 2.0 * c["mac_energy_j"][:, None]
+               + el[None, :] * a.att_pe[None, :] * c["vector_op_energy_j"][:, None]
+               + el[None, :] * 2.0 * fa.ACC_BYTES * c["sram_core_energy_j_per_byte"][:, None]
+               )[:, :, None] + hb * c["hbm_energy_j_per_byte"][:, None, None])
+    oc = gem["one_comp"][:, apos]                                                  # (D, 2A)
+    one_tc = (oc[:, 0::2] * mult[None, :, 0] + oc[:, 1::2] * mult[None, :, 1]) * cf[None, :]
+    one_vc = (np.ceil(el[None, :] / designs.vector_lanes[:, None].astype(np.float64))
+              * a.att_pe[None, :] / f[:, None])
+    return {"lat": lat, "comp": work, "hbm_s": t_h, "hbm_b": hb, "energy": energy,
+            "bound": bound, "one": np.maximum(one_tc + one_vc, t_h[:, :, 0])}
 
 
 def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technology,
@@ -588,23 +660,28 @@ def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technolog
     comm = list(comm_times) if comm_times is not None else [None] * len(graphs)
 
     # ---- GEMMs of every graph: distinct shapes once ------------------------------------
-    shape_rows = [a.gemm_shapes for a in arrs_l if len(a.gemm)]
+    # (fused attention ops bring their two GEMM shapes into the same pool)
+    empty = np.zeros(0, dtype=np.int64)
+    rows = [np.concatenate([a.gemm_shapes.reshape(-1, 4) if len(a.gemm)
+                            else np.zeros((0, 4), dtype=np.int64), a.att_shapes])
+            for a in arrs_l]
     gem: dict[str, np.ndarray] = {}
     pos: list[np.ndarray] = []
-    if shape_rows:
-        allshapes, inv_all = np.unique(np.concatenate(shape_rows), axis=0, return_inverse=True)
+    apos: list[np.ndarray] = []
+    if sum(len(r) for r in rows):
+        allshapes, inv_all = np.unique(np.concatenate(rows), axis=0, return_inverse=True)
         inv_all = np.asarray(inv_all).reshape(-1)
         gem = _gemm_level_costs(allshapes, designs, c, lok)
         at = 0
-        for a in arrs_l:
-            if len(a.gemm):
-                nu = len(a.gemm_shapes)
-                pos.append(inv_all[at:at + nu][a.gemm_inverse])
-                at += nu
-            else:
-                pos.append(np.zeros(0, dtype=np.int64))
+        for a, r in zip(arrs_l, rows):
+            inv = inv_all[at:at + len(r)]
+            at += len(r)
+            ng = len(a.gemm_shapes) if len(a.gemm) else 0
+            pos.append(inv[:ng][a.gemm_inverse] if len(a.gemm) else empty)
+            apos.append(inv[ng:])
     else:
-        pos = [np.zeros(0, dtype=np.int64) for _ in arrs_l]
+        pos = [empty for _ in arrs_l]
+        apos = [empty for _ in arrs_l]
 
     # ---- vector ops of every graph in one pass -----------------------------------------
     nv = [len(a.vec) for a in arrs_l]
@@ -663,6 +740,12 @@ def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technolog
             hbm_b[:, g], energy[:, g] = gem["hbm_b"][:, q], gem["energy"][:, q]
             bound[:, g] = gem["bound"][:, q]
             one_unit[:, g] = gem["one"][:, q]
+        if len(a.att):
+            at_ = _attention_costs(a, apos[gi], gem, designs, c)
+            ai = a.att
+            lat[:, ai], comp[:, ai], hbm_s[:, ai] = at_["lat"], at_["comp"], at_["hbm_s"]
+            hbm_b[:, ai], energy[:, ai] = at_["hbm_b"], at_["energy"]
+            bound[:, ai], one_unit[:, ai] = at_["bound"], at_["one"]
         v = a.vec
         if len(v):
             sl = slice(int(vstart[gi]), int(vstart[gi + 1]))
@@ -778,6 +861,8 @@ def op_costs_scalar(graph: Graph, hw: Any, tech: Technology, comm_time_s: Any = 
                 lv["bound_levels"].append("tensor" if t_comp >= t_mem
                                           else ("hbm" if t_hbm >= t_fab else "sram"))
             rec.update(unit="tc", bound=lv["bound_levels"][0], **lv)
+        elif op.kind == "attention":
+            rec.update(unit="tc", **_attention_scalar(op, hw, cst, nl))
         elif op.kind in _COMM_KINDS:
             t = float(comm[comm_pos[j]])
             e = float(op.comm_bytes) * cst["link_energy_j_per_byte"]
@@ -808,3 +893,64 @@ def op_costs_scalar(graph: Graph, hw: Any, tech: Technology, comm_time_s: Any = 
                        fused_bytes=saved)
         out.append(rec)
     return out
+
+
+def _attention_scalar(op: Any, hw: Any, cst: dict[str, float], nl: int) -> dict[str, Any]:
+    """Plain-Python costs of one fused attention operator at every level (reference of
+    :func:`_attention_costs`)."""
+    f, eff = float(hw.freq_hz), float(hw.matmul_efficiency)
+    p, r, cl, df = int(hw.tensor_cores), int(hw.array_rows), int(hw.array_cols), hw.dataflow
+    dtb = float(hw.dtype_bytes)
+    dbuf = bool(hw.weight_double_buffer == 1
+                and hw.sram_per_core_bytes >= 2.0 * r * cl * hw.dtype_bytes)
+    m, k, n, b = op.m, op.k, op.n, op.batch
+    fwd = op.phase == "fwd"
+    mult = fa.multiplicity("fwd" if fwd else "bwd")
+    cf = op.elements / float(m * n * b)
+    pe = pe_cycles(op.vector_op, op.phase, kind=op.kind,
+                   flop_per_element=op.flop / op.elements if op.elements else 0.0)
+    lanes = float(hw.vector_cores * hw.vector_lanes)
+    hbm_bw = float(hw.hbm_bw_bytes_per_s) * float(hw.hbm_efficiency)
+
+    def comp(mm: int, kk: int, nn: int, gcores: int) -> tuple[float, float]:
+        cc = int(systolic.compute_cycles(mm, kk, nn, r, cl, df, double_buffer=dbuf))
+        if b >= gcores:
+            grouped = math.ceil(b / gcores) * cc
+        else:
+            grouped = int(systolic.gemm_cycles_multi_core(mm, kk, nn, r, cl, df,
+                                                          max(gcores // b, 1),
+                                                          double_buffer=dbuf))
+        serial = b * int(systolic.gemm_cycles_multi_core(mm, kk, nn, r, cl, df, gcores,
+                                                         double_buffer=dbuf))
+        return float(min(grouped, serial)) / (f * eff), b * cc / (f * eff)
+
+    lv: dict[str, list[Any]] = {x: [] for x in ("latency_s", "compute_s", "hbm_s", "sram_s",
+                                                 "hbm_bytes", "energy_j", "bound_levels")}
+    one = 0.0
+    for a in range(nl):
+        gcores = max(p >> a, 1)
+        fr = 2.0 ** -a
+        (c1, o1), (c2, o2) = comp(m, k, n, gcores), comp(m, n, k, gcores)
+        t_tc = cf * (mult[0] * c1 + mult[1] * c2)
+        t_vc = math.ceil(op.elements / max(math.floor(lanes * fr), 1)) * pe / f
+        share = float(hw.sram_per_core_bytes) + float(hw.global_buffer_bytes) * fr / gcores
+        br = fa.tile_rows_scalar(k, share, dtb, m if fwd else n)
+        hb = fa.hbm_bytes_scalar(m, k, n, b, float(op.bytes_in + op.bytes_out), fwd, dtb, br)
+        t_h = hb / (hbm_bw * fr)
+        work = t_tc + t_vc
+        lv["latency_s"].append(max(work, t_h))
+        lv["compute_s"].append(work)
+        lv["hbm_s"].append(t_h)
+        lv["sram_s"].append(0.0)
+        lv["hbm_bytes"].append(hb)
+        lv["energy_j"].append(op.flop / 2.0 * cst["mac_energy_j"]
+                              + op.elements * pe * cst["vector_op_energy_j"]
+                              + op.elements * 2.0 * fa.ACC_BYTES
+                              * cst["sram_core_energy_j_per_byte"]
+                              + hb * cst["hbm_energy_j_per_byte"])
+        lv["bound_levels"].append(("tensor" if t_tc >= t_vc else "vector") if work >= t_h
+                                  else "hbm")
+        if a == 0:
+            one_vc = math.ceil(op.elements / float(hw.vector_lanes)) * pe / f
+            one = max(cf * (mult[0] * o1 + mult[1] * o2) + one_vc, t_h)
+    return {"bound": lv["bound_levels"][0], "latency_one_unit_s": one, **lv}

@@ -32,8 +32,10 @@ Graphs without a repeated block (CNN, RNN, DLRM, ONNX) are one segment per stage
 
 Reported FLOP rates: ``achieved_flop_per_s_per_device`` counts model FLOPs — the GEMM
 FLOPs of forward and backward without recomputation, per device and second, as
-Megatron's MFU does (Korthikanti et al. 2022 §6); ``hardware_flop_per_s_per_device``
-adds the recomputed GEMMs (HFU). ``energy_per_step_j`` is the energy of **one device**
+Megatron's MFU does (Korthikanti et al. 2022 §6); fused attention counts the score
+elements it computes (causal: on or below the diagonal) at ``4·d`` forward and ``8·d``
+backward (its recomputed ``QKᵀ`` is not counted, in neither MFU nor HFU);
+``hardware_flop_per_s_per_device`` adds the recomputed GEMMs (HFU). ``energy_per_step_j`` is the energy of **one device**
 (averaged over the pipeline ranks) for one step: dynamic energy of its operators, link
 energy of the bytes it sends, and leakage over the whole step; the cluster total is
 ``energy_per_step_total_j``.
@@ -94,7 +96,9 @@ def _subgraph(graph: Graph, keep: Sequence[int], suffix: str) -> Graph | None:
 @dataclass(frozen=True)
 class PhaseGraphs:
     """A training graph split by phase; ``attn_core`` indexes the forward graph's attention
-    core (``QKᵀ``, softmax, its dropout, ``A·V``) that selective recomputation re-runs."""
+    core (``QKᵀ``, softmax, its dropout, ``A·V``) that selective recomputation re-runs
+    (empty with fused attention: no score tensor is kept, the fused backward recomputes
+    the scores itself)."""
 
     fwd: Graph | None
     bwd: Graph | None
@@ -123,7 +127,7 @@ def split_phases(graph: Graph) -> PhaseGraphs:
         softmax = {op.name for op in fg.ops if op.kind == "softmax"}
         preds = fg.pred_indices
         for j, op in enumerate(fg.ops):
-            if op.kind in ("softmax", "attention"):
+            if op.kind == "softmax":
                 core.append(j)
             elif op.kind == "gemm" and op.batch > 1 and op.params == 0 and op.block:
                 core.append(j)  # QKᵀ and A·V: batched over heads, no weights
@@ -177,7 +181,10 @@ def _gemm_flop(graph: Graph | None, idx: Sequence[int] | None = None) -> float:
     if graph is None:
         return 0.0
     ops = graph.ops if idx is None else [graph.ops[i] for i in idx]
-    return float(sum(op.total_flop for op in ops if op.kind in ("gemm", "attention")))
+    from cost_models.attention import model_flop
+
+    return float(sum(op.total_flop for op in ops if op.kind == "gemm")
+                 + sum(model_flop(op) * op.count for op in ops if op.kind == "attention"))
 
 
 

@@ -98,6 +98,11 @@ PE_CYCLES: dict[str, int] = {
     "silu_bwd": _SIGMOID + 2,                             # recompute sigmoid, then 1-2
     "swiglu_bwd": _SIGMOID + 2,                           # recompute sigmoid(a), then 1-2
     "gelu_bwd": _TANH + 2,                                # recompute tanh(u), then 1-2
+    # ---- fused attention, per score element (cost_models/attention.py) -----------------
+    "flash_attn": 10,                                     # online softmax: WHAM's softmax
+    "flash_attn_dropout": 10 + 2,                         # + in-kernel dropout
+    "flash_attn_bwd": 10 + 2,                             # recompute P (softmax), dS 1-2
+    "flash_attn_dropout_bwd": 10 + 2 + 2,                 # + dropout mask regenerated
 }
 """Cycles per element per lane for every known key (pooling keys are per-op: see below)."""
 

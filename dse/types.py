@@ -40,6 +40,7 @@ from dse.units import DTYPE_BYTES
 
 OP_KINDS: tuple[str, ...] = (
     "gemm",
+    "attention",
     "elementwise",
     "activation",
     "reduction",
@@ -53,7 +54,8 @@ OP_KINDS: tuple[str, ...] = (
     "collective",
     "sendrecv",
 )
-"""Operator kinds. Convolutions are lowered to ``gemm`` (im2col dims) by the importers."""
+"""Operator kinds. Convolutions are lowered to ``gemm`` (im2col dims) by the importers;
+``attention`` is a fused (FlashAttention-style) attention core on the tensor cores."""
 
 PHASES: tuple[str, ...] = ("fwd", "bwd_data", "bwd_weight", "optimizer", "comm")
 DATAFLOWS: tuple[str, ...] = ("os", "ws", "is")

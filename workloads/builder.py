@@ -31,7 +31,10 @@ INDEX_BYTES = 8
 MASK_BYTES = 1
 """Bytes per dropout-mask element (a byte mask, as counted by Korthikanti et al. 2022)."""
 
-RULES = ("gemm_w", "gemm_aa", "vector", "embedding", "loss", "collective", "pass", "seed")
+RULES = ("gemm_w", "gemm_aa", "attention", "vector", "embedding", "loss", "collective", "pass",
+         "seed")
+LSE_BYTES = 4
+"""Bytes per row statistic of fused attention (the fp32 log-sum-exp FlashAttention keeps)."""
 
 
 @dataclass(kw_only=True)
@@ -197,6 +200,48 @@ class ForwardBuilder:
             out_elements=m * n * batch, params=params, tied_to=tied_to, m=m, k=k, n=n,
             batch=batch, a_bytes=a, b_bytes=b, c_bytes=c, wgrad_merge=wgrad_merge,
             regather=regather,
+        ))
+
+    def attention(self, name: str, q: str, k: str, v: str, *, batch: int, heads: int,
+                  kv_heads: int, seq_q: int, seq_kv: int, head_dim: int, causal: bool,
+                  dropout: bool = False) -> str:
+        """Fused attention ``softmax(Q·Kᵀ/√d)·V`` (FlashAttention 2, Dao 2023): the score
+        tiles live on chip, the backward recomputes them.
+
+        The operator has ``m = seq_q``, ``k = head_dim``, ``n = seq_kv``, ``batch =
+        batch·heads`` and ``elements`` = the score elements computed (``s_q·s_kv`` per
+        head; a causal mask skips the blocks above the diagonal: ``s(s+1)/2``). FLOPs are
+        the two GEMMs' ``4·d`` per score element. HBM bytes are Q, K, V in and O plus the
+        fp32 log-sum-exp out; the backward keeps Q, K, V, O and the log-sum-exp (no score
+        tensor)."""
+        for dname, val in (("batch", batch), ("heads", heads), ("kv_heads", kv_heads),
+                           ("seq_q", seq_q), ("seq_kv", seq_kv), ("head_dim", head_dim)):
+            if val < 1:
+                raise WorkloadError(f"{self.name}: attention {name!r} has {dname}={val}; "
+                                    "must be >= 1")
+        db = self.dtype_bytes
+        bh = batch * heads
+        if causal and seq_q == seq_kv:
+            scores = bh * seq_q * (seq_q + 1) // 2
+        else:
+            scores = bh * seq_q * seq_kv
+        q_b = float(bh * seq_q * head_dim * db)
+        kv_b = float(batch * kv_heads * seq_kv * head_dim * db)
+        o_b = q_b
+        lse_b = float(bh * seq_q * LSE_BYTES)
+        stash = (self.save(q, q_b) + self.save(k, kv_b) + self.save(v, kv_b)
+                 + self.save(name, o_b) + self.save(f"{name}:lse", lse_b))
+        key = "flash_attn_dropout" if dropout else "flash_attn"
+        op = Operator(
+            name=name, kind="attention", phase="fwd", m=seq_q, k=head_dim, n=seq_kv,
+            batch=bh, elements=scores, vector_op=key, flop=4.0 * head_dim * scores,
+            bytes_in=q_b + 2 * kv_b, bytes_out=o_b + lse_b, dtype_bytes=db,
+            stash_bytes=stash,
+        )
+        return self._add(Node(
+            name=name, rule="attention", op=op, inputs=(q, k, v), out_elements=bh * seq_q
+            * head_dim, m=seq_q, k=head_dim, n=seq_kv, batch=bh, a_bytes=q_b, b_bytes=kv_b,
+            c_bytes=o_b, bwd_key=vector_op(key).bwd, bwd_elements=scores,
         ))
 
     def vector(self, name: str, inputs: Sequence[str | None], *, key: str, elements: int,

@@ -31,6 +31,10 @@ MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "llama", "bert", "opt")
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 NORMS = ("layernorm", "rmsnorm")
 POSITIONS = ("learned", "rotary")
+ATTENTION = ("fused", "unfused")
+"""Attention kernels: ``fused`` (FlashAttention 2/3, cuDNN, XLA: no score tensor in HBM,
+the backward recomputes it on chip) or ``unfused`` (materialized ``s×s`` scores, softmax
+and dropout in HBM: Megatron-LM 2021–2022, the validation rows of that era)."""
 
 
 def _int(owner: str, name: str, v: Any, *, minimum: int = 1) -> None:
@@ -147,6 +151,8 @@ class TransformerSpec(ModelSpec):
     embed_proj: int = 0
     """Word-embedding width when it differs from ``hidden`` (OPT-350m ``word_embed_proj_dim``)."""
     final_norm: bool = True
+    attention: str = "fused"
+    """How the attention core runs (:data:`ATTENTION`)."""
     post_norm: bool = False
     """BERT: LayerNorm after each residual add instead of before each sublayer."""
     embed_norm: bool = False
@@ -175,6 +181,7 @@ class TransformerSpec(ModelSpec):
         _choice(o, "activation", self.activation, ACTIVATIONS)
         _choice(o, "norm", self.norm, NORMS)
         _choice(o, "position", self.position, POSITIONS)
+        _choice(o, "attention", self.attention, ATTENTION)
         if self.head_dim == 0:
             if self.hidden % self.heads:
                 raise WorkloadError(f"{o}: hidden={self.hidden} is not divisible by "

@@ -9,6 +9,8 @@ Rules (one training step, see ``docs/workloads.md``):
   one ``bwd_data`` op per input that needs a gradient, ``.bwd_data_a`` (``dA = dC·Bᵀ``)
   and ``.bwd_data_b`` (``dB = Aᵀ·dC``), each with the forward's FLOPs. There is no weight,
   hence no ``bwd_weight`` op.
+* **Fused attention** (FlashAttention-2): one ``.bwd`` attention op that recomputes the
+  scores: five GEMMs, 2.5× the forward's FLOPs; gradients to Q, K and V.
 * **Vector ops**: one ``.bwd`` op with the backward key of :mod:`workloads.vector_ops`;
   ``add`` passes the gradient through (no op); ``mul`` computes one product per input that
   needs a gradient.
@@ -223,6 +225,23 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
             for i, o in outs:  # C = T·Tᵀ gives two contributions to T
                 grads[i].append(((o,), n.partial))
             grad_inputs = []
+        elif n.rule == "attention":
+            # FlashAttention-2 backward: recompute S = Q·Kᵀ and P, then dV = Pᵀ·dO,
+            # dP = dO·Vᵀ, dS = P∘(dP − D), dQ = dS·K, dK = dSᵀ·Q: five GEMMs (2.5× the
+            # forward's FLOPs); reads Q, K, V, O, dO, LSE and D = rowsum(dO∘O), writes
+            # dQ, dK, dV
+            assert n.op is not None
+            lse = n.op.bytes_out - n.c_bytes
+            op = Operator(
+                name=f"{n.name}.bwd", kind="attention", phase="bwd_data", m=n.m, k=n.k,
+                n=n.n, batch=n.batch, elements=n.bwd_elements, vector_op=n.bwd_key or "",
+                flop=2.5 * n.op.flop,
+                bytes_in=n.a_bytes + 2 * n.b_bytes + 2 * n.c_bytes + 2 * lse,
+                bytes_out=n.a_bytes + 2 * n.b_bytes, **common(n),
+            )
+            name_a = emit(op, deps)
+            for i in grad_inputs:
+                given[i] = (name_a,)
         elif n.rule in ("vector", "loss"):
             assert n.op is not None
             key = n.bwd_key

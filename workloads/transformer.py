@@ -23,9 +23,14 @@ parallelism follows Megatron-LM (Shoeybi et al. 2019; Narayanan et al. 2021 §2.
   (the NCCL-tests size convention: all-reduce ``2(n−1)/n·S``, reduce-scatter and
   all-gather ``(n−1)/n·S`` bytes on the wire).
 
-Attention convention: ``QKᵀ`` and ``A·V`` are batched GEMMs over ``batch·heads`` with the
-full ``s × s`` score matrix, causal or not (PaLM's 6N + 12·L·H·Q·T counts the same), and
-the softmax works on ``batch·heads·s·s`` elements.
+Attention: by default (``spec.attention == "fused"``) one fused attention operator per
+layer (FlashAttention 2/3, cuDNN, XLA; :meth:`workloads.builder.ForwardBuilder.attention`):
+the scores never reach HBM, a causal mask skips the blocks above the diagonal
+(``s(s+1)/2`` score elements per head), and the backward recomputes the scores. With
+``attention: unfused`` (Megatron-LM 2021–2022, the validation rows of that era) ``QKᵀ``
+and ``A·V`` are batched GEMMs over ``batch·heads`` with the full ``s × s`` score matrix,
+causal or not (PaLM's 6N + 12·L·H·Q·T counts the same), the softmax and its dropout work
+on ``batch·heads·s·s`` elements in HBM, and the backward keeps the scores.
 """
 
 from __future__ import annotations
@@ -178,6 +183,11 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
             q = bld.virtual("layer.attn.q", [qk_src], elements=tok * nq, partial=True)
             k = bld.virtual("layer.attn.k", [qk_src], elements=tok * nkv, partial=True)
             v = bld.virtual("layer.attn.v", [qkv], elements=tok * nkv, partial=True)
+            if spec.attention == "fused":
+                ctx = bld.attention("layer.attn.core", q, k, v, batch=b, heads=hq,
+                                    kv_heads=hkv, seq_q=s, seq_kv=s, head_dim=d,
+                                    causal=spec.causal, dropout=spec.dropout)
+                return bld.gemm("layer.attn.out", ctx, m=tok, k=nq, n=h, bias=spec.out_bias)
             scores = bld.gemm("layer.attn.qk", q, y=k, m=s, k=d, n=s, batch=b * hq,
                               save_b_bytes=float(tok * nkv * db))
             probs = bld.vector("layer.attn.softmax", [scores], key="softmax", kind="softmax",
@@ -283,7 +293,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
     meta: dict[str, Any] = {
         "name": spec.name, "family": spec.family, "model_type": spec.model_type,
         "params": spec.params, "seq_len": seq_model, "seq_padded": seq,
-        "model_flop_scale": seq_model / seq, "batch": batch, "layers": spec.layers,
+        "model_flop_scale": seq_model / seq, "attention": spec.attention, "batch": batch, "layers": spec.layers,
         "stage_layers": [a0, a1], "hidden": h, "heads": spec.heads,
         "kv_heads": spec.kv_heads, "head_dim": d, "ffn": spec.ffn, "vocab": spec.vocab,
         "tp": tp, "sequence_parallel": sp, "first_stage": first_stage,

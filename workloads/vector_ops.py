@@ -93,6 +93,11 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("leaky_relu", 2, "leaky_relu_bwd", "y = x if x > 0 else α·x: compare, mul = 2"),
     ("hardswish", 5, "hardswish_bwd", "x·relu6(x + 3)/6: add, max, min, mul, div = 5"),
     ("generic", 1, "generic", "an ONNX op we do not model: one operation per output element"),
+    ("flash_attn", 5, "flash_attn_bwd", ("fused attention, per score element: online softmax "
+     "scale·s − m (FMA), running max, exp, running sum, rescale = 5 (the GEMM FLOPs are "
+     "counted by the attention op itself)")),
+    ("flash_attn_dropout", 7, "flash_attn_dropout_bwd", ("flash_attn 5 + in-kernel dropout "
+     "(compare, scale) 2 = 7")),
     # ---- backward -----------------------------------------------------------------------
     ("relu_bwd", 1, None, "g·[x > 0]: one select"),
     ("relu6_bwd", 2, None, "g·[0 < x < 6]: two compares/selects"),
@@ -103,6 +108,9 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("sigmoid_bwd", 3, None, "g·y·(1−y): sub, mul, mul = 3"),
     ("tanh_bwd", 3, None, "g·(1−y²): mul, sub, mul = 3"),
     ("softmax_bwd", 4, None, "y·(g − Σ y·g): mul, sum, sub, mul = 4"),
+    ("flash_attn_bwd", 5, None, ("per score element: recompute P = exp(scale·s − LSE) "
+     "(FMA, exp) 2, dS = P·(dP − D) (sub, mul) 2, scale 1 = 5")),
+    ("flash_attn_dropout_bwd", 7, None, "flash_attn_bwd 5 + regenerated dropout mask 2 = 7"),
     ("layernorm_bwd", 13, None, ("dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = g·γ: 10; "
      "dγ += g·x̂ 2; dβ += g 1 → 13")),
     ("rmsnorm_bwd", 9, None, "ĝ = g·γ 1, x̂ 1, ĝ·x̂ 1, sum 1, x̂·mean 1, sub 1, ·rstd 1, dγ 2 = 9"),

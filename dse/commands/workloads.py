@@ -18,7 +18,7 @@ from dse.types import Graph
 
 _SIZE_KEYS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab",
               "model_type", "arch", "image_size", "tables", "embedding_rows", "dim",
-              "encoder_layers", "decoder_layers")
+              "encoder_layers", "decoder_layers", "attention")
 
 
 def _list() -> dict[str, Any]:

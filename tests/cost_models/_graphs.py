@@ -16,7 +16,8 @@ VECTOR_KEYS = {"elementwise": "add", "activation": "gelu", "softmax": "softmax",
 
 def random_graph(rng: np.random.Generator, n_ops: int = 12, *, comm: bool = True,
                  counts: bool = True) -> Graph:
-    """A random DAG of GEMMs, vector ops and (optionally) collectives, stored topologically."""
+    """A random DAG of GEMMs, fused attention, vector ops and (optionally) collectives, stored
+    topologically."""
     ops = []
     for i in range(n_ops):
         r = rng.random()
@@ -32,6 +33,18 @@ def random_graph(rng: np.random.Generator, n_ops: int = 12, *, comm: bool = True
             ops.append(Operator(name=f"c{i}", kind="collective", phase="comm",
                                 collective="all_reduce", group="tp",
                                 comm_bytes=float(rng.integers(1, 1 << 22)), count=count))
+        elif r > 0.93:  # fused attention (cost_models/attention.py)
+            s, d = int(rng.integers(1, 600)), int(rng.choice([16, 64, 128, 256]))
+            b = int(rng.choice([1, 2, 12, 64]))
+            causal = bool(rng.random() < 0.5)
+            e = b * s * (s + 1) // 2 if causal else b * s * s
+            fwd = bool(rng.random() < 0.5)
+            ops.append(Operator(name=f"a{i}", kind="attention", phase="fwd" if fwd else
+                                "bwd_data", m=s, k=d, n=s, batch=b, elements=e,
+                                vector_op="flash_attn" if fwd else "flash_attn_bwd",
+                                flop=(4.0 if fwd else 10.0) * d * e,
+                                bytes_in=6.0 * b * s * d, bytes_out=2.0 * b * s * d + 4.0 * b * s,
+                                count=count))
         else:
             kind = str(rng.choice(VECTOR_KINDS))
             e = int(rng.integers(1, 1 << 20))

@@ -43,7 +43,9 @@ def evaluate_training_batch(s, designs, system, plan, tech):
 
 
 def test_split_phases_partitions_the_graph():
-    g = build(spec(), batch=2, seq=1024, tp=2)
+    fused = split_phases(build(spec(), batch=2, seq=1024, tp=2))
+    assert fused.attn_core == ()  # nothing for selective recomputation to re-run
+    g = build(spec(attention="unfused"), batch=2, seq=1024, tp=2)
     ph = split_phases(g)
     n = sum(len(x.ops) for x in (ph.fwd, ph.bwd, ph.opt))
     assert n == len(g.ops)
@@ -95,7 +97,13 @@ def test_contract_keys_and_sanity():
 
 def test_recompute_trades_time_for_memory():
     base = {"tp": 2, "pp": 2, "global_batch": 8, "micro_batch": 1}
-    none, sel, full = (ev(ParallelPlan(**base, recompute=r)) for r in ("none", "selective", "full"))
+    # fused attention keeps no scores: selective recomputation has nothing to re-run
+    f_none, f_sel = (ev(ParallelPlan(**base, recompute=r)) for r in ("none", "selective"))
+    assert f_sel.step_time_s == f_none.step_time_s
+    assert f_sel.memory_per_device_bytes == f_none.memory_per_device_bytes
+    un = spec(attention="unfused")
+    none, sel, full = (ev(ParallelPlan(**base, recompute=r), un)
+                       for r in ("none", "selective", "full"))
     assert none.step_time_s < sel.step_time_s < full.step_time_s
     assert none.memory_per_device_bytes > sel.memory_per_device_bytes > full.memory_per_device_bytes
     # model FLOP/s count no recomputation; hardware FLOP/s do
@@ -108,7 +116,7 @@ def test_recompute_trades_time_for_memory():
     assert 0.0 < ph["recompute_s"] < ph["forward_s"]
     # ... and its extra hardware FLOPs are exactly the layers' forward GEMM FLOPs
     plan = ParallelPlan(**base, recompute="full")
-    seg = shard_segments(spec(), micro_batch=1, seq=1024, tp=2)
+    seg = shard_segments(un, micro_batch=1, seq=1024, tp=2)
     n = spec().layers
 
     def flop(g, keep):
@@ -122,9 +130,12 @@ def test_recompute_trades_time_for_memory():
 
 
 def test_pipeline_bubble_and_interleaving():
-    p1 = ev(ParallelPlan(pp=4, global_batch=8))
+    # near-identical stages (the unfused layers outweigh the embedding and head): the
+    # textbook bubble (p − 1)/m
+    un = spec(attention="unfused")
+    p1 = ev(ParallelPlan(pp=4, global_batch=8), un)
     assert p1.breakdown["bubble_fraction"] == pytest.approx(3 / 8, rel=0.2)
-    inter = ev(ParallelPlan(pp=4, global_batch=8, schedule="interleaved", interleave=2))
+    inter = ev(ParallelPlan(pp=4, global_batch=8, schedule="interleaved", interleave=2), un)
     assert inter.breakdown["phase_s"]["bubble_s"] < p1.breakdown["phase_s"]["bubble_s"]
     assert inter.breakdown["phase_s"]["p2p_s"] > p1.breakdown["phase_s"]["p2p_s"]
 

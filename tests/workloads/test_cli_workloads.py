@@ -46,8 +46,11 @@ def test_show_gptj_json_contract(capsys):
     assert abs(d["params"] / 6_053_381_344 - 1) < 1e-3
     assert d["seq_len"] == 2048
     n, t = d["params"], 2048
-    palm = (6 * n + 12 * 28 * 16 * 256 * t) * t
-    assert abs(d["train_flop_per_sample"] / palm - 1) < 0.05
+    # fused causal attention: 4 + 10 FLOPs per head dimension and score on or below the
+    # diagonal (PaLM's 12·L·H·Q·T² counts the full matrix of unfused attention)
+    fused = (6 * n + 7 * 28 * 16 * 256 * (t + 1)) * t
+    assert abs(d["train_flop_per_sample"] / fused - 1) < 0.05
+    assert d["attention"] == "fused"
     assert d["num_ops"] > d["num_unique_ops"]
 
 

@@ -290,8 +290,29 @@ def test_swiglu_has_three_matrices():
     assert fc1.params + fc2.params == 3 * 4096 * 11008
 
 
+def test_fused_attention_op_and_its_backward():
+    s = workloads.model_spec("gpt2")  # causal, dropout 0.1, 12 heads of 64
+    g = workloads.build(s, batch=2, seq=128)
+    core, bwd = g.op("layer.attn.core"), g.op("layer.attn.core.bwd")
+    scores = 2 * 12 * 128 * 129 // 2
+    assert (core.kind, core.m, core.k, core.n, core.batch) == ("attention", 128, 64, 128, 24)
+    assert core.elements == bwd.elements == scores
+    assert core.flop == 4 * 64 * scores and bwd.flop == 2.5 * core.flop
+    qkvo = 2 * 24 * 128 * 64 * 2            # bytes of Q (= O) for 2 bytes per element
+    lse = 24 * 128 * 4
+    assert core.bytes_in == 3 * qkvo / 2 and core.bytes_out == qkvo / 2 + lse
+    assert (core.vector_op, bwd.vector_op) == ("flash_attn_dropout", "flash_attn_dropout_bwd")
+    assert not any(op.kind == "softmax" for op in g.ops)
+    # the backward gives the gradients of Q, K and V: the rotary backward and the QKV
+    # projection's backward wait for it
+    dg = g.nx()
+    assert dg.has_edge("layer.attn.core", "layer.attn.core.bwd")
+    assert any(dg.has_edge("layer.attn.core.bwd", x) for x in dg.successors(
+        "layer.attn.core.bwd"))
+
+
 def test_attention_counts_the_full_score_matrix():
-    s = workloads.model_spec("gpt2")
+    s = dataclasses.replace(workloads.model_spec("gpt2"), attention="unfused")
     g = workloads.build(s, batch=2, seq=128)
     qk, av = g.op("layer.attn.qk"), g.op("layer.attn.av")
     assert (qk.m, qk.k, qk.n, qk.batch) == (128, 64, 128, 2 * 12)

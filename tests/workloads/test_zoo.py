@@ -44,7 +44,8 @@ def test_gptj_params_and_train_flops_match_the_model_card_and_palm_formula():
     # mesh-transformer-jax's 8 shard replicas of LayerNorms/biases (docs/workloads.md)
     assert spec.params == 6_050_882_784
     assert abs(spec.params / 6_053_381_344 - 1) < 1e-3
-    g = workloads.build(spec, batch=1, seq=2048)
+    # PaLM's formula counts the full score matrix of materialized (unfused) attention
+    g = workloads.build(dataclasses.replace(spec, attention="unfused"), batch=1, seq=2048)
     n, layers, heads, q, t = spec.params, 28, 16, 256, 2048
     palm = (6 * n + 12 * layers * heads * q * t) * t
     assert abs(g.meta["train_flop_per_sample"] / palm - 1) < 0.05
@@ -55,6 +56,13 @@ def test_gptj_params_and_train_flops_match_the_model_card_and_palm_formula():
     # minus biases and norms (not GEMM weights) are O(L·h), negligible relative to 1e-3
     assert gemm_train == pytest.approx((6 * n_gemm + 12 * layers * heads * q * t) * t,
                                        rel=1e-3)
+    # fused (FlashAttention) causal attention computes the T(T+1)/2 scores on or below the
+    # diagonal: 4·Q forward and 10·Q backward (the recomputed QKᵀ included) per score
+    fused = workloads.build(spec, batch=1, seq=2048)
+    assert sum(op.total_flop for op in fused.ops if op.kind == "gemm") == pytest.approx(
+        6 * n_gemm * t, rel=1e-3)
+    assert sum(op.total_flop for op in fused.ops if op.kind == "attention") == \
+        pytest.approx(14 * layers * heads * q * t * (t + 1) / 2, rel=1e-12)
 
 
 def test_dlrm_mlperf_rows_and_mlp_params():
@@ -146,7 +154,8 @@ def test_megatron_sizes_match_narayanan_eq2(name, label):
 @pytest.mark.parametrize("tp,sp", [(1, False), (8, False), (8, True), (4, False), (2, True)])
 def test_stash_matches_korthikanti(tp, sp):
     """Activation bytes kept per layer = Korthikanti et al. 2022 Table 2, exactly."""
-    s = workloads.model_spec("gpt3-175b")
+    fused = workloads.model_spec("gpt3-175b")
+    s = dataclasses.replace(fused, attention="unfused")  # Korthikanti's materialized scores
     b, sq, h, a = 2, 2048, s.hidden, s.heads
     g = workloads.build(s, batch=b, seq=sq, tp=tp, sequence_parallel=sp)
     if tp == 1:
@@ -156,18 +165,31 @@ def test_stash_matches_korthikanti(tp, sp):
     else:
         want = sq * b * h * (10 + 24 / tp + 5 * a * sq / (h * tp))
     assert g.meta["stash_bytes_per_layer"] == pytest.approx(want, rel=1e-12)
+    # fused attention: no 5as²b score terms, the fp32 log-sum-exp (4 B per row and head)
+    gf = workloads.build(fused, batch=b, seq=sq, tp=tp, sequence_parallel=sp)
+    score = 5 * a * sq * sq * b / tp
+    assert gf.meta["stash_bytes_per_layer"] == pytest.approx(want - score + 4 * a * sq * b / tp,
+                                                             rel=1e-12)
+    # ... which is what the memory model charges
+    from cost_models.memory import activation_bytes_per_layer
+    assert activation_bytes_per_layer(seq=sq, micro_batch=b, hidden=h, heads=a, tp=tp,
+                                      sequence_parallel=sp, fused_attention=True) == \
+        pytest.approx(gf.meta["stash_bytes_per_layer"], rel=1e-12)
 
 
 def test_stash_without_dropout_drops_masks_and_duplicates():
     """Without dropout the two 1-byte residual masks (2sbh), the attention mask (as²b)
     and the dropout output (2as²b; AV reads the saved softmax output) disappear."""
     s = workloads.model_spec("gpt2")
-    nodrop = dataclasses.replace(s, dropout=False)
+    nodrop = dataclasses.replace(s, dropout=False, attention="unfused")
     b, sq, h, a = 1, 1024, s.hidden, s.heads
     g = workloads.build(nodrop, batch=b, seq=sq)
     # no dropout: no masks (sbh + sbh + as²b) and no dropout output (2as²b)
     want = sq * b * h * (34 - 2) + 5 * a * sq * sq * b - 3 * a * sq * sq * b
     assert g.meta["stash_bytes_per_layer"] == pytest.approx(want, rel=1e-12)
+    fused = workloads.build(dataclasses.replace(nodrop, attention="fused"), batch=b, seq=sq)
+    assert fused.meta["stash_bytes_per_layer"] == pytest.approx(
+        sq * b * h * (34 - 2) + 4 * a * sq * b, rel=1e-12)
 
 
 def test_repeated_blocks_cost_the_same_to_build():
