@@ -50,7 +50,8 @@ def _spec(r: dict[str, Any]) -> TransformerSpec:
     h = r["hidden"]
     return TransformerSpec(name=r["id"], model_type="gpt2", layers=r["layers"], hidden=h,
                            heads=r["heads"], ffn=4 * h, vocab=VOCAB, max_positions=SEQ,
-                           default_seq=SEQ, default_batch=r["global_batch"], source=r["source"])
+                           default_seq=SEQ, default_batch=r["global_batch"], source=r["source"],
+                           attention="unfused")  # Megatron-LM 2021-2022: no fused attention
 
 
 def _plan(r: dict[str, Any]) -> ParallelPlan:

@@ -22,9 +22,13 @@ above the diagonal). The kernel is FlashAttention-2 (Dao 2023, Algorithm 1 and �
 * **HBM.** Q, K, V in and O plus the fp32 log-sum-exp out (the operator's ``bytes_in +
   bytes_out``), plus the re-reads of the streamed operand: the forward's outer loop runs
   over blocks of ``B_r`` query rows and streams K and V once per block (``⌈s_q/B_r⌉ − 1``
-  extra passes of ``2·s_kv·d`` elements per head); the backward's outer loop runs over
-  key/value blocks and streams Q, dO (``d`` elements each) and LSE, D (fp32) per row once
-  per block. ``B_r`` (= ``B_c``) is the largest tile whose Q, K and V blocks (``dtype``)
+  extra passes of ``2·s_kv·d`` elements per head, times the fraction of blocks computed:
+  a causal query block streams only the blocks up to the diagonal); the backward's outer
+  loop runs over key/value blocks and streams Q, dO (``d`` elements each) and LSE, D
+  (fp32) per row once per block. The re-reads stay on chip when the streamed operands of
+  the heads in flight fit in the block's share of the global buffer (the cores take
+  consecutive blocks of the same head, FlashAttention's grid order: ``⌈cores / blocks
+  per head⌉`` heads at once), as the K and V of a head stay in a GPU's L2. ``B_r`` (= ``B_c``) is the largest tile whose Q, K and V blocks (``dtype``)
   and fp32 O accumulator fit in one core's share of the block's on-chip SRAM
   (``sram_per_core + global_buffer·2^-a / cores``): ``B_r = ⌊M / (d·(3·dtype + 4))⌋``,
   at least 1 and at most ``s``. (The HBM traffic is ``Θ(s²d²/M)``, Dao et al. 2022,
@@ -86,17 +90,22 @@ def tile_rows(head_dim: Any, sram_core_bytes: Any, dtype_bytes: Any, seq: Any) -
 
 
 def hbm_bytes(m: Any, k: Any, n: Any, batch: Any, bytes_io: Any, fwd: Any, dtype_bytes: Any,
-              br: Any) -> np.ndarray:
-    """HBM bytes of attention operators (module docstring). Broadcasts; ``fwd`` bool."""
+              br: Any, frac: Any, cores: Any, buffer_bytes: Any) -> np.ndarray:
+    """HBM bytes of attention operators (module docstring). Broadcasts; ``fwd`` bool,
+    ``frac`` the fraction of score blocks computed, ``cores`` the block's tensor cores,
+    ``buffer_bytes`` its share of the global buffer."""
     m, k, n, b = (np.asarray(x, dtype=np.float64) for x in (m, k, n, batch))
     db = np.asarray(dtype_bytes, dtype=np.float64)
     br = np.asarray(br, dtype=np.float64)
     fwd = np.asarray(fwd, dtype=bool)
-    passes_f = np.ceil(m / br) - 1.0           # extra K, V streams (forward)
-    passes_b = np.ceil(n / br) - 1.0           # extra Q, dO, LSE, D streams (backward)
-    extra_f = passes_f * b * 2.0 * n * k * db
-    extra_b = passes_b * b * m * (2.0 * k * db + 2.0 * ACC_BYTES)
-    return np.asarray(bytes_io, dtype=np.float64) + np.where(fwd, extra_f, extra_b)
+    outer = np.where(fwd, m, n)
+    blocks = np.ceil(outer / br)                       # outer-loop blocks per head
+    streamed = np.where(fwd, 2.0 * n * k * db,          # K, V of a head (forward)
+                        m * (2.0 * k * db + 2.0 * ACC_BYTES))   # Q, dO, LSE, D (backward)
+    in_flight = np.ceil(np.asarray(cores, dtype=np.float64) / blocks)   # heads at once
+    on_chip = in_flight * streamed <= np.asarray(buffer_bytes, dtype=np.float64)
+    extra = np.where(on_chip, 0.0, (blocks - 1.0) * b * streamed * np.asarray(frac))
+    return np.asarray(bytes_io, dtype=np.float64) + extra
 
 
 def tile_rows_scalar(head_dim: int, sram_core_bytes: float, dtype_bytes: float,
@@ -107,9 +116,12 @@ def tile_rows_scalar(head_dim: int, sram_core_bytes: float, dtype_bytes: float,
 
 
 def hbm_bytes_scalar(m: int, k: int, n: int, batch: int, bytes_io: float, fwd: bool,
-                     dtype_bytes: float, br: int) -> float:
+                     dtype_bytes: float, br: int, frac: float, cores: int,
+                     buffer_bytes: float) -> float:
     """Plain-Python :func:`hbm_bytes` of one operator."""
-    if fwd:
-        return bytes_io + (math.ceil(m / br) - 1) * batch * 2.0 * n * k * dtype_bytes
-    return bytes_io + (math.ceil(n / br) - 1) * batch * m * (2.0 * k * dtype_bytes
-                                                             + 2.0 * ACC_BYTES)
+    blocks = math.ceil((m if fwd else n) / br)
+    streamed = (2.0 * n * k * dtype_bytes if fwd
+                else m * (2.0 * k * dtype_bytes + 2.0 * ACC_BYTES))
+    if math.ceil(cores / blocks) * streamed <= buffer_bytes:
+        return bytes_io
+    return bytes_io + (blocks - 1) * batch * streamed * frac

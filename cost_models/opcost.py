@@ -624,7 +624,9 @@ def _attention_costs(a: GraphArrays, apos: np.ndarray, gem: dict[str, np.ndarray
     m, k, n, b = (a.att_mknb[None, :, i, None] for i in range(4))
     seq = np.where(a.att_fwd, a.att_mknb[:, 0], a.att_mknb[:, 2])[None, :, None]
     br = fa.tile_rows(k, share[:, None, :], dtb, seq)
-    hb = fa.hbm_bytes(m, k, n, b, a.att_io[None, :, None], a.att_fwd[None, :, None], dtb, br)
+    hb = fa.hbm_bytes(m, k, n, b, a.att_io[None, :, None], a.att_fwd[None, :, None], dtb, br,
+                      cf[None, :, None], g_lv[:, None, :],
+                      (designs.global_buffer_bytes[:, None] * frac[None, :])[:, None, :])
     hbm_bw = (designs.hbm_bw_bytes_per_s * designs.hbm_efficiency)[:, None, None]
     t_h = hb / (hbm_bw * frac[None, None, :])
     work = t_tc + t_vc
@@ -935,7 +937,8 @@ def _attention_scalar(op: Any, hw: Any, cst: dict[str, float], nl: int) -> dict[
         t_vc = math.ceil(op.elements / max(math.floor(lanes * fr), 1)) * pe / f
         share = float(hw.sram_per_core_bytes) + float(hw.global_buffer_bytes) * fr / gcores
         br = fa.tile_rows_scalar(k, share, dtb, m if fwd else n)
-        hb = fa.hbm_bytes_scalar(m, k, n, b, float(op.bytes_in + op.bytes_out), fwd, dtb, br)
+        hb = fa.hbm_bytes_scalar(m, k, n, b, float(op.bytes_in + op.bytes_out), fwd, dtb, br,
+                                 cf, gcores, float(hw.global_buffer_bytes) * fr)
         t_h = hb / (hbm_bw * fr)
         work = t_tc + t_vc
         lv["latency_s"].append(max(work, t_h))

@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
                help="global batch, samples per step (default: the workload's published one)")
     s.add_argument("--seq", type=_positive_int("--seq"), default=None,
                help="tokens per sample (default: the workload's)")
+    s.add_argument("--attention", choices=("fused", "unfused"), default=None,
+                   help="attention kernel of transformer workloads: fused (FlashAttention, "
+                        "the default) or unfused (scores materialized in HBM, Megatron-LM "
+                        "2021-2022)")
     s.add_argument("--multi-objective", action="store_true",
                    help="Pareto search over throughput, area and TDP")
     s.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -243,6 +247,10 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage")
     p.add_argument("--interleave", type=_positive_int("--interleave"), default=None,
                    help="virtual stages per device (interleaved schedule)")
+    p.add_argument("--attention", choices=("fused", "unfused"), default=None,
+                   help="attention kernel of a transformer: fused (FlashAttention, the "
+                        "default) or unfused (scores materialized in HBM, Megatron-LM "
+                        "2021-2022)")
 
 
 def _command_module(args: argparse.Namespace) -> Any:

@@ -39,6 +39,13 @@ DEFAULT_BUDGETS: dict[str, int | None] = {"wham": None, "optuna": 500, "random":
 """Designs evaluated when ``--budget`` is not given (None: until the searcher is done —
 the heuristic converges, exhaustive enumerates the feasible grid)."""
 
+COST_MODEL_VERSION = 2
+"""Version of the cost model a study's values come from, stored in its settings: a study
+scored by another version is not resumed (1: attention materialized in HBM; 2: fused
+attention by default, uneven pipeline stages, sequence-parallel padding)."""
+ATTENTION = ("fused", "unfused")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SearchConfig:
     """Everything ``dse search`` takes (brief §4)."""
@@ -64,6 +71,9 @@ class SearchConfig:
     """How the wham heuristic picks its moves (:data:`GUIDANCE`)."""
     heterogeneous: bool = False
     """Also search a chip per pipeline stage (:mod:`search.hetero`; wham, one workload)."""
+    attention: str | None = None
+    """Attention kernel of transformer workloads (:data:`ATTENTION`); None: each
+    workload's own (fused for the zoo)."""
     ilp_time_limit_s: float = 0.5
     """Time limit of each ILP refinement (per phase of each top-k design)."""
     ilp_total_s: float = 0.0
@@ -97,6 +107,8 @@ class SearchConfig:
                 raise ConfigError(f"{o}.{f}={v!r} must be a positive integer")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"{o}.seed={self.seed!r} must be an integer >= 0")
+        if self.attention is not None and self.attention not in ATTENTION:
+            raise ConfigError(f"{o}.attention={self.attention!r}; valid: {', '.join(ATTENTION)}")
         if self.guidance not in GUIDANCE:
             raise ConfigError(f"{o}.guidance={self.guidance!r}; valid: {', '.join(GUIDANCE)}")
         if self.heterogeneous and (self.searcher != "wham" or len(self.workloads) != 1):
@@ -110,7 +122,8 @@ class SearchConfig:
                 "devices": self.devices, "searcher": self.searcher, "seed": self.seed,
                 "batch": self.batch, "seq": self.seq, "multi_objective": self.multi_objective,
                 "budget": self.budget, "guidance": self.guidance,
-                "heterogeneous": self.heterogeneous}
+                "heterogeneous": self.heterogeneous, "attention": self.attention,
+                "model": COST_MODEL_VERSION}
 
 
 def default_study_name(cfg: SearchConfig) -> str:
@@ -125,6 +138,8 @@ def default_study_name(cfg: SearchConfig) -> str:
         parts.append(f"b{cfg.batch}")
     if cfg.seq:
         parts.append(f"s{cfg.seq}")
+    if cfg.attention:
+        parts.append(cfg.attention)
     if cfg.multi_objective:
         parts.append("mo")
     if cfg.guidance != "critical-path":

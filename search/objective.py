@@ -58,9 +58,12 @@ class WorkloadTarget:
 
 
 def load_targets(workloads: Sequence[str], *, devices: int = 1, batch: int | None = None,
-                 seq: int | None = None, system: SystemConfig | None = None
-                 ) -> list[WorkloadTarget]:
-    """Targets for workload names/paths (``workloads.model_spec``)."""
+                 seq: int | None = None, system: SystemConfig | None = None,
+                 attention: str | None = None) -> list[WorkloadTarget]:
+    """Targets for workload names/paths (``workloads.model_spec``); ``attention`` sets
+    the attention kernel of the transformers among them (None: their own)."""
+    import dataclasses
+
     import workloads as wl
 
     out = []
@@ -73,6 +76,8 @@ def load_targets(workloads: Sequence[str], *, devices: int = 1, batch: int | Non
             raise ConfigError(f"--workload lists {w!r} twice")
         seen.add(w)
         spec = wl.model_spec(w)
+        if attention is not None and hasattr(spec, "attention"):
+            spec = dataclasses.replace(spec, attention=attention)
         s = seq
         if s is not None and getattr(spec, "default_seq", None) is None:
             s = None  # families without a sequence (CNN, DLRM) ignore --seq
@@ -326,6 +331,7 @@ def build_problem(cfg: Any, space: Any = None) -> TrainingProblem:
 
     space = space if space is not None else default_space(devices=cfg.devices)
     tech = load_technology(space.template.tech_node_nm)
-    targets = load_targets(cfg.workloads, devices=cfg.devices, batch=cfg.batch, seq=cfg.seq)
+    targets = load_targets(cfg.workloads, devices=cfg.devices, batch=cfg.batch, seq=cfg.seq,
+                           attention=getattr(cfg, "attention", None))
     return TrainingProblem(space, targets, tech, area_mm2=cfg.area_mm2, power_w=cfg.power_w,
                            objective=cfg.objective)

@@ -188,8 +188,15 @@ class SearchObjective:
         if missing:
             raise ConfigError(f"study settings lack {missing[0]!r}; the study was not made "
                               "by this dse version")
+        from search.config import COST_MODEL_VERSION
+
+        if settings.get("model") != COST_MODEL_VERSION:
+            raise ConfigError(f"the study was scored by dse cost model "
+                              f"{settings.get('model', 1)}, this dse has {COST_MODEL_VERSION}; "
+                              "start a new study")
         kw: dict[str, Any] = {k: (tuple(settings[k]) if k == "workloads" else settings[k])
                               for k in keys}
+        kw["attention"] = settings.get("attention")
         cfg = SearchConfig(**kw)
         self.cfg = cfg
         self.problem = build_problem(cfg)

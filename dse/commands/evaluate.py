@@ -68,6 +68,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from workloads.parallel import validate_plan
 
     spec = workloads.model_spec(args.workload)
+    att = getattr(args, "attention", None)
+    if att is not None:
+        if not hasattr(spec, "attention"):
+            raise ConfigError(f"--attention: {spec.name} is a {spec.family} model without "
+                              "attention; --attention applies to transformers only")
+        spec = dataclasses.replace(spec, attention=att)
     preset = load_preset(args.hardware)
     hw, system = preset.hardware, preset.system
     plan = derive_plan(args, spec.default_batch)

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        seed=args.seed, storage=args.storage, study=args.study,
                        out_dir=str(out), batch=args.batch, seq=args.seq,
                        multi_objective=args.multi_objective, guidance=args.guidance,
-                       heterogeneous=args.heterogeneous)
+                       heterogeneous=args.heterogeneous,
+                       attention=getattr(args, "attention", None))
     if args.storage is not None:  # a bad URL or driver is named before anything else
         from search.distributed import parse_storage
 

@@ -36,6 +36,7 @@ G5. GenZ's ``embeddings`` is a one-hot GEMM (``2·tokens·V·h`` FLOPs); ours a 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from functools import cache
 from pathlib import Path
@@ -90,7 +91,9 @@ def _preset() -> tuple[DesignBatch, Any, float]:
 def ours(model: str, batch: int, seq: int, tp: int) -> tuple[Graph, OpCosts]:
     """Our forward+backward graph (its forward GEMMs are the prefill's) and op costs."""
     designs, tech, _ = _preset()
-    g = workloads.build(workloads.model_spec(model), batch=batch, seq=seq, tp=tp)
+    # per-operator QKᵀ and A·V: the unfused attention form (G2)
+    spec = dataclasses.replace(workloads.model_spec(model), attention="unfused")
+    g = workloads.build(spec, batch=batch, seq=seq, tp=tp)
     return g, op_costs(g, designs, tech)
 
 

@@ -78,6 +78,7 @@ no pipeline bubble, no DP all-reduce — ``docs/sources.md`` P5).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from collections.abc import Iterable
@@ -201,7 +202,8 @@ def plan_of(r: dict[str, Any]) -> ParallelPlan:
 
 @cache
 def spec_of(model: str) -> Any:
-    return workloads.model_spec(model)
+    # llm-analysis ran with flash_attn=False: the unfused attention form
+    return dataclasses.replace(workloads.model_spec(model), attention="unfused")
 
 
 @dataclass(frozen=True)

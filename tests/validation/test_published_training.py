@@ -41,6 +41,7 @@ def spec_of(r: dict) -> TransformerSpec:
     return TransformerSpec(name=r["id"], model_type="gpt2", layers=r["layers"], hidden=h,
                            heads=r["heads"], ffn=4 * h, vocab=VOCAB, max_positions=SEQ,
                            default_seq=SEQ, default_batch=r["global_batch"],
+                           attention="unfused",  # Megatron-LM 2021-2022: no fused attention
                            source=f"{r['source']} {r['table']} {r['row']}")
 
 
