@@ -187,7 +187,7 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
     ``stash_bytes``) and ``input_bytes_per_micro_batch`` (the stage input, all that full
     recomputation keeps).
     """
-    states = model_state_bytes(params, optimizer=plan.optimizer, dp=plan.dp,
+    states = model_state_bytes(params, optimizer=plan.optimizer, dp=plan.grad_group,
                                zero_stage=plan.zero_stage)
     t, sp, b = plan.tp, plan.sequence_parallel and plan.tp > 1, plan.micro_batch
     shard = t if sp else 1
@@ -319,6 +319,10 @@ def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan,
     if len(stages) % p:
         raise ConfigError(f"{len(stages)} stages do not divide over pp={p} devices")
     from cost_models.pipeline import in_flight_micro_batches
+
+    # context parallelism: a rank holds seq/cp tokens of each sample (the ring's K/V
+    # chunks in flight, two of s/cp tokens, are not counted)
+    seq = -(-int(seq) // max(int(getattr(plan, "cp", 1)), 1))
 
     best: dict[str, float] | None = None
     per_device: list[float] = []

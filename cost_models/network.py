@@ -266,14 +266,17 @@ class GroupPlacement:
 def _group_size_stride(group: str, plan: ParallelPlan) -> tuple[int, int]:
     if group not in COMM_GROUPS:
         raise ConfigError(f"group={group!r} is not valid; choose one of {', '.join(COMM_GROUPS)}")
+    cp = getattr(plan, "cp", 1)
     if group == "tp":
         return plan.tp, 1
-    if group == "dp":
-        return plan.dp, plan.tp
+    if group == "cp":
+        return cp, plan.tp
+    if group == "dp":  # gradients are reduced over the data- and context-parallel ranks
+        return plan.dp * cp, plan.tp
     if group == "pp":
-        return plan.pp, plan.tp * plan.dp
+        return plan.pp, plan.tp * cp * plan.dp
     # expert parallelism is carved out of the data-parallel ranks (Megatron-Core)
-    return plan.dp, plan.tp
+    return plan.dp, plan.tp * cp
 
 
 def group_placement(group: str, plan: ParallelPlan, system: SystemConfig) -> GroupPlacement:
@@ -355,12 +358,12 @@ def group_collective_time_s(collective: str, nbytes: ArrayLike, placement: Group
 def p2p_time_s(nbytes: ArrayLike, plan: ParallelPlan, system: SystemConfig) -> Any:
     """Seconds to send ``nbytes`` between adjacent pipeline stages.
 
-    Adjacent stages are ``tp·dp`` ranks apart; the slowest boundary sets the pace, so
+    Adjacent stages are ``tp·cp·dp`` ranks apart; the slowest boundary sets the pace, so
     the transfer uses the inter-node NICs as soon as any boundary crosses a node.
     """
     if plan.pp <= 1:
         return 0.0 if np.ndim(nbytes) == 0 else np.zeros(np.shape(nbytes))
-    stride = plan.tp * plan.dp
+    stride = plan.tp * getattr(plan, "cp", 1) * plan.dp
     g = system.devices_per_node
     crosses = any((i * stride) // g != ((i + 1) * stride) // g for i in range(plan.pp - 1))
     bw = system.inter_node_bw_bytes_per_s if crosses else system.intra_node_bw_bytes_per_s

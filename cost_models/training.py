@@ -317,7 +317,7 @@ def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig) -> tuple[Any
         x = np.where(pr > 0, x, 0.0)
         return float(x) if np.ndim(x) == 0 else x
 
-    if plan.dp <= 1 or not np.any(pr > 0):
+    if plan.grad_group <= 1 or not np.any(pr > 0):
         return out(zero), out(zero), out(zero)
     pl = group_placement("dp", plan, system)
     grads = pr * GRAD_BYTES
@@ -362,7 +362,7 @@ def training_step(stages: Sequence[Sequence[StagePart]], designs: Any, system: S
     params = np.zeros(p)
     model_flop_shard = 0.0
     hw_extra_flop = 0.0
-    zero_div = plan.dp if plan.zero_stage >= 1 else 1
+    zero_div = plan.grad_group if plan.zero_stage >= 1 else 1
     for k, parts in enumerate(stages):
         d = k % p
         for part in parts:
@@ -392,7 +392,7 @@ def training_step(stages: Sequence[Sequence[StagePart]], designs: Any, system: S
         dp_comm[d] = red
         dp_post[d] = post
         dp_traffic[d] = red + post
-        if plan.zero_stage >= 2 and plan.dp > 1:
+        if plan.zero_stage >= 2 and plan.grad_group > 1:
             # gradients reduce-scattered per micro-batch as they are produced (ZeRO-2/3),
             # ZeRO-3 also gathers the parameters before every forward and backward; what
             # the compute of that phase does not hide is exposed (prefetch overlap)
@@ -417,10 +417,10 @@ def training_step(stages: Sequence[Sequence[StagePart]], designs: Any, system: S
     tdp = tdp_w(designs, tech)
     hbm = np.asarray(designs.hbm_bytes, dtype=np.float64)
     devices = plan.devices
-    model_flop_total = model_flop_shard * plan.tp * plan.dp * m
-    hw_flop_total = (model_flop_shard + hw_extra_flop) * plan.tp * plan.dp * m
+    model_flop_total = model_flop_shard * plan.tp * plan.cp * plan.dp * m
+    hw_flop_total = (model_flop_shard + hw_extra_flop) * plan.tp * plan.cp * plan.dp * m
     link_j = float(getattr(tech, "link_energy_j_per_byte", 0.0))
-    dp_bytes = params * GRAD_BYTES * 2.0 * (plan.dp - 1) / plan.dp
+    dp_bytes = params * GRAD_BYTES * 2.0 * (plan.grad_group - 1) / plan.grad_group
     sent = (2.0 * m * v * p2p_bytes if p > 1 else 0.0) + dp_bytes
     dyn = m * e_mb + e_opt + link_j * np.asarray(sent)[None, :]
     leak = np.asarray(tdp["leakage"], dtype=np.float64)

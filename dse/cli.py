@@ -247,6 +247,9 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage")
     p.add_argument("--interleave", type=_positive_int("--interleave"), default=None,
                    help="virtual stages per device (interleaved schedule)")
+    p.add_argument("--cp", type=_positive_int("--cp"), default=None,
+                   help="context-parallel degree: each sequence split over N devices, ring "
+                        "attention (default: 1)")
     p.add_argument("--attention", choices=("fused", "unfused"), default=None,
                    help="attention kernel of a transformer: fused (FlashAttention, the "
                         "default) or unfused (scores materialized in HBM, Megatron-LM "

@@ -71,7 +71,7 @@ COLLECTIVES: tuple[str, ...] = (
     "all_to_all",
     "p2p",
 )
-COMM_GROUPS: tuple[str, ...] = ("tp", "pp", "dp", "ep")
+COMM_GROUPS: tuple[str, ...] = ("tp", "pp", "dp", "ep", "cp")
 
 
 def _choice(cls: type[Exception], owner: str, field_name: str, value: Any, valid: tuple) -> None:
@@ -444,7 +444,8 @@ class SystemConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ParallelPlan:
-    """How a training step is spread over devices (Megatron-style tp × pp × dp)."""
+    """How a training step is spread over devices (Megatron-style tp × cp × pp × dp; ranks
+    laid out tp innermost, then cp, dp and pp)."""
 
     tp: int = 1
     pp: int = 1
@@ -458,10 +459,13 @@ class ParallelPlan:
     zero_stage: int = 0
     interleave: int = 1
     """Virtual pipeline stages per device for the ``interleaved`` schedule."""
+    cp: int = 1
+    """Context parallelism: each sample's sequence split over ``cp`` devices (ring
+    attention); weights replicated over them, gradients reduced over ``dp·cp``."""
 
     def __post_init__(self) -> None:
         o = "ParallelPlan"
-        for f in ("tp", "pp", "dp", "global_batch", "micro_batch", "interleave"):
+        for f in ("tp", "pp", "dp", "global_batch", "micro_batch", "interleave", "cp"):
             v = getattr(self, f)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
                 raise ConfigError(f"{o}.{f}={v!r} must be an integer")
@@ -479,7 +483,12 @@ class ParallelPlan:
 
     @property
     def devices(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def grad_group(self) -> int:
+        """Ranks that hold the same weights and reduce their gradients: ``dp·cp``."""
+        return self.dp * self.cp
 
     @property
     def micro_batches(self) -> int:

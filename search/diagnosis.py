@@ -48,7 +48,7 @@ def _chain_seconds(graph: Any, step: Any, scale: float, acc: dict[str, float],
 
 def _parts_seconds(parts: Any, plan: Any, acc: dict[str, float], d: int = 0) -> None:
     m = plan.micro_batches
-    zero = plan.dp if plan.zero_stage >= 1 else 1
+    zero = plan.grad_group if plan.zero_stage >= 1 else 1
     for part in parts:
         c = part.costs
         ph = c.phases

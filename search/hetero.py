@@ -91,7 +91,7 @@ def heterogeneous_search(problem: Any, plan: Any, stage_tops: dict[int, list[int
     # per-design rank-class costs, each design on its own system (links)
     n = len(union)
     parts = model.stage_graphs(plan)
-    zero = plan.dp if plan.zero_stage >= 1 else 1
+    zero = plan.grad_group if plan.zero_stage >= 1 else 1
     m = plan.micro_batches
     f = np.zeros((n, len(classes)))
     b = np.zeros((n, len(classes)))
@@ -141,7 +141,7 @@ def heterogeneous_search(problem: Any, plan: Any, stage_tops: dict[int, list[int
     redr = red[by_rank, rank_class]
     gatr = gat[by_rank, rank_class]
     postr = post[by_rank, rank_class]
-    if plan.zero_stage >= 2 and plan.dp > 1:
+    if plan.zero_stage >= 2 and plan.grad_group > 1:
         add_f = np.maximum(gatr[:, None, :] - fr, 0.0)
         add_b = np.maximum(redr[:, None, :] + gatr[:, None, :] - br, 0.0)
         fr, br = fr + add_f, br + add_b

@@ -212,7 +212,7 @@ class StageTarget:
         n = len(idx)
         time_s = np.zeros(n)
         plan = self.plan
-        zero = plan.dp if plan.zero_stage >= 1 else 1
+        zero = plan.grad_group if plan.zero_stage >= 1 else 1
         for sel, system in self.pb._groups(designs, self.w):
             sub = designs if len(sel) == n else designs.subset(sel)
             graphs = [g for _, _, g, _, _ in self.parts]

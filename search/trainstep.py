@@ -102,7 +102,7 @@ class WorkloadModel:
             mems = [StageMemory(params=(pre_p if st.first else 0.0) + st.n_layers * blk_p
                                 + (post_p if st.last else 0.0), layers=st.n_layers,
                                 first=st.first, last=st.last, dims=dims) for st in stages]
-            p2p = float(plan.micro_batch * s * int(self.spec.hidden) * 2)
+            p2p = float(plan.micro_batch * -(-s // plan.cp) * int(self.spec.hidden) * 2)
         else:
             from cost_models.memory import stage_memory_of_graph
 
@@ -123,7 +123,7 @@ class WorkloadModel:
     def shard_key(self, plan: ParallelPlan) -> tuple[Any, ...]:
         sp = bool(plan.sequence_parallel and plan.tp > 1)
         if self.transformer:
-            return ("t", plan.tp, plan.micro_batch, sp, plan.optimizer)
+            return ("t", plan.tp, plan.micro_batch, sp, plan.optimizer, plan.cp)
         return ("g", plan.pp, plan.micro_batch, plan.optimizer)
 
     def segments(self, plan: ParallelPlan) -> Any:
@@ -132,7 +132,7 @@ class WorkloadModel:
 
         return shard_segments(self.spec, micro_batch=plan.micro_batch, seq=int(self.seq or 0),
                               tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer)
+                              optimizer=plan.optimizer, cp=plan.cp)
 
     def stage_graphs(self, plan: ParallelPlan) -> list[tuple[int, str, Any, float, bool]]:
         """(virtual stage, part name, graph, multiplicity, is a layer) of every part."""
@@ -248,9 +248,9 @@ class WorkloadModel:
             post[0] += t_emb
             post[p - 1] += t_emb
         out = {"parts": parts, "red": red, "gather": gather, "post": post,
-               "p2p": self._p2p_s(info, system), "zero2": plan.zero_stage >= 2 and plan.dp > 1,
+               "p2p": self._p2p_s(info, system), "zero2": plan.zero_stage >= 2 and plan.grad_group > 1,
                "m": plan.micro_batches, "v": max(1, len(info.stages) // p),
-               "zero_div": plan.dp if plan.zero_stage >= 1 else 1}
+               "zero_div": plan.grad_group if plan.zero_stage >= 1 else 1}
         self._statics[key] = out
         return out
 
@@ -482,6 +482,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     rec = float(r["_rec"][0, slow])
     by_kind: dict[str, float] = {}
     by_phase_op: dict[str, float] = {}
+    cp_s = 0.0
     for part in mine:
         for st, g in ((part.costs.fwd_step, part.costs.phases.fwd),
                       (part.costs.bwd_step, part.costs.phases.bwd)):
@@ -494,6 +495,8 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
                 t = float(lat[i]) * m * part.multiplicity
                 by_kind[op.kind] = by_kind.get(op.kind, 0.0) + t
                 by_phase_op[op.phase] = by_phase_op.get(op.phase, 0.0) + t
+                if op.kind == "collective" and op.group == "cp":
+                    cp_s += t
     by_kind["optimizer"] = by_kind.get("optimizer", 0.0) + float(r["_opt"][0, slow])
     by_phase_op["optimizer"] = float(r["_opt"][0, slow])
     step = float(r["step_time_s"][0])
@@ -513,8 +516,11 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
         "hidden_by_drain_s": float(r["tail_hidden_s"][0]),
     }
     comm = {
-        "tp_s": by_kind.get("collective", 0.0),
+        "tp_s": by_kind.get("collective", 0.0) - cp_s,
         "tp_note": "tensor-parallel collectives, inside forward_s/backward_s",
+        "cp_s": cp_s,
+        "cp_note": "context-parallel ring (K/V chunks forward, their gradients backward), "
+                   "overlapped with the attention, inside forward_s/backward_s",
         "p2p_s": float(r["p2p_s"][0]),
         "dp_s": float(r["dp_comm_s"][0]),
         "dp_note": "data-parallel gradient reduction (+ ZeRO gathers) per step, before overlap",

@@ -204,7 +204,7 @@ class ForwardBuilder:
 
     def attention(self, name: str, q: str, k: str, v: str, *, batch: int, heads: int,
                   kv_heads: int, seq_q: int, seq_kv: int, head_dim: int, causal: bool,
-                  dropout: bool = False) -> str:
+                  dropout: bool = False, context_parallel: int = 1) -> str:
         """Fused attention ``softmax(Q·Kᵀ/√d)·V`` (FlashAttention 2, Dao 2023): the score
         tiles live on chip, the backward recomputes them.
 
@@ -213,7 +213,10 @@ class ForwardBuilder:
         head; a causal mask skips the blocks above the diagonal: ``s(s+1)/2``). FLOPs are
         the two GEMMs' ``4·d`` per score element. HBM bytes are Q, K, V in and O plus the
         fp32 log-sum-exp out; the backward keeps Q, K, V, O and the log-sum-exp (no score
-        tensor)."""
+        tensor). With ``context_parallel = cp > 1`` the queries are this rank's
+        ``seq_kv/cp`` tokens against all ``seq_kv`` keys (ring attention); a causal mask
+        with Megatron's load-balanced chunks (rank ``i`` holds chunks ``i`` and
+        ``2cp−1−i``) gives every rank ``1/cp`` of the causal scores."""
         for dname, val in (("batch", batch), ("heads", heads), ("kv_heads", kv_heads),
                            ("seq_q", seq_q), ("seq_kv", seq_kv), ("head_dim", head_dim)):
             if val < 1:
@@ -221,15 +224,16 @@ class ForwardBuilder:
                                     "must be >= 1")
         db = self.dtype_bytes
         bh = batch * heads
-        if causal and seq_q == seq_kv:
-            scores = bh * seq_q * (seq_q + 1) // 2
+        if causal and seq_q * context_parallel == seq_kv:
+            scores = bh * seq_kv * (seq_kv + 1) // (2 * context_parallel)
         else:
             scores = bh * seq_q * seq_kv
         q_b = float(bh * seq_q * head_dim * db)
         kv_b = float(batch * kv_heads * seq_kv * head_dim * db)
         o_b = q_b
         lse_b = float(bh * seq_q * LSE_BYTES)
-        stash = (self.save(q, q_b) + self.save(k, kv_b) + self.save(v, kv_b)
+        kv_local = kv_b / context_parallel  # K, V chunks this rank keeps (ring attention)
+        stash = (self.save(q, q_b) + self.save(k, kv_local) + self.save(v, kv_local)
                  + self.save(name, o_b) + self.save(f"{name}:lse", lse_b))
         key = "flash_attn_dropout" if dropout else "flash_attn"
         op = Operator(

@@ -65,11 +65,12 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
     """Check that ``plan`` can run ``spec`` on ``devices`` devices.
 
     Raises :class:`ConfigError` naming the first rule that fails and the valid choices:
-    ``tp·pp·dp == devices``; tp divides the attention heads and the MLP width, and divides
+    ``tp·cp·pp·dp == devices`` (``cp > 1`` for transformers with fused attention); tp
+    divides the attention heads and the MLP width, and divides
     (or is a multiple of) the key/value heads; ``pp <= layers``; the global batch divides
     into ``dp × micro_batch``; the interleaved schedule needs ``pp >= 2``, micro-batches a
     multiple of ``pp`` and layers divisible by ``pp·interleave``; ``interleave > 1`` needs
-    the interleaved schedule; sequence parallelism needs ``seq`` divisible by tp.
+    the interleaved schedule.
 
     >>> from workloads.spec import TransformerSpec
     >>> s = TransformerSpec(name="t", model_type="gpt2", layers=8, hidden=512, heads=8,
@@ -80,9 +81,20 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
     dse.errors.ConfigError: tp=3 must divide the attention heads (heads=8) of t; valid tp: 1, 2, 4, 8
     """
     n = plan.devices if devices is None else int(devices)
-    if plan.tp * plan.pp * plan.dp != n:
+    if plan.devices != n:
+        if plan.cp > 1:
+            raise ConfigError(f"tp*cp*pp*dp = {plan.tp}*{plan.cp}*{plan.pp}*{plan.dp} = "
+                              f"{plan.devices} must equal devices={n}")
         raise ConfigError(f"tp*pp*dp = {plan.tp}*{plan.pp}*{plan.dp} = "
                           f"{plan.tp * plan.pp * plan.dp} must equal devices={n}")
+    if plan.cp > 1:
+        if not _is_transformer(spec):
+            raise ConfigError(f"cp={plan.cp}: context parallelism splits a sequence; "
+                              f"{getattr(spec, 'name', 'the workload')} is a "
+                              f"{getattr(spec, 'family', '?')} model (use cp=1)")
+        if getattr(spec, "attention", "fused") != "fused":
+            raise ConfigError(f"cp={plan.cp}: context parallelism (ring attention) needs "
+                              "fused attention; use --attention fused")
     if plan.global_batch % (plan.dp * plan.micro_batch):
         raise ConfigError(f"global_batch={plan.global_batch} must be divisible by "
                           f"dp*micro_batch = {plan.dp}*{plan.micro_batch}")
@@ -126,12 +138,13 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
 # --------------------------------------------------------------------------- costs
 @lru_cache(maxsize=256)
 def _layer_costs_cached(spec: Any, seq: int, micro_batch: int, tp: int, sp: bool,
-                        optimizer: str) -> tuple[float, float, float]:
+                        optimizer: str, cp: int = 1) -> tuple[float, float, float]:
     from workloads import build
 
     def flop(first: bool, last: bool) -> float:
         g = build(spec, batch=micro_batch, seq=seq, optimizer=optimizer, tp=tp,
-                  sequence_parallel=sp, layers=(0, 1), first_stage=first, last_stage=last)
+                  sequence_parallel=sp, layers=(0, 1), first_stage=first, last_stage=last,
+                  cp=cp)
         return g.total_flop()
 
     mid = flop(False, False)
@@ -139,13 +152,13 @@ def _layer_costs_cached(spec: Any, seq: int, micro_batch: int, tp: int, sp: bool
 
 
 def layer_costs(spec: Any, *, seq: int | None = None, micro_batch: int = 1, tp: int = 1,
-                sequence_parallel: bool = False, optimizer: str = "adam"
+                sequence_parallel: bool = False, optimizer: str = "adam", cp: int = 1
                 ) -> tuple[float, float, float]:
     """Training FLOPs of (one layer, the embedding, the head + loss) for one micro-batch
     on one tensor-parallel shard: the costs :func:`stage_layers` balances."""
     s = int(seq or spec.default_seq)
     return _layer_costs_cached(spec, s, int(micro_batch), int(tp), bool(sequence_parallel),
-                               optimizer)
+                               optimizer, int(cp))
 
 
 def _balanced_split(n_layers: int, p: int, layer: float, first: float, last: float
@@ -185,7 +198,8 @@ def _balanced_split(n_layers: int, p: int, layer: float, first: float, last: flo
 def stage_layers(spec: Any, pp: int, *, interleave: int = 1, seq: int | None = None,
                  micro_batch: int = 1, tp: int = 1, sequence_parallel: bool = False,
                  optimizer: str = "adam",
-                 costs: tuple[float, float, float] | None = None) -> list[tuple[int, int]]:
+                 costs: tuple[float, float, float] | None = None,
+                 cp: int = 1) -> list[tuple[int, int]]:
     """Layer ranges ``(a, b)`` (blocks ``a..b-1``) of the ``pp·interleave`` virtual stages.
 
     The stages are balanced by cost (:func:`layer_costs`, or ``costs = (layer, embedding,
@@ -210,7 +224,7 @@ def stage_layers(spec: Any, pp: int, *, interleave: int = 1, seq: int | None = N
         raise ConfigError(f"pp*interleave = {pp}*{v} exceeds the {n} layers of {spec.name}")
     if costs is None:
         costs = layer_costs(spec, seq=seq, micro_batch=micro_batch, tp=tp,
-                            sequence_parallel=sequence_parallel, optimizer=optimizer)
+                            sequence_parallel=sequence_parallel, optimizer=optimizer, cp=cp)
     if v > 1 and n % (pp * v) == 0:
         k = n // (pp * v)  # Megatron-LM's uniform split of the virtual stages
         return [(i * k, (i + 1) * k) for i in range(pp * v)]
@@ -296,12 +310,13 @@ def _split_graph(graph: Graph, pp: int) -> list[Graph]:
 
 @lru_cache(maxsize=512)
 def _transformer_stage(spec: Any, n_layers: int, first: bool, last: bool, seq: int,
-                       micro_batch: int, tp: int, sp: bool, optimizer: str) -> Graph:
+                       micro_batch: int, tp: int, sp: bool, optimizer: str,
+                       cp: int = 1) -> Graph:
     from workloads import build
 
     return build(spec, batch=micro_batch, seq=seq, optimizer=optimizer, tp=tp,
                  sequence_parallel=sp, layers=(0, n_layers), first_stage=first,
-                 last_stage=last)
+                 last_stage=last, cp=cp)
 
 
 def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[Graph]:
@@ -318,13 +333,13 @@ def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
         s = int(seq or spec.default_seq)
         ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
                               tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer)
+                              optimizer=plan.optimizer, cp=plan.cp)
         out = []
         last_k = len(ranges) - 1
         for k, (a, b) in enumerate(ranges):
             g = _transformer_stage(spec, b - a, k == 0, k == last_k, s, plan.micro_batch,
                                    plan.tp, bool(plan.sequence_parallel and plan.tp > 1),
-                                   plan.optimizer)
+                                   plan.optimizer, plan.cp)
             out.append(g.with_ops(g.ops, stage_layers=[a, b], stage=k, device=k % p))
         return out
     if v > 1:
@@ -431,7 +446,8 @@ _SEGMENTS: dict[tuple[Any, ...], Segments] = {}
 
 
 def shard_segments(spec: Any, *, micro_batch: int, seq: int, tp: int = 1,
-                   sequence_parallel: bool = False, optimizer: str = "adam") -> Segments:
+                   sequence_parallel: bool = False, optimizer: str = "adam",
+                   cp: int = 1) -> Segments:
     """The :class:`Segments` of one tensor-parallel shard of a transformer for one
     micro-batch (built once per argument set and kept: a search reuses them across every
     plan and design)."""
@@ -439,13 +455,14 @@ def shard_segments(spec: Any, *, micro_batch: int, seq: int, tp: int = 1,
         raise WorkloadError(f"shard_segments needs a transformer; {spec.name} is a "
                             f"{spec.family} model (use generic_stage_graphs)")
     sp = bool(sequence_parallel and tp > 1)
-    key = (spec, int(micro_batch), int(seq), int(tp), sp, optimizer)
+    key = (spec, int(micro_batch), int(seq), int(tp), sp, optimizer, int(cp))
     hit = _SEGMENTS.get(key)
     if hit is None:
         from workloads import build
 
         g = build(spec, batch=int(micro_batch), seq=int(seq), optimizer=optimizer, tp=int(tp),
-                  sequence_parallel=sp, layers=(0, 1), first_stage=True, last_stage=True)
+                  sequence_parallel=sp, layers=(0, 1), first_stage=True, last_stage=True,
+                  cp=int(cp))
         hit = split_segments(g)
         _SEGMENTS[key] = hit
     return hit
@@ -478,7 +495,7 @@ def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
         s = int(seq or spec.default_seq)
         ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
                               tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer)
+                              optimizer=plan.optimizer, cp=plan.cp)
         last_k = len(ranges) - 1
         return [VirtualStage(index=k, layers=(a, b), first=k == 0, last=k == last_k)
                 for k, (a, b) in enumerate(ranges)]

@@ -68,8 +68,9 @@ def _shard(spec: TransformerSpec, tp: int) -> tuple[int, int, int, int]:
 def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer: str = "adam",
                       tp: int = 1, sequence_parallel: bool = False,
                       layers: tuple[int, int] | None = None, first_stage: bool = True,
-                      last_stage: bool = True) -> Graph:
-    """The training graph of one tensor-parallel shard of layers ``layers[0]..layers[1]-1``.
+                      last_stage: bool = True, cp: int = 1) -> Graph:
+    """The training graph of one tensor-parallel shard of layers ``layers[0]..layers[1]-1``
+    (of one context-parallel rank: ``seq/cp`` tokens of each sample, with ``cp > 1``).
 
     >>> from workloads.spec import TransformerSpec
     >>> s = TransformerSpec(name="tiny", model_type="gpt2", layers=4, hidden=64, heads=4,
@@ -90,14 +91,22 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         raise WorkloadError(f"{o}: layers=({a0}, {a1}) must satisfy 0 <= first < last <= "
                             f"{spec.layers}")
     sp = bool(sequence_parallel) and tp > 1
+    if not isinstance(cp, int) or cp < 1:
+        raise WorkloadError(f"{o}: cp={cp!r} must be an integer >= 1")
+    if cp > 1 and spec.attention != "fused":
+        raise WorkloadError(f"{o}: context parallelism (cp={cp}) needs fused attention "
+                            "(ring attention is a FlashAttention kernel); use attention: fused")
     seq_model = seq
-    if sp and seq % tp:
-        # pad the sequence to a multiple of tp so that every rank holds s/tp tokens; the
-        # pad tokens (masked) run through every operator like real ones
-        seq = ceil_div(seq, tp) * tp
+    # pad the sequence so that every rank holds the same tokens: a multiple of tp for
+    # sequence parallelism, of 2·cp for context parallelism (two chunks per rank, the
+    # load-balanced causal split); the pad tokens (masked) run through every operator
+    unit = (tp if sp else 1) * (2 * cp if cp > 1 else 1)
+    if seq % unit:
+        seq = ceil_div(seq, unit) * unit
     hq, hkv, ffn, vocab = _shard(spec, tp)
     b, s, h, d, e = batch, seq, spec.hidden, spec.head_dim, spec.embed_dim
-    tok = b * s
+    s_loc = s // cp  # tokens of each sample on this context-parallel rank
+    tok = b * s_loc
     tok_sp = tok // tp if sp else tok  # tokens held by LayerNorm/dropout/residual ops
     db = 2
     full_bytes = float(tok * h * db)  # one b·s·h activation, the Megatron collective size
@@ -185,9 +194,23 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
             v = bld.virtual("layer.attn.v", [qkv], elements=tok * nkv, partial=True)
             if spec.attention == "fused":
                 ctx = bld.attention("layer.attn.core", q, k, v, batch=b, heads=hq,
-                                    kv_heads=hkv, seq_q=s, seq_kv=s, head_dim=d,
-                                    causal=spec.causal, dropout=spec.dropout)
-                return bld.gemm("layer.attn.out", ctx, m=tok, k=nq, n=h, bias=spec.out_bias)
+                                    kv_heads=hkv, seq_q=s_loc, seq_kv=s, head_dim=d,
+                                    causal=spec.causal, dropout=spec.dropout,
+                                    context_parallel=cp)
+                out_in = ctx
+                if cp > 1:
+                    # ring attention (Liu et al. 2023; Megatron-Core context parallelism):
+                    # the K and V chunks of all cp ranks pass around the ring while the
+                    # attention computes on the chunks it holds (no dependency between the
+                    # two: they overlap); the output waits for both. Backward: the dK, dV
+                    # chunks travel back (a reduce-scatter of the full K, V gradients).
+                    kv_full = float(b * s * 2 * nkv * db)
+                    ring = bld.collective("layer.attn.cp_ring", k, collective="all_gather",
+                                          comm_bytes=kv_full, elements=b * s * 2 * nkv,
+                                          bwd_collective="reduce_scatter", group="cp")
+                    out_in = bld.virtual("layer.attn.cp_join", [ctx, ring], elements=tok * nq)
+                return bld.gemm("layer.attn.out", out_in, m=tok, k=nq, n=h,
+                                bias=spec.out_bias, save_a=ctx)
             scores = bld.gemm("layer.attn.qk", q, y=k, m=s, k=d, n=s, batch=b * hq,
                               save_b_bytes=float(tok * nkv * db))
             probs = bld.vector("layer.attn.softmax", [scores], key="softmax", kind="softmax",
@@ -292,7 +315,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
     stash = sum(op.stash_bytes for op in graph.ops if op.phase == "fwd" and op.block == "layer")
     meta: dict[str, Any] = {
         "name": spec.name, "family": spec.family, "model_type": spec.model_type,
-        "params": spec.params, "seq_len": seq_model, "seq_padded": seq,
+        "params": spec.params, "seq_len": seq_model, "seq_padded": seq, "cp": cp,
         "model_flop_scale": seq_model / seq, "attention": spec.attention, "batch": batch, "layers": spec.layers,
         "stage_layers": [a0, a1], "hidden": h, "heads": spec.heads,
         "kv_heads": spec.kv_heads, "head_dim": d, "ffn": spec.ffn, "vocab": spec.vocab,

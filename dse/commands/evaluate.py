@@ -33,17 +33,19 @@ def derive_plan(args: argparse.Namespace, default_batch: int) -> ParallelPlan:
     """The :class:`ParallelPlan` of the CLI flags, missing values derived (module doc)."""
     tp = args.tp or 1
     pp = args.pp or 1
+    cp = getattr(args, "cp", None) or 1
+    names, sizes = ("tp*pp", f"{tp}*{pp}") if cp == 1 else ("tp*cp*pp", f"{tp}*{cp}*{pp}")
     if args.dp is not None:
         dp = args.dp
     elif args.devices is not None:
-        if args.devices % (tp * pp):
-            raise ConfigError(f"devices={args.devices} is not divisible by tp*pp = {tp}*{pp}; "
-                              "give --dp or change --tp/--pp")
-        dp = args.devices // (tp * pp)
+        if args.devices % (tp * cp * pp):
+            raise ConfigError(f"devices={args.devices} is not divisible by {names} = {sizes}; "
+                              f"give --dp or change --tp/--pp{'/--cp' if cp > 1 else ''}")
+        dp = args.devices // (tp * cp * pp)
     else:
         dp = 1
-    if args.devices is not None and tp * pp * dp != args.devices:
-        raise ConfigError(f"tp*pp*dp = {tp}*{pp}*{dp} = {tp * pp * dp} must equal "
+    if args.devices is not None and tp * cp * pp * dp != args.devices:
+        raise ConfigError(f"{names}*dp = {sizes}*{dp} = {tp * cp * pp * dp} must equal "
                           f"devices={args.devices}")
     mb = args.micro_batch or 1
     if args.global_batch is not None:
@@ -57,7 +59,7 @@ def derive_plan(args: argparse.Namespace, default_batch: int) -> ParallelPlan:
     return ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb, micro_batch=mb,
                         schedule=schedule, recompute=args.recompute,
                         sequence_parallel=bool(args.sequence_parallel),
-                        zero_stage=int(args.zero or 0), interleave=interleave)
+                        zero_stage=int(args.zero or 0), interleave=interleave, cp=cp)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -112,7 +114,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     hw = r["hardware"]
     lines = [
         (f"{r['workload']} on {hw['name']} x {p['devices']} "
-        f"(tp={p['tp']} pp={p['pp']} dp={p['dp']}, global batch {p['global_batch']}, "
+        f"(tp={p['tp']}{' cp=' + str(p['cp']) if p.get('cp', 1) > 1 else ''} pp={p['pp']} "
+        f"dp={p['dp']}, global batch {p['global_batch']}, "
         f"micro-batch {p['micro_batch']}, {p['micro_batches']} micro-batches, "
         f"{p['schedule']}{' v=' + str(p['interleave']) if p['schedule'] == 'interleaved' else ''}"
         f", recompute {p['recompute']}{', sequence parallel' if p['sequence_parallel'] else ''}"
@@ -142,8 +145,10 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                      + f" - hidden by drain {_si(tail.get('hidden_by_drain_s', 0.0), 's')}")
     comm = bd.get("comm_s", {})
     if comm:
+        cps = (f", context-parallel ring {_si(comm['cp_s'], 's')} (overlapped with the "
+               f"attention)" if comm.get("cp_s") else "")
         lines.append(f"  communication: tensor-parallel {_si(comm['tp_s'], 's')} (inside "
-                     f"forward/backward), p2p {_si(comm['p2p_s'], 's')}, data-parallel "
+                     f"forward/backward){cps}, p2p {_si(comm['p2p_s'], 's')}, data-parallel "
                      f"{_si(comm['dp_s'], 's')} of which exposed "
                      f"{_si(comm['dp_exposed_s'], 's')}")
     kinds = r["breakdown"].get("op_kind_s", {})

@@ -50,7 +50,10 @@ def test_best_plan_is_the_fastest_fitting_plan():
     kw = {"recompute": ("none", "full"), "zero_stages": (0,), "interleaves": (2,),
               "max_micro_batch": 4}
     plans = enumerate_plans(s, 4, **kw)
-    hw = dataclasses.replace(A100.hardware, hbm_bytes=4.0e9)  # makes some plans not fit
+    # an HBM capacity that some plans fit and others do not: the median plan's memory
+    mem = sorted(evaluate_training(s, A100.hardware, A100.system, p, TECH
+                                   ).memory_per_device_bytes for p in plans)
+    hw = dataclasses.replace(A100.hardware, hbm_bytes=mem[len(mem) // 2])
     times = {}
     for p in plans:
         e = evaluate_training(s, hw, A100.system, p, TECH)
