@@ -84,8 +84,66 @@ class RunData:
     run_dir: Path
     summary: Mapping[str, Any]
     best: Mapping[str, Any]
-    designs: Any
-    """``pandas.DataFrame`` of ``designs.csv``."""
+    designs: Table
+    """The columns of ``designs.csv`` (:class:`Table`)."""
+
+
+class Table:
+    """Columns of a CSV file by name: numbers as float arrays (empty cells NaN), other
+    columns as arrays of strings. A light stand-in for a data frame (no pandas on the
+    path of ``dse search``)."""
+
+    def __init__(self, cols: Mapping[str, np.ndarray]) -> None:
+        self._cols = {k: np.asarray(v) for k, v in cols.items()}
+        lens = {len(v) for v in self._cols.values()}
+        if len(lens) > 1:
+            raise ValueError(f"columns of different lengths: {sorted(lens)}")
+        self._n = lens.pop() if lens else 0
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self._cols)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._cols
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._cols[name]
+
+    def rows(self, sel: Any) -> Table:
+        """The rows selected by a boolean mask, an index array or a slice."""
+        return Table({k: v[sel] for k, v in self._cols.items()})
+
+    def matrix(self, names: Sequence[str]) -> np.ndarray:
+        """``(rows, len(names))`` float array of the given columns."""
+        if not self._n:
+            return np.zeros((0, len(names)))
+        return np.stack([np.asarray(self._cols[k], dtype=float) for k in names], axis=1)
+
+    @staticmethod
+    def read_csv(path: Path) -> Table:
+        import csv
+
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+        if not rows or not any(rows[0]):
+            raise ValueError("no columns to parse from file")
+        head, body = rows[0], [r for r in rows[1:] if r]
+        for i, r in enumerate(body):
+            if len(r) != len(head):
+                raise ValueError(f"line {i + 2}: expected {len(head)} fields, saw {len(r)}")
+        cols: dict[str, np.ndarray] = {}
+        for j, name in enumerate(head):
+            raw = [r[j] for r in body]
+            try:
+                cols[name] = np.array([float(x) if x != "" else math.nan for x in raw],
+                                      dtype=float)
+            except ValueError:
+                cols[name] = np.array(raw, dtype=object)
+        return Table(cols)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,8 +182,6 @@ def load_run(run_dir: str | Path) -> RunData:
 
     Raises :class:`ConfigError` (exit code 2) naming the missing or malformed file.
     """
-    import pandas as pd
-
     d = Path(run_dir)
     if not d.exists():
         raise ConfigError(f"{d}: no such run directory")
@@ -141,17 +197,24 @@ def load_run(run_dir: str | Path) -> RunData:
     if not csv_path.is_file():
         raise ConfigError(f"{csv_path}: no such file (a run directory needs summary.json, "
                           "best.json and designs.csv, written by `dse search`)")
+    import csv
+
     try:
-        designs = pd.read_csv(csv_path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        designs = Table.read_csv(csv_path)
+    except (ValueError, UnicodeDecodeError, csv.Error) as e:
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise ConfigError(f"{csv_path}: malformed CSV ({msg})") from None
+    except OSError as e:
+        raise ConfigError(f"{csv_path}: cannot read ({e.__class__.__name__})") from None
     missing = [c for c in _DESIGN_COLUMNS if c not in designs.columns]
     if missing:
         raise ConfigError(f"{csv_path}: missing column {missing[0]!r} (needs "
                           f"{', '.join(_DESIGN_COLUMNS)})")
-    for c in _DESIGN_COLUMNS:
-        designs[c] = pd.to_numeric(designs[c], errors="coerce")
+    for c in _DESIGN_COLUMNS:   # numbers, unparsable cells NaN
+        col = designs[c]
+        if col.dtype == object:
+            designs._cols[c] = np.array([_num(x) if _num(x) is not None else math.nan
+                                         for x in col], dtype=float)
     return RunData(run_dir=d, summary=summary, best=best, designs=designs)
 
 
@@ -268,39 +331,46 @@ _COLORWAY = ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "
 # --------------------------------------------------------------------------- sections
 
 
-def _hover(df: Any) -> list[str]:
+def _hover(df: Table) -> list[str]:
     cols = [c for c in ("name", "tensor_cores", "array_rows", "array_cols", "dataflow",
                         "vector_cores",
                         "vector_lanes", "sram_per_core_bytes", "freq_hz", "searcher",
                         "eval_index") if c in df.columns]
-    out = []
-    for row in df[cols].itertuples(index=False):
-        out.append("<br>".join(f"{c}={v}" for c, v in zip(cols, row)))
-    return out
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v)
+
+    data = [df[c].tolist() for c in cols]
+    return ["<br>".join(f"{c}={fmt(col[i])}" for c, col in zip(cols, data))
+            for i in range(len(df))]
 
 
 def _pareto_section(run: RunData) -> Section:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    df = run.designs.copy()
-    df = df[np.isfinite(df["samples_per_s"]) & np.isfinite(df["area_mm2"])
-            & np.isfinite(df["tdp_w"])]
-    feasible = (df["feasible"].astype(str).str.lower().isin(("true", "1", "1.0"))
-                if "feasible" in df.columns else np.ones(len(df), dtype=bool))
-    df = df.assign(_feasible=np.asarray(feasible, dtype=bool))
-    ok = df[df["_feasible"]]
-    bad = df[~df["_feasible"]]
-    mask = pareto_mask(ok[["samples_per_s", "area_mm2", "tdp_w"]].to_numpy())
-    front = ok[mask]
-    rest = ok[~mask]
+    df = run.designs
+    df = df.rows(np.isfinite(df["samples_per_s"]) & np.isfinite(df["area_mm2"])
+                 & np.isfinite(df["tdp_w"]))
+    if "feasible" in df.columns:
+        feasible = np.array([str(x).lower() in ("true", "1", "1.0") for x in df["feasible"]],
+                            dtype=bool)
+    else:
+        feasible = np.ones(len(df), dtype=bool)
+    ok = df.rows(feasible)
+    bad = df.rows(~feasible)
+    mask = pareto_mask(ok.matrix(["samples_per_s", "area_mm2", "tdp_w"]))
+    front = ok.rows(mask)
+    rest = ok.rows(~mask)
     note = ""
     if len(rest) > _MAX_POINTS:
         step = int(math.ceil(len(rest) / _MAX_POINTS))
-        rest = rest.iloc[::step]
+        rest = rest.rows(slice(None, None, step))
         note = (f"{len(ok) - len(front)} dominated feasible designs; every {step}th is drawn.")
     if len(bad) > _MAX_POINTS:
-        bad = bad.iloc[::int(math.ceil(len(bad) / _MAX_POINTS))]
+        bad = bad.rows(slice(None, None, int(math.ceil(len(bad) / _MAX_POINTS))))
     fig = make_subplots(rows=1, cols=2, subplot_titles=("throughput vs area",
                                                         "throughput vs TDP"),
                         horizontal_spacing=0.1)
@@ -317,7 +387,7 @@ def _pareto_section(run: RunData) -> Section:
                                  hovertext=_hover(rest),
                                  marker=dict(color=_COLORS["other"], size=6, opacity=0.7)),
                       row=1, col=col)
-        fs = front.sort_values(x)
+        fs = front.rows(np.argsort(front[x], kind="stable"))
         fig.add_trace(go.Scatter(x=fs[x], y=fs["samples_per_s"], mode="markers",
                                  name="Pareto front (throughput, area, TDP)", legendgroup="front",
                                  showlegend=show, hovertext=_hover(fs),
@@ -350,7 +420,7 @@ def _pareto_section(run: RunData) -> Section:
     # axes fitted to the budget (designs far over it are off the plot, still counted)
     for col, x, key in ((1, "area_mm2", "area_mm2"), (2, "tdp_w", "power_w")):
         budget = _num(run.summary.get(key))
-        inside = ok[x].to_numpy(dtype=float) if len(ok) else np.zeros(0)
+        inside = np.asarray(ok[x], dtype=float) if len(ok) else np.zeros(0)
         hi = max([v for v in (budget, float(inside.max()) if inside.size else None) if v]
                  or [1.0])
         fig.update_xaxes(range=[0, 1.15 * hi], row=1, col=col)
@@ -361,7 +431,7 @@ def _pareto_section(run: RunData) -> Section:
                      + (", geometric mean over workloads)" if len(per) > 1 else ")"),
                      row=1, col=1)
     _layout(fig, "Designs evaluated and the Pareto front", height=480)
-    text = (f"{len(df)} designs from designs.csv ({int(df['_feasible'].sum())} feasible). "
+    text = (f"{len(df)} designs from designs.csv ({int(feasible.sum())} feasible). "
             f"{int(mask.sum())} feasible designs are Pareto-optimal for (max throughput, "
             "min area, min TDP); dashed lines mark the budget.")
     return Section(id="pareto", title="Pareto front", text=text, figure=fig, note=note)

@@ -214,38 +214,62 @@ def _per_workload(best: dict[str, Any], baselines: list[dict[str, Any]]
     return per, mean
 
 
-def designs_table(ev: Evaluator) -> Any:
-    """Every evaluated design as a :class:`pandas.DataFrame` (``designs.csv``)."""
-    import pandas as pd
-
+def designs_table(ev: Evaluator) -> dict[str, np.ndarray]:
+    """Every evaluated design, column by column (``designs.csv``; :func:`write_csv`)."""
     c = ev.columns()
     space = ev.space
     idx = c["idx"]
     names = list(ev.problem.workload_names)
+    hw_cols = [f.name for f in dataclasses.fields(HardwareConfig)]
     if len(idx) == 0:
-        cols = [f.name for f in dataclasses.fields(HardwareConfig)]
-        return pd.DataFrame(columns=cols + ["area_mm2", "tdp_w", "samples_per_s",
-                                            "step_time_s", "feasible", "searcher",
-                                            "eval_index"])
+        return {k: np.zeros(0) for k in hw_cols + ["area_mm2", "tdp_w", "samples_per_s",
+                                                   "step_time_s", "feasible", "searcher",
+                                                   "eval_index"]}
     f = space.fields(idx)
-    df = pd.DataFrame({"name": space.labels(idx)})
-    for k in (fd.name for fd in dataclasses.fields(HardwareConfig)):
+    out: dict[str, np.ndarray] = {"name": np.asarray(space.labels(idx), dtype=object)}
+    for k in hw_cols:
         if k != "name":
-            df[k] = f[k]
-    df["area_mm2"] = c["area_mm2"]
-    df["tdp_w"] = c["tdp_w"]
-    df["samples_per_s"] = geomean(c["samples_per_s"])
-    df["step_time_s"] = c["step_time_s"][0]
-    df["objective_value"] = c["value"]
+            out[k] = np.asarray(f[k])
+    out["area_mm2"] = np.asarray(c["area_mm2"])
+    out["tdp_w"] = np.asarray(c["tdp_w"])
+    out["samples_per_s"] = np.asarray(geomean(c["samples_per_s"]))
+    out["step_time_s"] = np.asarray(c["step_time_s"][0])
+    out["objective_value"] = np.asarray(c["value"])
     if len(names) > 1:
         for w, n in enumerate(names):
-            df[f"samples_per_s[{n}]"] = c["samples_per_s"][w]
-            df[f"step_time_s[{n}]"] = c["step_time_s"][w]
-    df["memory_per_device_bytes"] = c["memory_bytes"].max(axis=0)
-    df["feasible"] = c["feasible"]
-    df["searcher"] = c["searcher"]
-    df["eval_index"] = np.arange(len(idx))
-    return df
+            out[f"samples_per_s[{n}]"] = np.asarray(c["samples_per_s"][w])
+            out[f"step_time_s[{n}]"] = np.asarray(c["step_time_s"][w])
+    out["memory_per_device_bytes"] = np.asarray(c["memory_bytes"]).max(axis=0)
+    out["feasible"] = np.asarray(c["feasible"], dtype=bool)
+    out["searcher"] = np.asarray(c["searcher"], dtype=object)
+    out["eval_index"] = np.arange(len(idx))
+    return out
+
+
+def _csv_cell(v: Any) -> str:
+    """One value as pandas' ``to_csv`` writes it (NaN empty, floats in shortest repr)."""
+    if isinstance(v, (bool, np.bool_)):
+        return "True" if v else "False"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        x = float(v)
+        return "" if x != x else repr(x)
+    return str(v)
+
+
+def write_csv(table: dict[str, np.ndarray], path: Path) -> None:
+    """Write a column table (:func:`designs_table`) as CSV with a header row."""
+    import csv
+
+    cols = list(table)
+    n = len(next(iter(table.values()))) if table else 0
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(cols)
+        data = [table[k].tolist() for k in cols]
+        for i in range(n):
+            w.writerow([_csv_cell(col[i]) for col in data])
 
 
 # --------------------------------------------------------------------------- run
@@ -461,9 +485,8 @@ def write_run_dir(summary: dict[str, Any], ev: Evaluator, out_dir: str | Path) -
                                                 allow_nan=False))
     _atomic_write(out / "summary.json", json.dumps(jsonable(summary), indent=2,
                                                    allow_nan=False))
-    df = designs_table(ev)
     tmp = out / ".designs.csv.tmp"
-    df.to_csv(tmp, index=False)
+    write_csv(designs_table(ev), tmp)
     tmp.replace(out / "designs.csv")
     return out
 

@@ -206,3 +206,29 @@ def test_non_transformer_pipeline():
     e = ev(ParallelPlan(pp=2, dp=2, global_batch=8), s=resnet)
     assert e.step_time_s > 0 and e.breakdown["phase_s"]["bubble_s"] > 0
     assert e.memory_per_device_bytes > 0
+
+
+def test_zero3_traffic_per_step_is_textbook():
+    """ZeRO-3 / FSDP per step and device (Rajbhandari et al. 2020 §7.2.2, 1.5× the
+    data-parallel traffic of ZeRO-1/2): gradients reduce-scattered once per micro-batch,
+    parameters all-gathered before each forward and each backward, no post-optimizer
+    gather; ZeRO-1 reduce-scatters once and gathers once after the optimizer."""
+    from cost_models.network import group_collective_time_s, group_placement
+    from cost_models.training import GRAD_BYTES, PARAM_BYTES, dp_times
+
+    plan3 = ParallelPlan(dp=8, global_batch=32, micro_batch=1, zero_stage=3)
+    plan1 = dataclasses.replace(plan3, zero_stage=1)
+    params = 1.0e9
+    red3, gather3, post3 = dp_times(params, plan3, A100.system)
+    red1, gather1, post1 = dp_times(params, plan1, A100.system)
+    pl = group_placement("dp", plan3, A100.system)
+    rs = group_collective_time_s("reduce_scatter", params * GRAD_BYTES, pl, A100.system)
+    ag = group_collective_time_s("all_gather", params * PARAM_BYTES, pl, A100.system)
+    assert (red3, gather3, post3) == pytest.approx((rs, ag, 0.0), rel=1e-12)
+    assert (red1, gather1, post1) == pytest.approx((rs, 0.0, ag), rel=1e-12)
+    # per step (m micro-batches): ZeRO-3 moves m·(rs + 2·ag), ZeRO-1 rs + ag
+    e3 = ev(plan3)
+    m = plan3.micro_batches
+    n = spec().params
+    rs_n, ag_n, _ = dp_times(float(n), plan3, A100.system)
+    assert e3.breakdown["comm_s"]["dp_s"] == pytest.approx(m * (rs_n + 2 * ag_n), rel=1e-3)

@@ -246,8 +246,8 @@ def test_report_sections_carry_the_run_data(tmp_path: Path) -> None:
 
     secs = {s.id: s for s in build_sections(data)}
     # Pareto: the front trace holds exactly the non-dominated feasible designs
-    df = data.designs[data.designs["feasible"].astype(str) == "True"]
-    n_front = int(pareto_mask(df[["samples_per_s", "area_mm2", "tdp_w"]].to_numpy()).sum())
+    df = data.designs.rows(data.designs["feasible"].astype(str) == "True")
+    n_front = int(pareto_mask(df.matrix(["samples_per_s", "area_mm2", "tdp_w"])).sum())
     front = [t for t in secs["pareto"].figure.data if t.name.startswith("Pareto front")]
     assert len(front[0].x) == n_front
     # baselines: best first, ratios as stored
