@@ -30,8 +30,37 @@ NVDLA_AREA_16NM = {"nvdla-large": 3.3, "nvdla-small": 0.55}
 
 
 def test_all_presets_listed() -> None:
-    assert preset_names() == ["a100", "h100", "nvdla-large", "nvdla-small", "tpuv2", "tpuv3",
-                              "tpuv4", "tpuv5e"]
+    assert preset_names() == ["a100", "h100", "h100-fp8", "h200", "nvdla-large", "nvdla-small",
+                              "tpuv2", "tpuv3", "tpuv4", "tpuv5e"]
+
+
+def test_fp8_and_h200_presets_reproduce_the_datasheets() -> None:
+    fp8 = load_preset("h100-fp8").hardware
+    bf16 = load_preset("h100").hardware
+    assert fp8.dtype == "fp8" and fp8.dtype_bytes == 1
+    assert fp8.peak_flop_per_s / 1e12 == pytest.approx(1978.9, rel=0.001)   # dense FP8
+    assert fp8.peak_flop_per_s == pytest.approx(2 * bf16.peak_flop_per_s)
+    h200 = load_preset("h200").hardware
+    assert (h200.hbm_bw_bytes_per_s, h200.hbm_bytes) == (4.8e12, 141e9)
+    assert h200.peak_flop_per_s == bf16.peak_flop_per_s
+
+
+def test_fp8_gemms_speed_up_training_less_than_twofold() -> None:
+    """FP8 doubles the tensor rate; attention's softmax, vector ops and communication do
+    not speed up, so a step gains less than 2x."""
+    from cost_models.technology import load_technology
+    from dse.types import ParallelPlan
+    from search.trainstep import evaluate_training
+    from workloads import model_spec
+
+    spec = model_spec("llama3-8b")
+    plan = ParallelPlan(tp=8, global_batch=8, sequence_parallel=True)
+    t = {}
+    for name in ("h100", "h100-fp8"):
+        p = load_preset(name)
+        t[name] = evaluate_training(spec, p.hardware, p.system, plan,
+                                    load_technology(p.hardware.tech_node_nm)).step_time_s
+    assert t["h100"] / 2 < t["h100-fp8"] < t["h100"]
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PEAK_TFLOPS))
