@@ -247,6 +247,12 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage")
     p.add_argument("--interleave", type=_positive_int("--interleave"), default=None,
                    help="virtual stages per device (interleaved schedule)")
+    from cost_models.stacks import DEFAULT_STACK, stack_names
+
+    p.add_argument("--stack", choices=stack_names(), default=None,
+                   help=f"software-stack profile: its attention kernel and which "
+                        f"communication overlaps (default: {DEFAULT_STACK}; "
+                        "cost_models/data/stacks)")
     p.add_argument("--cp", type=_positive_int("--cp"), default=None,
                    help="context-parallel degree: each sequence split over N devices, ring "
                         "attention (default: 1)")

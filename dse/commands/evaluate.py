@@ -69,8 +69,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from search.trainstep import evaluate_training
     from workloads.parallel import validate_plan
 
+    from cost_models.stacks import DEFAULT_STACK, load_stack
+
     spec = workloads.model_spec(args.workload)
+    stack = load_stack(getattr(args, "stack", None) or DEFAULT_STACK)
     att = getattr(args, "attention", None)
+    if att is None and getattr(args, "stack", None) and hasattr(spec, "attention"):
+        att = stack.attention  # an explicit --stack sets the attention kernel
     if att is not None:
         if not hasattr(spec, "attention"):
             raise ConfigError(f"--attention: {spec.name} is a {spec.family} model without "
@@ -87,8 +92,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           f"cannot train on {plan.devices} devices; give it links or use "
                           "--devices 1")
     tech = load_technology(hw.tech_node_nm)
-    ev = evaluate_training(spec, hw, system, plan, tech, seq=seq)
+    ev = evaluate_training(spec, hw, system, plan, tech, seq=seq,
+                           dp_overlap=stack.dp_overlap, tp_overlap=stack.tp_overlap)
     out = ev.to_dict()
+    out["stack"] = stack.name
     out["plan"] = dict(dataclasses.asdict(plan), devices=plan.devices,
                        micro_batches=plan.micro_batches)
     out["hardware"] = hardware_dict(hw, tech)
@@ -119,7 +126,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         f"micro-batch {p['micro_batch']}, {p['micro_batches']} micro-batches, "
         f"{p['schedule']}{' v=' + str(p['interleave']) if p['schedule'] == 'interleaved' else ''}"
         f", recompute {p['recompute']}{', sequence parallel' if p['sequence_parallel'] else ''}"
-        f"{', ZeRO-' + str(p['zero_stage']) if p['zero_stage'] else ''})"),
+        f"{', ZeRO-' + str(p['zero_stage']) if p['zero_stage'] else ''}"
+        f"{', stack ' + r['stack'] if r.get('stack') else ''})"),
         "",
         f"  step time                 {_si(r['step_time_s'], 's')}",
         f"  throughput                {r['samples_per_s']:.4g} samples/s",
