@@ -9,7 +9,10 @@ Prints, and writes ``results/bench/distributed.json``:
     absolute percentage error and the ranking check of the test;
 (b) the speed: wall time of ``evaluate_training`` (one design) and designs per second of
     ``evaluate_training_batch`` on ``--designs`` random variants of the a100 preset for
-    GPT-3 175B on 1024 GPUs (tp 8, pp 8, dp 16), and the plan search on 64 GPUs.
+    GPT-3 175B on 1024 GPUs (tp 8, pp 8, dp 16), and the plan search on 64 GPUs;
+(c) the Llama 3.1 runs on DGX H100 of ``tests/validation/data/published_training_h100.yaml``
+    (NeMo 2 / Megatron-Core 2025: context parallelism, uneven interleaved stages, FP8) with
+    the megatron-core-2024 stack: published and modelled step time, error, MAPE.
 
 Usage::
 
@@ -125,6 +128,51 @@ def validation() -> dict[str, Any]:
             "system": d["system"], "hardware": "a100"}
 
 
+DATA_H100 = REPO_ROOT / "tests" / "validation" / "data" / "published_training_h100.yaml"
+
+
+def validation_h100() -> dict[str, Any]:
+    """(c) Llama 3.1 on DGX H100 (NVIDIA dgxc-benchmarking, NeMo 2 / Megatron-Core 2025):
+    the published plan of each row with the megatron-core-2024 stack, the row's preset
+    (``h100`` for BF16, ``h100-fp8`` for FP8) and the NeMo recipe's distributed optimizer
+    (ZeRO-1 over dp·cp)."""
+    import workloads
+    from cost_models.stacks import load_stack
+
+    d = yaml.safe_load(DATA_H100.read_text())
+    st = load_stack(d["sources"]["dgxc2025"]["stack"])
+    rows = []
+    for r in d["runs"]:
+        p = load_preset(r["hardware"])
+        vp = int(r["vp"])
+        plan = ParallelPlan(tp=r["tp"], pp=r["pp"], cp=r["cp"], dp=r["dp"],
+                            global_batch=r["global_batch"], micro_batch=r["micro_batch"],
+                            schedule="interleaved" if vp > 1 else "1f1b", interleave=vp,
+                            sequence_parallel=r["tp"] > 1, zero_stage=1)
+        ev = evaluate_training(workloads.model_spec(r["model"]), p.hardware, p.system, plan,
+                               load_technology(p.hardware.tech_node_nm), 8192,
+                               dp_overlap=st.dp_overlap, tp_overlap=st.tp_overlap)
+        ph = ev.breakdown["phase_s"]
+        rows.append({
+            "id": r["id"], "model": r["model"], "hardware": r["hardware"], "gpus": r["gpus"],
+            "plan": f"{r['tp']}/{r['cp']}/{r['pp']}/{r['dp']}" + (f" v{vp}" if vp > 1 else ""),
+            "published_step_s": r["step_s"], "model_step_s": ev.step_time_s,
+            "error": ev.step_time_s / r["step_s"] - 1,
+            "bubble_s": ph["bubble_s"], "p2p_s": ph["p2p_s"], "tail_s": ph["tail_s"],
+            "tp_comm_s": ev.breakdown["comm_s"]["tp_s"],
+            "cp_comm_s": ev.breakdown["comm_s"].get("cp_s", 0.0),
+            "memory_gib": ev.memory_per_device_bytes / 2**30, "fits_memory": ev.fits_memory,
+            "mfu": ev.extra["mfu"],
+        })
+    err = {k: [abs(r["error"]) for r in rows if r["hardware"] == k]
+           for k in ("h100", "h100-fp8")}
+    return {"rows": rows, "stack": st.name,
+            "mape": float(np.mean([abs(r["error"]) for r in rows])),
+            "mape_bf16": float(np.mean(err["h100"])), "mape_fp8": float(np.mean(err["h100-fp8"])),
+            "mean_error": float(np.mean([r["error"] for r in rows])),
+            "refused": 0, "all_fit": all(r["fits_memory"] for r in rows)}
+
+
 def speed(n_designs: int, seed: int) -> dict[str, Any]:
     import workloads
     from search.plans import best_plan
@@ -188,13 +236,25 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k} {100 * x:.1f}%" for k, x in v["mape_by_source"].items()))
     print(f"ranking: Spearman rho {v['spearman_rho']:.4f}; discordant pairs within a table "
           f"(beyond the printed rounding): {v['discordant_pairs'] or 'none'}")
+    h = validation_h100()
+    print(f"\n(c) Llama 3.1 on DGX H100, NVIDIA dgxc-benchmarking @741c886, stack {h['stack']}")
+    print(f"{'run':16s} {'GPUs':>5s} {'t/c/p/d':>13s} {'pub s':>7s} {'model s':>8s} {'error':>7s} "
+          f"{'bubble':>7s} {'cp ring':>8s} {'GiB':>5s} {'MFU':>5s}")
+    for r in h["rows"]:
+        print(f"{r['id']:16s} {r['gpus']:5d} {r['plan']:>13s} {r['published_step_s']:7.2f} "
+              f"{r['model_step_s']:8.2f} {100 * r['error']:+6.1f}% {r['bubble_s']:7.2f} "
+              f"{r['cp_comm_s']:8.2f} {r['memory_gib']:5.1f} {100 * r['mfu']:4.1f}%")
+    print(f"MAPE {100 * h['mape']:.1f}% (BF16 {100 * h['mape_bf16']:.1f}%, FP8 "
+          f"{100 * h['mape_fp8']:.1f}%; mean signed {100 * h['mean_error']:+.1f}%); "
+          f"every plan runs and fits: {h['all_fit']}")
     s = speed(args.designs, args.seed)
     print(f"speed: evaluate_training (GPT-3 175B, 1024 GPUs) {1e3 * s['evaluate_training_s']:.0f} ms;"
           f" evaluate_training_batch {s['designs_per_s']:.0f} designs/s ({s['batch_designs']} "
           f"designs in {s['batch_s']:.2f} s); best_plan GPT-2 XL on 64 GPUs "
           f"{s['best_plan_gpt2_xl_64_gpus_s']:.1f} s ({s['plans_evaluated']} of "
           f"{s['plans_enumerated']} plans timed)")
-    out = {"validation": v, "speed": s, "python": platform.python_version(),
+    out = {"validation": v, "validation_h100": h, "speed": s,
+           "python": platform.python_version(),
            "machine": platform.machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=float) + "\n")
