@@ -124,26 +124,57 @@ class Table:
         return np.stack([np.asarray(self._cols[k], dtype=float) for k in names], axis=1)
 
     @staticmethod
-    def read_csv(path: Path) -> Table:
+    def read_csv(path: Path, chunk: int = 8192) -> Table:
+        """Columns of a CSV file with a header row: numeric where every cell of the column
+        parses (empty cells NaN), else strings. Two streaming passes (types, then values
+        in chunks), so memory stays that of the arrays."""
         import csv
 
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-        if not rows or not any(rows[0]):
+        def rows() -> Any:
+            with open(path, newline="", encoding="utf-8") as fh:
+                yield from csv.reader(fh)
+
+        it = rows()
+        head = next(it, None)
+        if not head or not any(head):
             raise ValueError("no columns to parse from file")
-        head, body = rows[0], [r for r in rows[1:] if r]
-        for i, r in enumerate(body):
+        numeric = [True] * len(head)
+        n = 0
+        for i, r in enumerate(it):
+            if not r:
+                continue
             if len(r) != len(head):
                 raise ValueError(f"line {i + 2}: expected {len(head)} fields, saw {len(r)}")
-        cols: dict[str, np.ndarray] = {}
-        for j, name in enumerate(head):
-            raw = [r[j] for r in body]
-            try:
-                cols[name] = np.array([float(x) if x != "" else math.nan for x in raw],
-                                      dtype=float)
-            except ValueError:
-                cols[name] = np.array(raw, dtype=object)
-        return Table(cols)
+            n += 1
+            for j, x in enumerate(r):
+                if numeric[j] and x != "":
+                    try:
+                        float(x)
+                    except ValueError:
+                        numeric[j] = False
+        parts: list[list[np.ndarray]] = [[] for _ in head]
+        buf: list[list[str]] = []
+
+        def flush() -> None:
+            for j in range(len(head)):
+                raw = [r[j] for r in buf]
+                parts[j].append(np.array([float(x) if x != "" else math.nan for x in raw],
+                                         dtype=float) if numeric[j]
+                                else np.array(raw, dtype=object))
+            buf.clear()
+
+        it = rows()
+        next(it)
+        for r in it:
+            if r:
+                buf.append(r)
+                if len(buf) >= chunk:
+                    flush()
+        if buf:
+            flush()
+        return Table({name: (np.concatenate(parts[j]) if parts[j] else
+                             np.zeros(0, dtype=float if numeric[j] else object))
+                      for j, name in enumerate(head)})
 
 
 @dataclass(frozen=True, kw_only=True)

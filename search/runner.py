@@ -258,6 +258,10 @@ def _csv_cell(v: Any) -> str:
     return str(v)
 
 
+_CSV_CHUNK = 8192
+"""Rows converted to Python objects at a time by :func:`write_csv`."""
+
+
 def write_csv(table: dict[str, np.ndarray], path: Path) -> None:
     """Write a column table (:func:`designs_table`) as CSV with a header row."""
     import csv
@@ -267,9 +271,9 @@ def write_csv(table: dict[str, np.ndarray], path: Path) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(cols)
-        data = [table[k].tolist() for k in cols]
-        for i in range(n):
-            w.writerow([_csv_cell(col[i]) for col in data])
+        for a in range(0, n, _CSV_CHUNK):  # bounded memory: Python objects per chunk only
+            data = [table[k][a:a + _CSV_CHUNK].tolist() for k in cols]
+            w.writerows([_csv_cell(col[i]) for col in data] for i in range(len(data[0])))
 
 
 # --------------------------------------------------------------------------- run
