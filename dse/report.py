@@ -88,6 +88,11 @@ class RunData:
     """The columns of ``designs.csv`` (:class:`Table`)."""
 
 
+_CSV_PANDAS_BYTES = 8 * 2**20
+"""designs.csv files larger than this are read by pandas (its C parser); smaller ones with
+``csv`` and numpy, which spares a small run pandas' import."""
+
+
 class Table:
     """Columns of a CSV file by name: numbers as float arrays (empty cells NaN), other
     columns as arrays of strings. A light stand-in for a data frame (no pandas on the
@@ -127,51 +132,63 @@ class Table:
     def read_csv(path: Path, chunk: int = 8192) -> Table:
         """Columns of a CSV file with a header row: numeric where every cell of the column
         parses (empty cells NaN), else strings. Two streaming passes (types, then values
-        in chunks), so memory stays that of the arrays."""
+        in chunks; conversions in numpy), so memory stays that of the arrays."""
         import csv
 
-        def rows() -> Any:
+        def chunks() -> Any:
             with open(path, newline="", encoding="utf-8") as fh:
-                yield from csv.reader(fh)
+                rd = csv.reader(fh)
+                head = next(rd, None)
+                yield head
+                buf: list[list[str]] = []
+                for r in rd:
+                    if r:
+                        buf.append(r)
+                        if len(buf) >= chunk:
+                            yield buf
+                            buf = []
+                if buf:
+                    yield buf
 
-        it = rows()
-        head = next(it, None)
+        def floats(raw: list[str]) -> np.ndarray:
+            a = np.array(raw, dtype=str)
+            a[a == ""] = "nan"
+            return a.astype(float)
+
+        if path.stat().st_size > _CSV_PANDAS_BYTES:  # a large run: pandas' C reader
+            import pandas as pd
+
+            df = pd.read_csv(path)
+            return Table({c: (df[c].to_numpy(dtype=float) if df[c].dtype.kind in "iuf"
+                              else df[c].astype(str).to_numpy(dtype=object))
+                          for c in df.columns})
+        it = chunks()
+        head = next(it)
         if not head or not any(head):
             raise ValueError("no columns to parse from file")
         numeric = [True] * len(head)
-        n = 0
-        for i, r in enumerate(it):
-            if not r:
-                continue
-            if len(r) != len(head):
-                raise ValueError(f"line {i + 2}: expected {len(head)} fields, saw {len(r)}")
-            n += 1
-            for j, x in enumerate(r):
-                if numeric[j] and x != "":
+        line = 2
+        for buf in it:
+            for i, r in enumerate(buf):
+                if len(r) != len(head):
+                    raise ValueError(f"line {line + i}: expected {len(head)} fields, "
+                                     f"saw {len(r)}")
+            line += len(buf)
+            cols = list(zip(*buf))
+            for j in range(len(head)):
+                if numeric[j]:
                     try:
-                        float(x)
+                        floats(list(cols[j]))
                     except ValueError:
                         numeric[j] = False
         parts: list[list[np.ndarray]] = [[] for _ in head]
-        buf: list[list[str]] = []
-
-        def flush() -> None:
-            for j in range(len(head)):
-                raw = [r[j] for r in buf]
-                parts[j].append(np.array([float(x) if x != "" else math.nan for x in raw],
-                                         dtype=float) if numeric[j]
-                                else np.array(raw, dtype=object))
-            buf.clear()
-
-        it = rows()
+        it = chunks()
         next(it)
-        for r in it:
-            if r:
-                buf.append(r)
-                if len(buf) >= chunk:
-                    flush()
-        if buf:
-            flush()
+        for buf in it:
+            cols = list(zip(*buf))
+            for j in range(len(head)):
+                raw = list(cols[j])
+                parts[j].append(floats(raw) if numeric[j] else np.array(raw, dtype=object))
         return Table({name: (np.concatenate(parts[j]) if parts[j] else
                              np.zeros(0, dtype=float if numeric[j] else object))
                       for j, name in enumerate(head)})

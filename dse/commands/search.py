@@ -190,6 +190,11 @@ def _write(summary: dict[str, Any], ev: Any, out: Path, args: argparse.Namespace
         sys.stderr.write(f"dse search: {text}\n")
     write_run_dir(summary, ev, out)
     if not args.no_report:
+        text = f"writing {out / 'report.html'} (reading designs.csv, drawing the figures)"
+        if bar is not None:
+            bar.message(text)
+        elif not args.json:
+            sys.stderr.write(f"dse search: {text}\n")
         _report(out)
 
 

@@ -449,3 +449,33 @@ def test_multi_workload_report_shows_every_workload_and_the_geomean(
     assert lo == 0 and 300 <= hi <= 1.2 * 300 + 1e-9
     star = next(t for t in fig.data if t.name == "best design")
     assert star.y[0] == pytest.approx(geo, rel=1e-9)
+
+
+def test_designs_csv_the_same_through_csv_and_through_pandas(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """Small runs write and read designs.csv without pandas, large ones with it: the file
+    and the table must not depend on which path ran."""
+    import numpy as np
+
+    import dse.report as report
+    import search.runner as runner
+
+    table = {"name": np.array(["a", "b,c", "d"], dtype=object),
+             "samples_per_s": np.array([1.5, np.nan, 3.0 + 1e-12]),
+             "area_mm2": np.array([100.0, 200.0, 300.0]), "tdp_w": np.array([1.0, 2.0, 3.0]),
+             "feasible": np.array([True, False, True]), "tensor_cores": np.arange(3)}
+    small, big = tmp_path / "small.csv", tmp_path / "big.csv"
+    runner.write_csv(table, small)
+    monkeypatch.setattr(runner, "_CSV_PANDAS_ROWS", 1)
+    runner.write_csv(table, big)
+    assert small.read_text() == big.read_text()
+    a = report.Table.read_csv(small)
+    monkeypatch.setattr(report, "_CSV_PANDAS_BYTES", 0)
+    b = report.Table.read_csv(small)
+    assert a.columns == b.columns
+    for c in a.columns:
+        if a[c].dtype.kind == "f":
+            assert b[c].dtype.kind == "f" and np.array_equal(a[c], b[c], equal_nan=True)
+        else:
+            assert list(a[c]) == list(b[c])
