@@ -356,6 +356,22 @@ CASES: tuple[Case, ...] = (
     _c("search", "unknown objective spelled close", f"{S} --objective Throughput", 2,
        ("Throughput",)),
     _c("search", "power too small for any design", f"{S} --power 1 --out o_p", 3, ("W",)),
+    _c("evaluate", "context parallelism on a CNN",
+       "evaluate --workload resnet50 --hardware a100 --devices 2 --cp 2", 2,
+       ("cp=2", "use cp=1")),
+    _c("evaluate", "context parallelism with materialized attention",
+       "evaluate --workload gpt2 --hardware a100 --devices 2 --cp 2 --attention unfused", 2,
+       ("fused attention",)),
+    _c("evaluate", "devices not divisible by tp*cp*pp",
+       "evaluate --workload gpt2 --hardware a100 --devices 4 --cp 3", 2, ("tp*cp*pp",)),
+    _c("evaluate", "unknown software stack",
+       "evaluate --workload gpt2 --hardware a100 --stack deepspeed", 2,
+       ("--stack", "megatron-core-2024")),
+    _c("evaluate", "attention kernel of a model without attention",
+       "evaluate --workload dlrm --hardware a100 --attention fused", 2, ("transformers only",)),
+    _c("evaluate", "zero context-parallel ranks",
+       "evaluate --workload gpt2 --hardware a100 --cp 0", 2, ("--cp",)),
+    _c("search", "unknown attention kernel", f"{S} --attention flash", 2, ("--attention",)),
 )
 
 
