@@ -192,11 +192,12 @@ class DesignSpace:
         if not ps:
             raise ConfigError(f"DesignSpace[{self.name}].params is empty")
         object.__setattr__(self, "params", ps)
+        self.__dict__["_names"] = tuple(names)  # asked for tens of thousands of times
 
     # -- shape ------------------------------------------------------------------------
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
+        return self.__dict__["_names"]
 
     @property
     def shape(self) -> tuple[int, ...]:
