@@ -236,9 +236,25 @@ def safe_name(text: str, used: set[str] | None = None) -> str:
     return name
 
 
+def _gemm_shapes(op: Operator) -> list[tuple[tuple[int, int, int], int, str]]:
+    """``((m, k, n), repetitions, name suffix)`` of the GEMMs an operator runs: a GEMM
+    itself; a fused attention operator its per-head tile GEMMs over the whole score
+    matrix (simulators run whole GEMMs; the causal kernel skips the blocks above the
+    diagonal, which ``expected_cycles.csv`` does not): forward ``S = Q·Kᵀ`` and
+    ``O = P·V``, backward the recomputed ``S`` and ``dP = dO·Vᵀ``, ``dV = Pᵀ·dO``,
+    ``dQ = dS·K``, ``dK = dSᵀ·Q``."""
+    m, k, n = int(op.m), int(op.k), int(op.n)
+    if op.kind == "gemm":
+        return [((m, k, n), 1, "")]
+    if op.phase == "fwd":
+        return [((m, k, n), 1, ".qk"), ((m, n, k), 1, ".pv")]
+    return [((m, k, n), 2, ".qk_dp"), ((n, m, k), 2, ".dv_dk"), ((m, n, k), 1, ".dq")]
+
+
 def unique_gemms(graphs: list[Graph] | tuple[Graph, ...]) -> list[Gemm]:
     """The distinct GEMM shapes ``(m, k, n)`` of the graphs, in order of first appearance
-    (forward, backward-data and backward-weight GEMMs alike), with how often each runs.
+    (forward, backward-data and backward-weight GEMMs alike, and the tile GEMMs of fused
+    attention, :func:`_gemm_shapes`), with how often each runs.
 
     >>> ops = (Operator(name="fc", kind="gemm", phase="fwd", m=4, k=8, n=2, flop=128.0),
     ...        Operator(name="fc_dx", kind="gemm", phase="bwd_data", m=4, k=2, n=8,
@@ -255,18 +271,19 @@ def unique_gemms(graphs: list[Graph] | tuple[Graph, ...]) -> list[Gemm]:
     for g in graphs:
         op: Operator
         for op in g.ops:
-            if op.kind != "gemm":
+            if op.kind not in ("gemm", "attention"):
                 continue
-            key = (int(op.m), int(op.k), int(op.n))
             label = f"{g.name}:{op.name}" if multi else op.name
-            if key not in acc:
-                order.append(key)
-                acc[key] = {"first": label, "count": 0, "phases": [], "ops": []}
-            entry = acc[key]
-            entry["count"] += int(op.batch) * int(op.count)
-            if op.phase not in entry["phases"]:
-                entry["phases"].append(op.phase)
-            entry["ops"].append(label)
+            for key, reps, suffix in _gemm_shapes(op):
+                name = label + suffix
+                if key not in acc:
+                    order.append(key)
+                    acc[key] = {"first": name, "count": 0, "phases": [], "ops": []}
+                entry = acc[key]
+                entry["count"] += int(op.batch) * int(op.count) * reps
+                if op.phase not in entry["phases"]:
+                    entry["phases"].append(op.phase)
+                entry["ops"].append(name)
     used: set[str] = set()
     return [
         Gemm(name=safe_name(acc[key]["first"], used), m=key[0], k=key[1], n=key[2],

@@ -200,3 +200,29 @@ def test_top_and_layers_select_what_the_export_simulates(tmp_path: Path) -> None
                  name]) == 0
     assert main(["export", str(src), "--format", "scalesim", "--out", str(one), "--layers",
                  "no_such_layer"]) == 2
+
+
+def test_fused_attention_exports_its_tile_gemms() -> None:
+    """Fused attention (the default) is one operator, but simulators run GEMMs: its
+    per-head tiles are exported — QKᵀ and P·V forward, the recomputed S, dP, dV, dK and
+    dQ backward — with the instances of the whole score matrix."""
+    import dataclasses
+
+    from dse.export.design import unique_gemms
+    from workloads import build, model_spec
+
+    spec = model_spec("gpt2")  # 12 layers, 12 heads of 64
+    fused = {(g.m, g.k, g.n): g for g in unique_gemms([build(spec, batch=2, seq=128)])}
+    unfused = {(g.m, g.k, g.n): g for g in unique_gemms(
+        [build(dataclasses.replace(spec, attention="unfused"), batch=2, seq=128)])}
+    heads = 2 * 12 * 12          # batch · heads · layers
+    qk, pv = fused[(128, 64, 128)], fused[(128, 128, 64)]
+    assert qk.name == "layer_attn_core_qk" and qk.instances_per_step == 3 * heads
+    assert pv.name == "layer_attn_core_pv" and pv.instances_per_step == 4 * heads
+    # the unfused graph runs six GEMMs per head and layer (its dK as (d×s)·(s×s)); the
+    # fused one seven: the same work plus the backward's recomputed S = Q·Kᵀ
+
+    def work(gs: dict) -> int:
+        return sum(2 * m * k * n * g.instances_per_step for (m, k, n), g in gs.items())
+
+    assert work(fused) - work(unfused) == heads * 2 * 128 * 64 * 128
