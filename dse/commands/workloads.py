@@ -1,6 +1,7 @@
 """``dse workloads list`` and ``dse workloads show WORKLOAD [--batch B] [--seq S] [--ops]``.
 
-JSON keys of ``show`` (contract, design brief §4): ``name``, ``family``, ``params``,
+JSON keys of ``show`` (contract, design brief §4 and §4b): ``name``, ``family``, ``params``,
+``active_params`` (equal to ``params`` for dense models),
 ``fwd_flop_per_sample``, ``train_flop_per_sample``, ``num_ops`` (training graph,
 multiplicity counted), ``seq_len`` (sequence families); extras: ``batch``,
 ``num_unique_ops``, ``source``, model sizes, FLOPs per phase, bytes, and with ``--ops``
@@ -59,6 +60,9 @@ def show_dict(graph: Graph, *, source: str = "", ops: bool = False) -> dict[str,
         "name": m.get("name", graph.name),
         "family": m["family"],
         "params": int(m["params"]),
+        # parameters a token passes through: all of them for a dense model (the mixture-
+        # of-experts workloads of issue 13 will count the routed experts it skips)
+        "active_params": int(m.get("active_params") or m["params"]),
         "fwd_flop_per_sample": float(m["fwd_flop_per_sample"]),
         "train_flop_per_sample": float(m["train_flop_per_sample"]),
         "num_ops": graph.num_ops,
@@ -122,6 +126,9 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     if r.get("source"):
         lines.append(f"  source                  {r['source']}")
     lines.append(f"  params                  {r['params']:,} ({_si(r['params'])})")
+    if r.get("active_params") is not None:
+        lines.append(f"  active_params           {r['active_params']:,} "
+                     f"({_si(r['active_params'])})")
     lines.append(f"  batch                   {r['batch']}")
     if "seq_len" in r:
         lines.append(f"  seq_len                 {r['seq_len']}")

@@ -30,8 +30,8 @@ NVDLA_AREA_16NM = {"nvdla-large": 3.3, "nvdla-small": 0.55}
 
 
 def test_all_presets_listed() -> None:
-    assert preset_names() == ["a100", "h100", "h100-fp8", "h200", "nvdla-large", "nvdla-small",
-                              "tpuv2", "tpuv3", "tpuv4", "tpuv5e"]
+    assert preset_names() == ["a100", "h100", "h100-fp8", "h200", "h800", "nvdla-large",
+                              "nvdla-small", "tpuv2", "tpuv3", "tpuv4", "tpuv5e"]
 
 
 def test_fp8_and_h200_presets_reproduce_the_datasheets() -> None:
@@ -43,6 +43,17 @@ def test_fp8_and_h200_presets_reproduce_the_datasheets() -> None:
     h200 = load_preset("h200").hardware
     assert (h200.hbm_bw_bytes_per_s, h200.hbm_bytes) == (4.8e12, 141e9)
     assert h200.peak_flop_per_s == bf16.peak_flop_per_s
+
+
+def test_h800_is_an_h100_with_nvlink_cut_to_400_gb_s() -> None:
+    h800, h100 = load_preset("h800"), load_preset("h100")
+    assert h800.hardware.peak_flop_per_s == h100.hardware.peak_flop_per_s
+    assert h800.hardware.hbm_bw_bytes_per_s == h100.hardware.hbm_bw_bytes_per_s
+    # 400 GB/s bidirectional aggregate = 8 links x 25 GB/s per direction x 2
+    assert 2 * h800.hardware.link_count * h800.hardware.link_bw_bytes_per_s == 400e9
+    assert h800.system.intra_node_bw_bytes_per_s == 200e9
+    assert h800.system.inter_node_bw_bytes_per_s == h100.system.inter_node_bw_bytes_per_s \
+        == 50e9
 
 
 def test_fp8_gemms_speed_up_training_less_than_twofold() -> None:

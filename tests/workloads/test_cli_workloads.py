@@ -43,6 +43,7 @@ def test_show_gptj_json_contract(capsys):
     for k in CONTRACT + ("seq_len",):
         assert k in d
     assert d["name"] == "gptj" and d["family"] == "transformer"
+    assert d["active_params"] == d["params"]  # dense: every parameter is active
     assert abs(d["params"] / 6_053_381_344 - 1) < 1e-3
     assert d["seq_len"] == 2048
     n, t = d["params"], 2048
