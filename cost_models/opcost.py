@@ -151,6 +151,8 @@ class GraphArrays:
     att_frac: np.ndarray
     """(A,) fraction of the score blocks computed (causal: about one half)."""
     att_pe: np.ndarray
+    att_elements: np.ndarray
+    """(A,) score elements each attention op computes."""
     att_mknb: np.ndarray
     att_io: np.ndarray
     att_fwd: np.ndarray
@@ -243,7 +245,7 @@ def graph_arrays(graph: Graph) -> GraphArrays:
         att=att, att_shapes=att_shapes, att_mult=att_mult, att_frac=att_frac,
         att_pe=pe_cycles_array(cols["vector_op"][att], cols["phase"][att], kinds[att],
                                cols["flop"][att], cols["elements"][att]).astype(np.float64),
-        att_mknb=att_mknb, att_io=(cols["bytes_in"] + cols["bytes_out"])[att].astype(
+        att_elements=cols["elements"][att].astype(np.float64), att_mknb=att_mknb, att_io=(cols["bytes_in"] + cols["bytes_out"])[att].astype(
             np.float64), att_fwd=att_fwd,
     )
     memo["cost_models.opcost"] = out
@@ -611,8 +613,7 @@ def _attention_costs(a: GraphArrays, apos: np.ndarray, gem: dict[str, np.ndarray
     comp = gem["comp"][:, apos]                               # (D, 2A, L)
     t_tc = (comp[:, 0::2] * mult[None, :, 0, None] + comp[:, 1::2] * mult[None, :, 1, None]
             ) * cf[None, :, None]
-    el = (a.att_frac * a.att_mknb[:, 0] * a.att_mknb[:, 2] * a.att_mknb[:, 3])
-    el = np.rint(el)
+    el = a.att_elements
     lanes = (designs.vector_cores * designs.vector_lanes).astype(np.float64)
     lanes_lv = np.maximum(np.floor(lanes[:, None] * frac[None, :]), 1.0)          # (D, L)
     t_vc = (np.ceil(el[None, :, None] / lanes_lv[:, None, :]) * a.att_pe[None, :, None]
@@ -836,14 +837,8 @@ def op_costs_scalar(graph: Graph, hw: Any, tech: Technology, comm_time_s: Any = 
             for a in range(nl):
                 gcores = max(p >> a, 1)
                 fr = 2.0 ** -a
-                if b >= gcores:
-                    grouped = math.ceil(b / gcores) * cc
-                else:
-                    grouped = int(systolic.gemm_cycles_multi_core(
-                        m, k, n, r, cc_, df, max(gcores // b, 1), double_buffer=db))
-                serial = b * int(systolic.gemm_cycles_multi_core(m, k, n, r, cc_, df, gcores,
-                                                                 double_buffer=db))
-                t_comp = float(min(grouped, serial)) / (f * eff)
+                t_comp = _gemm_cycles_scalar(m, k, n, b, r, cc_, df, db, gcores,
+                                             cc) / (f * eff)
                 s_tot = gcores * float(hw.sram_per_core_bytes) + float(
                     hw.global_buffer_bytes) * fr
                 s_core = gcores * float(hw.sram_per_core_bytes)
@@ -897,6 +892,21 @@ def op_costs_scalar(graph: Graph, hw: Any, tech: Technology, comm_time_s: Any = 
     return out
 
 
+def _gemm_cycles_scalar(m: int, k: int, n: int, b: int, r: int, c: int, df: str,
+                        dbuf: bool, gcores: int, cc: int) -> float:
+    """Plain-Python :func:`_multi_core_cycles`: ``b`` GEMMs on ``gcores`` cores, the batch
+    in parallel groups or each GEMM split over all cores, whichever is faster (``cc``: one
+    GEMM on one core)."""
+    if b >= gcores:
+        grouped = math.ceil(b / gcores) * cc
+    else:
+        grouped = int(systolic.gemm_cycles_multi_core(m, k, n, r, c, df, max(gcores // b, 1),
+                                                      double_buffer=dbuf))
+    serial = b * int(systolic.gemm_cycles_multi_core(m, k, n, r, c, df, gcores,
+                                                     double_buffer=dbuf))
+    return float(min(grouped, serial))
+
+
 def _attention_scalar(op: Any, hw: Any, cst: dict[str, float], nl: int) -> dict[str, Any]:
     """Plain-Python costs of one fused attention operator at every level (reference of
     :func:`_attention_costs`)."""
@@ -916,15 +926,8 @@ def _attention_scalar(op: Any, hw: Any, cst: dict[str, float], nl: int) -> dict[
 
     def comp(mm: int, kk: int, nn: int, gcores: int) -> tuple[float, float]:
         cc = int(systolic.compute_cycles(mm, kk, nn, r, cl, df, double_buffer=dbuf))
-        if b >= gcores:
-            grouped = math.ceil(b / gcores) * cc
-        else:
-            grouped = int(systolic.gemm_cycles_multi_core(mm, kk, nn, r, cl, df,
-                                                          max(gcores // b, 1),
-                                                          double_buffer=dbuf))
-        serial = b * int(systolic.gemm_cycles_multi_core(mm, kk, nn, r, cl, df, gcores,
-                                                         double_buffer=dbuf))
-        return float(min(grouped, serial)) / (f * eff), b * cc / (f * eff)
+        cyc = _gemm_cycles_scalar(mm, kk, nn, b, r, cl, df, dbuf, gcores, cc)
+        return cyc / (f * eff), b * cc / (f * eff)
 
     lv: dict[str, list[Any]] = {x: [] for x in ("latency_s", "compute_s", "hbm_s", "sram_s",
                                                  "hbm_bytes", "energy_j", "bound_levels")}

@@ -20,7 +20,7 @@ from typing import Any
 from dse.errors import WorkloadError
 from dse.types import Graph
 from workloads.builder import INDEX_BYTES, ForwardBuilder
-from workloads.spec import CNNSpec
+from workloads.spec import PARAM_COUNTERS, CNNSpec
 from workloads.training import expand, summarize
 
 
@@ -228,6 +228,9 @@ def cnn_params(spec: CNNSpec) -> int:
     """Trainable parameters (weights, biases, BatchNorm γ and β)."""
     net = _forward(spec, 1)
     return int(sum(n.op.params * n.count for n in net.b.nodes if n.op is not None))
+
+
+PARAM_COUNTERS["cnn"] = cnn_params
 
 
 def build_cnn(spec: CNNSpec, *, batch: int, optimizer: str = "adam") -> Graph:

@@ -31,7 +31,7 @@ from typing import Any
 from dse.errors import WorkloadError
 from dse.types import Graph
 from workloads.builder import INDEX_BYTES, ForwardBuilder
-from workloads.spec import OnnxSpec
+from workloads.spec import PARAM_COUNTERS, OnnxSpec
 from workloads.training import expand, summarize
 
 
@@ -157,6 +157,9 @@ def onnx_params(path: str | Path) -> int:
     model = _read(path)
     return int(sum(math.prod(t.dims) for t in model.graph.initializer
                    if t.data_type in _FLOAT_TYPES))
+
+
+PARAM_COUNTERS["onnx"] = lambda spec: onnx_params(spec.path)
 
 
 def onnx_spec(path: str | Path) -> OnnxSpec:

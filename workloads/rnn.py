@@ -27,7 +27,7 @@ from typing import Any
 
 from dse.types import Graph
 from workloads.builder import ForwardBuilder
-from workloads.spec import RNNSpec
+from workloads.spec import PARAM_COUNTERS, RNNSpec
 from workloads.training import expand, summarize
 
 
@@ -131,6 +131,9 @@ def rnn_params(spec: RNNSpec) -> int:
     """Trainable parameters (both LSTM biases counted, as in ``torch.nn.LSTM``)."""
     bld = _forward(spec, 1, 1)
     return int(sum(n.op.params * n.count for n in bld.nodes if n.op is not None))
+
+
+PARAM_COUNTERS["rnn"] = rnn_params
 
 
 def build_rnn(spec: RNNSpec, *, batch: int, seq: int, optimizer: str = "adam") -> Graph:

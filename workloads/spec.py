@@ -27,6 +27,21 @@ from typing import Any, ClassVar
 from dse.errors import WorkloadError
 
 FAMILIES = ("transformer", "cnn", "rnn", "dlrm", "onnx")
+
+PARAM_COUNTERS: dict[str, Any] = {}
+"""Parameter counters of the families whose count needs their graph builder
+(``workloads.cnn``, ``workloads.rnn``, ``workloads.onnx_import`` register theirs when
+imported, which ``import workloads`` does): specs do not import their builders, the
+builders import the specs."""
+
+
+def count_params(spec: Any) -> int:
+    """Trainable parameters of ``spec`` by its family's registered counter."""
+    fn = PARAM_COUNTERS.get(spec.family)
+    if fn is None:
+        raise WorkloadError(f"{spec.owner}: no parameter counter for family {spec.family!r}; "
+                            "import workloads first")
+    return int(fn(spec))
 MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "llama", "bert", "opt")
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 NORMS = ("layernorm", "rmsnorm")
@@ -297,9 +312,7 @@ class CNNSpec(ModelSpec):
 
     @property
     def params(self) -> int:
-        from workloads.cnn import cnn_params
-
-        return cnn_params(self)
+        return count_params(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -337,9 +350,7 @@ class RNNSpec(ModelSpec):
 
     @property
     def params(self) -> int:
-        from workloads.rnn import rnn_params
-
-        return rnn_params(self)
+        return count_params(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -411,9 +422,7 @@ class OnnxSpec(ModelSpec):
 
     @property
     def params(self) -> int:
-        from workloads.onnx_import import onnx_params
-
-        return onnx_params(self.path)
+        return count_params(self)
 
 
 SPEC_CLASSES: dict[str, type[ModelSpec]] = {

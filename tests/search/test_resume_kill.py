@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -508,6 +509,16 @@ def test_signals_are_held_between_failing_and_re_enqueuing() -> None:
         _signal.signal(_signal.SIGTERM, old)
 
 
+def _synthetic_study(tmp_path: Path, name: str, *, budget: int) -> tuple[Any, Any]:
+    """A journal-file study of the synthetic 4×4 grid (exhaustive, window 4) and its
+    objective."""
+    storage = dist.open_storage(f"journal:{tmp_path}/{name}.log")
+    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
+                                     searcher="exhaustive", slot_window=4, budget=budget)
+    study, _ = dist.create_or_load_study(storage, name, settings, budget=budget)
+    return study, dist.build_objective(settings)
+
+
 @pytest.mark.parametrize("batch", [1, 4])
 def test_a_trial_failed_under_its_worker_is_dropped_and_run_again(tmp_path: Path,
                                                                   batch: int) -> None:
@@ -517,11 +528,7 @@ def test_a_trial_failed_under_its_worker_is_dropped_and_run_again(tmp_path: Path
     is run once."""
     from search.storage_url import RetryTrial
 
-    storage = dist.open_storage(f"journal:{tmp_path}/l.log")
-    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
-                                     searcher="exhaustive", slot_window=4, budget=6)
-    study, _ = dist.create_or_load_study(storage, "l", settings, budget=6)
-    obj = dist.build_objective(settings)
+    study, obj = _synthetic_study(tmp_path, "l", budget=6)
     st = study._storage
     stolen: list[int] = []
 
@@ -608,11 +615,7 @@ def test_an_exclusive_repair_reruns_every_slot_without_a_live_copy(tmp_path: Pat
     """Resuming a local storage under the run lock (no other process uses it), a slot
     whose copies all failed is re-run whatever failed it last — a withdrawn duplicate, a
     failure a moment ago — unless its objective raised."""
-    storage = dist.open_storage(f"journal:{tmp_path}/x.log")
-    settings = dist.default_settings(objective_factory="synthetic", grid=[4, 4], seed=3,
-                                     searcher="exhaustive", slot_window=4, budget=4)
-    study, _ = dist.create_or_load_study(storage, "x", settings, budget=4)
-    obj = dist.build_objective(settings)
+    study, obj = _synthetic_study(tmp_path, "x", budget=4)
     st = study._storage
     waiting = {t.user_attrs[dist.SLOT_ATTR]: t for t in
                study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
