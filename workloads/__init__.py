@@ -23,9 +23,9 @@ from workloads.vector_ops import VECTOR_OPS
 from workloads.zoo import build, load, model_spec, zoo_names
 
 # the families whose parameter count needs their builder register it (workloads.spec)
-from workloads import cnn as _cnn  # noqa: E402,F401  isort: skip
-from workloads import onnx_import as _onnx_import  # noqa: E402,F401  isort: skip
-from workloads import rnn as _rnn  # noqa: E402,F401  isort: skip
+from workloads import cnn as _cnn  # noqa: F401  isort: skip
+from workloads import onnx_import as _onnx_import  # noqa: F401  isort: skip
+from workloads import rnn as _rnn  # noqa: F401  isort: skip
 
 __all__ = [
     "VECTOR_OPS",
