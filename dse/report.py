@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from dse.errors import ConfigError
+from dse.figures import Figure, plotly_js
 
 __all__ = [
     "IMAGES_HINT",
@@ -196,12 +197,13 @@ class Table:
 
 @dataclass(frozen=True, kw_only=True)
 class Section:
-    """One report section: a title, an explanation and a Plotly figure (or a note)."""
+    """One report section: a title, an explanation and a figure (or a note)."""
 
     id: str
     title: str
     text: str
-    figure: Any = None
+    figure: Figure | None = None
+    """The figure as plotly.js data (:class:`dse.figures.Figure`)."""
     note: str = ""
     facts: tuple[str, ...] = field(default=())
 
@@ -356,10 +358,9 @@ def _objective_label(summary: Mapping[str, Any]) -> str:
             else "samples/s")
 
 
-def _layout(fig: Any, title: str, height: int = 420) -> Any:
-    # the look of plotly's "plotly_white" set directly: applying a named template
-    # deep-copies it for every figure (a quarter of the report's time)
-    fig.update_layout(title=dict(text=title, x=0.01), height=height, template="none",
+def _layout(fig: Figure, title: str, height: int = 420) -> Figure:
+    # the look of plotly's "plotly_white" set directly (no named template to resolve)
+    fig.update_layout(title=dict(text=title, x=0.01), height=height,
                       paper_bgcolor="white", plot_bgcolor="white",
                       font=dict(color="#2a3f5f"), colorway=_COLORWAY,
                       margin=dict(l=70, r=30, t=70, b=120),
@@ -379,6 +380,14 @@ _COLORWAY = ["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "
 # --------------------------------------------------------------------------- sections
 
 
+def _scatter(**props: Any) -> dict[str, Any]:
+    return {"type": "scatter", **props}
+
+
+def _bar(**props: Any) -> dict[str, Any]:
+    return {"type": "bar", **props}
+
+
 def _hover(df: Table) -> list[str]:
     cols = [c for c in ("name", "tensor_cores", "array_rows", "array_cols", "dataflow",
                         "vector_cores",
@@ -396,9 +405,6 @@ def _hover(df: Table) -> list[str]:
 
 
 def _pareto_section(run: RunData) -> Section:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     df = run.designs
     df = df.rows(np.isfinite(df["samples_per_s"]) & np.isfinite(df["area_mm2"])
                  & np.isfinite(df["tdp_w"]))
@@ -419,52 +425,51 @@ def _pareto_section(run: RunData) -> Section:
         note = (f"{len(ok) - len(front)} dominated feasible designs; every {step}th is drawn.")
     if len(bad) > _MAX_POINTS:
         bad = bad.rows(slice(None, None, int(math.ceil(len(bad) / _MAX_POINTS))))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("throughput vs area",
-                                                        "throughput vs TDP"),
-                        horizontal_spacing=0.1)
+    fig = Figure(rows=1, cols=2, subplot_titles=("throughput vs area", "throughput vs TDP"),
+                 horizontal_spacing=0.1)
     for col, x in ((1, "area_mm2"), (2, "tdp_w")):
         show = col == 1
         if len(bad):
-            fig.add_trace(go.Scatter(x=bad[x], y=bad["samples_per_s"], mode="markers",
-                                     name="over budget / infeasible", legendgroup="bad",
-                                     showlegend=show, hovertext=_hover(bad),
-                                     marker=dict(color=_COLORS["infeasible"], size=5,
-                                                 symbol="x")), row=1, col=col)
-        fig.add_trace(go.Scatter(x=rest[x], y=rest["samples_per_s"], mode="markers",
-                                 name="feasible, dominated", legendgroup="rest", showlegend=show,
-                                 hovertext=_hover(rest),
-                                 marker=dict(color=_COLORS["other"], size=6, opacity=0.7)),
+            fig.add_trace(_scatter(x=bad[x], y=bad["samples_per_s"], mode="markers",
+                                   name="over budget / infeasible", legendgroup="bad",
+                                   showlegend=show, hovertext=_hover(bad),
+                                   marker=dict(color=_COLORS["infeasible"], size=5,
+                                               symbol="x")), row=1, col=col)
+        fig.add_trace(_scatter(x=rest[x], y=rest["samples_per_s"], mode="markers",
+                               name="feasible, dominated", legendgroup="rest", showlegend=show,
+                               hovertext=_hover(rest),
+                               marker=dict(color=_COLORS["other"], size=6, opacity=0.7)),
                       row=1, col=col)
         fs = front.rows(np.argsort(front[x], kind="stable"))
-        fig.add_trace(go.Scatter(x=fs[x], y=fs["samples_per_s"], mode="markers",
-                                 name="Pareto front (throughput, area, TDP)", legendgroup="front",
-                                 showlegend=show, hovertext=_hover(fs),
-                                 marker=dict(color=_COLORS["front"], size=9,
-                                             line=dict(color="white", width=1))),
+        fig.add_trace(_scatter(x=fs[x], y=fs["samples_per_s"], mode="markers",
+                               name="Pareto front (throughput, area, TDP)", legendgroup="front",
+                               showlegend=show, hovertext=_hover(fs),
+                               marker=dict(color=_COLORS["front"], size=9,
+                                           line=dict(color="white", width=1))),
                       row=1, col=col)
         for name, entry in _entries(run.summary.get("baselines")):
             bx, by = _metric(entry, x), _throughput(entry)
             if bx is None or by is None:
                 continue
             color = _COLORS["nvdla"] if "nvdla" in name.lower() else _COLORS["tpu"]
-            fig.add_trace(go.Scatter(x=[bx], y=[by], mode="markers", name=name,
-                                     legendgroup=f"b-{name}", showlegend=show,
-                                     marker=dict(color=color, size=14, symbol="diamond",
-                                                 line=dict(color="black", width=1))),
+            fig.add_trace(_scatter(x=[bx], y=[by], mode="markers", name=name,
+                                   legendgroup=f"b-{name}", showlegend=show,
+                                   marker=dict(color=color, size=14, symbol="diamond",
+                                               line=dict(color="black", width=1))),
                           row=1, col=col)
         ev = run.best["evaluation"]
         best = _mapping(run.summary.get("best"))
         bx, by = _num(ev.get(x)), (_throughput(best) if best else _num(ev.get("samples_per_s")))
         if bx is not None and by is not None:
-            fig.add_trace(go.Scatter(x=[bx], y=[by], mode="markers", name="best design",
-                                     legendgroup="best", showlegend=show,
-                                     marker=dict(color=_COLORS["best"], size=18, symbol="star",
-                                                 line=dict(color="black", width=1))),
+            fig.add_trace(_scatter(x=[bx], y=[by], mode="markers", name="best design",
+                                   legendgroup="best", showlegend=show,
+                                   marker=dict(color=_COLORS["best"], size=18, symbol="star",
+                                               line=dict(color="black", width=1))),
                           row=1, col=col)
         budget = _num(run.summary.get("area_mm2" if x == "area_mm2" else "power_w"))
         if budget is not None:
-            fig.add_vline(x=budget, line=dict(color="black", dash="dash", width=1), row=1,
-                          col=col, annotation_text="budget", annotation_position="top left")
+            fig.add_vline(x=budget, line=dict(color="black", dash="dash", width=1), col=col,
+                          annotation_text="budget")
     # axes fitted to the budget (designs far over it are off the plot, still counted)
     for col, x, key in ((1, "area_mm2", "area_mm2"), (2, "tdp_w", "power_w")):
         budget = _num(run.summary.get(key))
@@ -472,12 +477,12 @@ def _pareto_section(run: RunData) -> Section:
         hi = max([v for v in (budget, float(inside.max()) if inside.size else None) if v]
                  or [1.0])
         fig.update_xaxes(range=[0, 1.15 * hi], row=1, col=col)
-    fig.update_xaxes(title_text="area (mm²)", row=1, col=1)
-    fig.update_xaxes(title_text="TDP (W)", row=1, col=2)
+    fig.update_xaxes(title=dict(text="area (mm²)"), col=1)
+    fig.update_xaxes(title=dict(text="TDP (W)"), col=2)
     per = _mapping(run.summary.get("per_workload"))
-    fig.update_yaxes(title_text="training throughput (samples/s"
-                     + (", geometric mean over workloads)" if len(per) > 1 else ")"),
-                     row=1, col=1)
+    fig.update_yaxes(title=dict(text="training throughput (samples/s"
+                                + (", geometric mean over workloads)" if len(per) > 1
+                                   else ")")), col=1)
     _layout(fig, "Designs evaluated and the Pareto front", height=480)
     text = (f"{len(df)} designs from designs.csv ({int(feasible.sum())} feasible). "
             f"{int(mask.sum())} feasible designs are Pareto-optimal for (max throughput, "
@@ -486,9 +491,6 @@ def _pareto_section(run: RunData) -> Section:
 
 
 def _baselines_section(run: RunData) -> Section:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     ev = run.best["evaluation"]
     rows: list[tuple[str, float | None, float | None, str]] = []
     best_name = str(run.best["hardware"].get("name") or "best")
@@ -504,8 +506,8 @@ def _baselines_section(run: RunData) -> Section:
     thr = [r[1] for r in rows]
     ppw = [(r[1] / r[2]) if (r[1] is not None and r[2]) else None for r in rows]
     colors = [r[3] for r in rows]
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("throughput (samples/s)",
-                                                        "throughput per TDP (samples/s/W)"))
+    fig = Figure(rows=1, cols=2, subplot_titles=("throughput (samples/s)",
+                                                 "throughput per TDP (samples/s/W)"))
     for col, vals in ((1, thr), (2, ppw)):
         ref = vals[0]
         labels = []
@@ -516,9 +518,9 @@ def _baselines_section(run: RunData) -> Section:
                 labels.append(f"{_si(v)}  (best ×{ref / v:.2f})" if v != ref else _si(v))
             else:
                 labels.append(_si(v))
-        fig.add_trace(go.Bar(x=names, y=[v or 0 for v in vals], marker_color=colors,
-                             text=labels, textposition="outside", showlegend=False,
-                             cliponaxis=False), row=1, col=col)
+        fig.add_trace(_bar(x=names, y=[v or 0 for v in vals], marker=dict(color=colors),
+                           text=labels, textposition="outside", showlegend=False,
+                           cliponaxis=False), row=1, col=col)
     _layout(fig, "Best design vs TPU-like and NVDLA-like baselines (same budget)", height=440)
     facts = []
     for name, v, w in zip(names[1:], thr[1:], ppw[1:]):
@@ -579,9 +581,6 @@ def _breakdown_tables(bd: Any) -> dict[str, dict[str, float]]:
 
 
 def _breakdown_section(run: RunData) -> Section:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     ev = run.best["evaluation"]
     tables = _breakdown_tables(ev.get("breakdown"))
     if not tables:
@@ -589,7 +588,7 @@ def _breakdown_section(run: RunData) -> Section:
                        note="best.json evaluation has no 'breakdown'.")
     order = {"by phase": 0, "by op kind": 1, "step phases": 2}
     names = sorted(tables, key=lambda t: order.get(t, 3))[:3]
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+    fig = Figure(rows=1, cols=len(names), subplot_titles=names)
     step = _num(ev.get("step_time_s"))
     facts = []
     for i, name in enumerate(names, start=1):
@@ -599,11 +598,12 @@ def _breakdown_section(run: RunData) -> Section:
         vals = [v for _, v in items]
         total = sum(vals)
         colors = [_PHASE_COLORS.get(k, "#4c78a8") for k in labels]
-        fig.add_trace(go.Bar(x=labels, y=vals, marker_color=colors, showlegend=False,
-                             text=[f"{100 * v / total:.0f}%" if total else "" for v in vals],
-                             textposition="outside", cliponaxis=False,
-                             hovertemplate="%{x}: %{y:.4g} s<extra></extra>"), row=1, col=i)
-        fig.update_yaxes(title_text="time per step (s)" if i == 1 else None, row=1, col=i)
+        fig.add_trace(_bar(x=labels, y=vals, marker=dict(color=colors), showlegend=False,
+                           text=[f"{100 * v / total:.0f}%" if total else "" for v in vals],
+                           textposition="outside", cliponaxis=False,
+                           hovertemplate="%{x}: %{y:.4g} s<extra></extra>"), row=1, col=i)
+        if i == 1:
+            fig.update_yaxes(title=dict(text="time per step (s)"), col=i)
         if total and labels:
             facts.append(f"{name}: {labels[0]} takes {100 * vals[0] / total:.0f}% of the "
                          "operator time")
@@ -722,8 +722,6 @@ def _rows_from_result(result: Any, graph: Any) -> tuple[list[dict[str, Any]], li
 
 
 def _timeline_section(run: RunData) -> Section:
-    import plotly.graph_objects as go
-
     rows, crit, source = _schedule_rows(run)
     title = "Schedule and critical path"
     if not rows:
@@ -733,7 +731,7 @@ def _timeline_section(run: RunData) -> Section:
     span = max(r["end_s"] for r in rows) - min(r["start_s"] for r in rows)
     scale, unit = (1e3, "ms") if span >= 1e-3 else (1e6, "µs")
     crit_set = set(crit)
-    fig = go.Figure()
+    fig = Figure()
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         key = "critical path" if r["op"] in crit_set else (r["phase"] or r["kind"] or "op")
@@ -742,7 +740,7 @@ def _timeline_section(run: RunData) -> Section:
     for key in order:
         rs = groups[key]
         color = _COLORS["critical"] if key == "critical path" else _PHASE_COLORS.get(key, "#9ecae1")
-        fig.add_trace(go.Bar(
+        fig.add_trace(_bar(
             y=[r["unit"] for r in rs], x=[(r["end_s"] - r["start_s"]) * scale for r in rs],
             base=[r["start_s"] * scale for r in rs], orientation="h", name=key,
             marker=dict(color=color, line=dict(color="black" if key == "critical path"
@@ -753,8 +751,9 @@ def _timeline_section(run: RunData) -> Section:
         ))
     units = sorted({r["unit"] for r in rows})
     fig.update_layout(barmode="overlay")
-    fig.update_xaxes(title_text=f"time ({unit})")
-    fig.update_yaxes(title_text="execution unit", categoryorder="array", categoryarray=units)
+    fig.update_xaxes(title=dict(text=f"time ({unit})"))
+    fig.update_yaxes(title=dict(text="execution unit"), categoryorder="array",
+                     categoryarray=units)
     _layout(fig, "One training step on the best design (critical path in red)",
             height=max(320, 90 + 45 * len(units)))
     on_path = [r for r in rows if r["op"] in crit_set]
@@ -766,30 +765,26 @@ def _timeline_section(run: RunData) -> Section:
     return Section(id="timeline", title=title, text=text, figure=fig)
 
 
-def _pie_or_bar(fig: Any, data: Mapping[str, Any], row: int, col: int, unit: str) -> float:
-    import plotly.graph_objects as go
-
+def _pie_or_bar(fig: Figure, data: Mapping[str, Any], row: int, col: int, unit: str) -> float:
     items = [(str(k), float(v)) for k, v in data.items()
              if _num(v) is not None and str(k).lower() not in _SUBTOTALS and float(v) > 0]
     items.sort(key=lambda kv: -kv[1])
-    fig.add_trace(go.Pie(labels=[k for k, _ in items], values=[v for _, v in items],
-                         hole=0.45, sort=False, textinfo="label+percent",
-                         hovertemplate=f"%{{label}}: %{{value:.4g}} {unit}<extra></extra>",
-                         showlegend=False), row=row, col=col)
+    fig.add_trace(dict(type="pie", labels=[k for k, _ in items], values=[v for _, v in items],
+                       hole=0.45, sort=False, textinfo="label+percent",
+                       hovertemplate=f"%{{label}}: %{{value:.4g}} {unit}<extra></extra>",
+                       showlegend=False), row=row, col=col)
     return sum(v for _, v in items)
 
 
 def _area_power_section(run: RunData) -> Section:
-    from plotly.subplots import make_subplots
-
     ev = run.best["evaluation"]
     area = ev.get("area_breakdown_mm2")
     power = ev.get("power_breakdown_w")
     if not isinstance(area, Mapping) and not isinstance(power, Mapping):
         return Section(id="area-power", title="Area and power", text="",
                        note="best.json evaluation has no area/power breakdown.")
-    fig = make_subplots(rows=1, cols=2, specs=[[{"type": "domain"}, {"type": "domain"}]],
-                        subplot_titles=(f"area: {_si(_num(ev.get('area_mm2')), 'mm²')}",
+    fig = Figure(rows=1, cols=2, specs=[[{"type": "domain"}, {"type": "domain"}]],
+                 subplot_titles=(f"area: {_si(_num(ev.get('area_mm2')), 'mm²')}",
                                         f"TDP: {_si(_num(ev.get('tdp_w')), 'W')}"))
     if isinstance(area, Mapping):
         _pie_or_bar(fig, area, 1, 1, "mm²")
@@ -802,8 +797,6 @@ def _area_power_section(run: RunData) -> Section:
 
 
 def _convergence_section(run: RunData) -> Section:
-    import plotly.graph_objects as go
-
     conv = run.summary.get("convergence")
     series: dict[str, list[tuple[float, float]]] = {}
     if isinstance(conv, Sequence) and not isinstance(conv, str):
@@ -818,21 +811,21 @@ def _convergence_section(run: RunData) -> Section:
     if not series:
         return Section(id="convergence", title="Search convergence", text="",
                        note="summary.json has no 'convergence'.")
-    fig = go.Figure()
+    fig = Figure()
     facts = []
     for name, pts in sorted(series.items()):
         pts.sort()
         xs = [p[0] for p in pts]
         ys = np.maximum.accumulate([p[1] for p in pts]).tolist()
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name,
-                                 line=dict(shape="hv", width=2), marker=dict(size=5)))
+        fig.add_trace(_scatter(x=xs, y=ys, mode="lines+markers", name=name,
+                               line=dict(shape="hv", width=2), marker=dict(size=5)))
         final = ys[-1]
         reach = next((x for x, y in zip(xs, ys) if y >= 0.99 * final), xs[-1])
         facts.append(f"{name}: best {_si(final)} after {int(xs[-1])} evaluations, within 1% "
                      f"of it after {int(reach)}")
-    fig.update_xaxes(title_text="designs evaluated", type="log" if max(
+    fig.update_xaxes(title=dict(text="designs evaluated"), type="log" if max(
         max(p[0] for p in s) for s in series.values()) > 1000 else "linear")
-    fig.update_yaxes(title_text=f"best so far ({_objective_label(run.summary)})")
+    fig.update_yaxes(title=dict(text=f"best so far ({_objective_label(run.summary)})"))
     _layout(fig, "Search convergence per searcher", height=420)
     return Section(id="convergence", title="Search convergence", text=(
         "Best objective found so far against the number of designs evaluated."),
@@ -852,8 +845,6 @@ def _plan_label(plan: Mapping[str, Any]) -> str:
 
 
 def _plans_section(run: RunData) -> Section:
-    import plotly.graph_objects as go
-
     plans = run.summary.get("plans")
     rows = []
     if isinstance(plans, Sequence) and not isinstance(plans, str):
@@ -874,13 +865,15 @@ def _plans_section(run: RunData) -> Section:
     rows.sort(key=lambda r: -r[1])
     colors = [_COLORS["best"] if r[0] == chosen_label else
               (_COLORS["front"] if r[3] else _COLORS["infeasible"]) for r in rows]
-    fig = go.Figure(go.Bar(
-        x=[r[0] for r in rows], y=[r[1] for r in rows], marker_color=colors,
+    fig = Figure()
+    fig.add_trace(_bar(
+        x=[r[0] for r in rows], y=[r[1] for r in rows], marker=dict(color=colors),
         customdata=[[_si(r[2], "s"), "fits" if r[3] else "does not fit"] for r in rows],
         hovertemplate="%{x}<br>%{y:.4g} samples/s<br>step %{customdata[0]}, memory "
                       "%{customdata[1]}<extra></extra>"))
-    fig.update_yaxes(title_text="samples/s")
-    fig.update_xaxes(title_text="plan (tensor × pipeline × data parallel)", tickangle=-30)
+    fig.update_yaxes(title=dict(text="samples/s"))
+    fig.update_xaxes(title=dict(text="plan (tensor × pipeline × data parallel)"),
+                     tickangle=-30)
     _layout(fig, "Parallel plans of the best design (chosen plan in red, grey: does not fit "
                  "memory)", height=460)
     return Section(id="plans", title="Parallel plans compared", text=(
@@ -1040,8 +1033,6 @@ def _ratio(x: float | None) -> str:
 
 def render_html(run: RunData, sections: list[Section]) -> str:
     """The self-contained report page (plotly.js inlined once)."""
-    import plotly.offline
-
     hw_name = str(run.best["hardware"].get("name", "best design"))
     title = f"dse report: {hw_name}"
     overview, facts = _overview(run)
@@ -1050,7 +1041,7 @@ def render_html(run: RunData, sections: list[Section]) -> str:
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title>", f"<style>{_CSS}</style>",
-        '<script type="text/javascript">', plotly.offline.get_plotlyjs(), "</script>",
+        '<script type="text/javascript">', plotly_js(), "</script>",
         "</head><body>",
         f"<header><h1>{html.escape(title)}</h1><p>run directory "
         f"{html.escape(str(run.run_dir))} · generated by dse</p></header><main>",
@@ -1068,8 +1059,7 @@ def render_html(run: RunData, sections: list[Section]) -> str:
         if sec.text:
             parts.append(f'<p class="text">{html.escape(sec.text)}</p>')
         if sec.figure is not None:
-            parts.append(sec.figure.to_html(full_html=False, include_plotlyjs=False,
-                                            div_id=f"fig-{sec.id}", config=config))
+            parts.append(sec.figure.to_html(div_id=f"fig-{sec.id}", config=config))
         if sec.note:
             parts.append(f'<p class="note">{html.escape(sec.note)}</p>')
         parts.append("</section>")
@@ -1094,7 +1084,7 @@ def write_images(run_dir: str | Path, sections: list[Section],
     out = Path(run_dir) / "report_images"
     out.mkdir(exist_ok=True)
     paths = [out / f"{sid}.{fmt}" for sid, _ in figs for fmt in formats]
-    fig_list = [fig for _, fig in figs for _ in formats]
+    fig_list = [fig.to_plotly() for _, fig in figs for _ in formats]
     try:
         if hasattr(pio, "write_images"):
             pio.write_images(fig_list, paths, width=1200, height=None)
