@@ -342,6 +342,13 @@ def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None
                 "heartbeat_stale_trial_callback": RetryTrial(max_retry),
             }
         try:
+            if spec.backend == "sqlite" and not kwargs:
+                from search.sqlite_new import new_sqlite_storage
+
+                new = new_sqlite_storage(spec.path, spec.url, engine_kwargs)
+                if new is not None:  # a new file, written without Alembic
+                    _sqlite_fast_commits(new)
+                    return new
             if spec.backend == "sqlite":
                 _sqlite_wal(spec)
             rdb = _rdb_storage(spec.url, engine_kwargs, kwargs)
