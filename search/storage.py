@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import warnings
 from collections.abc import Sequence
 from datetime import timezone
@@ -34,7 +35,7 @@ import optuna
 from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import func, insert
+from sqlalchemy import bindparam, func, insert
 
 from dse.errors import ConfigError, StorageError
 from dse.signals import signals_held
@@ -100,6 +101,25 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str,
     return study
 
 
+def _driver_insert(table: Any, cols: tuple[str, ...], dialect: Any
+                   ) -> tuple[str, Any]:
+    """The positional INSERT statement SQLAlchemy compiles for ``table``'s ``cols`` and a
+    function turning a row dict into its parameter tuple through each column type's bind
+    processor (what ``session.execute(insert(table), rows)`` does per row)."""
+    stmt = insert(table).values({c: bindparam(c) for c in cols}).compile(dialect=dialect)
+    order = stmt.positiontup or list(cols)
+    procs = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in order]
+
+    if all(f is None for f in procs):  # plain integers, floats and strings
+        return str(stmt), operator.itemgetter(*order) if len(order) > 1 else (
+            lambda row: (row[order[0]],))
+
+    def convert(row: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[c] if f is None else f(row[c]) for c, f in zip(order, procs))
+
+    return str(stmt), convert
+
+
 def _fast_sqlite_insert(study: optuna.Study, trials: Sequence[FrozenTrial]) -> bool:
     """Insert ``trials`` in one SQLite transaction through Optuna's ORM models.
 
@@ -126,6 +146,7 @@ def _fast_sqlite_insert(study: optuna.Study, trials: Sequence[FrozenTrial]) -> b
         # RDBStorage stores naive UTC datetimes (models.TrialModel.datetime_start setter)
         return None if dt is None else dt.astimezone(timezone.utc).replace(tzinfo=None)
 
+    dumps = json.JSONEncoder().encode  # json.dumps with its defaults, minus a call layer
     session = inner.scoped_session()
     try:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
@@ -152,16 +173,20 @@ def _fast_sqlite_insert(study: optuna.Study, trials: Sequence[FrozenTrial]) -> b
                                "param_value": dist.to_internal_repr(value),
                                "distribution_json": dist_json[key]})
             for key_, value in ft.user_attrs.items():
-                u_rows.append({"trial_id": tid, "key": key_, "value_json": json.dumps(value)})
+                u_rows.append({"trial_id": tid, "key": key_, "value_json": dumps(value)})
             for key_, value in ft.system_attrs.items():
-                s_rows.append({"trial_id": tid, "key": key_, "value_json": json.dumps(value)})
-        # Core executemany: one statement per table for the whole batch
+                s_rows.append({"trial_id": tid, "key": key_, "value_json": dumps(value)})
+        # one executemany per table for the whole batch, at the driver level: SQLAlchemy's
+        # statement for the table, its column types' own value conversions (datetimes,
+        # the state enum), without building a parameter dict per row and column
+        con = session.connection()
         for model, rows in ((models.TrialModel, t_rows), (models.TrialValueModel, v_rows),
                             (models.TrialParamModel, p_rows),
                             (models.TrialUserAttributeModel, u_rows),
                             (models.TrialSystemAttributeModel, s_rows)):
             if rows:
-                session.execute(insert(model.__table__), rows)
+                sql, convert = _driver_insert(model.__table__, tuple(rows[0]), con.dialect)
+                con.exec_driver_sql(sql, [convert(r) for r in rows])
         session.commit()
         written = (session.query(models.TrialModel)
                    .filter(models.TrialModel.study_id == study_id).count()) - start_number

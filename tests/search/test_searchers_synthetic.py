@@ -147,13 +147,17 @@ def test_fast_persist_equals_add_trials(tmp_path) -> None:
     sc = ev.scores_at(ev.rows_of(idx))
     trials = ev.make_trials(idx, sc, "t", 0)
     fast = open_study(open_storage(f"sqlite:///{tmp_path}/f.db"), "x", ["maximize"], ["v"])
-    persist_trials(fast, trials)
+    from search.storage import _fast_sqlite_insert
+
+    assert _fast_sqlite_insert(fast, trials)  # the batched path ran (no silent fallback)
     slow = optuna.create_study(storage=f"sqlite:///{tmp_path}/g.db", study_name="x",
                                direction="maximize")
     slow.add_trials([t.to_frozen() for t in trials])
     for a, b in zip(fast.trials, slow.trials):
         assert (a.number, a.params, a.values, a.user_attrs, a.constraints, a.state) == \
                (b.number, b.params, b.values, b.user_attrs, b.constraints, b.state)
+        assert (a.datetime_start, a.datetime_complete, a.distributions) == \
+               (b.datetime_start, b.datetime_complete, b.distributions)
 
 
 def test_history_from_another_workload_is_rejected(tmp_path) -> None:
