@@ -12,7 +12,7 @@ from dse.errors import ConfigError
 from search.baselines import exhaustive_search, random_search
 from search.evaluator import Evaluator
 from search.optuna_search import _non_dominated, pareto_rows, run_optuna
-from search.storage import TrialBuffer, open_storage, open_study, persist_trials
+from search.storage import TrialBuffer, open_storage, open_study
 from tests.search.synthetic import SyntheticProblem
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
