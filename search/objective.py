@@ -257,14 +257,24 @@ class TrainingProblem:
 
     def plans_of(self, hw: HardwareConfig) -> list[ParallelPlan | None]:
         """The best plan of every workload for one design (None: no plan fits)."""
-        from cost_models.designs import DesignBatch
-
         key = dataclasses.replace(hw, name="")
         if key not in self._plans_cache:
-            d = DesignBatch.from_configs([hw])
-            self._plans_cache[key] = [self._score_target(i, d)[3][0]
-                                      for i in range(len(self.targets))]
+            self.prepare_plans([hw])
         return list(self._plans_cache[key])
+
+    def prepare_plans(self, hws: Sequence[HardwareConfig]) -> None:
+        """Choose the best plans of several designs in one batch (the cost model's
+        per-call work is paid once; :meth:`plans_of` then reads them)."""
+        from cost_models.designs import DesignBatch
+
+        keys = list(dict.fromkeys(dataclasses.replace(h, name="") for h in hws))
+        keys = [k for k in keys if k not in self._plans_cache]
+        if not keys:
+            return
+        d = DesignBatch.from_configs(keys)
+        per_target = [self._score_target(i, d)[3] for i in range(len(self.targets))]
+        for j, k in enumerate(keys):
+            self._plans_cache[k] = [plans[j] for plans in per_target]
 
     def evaluate_full(self, hw: HardwareConfig) -> list[tuple[ParallelPlan | None,
                                                               Evaluation | None]]:

@@ -404,6 +404,10 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
     c = ev.columns()
     top = []
     deadline = time.perf_counter() + cfg.ilp_total_s
+    prepare = getattr(problem, "prepare_plans", None)
+    if prepare is not None:  # the plans of the winners and the baselines in one batch
+        prepare([space.config(c["idx"][r]) for r in rows]
+                + [b[2] for b in bases if b[2] is not None])
     for r in rows:
         hw = space.config(c["idx"][r])
         top.append(_entry(problem, hw, ilp_time_limit_s=(cfg.ilp_time_limit_s
