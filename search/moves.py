@@ -38,6 +38,10 @@ class Budgeted(Protocol):
 
     def within_budget(self, idx: np.ndarray) -> np.ndarray: ...
 
+    def area_and_fit(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Area (mm²) of each design and whether it is within the budgets (one lookup)."""
+        ...
+
 
 RESOURCE_PARAMS: dict[str, tuple[str, ...]] = {
     "tensor": ("tensor_cores", "array_rows", "array_cols", "dataflow"),
@@ -212,9 +216,11 @@ def grow_and_repair(target: Budgeted, idx: np.ndarray, grow_params: list[str],
         if not pay:
             continue
         rank = {q: _share(q, bounds) if bounds is not None else 0.0 for q in pay}
-        for g in _step(space, idx, p, +1):
-            if target.within_budget(g[None, :])[0]:
-                continue
+        grows = _step(space, idx, p, +1)
+        if not grows:
+            continue
+        _, fits = target.area_and_fit(np.array(grows))
+        for g in (g for g, ok in zip(grows, fits) if not ok):
             for sign in (1.0, -1.0):  # +1: most area saved first; -1: least
                 cur = g
                 for _ in range(max_shrinks):
@@ -226,10 +232,10 @@ def grow_and_repair(target: Budgeted, idx: np.ndarray, grow_params: list[str],
                     if not downs:
                         break
                     arr = np.array(downs)
-                    area, _ = target.area_tdp(arr)
+                    area, ok = target.area_and_fit(arr)
                     k = int(np.lexsort((sign * area, np.asarray(share)))[0])
                     cur = arr[k]
-                    if target.within_budget(cur[None, :])[0]:
+                    if ok[k]:
                         out.append(cur)
                         break
     return out

@@ -96,7 +96,8 @@ def explain(problem: Any, hw: HardwareConfig) -> dict[str, float]:
 
 
 def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None = None,
-           ilp_deadline: float | None = None) -> dict[str, Any]:
+           ilp_deadline: float | None = None,
+           shares: dict[str, float] | None = None) -> dict[str, Any]:
     """The result object of one design: ``hardware`` (the ``hardware show`` fields) and
     ``evaluation`` (the ``evaluate`` fields of the first workload, with its plan), per
     workload results, the objective and the critical-path shares."""
@@ -132,7 +133,7 @@ def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None =
                          and (problem.power_budget_w is None
                               or hwd["tdp_w"] <= problem.power_budget_w)),
         "workloads": per,
-        "critical_path_shares": explain(problem, hw),
+        "critical_path_shares": explain(problem, hw) if shares is None else shares,
     }
     if ilp_time_limit_s is not None and ilp_deadline is not None and \
             time.perf_counter() > ilp_deadline:
@@ -404,15 +405,20 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
     c = ev.columns()
     top = []
     deadline = time.perf_counter() + cfg.ilp_total_s
-    prepare = getattr(problem, "prepare_plans", None)
-    if prepare is not None:  # the plans of the winners and the baselines in one batch
-        prepare([space.config(c["idx"][r]) for r in rows]
-                + [b[2] for b in bases if b[2] is not None])
+    hws = [space.config(c["idx"][r]) for r in rows] + [b[2] for b in bases if b[2] is not None]
+    shares: dict[HardwareConfig, dict[str, float]] = {}
+    if hasattr(problem, "prepare_plans"):
+        # the plans and critical-path shares of the winners and the baselines, each in
+        # one cost-model batch (designs sharing a plan are costed together)
+        from search.diagnosis import diagnose_many
+
+        problem.prepare_plans(hws)
+        shares = dict(zip(hws, diagnose_many(problem, hws, [problem.plans_of(h) for h in hws])))
     for r in rows:
         hw = space.config(c["idx"][r])
         top.append(_entry(problem, hw, ilp_time_limit_s=(cfg.ilp_time_limit_s
                                                           if cfg.ilp_total_s > 0 else None),
-                          ilp_deadline=deadline))
+                          ilp_deadline=deadline, shares=shares.get(hw)))
     baselines = []
     for name, preset, hw, note in bases:
         if hw is None:
@@ -421,7 +427,7 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
                               else "tpu-like",
                               "note": note, "hardware": None, "evaluation": None})
             continue
-        e = _entry(problem, hw)
+        e = _entry(problem, hw, shares=shares.get(hw))
         e.update(name=name, preset=preset, note=note,
                  family="nvdla-like" if preset.startswith("nvdla") else "tpu-like")
         if e["objective_value"] > 0:

@@ -34,6 +34,8 @@ class Target(Protocol):
 
     def within_budget(self, idx: np.ndarray) -> np.ndarray: ...
 
+    def area_and_fit(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
     def evaluate(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         """Per design: ``value`` (objective), ``violation`` (0 when feasible, see
         :func:`search.evaluator.violation`), ``area_mm2`` and ``evaluated`` (False beyond
@@ -115,6 +117,10 @@ class GlobalTarget:
     def within_budget(self, idx: np.ndarray) -> np.ndarray:
         a, p = self.area_tdp(idx)
         return within_budget(self.pb, a, p)
+
+    def area_and_fit(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a, p = self.area_tdp(idx)
+        return a, within_budget(self.pb, a, p)
 
     def evaluate(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         a = self.space.check_indices(idx)
@@ -203,6 +209,10 @@ class StageTarget:
     def within_budget(self, idx: np.ndarray) -> np.ndarray:
         a, p = self.area_tdp(idx)
         return within_budget(self.pb, a, p)
+
+    def area_and_fit(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a, p = self.area_tdp(idx)
+        return a, within_budget(self.pb, a, p)
 
     def _score(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from cost_models.network import comm_time_s
