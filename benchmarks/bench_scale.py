@@ -17,6 +17,9 @@ B. **Command targets.** ``dse search`` runs in a subprocess with their CPU secon
      ``--skip-exhaustive`` leaves it out: it scores every design of the space).
 
    and the longest gap between two lines of progress on stderr (target: none > 2 s).
+   A job under 10 s of CPU runs five times and reports its median run. The packages are
+   byte-compiled first and the children write and use bytecode (an installed dse runs
+   from bytecode; ``PYTHONDONTWRITEBYTECODE`` is dropped from their environment).
 C. **Determinism and resume at 1 and 1,024 devices.** The same ``wham`` search twice with
    one seed (same best design, top-k and evaluations), and a ``random`` search killed
    (SIGKILL) once trials are persisted, then rerun on its study: every persisted trial is
@@ -121,6 +124,10 @@ def _run_cli(args: list[str]) -> dict:
     out = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     cmd = [sys.executable, "-m", "dse.cli", "search", *args, "--out", str(out / "run")]
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
+    # an installed dse runs from bytecode (pip compiles what it installs; Python caches
+    # what it imports): a PYTHONDONTWRITEBYTECODE inherited from this shell would make
+    # every run recompile the package (~0.25 s of CPU)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=out, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, bufsize=1)
@@ -149,7 +156,14 @@ def _run_cli(args: list[str]) -> dict:
             "tail": last}
 
 
-def part_b(skip_exhaustive: bool) -> list[dict]:
+def part_b(skip_exhaustive: bool, repeats: int = 5) -> list[dict]:
+    """Each job once; a job under 10 s of CPU ``repeats`` times, reporting the run of
+    median CPU (a shared machine's noise is a few tenths of a second). The packages are
+    byte-compiled first, as ``pip install`` does."""
+    import compileall
+
+    for pkg in ("dse", "workloads", "cost_models", "search"):
+        compileall.compile_dir(str(ROOT / pkg), quiet=1)
     rows = []
     print("\nB. whole searches (child process: CPU = user + system, peak RSS)")
     print(f"   {'job':<24}{'wall s':>8}{'CPU s':>8}{'RSS MB':>8}{'silence s':>10}  target")
@@ -157,6 +171,12 @@ def part_b(skip_exhaustive: bool) -> list[dict]:
         if skip_exhaustive and "exhaustive" in args:
             continue
         r = _run_cli(args)
+        if r["cpu_s"] < 10.0 and repeats > 1:
+            runs = [r] + [_run_cli(args) for _ in range(repeats - 1)]
+            runs.sort(key=lambda x: x["cpu_s"])
+            r = dict(runs[len(runs) // 2])
+            r["cpu_s_runs"] = [x["cpu_s"] for x in runs]
+            r["longest_silence_s"] = max(x["longest_silence_s"] for x in runs)
         r["job"], r["target"] = key, target
         ok = r["rc"] == 0 and r["longest_silence_s"] <= 2.0
         if "cpu_s" in target:
@@ -169,7 +189,9 @@ def part_b(skip_exhaustive: bool) -> list[dict]:
         print(f"   {key:<24}{r['wall_s']:>8.1f}{r['cpu_s']:>8.1f}"
               f"{r['peak_rss_bytes'] / 1e6:>8.0f}{r['longest_silence_s']:>10.1f}  {tgt}, "
               f"silence <= 2 s: {'met' if ok else 'NOT met'}"
-              + ("" if r["rc"] == 0 else f" (exit {r['rc']})"))
+              + ("" if r["rc"] == 0 else f" (exit {r['rc']})")
+              + (f"; CPU s of the {len(r['cpu_s_runs'])} runs: "
+                 + ", ".join(f"{x:.2f}" for x in r["cpu_s_runs"]) if "cpu_s_runs" in r else ""))
         rows.append(r)
     return rows
 
