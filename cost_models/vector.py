@@ -74,6 +74,8 @@ PE_CYCLES: dict[str, int] = {
     "div": _DIV, "sqrt": _SQRT, "erf": _SQRT, "pow": _SQRT, "hardswish": 14,
     "exp": _EXP, "log": _EXP,                             # transcendental class (see _EXP)
     "abs": 1, "broadcast_add": 1,
+    "permute": _ALU,                                      # one copy per element
+    "weighted_sum": 2 * _ALU,                             # mul, add
     "leaky_relu": 2 * _ALU,                               # compare, mul
     # ---- forward composites -------------------------------------------------------------
     "relu6": 2 * _ALU,                                    # max, min
@@ -95,6 +97,7 @@ PE_CYCLES: dict[str, int] = {
     "div_bwd": 10, "sqrt_bwd": 16, "pow_bwd": 16, "erf_bwd": 15, "hardswish_bwd": 15,
     "log_bwd": _DIV,                                      # g / x: a division
     "exp_bwd": 1, "abs_bwd": 1, "leaky_relu_bwd": 2, "broadcast_add_bwd": 1,
+    "weighted_sum_bwd": 3,                                # dx = g·p; dp = Σ g·x
     "silu_bwd": _SIGMOID + 2,                             # recompute sigmoid, then 1-2
     "swiglu_bwd": _SIGMOID + 2,                           # recompute sigmoid(a), then 1-2
     "gelu_bwd": _TANH + 2,                                # recompute tanh(u), then 1-2

@@ -18,6 +18,15 @@ llama       num_hidden_layers, hidden_size, num_attention_heads, intermediate_si
 bert        num_hidden_layers, hidden_size, num_attention_heads, intermediate_size,
             max_position_embeddings, vocab_size; type_vocab_size (2), hidden_act (gelu),
             hidden_dropout_prob (0.1); NSP head if architectures has BertForPreTraining
+mixtral     as llama plus num_local_experts, num_experts_per_tok (2): every layer's MLP a
+            mixture of SwiGLU experts with a softmax router
+deepseek_v3 num_hidden_layers, hidden_size, num_attention_heads, intermediate_size,
+            moe_intermediate_size, n_routed_experts, num_experts_per_tok, q_lora_rank,
+            kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim,
+            max_position_embeddings, vocab_size; n_shared_experts (1),
+            first_k_dense_replace (0), scoring_func (sigmoid), topk_method (noaux_tc: the
+            per-expert score-correction bias); the multi-token-prediction module
+            (num_nextn_predict_layers) is not part of the model
 opt         num_hidden_layers, hidden_size, num_attention_heads, ffn_dim,
             max_position_embeddings, vocab_size; word_embed_proj_dim (hidden),
             do_layer_norm_before (true), enable_bias (true), activation_function (relu),
@@ -66,6 +75,14 @@ class _Fields:
         if default is None:
             raise self._err(key, "is missing")
         return default
+
+    def get_count(self, key: str, default: int) -> int:
+        """An integer >= 0 (``null``: 0)."""
+        if key in self.data and self.data[key] is None:
+            return 0
+        if self.data.get(key, default) == 0 and not isinstance(self.data.get(key), bool):
+            return 0
+        return self.get_int(key, default)
 
     def get_bool(self, key: str, default: bool) -> bool:
         v = self.data.get(key, default)
@@ -178,6 +195,49 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
             norm_bias=False, position="rotary",
             tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=abias,
             out_bias=abias, mlp_bias=f.get_bool("mlp_bias", False), dropout=drop > 0,
+        )
+    elif mt == "mixtral":
+        heads = f.get_int("num_attention_heads")
+        drop = f.get_float("attention_dropout", 0.0)
+        experts = f.get_int("num_local_experts")
+        kw.update(
+            layers=f.get_int("num_hidden_layers"), hidden=f.get_int("hidden_size"), heads=heads,
+            kv_heads=f.get_int("num_key_value_heads", heads),
+            head_dim=f.get_int("head_dim", 0) if data.get("head_dim") is not None else 0,
+            ffn=f.get_int("intermediate_size"), vocab=f.get_int("vocab_size"),
+            max_positions=f.get_int("max_position_embeddings"),
+            activation=f.activation("hidden_act", "silu"), gated_mlp=True, norm="rmsnorm",
+            norm_bias=False, position="rotary",
+            tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=False,
+            out_bias=False, mlp_bias=False, dropout=drop > 0, experts=experts,
+            experts_per_token=f.get_int("num_experts_per_tok", 2), router="softmax",
+        )
+    elif mt == "deepseek_v3":
+        heads = f.get_int("num_attention_heads")
+        rope = f.get_int("qk_rope_head_dim")
+        drop = f.get_float("attention_dropout", 0.0)
+        scoring = f.get_str("scoring_func", "sigmoid")
+        if scoring not in ("sigmoid", "softmax"):
+            raise f._err("scoring_func", f"={scoring!r} is not supported; choose one of "
+                         "sigmoid, softmax")
+        kw.update(
+            layers=f.get_int("num_hidden_layers"), hidden=f.get_int("hidden_size"), heads=heads,
+            kv_heads=heads, head_dim=f.get_int("qk_nope_head_dim") + rope,
+            qk_rope_head_dim=rope, v_head_dim=f.get_int("v_head_dim"),
+            q_lora_rank=f.get_int("q_lora_rank") if data.get("q_lora_rank") is not None else 0,
+            kv_lora_rank=f.get_int("kv_lora_rank"),
+            ffn=f.get_int("intermediate_size"), moe_ffn=f.get_int("moe_intermediate_size"),
+            experts=f.get_int("n_routed_experts"),
+            experts_per_token=f.get_int("num_experts_per_tok"),
+            shared_experts=f.get_count("n_shared_experts", 1),
+            first_k_dense=f.get_count("first_k_dense_replace", 0),
+            router=scoring, router_bias=f.get_str("topk_method", "noaux_tc") == "noaux_tc",
+            vocab=f.get_int("vocab_size"), max_positions=f.get_int("max_position_embeddings"),
+            activation=f.activation("hidden_act", "silu"), gated_mlp=True, norm="rmsnorm",
+            norm_bias=False, position="rotary",
+            tied_embeddings=f.get_bool("tie_word_embeddings", False),
+            qkv_bias=f.get_bool("attention_bias", False),
+            out_bias=f.get_bool("attention_bias", False), mlp_bias=False, dropout=drop > 0,
         )
     elif mt == "bert":
         archs = data.get("architectures") or []

@@ -42,7 +42,12 @@ def count_params(spec: Any) -> int:
         raise WorkloadError(f"{spec.owner}: no parameter counter for family {spec.family!r}; "
                             "import workloads first")
     return int(fn(spec))
-MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "llama", "bert", "opt")
+MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "llama", "bert", "opt", "mixtral", "deepseek_v3")
+ROUTERS = ("softmax", "sigmoid")
+"""How a mixture-of-experts router scores the experts: ``softmax`` over the expert logits
+(Mixtral: top-k of the softmax, renormalized) or a ``sigmoid`` per expert (DeepSeek-V3:
+top-k of the sigmoid affinities plus a per-expert bias used only for selection, the chosen
+affinities normalized)."""
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 NORMS = ("layernorm", "rmsnorm")
 POSITIONS = ("learned", "rotary")
@@ -177,6 +182,38 @@ class TransformerSpec(ModelSpec):
     nsp_head: bool = False
     """BERT next-sentence prediction: pooler (dense + tanh on [CLS]), 2-way classifier and
     its loss (``BertForPreTraining``)."""
+    # ---- mixture of experts (Mixtral, DeepSeek-V3) -------------------------------------
+    experts: int = 0
+    """Routed experts of the MLP of each MoE layer (0: a dense MLP in every layer)."""
+    experts_per_token: int = 0
+    """Experts each token is routed to (top-k)."""
+    moe_ffn: int = 0
+    """Inner width of one routed expert (0: ``ffn``); experts are gated like the dense MLP."""
+    shared_experts: int = 0
+    """Experts every token passes through (DeepSeek-V3: 1), as one MLP of width
+    ``shared_experts · moe_ffn``."""
+    first_k_dense: int = 0
+    """Leading layers that keep the dense MLP of width ``ffn`` (DeepSeek-V3: 3)."""
+    router: str = "softmax"
+    """:data:`ROUTERS`."""
+    router_bias: bool = False
+    """A per-expert bias on the routing scores (DeepSeek-V3's auxiliary-loss-free balancing,
+    a parameter of the checkpoint)."""
+    capacity_factor: float = 0.0
+    """Tokens an expert may take, as a multiple of the mean ``tokens·k/experts``; tokens
+    beyond it are dropped (0: dropless, as Mixtral and DeepSeek-V3 train)."""
+    load_imbalance: float = 1.0
+    """Tokens of the busiest expert-parallel rank over the mean (1: perfectly balanced);
+    capped by ``capacity_factor`` when that is set."""
+    # ---- multi-head latent attention (DeepSeek-V2/V3) ----------------------------------
+    q_lora_rank: int = 0
+    """Rank of the low-rank query projection (0: a full query projection)."""
+    kv_lora_rank: int = 0
+    """Rank of the compressed key/value latent (> 0: multi-head latent attention)."""
+    qk_rope_head_dim: int = 0
+    """Rotary part of each query/key head (MLA: ``head_dim`` = no-rope part + this)."""
+    v_head_dim: int = 0
+    """Value head width (0: ``head_dim``)."""
 
     family_name: ClassVar[str] = "transformer"
 
@@ -197,6 +234,47 @@ class TransformerSpec(ModelSpec):
         _choice(o, "norm", self.norm, NORMS)
         _choice(o, "position", self.position, POSITIONS)
         _choice(o, "attention", self.attention, ATTENTION)
+        for f in ("experts", "experts_per_token", "moe_ffn", "shared_experts", "first_k_dense",
+                  "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim"):
+            _int(o, f, getattr(self, f), minimum=0)
+        _bool(o, "router_bias", self.router_bias)
+        _choice(o, "router", self.router, ROUTERS)
+        for f, lo in (("capacity_factor", 0.0), ("load_imbalance", 1.0)):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+                    lo <= float(v) <= 1e3):
+                raise WorkloadError(f"{o}: {f}={v!r} must be a number from {lo:g} to 1000")
+            object.__setattr__(self, f, float(v))
+        if self.experts:
+            if not 1 <= self.experts_per_token <= self.experts:
+                raise WorkloadError(f"{o}: experts_per_token={self.experts_per_token} must be "
+                                    f"from 1 to experts={self.experts}")
+            if self.first_k_dense >= self.layers:
+                raise WorkloadError(f"{o}: first_k_dense={self.first_k_dense} leaves no MoE "
+                                    f"layer of the {self.layers}; use 0 to {self.layers - 1}")
+            if self.capacity_factor and self.capacity_factor * self.experts_per_token < 1:
+                raise WorkloadError(f"{o}: capacity_factor={self.capacity_factor:g} lets an "
+                                    "expert take less than one token per routed token share; "
+                                    "use 0 (dropless) or >= 1/experts_per_token")
+            if self.moe_ffn == 0:
+                object.__setattr__(self, "moe_ffn", self.ffn)
+        elif self.experts_per_token or self.shared_experts or self.first_k_dense:
+            raise WorkloadError(f"{o}: experts_per_token, shared_experts and first_k_dense "
+                                "need experts > 0 (a mixture-of-experts model)")
+        if self.kv_lora_rank:
+            if self.kv_heads not in (0, self.heads):
+                raise WorkloadError(f"{o}: multi-head latent attention has one key/value "
+                                    f"head per query head; kv_heads={self.kv_heads} must be "
+                                    f"{self.heads} or 0")
+            if self.head_dim == 0:
+                raise WorkloadError(f"{o}: multi-head latent attention needs head_dim "
+                                    "(query/key head width, rotary part included)")
+            if self.qk_rope_head_dim >= self.head_dim:
+                raise WorkloadError(f"{o}: qk_rope_head_dim={self.qk_rope_head_dim} must be "
+                                    f"below head_dim={self.head_dim}")
+        elif self.q_lora_rank or self.qk_rope_head_dim:
+            raise WorkloadError(f"{o}: q_lora_rank and qk_rope_head_dim need kv_lora_rank > 0 "
+                                "(multi-head latent attention)")
         if self.head_dim == 0:
             if self.hidden % self.heads:
                 raise WorkloadError(f"{o}: hidden={self.hidden} is not divisible by "
@@ -207,8 +285,10 @@ class TransformerSpec(ModelSpec):
         if self.heads % self.kv_heads:
             raise WorkloadError(f"{o}: heads={self.heads} must be a multiple of "
                                 f"kv_heads={self.kv_heads}")
+        if self.v_head_dim == 0:
+            object.__setattr__(self, "v_head_dim", self.head_dim)
         if self.position == "rotary" and self.rotary_dim == 0:
-            object.__setattr__(self, "rotary_dim", self.head_dim)
+            object.__setattr__(self, "rotary_dim", self.qk_rope_head_dim or self.head_dim)
         if self.rotary_dim > self.head_dim:
             raise WorkloadError(f"{o}: rotary_dim={self.rotary_dim} exceeds "
                                 f"head_dim={self.head_dim}")
@@ -235,17 +315,65 @@ class TransformerSpec(ModelSpec):
         """Parameters of one norm: γ (and β for LayerNorm with bias)."""
         return self.hidden * (2 if self.norm_bias and self.norm == "layernorm" else 1)
 
-    def layer_params(self) -> int:
-        """Parameters of one block (exact; matches the HF modules' ``numel``)."""
-        h, f = self.hidden, self.ffn
+    @property
+    def moe(self) -> bool:
+        """A mixture-of-experts model."""
+        return self.experts > 0
+
+    @property
+    def mla(self) -> bool:
+        """Multi-head latent attention (DeepSeek-V2/V3)."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        return self.layers - self.first_k_dense if self.moe else 0
+
+    @property
+    def shared_ffn(self) -> int:
+        """Inner width of the shared expert(s), one MLP (0: none)."""
+        return self.shared_experts * self.moe_ffn
+
+    def attention_params(self) -> int:
+        """Parameters of one layer's attention (projections and, for MLA, the latent
+        norms; exact, as the HF modules' ``numel``)."""
+        h = self.hidden
+        if self.mla:
+            qk = self.head_dim
+            rope = self.qk_rope_head_dim
+            nope = qk - rope
+            q = (h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * self.heads * qk
+                 if self.q_lora_rank else h * self.heads * qk)
+            kv = (h * (self.kv_lora_rank + rope) + self.kv_lora_rank
+                  + self.kv_lora_rank * self.heads * (nope + self.v_head_dim))
+            out = self.heads * self.v_head_dim * h + (h if self.out_bias else 0)
+            return q + kv + out
         qkv = h * (self.q_dim + 2 * self.kv_dim) + (self.q_dim + 2 * self.kv_dim
                                                     if self.qkv_bias else 0)
-        out = self.q_dim * h + (h if self.out_bias else 0)
+        return qkv + self.q_dim * h + (h if self.out_bias else 0)
+
+    def mlp_params(self, f: int) -> int:
+        """Parameters of one (gated or plain) MLP of inner width ``f``."""
+        h = self.hidden
         fc1_out = 2 * f if self.gated_mlp else f
-        mlp = h * fc1_out + f * h + ((fc1_out + h) if self.mlp_bias else 0)
+        return h * fc1_out + f * h + ((fc1_out + h) if self.mlp_bias else 0)
+
+    def moe_params(self, *, active: bool = False) -> int:
+        """Parameters of one MoE layer's MLP: router (and its bias), the routed experts
+        (``experts_per_token`` of them when ``active``), the shared expert."""
+        routed = self.experts_per_token if active else self.experts
+        return (self.hidden * self.experts + (self.experts if self.router_bias else 0)
+                + routed * self.mlp_params(self.moe_ffn)
+                + (self.mlp_params(self.shared_ffn) if self.shared_ffn else 0))
+
+    def layer_params(self, *, moe: bool | None = None, active: bool = False) -> int:
+        """Parameters of one block (exact; matches the HF modules' ``numel``): a dense
+        layer, or an MoE layer (``moe``; default: the model's repeated layer)."""
+        moe = self.moe if moe is None else moe
         nnorm = 1 if (self.parallel_block and self.parallel_shared_norm) else 2
         norm = nnorm * self.norm_params()
-        return qkv + out + mlp + norm
+        mlp = self.moe_params(active=active) if moe else self.mlp_params(self.ffn)
+        return self.attention_params() + mlp + norm
 
     def embedding_params(self) -> int:
         e = self.embed_dim
@@ -278,8 +406,20 @@ class TransformerSpec(ModelSpec):
 
     @property
     def params(self) -> int:
-        """Total trainable parameters (tied embeddings counted once)."""
-        return self.embedding_params() + self.layers * self.layer_params() + self.head_params()
+        """Total trainable parameters (tied embeddings counted once; every expert)."""
+        return self.embedding_params() + self._layers_params(active=False) + self.head_params()
+
+    @property
+    def active_params(self) -> int:
+        """Parameters a token passes through (the routed experts it is sent to; equal to
+        :attr:`params` for a dense model)."""
+        return self.embedding_params() + self._layers_params(active=True) + self.head_params()
+
+    def _layers_params(self, *, active: bool) -> int:
+        if not self.moe:
+            return self.layers * self.layer_params()
+        return (self.first_k_dense * self.layer_params(moe=False)
+                + self.moe_layers * self.layer_params(moe=True, active=active))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -68,7 +68,7 @@ def _shard(spec: TransformerSpec, tp: int) -> tuple[int, int, int, int]:
 def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer: str = "adam",
                       tp: int = 1, sequence_parallel: bool = False,
                       layers: tuple[int, int] | None = None, first_stage: bool = True,
-                      last_stage: bool = True, cp: int = 1) -> Graph:
+                      last_stage: bool = True, cp: int = 1, ep: int = 1) -> Graph:
     """The training graph of one tensor-parallel shard of layers ``layers[0]..layers[1]-1``
     (of one context-parallel rank: ``seq/cp`` tokens of each sample, with ``cp > 1``).
 
@@ -91,6 +91,17 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         raise WorkloadError(f"{o}: layers=({a0}, {a1}) must satisfy 0 <= first < last <= "
                             f"{spec.layers}")
     sp = bool(sequence_parallel) and tp > 1
+    if not isinstance(ep, int) or ep < 1:
+        raise WorkloadError(f"{o}: ep={ep!r} must be an integer >= 1")
+    if ep > 1 and not spec.moe:
+        raise WorkloadError(f"{o}: ep={ep}: expert parallelism needs a mixture-of-experts "
+                            "model (experts > 0)")
+    if spec.moe and spec.experts % ep:
+        valid = [e for e in range(1, spec.experts + 1) if spec.experts % e == 0]
+        raise WorkloadError(f"{o}: ep={ep} does not divide experts={spec.experts}; valid ep: "
+                            f"{', '.join(map(str, valid))}")
+    if spec.moe and spec.moe_ffn % tp:
+        raise WorkloadError(f"{o}: tp={tp} does not divide moe_ffn={spec.moe_ffn}")
     if not isinstance(cp, int) or cp < 1:
         raise WorkloadError(f"{o}: cp={cp!r} must be an integer >= 1")
     if cp > 1 and spec.attention != "fused":
@@ -177,94 +188,213 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
 
     # ---------------------------------------------------------------- blocks
     nq, nkv = hq * d, hkv * d
-    ffn_out = 2 * ffn if spec.gated_mlp else ffn
-    with bld.block("layer", count=a1 - a0, layer=a0):
-        xin = bld.virtual("layer.input", [x], elements=tok_sp * h)
+
+    def layer(pfx: str, x_in: str, moe: bool) -> str:
+        """One layer's operators, named ``{pfx}.…`` (the block's repeated body)."""
+        xin = bld.virtual(f"{pfx}.input", [x_in], elements=tok_sp * h)
 
         def attention(inp_tp: str, inp_saved: str) -> str:
-            qkv = column("layer.attn.qkv", inp_tp, inp_saved, n=nq + 2 * nkv,
+            if spec.mla:
+                return mla(inp_tp, inp_saved)
+            qkv = column(f"{pfx}.attn.qkv", inp_tp, inp_saved, n=nq + 2 * nkv,
                          bias=spec.qkv_bias)
             qk_src = qkv
             if spec.position == "rotary":
                 rel = tok * (hq + hkv) * spec.rotary_dim
-                qk_src = bld.vector("layer.attn.rotary", [qkv], key="rotary", elements=rel,
+                qk_src = bld.vector(f"{pfx}.attn.rotary", [qkv], key="rotary", elements=rel,
                                     in_elements=rel, partial=True)
-            q = bld.virtual("layer.attn.q", [qk_src], elements=tok * nq, partial=True)
-            k = bld.virtual("layer.attn.k", [qk_src], elements=tok * nkv, partial=True)
-            v = bld.virtual("layer.attn.v", [qkv], elements=tok * nkv, partial=True)
+            q = bld.virtual(f"{pfx}.attn.q", [qk_src], elements=tok * nq, partial=True)
+            k = bld.virtual(f"{pfx}.attn.k", [qk_src], elements=tok * nkv, partial=True)
+            v = bld.virtual(f"{pfx}.attn.v", [qkv], elements=tok * nkv, partial=True)
             if spec.attention == "fused":
-                ctx = bld.attention("layer.attn.core", q, k, v, batch=b, heads=hq,
-                                    kv_heads=hkv, seq_q=s_loc, seq_kv=s, head_dim=d,
-                                    causal=spec.causal, dropout=spec.dropout,
-                                    context_parallel=cp)
-                out_in = ctx
-                if cp > 1:
-                    # ring attention (Liu et al. 2023; Megatron-Core context parallelism):
-                    # the K and V chunks of all cp ranks pass around the ring while the
-                    # attention computes on the chunks it holds (no dependency between the
-                    # two: they overlap); the output waits for both. Backward: the dK, dV
-                    # chunks travel back (a reduce-scatter of the full K, V gradients).
-                    kv_full = float(b * s * 2 * nkv * db)
-                    ring = bld.collective("layer.attn.cp_ring", k, collective="all_gather",
-                                          comm_bytes=kv_full, elements=b * s * 2 * nkv,
-                                          bwd_collective="reduce_scatter", group="cp")
-                    out_in = bld.virtual("layer.attn.cp_join", [ctx, ring], elements=tok * nq)
-                return bld.gemm("layer.attn.out", out_in, m=tok, k=nq, n=h,
-                                bias=spec.out_bias, save_a=ctx)
-            scores = bld.gemm("layer.attn.qk", q, y=k, m=s, k=d, n=s, batch=b * hq,
+                return core(q, k, v, kv_heads=hkv, head_dim=d, q_width=nq, kv_width=nkv)
+            scores = bld.gemm(f"{pfx}.attn.qk", q, y=k, m=s, k=d, n=s, batch=b * hq,
                               save_b_bytes=float(tok * nkv * db))
-            probs = bld.vector("layer.attn.softmax", [scores], key="softmax", kind="softmax",
-                               elements=b * hq * s * s,
-                               saves=[("layer.attn.softmax", b * hq * s * s * db)])
-            probs = dropout("layer.attn.dropout", probs, b * hq * s * s)
-            ctx = bld.gemm("layer.attn.av", probs, y=v, m=s, k=s, n=d, batch=b * hq,
+            probs = bld.vector(f"{pfx}.attn.softmax", [scores], key="softmax",
+                               kind="softmax", elements=b * hq * s * s,
+                               saves=[(f"{pfx}.attn.softmax", b * hq * s * s * db)])
+            probs = dropout(f"{pfx}.attn.dropout", probs, b * hq * s * s)
+            ctx = bld.gemm(f"{pfx}.attn.av", probs, y=v, m=s, k=s, n=d, batch=b * hq,
                            save_b_bytes=float(tok * nkv * db))
-            return bld.gemm("layer.attn.out", ctx, m=tok, k=nq, n=h, bias=spec.out_bias)
+            return bld.gemm(f"{pfx}.attn.out", ctx, m=tok, k=nq, n=h, bias=spec.out_bias)
 
-        def mlp(inp_tp: str, inp_saved: str) -> str:
-            fc1 = column("layer.mlp.fc1", inp_tp, inp_saved, n=ffn_out, bias=spec.mlp_bias)
+        def core(q: str, k: str, v: str, *, kv_heads: int, head_dim: int, q_width: int,
+                 kv_width: int) -> str:
+            """Fused attention, the context-parallel ring and the output projection."""
+            ctx = bld.attention(f"{pfx}.attn.core", q, k, v, batch=b, heads=hq,
+                                kv_heads=kv_heads, seq_q=s_loc, seq_kv=s, head_dim=head_dim,
+                                causal=spec.causal, dropout=spec.dropout,
+                                context_parallel=cp)
+            out_in = ctx
+            if cp > 1:
+                # ring attention (Liu et al. 2023; Megatron-Core context parallelism):
+                # the K and V chunks of all cp ranks pass around the ring while the
+                # attention computes on the chunks it holds (no dependency between the
+                # two: they overlap); the output waits for both. Backward: the dK, dV
+                # chunks travel back (a reduce-scatter of the full K, V gradients).
+                kv_full = float(b * s * 2 * kv_width * db)
+                ring = bld.collective(f"{pfx}.attn.cp_ring", k, collective="all_gather",
+                                      comm_bytes=kv_full, elements=b * s * 2 * kv_width,
+                                      bwd_collective="reduce_scatter", group="cp")
+                out_in = bld.virtual(f"{pfx}.attn.cp_join", [ctx, ring],
+                                     elements=tok * q_width)
+            return bld.gemm(f"{pfx}.attn.out", out_in, m=tok, k=hq * spec.v_head_dim, n=h,
+                            bias=spec.out_bias, save_a=ctx)
+
+        def mla(inp_tp: str, inp_saved: str) -> str:
+            """Multi-head latent attention (DeepSeek-V2 §2.1; Megatron-Core's MLA): low-rank
+            query and key/value projections (replicated over tp, as their small outputs
+            are), the up-projections column-parallel over the heads, the rotary part of
+            the key shared by all heads. The fused kernel sees query/key heads of
+            ``head_dim`` and value heads of ``v_head_dim``: it is costed with their mean
+            width, which gives its FLOPs (``2·d_qk + 2·d_v`` per score) and its Q, K, V,
+            O traffic exactly."""
+            ql, kl, rope = spec.q_lora_rank, spec.kv_lora_rank, spec.qk_rope_head_dim
+            dv = spec.v_head_dim
+            if ql:
+                qa = bld.gemm(f"{pfx}.attn.q_down", inp_tp, m=tok, k=h, n=ql, save_a=inp_saved,
+                              save_a_bytes=float(tok_sp * h * db),
+                              regather=("all_gather", full_bytes) if sp else None)
+                qa = bld.vector(f"{pfx}.attn.q_norm", [qa], key="rmsnorm", kind="norm",
+                                elements=tok * ql, params=(("weight", ql),),
+                                saves=[(qa, tok * ql * db)])
+                q = bld.gemm(f"{pfx}.attn.q_up", qa, m=tok, k=ql, n=hq * d)
+            else:
+                q = column(f"{pfx}.attn.q", inp_tp, inp_saved, n=hq * d, bias=False)
+            kva = bld.gemm(f"{pfx}.attn.kv_down", inp_tp, m=tok, k=h, n=kl + rope,
+                           save_a=inp_saved, save_a_bytes=float(tok_sp * h * db),
+                           regather=("all_gather", full_bytes) if sp else None)
+            kvn = bld.vector(f"{pfx}.attn.kv_norm", [kva], key="rmsnorm", kind="norm",
+                             elements=tok * kl, in_elements=tok * kl,
+                             params=(("weight", kl),), saves=[(kva, tok * kl * db)])
+            kv = bld.gemm(f"{pfx}.attn.kv_up", kvn, m=tok, k=kl, n=hq * (d - rope + dv))
+            rel = tok * (hq + 1) * rope
+            qr = bld.vector(f"{pfx}.attn.rotary", [q, kva], key="rotary", elements=rel,
+                            in_elements=rel, partial=True)
+            qq = bld.virtual(f"{pfx}.attn.q_heads", [q, qr], elements=tok * hq * d,
+                             partial=True)
+            kk = bld.virtual(f"{pfx}.attn.k_heads", [kv, qr], elements=tok * hq * d,
+                             partial=True)
+            vv = bld.virtual(f"{pfx}.attn.v_heads", [kv], elements=tok * hq * dv, partial=True)
+            width = -(-(d + dv) // 2)
+            return core(qq, kk, vv, kv_heads=hq, head_dim=width, q_width=hq * width,
+                        kv_width=hq * width)
+
+        def mlp(name: str, inp_tp: str, inp_saved: str, f_loc: int) -> str:
+            f_out = 2 * f_loc if spec.gated_mlp else f_loc
+            fc1 = column(f"{name}.fc1", inp_tp, inp_saved, n=f_out, bias=spec.mlp_bias)
             if spec.gated_mlp:
-                act = bld.vector("layer.mlp.swiglu", [fc1], key="swiglu", elements=tok * ffn,
-                                 in_elements=tok * ffn_out, saves=[(fc1, tok * ffn_out * db)])
+                act = bld.vector(f"{name}.swiglu", [fc1], key="swiglu", elements=tok * f_loc,
+                                 in_elements=tok * f_out, saves=[(fc1, tok * f_out * db)])
             else:
                 key = "gelu" if spec.activation.startswith("gelu") else spec.activation
-                saved = fc1 if key != "relu" else "layer.mlp.act"
-                act = bld.vector("layer.mlp.act", [fc1], key=key, elements=tok * ffn,
-                                 saves=[(saved, tok * ffn * db)])
-            return bld.gemm("layer.mlp.fc2", act, m=tok, k=ffn, n=h, bias=spec.mlp_bias)
+                saved = fc1 if key != "relu" else f"{name}.act"
+                act = bld.vector(f"{name}.act", [fc1], key=key, elements=tok * f_loc,
+                                 saves=[(saved, tok * f_loc * db)])
+            return bld.gemm(f"{name}.fc2", act, m=tok, k=f_loc, n=h, bias=spec.mlp_bias)
+
+        def ffn_block(inp_tp: str, inp_saved: str) -> str:
+            if not moe:
+                return mlp(f"{pfx}.mlp", inp_tp, inp_saved, ffn)
+            return moe_mlp(inp_tp, inp_saved)
+
+        def moe_mlp(inp_tp: str, inp_saved: str) -> str:
+            """A mixture-of-experts MLP (Megatron-Core's MoE layer with the all-to-all
+            token dispatcher; Fedus et al. 2022, DeepSeek-V3 §2.1.2). The router (replicated
+            over tp) scores the ``tok`` tokens this rank holds against the ``E`` experts;
+            each token goes to its top ``k``. The rows are permuted into expert order and
+            sent to the ranks that hold their experts (all-to-all over the ``ep`` group);
+            the ``E/ep`` local experts run as one grouped GEMM (tensor-parallel over tp, as
+            the dense MLP), the results come back (all-to-all) and are summed with the
+            routing weights. A rank receives ``tok·k`` rows on average and ``λ·tok·k`` on
+            the busiest one (``λ`` = :attr:`load_imbalance`, capped by the capacity
+            factor): the graph is the busiest rank's. Shared experts run beside the
+            routed ones on every token."""
+            n_exp, topk = spec.experts, spec.experts_per_token
+            e_loc = n_exp // ep
+            lam = spec.load_imbalance
+            if spec.capacity_factor:
+                lam = min(lam, spec.capacity_factor)
+            rows = max(1, int(round(lam * tok * topk)))   # expert rows on the busiest rank
+            m_e = max(1, -(-rows // e_loc))               # rows per local expert
+            fe = spec.moe_ffn // tp
+            logits = bld.gemm(f"{pfx}.moe.router", inp_tp, m=tok, k=h, n=n_exp,
+                              save_a=inp_saved, save_a_bytes=float(tok_sp * h * db),
+                              regather=("all_gather", full_bytes) if sp else None)
+            route = bld.vector(f"{pfx}.moe.route", [logits], key=spec.router,
+                               elements=tok * n_exp,
+                               params=(("bias", n_exp),) if spec.router_bias else (),
+                               saves=[(f"{pfx}.moe.route", tok * n_exp * 4)])
+            perm = bld.vector(f"{pfx}.moe.permute", [inp_tp, route], key="permute",
+                              elements=rows * h, in_elements=tok * h + tok * topk)
+            if ep > 1:
+                perm = bld.collective(f"{pfx}.moe.dispatch", perm, collective="all_to_all",
+                                      comm_bytes=float(rows * h * db), elements=rows * h,
+                                      bwd_collective="all_to_all", group="ep")
+            f_out = 2 * fe if spec.gated_mlp else fe
+            fc1 = bld.gemm(f"{pfx}.moe.experts.fc1", perm, m=m_e, k=h, n=f_out, batch=e_loc)
+            act = bld.vector(f"{pfx}.moe.experts.swiglu" if spec.gated_mlp else
+                             f"{pfx}.moe.experts.act", [fc1],
+                             key="swiglu" if spec.gated_mlp else (
+                                 "gelu" if spec.activation.startswith("gelu")
+                                 else spec.activation),
+                             elements=e_loc * m_e * fe, in_elements=e_loc * m_e * f_out,
+                             saves=[(fc1, e_loc * m_e * f_out * db)])
+            out = bld.gemm(f"{pfx}.moe.experts.fc2", act, m=m_e, k=fe, n=h, batch=e_loc)
+            if ep > 1:
+                out = bld.collective(f"{pfx}.moe.combine", out, collective="all_to_all",
+                                     comm_bytes=float(rows * h * db), elements=rows * h,
+                                     bwd_collective="all_to_all", group="ep")
+            comb = bld.vector(f"{pfx}.moe.unpermute", [out, route], key="weighted_sum",
+                              elements=tok * h, in_elements=rows * h + tok * topk,
+                              saves=[(out, rows * h * db)])
+            if spec.shared_ffn:
+                shared = mlp(f"{pfx}.moe.shared", inp_tp, inp_saved, spec.shared_ffn // tp)
+                comb = bld.vector(f"{pfx}.moe.add_shared", [comb, shared], key="add",
+                                  elements=tok * h)
+            return comb
 
         if spec.post_norm:  # BERT, OPT-350m: x → sublayer → dropout → add → LayerNorm
-            a = from_tp("layer.attn", attention(to_tp("layer.attn", xin), xin))
-            a = dropout("layer.attn.resid_dropout", a, tok_sp * h)
-            r1 = bld.vector("layer.attn.residual", [xin, a], key="add", elements=tok_sp * h)
-            n1 = norm("layer.norm1", r1)
-            m = from_tp("layer.mlp", mlp(to_tp("layer.mlp", n1), n1))
-            m = dropout("layer.mlp.resid_dropout", m, tok_sp * h)
-            r2 = bld.vector("layer.mlp.residual", [n1, m], key="add", elements=tok_sp * h)
-            out = norm("layer.norm2", r2)
-        elif spec.parallel_block:  # GPT-J / NeoX: x + attn(ln(x)) + mlp(ln(x))
-            n1 = norm("layer.norm1", xin)
-            g1 = to_tp("layer.attn", n1)
+            a = from_tp(f"{pfx}.attn", attention(to_tp(f"{pfx}.attn", xin), xin))
+            a = dropout(f"{pfx}.attn.resid_dropout", a, tok_sp * h)
+            r1 = bld.vector(f"{pfx}.attn.residual", [xin, a], key="add", elements=tok_sp * h)
+            n1 = norm(f"{pfx}.norm1", r1)
+            m = from_tp(f"{pfx}.mlp", ffn_block(to_tp(f"{pfx}.mlp", n1), n1))
+            m = dropout(f"{pfx}.mlp.resid_dropout", m, tok_sp * h)
+            r2 = bld.vector(f"{pfx}.mlp.residual", [n1, m], key="add", elements=tok_sp * h)
+            return norm(f"{pfx}.norm2", r2)
+        if spec.parallel_block:  # GPT-J / NeoX: x + attn(ln(x)) + mlp(ln(x))
+            n1 = norm(f"{pfx}.norm1", xin)
+            g1 = to_tp(f"{pfx}.attn", n1)
             a = attention(g1, n1)
             if spec.parallel_shared_norm:  # one f/all-gather feeds both branches
-                m = mlp(g1, n1)
+                m = ffn_block(g1, n1)
             else:
-                n2 = norm("layer.norm2", xin)
-                m = mlp(to_tp("layer.mlp", n2), n2)
-            both = bld.vector("layer.parallel_sum", [a, m], key="add", elements=tok * h)
-            both = from_tp("layer.block", both)
-            both = dropout("layer.resid_dropout", both, tok_sp * h)
-            out = bld.vector("layer.residual", [xin, both], key="add", elements=tok_sp * h)
-        else:  # pre-LN: x + attn(ln1(x)), then + mlp(ln2(·))
-            n1 = norm("layer.norm1", xin)
-            a = from_tp("layer.attn", attention(to_tp("layer.attn", n1), n1))
-            a = dropout("layer.attn.resid_dropout", a, tok_sp * h)
-            r1 = bld.vector("layer.attn.residual", [xin, a], key="add", elements=tok_sp * h)
-            n2 = norm("layer.norm2", r1)
-            m = from_tp("layer.mlp", mlp(to_tp("layer.mlp", n2), n2))
-            m = dropout("layer.mlp.resid_dropout", m, tok_sp * h)
-            out = bld.vector("layer.mlp.residual", [r1, m], key="add", elements=tok_sp * h)
-    x = out
+                n2 = norm(f"{pfx}.norm2", xin)
+                m = ffn_block(to_tp(f"{pfx}.mlp", n2), n2)
+            both = bld.vector(f"{pfx}.parallel_sum", [a, m], key="add", elements=tok * h)
+            both = from_tp(f"{pfx}.block", both)
+            both = dropout(f"{pfx}.resid_dropout", both, tok_sp * h)
+            return bld.vector(f"{pfx}.residual", [xin, both], key="add", elements=tok_sp * h)
+        # pre-LN: x + attn(ln1(x)), then + mlp(ln2(·))
+        n1 = norm(f"{pfx}.norm1", xin)
+        a = from_tp(f"{pfx}.attn", attention(to_tp(f"{pfx}.attn", n1), n1))
+        a = dropout(f"{pfx}.attn.resid_dropout", a, tok_sp * h)
+        r1 = bld.vector(f"{pfx}.attn.residual", [xin, a], key="add", elements=tok_sp * h)
+        n2 = norm(f"{pfx}.norm2", r1)
+        m = from_tp(f"{pfx}.mlp", ffn_block(to_tp(f"{pfx}.mlp", n2), n2))
+        m = dropout(f"{pfx}.mlp.resid_dropout", m, tok_sp * h)
+        return bld.vector(f"{pfx}.mlp.residual", [r1, m], key="add", elements=tok_sp * h)
+
+    # a mixture-of-experts model's first ``first_k_dense`` layers keep the dense MLP: they
+    # are their own block (``dense_layer``), before the repeated MoE block (``layer``)
+    n_dense = max(0, min(a1, spec.first_k_dense) - a0) if spec.moe else 0
+    if n_dense:
+        with bld.block("dense_layer", count=n_dense, layer=a0):
+            x = layer("dense", x, moe=False)
+    if a1 - a0 - n_dense:
+        with bld.block("layer", count=a1 - a0 - n_dense, layer=a0 + n_dense):
+            x = layer("layer", x, moe=spec.moe)
 
     # ---------------------------------------------------------------- head and loss
     if last_stage:
@@ -319,7 +449,8 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         "model_flop_scale": seq_model / seq, "attention": spec.attention, "batch": batch, "layers": spec.layers,
         "stage_layers": [a0, a1], "hidden": h, "heads": spec.heads,
         "kv_heads": spec.kv_heads, "head_dim": d, "ffn": spec.ffn, "vocab": spec.vocab,
-        "tp": tp, "sequence_parallel": sp, "first_stage": first_stage,
+        "tp": tp, "ep": ep, "sequence_parallel": sp, "first_stage": first_stage,
+        "active_params": spec.active_params, "experts": spec.experts,
         "last_stage": last_stage, "optimizer": optimizer,
         "stash_bytes_per_layer": float(stash), **stats,
     }

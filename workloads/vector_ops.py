@@ -93,6 +93,10 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("leaky_relu", 2, "leaky_relu_bwd", "y = x if x > 0 else α·x: compare, mul = 2"),
     ("hardswish", 5, "hardswish_bwd", "x·relu6(x + 3)/6: add, max, min, mul, div = 5"),
     ("generic", 1, "generic", "an ONNX op we do not model: one operation per output element"),
+    ("permute", 0, "permute", ("MoE token permutation: rows gathered into expert order (a copy, "
+     "no arithmetic); its backward is the inverse permutation")),
+    ("weighted_sum", 2, "weighted_sum_bwd", ("MoE combine y = Σ_k p_k·x_k over a token's k expert "
+     "outputs: mul, add = 2 per input element")),
     ("flash_attn", 5, "flash_attn_bwd", ("fused attention, per score element: online softmax "
      "scale·s − m (FMA), running max, exp, running sum, rescale = 5 (the GEMM FLOPs are "
      "counted by the attention op itself)")),
@@ -108,6 +112,7 @@ VECTOR_OPS: dict[str, VectorOp] = _table(
     ("sigmoid_bwd", 3, None, "g·y·(1−y): sub, mul, mul = 3"),
     ("tanh_bwd", 3, None, "g·(1−y²): mul, sub, mul = 3"),
     ("softmax_bwd", 4, None, "y·(g − Σ y·g): mul, sum, sub, mul = 4"),
+    ("weighted_sum_bwd", 3, None, "dx_k = g·p_k 1; dp_k = Σ g·x_k: mul, add 2 → 3"),
     ("flash_attn_bwd", 5, None, ("per score element: recompute P = exp(scale·s − LSE) "
      "(FMA, exp) 2, dS = P·(dP − D) (sub, mul) 2, scale 1 = 5")),
     ("flash_attn_dropout_bwd", 7, None, "flash_attn_bwd 5 + regenerated dropout mask 2 = 7"),

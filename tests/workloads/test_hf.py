@@ -24,7 +24,8 @@ def _same_graph(a, b) -> None:
 @pytest.mark.parametrize("zoo,folder", [
     ("gpt2", "gpt2"), ("gpt2-xl", "gpt2-xl"), ("gptj", "gpt-j-6b"),
     ("llama2-7b", "llama-2-7b"), ("llama3-8b", "llama-3-8b"), ("llama3-70b", "llama-3-70b"),
-    ("llama3-405b", "llama-3.1-405b"),
+    ("llama3-405b", "llama-3.1-405b"), ("mixtral-8x7b", "mixtral-8x7b"),
+    ("deepseek-v3", "deepseek-v3"),
 ])
 def test_zoo_entry_and_published_config_give_identical_graphs(zoo, folder):
     spec_zoo = workloads.model_spec(zoo)

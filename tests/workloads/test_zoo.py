@@ -237,3 +237,81 @@ def test_gnmt_structure():
     assert g.op("enc.l2.x_proj").k == 2048  # after the bidirectional layer
     assert g.op("dec.l2.x_proj").k == 2048  # input concatenated with the attention context
     assert g.meta["shard_params"] == spec.params
+
+
+# ---------------------------------------------------------------- mixture of experts
+@pytest.mark.parametrize("name,params,active", [
+    # Mixtral 8x7B: the model card's 46,702,792,704; 12.9 B active (Jiang et al. 2024)
+    ("mixtral-8x7b", 46_702_792_704, 12_879_925_248),
+    # DeepSeek-V3 without its MTP module: "671B total, 37B activated" (report §1); the
+    # exact counts follow from config_671B.json (checked term by term below)
+    ("deepseek-v3", 671_026_419_200, 37_552_297_472),
+])
+def test_moe_parameter_counts_are_exact(name, params, active):
+    spec = workloads.model_spec(name)
+    assert (spec.params, spec.active_params) == (params, active)
+    g = workloads.build(spec, batch=1, seq=64)
+    assert sum(op.params * op.count for op in g.ops if op.phase == "fwd") == params
+    assert g.meta["active_params"] == active
+    if name == "deepseek-v3":
+        assert round(params / 1e9) == 671 and round(active / 1e9) == 38
+
+
+def test_deepseek_v3_count_term_by_term():
+    """config_671B.json, module by module (HF modeling_deepseek.py shapes)."""
+    h, v, L, dense, e, fe, f = 7168, 129280, 61, 3, 256, 2048, 18432
+    heads, ql, kl, nope, rope, dv = 128, 1536, 512, 128, 64, 128
+    attn = (h * ql + ql + ql * heads * (nope + rope)          # q_a_proj, q_a_layernorm, q_b_proj
+            + h * (kl + rope) + kl + kl * heads * (nope + dv)  # kv_a_proj_with_mqa, norm, kv_b
+            + heads * dv * h)                                  # o_proj
+    mlp = 3 * h * f
+    moe = e * h + e + e * 3 * h * fe + 3 * h * fe             # gate, its bias, experts, shared
+    total = 2 * v * h + h + L * (attn + 2 * h) + dense * mlp + (L - dense) * moe
+    assert workloads.model_spec("deepseek-v3").params == total
+
+
+def test_moe_graph_is_one_expert_parallel_rank():
+    """ep ranks hold experts/ep experts each: their expert parameters add up to the model's;
+    the dispatch and combine all-to-alls appear with ep > 1, forward and backward."""
+    spec = workloads.model_spec("mixtral-8x7b")
+    one = workloads.build(spec, batch=1, seq=128)
+    four = workloads.build(spec, batch=1, seq=128, ep=4)
+
+    def expert_params(g):
+        return sum(op.params * op.count for op in g.ops
+                   if op.phase == "fwd" and ".moe.experts." in op.name)
+
+    assert 4 * expert_params(four) == expert_params(one) == 32 * 8 * 3 * 4096 * 14336
+    a2a = [op for op in four.ops if op.kind == "collective" and op.collective == "all_to_all"]
+    assert {op.group for op in a2a} == {"ep"} and len(a2a) == 4  # dispatch, combine × fwd, bwd
+    # every rank sends its tokens' k expert rows: b·s·k·h bf16 values
+    assert {op.comm_bytes for op in a2a} == {128 * 2 * 4096 * 2}
+    assert not [op for op in one.ops if op.collective == "all_to_all"]
+    # the same expert work per rank: tokens·k rows spread over the local experts
+    fc1 = [op for op in four.ops if op.name.endswith("moe.experts.fc1")][0]
+    assert fc1.m * fc1.batch == 128 * 2 and fc1.batch == 2
+
+
+def test_moe_load_imbalance_and_capacity_scale_the_busiest_rank():
+    import dataclasses
+
+    spec = workloads.model_spec("mixtral-8x7b")
+    hot = dataclasses.replace(spec, load_imbalance=1.5)
+    capped = dataclasses.replace(spec, load_imbalance=1.5, capacity_factor=1.25)
+
+    def rows(s):
+        g = workloads.build(s, batch=1, seq=128, ep=8)
+        op = [o for o in g.ops if o.name.endswith("moe.experts.fc1")][0]
+        return op.m * op.batch
+
+    assert (rows(spec), rows(hot), rows(capped)) == (256, 384, 320)
+
+
+def test_deepseek_v3_dense_prefix_is_its_own_block():
+    spec = workloads.model_spec("deepseek-v3")
+    g = workloads.build(spec, batch=1, seq=64, layers=(1, 5))
+    counts = {op.block: op.count for op in g.ops if op.phase == "fwd" and op.block}
+    assert counts == {"dense_layer": 2, "layer": 2}
+    # MLA: the low-rank projections and the key/value latent norm exist
+    names = {op.name for op in g.ops}
+    assert {"dense.attn.q_down", "layer.attn.kv_up", "layer.moe.router"} <= names
