@@ -178,7 +178,9 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                        dtype_bytes: int = 2, shared_norm: bool = False,
                        fused_attention: bool = False,
                        stash_bytes_per_micro_batch: float | None = None,
-                       input_bytes_per_micro_batch: float = 0.0) -> dict[str, float]:
+                       input_bytes_per_micro_batch: float = 0.0, expert_params: float = 0.0,
+                       layer_stash_bytes: float | None = None, layer_input_bytes: float = 0.0,
+                       max_layer_stash_bytes: float = 0.0) -> dict[str, float]:
     """Memory breakdown (bytes) of one device holding ``layers`` transformer layers
     (``params`` parameters in its tensor-parallel shard) of a pipeline stage.
 
@@ -186,9 +188,22 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
     activation bytes kept for backward per micro-batch, from the operators'
     ``stash_bytes``) and ``input_bytes_per_micro_batch`` (the stage input, all that full
     recomputation keeps).
+
+    Mixture-of-experts stages: ``expert_params`` (in ``params`` too) are the experts'
+    parameters, whose gradients and ZeRO shards live on the ``dp·cp/ep`` ranks holding the
+    same experts. Layers the Korthikanti formulas do not describe (MoE, multi-head latent
+    attention) pass ``layer_stash_bytes`` (what the stage's layers save per micro-batch,
+    from their operators' ``stash_bytes``), ``layer_input_bytes`` (their inputs: all that
+    full recomputation keeps) and ``max_layer_stash_bytes`` (one layer re-materialized).
     """
-    states = model_state_bytes(params, optimizer=plan.optimizer, dp=plan.grad_group,
+    ep_params = min(float(expert_params), float(params))
+    states = model_state_bytes(params - ep_params, optimizer=plan.optimizer,
+                               dp=plan.grad_group, zero_stage=plan.zero_stage)
+    if ep_params > 0:
+        ex = model_state_bytes(ep_params, optimizer=plan.optimizer,
+                               dp=plan.grad_group // max(int(getattr(plan, "ep", 1)), 1),
                                zero_stage=plan.zero_stage)
+        states = {k: states[k] + ex[k] for k in states}
     t, sp, b = plan.tp, plan.sequence_parallel and plan.tp > 1, plan.micro_batch
     shard = t if sp else 1
     out = {k: float(v) for k, v in states.items() if k != "total"}
@@ -201,10 +216,15 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                                   "gated_mlp": gated_mlp, "dropout": dropout,
                                   "dtype_bytes": dtype_bytes, "shared_norm": shared_norm,
                                   "fused_attention": fused_attention}
-        per_layer = activation_bytes_per_layer(recompute=plan.recompute, **kw)
-        act = per_layer * layers * in_flight
-        work = activation_bytes_per_layer(recompute="none", **kw) if (
-            plan.recompute == "full" and layers > 0) else 0.0
+        if layer_stash_bytes is not None:
+            full_rc = plan.recompute == "full" and layers > 0
+            act = (layer_input_bytes if full_rc else layer_stash_bytes) * in_flight
+            work = max_layer_stash_bytes if full_rc else 0.0
+        else:
+            per_layer = activation_bytes_per_layer(recompute=plan.recompute, **kw)
+            act = per_layer * layers * in_flight
+            work = activation_bytes_per_layer(recompute="none", **kw) if (
+                plan.recompute == "full" and layers > 0) else 0.0
         emb = (MASK_BYTES * seq * b * hidden / shard * in_flight) if first and dropout else 0.0
         head = 0.0
         if last:  # the last chunk runs each micro-batch's backward right after its forward
@@ -254,6 +274,8 @@ class StageMemory:
     dims: Mapping[str, Any] | None = None
     stash_bytes_per_micro_batch: float = 0.0
     input_bytes_per_micro_batch: float = 0.0
+    expert_params: float = 0.0
+    """Of ``params``, those of mixture-of-experts experts (reduced over ``dp·cp/ep``)."""
 
 
 def transformer_dims(graph: Graph) -> dict[str, Any] | None:
@@ -336,7 +358,8 @@ def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan,
         tot: dict[str, float] = {}
         for st in chunks:
             key = (st.params, st.layers, st.first, st.last, id(st.dims),
-                   st.stash_bytes_per_micro_batch, st.input_bytes_per_micro_batch)
+                   st.stash_bytes_per_micro_batch, st.input_bytes_per_micro_batch,
+                   st.expert_params)
             one = unit.get(key)
             if one is None:
                 kw: dict[str, Any]
@@ -346,7 +369,8 @@ def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan,
                     kw = {"stash_bytes_per_micro_batch": st.stash_bytes_per_micro_batch,
                           "input_bytes_per_micro_batch": st.input_bytes_per_micro_batch}
                 one = stage_memory_bytes(params=st.params, layers=st.layers, first=st.first,
-                                         last=st.last, plan=plan, in_flight=1.0, seq=seq, **kw)
+                                         last=st.last, plan=plan, in_flight=1.0, seq=seq,
+                                         expert_params=st.expert_params, **kw)
                 unit[key] = one
             part = dict(one)
             part["activations"] = float(one["activations"] * flight)

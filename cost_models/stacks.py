@@ -40,6 +40,9 @@ class Stack:
     attention: str
     tp_overlap: bool
     dp_overlap: bool
+    ep_overlap: bool = False
+    """The MoE all-to-all of one micro-batch runs under another's computation
+    (batch-level overlap; :func:`cost_models.training.segment_costs` ``overlap_groups``)."""
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -65,13 +68,14 @@ def load_stack(name: str) -> Stack:
     if data["attention"] not in ("fused", "unfused"):
         raise ConfigError(f"stack {name}: attention={data['attention']!r}; valid: fused, "
                           "unfused")
-    for k in ("tp_overlap", "dp_overlap"):
+    data.setdefault("ep_overlap", False)
+    for k in ("tp_overlap", "dp_overlap", "ep_overlap"):
         if not isinstance(data[k], bool):
             raise ConfigError(f"stack {name}: {k}={data[k]!r} must be true or false")
-    for k in ("attention", "tp_overlap", "dp_overlap"):
+    for k in ("attention", "tp_overlap", "dp_overlap", "ep_overlap"):
         if not str(data["sources"].get(k, "")).strip():
             raise ConfigError(f"stack {name}: no source for {k!r}")
     return Stack(name=str(data["name"]), description=str(data["description"]),
                  attention=data["attention"], tp_overlap=data["tp_overlap"],
-                 dp_overlap=data["dp_overlap"],
+                 dp_overlap=data["dp_overlap"], ep_overlap=data["ep_overlap"],
                  sources={str(k): str(v) for k, v in data["sources"].items()})

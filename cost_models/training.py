@@ -165,6 +165,10 @@ class SegmentCosts:
     """:class:`cost_models.evaluate.DeviceStep` of the forward graph (schedule, op costs)."""
     bwd_step: Any = None
     opt_step: Any = None
+    hidden_fwd_s: float = 0.0
+    """Communication of ``overlap_groups`` in the forward, run under the neighbouring
+    micro-batch's computation (:func:`segment_costs`); ``fwd_s`` is at least this."""
+    hidden_bwd_s: float = 0.0
 
     def take(self, rows: np.ndarray) -> SegmentCosts:
         """The same costs for a subset of the designs (row indices)."""
@@ -174,7 +178,8 @@ class SegmentCosts:
         return SegmentCosts(**kw, gemm_flop_fwd=self.gemm_flop_fwd,
                             gemm_flop_bwd=self.gemm_flop_bwd,
                             gemm_flop_attn_core=self.gemm_flop_attn_core, params=self.params,
-                            comm_bytes=self.comm_bytes, phases=self.phases)
+                            comm_bytes=self.comm_bytes, phases=self.phases,
+                            hidden_fwd_s=self.hidden_fwd_s, hidden_bwd_s=self.hidden_bwd_s)
 
 
 def _gemm_flop(graph: Graph | None, idx: Sequence[int] | None = None) -> float:
@@ -191,13 +196,19 @@ def _gemm_flop(graph: Graph | None, idx: Sequence[int] | None = None) -> float:
 
 def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
                   comm_times: Sequence[Any] | None = None, *, blocking_comm: bool = False,
-                  levels: int = LEVELS, keep_steps: bool = False) -> list[SegmentCosts]:
+                  levels: int = LEVELS, keep_steps: bool = False,
+                  overlap_groups: Sequence[str] = ()) -> list[SegmentCosts]:
     """Costs of every segment graph on every design (module docstring, step 1).
 
     ``comm_times[i]``: the per-operator communication time of ``graphs[i]``
     (:func:`cost_models.network.comm_time_s`; ``None``: free). ``blocking_comm``:
     collectives do not overlap computation (Megatron-LM 2021). ``keep_steps`` keeps each
     phase's :class:`~cost_models.evaluate.DeviceStep` (schedules for reports).
+    ``overlap_groups``: collectives of these groups (``"ep"``: the MoE all-to-all) run
+    under the computation of the neighbouring micro-batch (batch-level overlap: DeepSeek-V3's
+    DualPipe, Megatron-Core's ``--overlap-moe-expert-parallel-comm``): they leave the
+    micro-batch's schedule, and each phase takes the longer of its computation and their
+    communication.
     """
     from cost_models.area import node_constants
     from cost_models.evaluate import device_steps
@@ -208,11 +219,13 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
     jobs: list[tuple[Graph, Any, bool]] = []
     index: list[tuple[int | None, int | None, int | None]] = []
     phases = []
+    hidden: list[list[float]] = []
     for g, ct in zip(graphs, comm):
         ph = split_phases(g)
         phases.append(ph)
         slots: list[int | None] = []
-        for sub in (ph.fwd, ph.bwd, ph.opt):
+        hid = [0.0, 0.0, 0.0]
+        for si, sub in enumerate((ph.fwd, ph.bwd, ph.opt)):
             if sub is None:
                 slots.append(None)
                 continue
@@ -221,13 +234,21 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
                 full = np.asarray(ct, dtype=np.float64)
                 pos = g.index
                 sub_ct = full[[pos[op.name] for op in sub.ops]]
+                if overlap_groups:
+                    off = np.array([op.kind == "collective" and op.group in overlap_groups
+                                    for op in sub.ops], dtype=bool)
+                    if off.any():
+                        cnt = np.array([op.count for op in sub.ops], dtype=np.float64)
+                        hid[si] = float((sub_ct * cnt)[off].sum())
+                        sub_ct = np.where(off, 0.0, sub_ct)
             jobs.append((sub, sub_ct, blocking_comm and sub is not ph.opt))
             slots.append(len(jobs) - 1)
         index.append((slots[0], slots[1], slots[2]))
+        hidden.append(hid)
     steps = device_steps(jobs, designs, tech, constants=c, levels=levels)
     zero = np.zeros(n)
     out: list[SegmentCosts] = []
-    for g, ph, (fi, bi, oi) in zip(graphs, phases, index):
+    for g, ph, (fi, bi, oi), hid in zip(graphs, phases, index, hidden):
         fs, bs, os_ = (steps[i] if i is not None else None for i in (fi, bi, oi))
 
         def ms(st: Any) -> np.ndarray:
@@ -249,7 +270,8 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
         comm_b = float(sum(op.comm_bytes * op.count for op in g.ops if op.kind == "collective"
                            and op.group == "tp"))
         out.append(SegmentCosts(
-            fwd_s=ms(fs), bwd_s=ms(bs), opt_s=ms(os_), attn_core_s=a_s,
+            fwd_s=np.maximum(ms(fs), hid[0]), bwd_s=np.maximum(ms(bs), hid[1]),
+            opt_s=ms(os_), attn_core_s=a_s, hidden_fwd_s=hid[0], hidden_bwd_s=hid[1],
             fwd_j=ej(fs), bwd_j=ej(bs), opt_j=ej(os_), attn_core_j=a_j,
             # model FLOPs of the real tokens: a sequence padded to a multiple of tp for
             # sequence parallelism computes pad tokens that MFU does not count
@@ -297,7 +319,8 @@ def _recompute(c: SegmentCosts, recompute: str) -> tuple[np.ndarray, np.ndarray,
     return np.zeros_like(c.fwd_s), np.zeros_like(c.fwd_j), 0.0
 
 
-def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig) -> tuple[Any, Any, Any]:
+def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig, *, group: str = "dp"
+             ) -> tuple[Any, Any, Any]:
     """Data-parallel traffic times (s) of a device holding ``params`` parameters (a number
     or an array, one per pipeline device): ``(gradient reduction, one ZeRO-3 parameter
     gather, post-optimizer gather)``.
@@ -309,6 +332,9 @@ def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig) -> tuple[Any
       and each backward (the gather time is returned as the second value, charged per
       micro-batch by :func:`training_step`) and no gather after the optimizer (each
       device updates only its shard; ZeRO §5.3).
+
+    ``group="edp"``: a mixture-of-experts model's expert parameters, reduced over the
+    ``dp·cp/ep`` ranks that hold the same experts.
     """
     pr = np.asarray(params, dtype=np.float64)
     zero = np.zeros_like(pr)
@@ -317,9 +343,10 @@ def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig) -> tuple[Any
         x = np.where(pr > 0, x, 0.0)
         return float(x) if np.ndim(x) == 0 else x
 
-    if plan.grad_group <= 1 or not np.any(pr > 0):
+    size = plan.grad_group if group == "dp" else plan.grad_group // max(plan.ep, 1)
+    if size <= 1 or not np.any(pr > 0):
         return out(zero), out(zero), out(zero)
-    pl = group_placement("dp", plan, system)
+    pl = group_placement(group, plan, system)
     grads = pr * GRAD_BYTES
     if plan.zero_stage == 0:
         return out(group_collective_time_s("all_reduce", grads, pl, system)), out(zero), \

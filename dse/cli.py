@@ -256,6 +256,10 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cp", type=_positive_int("--cp"), default=None,
                    help="context-parallel degree: each sequence split over N devices, ring "
                         "attention (default: 1)")
+    p.add_argument("--ep", type=_positive_int("--ep"), default=None,
+                   help="expert-parallel degree of a mixture-of-experts model: experts "
+                        "sharded over N of the data-parallel ranks, tokens dispatched by "
+                        "all-to-all (default: 1)")
     p.add_argument("--attention", choices=("fused", "unfused"), default=None,
                    help="attention kernel of a transformer: fused (FlashAttention, the "
                         "default) or unfused (scores materialized in HBM, Megatron-LM "

@@ -71,7 +71,7 @@ COLLECTIVES: tuple[str, ...] = (
     "all_to_all",
     "p2p",
 )
-COMM_GROUPS: tuple[str, ...] = ("tp", "pp", "dp", "ep", "cp")
+COMM_GROUPS: tuple[str, ...] = ("tp", "pp", "dp", "ep", "cp", "edp")
 
 
 def _choice(cls: type[Exception], owner: str, field_name: str, value: Any, valid: tuple) -> None:
@@ -462,10 +462,15 @@ class ParallelPlan:
     cp: int = 1
     """Context parallelism: each sample's sequence split over ``cp`` devices (ring
     attention); weights replicated over them, gradients reduced over ``dp·cp``."""
+    ep: int = 1
+    """Expert parallelism (mixture-of-experts models): the experts sharded over ``ep``
+    data-parallel ranks (Megatron-Core carves the expert-parallel group out of the
+    data-parallel one); tokens reach their experts by all-to-all. Expert gradients are
+    reduced over the ``dp·cp/ep`` ranks holding the same experts."""
 
     def __post_init__(self) -> None:
         o = "ParallelPlan"
-        for f in ("tp", "pp", "dp", "global_batch", "micro_batch", "interleave", "cp"):
+        for f in ("tp", "pp", "dp", "global_batch", "micro_batch", "interleave", "cp", "ep"):
             v = getattr(self, f)
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
                 raise ConfigError(f"{o}.{f}={v!r} must be an integer")
@@ -475,6 +480,11 @@ class ParallelPlan:
         _choice(ConfigError, o, "optimizer", self.optimizer, OPTIMIZERS)
         if self.zero_stage not in (0, 1, 2, 3):
             raise ConfigError(f"{o}.zero_stage={self.zero_stage!r} must be one of 0, 1, 2, 3")
+        if self.dp % self.ep:
+            valid = [e for e in range(1, self.dp + 1) if self.dp % e == 0]
+            raise ConfigError(f"{o}: ep={self.ep} must divide the data-parallel ranks "
+                              f"dp={self.dp} (experts are sharded inside the data-parallel "
+                              f"group); valid ep: {', '.join(map(str, valid))}")
         if self.global_batch % (self.dp * self.micro_batch):
             raise ConfigError(
                 f"{o}: global_batch={self.global_batch} must be divisible by "
@@ -489,6 +499,11 @@ class ParallelPlan:
     def grad_group(self) -> int:
         """Ranks that hold the same weights and reduce their gradients: ``dp·cp``."""
         return self.dp * self.cp
+
+    @property
+    def expert_grad_group(self) -> int:
+        """Ranks that hold the same experts and reduce their gradients: ``dp·cp/ep``."""
+        return self.dp * self.cp // self.ep
 
     @property
     def micro_batches(self) -> int:

@@ -14,7 +14,9 @@ The space (all filtered by :func:`workloads.parallel.validate_plan`):
   ``m`` micro-batches instead of ``p`` (Narayanan et al. §2.2.1), so it never wins;
 * recompute: none, selective, full; sequence parallelism whenever ``tp > 1`` (same
   communication volume, less activation memory, Korthikanti et al. §4.2.2);
-* ZeRO stage 0 or 1 when ``dp > 1``.
+* ZeRO stage 0 or 1 when ``dp > 1``;
+* ``ep`` (mixture-of-experts models): every divisor of the expert count that divides
+  ``dp`` (the experts are sharded inside the data-parallel group).
 
 Evaluation is shared: memory depends only on the plan (computed once per plan, plans
 that cannot fit any design are pruned before timing), and stage costs only on
@@ -63,10 +65,12 @@ def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
     gb = int(global_batch or spec.default_batch)
     transformer = getattr(spec, "family", "") == "transformer"
     layers = int(spec.layers) if transformer else max_pp
+    experts = int(getattr(spec, "experts", 0) or 0) if transformer else 0
     out: list[ParallelPlan] = []
     for tp in _divisors(devices) if transformer else [1]:
         if transformer and (spec.heads % tp or spec.ffn % tp
-                            or (spec.kv_heads % tp and tp % spec.kv_heads)):
+                            or (spec.kv_heads % tp and tp % spec.kv_heads)
+                            or (experts and spec.moe_ffn % tp)):
             continue
         for pp in _divisors(devices // tp):
             if pp > layers:
@@ -86,16 +90,19 @@ def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
                 if "interleaved" in schedules and pp > 1 and transformer and m % pp == 0:
                     scheds += [("interleaved", v) for v in interleaves
                                if layers >= pp * v]
+                eps = [e for e in _divisors(experts) if dp % e == 0] if experts else [1]
                 for sched, v in scheds:
                     for rc in recompute:
                         for z in zero_stages if dp > 1 else (0,):
-                            plan = ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb,
-                                                micro_batch=mb, schedule=sched,
-                                                recompute=rc, interleave=v, zero_stage=z,
-                                                sequence_parallel=tp > 1 and transformer)
-                            try:
-                                validate_plan(spec, plan, devices, seq=seq)
-                            except ConfigError:
-                                continue
-                            out.append(plan)
+                            for ep in eps:
+                                plan = ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb,
+                                                    micro_batch=mb, schedule=sched,
+                                                    recompute=rc, interleave=v, zero_stage=z,
+                                                    sequence_parallel=tp > 1 and transformer,
+                                                    ep=ep)
+                                try:
+                                    validate_plan(spec, plan, devices, seq=seq)
+                                except ConfigError:
+                                    continue
+                                out.append(plan)
     return out

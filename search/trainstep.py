@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
+from search.stagememory import expert_params as _expert_params
+from search.stagememory import graph_params_of as _params
 
 __all__ = ["PlanInfo", "WorkloadModel", "evaluate_training", "evaluate_training_batch",
            "workload_model"]
@@ -88,20 +90,15 @@ class WorkloadModel:
         hit = self._info.get(plan)
         if hit is not None:
             return hit
-        from cost_models.memory import StageMemory, device_memory_from_stages, transformer_dims
+        from cost_models.memory import device_memory_from_stages
         from workloads.parallel import stage_layout
 
         stages = tuple(stage_layout(self.spec, plan, self.seq))
         s = self.seq or 0
         if self.transformer:
-            seg = self.segments(plan)
-            pre_p = _params(seg.pre)
-            blk_p = _params(seg.block)
-            post_p = _params(seg.post)
-            dims = transformer_dims(seg.block) if seg.block is not None else None
-            mems = [StageMemory(params=(pre_p if st.first else 0.0) + st.n_layers * blk_p
-                                + (post_p if st.last else 0.0), layers=st.n_layers,
-                                first=st.first, last=st.last, dims=dims) for st in stages]
+            from search.stagememory import transformer_stage_memories
+
+            mems = transformer_stage_memories(self.spec, plan, stages, self.segments(plan), s)
             p2p = float(plan.micro_batch * -(-s // plan.cp) * int(self.spec.hidden) * 2)
         else:
             from cost_models.memory import stage_memory_of_graph
@@ -123,7 +120,7 @@ class WorkloadModel:
     def shard_key(self, plan: ParallelPlan) -> tuple[Any, ...]:
         sp = bool(plan.sequence_parallel and plan.tp > 1)
         if self.transformer:
-            return ("t", plan.tp, plan.micro_batch, sp, plan.optimizer, plan.cp)
+            return ("t", plan.tp, plan.micro_batch, sp, plan.optimizer, plan.cp, plan.ep)
         return ("g", plan.pp, plan.micro_batch, plan.optimizer)
 
     def segments(self, plan: ParallelPlan) -> Any:
@@ -132,18 +129,22 @@ class WorkloadModel:
 
         return shard_segments(self.spec, micro_batch=plan.micro_batch, seq=int(self.seq or 0),
                               tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer, cp=plan.cp)
+                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep)
 
     def stage_graphs(self, plan: ParallelPlan) -> list[tuple[int, str, Any, float, bool]]:
         """(virtual stage, part name, graph, multiplicity, is a layer) of every part."""
+        from workloads.parallel import dense_layers_in
+
         out: list[tuple[int, str, Any, float, bool]] = []
         for st in self.info(plan).stages:
             if st.graph is not None:
                 out.append((st.index, "stage", st.graph, 1.0, False))
                 continue
+            nd = dense_layers_in(self.spec, st.layers[0], st.layers[1])
             for name, g, mult in self.segments(plan).parts(first=st.first, last=st.last,
-                                                           layers=st.n_layers):
-                out.append((st.index, name, g, mult, name == "block"))
+                                                           layers=st.n_layers,
+                                                           dense_layers=nd):
+                out.append((st.index, name, g, mult, name in ("block", "dense")))
         return out
 
     def min_memory_bytes(self) -> float:
@@ -153,7 +154,7 @@ class WorkloadModel:
     def evaluate(self, designs: Any, system: SystemConfig, tech: Any,
                  plans: Sequence[ParallelPlan], *, dp_overlap: bool = True,
                  tp_overlap: bool = True, detail: bool = False,
-                 keep_steps: bool = False) -> list[dict[str, Any]]:
+                 keep_steps: bool = False, ep_overlap: bool = False) -> list[dict[str, Any]]:
         """:func:`cost_models.training.training_step` of every plan on every design."""
         from cost_models.network import comm_time_s
         from cost_models.training import StagePart, segment_costs, training_step
@@ -168,7 +169,8 @@ class WorkloadModel:
         graphs = [g for g, _ in need.values()]
         comms = [comm_time_s(g, system, pl) for g, pl in need.values()]
         costs = segment_costs(graphs, designs, tech, comms, blocking_comm=not tp_overlap,
-                              keep_steps=keep_steps)
+                              keep_steps=keep_steps,
+                              overlap_groups=("ep",) if ep_overlap else ())
         by_id = {id(g): c for g, c in zip(graphs, costs)}
         out = []
         for plan, parts in zip(plans, per_plan):
@@ -236,10 +238,17 @@ class WorkloadModel:
         parts = self.stage_graphs(plan)
         p = plan.pp
         params = np.zeros(p)
-        for k, _, g, mult, _ in parts:
+        experts = np.zeros(p)
+        for k, name, g, mult, _ in parts:
             params[k % p] += mult * _params(g)
+            if name == "block":
+                experts[k % p] += mult * _expert_params(g)
         red, gather, post = (np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), (p,)))
-                             for x in dp_times(params, plan, system))
+                             for x in dp_times(params - experts, plan, system))
+        if experts.any():  # expert gradients: over the dp·cp/ep ranks with the same experts
+            for acc, x in zip((red, gather, post),
+                              dp_times(experts, plan, system, group="edp")):
+                acc += np.broadcast_to(np.asarray(x, dtype=np.float64), (p,))
         tied = self._tied_bytes(plan)
         if tied > 0 and p > 1:
             t_emb = float(collective_time_s("all_reduce", tied, 2,
@@ -256,7 +265,7 @@ class WorkloadModel:
 
     def step_times(self, designs: Any, system: SystemConfig, tech: Any,
                    plans: Sequence[ParallelPlan], *, dp_overlap: bool = True,
-                   tp_overlap: bool = True) -> np.ndarray:
+                   tp_overlap: bool = True, ep_overlap: bool = False) -> np.ndarray:
         """(P, D) step time of every plan on every design — the fast path of the search:
         the segments of all plans are costed once, every plan's per-device times are the
         segment costs weighted by their multiplicities (one tensor product per pipeline
@@ -282,7 +291,8 @@ class WorkloadModel:
         costs = segment_costs(graphs, designs, tech,
                               [comm_time_s(g, sp_, pl) for g, sp_, pl in
                                zip(graphs, [system] * len(graphs), comm_plan)],
-                              blocking_comm=not tp_overlap)
+                              blocking_comm=not tp_overlap,
+                              overlap_groups=("ep",) if ep_overlap else ())
         fw = np.stack([c.fwd_s for c in costs])          # (S, D)
         bw = np.stack([c.bwd_s for c in costs])
         op = np.stack([c.opt_s for c in costs])
@@ -397,14 +407,6 @@ class WorkloadModel:
         return chosen, metrics
 
 
-def _params(g: Any) -> float:
-    if g is None:
-        return 0.0
-    from cost_models.memory import graph_params
-
-    return graph_params(g)
-
-
 _MODELS: dict[tuple[Any, ...], WorkloadModel] = {}
 
 
@@ -422,7 +424,7 @@ def workload_model(spec: Any, devices: int = 1, *, seq: int | None = None,
 # --------------------------------------------------------------------------- one design
 def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan: ParallelPlan,
                       tech: Any, seq: int | None = None, *, dp_overlap: bool = True,
-                      tp_overlap: bool = True) -> Evaluation:
+                      tp_overlap: bool = True, ep_overlap: bool = False) -> Evaluation:
     """Evaluate one design on one workload and plan (the ``dse evaluate`` result).
 
     ``critical_path`` lists markers and the operator names of the slowest pipeline
@@ -440,7 +442,8 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
                           global_batch=plan.global_batch, plans=[plan])
     designs = DesignBatch.from_configs([hw])
     r = model.evaluate(designs, system, tech, [plan], dp_overlap=dp_overlap,
-                       tp_overlap=tp_overlap, detail=True, keep_steps=True)[0]
+                       tp_overlap=tp_overlap, detail=True, keep_steps=True,
+                       ep_overlap=ep_overlap)[0]
     info: PlanInfo = r["_info"]
     stages = r["_parts"]
     p = plan.pp
@@ -482,7 +485,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     rec = float(r["_rec"][0, slow])
     by_kind: dict[str, float] = {}
     by_phase_op: dict[str, float] = {}
-    cp_s = 0.0
+    cp_s = ep_s = ep_hidden = 0.0
     for part in mine:
         for st, g in ((part.costs.fwd_step, part.costs.phases.fwd),
                       (part.costs.bwd_step, part.costs.phases.bwd)):
@@ -497,6 +500,10 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
                 by_phase_op[op.phase] = by_phase_op.get(op.phase, 0.0) + t
                 if op.kind == "collective" and op.group == "cp":
                     cp_s += t
+                if op.kind == "collective" and op.group == "ep":
+                    ep_s += t
+        ep_hidden += ((part.costs.hidden_fwd_s + part.costs.hidden_bwd_s)
+                      * m * part.multiplicity)
     by_kind["optimizer"] = by_kind.get("optimizer", 0.0) + float(r["_opt"][0, slow])
     by_phase_op["optimizer"] = float(r["_opt"][0, slow])
     step = float(r["step_time_s"][0])
@@ -516,8 +523,14 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
         "hidden_by_drain_s": float(r["tail_hidden_s"][0]),
     }
     comm = {
-        "tp_s": by_kind.get("collective", 0.0) - cp_s,
+        "tp_s": by_kind.get("collective", 0.0) - cp_s - ep_s,
         "tp_note": "tensor-parallel collectives, inside forward_s/backward_s",
+        "ep_s": ep_s + ep_hidden,
+        "ep_note": ("expert-parallel all-to-all (token dispatch and combine, forward and "
+                    "backward), " + ("run under the neighbouring micro-batch's computation "
+                                     "(batch-level overlap): a layer takes the longer of the two"
+                                     if ep_hidden else "inside forward_s/backward_s")),
+        "ep_hidden": bool(ep_hidden),
         "cp_s": cp_s,
         "cp_note": "context-parallel ring (K/V chunks forward, their gradients backward), "
                    "overlapped with the attention, inside forward_s/backward_s",

@@ -34,6 +34,7 @@ from dse.types import Graph, ParallelPlan
 __all__ = [
     "Segments",
     "VirtualStage",
+    "dense_layers_in",
     "generic_stage_graphs",
     "layer_costs",
     "shard_segments",
@@ -57,7 +58,18 @@ def _divisors(n: int) -> list[int]:
 
 def _valid_tp(spec: Any) -> list[int]:
     return [d for d in _divisors(spec.heads) if spec.ffn % d == 0
-            and (spec.kv_heads % d == 0 or d % spec.kv_heads == 0)]
+            and (spec.kv_heads % d == 0 or d % spec.kv_heads == 0)
+            and (not getattr(spec, "experts", 0) or spec.moe_ffn % d == 0)]
+
+
+def _first_moe(spec: Any) -> int:
+    """Index of the first layer of the repeated block (after a MoE model's dense layers)."""
+    return int(getattr(spec, "first_k_dense", 0) or 0) if getattr(spec, "experts", 0) else 0
+
+
+def dense_layers_in(spec: Any, a: int, b: int) -> int:
+    """Leading dense layers of a MoE model among layers ``a..b-1`` (0 for dense models)."""
+    return max(0, min(b, _first_moe(spec)) - a)
 
 
 def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
@@ -95,6 +107,18 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
         if getattr(spec, "attention", "fused") != "fused":
             raise ConfigError(f"cp={plan.cp}: context parallelism (ring attention) needs "
                               "fused attention; use --attention fused")
+    ep = getattr(plan, "ep", 1)
+    if ep > 1:
+        experts = getattr(spec, "experts", 0) if _is_transformer(spec) else 0
+        if not experts:
+            raise ConfigError(f"ep={ep}: expert parallelism needs a mixture-of-experts model; "
+                              f"{getattr(spec, 'name', 'the workload')} has no experts "
+                              "(use ep=1)")
+        if experts % ep:
+            valid = [e for e in _divisors(experts) if plan.dp % e == 0]
+            raise ConfigError(f"ep={ep} must divide the {experts} experts of "
+                              f"{getattr(spec, 'name', 'the workload')}; valid ep: "
+                              f"{', '.join(map(str, valid))}")
     if plan.global_batch % (plan.dp * plan.micro_batch):
         raise ConfigError(f"global_batch={plan.global_batch} must be divisible by "
                           f"dp*micro_batch = {plan.dp}*{plan.micro_batch}")
@@ -110,6 +134,9 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
         if spec.ffn % plan.tp:
             raise ConfigError(f"tp={plan.tp} must divide the MLP width (ffn={spec.ffn}) of "
                               f"{name}; valid tp: {valid}")
+        if getattr(spec, "experts", 0) and spec.moe_ffn % plan.tp:
+            raise ConfigError(f"tp={plan.tp} must divide the expert width "
+                              f"(moe_ffn={spec.moe_ffn}) of {name}; valid tp: {valid}")
         if spec.kv_heads % plan.tp and plan.tp % spec.kv_heads:
             raise ConfigError(f"tp={plan.tp} must divide the key/value heads "
                               f"(kv_heads={spec.kv_heads}) of {name} or be a multiple of "
@@ -138,13 +165,15 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
 # --------------------------------------------------------------------------- costs
 @lru_cache(maxsize=256)
 def _layer_costs_cached(spec: Any, seq: int, micro_batch: int, tp: int, sp: bool,
-                        optimizer: str, cp: int = 1) -> tuple[float, float, float]:
+                        optimizer: str, cp: int = 1, ep: int = 1) -> tuple[float, float, float]:
     from workloads import build
+
+    k = _first_moe(spec)  # the repeated layer (a MoE model's dense layers cost alike)
 
     def flop(first: bool, last: bool) -> float:
         g = build(spec, batch=micro_batch, seq=seq, optimizer=optimizer, tp=tp,
-                  sequence_parallel=sp, layers=(0, 1), first_stage=first, last_stage=last,
-                  cp=cp)
+                  sequence_parallel=sp, layers=(k, k + 1), first_stage=first,
+                  last_stage=last, cp=cp, ep=ep)
         return g.total_flop()
 
     mid = flop(False, False)
@@ -152,13 +181,13 @@ def _layer_costs_cached(spec: Any, seq: int, micro_batch: int, tp: int, sp: bool
 
 
 def layer_costs(spec: Any, *, seq: int | None = None, micro_batch: int = 1, tp: int = 1,
-                sequence_parallel: bool = False, optimizer: str = "adam", cp: int = 1
-                ) -> tuple[float, float, float]:
+                sequence_parallel: bool = False, optimizer: str = "adam", cp: int = 1,
+                ep: int = 1) -> tuple[float, float, float]:
     """Training FLOPs of (one layer, the embedding, the head + loss) for one micro-batch
     on one tensor-parallel shard: the costs :func:`stage_layers` balances."""
     s = int(seq or spec.default_seq)
     return _layer_costs_cached(spec, s, int(micro_batch), int(tp), bool(sequence_parallel),
-                               optimizer, int(cp))
+                               optimizer, int(cp), int(ep))
 
 
 def _balanced_split(n_layers: int, p: int, layer: float, first: float, last: float
@@ -199,7 +228,7 @@ def stage_layers(spec: Any, pp: int, *, interleave: int = 1, seq: int | None = N
                  micro_batch: int = 1, tp: int = 1, sequence_parallel: bool = False,
                  optimizer: str = "adam",
                  costs: tuple[float, float, float] | None = None,
-                 cp: int = 1) -> list[tuple[int, int]]:
+                 cp: int = 1, ep: int = 1) -> list[tuple[int, int]]:
     """Layer ranges ``(a, b)`` (blocks ``a..b-1``) of the ``pp·interleave`` virtual stages.
 
     The stages are balanced by cost (:func:`layer_costs`, or ``costs = (layer, embedding,
@@ -224,7 +253,8 @@ def stage_layers(spec: Any, pp: int, *, interleave: int = 1, seq: int | None = N
         raise ConfigError(f"pp*interleave = {pp}*{v} exceeds the {n} layers of {spec.name}")
     if costs is None:
         costs = layer_costs(spec, seq=seq, micro_batch=micro_batch, tp=tp,
-                            sequence_parallel=sequence_parallel, optimizer=optimizer, cp=cp)
+                            sequence_parallel=sequence_parallel, optimizer=optimizer, cp=cp,
+                            ep=ep)
     if v > 1 and n % (pp * v) == 0:
         k = n // (pp * v)  # Megatron-LM's uniform split of the virtual stages
         return [(i * k, (i + 1) * k) for i in range(pp * v)]
@@ -311,12 +341,13 @@ def _split_graph(graph: Graph, pp: int) -> list[Graph]:
 @lru_cache(maxsize=512)
 def _transformer_stage(spec: Any, n_layers: int, first: bool, last: bool, seq: int,
                        micro_batch: int, tp: int, sp: bool, optimizer: str,
-                       cp: int = 1) -> Graph:
+                       cp: int = 1, ep: int = 1, n_dense: int = 0) -> Graph:
     from workloads import build
 
+    a = _first_moe(spec) - n_dense  # n_dense dense layers, then the repeated ones
     return build(spec, batch=micro_batch, seq=seq, optimizer=optimizer, tp=tp,
-                 sequence_parallel=sp, layers=(0, n_layers), first_stage=first,
-                 last_stage=last, cp=cp)
+                 sequence_parallel=sp, layers=(a, a + n_layers), first_stage=first,
+                 last_stage=last, cp=cp, ep=ep)
 
 
 def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[Graph]:
@@ -333,13 +364,14 @@ def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
         s = int(seq or spec.default_seq)
         ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
                               tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer, cp=plan.cp)
+                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep)
         out = []
         last_k = len(ranges) - 1
         for k, (a, b) in enumerate(ranges):
             g = _transformer_stage(spec, b - a, k == 0, k == last_k, s, plan.micro_batch,
                                    plan.tp, bool(plan.sequence_parallel and plan.tp > 1),
-                                   plan.optimizer, plan.cp)
+                                   plan.optimizer, plan.cp, plan.ep,
+                                   dense_layers_in(spec, a, b))
             out.append(g.with_ops(g.ops, stage_layers=[a, b], stage=k, device=k % p))
         return out
     if v > 1:
@@ -363,7 +395,8 @@ def unique_stage_key(graph: Graph) -> tuple[Any, ...]:
     """A key equal for stage graphs with identical operators (same layer count and role)."""
     m = graph.meta
     sl = m.get("stage_layers") or (0, 0)
-    return (m.get("name"), int(sl[1]) - int(sl[0]), bool(m.get("first_stage", True)),
+    return (m.get("name"), int(sl[1]) - int(sl[0]), m.get("dense_layers"),
+            bool(m.get("first_stage", True)),
             bool(m.get("last_stage", True)), m.get("stage_ops"), len(graph.ops),
             m.get("stage") if m.get("family") != "transformer" else None)
 
@@ -377,7 +410,8 @@ class Segments:
     * ``pre``: the embedding side (on the first pipeline stage);
     * ``block``: one repetition of the repeated layer (``L`` of them on a stage of ``L``
       layers, one after the other);
-    * ``post``: final norm, head and loss (on the last stage).
+    * ``post``: final norm, head and loss (on the last stage);
+    * ``dense``: one of a mixture-of-experts model's leading dense layers (None otherwise).
 
     A graph without a repeated block is all ``pre``.
     """
@@ -385,13 +419,18 @@ class Segments:
     pre: Graph | None
     block: Graph | None
     post: Graph | None
+    dense: Graph | None = None
 
-    def parts(self, *, first: bool, last: bool, layers: int
+    def parts(self, *, first: bool, last: bool, layers: int, dense_layers: int = 0
               ) -> list[tuple[str, Graph, float]]:
-        """(name, graph, multiplicity) of a stage holding ``layers`` layers."""
+        """(name, graph, multiplicity) of a stage holding ``layers`` layers, the first
+        ``dense_layers`` of them dense layers of a MoE model."""
         out: list[tuple[str, Graph, float]] = []
         if first and self.pre is not None:
             out.append(("pre", self.pre, 1.0))
+        if dense_layers > 0 and self.dense is not None:
+            out.append(("dense", self.dense, float(dense_layers)))
+            layers -= dense_layers
         if layers > 0 and self.block is not None:
             out.append(("block", self.block, float(layers)))
         if last and self.post is not None:
@@ -410,7 +449,7 @@ def split_segments(graph: Graph) -> Segments:
     dropped: the segments run one after the other.
     """
     ops = graph.ops
-    blk = [i for i, op in enumerate(ops) if op.block == "layer"]
+    blk = [i for i, op in enumerate(ops) if op.block in ("layer", "dense_layer")]
     if not blk:
         return Segments(pre=graph, block=None, post=None)
     first_b = min(i for i in blk if ops[i].phase in ("fwd", "comm"))
@@ -418,6 +457,8 @@ def split_segments(graph: Graph) -> Segments:
     for i, op in enumerate(ops):
         if op.block == "layer":
             seg[op.name] = "block"
+        elif op.block == "dense_layer":
+            seg[op.name] = "dense"
         elif op.phase == "fwd" or (op.phase == "comm" and not op.fwd):
             seg[op.name] = "pre" if i < first_b else "post"
     for i, op in enumerate(ops):
@@ -439,7 +480,7 @@ def split_segments(graph: Graph) -> Segments:
         return Graph(name=f"{graph.name}.{name}", ops=tuple(keep), edges=edges,
                      meta={**graph.meta, "segment": name})
 
-    return Segments(pre=sub("pre"), block=sub("block"), post=sub("post"))
+    return Segments(pre=sub("pre"), block=sub("block"), post=sub("post"), dense=sub("dense"))
 
 
 _SEGMENTS: dict[tuple[Any, ...], Segments] = {}
@@ -447,7 +488,7 @@ _SEGMENTS: dict[tuple[Any, ...], Segments] = {}
 
 def shard_segments(spec: Any, *, micro_batch: int, seq: int, tp: int = 1,
                    sequence_parallel: bool = False, optimizer: str = "adam",
-                   cp: int = 1) -> Segments:
+                   cp: int = 1, ep: int = 1) -> Segments:
     """The :class:`Segments` of one tensor-parallel shard of a transformer for one
     micro-batch (built once per argument set and kept: a search reuses them across every
     plan and design)."""
@@ -455,14 +496,15 @@ def shard_segments(spec: Any, *, micro_batch: int, seq: int, tp: int = 1,
         raise WorkloadError(f"shard_segments needs a transformer; {spec.name} is a "
                             f"{spec.family} model (use generic_stage_graphs)")
     sp = bool(sequence_parallel and tp > 1)
-    key = (spec, int(micro_batch), int(seq), int(tp), sp, optimizer, int(cp))
+    key = (spec, int(micro_batch), int(seq), int(tp), sp, optimizer, int(cp), int(ep))
     hit = _SEGMENTS.get(key)
     if hit is None:
         from workloads import build
 
+        k = _first_moe(spec)  # one dense layer of a MoE model, then one repeated layer
         g = build(spec, batch=int(micro_batch), seq=int(seq), optimizer=optimizer, tp=int(tp),
-                  sequence_parallel=sp, layers=(0, 1), first_stage=True, last_stage=True,
-                  cp=int(cp))
+                  sequence_parallel=sp, layers=(max(k - 1, 0), k + 1), first_stage=True,
+                  last_stage=True, cp=int(cp), ep=int(ep))
         hit = split_segments(g)
         _SEGMENTS[key] = hit
     return hit
@@ -495,7 +537,7 @@ def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
         s = int(seq or spec.default_seq)
         ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
                               tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer, cp=plan.cp)
+                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep)
         last_k = len(ranges) - 1
         return [VirtualStage(index=k, layers=(a, b), first=k == 0, last=k == last_k)
                 for k, (a, b) in enumerate(ranges)]

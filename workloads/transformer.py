@@ -451,6 +451,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         "kv_heads": spec.kv_heads, "head_dim": d, "ffn": spec.ffn, "vocab": spec.vocab,
         "tp": tp, "ep": ep, "sequence_parallel": sp, "first_stage": first_stage,
         "active_params": spec.active_params, "experts": spec.experts,
+        "dense_layers": n_dense,
         "last_stage": last_stage, "optimizer": optimizer,
         "stash_bytes_per_layer": float(stash), **stats,
     }

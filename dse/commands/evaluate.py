@@ -29,8 +29,9 @@ from dse.errors import ConfigError
 from dse.types import ParallelPlan, jsonable
 
 
-def derive_plan(args: argparse.Namespace, default_batch: int) -> ParallelPlan:
-    """The :class:`ParallelPlan` of the CLI flags, missing values derived (module doc)."""
+def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0) -> ParallelPlan:
+    """The :class:`ParallelPlan` of the CLI flags, missing values derived (module doc).
+    ``experts``: the workload's routed experts (0: a dense model), for the ``--ep`` check."""
     tp = args.tp or 1
     pp = args.pp or 1
     cp = getattr(args, "cp", None) or 1
@@ -47,6 +48,12 @@ def derive_plan(args: argparse.Namespace, default_batch: int) -> ParallelPlan:
     if args.devices is not None and tp * cp * pp * dp != args.devices:
         raise ConfigError(f"{names}*dp = {sizes}*{dp} = {tp * cp * pp * dp} must equal "
                           f"devices={args.devices}")
+    ep = getattr(args, "ep", None) or 1
+    if ep > 1 and experts and (experts % ep or dp % ep):
+        valid = [e for e in range(1, experts + 1) if experts % e == 0 and dp % e == 0]
+        raise ConfigError(f"--ep {ep} must divide both the {experts} experts and the "
+                          f"data-parallel ranks dp={dp}; valid --ep: "
+                          f"{', '.join(map(str, valid))}")
     mb = args.micro_batch or 1
     if args.global_batch is not None:
         gb = args.global_batch
@@ -59,7 +66,7 @@ def derive_plan(args: argparse.Namespace, default_batch: int) -> ParallelPlan:
     return ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb, micro_batch=mb,
                         schedule=schedule, recompute=args.recompute,
                         sequence_parallel=bool(args.sequence_parallel),
-                        zero_stage=int(args.zero or 0), interleave=interleave, cp=cp)
+                        zero_stage=int(args.zero or 0), interleave=interleave, cp=cp, ep=ep)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -83,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spec = dataclasses.replace(spec, attention=att)
     preset = load_preset(args.hardware)
     hw, system = preset.hardware, preset.system
-    plan = derive_plan(args, spec.default_batch)
+    plan = derive_plan(args, spec.default_batch, int(getattr(spec, "experts", 0) or 0))
     seq = args.seq
     validate_plan(spec, plan, plan.devices, seq=seq)
     if plan.devices > 1 and (hw.link_count == 0 or hw.link_bw_bytes_per_s == 0):
@@ -93,7 +100,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           "--devices 1")
     tech = load_technology(hw.tech_node_nm)
     ev = evaluate_training(spec, hw, system, plan, tech, seq=seq,
-                           dp_overlap=stack.dp_overlap, tp_overlap=stack.tp_overlap)
+                           dp_overlap=stack.dp_overlap, tp_overlap=stack.tp_overlap,
+                           ep_overlap=stack.ep_overlap)
     out = ev.to_dict()
     out["stack"] = stack.name
     out["plan"] = dict(dataclasses.asdict(plan), devices=plan.devices,
@@ -121,7 +129,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     hw = r["hardware"]
     lines = [
         (f"{r['workload']} on {hw['name']} x {p['devices']} "
-        f"(tp={p['tp']}{' cp=' + str(p['cp']) if p.get('cp', 1) > 1 else ''} pp={p['pp']} "
+        f"(tp={p['tp']}{' cp=' + str(p['cp']) if p.get('cp', 1) > 1 else ''}"
+        f"{' ep=' + str(p['ep']) if p.get('ep', 1) > 1 else ''} pp={p['pp']} "
         f"dp={p['dp']}, global batch {p['global_batch']}, "
         f"micro-batch {p['micro_batch']}, {p['micro_batches']} micro-batches, "
         f"{p['schedule']}{' v=' + str(p['interleave']) if p['schedule'] == 'interleaved' else ''}"
@@ -155,6 +164,12 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     if comm:
         cps = (f", context-parallel ring {_si(comm['cp_s'], 's')} (overlapped with the "
                f"attention)" if comm.get("cp_s") else "")
+        if comm.get("ep_s"):
+            share = comm["ep_s"] / max(bd.get("step_time_s", 0.0) or 1.0, 1e-30)
+            cps += (f", expert-parallel all-to-all {_si(comm['ep_s'], 's')} "
+                    f"({100 * share:.1f}% of the step"
+                    + (", under the neighbouring micro-batch's computation)"
+                       if comm.get("ep_hidden") else ", on the layers' critical path)"))
         lines.append(f"  communication: tensor-parallel {_si(comm['tp_s'], 's')} (inside "
                      f"forward/backward){cps}, p2p {_si(comm['p2p_s'], 's')}, data-parallel "
                      f"{_si(comm['dp_s'], 's')} of which exposed "

@@ -314,7 +314,9 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
             continue
         p = w["plan"]
         lines.append(f"      {name}: {ev['samples_per_s']:.4g} samples/s, step "
-                     f"{ev['step_time_s']:.4g} s (tp={p['tp']} pp={p['pp']} dp={p['dp']}, "
+                     f"{ev['step_time_s']:.4g} s (tp={p['tp']}"
+                     + "".join(f" {k}={p[k]}" for k in ("cp", "ep") if p.get(k, 1) > 1)
+                     + f" pp={p['pp']} dp={p['dp']}, "
                      f"micro-batch {p['micro_batch']}, recompute {p['recompute']})")
     if len(r["workloads"]) > 1 and r.get("mean"):
         m = r["mean"]

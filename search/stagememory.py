@@ -1,0 +1,77 @@
+"""Per-stage memory inputs of a transformer plan (:class:`cost_models.memory.StageMemory`)
+from its graph segments: parameters per virtual stage (a MoE model's experts apart, as
+their gradients and ZeRO shards live on fewer ranks) and, for layers the Korthikanti
+formulas do not cover (mixture of experts, multi-head latent attention), the activation
+bytes their operators save. Used by :class:`search.trainstep.WorkloadModel`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["expert_params", "graph_params_of", "layer_stash_bytes",
+           "transformer_stage_memories"]
+
+
+def graph_params_of(g: Any) -> float:
+    """Parameters of a graph (0 for ``None``)."""
+    if g is None:
+        return 0.0
+    from cost_models.memory import graph_params
+
+    return graph_params(g)
+
+
+def expert_params(g: Any) -> float:
+    """Parameters of a layer graph's routed experts (their gradients are reduced over the
+    ranks holding the same experts)."""
+    if g is None:
+        return 0.0
+    return float(sum(op.params * op.count for op in g.ops
+                     if op.phase == "fwd" and ".moe.experts." in op.name))
+
+
+def layer_stash_bytes(g: Any) -> float:
+    """Activation bytes one layer of a layer graph keeps for its backward."""
+    if g is None:
+        return 0.0
+    n = max((op.count for op in g.ops if op.block), default=1)
+    return float(sum(op.stash_bytes * op.count for op in g.ops
+                     if op.phase == "fwd" and op.block)) / max(n, 1)
+
+
+def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg: Any,
+                               seq: int) -> list[Any]:
+    """:class:`~cost_models.memory.StageMemory` of every virtual stage of ``plan``
+    (``stages``: :class:`workloads.parallel.VirtualStage`; ``seg``: the plan's
+    :class:`workloads.parallel.Segments`)."""
+    from cost_models.memory import StageMemory, transformer_dims
+    from workloads.parallel import dense_layers_in
+
+    pre_p, blk_p = graph_params_of(seg.pre), graph_params_of(seg.block)
+    post_p, dense_p = graph_params_of(seg.post), graph_params_of(seg.dense)
+    dims = transformer_dims(seg.block) if seg.block is not None else None
+    moe = bool(getattr(spec, "experts", 0))
+    by_graph = moe or bool(getattr(spec, "kv_lora_rank", 0))
+    exp_p = expert_params(seg.block) if moe else 0.0
+    blk_st, dense_st = layer_stash_bytes(seg.block), layer_stash_bytes(seg.dense)
+    sp = plan.sequence_parallel and plan.tp > 1
+    inp = float(plan.micro_batch * -(-seq // plan.cp) * int(spec.hidden) * 2
+                / (plan.tp if sp else 1))
+    mems = []
+    for st in stages:
+        nd = dense_layers_in(spec, st.layers[0], st.layers[1])
+        nb = st.n_layers - nd
+        sdims = dims
+        if by_graph and dims is not None:
+            # MoE and MLA layers keep what their operators save (cost_models.memory):
+            # the stage's layers, per micro-batch
+            sdims = dict(dims, layer_stash_bytes=nb * blk_st + nd * dense_st,
+                         layer_input_bytes=st.n_layers * inp,
+                         max_layer_stash_bytes=max(blk_st if nb else 0.0,
+                                                   dense_st if nd else 0.0))
+        mems.append(StageMemory(
+            params=(pre_p if st.first else 0.0) + nb * blk_p + nd * dense_p
+            + (post_p if st.last else 0.0), layers=st.n_layers, first=st.first,
+            last=st.last, dims=sdims, expert_params=nb * exp_p))
+    return mems
