@@ -12,7 +12,11 @@ Prints, and writes ``results/bench/distributed.json``:
     GPT-3 175B on 1024 GPUs (tp 8, pp 8, dp 16), and the plan search on 64 GPUs;
 (c) the Llama 3.1 runs on DGX H100 of ``tests/validation/data/published_training_h100.yaml``
     (NeMo 2 / Megatron-Core 2025: context parallelism, uneven interleaved stages, FP8) with
-    the megatron-core-2024 stack: published and modelled step time, error, MAPE.
+    the megatron-core-2024 stack: published and modelled step time, error, MAPE;
+(d) the DeepSeek-V3 runs of ``tests/validation/data/published_training_moe.yaml``
+    (mixture of experts with EP 64 over 8 nodes; dgxc-benchmarking, Megatron-Bridge, the
+    DeepSeek-V3 report on H800) with each source's stack: step time, error, the
+    all-to-all's share, MAPE.
 
 Usage::
 
@@ -173,6 +177,34 @@ def validation_h100() -> dict[str, Any]:
             "refused": 0, "all_fit": all(r["fits_memory"] for r in rows)}
 
 
+def validation_moe() -> dict[str, Any]:
+    """(d) DeepSeek-V3 (tests/validation/data/published_training_moe.yaml)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.validation.test_published_training_moe import (evaluate_row, load,
+                                                               published_step_s)
+
+    _, runs = load()
+    rows = []
+    for r in runs:
+        ev = evaluate_row(r)
+        pub = published_step_s(r)
+        comm = ev.breakdown["comm_s"]
+        rows.append({
+            "id": r["id"], "source": r["source"], "hardware": r["hardware"], "gpus": r["gpus"],
+            "plan": f"{r['tp']}/{r['pp']}/{r['ep']}/{r['dp']}" + (
+                f" v{r['vp']}" if r["vp"] > 1 else "") + (" etp1" if r["etp"] == 1 else ""),
+            "recompute": r["recompute"], "published_step_s": pub,
+            "model_step_s": ev.step_time_s, "error": ev.step_time_s / pub - 1,
+            "all_to_all_s": comm["ep_s"], "all_to_all_hidden": bool(comm.get("ep_hidden")),
+            "bubble_s": ev.breakdown["phase_s"]["bubble_s"],
+            "memory_gib": ev.memory_per_device_bytes / 2**30, "fits_memory": ev.fits_memory,
+        })
+    errs = [abs(r["error"]) for r in rows]
+    return {"rows": rows, "mape": float(np.mean(errs)), "max_abs_error": float(np.max(errs)),
+            "mean_error": float(np.mean([r["error"] for r in rows])),
+            "all_fit": all(r["fits_memory"] for r in rows)}
+
+
 def speed(n_designs: int, seed: int) -> dict[str, Any]:
     import workloads
     from search.plans import best_plan
@@ -247,13 +279,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MAPE {100 * h['mape']:.1f}% (BF16 {100 * h['mape_bf16']:.1f}%, FP8 "
           f"{100 * h['mape_fp8']:.1f}%; mean signed {100 * h['mean_error']:+.1f}%); "
           f"every plan runs and fits: {h['all_fit']}")
+    mo = validation_moe()
+    print("\n(d) DeepSeek-V3 (mixture of experts), tests/validation/data/published_training_moe.yaml")
+    print(f"{'run':26s} {'GPUs':>5s} {'t/p/e/d':>18s} {'rc':>4s} {'pub s':>7s} {'model s':>8s} "
+          f"{'error':>7s} {'a2a s':>6s} {'bubble':>7s} {'GiB':>5s}")
+    for r in mo["rows"]:
+        print(f"{r['id']:26s} {r['gpus']:5d} {r['plan']:>18s} {r['recompute']:>4s} "
+              f"{r['published_step_s']:7.2f} {r['model_step_s']:8.2f} "
+              f"{100 * r['error']:+6.1f}% {r['all_to_all_s']:6.1f}"
+              f"{'h' if r['all_to_all_hidden'] else ' '}{r['bubble_s']:6.2f} "
+              f"{r['memory_gib']:5.1f}")
+    print(f"MAPE {100 * mo['mape']:.1f}% (max {100 * mo['max_abs_error']:.1f}%, mean signed "
+          f"{100 * mo['mean_error']:+.1f}%); every plan runs and fits: {mo['all_fit']} "
+          "(a2a h: under the neighbouring micro-batch)")
     s = speed(args.designs, args.seed)
     print(f"speed: evaluate_training (GPT-3 175B, 1024 GPUs) {1e3 * s['evaluate_training_s']:.0f} ms;"
           f" evaluate_training_batch {s['designs_per_s']:.0f} designs/s ({s['batch_designs']} "
           f"designs in {s['batch_s']:.2f} s); best_plan GPT-2 XL on 64 GPUs "
           f"{s['best_plan_gpt2_xl_64_gpus_s']:.1f} s ({s['plans_evaluated']} of "
           f"{s['plans_enumerated']} plans timed)")
-    out = {"validation": v, "validation_h100": h, "speed": s,
+    out = {"validation": v, "validation_h100": h, "validation_moe": mo, "speed": s,
            "python": platform.python_version(),
            "machine": platform.machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

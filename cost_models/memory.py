@@ -190,8 +190,8 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
     recomputation keeps).
 
     Mixture-of-experts stages: ``expert_params`` (in ``params`` too) are the experts'
-    parameters, whose gradients and ZeRO shards live on the ``dp·cp/ep`` ranks holding the
-    same experts. Layers the Korthikanti formulas do not describe (MoE, multi-head latent
+    parameters, whose gradients and ZeRO shards live on the ranks holding the same experts
+    (``ParallelPlan.expert_grad_group``). Layers the Korthikanti formulas do not describe (MoE, multi-head latent
     attention) pass ``layer_stash_bytes`` (what the stage's layers save per micro-batch,
     from their operators' ``stash_bytes``), ``layer_input_bytes`` (their inputs: all that
     full recomputation keeps) and ``max_layer_stash_bytes`` (one layer re-materialized).
@@ -201,7 +201,7 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                                dp=plan.grad_group, zero_stage=plan.zero_stage)
     if ep_params > 0:
         ex = model_state_bytes(ep_params, optimizer=plan.optimizer,
-                               dp=plan.grad_group // max(int(getattr(plan, "ep", 1)), 1),
+                               dp=int(getattr(plan, "expert_grad_group", plan.grad_group)),
                                zero_stage=plan.zero_stage)
         states = {k: states[k] + ex[k] for k in states}
     t, sp, b = plan.tp, plan.sequence_parallel and plan.tp > 1, plan.micro_batch

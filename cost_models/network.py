@@ -275,11 +275,12 @@ def _group_size_stride(group: str, plan: ParallelPlan) -> tuple[int, int]:
         return plan.dp * cp, plan.tp
     if group == "pp":
         return plan.pp, plan.tp * cp * plan.dp
-    if group == "edp":  # the ranks holding the same experts (see group_placement)
-        return plan.dp * cp // getattr(plan, "ep", 1), plan.tp
-    # expert parallelism is carved out of the data-parallel ranks (Megatron-Core's order
-    # tp-cp-ep-dp-pp): ep consecutive data-parallel ranks
-    return getattr(plan, "ep", 1), plan.tp * cp
+    if group == "edp":  # the ranks holding the same experts: every (etp·ep)-th rank
+        etp = getattr(plan, "expert_tp", plan.tp)
+        return plan.expert_grad_group, etp * plan.ep
+    # expert parallelism is carved out of a stage's tp·cp·dp ranks (Megatron-Core's expert
+    # order etp-ep-edp): ep groups of etp consecutive ranks
+    return getattr(plan, "ep", 1), getattr(plan, "expert_tp", plan.tp)
 
 
 def group_placement(group: str, plan: ParallelPlan, system: SystemConfig) -> GroupPlacement:
@@ -295,13 +296,7 @@ def group_placement(group: str, plan: ParallelPlan, system: SystemConfig) -> Gro
     """
     size, stride = _group_size_stride(group, plan)
     g = int(system.devices_per_node)
-    if group == "edp":
-        # ranks tp-cp-ep-dp: the cp ranks of every ep-th data-parallel rank
-        cp, ep = getattr(plan, "cp", 1), getattr(plan, "ep", 1)
-        ranks = np.array([plan.tp * (c + cp * ep * j) for j in range(plan.dp // ep)
-                          for c in range(cp)], dtype=np.int64)
-    else:
-        ranks = stride * np.arange(size, dtype=np.int64)
+    ranks = stride * np.arange(size, dtype=np.int64)
     nodes = ranks // g
     counts = np.bincount(nodes - nodes.min())
     counts = counts[counts > 0]

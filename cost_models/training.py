@@ -334,7 +334,7 @@ def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig, *, group: st
       device updates only its shard; ZeRO §5.3).
 
     ``group="edp"``: a mixture-of-experts model's expert parameters, reduced over the
-    ``dp·cp/ep`` ranks that hold the same experts.
+    ranks that hold the same experts (``ParallelPlan.expert_grad_group``).
     """
     pr = np.asarray(params, dtype=np.float64)
     zero = np.zeros_like(pr)
@@ -343,7 +343,7 @@ def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig, *, group: st
         x = np.where(pr > 0, x, 0.0)
         return float(x) if np.ndim(x) == 0 else x
 
-    size = plan.grad_group if group == "dp" else plan.grad_group // max(plan.ep, 1)
+    size = plan.grad_group if group == "dp" else plan.expert_grad_group
     if size <= 1 or not np.any(pr > 0):
         return out(zero), out(zero), out(zero)
     pl = group_placement(group, plan, system)

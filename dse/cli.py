@@ -260,6 +260,10 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
                    help="expert-parallel degree of a mixture-of-experts model: experts "
                         "sharded over N of the data-parallel ranks, tokens dispatched by "
                         "all-to-all (default: 1)")
+    p.add_argument("--etp", type=int, choices=(0, 1), default=None,
+                   help="expert tensor parallelism: 0 splits each expert over the tp ranks "
+                        "like the MLP (default), 1 keeps experts whole and adds the tp "
+                        "ranks to the expert-parallel group")
     p.add_argument("--attention", choices=("fused", "unfused"), default=None,
                    help="attention kernel of a transformer: fused (FlashAttention, the "
                         "default) or unfused (scores materialized in HBM, Megatron-LM "

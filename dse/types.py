@@ -464,9 +464,15 @@ class ParallelPlan:
     attention); weights replicated over them, gradients reduced over ``dp·cp``."""
     ep: int = 1
     """Expert parallelism (mixture-of-experts models): the experts sharded over ``ep``
-    data-parallel ranks (Megatron-Core carves the expert-parallel group out of the
-    data-parallel one); tokens reach their experts by all-to-all. Expert gradients are
-    reduced over the ``dp·cp/ep`` ranks holding the same experts."""
+    ranks carved out of the ``tp·cp·dp`` ranks of a pipeline stage (Megatron-Core's
+    expert rank order etp-ep-edp); tokens reach their experts by all-to-all. Expert
+    gradients are reduced over the :attr:`expert_grad_group` ranks holding the same
+    experts."""
+    etp: int = 0
+    """Expert tensor parallelism: 0 (Megatron-Core's default) splits each expert over the
+    ``tp`` ranks like the dense MLP; 1 keeps experts whole, the tokens staying sharded over
+    the tensor-parallel ranks (sequence parallelism) and the ``tp`` ranks joining the
+    expert-parallel group (the DeepSeek-V3 recipes' ETP 1)."""
 
     def __post_init__(self) -> None:
         o = "ParallelPlan"
@@ -480,11 +486,14 @@ class ParallelPlan:
         _choice(ConfigError, o, "optimizer", self.optimizer, OPTIMIZERS)
         if self.zero_stage not in (0, 1, 2, 3):
             raise ConfigError(f"{o}.zero_stage={self.zero_stage!r} must be one of 0, 1, 2, 3")
-        if self.dp % self.ep:
-            valid = [e for e in range(1, self.dp + 1) if self.dp % e == 0]
-            raise ConfigError(f"{o}: ep={self.ep} must divide the data-parallel ranks "
-                              f"dp={self.dp} (experts are sharded inside the data-parallel "
-                              f"group); valid ep: {', '.join(map(str, valid))}")
+        if self.etp not in (0, 1, self.tp) or isinstance(self.etp, bool):
+            raise ConfigError(f"{o}.etp={self.etp!r} must be 0 (= tp), 1 or tp={self.tp}")
+        ranks = self.tp * self.cp * self.dp // self.expert_tp
+        if (self.tp * self.cp * self.dp) % self.expert_tp or ranks % self.ep:
+            valid = [e for e in range(1, ranks + 1) if ranks % e == 0]
+            raise ConfigError(f"{o}: ep={self.ep} must divide the {ranks} expert ranks of a "
+                              f"stage (tp*cp*dp/etp = {self.tp}*{self.cp}*{self.dp}/"
+                              f"{self.expert_tp}); valid ep: {', '.join(map(str, valid))}")
         if self.global_batch % (self.dp * self.micro_batch):
             raise ConfigError(
                 f"{o}: global_batch={self.global_batch} must be divisible by "
@@ -501,9 +510,15 @@ class ParallelPlan:
         return self.dp * self.cp
 
     @property
+    def expert_tp(self) -> int:
+        """Ranks each expert is split over (``etp``, 0 meaning ``tp``)."""
+        return self.etp or self.tp
+
+    @property
     def expert_grad_group(self) -> int:
-        """Ranks that hold the same experts and reduce their gradients: ``dp·cp/ep``."""
-        return self.dp * self.cp // self.ep
+        """Ranks that hold the same experts and reduce their gradients:
+        ``tp·cp·dp/(etp·ep)``."""
+        return self.tp * self.cp * self.dp // (self.expert_tp * self.ep)
 
     @property
     def micro_batches(self) -> int:

@@ -15,8 +15,9 @@ The space (all filtered by :func:`workloads.parallel.validate_plan`):
 * recompute: none, selective, full; sequence parallelism whenever ``tp > 1`` (same
   communication volume, less activation memory, Korthikanti et al. §4.2.2);
 * ZeRO stage 0 or 1 when ``dp > 1``;
-* ``ep`` (mixture-of-experts models): every divisor of the expert count that divides
-  ``dp`` (the experts are sharded inside the data-parallel group).
+* ``ep`` (mixture-of-experts models): every divisor of the expert count that divides a
+  stage's expert ranks ``tp·dp/etp``, with experts split over tp (``etp`` = tp) or whole
+  (``etp`` = 1) when ``tp > 1``.
 
 Evaluation is shared: memory depends only on the plan (computed once per plan, plans
 that cannot fit any design are pruned before timing), and stage costs only on
@@ -90,16 +91,20 @@ def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
                 if "interleaved" in schedules and pp > 1 and transformer and m % pp == 0:
                     scheds += [("interleaved", v) for v in interleaves
                                if layers >= pp * v]
-                eps = [e for e in _divisors(experts) if dp % e == 0] if experts else [1]
+                # expert layouts: experts split over tp like the MLP (etp 0 = tp) or
+                # whole (etp 1, the tp ranks joining the expert-parallel group)
+                eeps = [(etp, ep) for etp in ((0, 1) if tp > 1 else (0,))
+                        for ep in _divisors(experts)
+                        if (tp * dp // (etp or tp)) % ep == 0] if experts else [(0, 1)]
                 for sched, v in scheds:
                     for rc in recompute:
                         for z in zero_stages if dp > 1 else (0,):
-                            for ep in eps:
+                            for etp, ep in eeps:
                                 plan = ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb,
                                                     micro_batch=mb, schedule=sched,
                                                     recompute=rc, interleave=v, zero_stage=z,
                                                     sequence_parallel=tp > 1 and transformer,
-                                                    ep=ep)
+                                                    ep=ep, etp=etp)
                                 try:
                                     validate_plan(spec, plan, devices, seq=seq)
                                 except ConfigError:

@@ -120,7 +120,8 @@ class WorkloadModel:
     def shard_key(self, plan: ParallelPlan) -> tuple[Any, ...]:
         sp = bool(plan.sequence_parallel and plan.tp > 1)
         if self.transformer:
-            return ("t", plan.tp, plan.micro_batch, sp, plan.optimizer, plan.cp, plan.ep)
+            return ("t", plan.tp, plan.micro_batch, sp, plan.optimizer, plan.cp, plan.ep,
+                    plan.expert_tp)
         return ("g", plan.pp, plan.micro_batch, plan.optimizer)
 
     def segments(self, plan: ParallelPlan) -> Any:
@@ -129,7 +130,8 @@ class WorkloadModel:
 
         return shard_segments(self.spec, micro_batch=plan.micro_batch, seq=int(self.seq or 0),
                               tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep)
+                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep,
+                              etp=plan.expert_tp)
 
     def stage_graphs(self, plan: ParallelPlan) -> list[tuple[int, str, Any, float, bool]]:
         """(virtual stage, part name, graph, multiplicity, is a layer) of every part."""

@@ -115,7 +115,8 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
                               f"{getattr(spec, 'name', 'the workload')} has no experts "
                               "(use ep=1)")
         if experts % ep:
-            valid = [e for e in _divisors(experts) if plan.dp % e == 0]
+            ranks = plan.tp * plan.cp * plan.dp // plan.expert_tp
+            valid = [e for e in _divisors(experts) if ranks % e == 0]
             raise ConfigError(f"ep={ep} must divide the {experts} experts of "
                               f"{getattr(spec, 'name', 'the workload')}; valid ep: "
                               f"{', '.join(map(str, valid))}")
@@ -134,7 +135,12 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
         if spec.ffn % plan.tp:
             raise ConfigError(f"tp={plan.tp} must divide the MLP width (ffn={spec.ffn}) of "
                               f"{name}; valid tp: {valid}")
-        if getattr(spec, "experts", 0) and spec.moe_ffn % plan.tp:
+        if (getattr(spec, "experts", 0) and plan.tp > 1 and plan.expert_tp == 1
+                and not plan.sequence_parallel):
+            raise ConfigError(f"etp=1 (experts not split over tp={plan.tp}) needs sequence "
+                              "parallelism (Megatron-Core's rule for MoE with tensor "
+                              "parallelism); add --sequence-parallel")
+        if getattr(spec, "experts", 0) and spec.moe_ffn % plan.expert_tp:
             raise ConfigError(f"tp={plan.tp} must divide the expert width "
                               f"(moe_ffn={spec.moe_ffn}) of {name}; valid tp: {valid}")
         if spec.kv_heads % plan.tp and plan.tp % spec.kv_heads:
@@ -165,7 +171,8 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
 # --------------------------------------------------------------------------- costs
 @lru_cache(maxsize=256)
 def _layer_costs_cached(spec: Any, seq: int, micro_batch: int, tp: int, sp: bool,
-                        optimizer: str, cp: int = 1, ep: int = 1) -> tuple[float, float, float]:
+                        optimizer: str, cp: int = 1, ep: int = 1,
+                        etp: int | None = None) -> tuple[float, float, float]:
     from workloads import build
 
     k = _first_moe(spec)  # the repeated layer (a MoE model's dense layers cost alike)
@@ -173,7 +180,7 @@ def _layer_costs_cached(spec: Any, seq: int, micro_batch: int, tp: int, sp: bool
     def flop(first: bool, last: bool) -> float:
         g = build(spec, batch=micro_batch, seq=seq, optimizer=optimizer, tp=tp,
                   sequence_parallel=sp, layers=(k, k + 1), first_stage=first,
-                  last_stage=last, cp=cp, ep=ep)
+                  last_stage=last, cp=cp, ep=ep, etp=etp)
         return g.total_flop()
 
     mid = flop(False, False)
@@ -182,12 +189,12 @@ def _layer_costs_cached(spec: Any, seq: int, micro_batch: int, tp: int, sp: bool
 
 def layer_costs(spec: Any, *, seq: int | None = None, micro_batch: int = 1, tp: int = 1,
                 sequence_parallel: bool = False, optimizer: str = "adam", cp: int = 1,
-                ep: int = 1) -> tuple[float, float, float]:
+                ep: int = 1, etp: int | None = None) -> tuple[float, float, float]:
     """Training FLOPs of (one layer, the embedding, the head + loss) for one micro-batch
     on one tensor-parallel shard: the costs :func:`stage_layers` balances."""
     s = int(seq or spec.default_seq)
     return _layer_costs_cached(spec, s, int(micro_batch), int(tp), bool(sequence_parallel),
-                               optimizer, int(cp), int(ep))
+                               optimizer, int(cp), int(ep), etp)
 
 
 def _balanced_split(n_layers: int, p: int, layer: float, first: float, last: float
@@ -228,7 +235,7 @@ def stage_layers(spec: Any, pp: int, *, interleave: int = 1, seq: int | None = N
                  micro_batch: int = 1, tp: int = 1, sequence_parallel: bool = False,
                  optimizer: str = "adam",
                  costs: tuple[float, float, float] | None = None,
-                 cp: int = 1, ep: int = 1) -> list[tuple[int, int]]:
+                 cp: int = 1, ep: int = 1, etp: int | None = None) -> list[tuple[int, int]]:
     """Layer ranges ``(a, b)`` (blocks ``a..b-1``) of the ``pp·interleave`` virtual stages.
 
     The stages are balanced by cost (:func:`layer_costs`, or ``costs = (layer, embedding,
@@ -254,7 +261,7 @@ def stage_layers(spec: Any, pp: int, *, interleave: int = 1, seq: int | None = N
     if costs is None:
         costs = layer_costs(spec, seq=seq, micro_batch=micro_batch, tp=tp,
                             sequence_parallel=sequence_parallel, optimizer=optimizer, cp=cp,
-                            ep=ep)
+                            ep=ep, etp=etp)
     if v > 1 and n % (pp * v) == 0:
         k = n // (pp * v)  # Megatron-LM's uniform split of the virtual stages
         return [(i * k, (i + 1) * k) for i in range(pp * v)]
@@ -341,13 +348,14 @@ def _split_graph(graph: Graph, pp: int) -> list[Graph]:
 @lru_cache(maxsize=512)
 def _transformer_stage(spec: Any, n_layers: int, first: bool, last: bool, seq: int,
                        micro_batch: int, tp: int, sp: bool, optimizer: str,
-                       cp: int = 1, ep: int = 1, n_dense: int = 0) -> Graph:
+                       cp: int = 1, ep: int = 1, n_dense: int = 0,
+                       etp: int | None = None) -> Graph:
     from workloads import build
 
     a = _first_moe(spec) - n_dense  # n_dense dense layers, then the repeated ones
     return build(spec, batch=micro_batch, seq=seq, optimizer=optimizer, tp=tp,
                  sequence_parallel=sp, layers=(a, a + n_layers), first_stage=first,
-                 last_stage=last, cp=cp, ep=ep)
+                 last_stage=last, cp=cp, ep=ep, etp=etp)
 
 
 def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[Graph]:
@@ -364,14 +372,15 @@ def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
         s = int(seq or spec.default_seq)
         ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
                               tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep)
+                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep,
+                              etp=plan.expert_tp)
         out = []
         last_k = len(ranges) - 1
         for k, (a, b) in enumerate(ranges):
             g = _transformer_stage(spec, b - a, k == 0, k == last_k, s, plan.micro_batch,
                                    plan.tp, bool(plan.sequence_parallel and plan.tp > 1),
                                    plan.optimizer, plan.cp, plan.ep,
-                                   dense_layers_in(spec, a, b))
+                                   dense_layers_in(spec, a, b), plan.expert_tp)
             out.append(g.with_ops(g.ops, stage_layers=[a, b], stage=k, device=k % p))
         return out
     if v > 1:
@@ -488,7 +497,7 @@ _SEGMENTS: dict[tuple[Any, ...], Segments] = {}
 
 def shard_segments(spec: Any, *, micro_batch: int, seq: int, tp: int = 1,
                    sequence_parallel: bool = False, optimizer: str = "adam",
-                   cp: int = 1, ep: int = 1) -> Segments:
+                   cp: int = 1, ep: int = 1, etp: int | None = None) -> Segments:
     """The :class:`Segments` of one tensor-parallel shard of a transformer for one
     micro-batch (built once per argument set and kept: a search reuses them across every
     plan and design)."""
@@ -496,7 +505,8 @@ def shard_segments(spec: Any, *, micro_batch: int, seq: int, tp: int = 1,
         raise WorkloadError(f"shard_segments needs a transformer; {spec.name} is a "
                             f"{spec.family} model (use generic_stage_graphs)")
     sp = bool(sequence_parallel and tp > 1)
-    key = (spec, int(micro_batch), int(seq), int(tp), sp, optimizer, int(cp), int(ep))
+    etp = int(tp) if not etp else int(etp)
+    key = (spec, int(micro_batch), int(seq), int(tp), sp, optimizer, int(cp), int(ep), etp)
     hit = _SEGMENTS.get(key)
     if hit is None:
         from workloads import build
@@ -504,7 +514,7 @@ def shard_segments(spec: Any, *, micro_batch: int, seq: int, tp: int = 1,
         k = _first_moe(spec)  # one dense layer of a MoE model, then one repeated layer
         g = build(spec, batch=int(micro_batch), seq=int(seq), optimizer=optimizer, tp=int(tp),
                   sequence_parallel=sp, layers=(max(k - 1, 0), k + 1), first_stage=True,
-                  last_stage=True, cp=int(cp), ep=int(ep))
+                  last_stage=True, cp=int(cp), ep=int(ep), etp=etp)
         hit = split_segments(g)
         _SEGMENTS[key] = hit
     return hit
@@ -537,7 +547,8 @@ def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
         s = int(seq or spec.default_seq)
         ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
                               tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep)
+                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep,
+                              etp=plan.expert_tp)
         last_k = len(ranges) - 1
         return [VirtualStage(index=k, layers=(a, b), first=k == 0, last=k == last_k)
                 for k, (a, b) in enumerate(ranges)]

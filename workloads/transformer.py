@@ -68,7 +68,8 @@ def _shard(spec: TransformerSpec, tp: int) -> tuple[int, int, int, int]:
 def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer: str = "adam",
                       tp: int = 1, sequence_parallel: bool = False,
                       layers: tuple[int, int] | None = None, first_stage: bool = True,
-                      last_stage: bool = True, cp: int = 1, ep: int = 1) -> Graph:
+                      last_stage: bool = True, cp: int = 1, ep: int = 1,
+                      etp: int | None = None) -> Graph:
     """The training graph of one tensor-parallel shard of layers ``layers[0]..layers[1]-1``
     (of one context-parallel rank: ``seq/cp`` tokens of each sample, with ``cp > 1``).
 
@@ -100,8 +101,20 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         valid = [e for e in range(1, spec.experts + 1) if spec.experts % e == 0]
         raise WorkloadError(f"{o}: ep={ep} does not divide experts={spec.experts}; valid ep: "
                             f"{', '.join(map(str, valid))}")
-    if spec.moe and spec.moe_ffn % tp:
-        raise WorkloadError(f"{o}: tp={tp} does not divide moe_ffn={spec.moe_ffn}")
+    etp = tp if etp is None or etp == 0 else etp
+    if etp not in (1, tp):
+        raise WorkloadError(f"{o}: etp={etp} must be 1 or tp={tp}")
+    if spec.moe and spec.moe_ffn % etp:
+        raise WorkloadError(f"{o}: tp={etp} does not divide moe_ffn={spec.moe_ffn}")
+    # experts kept whole under tensor parallelism: the tokens stay sharded over the tp
+    # ranks (Megatron-Core requires sequence parallelism for MoE with tp > 1)
+    local_experts = spec.moe and etp == 1 and tp > 1
+    if local_experts and not sp:
+        raise WorkloadError(f"{o}: experts not split over tp={tp} (etp=1) need sequence "
+                            "parallelism (Megatron-Core's rule for MoE with tensor "
+                            "parallelism)")
+    if local_experts and (spec.post_norm or spec.parallel_block):
+        raise WorkloadError(f"{o}: etp=1 is modelled for pre-norm MoE layers only")
     if not isinstance(cp, int) or cp < 1:
         raise WorkloadError(f"{o}: cp={cp!r} must be an integer >= 1")
     if cp > 1 and spec.attention != "fused":
@@ -298,7 +311,8 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                 return mlp(f"{pfx}.mlp", inp_tp, inp_saved, ffn)
             return moe_mlp(inp_tp, inp_saved)
 
-        def moe_mlp(inp_tp: str, inp_saved: str) -> str:
+        def moe_mlp(inp_tp: str, inp_saved: str, *, ntok: int = tok, e_tp: int = tp,
+                    local: bool = False) -> str:
             """A mixture-of-experts MLP (Megatron-Core's MoE layer with the all-to-all
             token dispatcher; Fedus et al. 2022, DeepSeek-V3 §2.1.2). The router (replicated
             over tp) scores the ``tok`` tokens this rank holds against the ``E`` experts;
@@ -309,24 +323,29 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
             routing weights. A rank receives ``tok·k`` rows on average and ``λ·tok·k`` on
             the busiest one (``λ`` = :attr:`load_imbalance`, capped by the capacity
             factor): the graph is the busiest rank's. Shared experts run beside the
-            routed ones on every token."""
+            routed ones on every token.
+
+            ``local``: experts kept whole (``etp = 1``): the ``ntok`` tokens of this
+            rank's sequence shard are routed, no tensor-parallel collective around the
+            routed experts; the shared expert stays tensor-parallel."""
             n_exp, topk = spec.experts, spec.experts_per_token
             e_loc = n_exp // ep
             lam = spec.load_imbalance
             if spec.capacity_factor:
                 lam = min(lam, spec.capacity_factor)
-            rows = max(1, int(round(lam * tok * topk)))   # expert rows on the busiest rank
+            rows = max(1, int(round(lam * ntok * topk)))  # expert rows on the busiest rank
             m_e = max(1, -(-rows // e_loc))               # rows per local expert
-            fe = spec.moe_ffn // tp
-            logits = bld.gemm(f"{pfx}.moe.router", inp_tp, m=tok, k=h, n=n_exp,
+            fe = spec.moe_ffn // e_tp
+            regather = ("all_gather", full_bytes) if sp and not local else None
+            logits = bld.gemm(f"{pfx}.moe.router", inp_tp, m=ntok, k=h, n=n_exp,
                               save_a=inp_saved, save_a_bytes=float(tok_sp * h * db),
-                              regather=("all_gather", full_bytes) if sp else None)
+                              regather=regather)
             route = bld.vector(f"{pfx}.moe.route", [logits], key=spec.router,
-                               elements=tok * n_exp,
+                               elements=ntok * n_exp,
                                params=(("bias", n_exp),) if spec.router_bias else (),
-                               saves=[(f"{pfx}.moe.route", tok * n_exp * 4)])
+                               saves=[(f"{pfx}.moe.route", ntok * n_exp * 4)])
             perm = bld.vector(f"{pfx}.moe.permute", [inp_tp, route], key="permute",
-                              elements=rows * h, in_elements=tok * h + tok * topk)
+                              elements=rows * h, in_elements=ntok * h + ntok * topk)
             if ep > 1:
                 perm = bld.collective(f"{pfx}.moe.dispatch", perm, collective="all_to_all",
                                       comm_bytes=float(rows * h * db), elements=rows * h,
@@ -346,12 +365,18 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                                      comm_bytes=float(rows * h * db), elements=rows * h,
                                      bwd_collective="all_to_all", group="ep")
             comb = bld.vector(f"{pfx}.moe.unpermute", [out, route], key="weighted_sum",
-                              elements=tok * h, in_elements=rows * h + tok * topk,
+                              elements=ntok * h, in_elements=rows * h + ntok * topk,
                               saves=[(out, rows * h * db)])
             if spec.shared_ffn:
-                shared = mlp(f"{pfx}.moe.shared", inp_tp, inp_saved, spec.shared_ffn // tp)
+                if local:
+                    shared = from_tp(f"{pfx}.moe.shared", mlp(
+                        f"{pfx}.moe.shared", to_tp(f"{pfx}.moe.shared", inp_tp), inp_saved,
+                        spec.shared_ffn // tp))
+                else:
+                    shared = mlp(f"{pfx}.moe.shared", inp_tp, inp_saved,
+                                 spec.shared_ffn // tp)
                 comb = bld.vector(f"{pfx}.moe.add_shared", [comb, shared], key="add",
-                                  elements=tok * h)
+                                  elements=ntok * h)
             return comb
 
         if spec.post_norm:  # BERT, OPT-350m: x → sublayer → dropout → add → LayerNorm
@@ -382,7 +407,10 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         a = dropout(f"{pfx}.attn.resid_dropout", a, tok_sp * h)
         r1 = bld.vector(f"{pfx}.attn.residual", [xin, a], key="add", elements=tok_sp * h)
         n2 = norm(f"{pfx}.norm2", r1)
-        m = from_tp(f"{pfx}.mlp", ffn_block(to_tp(f"{pfx}.mlp", n2), n2))
+        if moe and local_experts:  # the routed experts work on this rank's tokens
+            m = moe_mlp(n2, n2, ntok=tok_sp, e_tp=1, local=True)
+        else:
+            m = from_tp(f"{pfx}.mlp", ffn_block(to_tp(f"{pfx}.mlp", n2), n2))
         m = dropout(f"{pfx}.mlp.resid_dropout", m, tok_sp * h)
         return bld.vector(f"{pfx}.mlp.residual", [r1, m], key="add", elements=tok_sp * h)
 
@@ -449,7 +477,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         "model_flop_scale": seq_model / seq, "attention": spec.attention, "batch": batch, "layers": spec.layers,
         "stage_layers": [a0, a1], "hidden": h, "heads": spec.heads,
         "kv_heads": spec.kv_heads, "head_dim": d, "ffn": spec.ffn, "vocab": spec.vocab,
-        "tp": tp, "ep": ep, "sequence_parallel": sp, "first_stage": first_stage,
+        "tp": tp, "ep": ep, "etp": etp, "sequence_parallel": sp, "first_stage": first_stage,
         "active_params": spec.active_params, "experts": spec.experts,
         "dense_layers": n_dense,
         "last_stage": last_stage, "optimizer": optimizer,

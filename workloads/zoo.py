@@ -93,13 +93,14 @@ apply to the family (e.g. ``heads`` of a CNN)."""
 def build(spec: ModelSpec, *, batch: int | None = None, seq: int | None = None,
           optimizer: str = "adam", tp: int = 1, sequence_parallel: bool = False,
           layers: tuple[int, int] | None = None, first_stage: bool = True,
-          last_stage: bool = True, cp: int = 1, ep: int = 1) -> Graph:
+          last_stage: bool = True, cp: int = 1, ep: int = 1, etp: int | None = None) -> Graph:
     """The training-step graph of ``spec`` for ``batch`` samples of ``seq`` tokens.
 
     ``tp``/``sequence_parallel``/``layers``/``first_stage``/``last_stage``/``cp`` select
     one tensor-parallel shard of one pipeline stage (of one context-parallel rank);
     ``ep`` the expert-parallel rank of a mixture-of-experts model (its ``experts/ep``
-    experts and the all-to-all dispatch). Transformers only; other families accept the
+    experts and the all-to-all dispatch), ``etp`` its expert tensor parallelism (None or 0:
+    ``tp``; 1: experts whole). Transformers only; other families accept the
     defaults and raise :class:`WorkloadError` otherwise.
     """
     if not isinstance(spec, ModelSpec):
@@ -111,14 +112,14 @@ def build(spec: ModelSpec, *, batch: int | None = None, seq: int | None = None,
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
         raise WorkloadError(f"{spec.name}: seq={seq!r} must be an integer >= 1")
     graph = _build(spec, b, seq, optimizer, tp, sequence_parallel, layers, first_stage,
-                   last_stage, cp, ep)
+                   last_stage, cp, ep, etp)
     missing = {k: None for k in META_KEYS if k not in graph.meta}
     return graph.with_ops(graph.ops, **missing) if missing else graph
 
 
 def _build(spec: ModelSpec, b: int, seq: int | None, optimizer: str, tp: int,
            sequence_parallel: bool, layers: tuple[int, int] | None, first_stage: bool,
-           last_stage: bool, cp: int = 1, ep: int = 1) -> Graph:
+           last_stage: bool, cp: int = 1, ep: int = 1, etp: int | None = None) -> Graph:
     if isinstance(spec, TransformerSpec):
         from workloads.transformer import build_transformer
 
@@ -126,7 +127,7 @@ def _build(spec: ModelSpec, b: int, seq: int | None, optimizer: str, tp: int,
                                  optimizer=optimizer, tp=tp,
                                  sequence_parallel=sequence_parallel, layers=layers,
                                  first_stage=first_stage, last_stage=last_stage, cp=cp,
-                                 ep=ep)
+                                 ep=ep, etp=etp)
     if ep != 1:
         raise WorkloadError(f"{spec.name}: expert parallelism (ep={ep}) needs a "
                             f"mixture-of-experts transformer, not {spec.family}")

@@ -49,10 +49,12 @@ def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0) 
         raise ConfigError(f"{names}*dp = {sizes}*{dp} = {tp * cp * pp * dp} must equal "
                           f"devices={args.devices}")
     ep = getattr(args, "ep", None) or 1
-    if ep > 1 and experts and (experts % ep or dp % ep):
-        valid = [e for e in range(1, experts + 1) if experts % e == 0 and dp % e == 0]
+    etp = getattr(args, "etp", None) or 0
+    ranks = tp * cp * dp // (etp or tp)
+    if ep > 1 and experts and (experts % ep or ranks % ep):
+        valid = [e for e in range(1, experts + 1) if experts % e == 0 and ranks % e == 0]
         raise ConfigError(f"--ep {ep} must divide both the {experts} experts and the "
-                          f"data-parallel ranks dp={dp}; valid --ep: "
+                          f"{ranks} expert ranks of a stage (tp*cp*dp/etp); valid --ep: "
                           f"{', '.join(map(str, valid))}")
     mb = args.micro_batch or 1
     if args.global_batch is not None:
@@ -66,7 +68,8 @@ def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0) 
     return ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb, micro_batch=mb,
                         schedule=schedule, recompute=args.recompute,
                         sequence_parallel=bool(args.sequence_parallel),
-                        zero_stage=int(args.zero or 0), interleave=interleave, cp=cp, ep=ep)
+                        zero_stage=int(args.zero or 0), interleave=interleave, cp=cp, ep=ep,
+                        etp=etp)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -30,8 +30,9 @@ NVDLA_AREA_16NM = {"nvdla-large": 3.3, "nvdla-small": 0.55}
 
 
 def test_all_presets_listed() -> None:
-    assert preset_names() == ["a100", "h100", "h100-fp8", "h200", "h800", "nvdla-large",
-                              "nvdla-small", "tpuv2", "tpuv3", "tpuv4", "tpuv5e"]
+    assert preset_names() == ["a100", "h100", "h100-fp8", "h200", "h800", "h800-fp8",
+                              "nvdla-large", "nvdla-small", "tpuv2", "tpuv3", "tpuv4",
+                              "tpuv5e"]
 
 
 def test_fp8_and_h200_presets_reproduce_the_datasheets() -> None:
@@ -54,6 +55,18 @@ def test_h800_is_an_h100_with_nvlink_cut_to_400_gb_s() -> None:
     assert h800.system.intra_node_bw_bytes_per_s == 200e9
     assert h800.system.inter_node_bw_bytes_per_s == h100.system.inter_node_bw_bytes_per_s \
         == 50e9
+
+
+def test_h800_fp8_is_the_h800_with_the_h100_fp8_tensor_cores() -> None:
+    import dataclasses
+
+    f8, h800, h100f8 = (load_preset(n) for n in ("h800-fp8", "h800", "h100-fp8"))
+    assert f8.system == dataclasses.replace(h800.system)
+    for fld in ("tensor_cores", "array_rows", "array_cols", "dtype", "freq_hz",
+                "matmul_efficiency", "peak_flop_per_s"):
+        assert getattr(f8.hardware, fld) == getattr(h100f8.hardware, fld), fld
+    for fld in ("link_count", "link_bw_bytes_per_s", "hbm_bytes", "hbm_bw_bytes_per_s"):
+        assert getattr(f8.hardware, fld) == getattr(h800.hardware, fld), fld
 
 
 def test_fp8_gemms_speed_up_training_less_than_twofold() -> None:
