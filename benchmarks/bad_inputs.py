@@ -372,6 +372,24 @@ CASES: tuple[Case, ...] = (
     _c("evaluate", "zero context-parallel ranks",
        "evaluate --workload gpt2 --hardware a100 --cp 0", 2, ("--cp",)),
     _c("search", "unknown attention kernel", f"{S} --attention flash", 2, ("--attention",)),
+    _c("evaluate", "--ep that does not divide the experts",
+       "evaluate --workload mixtral-8x7b --hardware h100 --devices 64 --pp 4 --ep 3", 2,
+       ("--ep 3", "valid --ep: 1, 2, 4, 8")),
+    _c("evaluate", "--ep that does not divide the data-parallel group",
+       "evaluate --workload mixtral-8x7b --hardware h100 --devices 8 --tp 4 --ep 4", 2,
+       ("2 expert ranks", "valid --ep: 1, 2")),
+    _c("evaluate", "expert parallelism on a dense model",
+       "evaluate --workload gptj --hardware h100 --devices 8 --ep 2", 2,
+       ("mixture-of-experts", "use ep=1")),
+    _c("evaluate", "whole experts under tp without sequence parallelism",
+       "evaluate --workload mixtral-8x7b --hardware h100 --devices 16 --tp 2 --ep 8 --etp 1",
+       2, ("sequence parallelism",)),
+    _c("evaluate", "zero expert-parallel ranks",
+       "evaluate --workload mixtral-8x7b --hardware h100 --ep 0", 2, ("--ep",)),
+    _c("workloads", "MoE config without its expert count",
+       "workloads show moe_missing.json", 2, ("num_local_experts", "missing")),
+    _c("workloads", "MoE config routing to more experts than it has",
+       "workloads show moe_topk.json", 2, ("experts_per_token=9", "experts=8")),
 )
 
 
@@ -380,6 +398,12 @@ def make_files(d: Path) -> None:
     (d / "missing_fields.json").write_text(json.dumps({"model_type": "llama",
                                                        "architectures": ["LlamaForCausalLM"]}))
     (d / "broken_config.json").write_text('{"model_type": "gpt2", "n_layer": 12,')
+    mixtral = {"model_type": "mixtral", "num_hidden_layers": 4, "hidden_size": 512,
+               "num_attention_heads": 8, "num_key_value_heads": 2, "intermediate_size": 1024,
+               "max_position_embeddings": 2048, "vocab_size": 1000}
+    (d / "moe_missing.json").write_text(json.dumps(mixtral))
+    (d / "moe_topk.json").write_text(json.dumps(dict(mixtral, num_local_experts=8,
+                                                     num_experts_per_tok=9)))
     (d / "negative_config.json").write_text(json.dumps({
         "model_type": "gpt2", "n_layer": 12, "n_head": 12, "n_embd": -768,
         "vocab_size": 50257, "n_positions": 1024}))

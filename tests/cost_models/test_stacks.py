@@ -16,12 +16,16 @@ DATA = Path(__file__).parents[1] / "validation" / "data" / "published_training.y
 
 
 def test_every_stack_loads_with_a_source_for_each_rule():
-    assert stack_names() == ["megatron-2021", "megatron-2022", "megatron-core-2024"]
+    assert stack_names() == ["megatron-2021", "megatron-2022", "megatron-core-2024",
+                             "megatron-core-2025"]
     assert DEFAULT_STACK == "megatron-core-2024"
     for name in stack_names():
         s = load_stack(name)
         assert s.name == name and s.attention in ("fused", "unfused")
-        assert all(s.sources[k] for k in ("attention", "tp_overlap", "dp_overlap"))
+        assert all(s.sources[k] for k in ("attention", "tp_overlap", "dp_overlap",
+                                          "ep_overlap"))
+    # batch-level all-to-all overlap arrived in Megatron-Core in 2025 only
+    assert [load_stack(n).ep_overlap for n in stack_names()] == [False, False, False, True]
     with pytest.raises(ConfigError, match="unknown stack 'deepspeed'; valid: megatron-2021"):
         load_stack("deepspeed")
 
