@@ -72,6 +72,7 @@ __all__ = [
     "device_memory_from_stages",
     "fits_memory",
     "graph_params",
+    "local_params",
     "model_state_bytes",
     "stage_memory_bytes",
     "stage_memory_of_graph",
@@ -179,6 +180,7 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                        fused_attention: bool = False,
                        stash_bytes_per_micro_batch: float | None = None,
                        input_bytes_per_micro_batch: float = 0.0, expert_params: float = 0.0,
+                       local_params: float = 0.0,
                        layer_stash_bytes: float | None = None, layer_input_bytes: float = 0.0,
                        max_layer_stash_bytes: float = 0.0) -> dict[str, float]:
     """Memory breakdown (bytes) of one device holding ``layers`` transformer layers
@@ -191,14 +193,20 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
 
     Mixture-of-experts stages: ``expert_params`` (in ``params`` too) are the experts'
     parameters, whose gradients and ZeRO shards live on the ranks holding the same experts
-    (``ParallelPlan.expert_grad_group``). Layers the Korthikanti formulas do not describe (MoE, multi-head latent
+    (``ParallelPlan.expert_grad_group``). ``local_params`` (in ``params`` too) are
+    model-parallel shards no other device holds (a DLRM's embedding tables): their states
+    are neither reduced nor sharded by ZeRO. Layers the Korthikanti formulas do not describe (MoE, multi-head latent
     attention) pass ``layer_stash_bytes`` (what the stage's layers save per micro-batch,
     from their operators' ``stash_bytes``), ``layer_input_bytes`` (their inputs: all that
     full recomputation keeps) and ``max_layer_stash_bytes`` (one layer re-materialized).
     """
     ep_params = min(float(expert_params), float(params))
-    states = model_state_bytes(params - ep_params, optimizer=plan.optimizer,
+    loc = min(float(local_params), float(params) - ep_params)
+    states = model_state_bytes(params - ep_params - loc, optimizer=plan.optimizer,
                                dp=plan.grad_group, zero_stage=plan.zero_stage)
+    if loc > 0:  # model-parallel shards (a DLRM's tables): held once, nothing to shard
+        lo = model_state_bytes(loc, optimizer=plan.optimizer)
+        states = {k: states[k] + lo[k] for k in states}
     if ep_params > 0:
         ex = model_state_bytes(ep_params, optimizer=plan.optimizer,
                                dp=int(getattr(plan, "expert_grad_group", plan.grad_group)),
@@ -248,6 +256,15 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
     return out
 
 
+def local_params(graph: Graph) -> float:
+    """Parameters of a graph held by its device alone: the embedding shards of a DLRM
+    sharded over its data-parallel devices (``meta["embedding_shards"] > 1``)."""
+    if int(graph.meta.get("embedding_shards") or 1) <= 1:
+        return 0.0
+    return float(sum(op.params * op.count for op in graph.ops
+                     if op.phase == "fwd" and op.kind == "embedding_gather"))
+
+
 def graph_params(graph: Graph) -> float:
     """Parameters held by a (stage, tensor-parallel shard) graph: the ``params`` of its
     forward operators times their multiplicity (memoized on the graph)."""
@@ -276,6 +293,8 @@ class StageMemory:
     input_bytes_per_micro_batch: float = 0.0
     expert_params: float = 0.0
     """Of ``params``, those of mixture-of-experts experts (reduced over ``dp·cp/ep``)."""
+    local_params: float = 0.0
+    """Of ``params``, model-parallel shards held by this device alone (DLRM tables)."""
 
 
 def transformer_dims(graph: Graph) -> dict[str, Any] | None:
@@ -304,7 +323,7 @@ def stage_memory_of_graph(graph: Graph, index: int, count: int) -> StageMemory:
         layers = (0, nl)
     dims = transformer_dims(graph)
     fwd = [op for op in graph.ops if op.phase == "fwd"]
-    return StageMemory(
+    return StageMemory(local_params=local_params(graph),
         params=graph_params(graph), layers=int(layers[1]) - int(layers[0]),
         first=bool(m.get("first_stage", index == 0)),
         last=bool(m.get("last_stage", index == count - 1)), dims=dims,
@@ -359,7 +378,7 @@ def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan,
         for st in chunks:
             key = (st.params, st.layers, st.first, st.last, id(st.dims),
                    st.stash_bytes_per_micro_batch, st.input_bytes_per_micro_batch,
-                   st.expert_params)
+                   st.expert_params, st.local_params)
             one = unit.get(key)
             if one is None:
                 kw: dict[str, Any]
@@ -370,7 +389,8 @@ def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan,
                           "input_bytes_per_micro_batch": st.input_bytes_per_micro_batch}
                 one = stage_memory_bytes(params=st.params, layers=st.layers, first=st.first,
                                          last=st.last, plan=plan, in_flight=1.0, seq=seq,
-                                         expert_params=st.expert_params, **kw)
+                                         expert_params=st.expert_params,
+                                         local_params=st.local_params, **kw)
                 unit[key] = one
             part = dict(one)
             part["activations"] = float(one["activations"] * flight)

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.memory import graph_params
+from cost_models.memory import graph_params, local_params
 from cost_models.network import (
     collective_time_s,
     group_collective_time_s,
@@ -169,6 +169,10 @@ class SegmentCosts:
     """Communication of ``overlap_groups`` in the forward, run under the neighbouring
     micro-batch's computation (:func:`segment_costs`); ``fwd_s`` is at least this."""
     hidden_bwd_s: float = 0.0
+    expert_params: float = 0.0
+    """Of ``params``, a MoE layer's routed experts (reduced over the expert ranks)."""
+    local_params: float = 0.0
+    """Of ``params``, model-parallel shards no other device holds (never reduced)."""
 
     def take(self, rows: np.ndarray) -> SegmentCosts:
         """The same costs for a subset of the designs (row indices)."""
@@ -179,7 +183,8 @@ class SegmentCosts:
                             gemm_flop_bwd=self.gemm_flop_bwd,
                             gemm_flop_attn_core=self.gemm_flop_attn_core, params=self.params,
                             comm_bytes=self.comm_bytes, phases=self.phases,
-                            hidden_fwd_s=self.hidden_fwd_s, hidden_bwd_s=self.hidden_bwd_s)
+                            hidden_fwd_s=self.hidden_fwd_s, hidden_bwd_s=self.hidden_bwd_s,
+                            expert_params=self.expert_params, local_params=self.local_params)
 
 
 def _gemm_flop(graph: Graph | None, idx: Sequence[int] | None = None) -> float:
@@ -278,6 +283,9 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
             gemm_flop_fwd=_gemm_flop(ph.fwd) * scale, gemm_flop_bwd=_gemm_flop(ph.bwd) * scale,
             gemm_flop_attn_core=_gemm_flop(ph.fwd, ph.attn_core) if ph.fwd else 0.0,
             params=graph_params(g), comm_bytes=comm_b, phases=ph,
+            expert_params=float(sum(op.params * op.count for op in g.ops if op.phase == "fwd"
+                                    and ".moe.experts." in op.name)),
+            local_params=local_params(g),
             fwd_step=fs if keep_steps else None, bwd_step=bs if keep_steps else None,
             opt_step=os_ if keep_steps else None))
     return out
@@ -387,6 +395,7 @@ def training_step(stages: Sequence[Sequence[StagePart]], designs: Any, system: S
     e_mb = np.zeros((n, p))
     e_opt = np.zeros((n, p))
     params = np.zeros(p)
+    experts = np.zeros(p)
     model_flop_shard = 0.0
     hw_extra_flop = 0.0
     zero_div = plan.grad_group if plan.zero_stage >= 1 else 1
@@ -399,7 +408,8 @@ def training_step(stages: Sequence[Sequence[StagePart]], designs: Any, system: S
             opt[:, d] += mult * c.opt_s / zero_div
             e_mb[:, d] += mult * (c.fwd_j + c.bwd_j)
             e_opt[:, d] += mult * c.opt_j / zero_div
-            params[d] += mult * c.params
+            params[d] += mult * (c.params - c.expert_params - c.local_params)
+            experts[d] += mult * c.expert_params
             model_flop_shard += mult * (c.gemm_flop_fwd + c.gemm_flop_bwd)
             if part.layer:
                 xs, xj, xf = _recompute(c, plan.recompute)
@@ -412,8 +422,13 @@ def training_step(stages: Sequence[Sequence[StagePart]], designs: Any, system: S
     dp_post = np.zeros(p)
     dp_traffic = np.zeros(p)
     zero_exposed = np.zeros((n, p))
-    red_all, gather_all, post_all = (np.broadcast_to(np.asarray(x, dtype=np.float64), (p,))
+    red_all, gather_all, post_all = (np.array(np.broadcast_to(np.asarray(x, dtype=np.float64),
+                                                              (p,)))
                                      for x in dp_times(params, plan, system))
+    if experts.any():  # expert gradients: over the ranks holding the same experts
+        for acc, x in zip((red_all, gather_all, post_all),
+                          dp_times(experts, plan, system, group="edp")):
+            acc += np.broadcast_to(np.asarray(x, dtype=np.float64), (p,))
     for d in range(p):
         red, gather, post = float(red_all[d]), float(gather_all[d]), float(post_all[d])
         dp_comm[d] = red

@@ -8,7 +8,8 @@ The space (all filtered by :func:`workloads.parallel.validate_plan`):
   are not transformers); ``pp``: divisors of ``devices/tp`` up to the layer count (up to
   ``max_pp`` forward-operator ranges otherwise); ``dp = devices/(tp·pp)``;
 * micro-batch: powers of two dividing ``global_batch/dp``, up to ``max_micro_batch``
-  (Megatron-LM's sweeps use 1–16; Narayanan et al. Fig. 16);
+  (Megatron-LM's sweeps use 1–16; Narayanan et al. Fig. 16); for DLRM also the whole
+  ``global_batch/dp`` (no gradient accumulation, as MLPerf's submissions train);
 * schedule: ``1f1b`` and ``interleaved`` with every ``v`` in ``interleaves`` the layer
   count allows. GPipe is left out by default: it has the 1F1B bubble and stashes all
   ``m`` micro-batches instead of ``p`` (Narayanan et al. §2.2.1), so it never wins;
@@ -81,6 +82,8 @@ def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
                 continue
             mbs = [b for b in (2 ** i for i in range(16)) if b <= max_micro_batch
                    and (gb // dp) % b == 0]
+            if getattr(spec, "family", "") == "dlrm":  # no accumulation (MLPerf: GA 1)
+                mbs = sorted(set(mbs) | {gb // dp})
             for mb in mbs:
                 m = gb // (dp * mb)
                 scheds: list[tuple[str, int]] = []

@@ -122,7 +122,8 @@ class WorkloadModel:
         if self.transformer:
             return ("t", plan.tp, plan.micro_batch, sp, plan.optimizer, plan.cp, plan.ep,
                     plan.expert_tp)
-        return ("g", plan.pp, plan.micro_batch, plan.optimizer)
+        return ("g", plan.pp, plan.micro_batch, plan.optimizer,
+                plan.dp if getattr(self.spec, "family", "") == "dlrm" else 1)
 
     def segments(self, plan: ParallelPlan) -> Any:
         """:class:`workloads.parallel.Segments` of the plan's shard (transformers)."""
@@ -241,10 +242,13 @@ class WorkloadModel:
         p = plan.pp
         params = np.zeros(p)
         experts = np.zeros(p)
+        from cost_models.memory import local_params
+
         for k, name, g, mult, _ in parts:
             params[k % p] += mult * _params(g)
             if name == "block":
                 experts[k % p] += mult * _expert_params(g)
+            params[k % p] -= mult * local_params(g)  # model-parallel shards: not reduced
         red, gather, post = (np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), (p,)))
                              for x in dp_times(params - experts, plan, system))
         if experts.any():  # expert gradients: over the dp·cp/ep ranks with the same experts
@@ -487,7 +491,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     rec = float(r["_rec"][0, slow])
     by_kind: dict[str, float] = {}
     by_phase_op: dict[str, float] = {}
-    cp_s = ep_s = ep_hidden = 0.0
+    cp_s = ep_s = ep_hidden = emb_s = 0.0
     for part in mine:
         for st, g in ((part.costs.fwd_step, part.costs.phases.fwd),
                       (part.costs.bwd_step, part.costs.phases.bwd)):
@@ -504,6 +508,8 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
                     cp_s += t
                 if op.kind == "collective" and op.group == "ep":
                     ep_s += t
+                if op.kind == "collective" and op.group == "dp":
+                    emb_s += t
         ep_hidden += ((part.costs.hidden_fwd_s + part.costs.hidden_bwd_s)
                       * m * part.multiplicity)
     by_kind["optimizer"] = by_kind.get("optimizer", 0.0) + float(r["_opt"][0, slow])
@@ -525,7 +531,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
         "hidden_by_drain_s": float(r["tail_hidden_s"][0]),
     }
     comm = {
-        "tp_s": by_kind.get("collective", 0.0) - cp_s - ep_s,
+        "tp_s": by_kind.get("collective", 0.0) - cp_s - ep_s - emb_s,
         "tp_note": "tensor-parallel collectives, inside forward_s/backward_s",
         "ep_s": ep_s + ep_hidden,
         "ep_note": ("expert-parallel all-to-all (token dispatch and combine, forward and "
@@ -533,6 +539,10 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
                                      "(batch-level overlap): a layer takes the longer of the two"
                                      if ep_hidden else "inside forward_s/backward_s")),
         "ep_hidden": bool(ep_hidden),
+        "embedding_s": emb_s,
+        "embedding_note": "DLRM embedding exchange (sparse indices and pooled embeddings "
+                          "all-to-all, row-wise partial sums reduce-scatter; their gradients "
+                          "backward), inside forward_s/backward_s",
         "cp_s": cp_s,
         "cp_note": "context-parallel ring (K/V chunks forward, their gradients backward), "
                    "overlapped with the attention, inside forward_s/backward_s",

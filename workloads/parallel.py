@@ -386,15 +386,23 @@ def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
     if v > 1:
         raise ConfigError(f"the interleaved schedule needs a transformer; {spec.name} is a "
                           f"{spec.family} model")
-    return list(_generic_stages(spec, p, plan.micro_batch, seq, plan.optimizer))
+    return list(_generic_stages(spec, p, plan.micro_batch, seq, plan.optimizer,
+                                _embedding_shards(spec, plan)))
+
+
+def _embedding_shards(spec: Any, plan: ParallelPlan) -> int:
+    """Devices a DLRM's embedding tables are sharded over: its data-parallel ranks (the
+    MLPs are data parallel, the tables model parallel; :mod:`workloads.dlrm`)."""
+    return int(plan.dp) if getattr(spec, "family", "") == "dlrm" else 1
 
 
 @lru_cache(maxsize=128)
 def _generic_stages(spec: Any, p: int, micro_batch: int, seq: int | None,
-                    optimizer: str) -> tuple[Graph, ...]:
+                    optimizer: str, shards: int = 1) -> tuple[Graph, ...]:
     from workloads import build
 
-    full = build(spec, batch=micro_batch, seq=seq, optimizer=optimizer)
+    full = build(spec, batch=micro_batch, seq=seq, optimizer=optimizer,
+                 **({"shards": shards} if shards > 1 else {}))
     if p == 1:
         return (full.with_ops(full.ops, stage=0, device=0, first_stage=True, last_stage=True),)
     return tuple(g.with_ops(g.ops, device=int(g.meta["stage"])) for g in _split_graph(full, p))
@@ -555,13 +563,15 @@ def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
     if v > 1:
         raise ConfigError(f"the interleaved schedule needs a transformer; {spec.name} is a "
                           f"{spec.family} model")
-    graphs = generic_stage_graphs(spec, p, plan.micro_batch, seq, plan.optimizer)
+    graphs = generic_stage_graphs(spec, p, plan.micro_batch, seq, plan.optimizer,
+                                  shards=_embedding_shards(spec, plan))
     return [VirtualStage(index=k, layers=(0, 0), first=k == 0, last=k == p - 1, graph=g)
             for k, g in enumerate(graphs)]
 
 
 def generic_stage_graphs(spec: Any, pp: int, micro_batch: int, seq: int | None = None,
-                         optimizer: str = "adam") -> tuple[Graph, ...]:
+                         optimizer: str = "adam", shards: int = 1) -> tuple[Graph, ...]:
     """Stage graphs of a model without a layer stack (CNN, RNN, DLRM, ONNX): ``pp``
-    contiguous ranges of its forward operators balanced by training FLOPs."""
-    return _generic_stages(spec, int(pp), int(micro_batch), seq, optimizer)
+    contiguous ranges of its forward operators balanced by training FLOPs (a DLRM's
+    embedding tables sharded over ``shards`` data-parallel devices)."""
+    return _generic_stages(spec, int(pp), int(micro_batch), seq, optimizer, int(shards))

@@ -29,7 +29,8 @@ from dse.errors import ConfigError
 from dse.types import ParallelPlan, jsonable
 
 
-def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0) -> ParallelPlan:
+def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0,
+                family: str = "") -> ParallelPlan:
     """The :class:`ParallelPlan` of the CLI flags, missing values derived (module doc).
     ``experts``: the workload's routed experts (0: a dense model), for the ``--ep`` check."""
     tp = args.tp or 1
@@ -57,6 +58,11 @@ def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0) 
                           f"{ranks} expert ranks of a stage (tp*cp*dp/etp); valid --ep: "
                           f"{', '.join(map(str, valid))}")
     mb = args.micro_batch or 1
+    if args.micro_batch is None and family == "dlrm" and pp == 1:
+        # DLRM trains without gradient accumulation (MLPerf submissions: GA 1): each
+        # data-parallel device runs its whole share of the global batch at once
+        gb0 = args.global_batch if args.global_batch is not None else int(default_batch)
+        mb = max(1, -(-gb0 // dp))
     if args.global_batch is not None:
         gb = args.global_batch
     else:
@@ -93,7 +99,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spec = dataclasses.replace(spec, attention=att)
     preset = load_preset(args.hardware)
     hw, system = preset.hardware, preset.system
-    plan = derive_plan(args, spec.default_batch, int(getattr(spec, "experts", 0) or 0))
+    plan = derive_plan(args, spec.default_batch, int(getattr(spec, "experts", 0) or 0),
+                       str(getattr(spec, "family", "")))
     seq = args.seq
     validate_plan(spec, plan, plan.devices, seq=seq)
     if plan.devices > 1 and (hw.link_count == 0 or hw.link_bw_bytes_per_s == 0):
@@ -173,6 +180,9 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                     f"({100 * share:.1f}% of the step"
                     + (", under the neighbouring micro-batch's computation)"
                        if comm.get("ep_hidden") else ", on the layers' critical path)"))
+        if comm.get("embedding_s"):
+            cps += (f", embedding all-to-all {_si(comm['embedding_s'], 's')} (model-parallel "
+                    "tables)")
         lines.append(f"  communication: tensor-parallel {_si(comm['tp_s'], 's')} (inside "
                      f"forward/backward){cps}, p2p {_si(comm['p2p_s'], 's')}, data-parallel "
                      f"{_si(comm['dp_s'], 's')} of which exposed "

@@ -319,11 +319,13 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                      + f" pp={p['pp']} dp={p['dp']}, "
                      f"micro-batch {p['micro_batch']}, recompute {p['recompute']})")
         comm = ((ev.get("breakdown") or {}).get("comm_s") or {})
-        if comm.get("ep_s") and ev.get("step_time_s"):
-            lines.append(f"      {name}: expert-parallel all-to-all {_fmt(comm['ep_s'], 's')} "
-                         f"per step ({100 * comm['ep_s'] / ev['step_time_s']:.1f}% of the "
-                         f"step, over {hw['link_count']} links of "
-                         f"{_fmt(hw['link_bw_bytes_per_s'], 'B/s')})")
+        for key, what in (("ep_s", "expert-parallel all-to-all"),
+                          ("embedding_s", "embedding all-to-all")):
+            if comm.get(key) and ev.get("step_time_s"):
+                lines.append(f"      {name}: {what} {_fmt(comm[key], 's')} per step "
+                             f"({100 * comm[key] / ev['step_time_s']:.1f}% of the step, over "
+                             f"{hw['link_count']} links of "
+                             f"{_fmt(hw['link_bw_bytes_per_s'], 'B/s')})")
     if len(r["workloads"]) > 1 and r.get("mean"):
         m = r["mean"]
         strongest = r.get("best_baseline")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -315,3 +316,54 @@ def test_deepseek_v3_dense_prefix_is_its_own_block():
     # MLA: the low-rank projections and the key/value latent norm exist
     names = {op.name for op in g.ops}
     assert {"dense.attn.q_down", "layer.attn.kv_up", "layer.moe.router"} <= names
+
+
+# ---------------------------------------------------------------- DLRM sharded
+def test_dlrm_tables_are_sharded_once_over_the_devices():
+    from workloads.dlrm import shard_tables
+
+    spec = workloads.model_spec("dlrm")
+    for n in (2, 8, 16):
+        rw, tw = shard_tables(spec, n)
+        whole = [i for t in tw for i in t]
+        assert sorted(whole + list(rw)) == list(range(len(spec.tables)))   # each table once
+        fair = sum(spec.tables) / n
+        assert all(spec.tables[i] > fair for i in rw)        # only oversize tables split
+        assert all(spec.tables[i] <= fair for i in whole)
+
+
+def test_dlrm_device_graph_exchanges_embeddings_by_all_to_all():
+    from workloads.dlrm import shard_tables
+
+    spec = workloads.model_spec("dlrm")
+    g = workloads.build(spec, batch=256, shards=8)
+    rw, tw = shard_tables(spec, 8)
+    mine = max(tw, key=lambda h: sum(spec.tables[i] for i in h))
+    emb = {op.name: op for op in g.ops if op.kind == "embedding_gather"}
+    # the whole tables it owns and 1/8 of each row-wise table, looked up for 8·256 samples
+    assert set(emb) == {f"emb{i}" for i in (*mine, *rw)}
+    assert all(op.elements == 8 * 256 * 128 for op in emb.values())
+    assert g.meta["model_parallel_params"] == (sum(spec.tables[i] for i in mine)
+                                               + sum(-(-spec.tables[i] // 8) for i in rw)) * 128
+    a2a = {op.name: op for op in g.ops if op.kind == "collective" and op.phase == "comm"
+           and not op.fwd}
+    # pooled embeddings of the owned tables for every sample: 8·256 × 128 × tables × 2 B
+    assert a2a["emb.output_dist"].comm_bytes == 8 * 256 * 128 * len(mine) * 2
+    assert a2a["emb.output_dist"].collective == "all_to_all"
+    assert {a2a[f"emb{i}.reduce_scatter"].collective for i in rw} == {"reduce_scatter"}
+    assert {op.group for op in a2a.values()} == {"dp"}
+    # the dense MLPs stay whole (data parallel)
+    mlp = sum(op.params for op in g.ops if op.phase == "fwd" and op.kind == "gemm")
+    assert mlp == spec.mlp_params
+
+
+def test_dlrm_on_8_devices_fits_80_gb_and_reports_the_embedding_exchange(capsys):
+    from dse.cli import main
+
+    assert main(["evaluate", "--workload", "dlrm", "--hardware", "a100", "--devices", "8",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fits_memory"] and out["memory_per_device_bytes"] < 80e9
+    assert out["plan"]["micro_batch"] == 256     # no gradient accumulation
+    comm = out["breakdown"]["comm_s"]
+    assert comm["embedding_s"] > 0 and comm["tp_s"] == 0
