@@ -71,6 +71,7 @@ __all__ = [
     "device_memory_bytes",
     "device_memory_from_stages",
     "fits_memory",
+    "expert_params",
     "graph_params",
     "local_params",
     "model_state_bytes",
@@ -258,11 +259,28 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
 
 def local_params(graph: Graph) -> float:
     """Parameters of a graph held by its device alone: the embedding shards of a DLRM
-    sharded over its data-parallel devices (``meta["embedding_shards"] > 1``)."""
-    if int(graph.meta.get("embedding_shards") or 1) <= 1:
-        return 0.0
-    return float(sum(op.params * op.count for op in graph.ops
-                     if op.phase == "fwd" and op.kind == "embedding_gather"))
+    sharded over its data-parallel devices (``meta["embedding_shards"] > 1``; memoized)."""
+    memo = graph.derived
+    hit = memo.get("cost_models.memory.local_params")
+    if hit is None:
+        hit = 0.0
+        if int(graph.meta.get("embedding_shards") or 1) > 1:
+            hit = float(sum(op.params * op.count for op in graph.ops
+                            if op.phase == "fwd" and op.kind == "embedding_gather"))
+        memo["cost_models.memory.local_params"] = hit
+    return hit
+
+
+def expert_params(graph: Graph) -> float:
+    """Parameters of a graph's routed MoE experts (``…moe.experts.…`` operators; their
+    gradients are reduced over the ranks holding the same experts; memoized)."""
+    memo = graph.derived
+    hit = memo.get("cost_models.memory.expert_params")
+    if hit is None:
+        hit = float(sum(op.params * op.count for op in graph.ops
+                        if op.phase == "fwd" and ".moe.experts." in op.name))
+        memo["cost_models.memory.expert_params"] = hit
+    return hit
 
 
 def graph_params(graph: Graph) -> float:

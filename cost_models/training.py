@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.memory import graph_params, local_params
+from cost_models.memory import expert_params, graph_params, local_params
 from cost_models.network import (
     collective_time_s,
     group_collective_time_s,
@@ -283,9 +283,7 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
             gemm_flop_fwd=_gemm_flop(ph.fwd) * scale, gemm_flop_bwd=_gemm_flop(ph.bwd) * scale,
             gemm_flop_attn_core=_gemm_flop(ph.fwd, ph.attn_core) if ph.fwd else 0.0,
             params=graph_params(g), comm_bytes=comm_b, phases=ph,
-            expert_params=float(sum(op.params * op.count for op in g.ops if op.phase == "fwd"
-                                    and ".moe.experts." in op.name)),
-            local_params=local_params(g),
+            expert_params=expert_params(g), local_params=local_params(g),
             fwd_step=fs if keep_steps else None, bwd_step=bs if keep_steps else None,
             opt_step=os_ if keep_steps else None))
     return out

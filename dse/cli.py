@@ -370,5 +370,19 @@ def _one_line_error(e: BaseException, argv: Sequence[str] | None = None,
         _json_error(text, code)
 
 
+def entry() -> None:
+    """The ``dse`` console command: :func:`main`, then exit without the interpreter's
+    final garbage collection over every object the run made (``gc.freeze``: ~0.15 s of a
+    README search's CPU). Everything the run wrote is committed and flushed by then; only
+    the process's own heap is left to the operating system."""
+    import gc
+
+    rc = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    gc.freeze()
+    sys.exit(rc)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

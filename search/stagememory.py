@@ -24,11 +24,12 @@ def graph_params_of(g: Any) -> float:
 
 def expert_params(g: Any) -> float:
     """Parameters of a layer graph's routed experts (their gradients are reduced over the
-    ranks holding the same experts)."""
+    ranks holding the same experts; 0 for ``None``)."""
     if g is None:
         return 0.0
-    return float(sum(op.params * op.count for op in g.ops
-                     if op.phase == "fwd" and ".moe.experts." in op.name))
+    from cost_models.memory import expert_params as _ep
+
+    return _ep(g)
 
 
 def layer_stash_bytes(g: Any) -> float:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import operator
+from json.encoder import encode_basestring_ascii as _encode_str
 import warnings
 from collections.abc import Sequence
 from datetime import timezone
@@ -101,6 +102,30 @@ def open_study(storage: optuna.storages.BaseStorage, study_name: str,
     return study
 
 
+def _json_value(v: Any) -> str:
+    """``json.dumps(v)`` (its defaults), with the scalar types trial attributes hold written
+    directly: most of a batch insert's time was the encoder's per-call overhead."""
+    t = type(v)
+    if t is float:
+        if v != v:
+            return "NaN"
+        if v in (_INF, -_INF):
+            return "Infinity" if v > 0 else "-Infinity"
+        return float.__repr__(v)
+    if t is int:
+        return int.__repr__(v)
+    if t is str:
+        return _encode_str(v)
+    if t is bool:
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    return json.dumps(v)
+
+
+_INF = float("inf")
+
+
 def _driver_insert(table: Any, cols: tuple[str, ...], dialect: Any
                    ) -> tuple[str, Any]:
     """The positional INSERT statement SQLAlchemy compiles for ``table``'s ``cols`` and a
@@ -146,7 +171,7 @@ def _fast_sqlite_insert(study: optuna.Study, trials: Sequence[FrozenTrial]) -> b
         # RDBStorage stores naive UTC datetimes (models.TrialModel.datetime_start setter)
         return None if dt is None else dt.astimezone(timezone.utc).replace(tzinfo=None)
 
-    dumps = json.JSONEncoder().encode  # json.dumps with its defaults, minus a call layer
+    dumps = _json_value  # json.dumps of the attribute values, scalars without the encoder
     session = inner.scoped_session()
     try:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)

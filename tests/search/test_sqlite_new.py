@@ -92,3 +92,20 @@ def test_unreadable_migrations_fall_back(monkeypatch: pytest.MonkeyPatch, tmp_pa
     path = tmp_path / "study.db"
     st = open_storage(f"sqlite:///{path}")
     assert type(st) is optuna.storages.RDBStorage and path.exists()
+
+
+def test_attribute_values_are_written_as_json_dumps_writes_them():
+    import json
+    import math
+
+    import numpy as np
+
+    from search.storage import _json_value
+
+    values = [0.0, -0.0, 1.5, 1e300, 1e-300, math.pi, math.nan, math.inf, -math.inf, 0, -7,
+              2**70, True, False, None, "", "a\"b\\c\n\u00e9\u4e2d", np.float64(2.5),
+              np.int64(3), [1, 2.5, "x"], {"k": [None, True]}]
+    for v in values:
+        if isinstance(v, np.integer):
+            v = int(v)
+        assert _json_value(v) == json.dumps(v), repr(v)
