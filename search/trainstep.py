@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
+from search.breakdown import comm_terms, operator_times
 from search.stagememory import expert_params as _expert_params
 from search.stagememory import graph_params_of as _params
 
@@ -489,29 +490,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     f = float(r["_fwd"][0, slow])
     b = float(r["_bwd"][0, slow])
     rec = float(r["_rec"][0, slow])
-    by_kind: dict[str, float] = {}
-    by_phase_op: dict[str, float] = {}
-    cp_s = ep_s = ep_hidden = emb_s = 0.0
-    for part in mine:
-        for st, g in ((part.costs.fwd_step, part.costs.phases.fwd),
-                      (part.costs.bwd_step, part.costs.phases.bwd)):
-            if st is None or g is None:
-                continue
-            lv = np.asarray(st.level[0], dtype=np.int64)
-            lat = np.take_along_axis(np.asarray(st.costs.latency_levels_s[0]), lv[:, None],
-                                     axis=1)[:, 0] * np.asarray(st.costs.count)
-            for i, op in enumerate(g.ops):
-                t = float(lat[i]) * m * part.multiplicity
-                by_kind[op.kind] = by_kind.get(op.kind, 0.0) + t
-                by_phase_op[op.phase] = by_phase_op.get(op.phase, 0.0) + t
-                if op.kind == "collective" and op.group == "cp":
-                    cp_s += t
-                if op.kind == "collective" and op.group == "ep":
-                    ep_s += t
-                if op.kind == "collective" and op.group == "dp":
-                    emb_s += t
-        ep_hidden += ((part.costs.hidden_fwd_s + part.costs.hidden_bwd_s)
-                      * m * part.multiplicity)
+    by_kind, by_phase_op, groups = operator_times(mine, m)
     by_kind["optimizer"] = by_kind.get("optimizer", 0.0) + float(r["_opt"][0, slow])
     by_phase_op["optimizer"] = float(r["_opt"][0, slow])
     step = float(r["step_time_s"][0])
@@ -530,27 +509,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
         "post_optimizer_comm_s": float(r["post_optimizer_comm_s"][0]) if tail > 0 else 0.0,
         "hidden_by_drain_s": float(r["tail_hidden_s"][0]),
     }
-    comm = {
-        "tp_s": by_kind.get("collective", 0.0) - cp_s - ep_s - emb_s,
-        "tp_note": "tensor-parallel collectives, inside forward_s/backward_s",
-        "ep_s": ep_s + ep_hidden,
-        "ep_note": ("expert-parallel all-to-all (token dispatch and combine, forward and "
-                    "backward), " + ("run under the neighbouring micro-batch's computation "
-                                     "(batch-level overlap): a layer takes the longer of the two"
-                                     if ep_hidden else "inside forward_s/backward_s")),
-        "ep_hidden": bool(ep_hidden),
-        "embedding_s": emb_s,
-        "embedding_note": "DLRM embedding exchange (sparse indices and pooled embeddings "
-                          "all-to-all, row-wise partial sums reduce-scatter; their gradients "
-                          "backward), inside forward_s/backward_s",
-        "cp_s": cp_s,
-        "cp_note": "context-parallel ring (K/V chunks forward, their gradients backward), "
-                   "overlapped with the attention, inside forward_s/backward_s",
-        "p2p_s": float(r["p2p_s"][0]),
-        "dp_s": float(r["dp_comm_s"][0]),
-        "dp_note": "data-parallel gradient reduction (+ ZeRO gathers) per step, before overlap",
-        "dp_exposed_s": tail_parts["dp_exposed_s"] + float(r["zero_exposed_s"][0]),
-    }
+    comm = comm_terms(by_kind, groups, r, tail_parts["dp_exposed_s"])
     breakdown = {
         "phase_s": phases,
         "tail_s": tail_parts,
