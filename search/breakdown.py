@@ -1,7 +1,8 @@
 """The step breakdown of one design's detailed evaluation
-(:func:`search.trainstep.evaluate_training`): operator time per kind and phase on the slowest pipeline device, and the communication
-terms (tensor-parallel, expert-parallel all-to-all, DLRM embedding exchange, context-parallel
-ring, pipeline p2p, data-parallel), each with what it covers."""
+(:func:`search.trainstep.evaluate_training`): operator time per kind and phase on the
+slowest pipeline device, and the communication terms (tensor-parallel, expert-parallel
+all-to-all, DLRM embedding exchange, context-parallel ring, pipeline p2p, data-parallel),
+each with what it covers."""
 
 from __future__ import annotations
 
