@@ -78,9 +78,8 @@ class _Fields:
 
     def get_count(self, key: str, default: int) -> int:
         """An integer >= 0 (``null``: 0)."""
-        if key in self.data and self.data[key] is None:
-            return 0
-        if self.data.get(key, default) == 0 and not isinstance(self.data.get(key), bool):
+        v = self.data.get(key, default)
+        if v is None or (v == 0 and not isinstance(v, bool)):
             return 0
         return self.get_int(key, default)
 
@@ -180,7 +179,7 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
             tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=bias, out_bias=bias,
             mlp_bias=True, head_bias=False, dropout=drop > 0,
         )
-    elif mt == "llama":
+    elif mt in ("llama", "mixtral"):
         heads = f.get_int("num_attention_heads")
         h = f.get_int("hidden_size")
         drop = f.get_float("attention_dropout", 0.0)
@@ -196,22 +195,9 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
             tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=abias,
             out_bias=abias, mlp_bias=f.get_bool("mlp_bias", False), dropout=drop > 0,
         )
-    elif mt == "mixtral":
-        heads = f.get_int("num_attention_heads")
-        drop = f.get_float("attention_dropout", 0.0)
-        experts = f.get_int("num_local_experts")
-        kw.update(
-            layers=f.get_int("num_hidden_layers"), hidden=f.get_int("hidden_size"), heads=heads,
-            kv_heads=f.get_int("num_key_value_heads", heads),
-            head_dim=f.get_int("head_dim", 0) if data.get("head_dim") is not None else 0,
-            ffn=f.get_int("intermediate_size"), vocab=f.get_int("vocab_size"),
-            max_positions=f.get_int("max_position_embeddings"),
-            activation=f.activation("hidden_act", "silu"), gated_mlp=True, norm="rmsnorm",
-            norm_bias=False, position="rotary",
-            tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=False,
-            out_bias=False, mlp_bias=False, dropout=drop > 0, experts=experts,
-            experts_per_token=f.get_int("num_experts_per_tok", 2), router="softmax",
-        )
+        if mt == "mixtral":  # every layer's MLP a softmax-routed mixture of SwiGLU experts
+            kw.update(experts=f.get_int("num_local_experts"),
+                      experts_per_token=f.get_int("num_experts_per_tok", 2), router="softmax")
     elif mt == "deepseek_v3":
         heads = f.get_int("num_attention_heads")
         rope = f.get_int("qk_rope_head_dim")
