@@ -15,17 +15,19 @@ Backward: the embedding gradient is a sparse scatter-add of the looked-up rows (
 (``min(lookups, rows)`` rows per table), as the reference's sparse SGD does. The
 interaction's two backward GEMMs (``dZ·T`` and ``dZᵀ·T``) both feed ``dT``.
 
-**Sharded over ``n`` devices** (``shards = n``; TorchRec's ``DistributedModelParallel`` and
-the MLPerf submissions' hybrid parallelism): the MLPs are data parallel (each device runs
-its ``B`` local samples), the embedding tables are model parallel (:func:`shard_tables`):
-a table larger than a device's fair share of all tables (``Σ rows·dim / n``) is split
-**row-wise** over every device, the others are placed **table-wise**, largest first, each
-on the device holding the fewest parameters (TorchRec's greedy bin packing by size). A
-device looks up, for all ``n·B`` samples of the step, the tables it owns (and its rows of
-the row-wise tables); the sparse indices reach it by an all-to-all, the pooled embeddings
-go back to the samples' devices by an all-to-all (table-wise) or a reduce-scatter of the
-partial sums (row-wise), and their gradients return the same way backward (all-to-all,
-all-gather). The graph is the device with the most embedding parameters.
+**Sharded over ``n`` devices** (``shards = n``; the hybrid parallelism of TorchRec's
+``DistributedModelParallel`` and of the MLPerf submissions): the MLPs are data parallel
+(each device runs its ``B`` local samples), the embedding tables are model parallel
+(:func:`shard_tables`): a table larger than a device's fair share of all tables
+(``Σ rows·dim / n``) is split **row-wise** over every device, the others are placed
+**table-wise**, largest first, each on the device holding the fewest parameters (a greedy
+size rule; TorchRec's planner chooses by estimated cost, which this rule does not
+reproduce). A device looks up, for all ``n·B`` samples of the step, the tables it owns
+(and its rows of the row-wise tables); the sparse indices reach it by an all-to-all, the
+pooled embeddings go back to the samples' devices by an all-to-all (table-wise) or a
+reduce-scatter of the partial sums (row-wise), and their gradients return the same way
+backward (all-to-all, all-gather). The graph is the device with the most embedding
+parameters.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def build_dlrm(spec: DLRMSpec, *, batch: int, optimizer: str = "adam",
         local_params = 0
     else:
         row_wise, held = shard_tables(spec, n)
-        mine = max(held, key=lambda h: (sum(spec.tables[i] for i in h), -held.index(h)))
+        # the device with the most embedding rows (the lowest index among equals)
+        mine = held[max(range(n), key=lambda k: (sum(spec.tables[i] for i in held[k]), -k))]
         big_b = b * n  # the step's samples, all looked up in this device's tables
         # the sparse features reach the devices that hold their tables (int64 indices)
         idx = bld.collective("emb.input_dist", "bottom.fc1", collective="all_to_all",
