@@ -328,7 +328,7 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
     smallest area that would. ``space``: a :class:`~search.space.DesignSpace` other than
     the default one (API and benchmarks; a study remembers which space it was made on)."""
     from search.registry import SEARCHERS
-    from search.storage import TrialBuffer
+    from search.storage import TrialBuffer, close_study
 
     t0 = time.perf_counter()
     problem = build_problem(cfg, space)
@@ -384,10 +384,14 @@ def run_search(cfg: SearchConfig, *, on_progress: Callable[[int], None] | None =
                            "the same command to resume") from None
     if on_message is not None:
         on_message(f"explaining the top {cfg.top_k} designs and the baselines")
-    return assemble(cfg, problem, ev, bases=bases, t0=t0, loaded=loaded, budget=budget,
-                    a_min=a_min, info=ctx.info, extra_evaluations=ctx.extra_evaluations,
-                    pareto=ctx.pareto_rows, study=study, storage_display=storage_display,
-                    study_name=study_name, history=history, buffer=buffer), ev
+    try:
+        return assemble(cfg, problem, ev, bases=bases, t0=t0, loaded=loaded, budget=budget,
+                        a_min=a_min, info=ctx.info, extra_evaluations=ctx.extra_evaluations,
+                        pareto=ctx.pareto_rows, study=study, storage_display=storage_display,
+                        study_name=study_name, history=history, buffer=buffer), ev
+    finally:
+        if study is not None:
+            close_study(study)
 
 
 def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any], t0: float,

@@ -25,10 +25,10 @@ from __future__ import annotations
 import json
 import logging
 import operator
-from json.encoder import encode_basestring_ascii as _encode_str
 import warnings
 from collections.abc import Sequence
 from datetime import timezone
+from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from dse.signals import signals_held
 __all__ = [
     "STUDY_DB",
     "TrialBuffer",
+    "close_study",
     "open_storage",
     "open_study",
     "persist_trials",
@@ -294,6 +295,20 @@ class TrialBuffer:
 
             return redact_url(str(url))
         return type(inner).__name__
+
+
+def close_study(study: optuna.Study) -> None:
+    """Close an RDB study's pooled connections once the run is done with it. For SQLite
+    the last close checkpoints the write-ahead log into the database file, so
+    ``study.db`` alone holds every trial (a process that exits without tearing its
+    objects down, as ``dse`` does, would leave them in ``study.db-wal``). The study can
+    still be used: the engine reconnects on demand."""
+    storage = study._storage
+    inner = getattr(storage, "_backend", storage)  # _CachedStorage wraps the RDBStorage
+    engine = getattr(inner, "engine", None)
+    if engine is not None:
+        inner.scoped_session.remove()
+        engine.dispose()
 
 
 def quiet_optuna() -> None:

@@ -119,3 +119,23 @@ def test_new_storage_has_every_attribute_rdbstorage_sets(tmp_path: Path) -> None
     assert type(new).__name__ == "_NewSQLiteStorage"
     want = set(vars(ref)) - {"_version_manager"}
     assert want <= set(vars(new)), sorted(want - set(vars(new)))
+
+
+def test_a_finished_search_leaves_every_trial_in_study_db_itself(tmp_path: Path) -> None:
+    """The run closes its study: SQLite checkpoints the write-ahead log, so a copy of
+    study.db alone (without -wal) holds every trial."""
+    import shutil
+
+    from dse.cli import main
+
+    run = tmp_path / "run"
+    assert main(["search", "--workload", "gpt2", "--area", "400", "--budget", "20",
+                 "--out", str(run), "--no-report"]) == 0
+    alone = tmp_path / "copy.db"
+    shutil.copy(run / "study.db", alone)
+    con = sqlite3.connect(alone)
+    try:
+        n = con.execute("SELECT count(*) FROM trials").fetchone()[0]
+    finally:
+        con.close()
+    assert n >= 20 and not (run / "study.db-wal").exists()
