@@ -193,7 +193,7 @@ def validation_moe() -> dict[str, Any]:
             "id": r["id"], "source": r["source"], "hardware": r["hardware"], "gpus": r["gpus"],
             "plan": f"{r['tp']}/{r['pp']}/{r['ep']}/{r['dp']}" + (
                 f" v{r['vp']}" if r["vp"] > 1 else "") + (" etp1" if r["etp"] == 1 else ""),
-            "recompute": r["recompute"], "published_step_s": pub,
+            "recompute": ",".join(r["recompute_modules"]), "published_step_s": pub,
             "model_step_s": ev.step_time_s, "error": ev.step_time_s / pub - 1,
             "all_to_all_s": comm["ep_s"], "all_to_all_hidden": bool(comm.get("ep_hidden")),
             "bubble_s": ev.breakdown["phase_s"]["bubble_s"],
@@ -281,14 +281,15 @@ def main(argv: list[str] | None = None) -> int:
           f"every plan runs and fits: {h['all_fit']}")
     mo = validation_moe()
     print("\n(d) DeepSeek-V3 (mixture of experts), tests/validation/data/published_training_moe.yaml")
-    print(f"{'run':26s} {'GPUs':>5s} {'t/p/e/d':>18s} {'rc':>4s} {'pub s':>7s} {'model s':>8s} "
+    print(f"{'run':26s} {'GPUs':>5s} {'t/p/e/d':>18s} {'recompute modules':>22s} {'pub s':>7s} "
+          f"{'model s':>8s} "
           f"{'error':>7s} {'a2a s':>6s} {'bubble':>7s} {'GiB':>5s}")
     for r in mo["rows"]:
-        print(f"{r['id']:26s} {r['gpus']:5d} {r['plan']:>18s} {r['recompute']:>4s} "
+        print(f"{r['id']:26s} {r['gpus']:5d} {r['plan']:>18s} {r['recompute']:>22s} "
               f"{r['published_step_s']:7.2f} {r['model_step_s']:8.2f} "
               f"{100 * r['error']:+6.1f}% {r['all_to_all_s']:6.1f}"
               f"{'h' if r['all_to_all_hidden'] else ' '}{r['bubble_s']:6.2f} "
-              f"{r['memory_gib']:5.1f}")
+              f"{r['memory_gib']:5.1f}{'' if r['fits_memory'] else ' DOES NOT FIT'}")
     print(f"MAPE {100 * mo['mape']:.1f}% (max {100 * mo['max_abs_error']:.1f}%, mean signed "
           f"{100 * mo['mean_error']:+.1f}%); every plan runs and fits: {mo['all_fit']} "
           "(a2a h: under the neighbouring micro-batch)")

@@ -183,7 +183,8 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                        input_bytes_per_micro_batch: float = 0.0, expert_params: float = 0.0,
                        local_params: float = 0.0,
                        layer_stash_bytes: float | None = None, layer_input_bytes: float = 0.0,
-                       max_layer_stash_bytes: float = 0.0) -> dict[str, float]:
+                       max_layer_stash_bytes: float = 0.0,
+                       layer_working_bytes: float = 0.0) -> dict[str, float]:
     """Memory breakdown (bytes) of one device holding ``layers`` transformer layers
     (``params`` parameters in its tensor-parallel shard) of a pipeline stage.
 
@@ -199,7 +200,10 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
     are neither reduced nor sharded by ZeRO. Layers the Korthikanti formulas do not describe (MoE, multi-head latent
     attention) pass ``layer_stash_bytes`` (what the stage's layers save per micro-batch,
     from their operators' ``stash_bytes``), ``layer_input_bytes`` (their inputs: all that
-    full recomputation keeps) and ``max_layer_stash_bytes`` (one layer re-materialized).
+    full recomputation keeps) and ``max_layer_stash_bytes`` (one layer re-materialized);
+    with Megatron-Core's recompute modules, ``layer_stash_bytes`` is what the layers keep
+    beside them and ``layer_working_bytes`` the largest module re-materialized
+    (:mod:`cost_models.recompute`).
     """
     ep_params = min(float(expert_params), float(params))
     loc = min(float(local_params), float(params) - ep_params)
@@ -228,7 +232,8 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
         if layer_stash_bytes is not None:
             full_rc = plan.recompute == "full" and layers > 0
             act = (layer_input_bytes if full_rc else layer_stash_bytes) * in_flight
-            work = max_layer_stash_bytes if full_rc else 0.0
+            work = max_layer_stash_bytes if full_rc else (
+                layer_working_bytes if layers > 0 else 0.0)
         else:
             per_layer = activation_bytes_per_layer(recompute=plan.recompute, **kw)
             act = per_layer * layers * in_flight
@@ -416,7 +421,7 @@ def device_memory_from_stages(stages: Sequence[StageMemory], plan: ParallelPlan,
             part["total"] = float(sum(v for k, v in part.items() if k != "total"))
             for k, v in part.items():
                 tot[k] = tot.get(k, 0.0) + v
-        if plan.recompute == "full":  # one chunk re-materializes at a time
+        if plan.recompute == "full" or plan.recompute_modules:  # one chunk at a time
             tot["total"] -= tot["recompute_working"] * (1 - 1 / len(chunks))
             tot["recompute_working"] /= len(chunks)
         per_device.append(float(tot["total"]))

@@ -68,6 +68,7 @@ __all__ = [
     "critical_path",
     "dp_times",
     "segment_costs",
+    "selective_indices",
     "split_phases",
     "training_step",
 ]
@@ -139,6 +140,22 @@ def split_phases(graph: Graph) -> PhaseGraphs:
     return out
 
 
+def selective_indices(ph: PhaseGraphs, modules: Sequence[str] = ()) -> tuple[int, ...]:
+    """Forward-graph indices selective recomputation re-runs: the attention core
+    (Korthikanti et al. 2022) when ``modules`` is empty, else the operators of
+    Megatron-Core's recompute ``modules`` (:mod:`cost_models.recompute`)."""
+    if not modules or ph.fwd is None:
+        return ph.attn_core
+    from cost_models.recompute import module_op_indices
+
+    key = ("cost_models.training.selective", tuple(sorted(modules)))
+    memo = ph.fwd.derived
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = module_op_indices(ph.fwd.ops, modules)
+    return hit
+
+
 # --------------------------------------------------------------------------- segment costs
 @dataclass(frozen=True)
 class SegmentCosts:
@@ -150,6 +167,8 @@ class SegmentCosts:
     bwd_s: np.ndarray
     opt_s: np.ndarray
     attn_core_s: np.ndarray
+    """What selective recomputation re-runs per execution: the attention core, or the
+    plan's Megatron-Core recompute modules (:func:`selective_indices`)."""
     fwd_j: np.ndarray
     bwd_j: np.ndarray
     opt_j: np.ndarray
@@ -202,7 +221,8 @@ def _gemm_flop(graph: Graph | None, idx: Sequence[int] | None = None) -> float:
 def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
                   comm_times: Sequence[Any] | None = None, *, blocking_comm: bool = False,
                   levels: int = LEVELS, keep_steps: bool = False,
-                  overlap_groups: Sequence[str] = ()) -> list[SegmentCosts]:
+                  overlap_groups: Sequence[str] = (),
+                  recompute_modules: Sequence[str] = ()) -> list[SegmentCosts]:
     """Costs of every segment graph on every design (module docstring, step 1).
 
     ``comm_times[i]``: the per-operator communication time of ``graphs[i]``
@@ -213,7 +233,8 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
     under the computation of the neighbouring micro-batch (batch-level overlap: DeepSeek-V3's
     DualPipe, Megatron-Core's ``--overlap-moe-expert-parallel-comm``): they leave the
     micro-batch's schedule, and each phase takes the longer of its computation and their
-    communication.
+    communication. ``recompute_modules``: what selective recomputation re-runs
+    (``attn_core_s``; :func:`selective_indices`).
     """
     from cost_models.area import node_constants
     from cost_models.evaluate import device_steps
@@ -263,9 +284,10 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
             return zero if st is None else np.asarray(st.dynamic_energy_j, dtype=np.float64)
 
         a_s, a_j = zero, zero
-        if fs is not None and ph.fwd is not None and ph.attn_core:
-            idx = np.asarray(ph.attn_core)
-            cnt = np.asarray([ph.fwd.ops[i].count for i in ph.attn_core], dtype=np.float64)
+        sel = selective_indices(ph, recompute_modules)
+        if fs is not None and ph.fwd is not None and sel:
+            idx = np.asarray(sel)
+            cnt = np.asarray([ph.fwd.ops[i].count for i in sel], dtype=np.float64)
             lv = np.asarray(fs.level, dtype=np.int64)[:, idx][:, :, None]
             oc = fs.costs
             lat = np.take_along_axis(np.asarray(oc.latency_levels_s)[:, idx], lv, axis=2)[:, :, 0]
@@ -281,7 +303,7 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
             # model FLOPs of the real tokens: a sequence padded to a multiple of tp for
             # sequence parallelism computes pad tokens that MFU does not count
             gemm_flop_fwd=_gemm_flop(ph.fwd) * scale, gemm_flop_bwd=_gemm_flop(ph.bwd) * scale,
-            gemm_flop_attn_core=_gemm_flop(ph.fwd, ph.attn_core) if ph.fwd else 0.0,
+            gemm_flop_attn_core=_gemm_flop(ph.fwd, sel) if ph.fwd else 0.0,
             params=graph_params(g), comm_bytes=comm_b, phases=ph,
             expert_params=expert_params(g), local_params=local_params(g),
             fwd_step=fs if keep_steps else None, bwd_step=bs if keep_steps else None,

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from dse.errors import ConfigError, DSEError
-from dse.types import RECOMPUTE, SCHEDULES, jsonable
+from dse.types import RECOMPUTE, RECOMPUTE_MODULES, SCHEDULES, jsonable
 
 OBJECTIVES = ("throughput", "perf_per_tdp")
 SEARCHERS = ("wham", "optuna", "random", "exhaustive")
@@ -38,6 +38,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
+
+
+def _recompute_modules(s: str) -> tuple[str, ...]:
+    names = [m.strip() for m in s.split(",") if m.strip()]
+    bad = [m for m in names if m not in RECOMPUTE_MODULES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(map(repr, bad)) or 'no module given'}"
+            f"{' is not a module' if bad else ''}; choose from {', '.join(RECOMPUTE_MODULES)}")
+    return tuple(sorted(set(names)))
 
 
 def _positive_int(name: str):  # type: ignore[no-untyped-def]
@@ -240,8 +250,13 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
                help="tokens per sample (default: the workload's)")
     p.add_argument("--schedule", choices=SCHEDULES, default="1f1b",
                help="pipeline schedule (default: 1f1b)")
-    p.add_argument("--recompute", choices=RECOMPUTE, default="none",
-               help="activation recomputation (default: none)")
+    p.add_argument("--recompute", choices=RECOMPUTE, default=None,
+               help="activation recomputation (default: none; selective with "
+                    "--recompute-modules)")
+    p.add_argument("--recompute-modules", type=_recompute_modules, default=None,
+                   metavar="M[,M...]",
+                   help="Megatron-Core's selective recompute modules, comma-separated: "
+                        f"{', '.join(RECOMPUTE_MODULES)} (default: the attention core)")
     p.add_argument("--sequence-parallel", action="store_true",
                help="Megatron sequence parallelism (with tp > 1)")
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=0, help="ZeRO stage")

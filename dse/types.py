@@ -63,6 +63,9 @@ DTYPES: tuple[str, ...] = tuple(DTYPE_BYTES)
 TOPOLOGIES: tuple[str, ...] = ("ring", "switch", "torus2d", "torus3d", "fully_connected")
 SCHEDULES: tuple[str, ...] = ("1f1b", "gpipe", "interleaved")
 RECOMPUTE: tuple[str, ...] = ("none", "selective", "full")
+RECOMPUTE_MODULES: tuple[str, ...] = ("core_attn", "layernorm", "mla_up_proj", "mlp", "moe",
+                                      "moe_act", "shared_experts")
+"""Megatron-Core's ``--recompute-modules`` (``TransformerConfig.recompute_modules``)."""
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
 COLLECTIVES: tuple[str, ...] = (
     "all_reduce",
@@ -474,6 +477,11 @@ class ParallelPlan:
     the tensor-parallel ranks (sequence parallelism) and the ``tp`` ranks joining the
     expert-parallel group (the DeepSeek-V3 recipes' ETP 1)."""
 
+    recompute_modules: tuple[str, ...] = ()
+    """With ``recompute="selective"``: Megatron-Core's recompute modules (``core_attn``,
+    ``layernorm``, ``mla_up_proj``, ``mlp``, ``moe``, ``moe_act``, ``shared_experts``;
+    :mod:`cost_models.recompute`); empty: the attention core of Korthikanti et al. 2022."""
+
     def __post_init__(self) -> None:
         o = "ParallelPlan"
         for f in ("tp", "pp", "dp", "global_batch", "micro_batch", "interleave", "cp", "ep"):
@@ -483,6 +491,16 @@ class ParallelPlan:
             _positive(ConfigError, o, f, v)
         _choice(ConfigError, o, "schedule", self.schedule, SCHEDULES)
         _choice(ConfigError, o, "recompute", self.recompute, RECOMPUTE)
+        mods = self.recompute_modules
+        if not isinstance(mods, (tuple, list)) or not all(isinstance(m, str) for m in mods):
+            raise ConfigError(f"{o}.recompute_modules={mods!r} must be a tuple of names")
+        for m in mods:
+            _choice(ConfigError, o, "recompute_modules", m, RECOMPUTE_MODULES)
+        if mods and self.recompute != "selective":
+            raise ConfigError(f"{o}: recompute modules {','.join(mods)} need "
+                              f"recompute='selective', not {self.recompute!r}")
+        if not isinstance(mods, tuple) or tuple(sorted(set(mods))) != mods:
+            object.__setattr__(self, "recompute_modules", tuple(sorted(set(mods))))
         _choice(ConfigError, o, "optimizer", self.optimizer, OPTIMIZERS)
         if self.zero_stage not in (0, 1, 2, 3):
             raise ConfigError(f"{o}.zero_stage={self.zero_stage!r} must be one of 0, 1, 2, 3")

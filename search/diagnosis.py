@@ -47,6 +47,8 @@ def _chain_seconds(graph: Any, step: Any, scale: float, acc: dict[str, float],
 
 
 def _parts_seconds(parts: Any, plan: Any, acc: dict[str, float], d: int = 0) -> None:
+    from cost_models.training import selective_indices
+
     m = plan.micro_batches
     zero = plan.grad_group if plan.zero_stage >= 1 else 1
     for part in parts:
@@ -58,8 +60,10 @@ def _parts_seconds(parts: Any, plan: Any, acc: dict[str, float], d: int = 0) -> 
         _chain_seconds(ph.opt, c.opt_step, mult / zero, acc, d=d)
         if part.layer and plan.recompute == "full":
             _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc, d=d)
-        elif part.layer and plan.recompute == "selective" and ph.attn_core:
-            _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc, only=set(ph.attn_core), d=d)
+        elif part.layer and plan.recompute == "selective":
+            sel = selective_indices(ph, plan.recompute_modules)
+            if sel:
+                _chain_seconds(ph.fwd, c.fwd_step, mult * m, acc, only=set(sel), d=d)
 
 
 def critical_seconds(model: Any, hw: Any, system: Any, tech: Any, plan: Any

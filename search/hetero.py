@@ -106,7 +106,8 @@ def heterogeneous_search(problem: Any, plan: Any, stage_tops: dict[int, list[int
         graphs = list({id(g): g for _, _, g, _, _ in parts}.values())
         costs = dict(zip((id(g) for g in graphs),
                          segment_costs(graphs, sub, problem.tech,
-                                       [comm_time_s(g, system, plan) for g in graphs])))
+                                       [comm_time_s(g, system, plan) for g in graphs],
+                                       recompute_modules=plan.recompute_modules)))
         for c, d in enumerate(rep):
             prm = 0.0  # parameters of this rank's shard
             for k, _, g, mult, layer in parts:

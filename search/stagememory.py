@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["expert_params", "graph_params_of", "layer_stash_bytes",
+__all__ = ["expert_params", "graph_params_of", "layer_stash_bytes", "module_stash_bytes",
            "transformer_stage_memories"]
 
 
@@ -41,6 +41,20 @@ def layer_stash_bytes(g: Any) -> float:
                      if op.phase == "fwd" and op.block)) / max(n, 1)
 
 
+def module_stash_bytes(g: Any, modules: Sequence[str]) -> tuple[float, float]:
+    """(bytes one layer of a layer graph keeps, bytes its largest recomputed module
+    re-materializes) with Megatron-Core's recompute ``modules``
+    (:func:`cost_models.recompute.kept_stash_bytes`; (0, 0) for ``None``)."""
+    if g is None:
+        return 0.0, 0.0
+    from cost_models.recompute import kept_stash_bytes
+
+    blocks = {op.block for op in g.ops if op.block}  # a segment keeps its parent's meta
+    saves = [x for blk, xs in (g.meta.get("saves") or {}).items() if blk in blocks
+             for x in xs]
+    return kept_stash_bytes(saves, modules)
+
+
 def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg: Any,
                                seq: int) -> list[Any]:
     """:class:`~cost_models.memory.StageMemory` of every virtual stage of ``plan``
@@ -53,9 +67,15 @@ def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg:
     post_p, dense_p = graph_params_of(seg.post), graph_params_of(seg.dense)
     dims = transformer_dims(seg.block) if seg.block is not None else None
     moe = bool(getattr(spec, "experts", 0))
-    by_graph = moe or bool(getattr(spec, "kv_lora_rank", 0))
+    mods = plan.recompute_modules if plan.recompute == "selective" else ()
+    by_graph = moe or bool(getattr(spec, "kv_lora_rank", 0)) or bool(mods)
     exp_p = expert_params(seg.block) if moe else 0.0
-    blk_st, dense_st = layer_stash_bytes(seg.block), layer_stash_bytes(seg.dense)
+    blk_w = dense_w = 0.0
+    if mods:  # Megatron-Core's recompute modules: what the rest of the layer saves
+        (blk_st, blk_w), (dense_st, dense_w) = (module_stash_bytes(seg.block, mods),
+                                                module_stash_bytes(seg.dense, mods))
+    else:
+        blk_st, dense_st = layer_stash_bytes(seg.block), layer_stash_bytes(seg.dense)
     sp = plan.sequence_parallel and plan.tp > 1
     inp = float(plan.micro_batch * -(-seq // plan.cp) * int(spec.hidden) * 2
                 / (plan.tp if sp else 1))
@@ -70,7 +90,9 @@ def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg:
             sdims = dict(dims, layer_stash_bytes=nb * blk_st + nd * dense_st,
                          layer_input_bytes=st.n_layers * inp,
                          max_layer_stash_bytes=max(blk_st if nb else 0.0,
-                                                   dense_st if nd else 0.0))
+                                                   dense_st if nd else 0.0),
+                         layer_working_bytes=max(blk_w if nb else 0.0,
+                                                 dense_w if nd else 0.0))
         mems.append(StageMemory(
             params=(pre_p if st.first else 0.0) + nb * blk_p + nd * dense_p
             + (post_p if st.last else 0.0), layers=st.n_layers, first=st.first,

@@ -227,7 +227,8 @@ class StageTarget:
             sub = designs if len(sel) == n else designs.subset(sel)
             graphs = [g for _, _, g, _, _ in self.parts]
             costs = segment_costs(graphs, sub, self.pb.tech,
-                                  [comm_time_s(g, system, plan) for g in graphs])
+                                  [comm_time_s(g, system, plan) for g in graphs],
+                                  recompute_modules=plan.recompute_modules)
             t = np.zeros(len(sel))
             for (_, _, _, mult, layer), c in zip(self.parts, costs):
                 rec = 0.0

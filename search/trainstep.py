@@ -59,6 +59,15 @@ def _seq_of(spec: Any, seq: int | None) -> int | None:
     return int(s) if s else None
 
 
+def _one_module_set(plans: Sequence[ParallelPlan]) -> tuple[str, ...]:
+    """The recompute modules shared by a batch of plans costed together (the plan space
+    gives every plan the user's modules, or none)."""
+    mods = {p.recompute_modules for p in plans}
+    if len(mods) > 1:
+        raise ValueError(f"plans costed together must share recompute modules: {mods}")
+    return next(iter(mods), ())
+
+
 class WorkloadModel:
     """One workload on ``devices`` devices (module docstring)."""
 
@@ -163,26 +172,32 @@ class WorkloadModel:
         from cost_models.network import comm_time_s
         from cost_models.training import StagePart, segment_costs, training_step
 
-        need: dict[int, tuple[Any, Any]] = {}   # id(graph) -> (graph, plan for comm)
+        # (id(graph), recompute modules) -> (graph, plan for comm): what selective
+        # recomputation re-runs depends on the plan's modules
+        need: dict[tuple[int, tuple[str, ...]], tuple[Any, Any]] = {}
         per_plan = []
         for plan in plans:
             parts = self.stage_graphs(plan)
             per_plan.append(parts)
             for _, _, g, _, _ in parts:
-                need.setdefault(id(g), (g, plan))
-        graphs = [g for g, _ in need.values()]
-        comms = [comm_time_s(g, system, pl) for g, pl in need.values()]
-        costs = segment_costs(graphs, designs, tech, comms, blocking_comm=not tp_overlap,
-                              keep_steps=keep_steps,
-                              overlap_groups=("ep",) if ep_overlap else ())
-        by_id = {id(g): c for g, c in zip(graphs, costs)}
+                need.setdefault((id(g), plan.recompute_modules), (g, plan))
+        by_id: dict[tuple[int, tuple[str, ...]], Any] = {}
+        for mods in dict.fromkeys(k[1] for k in need):
+            keys = [k for k in need if k[1] == mods]
+            graphs = [need[k][0] for k in keys]
+            comms = [comm_time_s(need[k][0], system, need[k][1]) for k in keys]
+            costs = segment_costs(graphs, designs, tech, comms, blocking_comm=not tp_overlap,
+                                  keep_steps=keep_steps,
+                                  overlap_groups=("ep",) if ep_overlap else (),
+                                  recompute_modules=mods)
+            by_id.update(zip(keys, costs))
         out = []
         for plan, parts in zip(plans, per_plan):
             info = self.info(plan)
             stages: list[list[StagePart]] = [[] for _ in info.stages]
             for k, name, g, mult, layer in parts:
-                stages[k].append(StagePart(costs=by_id[id(g)], multiplicity=mult, layer=layer,
-                                           name=name))
+                stages[k].append(StagePart(costs=by_id[id(g), plan.recompute_modules],
+                                           multiplicity=mult, layer=layer, name=name))
             r = training_step(stages, designs, system, plan, tech,
                               p2p_s=self._p2p_s(info, system),
                               p2p_bytes=(info.p2p_full_bytes / plan.tp
@@ -299,7 +314,8 @@ class WorkloadModel:
                               [comm_time_s(g, sp_, pl) for g, sp_, pl in
                                zip(graphs, [system] * len(graphs), comm_plan)],
                               blocking_comm=not tp_overlap,
-                              overlap_groups=("ep",) if ep_overlap else ())
+                              overlap_groups=("ep",) if ep_overlap else (),
+                              recompute_modules=_one_module_set(plans))
         fw = np.stack([c.fwd_s for c in costs])          # (S, D)
         bw = np.stack([c.bwd_s for c in costs])
         op = np.stack([c.opt_s for c in costs])
@@ -472,7 +488,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     if plan.recompute == "full":
         path.append("recompute:forward")
     elif plan.recompute == "selective":
-        path.append("recompute:attention_core")
+        path.append("recompute:" + ("+".join(plan.recompute_modules) or "attention_core"))
     for part in reversed(mine):
         ph = part.costs.phases
         if ph.bwd is not None:

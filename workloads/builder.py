@@ -98,6 +98,10 @@ class ForwardBuilder:
         self.nodes: list[Node] = []
         self._by_name: dict[str, Node] = {}
         self._saved: set[str] = set()
+        self.saves: list[tuple[str, str, str, float]] = []
+        """Every save of a tensor in a repeated block: (block, tensor, saving op, bytes),
+        a tensor listed once per op that saves it (per-module recomputation,
+        :mod:`cost_models.recompute`)."""
         self._block = ""
         self._count = 1
         self._layer = -1
@@ -133,11 +137,14 @@ class ForwardBuilder:
         self._by_name[node.name] = node
         return node.name
 
-    def save(self, tensor: str, nbytes: float) -> float:
+    def save(self, tensor: str, nbytes: float, by: str = "") -> float:
         """Bytes newly kept for backward: ``nbytes`` the first time ``tensor`` is saved, else 0.
 
         ``tensor`` names the value (usually the producing node); saved values are tracked per
-        builder, so a block stored once counts its saved tensors once per execution."""
+        builder, so a block stored once counts its saved tensors once per execution. ``by``:
+        the saving op (logged in :attr:`saves` for ops of a repeated block)."""
+        if self._block:
+            self.saves.append((self._block, tensor, by, float(nbytes)))
         if tensor in self._saved:
             return 0.0
         self._saved.add(tensor)
@@ -183,10 +190,10 @@ class ForwardBuilder:
         if x is not None or weight:
             # bwd_weight needs A whenever B is a weight; bwd of the other operand needs A too
             sa = save_a if save_a is not None else (x or f"{name}:input")
-            stash += self.save(sa, a if save_a_bytes is None else save_a_bytes)
+            stash += self.save(sa, a if save_a_bytes is None else save_a_bytes, name)
         if not weight:
             stash += self.save(save_b if save_b is not None else y,  # type: ignore[arg-type]
-                               b if save_b_bytes is None else save_b_bytes)
+                               b if save_b_bytes is None else save_b_bytes, name)
         op = Operator(
             name=name, kind="gemm", phase="fwd", m=m, k=k, n=n, batch=batch,
             flop=2.0 * m * k * n * batch, elements=m * n * batch,
@@ -233,8 +240,9 @@ class ForwardBuilder:
         o_b = q_b
         lse_b = float(bh * seq_q * LSE_BYTES)
         kv_local = kv_b / context_parallel  # K, V chunks this rank keeps (ring attention)
-        stash = (self.save(q, q_b) + self.save(k, kv_local) + self.save(v, kv_local)
-                 + self.save(name, o_b) + self.save(f"{name}:lse", lse_b))
+        stash = (self.save(q, q_b, name) + self.save(k, kv_local, name)
+                 + self.save(v, kv_local, name) + self.save(name, o_b, name)
+                 + self.save(f"{name}:lse", lse_b, name))
         key = "flash_attn_dropout" if dropout else "flash_attn"
         op = Operator(
             name=name, kind="attention", phase="fwd", m=seq_q, k=head_dim, n=seq_kv,
@@ -263,7 +271,7 @@ class ForwardBuilder:
         real_inputs = tuple(i for i in inputs if i is not None)
         n_in = max(len(tuple(inputs)), 1)
         read = float((in_elements if in_elements is not None else elements * n_in) * db)
-        stash = sum(self.save(t, b) for t, b in saves)
+        stash = sum(self.save(t, b, name) for t, b in saves)
         nparams = sum(p for _, p in params)
         op = Operator(
             name=name, kind=kind, phase="fwd", vector_op=key, elements=elements,
@@ -302,7 +310,8 @@ class ForwardBuilder:
             bytes_weight=float(looked * dim * db),
             bytes_out=float(rows * dim * db), dtype_bytes=db,
             params=table_rows * dim if params and not tied_to else 0,
-            stash_bytes=self.save(f"{name}:indices", rows * lookups_per_row * INDEX_BYTES),
+            stash_bytes=self.save(f"{name}:indices", rows * lookups_per_row * INDEX_BYTES,
+                                  name),
         )
         return self._add(Node(
             name=name, rule="embedding", op=op, inputs=(), out_elements=rows * dim,
@@ -352,7 +361,7 @@ class ForwardBuilder:
             name=name, kind="loss", phase="fwd", vector_op=key, elements=elements,
             flop=float(elements * info.flop_per_element), bytes_in=float(elements * db),
             bytes_out=float(rows * 4), dtype_bytes=db,
-            stash_bytes=sum(self.save(t, b) for t, b in saves),
+            stash_bytes=sum(self.save(t, b, name) for t, b in saves),
         )
         return self._add(Node(name=name, rule="loss", op=op, inputs=(x,), out_elements=rows,
                               bwd_key=info.bwd, bwd_elements=elements))

@@ -72,6 +72,19 @@ def dense_layers_in(spec: Any, a: int, b: int) -> int:
     return max(0, min(b, _first_moe(spec)) - a)
 
 
+def _recompute_modules_of(spec: Any) -> list[str]:
+    """Megatron-Core recompute modules a transformer has (cost_models/recompute.py)."""
+    experts = getattr(spec, "experts", 0)
+    out = ["core_attn", "layernorm"]
+    if getattr(spec, "kv_lora_rank", 0):
+        out.append("mla_up_proj")
+    if not experts or getattr(spec, "first_k_dense", 0):
+        out.append("mlp")
+    if experts:
+        out += ["moe", "moe_act"] + (["shared_experts"] if spec.shared_experts else [])
+    return out
+
+
 def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
                   seq: int | None = None) -> None:
     """Check that ``plan`` can run ``spec`` on ``devices`` devices.
@@ -120,6 +133,17 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
             raise ConfigError(f"ep={ep} must divide the {experts} experts of "
                               f"{getattr(spec, 'name', 'the workload')}; valid ep: "
                               f"{', '.join(map(str, valid))}")
+    mods = getattr(plan, "recompute_modules", ())
+    if mods:
+        name = getattr(spec, "name", "the workload")
+        if not _is_transformer(spec):
+            raise ConfigError(f"recompute modules {','.join(mods)}: {name} is not a "
+                              "transformer; use --recompute none or full")
+        has = _recompute_modules_of(spec)
+        missing = [m for m in mods if m not in has]
+        if missing:
+            raise ConfigError(f"recompute modules {','.join(missing)}: {name} has no such "
+                              f"part; its modules: {', '.join(has)}")
     if plan.global_batch % (plan.dp * plan.micro_batch):
         raise ConfigError(f"global_batch={plan.global_batch} must be divisible by "
                           f"dp*micro_batch = {plan.dp}*{plan.micro_batch}")

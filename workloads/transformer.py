@@ -482,5 +482,8 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         "dense_layers": n_dense,
         "last_stage": last_stage, "optimizer": optimizer,
         "stash_bytes_per_layer": float(stash), **stats,
+        # (tensor, saving op, bytes) of each repeated block: per-module recomputation
+        "saves": {blk: tuple((t, by, b) for k, t, by, b in bld.saves if k == blk)
+                  for blk in dict.fromkeys(k for k, _, _, _ in bld.saves)},
     }
     return graph.with_ops(graph.ops, **meta)

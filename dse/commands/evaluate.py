@@ -69,10 +69,15 @@ def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0,
         unit = dp * mb
         gb = -(-int(default_batch) // unit) * unit
     schedule = args.schedule
+    mods = getattr(args, "recompute_modules", None) or ()
+    recompute = getattr(args, "recompute", None) or ("selective" if mods else "none")
+    if mods and recompute != "selective":
+        raise ConfigError(f"--recompute-modules {','.join(mods)} needs --recompute selective, "
+                          f"not {recompute} (valid: selective, or no --recompute)")
     interleave = args.interleave if args.interleave is not None else (
         2 if schedule == "interleaved" else 1)
     return ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb, micro_batch=mb,
-                        schedule=schedule, recompute=args.recompute,
+                        schedule=schedule, recompute=recompute, recompute_modules=mods,
                         sequence_parallel=bool(args.sequence_parallel),
                         zero_stage=int(args.zero or 0), interleave=interleave, cp=cp, ep=ep,
                         etp=etp)
@@ -144,7 +149,9 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         f"dp={p['dp']}, global batch {p['global_batch']}, "
         f"micro-batch {p['micro_batch']}, {p['micro_batches']} micro-batches, "
         f"{p['schedule']}{' v=' + str(p['interleave']) if p['schedule'] == 'interleaved' else ''}"
-        f", recompute {p['recompute']}{', sequence parallel' if p['sequence_parallel'] else ''}"
+        f", recompute {p['recompute']}"
+        f"{' (' + ','.join(p['recompute_modules']) + ')' if p.get('recompute_modules') else ''}"
+        f"{', sequence parallel' if p['sequence_parallel'] else ''}"
         f"{', ZeRO-' + str(p['zero_stage']) if p['zero_stage'] else ''}"
         f"{', stack ' + r['stack'] if r.get('stack') else ''})"),
         "",

@@ -44,7 +44,8 @@ def plan_of(r: dict) -> ParallelPlan:
     return ParallelPlan(tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"], etp=r["etp"],
                         global_batch=r["global_batch"], micro_batch=1,
                         schedule="interleaved" if vp > 1 else "1f1b", interleave=vp,
-                        sequence_parallel=r["tp"] > 1, zero_stage=1, recompute=r["recompute"])
+                        sequence_parallel=r["tp"] > 1, zero_stage=1, recompute="selective",
+                        recompute_modules=tuple(r["recompute_modules"]))
 
 
 def evaluate_row(r: dict, stack: str | None = None):
@@ -67,8 +68,14 @@ def test_rows_are_what_issue_13_asks_for():
     assert published_step_s(rep) == pytest.approx(15360 * 4096 / (1e12 / 180e3 / 3600 * 2048))
 
 
-@pytest.mark.parametrize("row", load()[1], ids=lambda r: r["id"])
+def _marks(r: dict) -> list:
+    why = r.get("model_does_not_fit")
+    return [pytest.mark.xfail(strict=True, reason=why)] if why else []
+
+
+@pytest.mark.parametrize("row", [pytest.param(r, marks=_marks(r), id=r["id"])
+                                 for r in load()[1]])
 def test_published_moe_plan_runs_and_fits(row):
     ev = evaluate_row(row)
-    assert ev.fits_memory, (row["id"], ev.memory_per_device_bytes / 1e9)
     assert ev.step_time_s > 0 and ev.breakdown["comm_s"]["ep_s"] > 0
+    assert ev.fits_memory, (row["id"], ev.memory_per_device_bytes / 1e9)
