@@ -61,7 +61,7 @@ IMAGES_HINT = ("PNG/SVG export needs kaleido and a Chrome/Chromium: pip install 
                "Chrome/Chromium binary")
 
 SECTION_IDS: tuple[str, ...] = ("pareto", "baselines", "breakdown", "timeline", "area-power",
-                                "convergence", "plans")
+                                "convergence", "plans", "links")
 """Figure ids in report order; each figure's div id is ``fig-<id>``."""
 
 _MAX_POINTS = 20000
@@ -881,11 +881,59 @@ def _plans_section(run: RunData) -> Section:
         figure=fig)
 
 
+def _links_section(run: RunData) -> Section:
+    """Links against tensor cores at the same budget (``summary.json`` ``link_tradeoff``,
+    :mod:`search.tradeoff`)."""
+    rows = [r for r in run.summary.get("link_tradeoff") or () if isinstance(r, Mapping)
+            and r.get("feasible") and _num(r.get("samples_per_s")) is not None]
+    title = "Links versus tensor cores"
+    if not rows:
+        return Section(id="links", title=title, text="", note=(
+            "summary.json has no 'link_tradeoff' (one device: the links carry nothing)."))
+    best = next((r for r in rows if r.get("is_best")), rows[0])
+    ref = float(best["samples_per_s"]) or 1.0
+    fig = Figure()
+    for bw in sorted({float(r["link_bw_bytes_per_s"]) for r in rows}):
+        sel = sorted((r for r in rows if float(r["link_bw_bytes_per_s"]) == bw),
+                     key=lambda r: int(r["link_count"]))
+        fig.add_trace(_bar(
+            name=f"{_si(bw, 'B/s')} per link", x=[f"{r['link_count']} links" for r in sel],
+            y=[r["samples_per_s"] for r in sel],
+            customdata=[[r["tensor_cores"], f"{r['links_area_mm2']:.1f}",
+                         f"{100 * float(r['all_to_all_share']):.1f}",
+                         f"{100 * (float(r['samples_per_s']) / ref - 1):+.1f}"] for r in sel],
+            hovertemplate="%{x}, " + _si(bw, "B/s") + " each<br>%{y:.4g} samples/s "
+                          "(%{customdata[3]}% vs the best)<br>%{customdata[0]} tensor cores, "
+                          "links %{customdata[1]} mm²<br>all-to-all %{customdata[2]}% of the "
+                          "step<extra></extra>"))
+    fig.update_yaxes(title=dict(text="samples/s"))
+    fig.update_xaxes(title=dict(text="links per chip"))
+    fig.update_layout(barmode="group")
+    _layout(fig, "The best design with other links, refilled with tensor cores to the same "
+                 "budget", height=440)
+    top = max(rows, key=lambda r: float(r["samples_per_s"]))
+    facts = tuple(
+        f"{r['link_count']} × {_si(float(r['link_bw_bytes_per_s']), 'B/s')}: "
+        f"{r['tensor_cores']} tensor cores, links {float(r['links_area_mm2']):.1f} mm², "
+        f"{float(r['samples_per_s']):.4g} samples/s "
+        f"({100 * (float(r['samples_per_s']) / ref - 1):+.1f} %), all-to-all "
+        f"{100 * float(r['all_to_all_share']):.1f} % of the step"
+        + (" (the mined design's links)" if r.get("is_best") else "") for r in rows)
+    return Section(id="links", title=title, text=(
+        "Each bar is the mined design with another link count and per-link bandwidth, its "
+        "tensor cores refilled to the same area and power budget (link PHY area and energy "
+        "from the technology table); nothing else changes. "
+        f"Best here: {top['link_count']} links of "
+        f"{_si(float(top['link_bw_bytes_per_s']), 'B/s')} with {top['tensor_cores']} tensor "
+        f"cores ({100 * (float(top['samples_per_s']) / ref - 1):+.1f} % against the mined "
+        "design's links)."), figure=fig, facts=facts)
+
+
 def build_sections(run: RunData) -> list[Section]:
     """All report sections in order (see :data:`SECTION_IDS`)."""
     return [_pareto_section(run), _baselines_section(run), _breakdown_section(run),
             _timeline_section(run), _area_power_section(run), _convergence_section(run),
-            _plans_section(run)]
+            _plans_section(run), _links_section(run)]
 
 
 # --------------------------------------------------------------------------- HTML

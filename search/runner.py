@@ -453,6 +453,11 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
                 f"{best['objective_value']:.4g} ({margin:.3f}x); search longer (--budget, "
                 "--searcher exhaustive) or use the baseline")
     plans = _plans_compared(problem, space.config(c["idx"][rows[0]]))
+    tradeoff: list[dict[str, Any]] = []
+    if hasattr(problem, "evaluate_full") and "link_count" in space.names:
+        from search.tradeoff import link_tradeoff
+
+        tradeoff = link_tradeoff(problem, space.config(c["idx"][rows[0]]))
     per_workload, mean = _per_workload(best, baselines)
     summary: dict[str, Any] = {
         "best": best,
@@ -474,6 +479,7 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         "warnings": warnings,
         "plan": {n: p["plan"] for n, p in best["workloads"].items()},
         "plans": plans,
+        "link_tradeoff": tradeoff,
         "per_workload": per_workload,
         "mean": mean,
         "convergence": ev.convergence,

@@ -190,6 +190,17 @@ def make_run_dir(root: Path, *, n_designs: int = 240, schedule: bool = True,
                       "samples_per_s": best[0] * 8 * scale,
                       "step_time_s": 64 / (best[0] * 8 * scale),
                       "fits_memory": fits})
+    tradeoff = []
+    for n in (2, 4, 6):
+        for bw in (22.5e9, 45e9, 90e9):
+            link_mm2 = n * bw / 25e9
+            tradeoff.append({
+                "link_count": n, "link_bw_bytes_per_s": bw, "is_best": (n, bw) == (6, 45e9),
+                "feasible": True, "tensor_cores": 100 - int(link_mm2), "area_mm2": 399.0,
+                "links_area_mm2": link_mm2, "tdp_w": 300.0,
+                "samples_per_s": best[0] * (1 - 0.5 / (n * bw / 22.5e9)),
+                "objective_value": best[0] * (1 - 0.5 / (n * bw / 22.5e9)),
+                "all_to_all_share": 0.5 / (n * bw / 22.5e9), "plans": [plan]})
     top = sorted((r for r in rows_out if r["feasible"]), key=lambda r: -r["samples_per_s"])[:5]
     summary = {
         "best": {"hardware": best_hw, "evaluation": best_eval},
@@ -201,7 +212,7 @@ def make_run_dir(root: Path, *, n_designs: int = 240, schedule: bool = True,
         "out_dir": str(run), "workloads": ["gpt2"], "area_mm2": area_budget,
         "power_w": power_budget, "objective": "throughput", "searcher": "wham", "seed": seed,
         "plan": plan, "convergence": conv,
-        "pareto": [], "plans": plans,
+        "pareto": [], "plans": plans, "link_tradeoff": tradeoff,
     }
     (run / "summary.json").write_text(json.dumps(summary, indent=1))
     return run
@@ -266,6 +277,26 @@ def test_report_sections_carry_the_run_data(tmp_path: Path) -> None:
     # plans: all six plans, sorted by throughput
     plan_bars = secs["plans"].figure.data[0]
     assert len(plan_bars.x) == 6 and list(plan_bars.y) == sorted(plan_bars.y, reverse=True)
+    # links: one bar group per link bandwidth, one bar per link count, the mined links named
+    link = secs["links"].figure.data
+    assert [t.name for t in link] == ["22.5 GB/s per link", "45 GB/s per link",
+                                      "90 GB/s per link"]
+    assert all(list(t.x) == ["2 links", "4 links", "6 links"] for t in link)
+    summ = json.loads((run / "summary.json").read_text())
+    assert link[1].y[2] == pytest.approx(summ["link_tradeoff"][7]["samples_per_s"])
+    assert sum("the mined design's links" in f for f in secs["links"].facts) == 1
+    assert "6 links of 90 GB/s" in secs["links"].text
+
+
+def test_a_one_device_run_has_a_links_note(tmp_path: Path) -> None:
+    run = make_run_dir(tmp_path)
+    summ = json.loads((run / "summary.json").read_text())
+    summ["link_tradeoff"] = []
+    (run / "summary.json").write_text(json.dumps(summ))
+    from dse.report import build_sections
+
+    sec = {s.id: s for s in build_sections(load_run(run))}["links"]
+    assert sec.figure is None and "one device" in sec.note
 
 
 def test_missing_schedule_gives_a_note_not_a_crash(tmp_path: Path) -> None:

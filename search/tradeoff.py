@@ -1,0 +1,110 @@
+"""Links against tensor cores at the same budget: the trade-off view of a search's best
+design (issue 13: what the all-to-all of mixture-of-experts and DLRM training asks of the
+chip's links, and what they cost in compute).
+
+For every link count of the design space and the link bandwidths ``½×, 1×, 2×`` the
+template's, the best design gets those links and then **as many tensor cores as the area
+(and power) budget leaves** — nothing else changes (arrays, dataflow, vector cores,
+buffers, HBM). A link costs die area by its PHY (``link_phy_area_mm2_per_byte_per_s``,
+docs/sources.md) and power by its energy per byte, so every row spends the same budget
+differently. Each row is evaluated like the best design (its best plan per workload):
+samples per second, the all-to-all share of the step (expert-parallel dispatch and
+combine, the DLRM embedding exchange) and the step's data-parallel and pipeline traffic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from dse.types import HardwareConfig
+
+__all__ = ["BW_SCALES", "link_tradeoff"]
+
+BW_SCALES: tuple[float, ...] = (0.5, 1.0, 2.0)
+"""Link bandwidths tried, as multiples of the template's (45 GB/s per link for TPU v4)."""
+
+
+def _fill_tensor_cores(hw: HardwareConfig, problem: Any, max_cores: int = 4096
+                       ) -> HardwareConfig | None:
+    """``hw`` with the most tensor cores that fit the problem's area and power budget
+    (None if not even one does)."""
+    from cost_models.designs import DesignBatch
+    from search.baselines import _area_tdp
+
+    def fits(n: int) -> bool:
+        a, p = _area_tdp(DesignBatch.from_configs([dataclasses.replace(hw, tensor_cores=n)]),
+                         problem.tech)
+        return bool(a[0] <= problem.area_budget_mm2
+                    and (problem.power_budget_w is None or p[0] <= problem.power_budget_w))
+
+    if not fits(1):
+        return None
+    lo, hi = 1, 2
+    while hi <= max_cores and fits(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, max_cores + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return dataclasses.replace(hw, tensor_cores=lo)
+
+
+def link_tradeoff(problem: Any, best: HardwareConfig) -> list[dict[str, Any]]:
+    """One row per (link count, link bandwidth): the best design refilled with tensor
+    cores to the budget, and how it trains (module docstring). Empty when the design
+    space does not search links (one device)."""
+    from cost_models.area import area_mm2
+    from cost_models.designs import DesignBatch
+    from search.evaluator import geomean, objective_value
+
+    counts = next((p.values for p in problem.space.params if p.name == "link_count"), ())
+    if not counts:
+        return []
+    base_bw = float(problem.space.template.link_bw_bytes_per_s)
+    cells: list[tuple[int, float, HardwareConfig | None]] = []
+    for n in counts:
+        for s in BW_SCALES:
+            hw = dataclasses.replace(best, link_count=int(n), link_bw_bytes_per_s=base_bw * s,
+                                     name=f"{best.name}-l{n}x{s:g}")
+            cells.append((int(n), base_bw * s, _fill_tensor_cores(hw, problem)))
+    hws = [h for _, _, h in cells if h is not None]
+    if hasattr(problem, "prepare_plans") and hws:
+        problem.prepare_plans(hws)
+    rows = []
+    for n, bw, hw in cells:
+        row: dict[str, Any] = {"link_count": n, "link_bw_bytes_per_s": bw,
+                               "is_best": n == best.link_count
+                               and bw == best.link_bw_bytes_per_s}
+        if hw is None:
+            rows.append(dict(row, feasible=False))
+            continue
+        d = DesignBatch.from_configs([hw])
+        area = area_mm2(d, problem.tech)
+        samples, a2a, steps, plans = [], 0.0, 0.0, []
+        fits = True
+        for plan, ev in problem.evaluate_full(hw):
+            if ev is None or not ev.fits_memory:
+                fits = False
+                samples.append(0.0)
+                continue
+            comm = (ev.breakdown or {}).get("comm_s") or {}
+            a2a += float(comm.get("ep_s", 0.0) or 0.0) + float(comm.get("embedding_s", 0.0)
+                                                               or 0.0)
+            steps += ev.step_time_s
+            samples.append(ev.samples_per_s)
+            plans.append({k: getattr(plan, k) for k in ("tp", "pp", "dp", "ep")})
+        sp = np.array(samples, dtype=np.float64)[:, None]
+        from cost_models.power import tdp_w
+
+        tdp = float(tdp_w(d, problem.tech)["total"][0])
+        rows.append(dict(
+            row, feasible=fits, tensor_cores=hw.tensor_cores,
+            area_mm2=float(area["total"][0]), links_area_mm2=float(area["links"][0]),
+            tdp_w=tdp, samples_per_s=float(geomean(sp)[0]),
+            objective_value=float(objective_value(problem.objective, sp,
+                                                  np.array([tdp]))[0]),
+            all_to_all_share=a2a / steps if steps > 0 else 0.0, plans=plans))
+    return rows
