@@ -82,12 +82,12 @@ def test_json_has_no_nan_and_no_early_script_end() -> None:
 
 def test_every_report_figure_passes_plotly_validation(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """go.Figure(dict) raises on any property plotly.js does not know."""
-    from dse.report import build_sections, load_run
+    from dse.report import SECTION_IDS, build_sections, load_run
     from tests.dse.test_report import make_run_dir
 
     run = make_run_dir(tmp_path)
     figs = [s.figure for s in build_sections(load_run(run)) if s.figure is not None]
-    assert len(figs) == 7
+    assert len(figs) == len(SECTION_IDS) == 8
     for fig in figs:
         fig.to_plotly()
 
