@@ -399,6 +399,14 @@ CASES: tuple[Case, ...] = (
        "workloads show moe_missing.json", 2, ("num_local_experts", "missing")),
     _c("workloads", "MoE config routing to more experts than it has",
        "workloads show moe_topk.json", 2, ("experts_per_token=9", "experts=8")),
+    _c("workloads", "MoE config whose expert groups do not divide the experts",
+       "workloads show moe_groups.json", 2, ("expert_groups=7", "experts=256")),
+    _c("evaluate", "the DeepEP dispatcher on a dense model",
+       "evaluate --workload gptj --hardware h100 --devices 16 --dispatcher deepep", 2,
+       ("gptj has no experts", "use alltoall")),
+    _c("evaluate", "an unknown dispatcher",
+       "evaluate --workload deepseek-v3 --hardware h100 --dispatcher nccl", 2,
+       ("--dispatcher", "alltoall", "deepep")),
 )
 
 
@@ -413,6 +421,9 @@ def make_files(d: Path) -> None:
     (d / "moe_missing.json").write_text(json.dumps(mixtral))
     (d / "moe_topk.json").write_text(json.dumps(dict(mixtral, num_local_experts=8,
                                                      num_experts_per_tok=9)))
+    dsv3 = json.loads((Path(__file__).resolve().parents[1] / "tests" / "workloads" / "data"
+                       / "hf" / "deepseek-v3" / "config.json").read_text())
+    (d / "moe_groups.json").write_text(json.dumps(dict(dsv3, n_group=7)))
     (d / "negative_config.json").write_text(json.dumps({
         "model_type": "gpt2", "n_layer": 12, "n_head": 12, "n_embd": -768,
         "vocab_size": 50257, "n_positions": 1024}))

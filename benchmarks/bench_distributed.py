@@ -192,7 +192,8 @@ def validation_moe() -> dict[str, Any]:
         rows.append({
             "id": r["id"], "source": r["source"], "hardware": r["hardware"], "gpus": r["gpus"],
             "plan": f"{r['tp']}/{r['pp']}/{r['ep']}/{r['dp']}" + (
-                f" v{r['vp']}" if r["vp"] > 1 else "") + (" etp1" if r["etp"] == 1 else ""),
+                f" v{r['vp']}" if r["vp"] > 1 else "") + (" etp1" if r["etp"] == 1 else "")
+            + (" deepep" if r.get("dispatcher") == "deepep" else ""),
             "recompute": ",".join(r["recompute_modules"]), "published_step_s": pub,
             "model_step_s": ev.step_time_s, "error": ev.step_time_s / pub - 1,
             "all_to_all_s": comm["ep_s"], "all_to_all_hidden": bool(comm.get("ep_hidden")),

@@ -80,6 +80,8 @@ __all__ = [
     "collective_time_s",
     "collective_time_scalar_s",
     "comm_time_s",
+    "deepep_all_to_all_time_s",
+    "expected_token_nodes",
     "group_collective_time_s",
     "group_placement",
     "p2p_time_s",
@@ -359,6 +361,71 @@ def group_collective_time_s(collective: str, nbytes: ArrayLike, placement: Group
     return float(out) if np.ndim(out) == 0 else out
 
 
+def expected_token_nodes(experts: int, k: int, nodes: int, groups: int = 0,
+                         groups_per_token: int = 0) -> float:
+    """Expected number of distinct nodes one token's ``k`` routed experts sit on, the
+    ``experts`` spread evenly over ``nodes`` and routing uniform over the experts.
+
+    Without expert groups: ``N·(1 − C(E − E/N, k)/C(E, k))`` (a node is missed when none
+    of the ``k`` experts is among its ``E/N``). With group-limited routing (DeepSeek-V3:
+    ``groups_per_token`` = M of ``groups`` = G groups, report §2.1.2) and groups aligned to
+    nodes (G a multiple of N): ``N·(1 − C(G − G/N, M)/C(G, M))``, taking every chosen
+    group to hold at least one of the token's experts (k ≥ M); with nodes a multiple of
+    G, uniform routing inside the M·E/G experts of the chosen groups on their M·N/G nodes.
+
+    >>> round(expected_token_nodes(256, 8, 8), 3)     # DeepSeek-V3 experts, no node limit
+    5.295
+    >>> expected_token_nodes(256, 8, 8, groups=8, groups_per_token=4)
+    4.0
+    """
+    if nodes <= 1:
+        return 1.0
+    comb = math.comb
+    if groups and groups_per_token and k >= groups_per_token:
+        g, m = groups, groups_per_token
+        if g % nodes == 0:
+            return nodes * (1.0 - comb(g - g // nodes, m) / comb(g, m))
+        if nodes % g == 0:
+            pool, n_pool = m * experts // g, m * nodes // g
+            return n_pool * (1.0 - comb(pool - experts // nodes, k) / comb(pool, k))
+    e_node = experts // nodes
+    if e_node < 1:
+        return float(min(k, nodes))
+    return nodes * (1.0 - comb(experts - e_node, k) / comb(experts, k))
+
+
+def deepep_all_to_all_time_s(nbytes: ArrayLike, placement: GroupPlacement,
+                             system: SystemConfig, *, k: int, token_nodes: float) -> Any:
+    """Seconds for a mixture-of-experts dispatch (or combine) by DeepEP's normal kernels
+    (deepseek-ai/DeepEP; DeepSeek-V3 report §3.2.2): each token crosses the NICs once per
+    *remote node* holding one of its experts, then NVLink forwards it to the expert ranks
+    of that node; the two legs are pipelined, so the slower sets the time.
+
+    ``nbytes``: one rank's all-to-all send buffer, one copy per routed expert (``k`` per
+    token), as the NCCL all-to-all sends it. NIC leg: ``nbytes/k`` per token times the
+    expected remote nodes ``token_nodes·(N−1)/N``; NVLink leg: every copy bound for
+    another rank, ``nbytes·(n−1)/n``. Inside one node it is the NCCL all-to-all.
+
+    >>> from dse.types import SystemConfig
+    >>> sysc = SystemConfig(devices_per_node=8, intra_node_bw_bytes_per_s=400e9,
+    ...                     intra_node_latency_s=0, inter_node_bw_bytes_per_s=50e9,
+    ...                     inter_node_latency_s=0)
+    >>> p = GroupPlacement(group="ep", size=64, per_node=8, nodes=8)
+    >>> deepep_all_to_all_time_s(8e6, p, sysc, k=8, token_nodes=4.0) * 1e6  # 1e6 B x 3.5
+    70.0
+    """
+    nn, n = placement.nodes, placement.size
+    s = np.asarray(nbytes, dtype=np.float64)
+    if nn <= 1:
+        return group_collective_time_s("all_to_all", s, placement, system)
+    remote = token_nodes * (nn - 1) / nn
+    nic = s / max(k, 1) * remote / system.inter_node_bw_bytes_per_s \
+        + system.inter_node_latency_s
+    nvl = s * (n - 1) / n / system.intra_node_bw_bytes_per_s + system.intra_node_latency_s
+    out = np.maximum(nic, nvl)
+    return float(out) if np.ndim(out) == 0 else out
+
+
 def p2p_time_s(nbytes: ArrayLike, plan: ParallelPlan, system: SystemConfig) -> Any:
     """Seconds to send ``nbytes`` between adjacent pipeline stages.
 
@@ -382,7 +449,9 @@ def comm_time_s(graph: Graph, system: SystemConfig, plan: ParallelPlan) -> np.nd
 
     Collective ops use their ``collective``, ``group`` and ``comm_bytes`` (NCCL buffer
     convention) on the placement of their group under ``plan``; ``sendrecv`` ops are
-    pipeline p2p transfers.
+    pipeline p2p transfers. With ``plan.dispatcher == "deepep"`` a MoE layer's
+    all-to-all across nodes is :func:`deepep_all_to_all_time_s` with the token fan-out of
+    the graph's routing (``meta``: experts, experts_per_token, expert groups).
     """
     cols = graph.columns
     kinds = cols["kind"]
@@ -402,5 +471,15 @@ def comm_time_s(graph: Graph, system: SystemConfig, plan: ParallelPlan) -> np.nd
         if op.group == "tp" and pl.size != plan.tp:
             raise WorkloadError(f"operator {op.name!r} is a tp collective but the plan has "
                                 f"tp={plan.tp}")
+        if (op.group == "ep" and op.collective == "all_to_all" and pl.nodes > 1
+                and getattr(plan, "dispatcher", "alltoall") == "deepep"):
+            m = graph.meta
+            k = int(m.get("experts_per_token") or 1)
+            nodes = expected_token_nodes(int(m.get("experts") or pl.size), k, pl.nodes,
+                                         int(m.get("expert_groups") or 0),
+                                         int(m.get("expert_groups_per_token") or 0))
+            out[i] = deepep_all_to_all_time_s(op.comm_bytes, pl, system, k=k,
+                                              token_nodes=nodes)
+            continue
         out[i] = group_collective_time_s(op.collective, op.comm_bytes, pl, system)
     return out

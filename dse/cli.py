@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from dse.errors import ConfigError, DSEError
-from dse.types import RECOMPUTE, RECOMPUTE_MODULES, SCHEDULES, jsonable
+from dse.types import DISPATCHERS, RECOMPUTE, RECOMPUTE_MODULES, SCHEDULES, jsonable
 
 OBJECTIVES = ("throughput", "perf_per_tdp")
 SEARCHERS = ("wham", "optuna", "random", "exhaustive")
@@ -271,6 +271,10 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cp", type=_positive_int("--cp"), default=None,
                    help="context-parallel degree: each sequence split over N devices, ring "
                         "attention (default: 1)")
+    p.add_argument("--dispatcher", choices=DISPATCHERS, default=None,
+                   help="MoE token dispatch: alltoall (NCCL, one copy per routed expert) or "
+                        "deepep (one copy per destination node, forwarded over NVLink) "
+                        "(default: alltoall)")
     p.add_argument("--ep", type=_positive_int("--ep"), default=None,
                    help="expert-parallel degree of a mixture-of-experts model: experts "
                         "sharded over N of the data-parallel ranks, tokens dispatched by "

@@ -63,6 +63,8 @@ DTYPES: tuple[str, ...] = tuple(DTYPE_BYTES)
 TOPOLOGIES: tuple[str, ...] = ("ring", "switch", "torus2d", "torus3d", "fully_connected")
 SCHEDULES: tuple[str, ...] = ("1f1b", "gpipe", "interleaved")
 RECOMPUTE: tuple[str, ...] = ("none", "selective", "full")
+DISPATCHERS: tuple[str, ...] = ("alltoall", "deepep")
+"""Mixture-of-experts token dispatchers (:attr:`ParallelPlan.dispatcher`)."""
 RECOMPUTE_MODULES: tuple[str, ...] = ("core_attn", "layernorm", "mla_up_proj", "mlp", "moe",
                                       "moe_act", "shared_experts")
 """Megatron-Core's ``--recompute-modules`` (``TransformerConfig.recompute_modules``)."""
@@ -477,6 +479,11 @@ class ParallelPlan:
     the tensor-parallel ranks (sequence parallelism) and the ``tp`` ranks joining the
     expert-parallel group (the DeepSeek-V3 recipes' ETP 1)."""
 
+    dispatcher: str = "alltoall"
+    """How a mixture-of-experts layer sends tokens to their experts: ``alltoall`` (NCCL
+    all-to-all of one copy per routed expert, Megatron-Core's alltoall dispatcher) or
+    ``deepep`` (DeepEP: one copy per destination node over the NICs, forwarded to the
+    expert ranks inside the node; :func:`cost_models.network.deepep_all_to_all_time_s`)."""
     recompute_modules: tuple[str, ...] = ()
     """With ``recompute="selective"``: Megatron-Core's recompute modules (``core_attn``,
     ``layernorm``, ``mla_up_proj``, ``mlp``, ``moe``, ``moe_act``, ``shared_experts``;
@@ -491,6 +498,7 @@ class ParallelPlan:
             _positive(ConfigError, o, f, v)
         _choice(ConfigError, o, "schedule", self.schedule, SCHEDULES)
         _choice(ConfigError, o, "recompute", self.recompute, RECOMPUTE)
+        _choice(ConfigError, o, "dispatcher", self.dispatcher, DISPATCHERS)
         mods = self.recompute_modules
         if not isinstance(mods, (tuple, list)) or not all(isinstance(m, str) for m in mods):
             raise ConfigError(f"{o}.recompute_modules={mods!r} must be a tuple of names")

@@ -217,6 +217,8 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
             experts_per_token=f.get_int("num_experts_per_tok"),
             shared_experts=f.get_count("n_shared_experts", 1),
             first_k_dense=f.get_count("first_k_dense_replace", 0),
+            expert_groups=f.get_count("n_group", 0),
+            expert_groups_per_token=f.get_count("topk_group", 0),
             router=scoring, router_bias=f.get_str("topk_method", "noaux_tc") == "noaux_tc",
             vocab=f.get_int("vocab_size"), max_positions=f.get_int("max_position_embeddings"),
             activation=f.activation("hidden_act", "silu"), gated_mlp=True, norm="rmsnorm",

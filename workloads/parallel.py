@@ -133,6 +133,11 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
             raise ConfigError(f"ep={ep} must divide the {experts} experts of "
                               f"{getattr(spec, 'name', 'the workload')}; valid ep: "
                               f"{', '.join(map(str, valid))}")
+    disp = getattr(plan, "dispatcher", "alltoall")
+    if disp != "alltoall" and not (_is_transformer(spec) and getattr(spec, "experts", 0)):
+        raise ConfigError(f"dispatcher={disp}: {getattr(spec, 'name', 'the workload')} has "
+                          "no experts to dispatch to; the dispatcher applies to "
+                          "mixture-of-experts models only (use alltoall)")
     mods = getattr(plan, "recompute_modules", ())
     if mods:
         name = getattr(spec, "name", "the workload")

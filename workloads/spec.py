@@ -205,6 +205,12 @@ class TransformerSpec(ModelSpec):
     load_imbalance: float = 1.0
     """Tokens of the busiest expert-parallel rank over the mean (1: perfectly balanced);
     capped by ``capacity_factor`` when that is set."""
+    expert_groups: int = 0
+    """Groups the routed experts are split into for group-limited routing (DeepSeek-V3's
+    ``n_group`` 8: one group per node of its expert-parallel layout); 0: no groups."""
+    expert_groups_per_token: int = 0
+    """Groups a token's experts may come from (DeepSeek-V3's ``topk_group`` 4: each token
+    reaches at most 4 nodes); 0 with ``expert_groups`` 0."""
     # ---- multi-head latent attention (DeepSeek-V2/V3) ----------------------------------
     q_lora_rank: int = 0
     """Rank of the low-rank query projection (0: a full query projection)."""
@@ -235,7 +241,8 @@ class TransformerSpec(ModelSpec):
         _choice(o, "position", self.position, POSITIONS)
         _choice(o, "attention", self.attention, ATTENTION)
         for f in ("experts", "experts_per_token", "moe_ffn", "shared_experts", "first_k_dense",
-                  "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim"):
+                  "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim",
+                  "expert_groups", "expert_groups_per_token"):
             _int(o, f, getattr(self, f), minimum=0)
         _bool(o, "router_bias", self.router_bias)
         _choice(o, "router", self.router, ROUTERS)
@@ -258,8 +265,17 @@ class TransformerSpec(ModelSpec):
                                     "use 0 (dropless) or >= 1/experts_per_token")
             if self.moe_ffn == 0:
                 object.__setattr__(self, "moe_ffn", self.ffn)
-        elif self.experts_per_token or self.shared_experts or self.first_k_dense:
-            raise WorkloadError(f"{o}: experts_per_token, shared_experts and first_k_dense "
+            g, m = self.expert_groups, self.expert_groups_per_token
+            if g and (self.experts % g or not 1 <= m <= g):
+                raise WorkloadError(f"{o}: expert_groups={g} must divide experts="
+                                    f"{self.experts} and expert_groups_per_token={m} be from "
+                                    f"1 to {g}")
+            if m and not g:
+                raise WorkloadError(f"{o}: expert_groups_per_token={m} needs expert_groups")
+        elif (self.experts_per_token or self.shared_experts or self.first_k_dense
+              or self.expert_groups or self.expert_groups_per_token):
+            raise WorkloadError(f"{o}: experts_per_token, shared_experts, first_k_dense and "
+                                "expert groups "
                                 "need experts > 0 (a mixture-of-experts model)")
         if self.kv_lora_rank:
             if self.kv_heads not in (0, self.heads):

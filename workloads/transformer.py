@@ -479,6 +479,8 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         "kv_heads": spec.kv_heads, "head_dim": d, "ffn": spec.ffn, "vocab": spec.vocab,
         "tp": tp, "ep": ep, "etp": etp, "sequence_parallel": sp, "first_stage": first_stage,
         "active_params": spec.active_params, "experts": spec.experts,
+        "experts_per_token": spec.experts_per_token, "expert_groups": spec.expert_groups,
+        "expert_groups_per_token": spec.expert_groups_per_token,
         "dense_layers": n_dense,
         "last_stage": last_stage, "optimizer": optimizer,
         "stash_bytes_per_layer": float(stash), **stats,

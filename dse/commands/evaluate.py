@@ -78,6 +78,7 @@ def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0,
         2 if schedule == "interleaved" else 1)
     return ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb, micro_batch=mb,
                         schedule=schedule, recompute=recompute, recompute_modules=mods,
+                        dispatcher=getattr(args, "dispatcher", None) or "alltoall",
                         sequence_parallel=bool(args.sequence_parallel),
                         zero_stage=int(args.zero or 0), interleave=interleave, cp=cp, ep=ep,
                         etp=etp)
@@ -145,7 +146,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         (f"{r['workload']} on {hw['name']} x {p['devices']} "
         f"(tp={p['tp']}{' cp=' + str(p['cp']) if p.get('cp', 1) > 1 else ''}"
-        f"{' ep=' + str(p['ep']) if p.get('ep', 1) > 1 else ''} pp={p['pp']} "
+        f"{' ep=' + str(p['ep']) if p.get('ep', 1) > 1 else ''}"
+        f"{' (deepep)' if p.get('dispatcher') == 'deepep' else ''} pp={p['pp']} "
         f"dp={p['dp']}, global batch {p['global_batch']}, "
         f"micro-batch {p['micro_batch']}, {p['micro_batches']} micro-batches, "
         f"{p['schedule']}{' v=' + str(p['interleave']) if p['schedule'] == 'interleaved' else ''}"

@@ -8,8 +8,8 @@ import pytest
 
 import workloads
 from cost_models.memory import model_state_bytes, stage_memory_bytes
-from cost_models.network import (collective_time_s, comm_time_s, group_collective_time_s,
-                                 group_placement)
+from cost_models.network import (GroupPlacement, collective_time_s, comm_time_s,
+                                 group_collective_time_s, group_placement)
 from cost_models.training import dp_times
 from dse.types import ParallelPlan, SystemConfig
 
@@ -91,3 +91,70 @@ def test_expert_states_are_sharded_over_the_expert_data_parallel_ranks():
     assert mem["optimizer"] == pytest.approx(want_opt) == pytest.approx(
         12 * dense / 16 + 12 * experts / 2)
     assert mem["weights"] == pytest.approx(2 * (dense + experts))
+
+
+# ---------------------------------------------------------------- DeepEP dispatch
+def _simulated_nodes(experts, k, nodes, groups=0, m=0, trials=4000, seed=0):
+    """Monte Carlo of the routing the closed form describes: uniform top-k over the
+    experts, or over the experts of m uniformly chosen groups with every chosen group
+    getting at least one of the k (group-limited routing)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    per_node = experts // nodes
+    hit = []
+    for _ in range(trials):
+        if groups:
+            gs = rng.choice(groups, size=m, replace=False)
+            size = experts // groups
+            first = gs * size + rng.integers(0, size, size=m)      # one expert per group
+            pool = np.setdiff1d(np.concatenate([np.arange(g * size, (g + 1) * size)
+                                                for g in gs]), first)
+            chosen = np.concatenate([first, rng.choice(pool, size=k - m, replace=False)])
+        else:
+            chosen = rng.choice(experts, size=k, replace=False)
+        hit.append(len(set((chosen // per_node).tolist())))
+    return float(np.mean(hit))
+
+
+@pytest.mark.parametrize("experts,k,nodes,groups,m", [
+    (256, 8, 8, 0, 0), (8, 2, 2, 0, 0), (256, 8, 8, 8, 4), (256, 8, 4, 8, 4)])
+def test_expected_token_nodes_matches_a_simulation(experts, k, nodes, groups, m):
+    from cost_models.network import expected_token_nodes
+
+    exact = expected_token_nodes(experts, k, nodes, groups, m)
+    assert exact == pytest.approx(_simulated_nodes(experts, k, nodes, groups, m), rel=0.02)
+    if groups:  # at most M nodes: DeepSeek-V3's node-limited routing
+        assert exact <= m
+
+
+def test_deepep_sends_each_token_once_per_remote_node():
+    from cost_models.network import deepep_all_to_all_time_s, expected_token_nodes
+
+    sysc = _system(intra_node_bw_bytes_per_s=1e15)       # NVLink leg out of the way
+    pl = GroupPlacement(group="ep", size=64, per_node=8, nodes=8)
+    k, h = 8, 7168
+    s = 4096 * k * h * 2.0                                # one rank's NCCL send buffer
+    nodes = expected_token_nodes(256, 8, 8, 8, 4)         # 4 nodes per token
+    t = deepep_all_to_all_time_s(s, pl, sysc, k=k, token_nodes=nodes)
+    assert t == pytest.approx(4096 * h * 2.0 * nodes * 7 / 8 / 50e9)
+    # the NCCL all-to-all sends all k copies, 56/64 of them over the NICs: 2x the bytes
+    nccl = group_collective_time_s("all_to_all", s, pl, sysc)
+    assert nccl / t == pytest.approx((56 / 64 * k) / (4 * 7 / 8), rel=1e-3)
+    # inside one node DeepEP is the all-to-all
+    one = GroupPlacement(group="ep", size=8, per_node=8, nodes=1)
+    assert deepep_all_to_all_time_s(s, one, sysc, k=k, token_nodes=1.0) == pytest.approx(
+        group_collective_time_s("all_to_all", s, one, sysc))
+
+
+def test_the_plan_dispatcher_reaches_the_moe_all_to_all():
+    spec = workloads.model_spec("deepseek-v3")
+    g = workloads.build(spec, batch=1, seq=256, layers=(3, 4), ep=64)
+    sysc = _system()
+    nccl = comm_time_s(g, sysc, ParallelPlan(tp=1, dp=64, ep=64, global_batch=64))
+    deep = comm_time_s(g, sysc, ParallelPlan(tp=1, dp=64, ep=64, global_batch=64,
+                                             dispatcher="deepep"))
+    a2a = [i for i, op in enumerate(g.ops) if op.collective == "all_to_all"]
+    assert a2a and all(deep[i] < nccl[i] for i in a2a)
+    rest = [i for i in range(len(g.ops)) if i not in a2a]
+    assert all(deep[i] == nccl[i] for i in rest)

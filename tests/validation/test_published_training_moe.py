@@ -45,7 +45,8 @@ def plan_of(r: dict) -> ParallelPlan:
                         global_batch=r["global_batch"], micro_batch=1,
                         schedule="interleaved" if vp > 1 else "1f1b", interleave=vp,
                         sequence_parallel=r["tp"] > 1, zero_stage=1, recompute="selective",
-                        recompute_modules=tuple(r["recompute_modules"]))
+                        recompute_modules=tuple(r["recompute_modules"]),
+                        dispatcher=r.get("dispatcher", "alltoall"))
 
 
 def evaluate_row(r: dict, stack: str | None = None):
