@@ -92,10 +92,12 @@ __all__ = [
     "GraphArrays",
     "OpCosts",
     "graph_arrays",
+    "high_precision",
     "level_ok",
     "op_costs",
     "op_costs_many",
     "op_costs_scalar",
+    "sixteen_bit",
 ]
 
 UNITS: tuple[str, ...] = ("tc", "vc", "link")
@@ -130,6 +132,8 @@ class GraphArrays:
     """(U, 4) distinct (m, k, n, batch) rows of the GEMMs."""
     gemm_inverse: np.ndarray
     """Position of each GEMM's shape in ``gemm_shapes``."""
+    gemm_hp: np.ndarray
+    """(G,) bool: the GEMM stays 16-bit on a sub-16-bit design (:func:`high_precision`)."""
     pe: np.ndarray
     elements: np.ndarray
     bytes_io: np.ndarray
@@ -193,6 +197,54 @@ def _topology(graph: Graph, unit: np.ndarray) -> Topology:
     return cand
 
 
+_HP_SUFFIXES = (".logits", ".router")
+
+
+def high_precision(graph: Graph) -> np.ndarray:
+    """(O,) bool: operators that run in 16 bits on a design whose tensor cores compute in
+    fewer (fp8, int8): attention (fused, or its weightless batched ``QKᵀ``/``A·V`` GEMMs),
+    the output head and the MoE router, forward and backward. Transformer Engine's FP8
+    recipes put only the transformer layers' Linear GEMMs in FP8 (attention stays bf16
+    unless ``fp8_dpa``; Megatron-Core's output layer is not a TE module), and DeepSeek-V3
+    keeps "the embedding module, the output head, MoE gating modules, normalization
+    operators, and attention operators" in their original precision (report §3.3;
+    docs/sources.md, deepseek-v3, transformer-engine-fp8)."""
+    out = np.zeros(len(graph.ops), dtype=bool)
+    for j, op in enumerate(graph.ops):
+        if op.kind == "attention":
+            out[j] = True
+        elif op.kind == "gemm":
+            # weightless (activation x activation) GEMMs: a forward without weight bytes,
+            # and the two data gradients workloads.training gives them (.bwd_data_a/_b);
+            # a backward op's forward may sit in another phase graph, so go by names
+            out[j] = ((op.phase == "fwd" and op.bytes_weight == 0)
+                      or op.name.endswith((".bwd_data_a", ".bwd_data_b"))
+                      or op.name.endswith(_HP_SUFFIXES)
+                      or (op.phase != "fwd" and op.fwd.endswith(_HP_SUFFIXES)))
+    return out
+
+
+def sixteen_bit(designs: DesignBatch) -> DesignBatch:
+    """The designs as their tensor cores run a 16-bit GEMM: a sub-16-bit array of ``R×C``
+    multipliers computes bf16 as ``R×(C·dtype_bytes/2)`` (two fp8 MACs per bf16 MAC: the
+    throughput ratio of H100/H200, MI300 and the template's ``mac_area_ratio``); 16-bit
+    and wider designs are returned unchanged (the same object)."""
+    dtb = designs.dtype_bytes
+    low = dtb < 2
+    if not low.any():
+        return designs
+    hit = designs.__dict__.get("_sixteen_bit")
+    if hit is not None:
+        return hit
+    arrays = dict(designs.arrays)
+    arrays["dtype"] = np.where(low, "bf16", designs.dtype).astype(object)
+    arrays["array_cols"] = np.where(low, np.maximum(designs.array_cols * dtb // 2, 1),
+                                    designs.array_cols).astype(np.int64)
+    out = DesignBatch({k: np.array(v) for k, v in arrays.items()})
+    designs.__dict__["_sixteen_bit"] = out
+    return out
+
+
 def graph_arrays(graph: Graph) -> GraphArrays:
     """The :class:`GraphArrays` of ``graph`` (memoized on the graph object)."""
     memo = graph.derived
@@ -233,6 +285,7 @@ def graph_arrays(graph: Graph) -> GraphArrays:
         names=tuple(cols["name"]), unit_code=unit, count=cols["count"].astype(np.float64),
         gemm=gemm, vec=vec, comm=comm,
         gemm_shapes=shapes.reshape(-1, 4), gemm_inverse=np.asarray(inverse).reshape(-1),
+        gemm_hp=high_precision(graph)[gemm],
         pe=pe, elements=cols["elements"][vec].astype(np.float64),
         bytes_io=(cols["bytes_in"] + cols["bytes_out"] + cols["bytes_weight"])[vec],
         bytes_in=cols["bytes_in"][vec].astype(np.float64),
@@ -675,6 +728,9 @@ def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technolog
         allshapes, inv_all = np.unique(np.concatenate(rows), axis=0, return_inverse=True)
         inv_all = np.asarray(inv_all).reshape(-1)
         gem = _gemm_level_costs(allshapes, designs, c, lok)
+        d16 = sixteen_bit(designs)
+        c16 = c if d16 is designs else node_constants(d16, tech)
+        gem16 = gem if d16 is designs else _gemm_level_costs(allshapes, d16, c16, lok)
         at = 0
         for a, r in zip(arrs_l, rows):
             inv = inv_all[at:at + len(r)]
@@ -685,6 +741,7 @@ def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technolog
     else:
         pos = [empty for _ in arrs_l]
         apos = [empty for _ in arrs_l]
+        d16, c16, gem16 = designs, c, gem
 
     # ---- vector ops of every graph in one pass -----------------------------------------
     nv = [len(a.vec) for a in arrs_l]
@@ -738,13 +795,16 @@ def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technolog
         g = a.gemm
         if len(g):
             q = pos[gi]
-            lat[:, g], comp[:, g] = gem["lat"][:, q], gem["comp"][:, q]
-            hbm_s[:, g], sram_s[:, g] = gem["hbm_s"][:, q], gem["sram_s"][:, q]
-            hbm_b[:, g], energy[:, g] = gem["hbm_b"][:, q], gem["energy"][:, q]
-            bound[:, g] = gem["bound"][:, q]
-            one_unit[:, g] = gem["one"][:, q]
-        if len(a.att):
-            at_ = _attention_costs(a, apos[gi], gem, designs, c)
+            for sel, src in ((~a.gemm_hp, gem), (a.gemm_hp, gem16)) if gem16 is not gem \
+                    else ((slice(None), gem),):
+                gs, qs = g[sel], q[sel]
+                lat[:, gs], comp[:, gs] = src["lat"][:, qs], src["comp"][:, qs]
+                hbm_s[:, gs], sram_s[:, gs] = src["hbm_s"][:, qs], src["sram_s"][:, qs]
+                hbm_b[:, gs], energy[:, gs] = src["hbm_b"][:, qs], src["energy"][:, qs]
+                bound[:, gs] = src["bound"][:, qs]
+                one_unit[:, gs] = src["one"][:, qs]
+        if len(a.att):  # attention runs in 16 bits (high_precision)
+            at_ = _attention_costs(a, apos[gi], gem16, d16, c16)
             ai = a.att
             lat[:, ai], comp[:, ai], hbm_s[:, ai] = at_["lat"], at_["comp"], at_["hbm_s"]
             hbm_b[:, ai], energy[:, ai] = at_["hbm_b"], at_["energy"]
@@ -791,7 +851,23 @@ def op_costs_scalar(graph: Graph, hw: Any, tech: Technology, comm_time_s: Any = 
     """Plain-Python reference of :func:`op_costs` for one design ``hw``: one dict per
     operator with ``unit``, ``bound`` (whole chip) and per-level lists ``latency_s``,
     ``compute_s``, ``hbm_s``, ``sram_s``, ``hbm_bytes``, ``energy_j``, ``bound_levels``,
-    and ``fused_bytes``, ``level_ok`` (list of bool)."""
+    and ``fused_bytes``, ``level_ok`` (list of bool). On a sub-16-bit design the
+    :func:`high_precision` operators are costed on its 16-bit form (:func:`sixteen_bit`)."""
+    out = _op_costs_scalar_one(graph, hw, tech, comm_time_s, levels=levels)
+    if int(hw.dtype_bytes) >= 2:
+        return out
+    import dataclasses
+
+    hw16 = dataclasses.replace(hw, dtype="bf16",
+                               array_cols=max(int(hw.array_cols) * int(hw.dtype_bytes) // 2, 1))
+    hi = _op_costs_scalar_one(graph, hw16, tech, comm_time_s, levels=levels)
+    hp = high_precision(graph)
+    return [h if hp[j] else o for j, (o, h) in enumerate(zip(out, hi))]
+
+
+def _op_costs_scalar_one(graph: Graph, hw: Any, tech: Technology, comm_time_s: Any = None,
+                         *, levels: int = LEVELS) -> list[dict[str, Any]]:
+    """:func:`op_costs_scalar` with every operator at the design's own datatype."""
     batch1 = DesignBatch.from_configs([hw])
     cst = {key: float(val[0]) for key, val in node_constants(batch1, tech).items()}
     arrs = graph_arrays(graph)

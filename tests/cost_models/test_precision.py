@@ -1,0 +1,77 @@
+"""Operators that stay 16-bit on a sub-16-bit (fp8, int8) design: attention, weightless
+GEMMs, the output head and the router run on the design's 16-bit form; the transformer
+layers' weight GEMMs run at the design's own rate (cost_models/opcost.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import workloads
+from cost_models.designs import DesignBatch
+from cost_models.evaluate import device_step, evaluate_device
+from cost_models.opcost import high_precision, op_costs, sixteen_bit
+from cost_models.presets import load_preset
+from cost_models.technology import load_technology
+
+H100, H100_FP8 = load_preset("h100"), load_preset("h100-fp8")
+TECH = load_technology(4)
+
+
+def _gpt2(attention: str, batch: int = 1):
+    spec = dataclasses.replace(workloads.model_spec("gpt2"), attention=attention, layers=2)
+    return workloads.build(spec, batch=batch, seq=256)
+
+
+def test_which_operators_stay_sixteen_bit():
+    g = _gpt2("unfused")
+    hp = {op.name for op, h in zip(g.ops, high_precision(g)) if h}
+    assert hp == {"layer.attn.qk", "layer.attn.av", "layer.attn.qk.bwd_data_a",
+                  "layer.attn.qk.bwd_data_b", "layer.attn.av.bwd_data_a",
+                  "layer.attn.av.bwd_data_b", "head.logits", "head.logits.bwd_data",
+                  "head.logits.bwd_weight"}
+    fused = _gpt2("fused")
+    assert {op.name for op, h in zip(fused.ops, high_precision(fused)) if h} == {
+        "layer.attn.core", "layer.attn.core.bwd", "head.logits", "head.logits.bwd_data",
+        "head.logits.bwd_weight"}
+    moe = workloads.build(workloads.model_spec("mixtral-8x7b"), batch=1, seq=64,
+                          layers=(0, 1), last_stage=False)
+    assert {op.name for op, h in zip(moe.ops, high_precision(moe)) if h} >= {
+        "layer.moe.router", "layer.moe.router.bwd_data", "layer.moe.router.bwd_weight"}
+
+
+def test_the_sixteen_bit_form_of_an_fp8_h100_is_the_bf16_h100():
+    d = DesignBatch.from_configs([H100_FP8.hardware, H100.hardware])
+    v = sixteen_bit(d)
+    assert v.dtype.tolist() == ["bf16", "bf16"]
+    assert v.array_cols.tolist() == [H100.hardware.array_cols] * 2
+    assert v.peak_flop_per_s[0] == pytest.approx(v.peak_flop_per_s[1])
+    bf = DesignBatch.from_configs([H100.hardware])
+    assert sixteen_bit(bf) is bf
+
+
+def test_fp8_speeds_up_weight_gemms_only():
+    g = _gpt2("fused", batch=16)
+    lo = op_costs(g, DesignBatch.from_configs([H100_FP8.hardware]), TECH)
+    hi = op_costs(g, DesignBatch.from_configs([H100.hardware]), TECH)
+    hp = high_precision(g)
+    for j, op in enumerate(g.ops):
+        if op.kind == "attention" or (op.kind == "gemm" and hp[j]):
+            assert lo.latency_s[0, j] == pytest.approx(hi.latency_s[0, j], rel=1e-12), op.name
+        elif op.kind == "gemm":  # twice the MACs per cycle: faster, at most 2x
+            ratio = hi.compute_s[0, j] / lo.compute_s[0, j]
+            assert 1.4 < ratio <= 2.0 + 1e-9, (op.name, ratio)
+
+
+def test_scalar_reference_agrees_on_an_fp8_design():
+    g = _gpt2("unfused")
+    hw = H100_FP8.hardware
+    step = device_step(g, DesignBatch.from_configs([hw]), TECH)
+    ref = evaluate_device(g, hw, TECH)
+    assert step.makespan_s[0] == pytest.approx(ref.makespan_s, rel=1e-12)
+    assert step.energy_j[0] == pytest.approx(ref.energy_j, rel=1e-12)
+    for j, rec in enumerate(ref.records):
+        a = int(step.level[0, j])
+        assert np.isclose(step.costs.latency_levels_s[0, j, a], rec.latency_s, rtol=1e-12)
