@@ -184,7 +184,8 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
                        local_params: float = 0.0,
                        layer_stash_bytes: float | None = None, layer_input_bytes: float = 0.0,
                        max_layer_stash_bytes: float = 0.0,
-                       layer_working_bytes: float = 0.0) -> dict[str, float]:
+                       layer_working_bytes: float = 0.0,
+                       head_extra_bytes: float = 0.0) -> dict[str, float]:
     """Memory breakdown (bytes) of one device holding ``layers`` transformer layers
     (``params`` parameters in its tensor-parallel shard) of a pipeline stage.
 
@@ -203,7 +204,8 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
     full recomputation keeps) and ``max_layer_stash_bytes`` (one layer re-materialized);
     with Megatron-Core's recompute modules, ``layer_stash_bytes`` is what the layers keep
     beside them and ``layer_working_bytes`` the largest module re-materialized
-    (:mod:`cost_models.recompute`).
+    (:mod:`cost_models.recompute`). ``head_extra_bytes``: what the last stage's
+    multi-token-prediction modules keep per micro-batch (beside the head's logits).
     """
     ep_params = min(float(expert_params), float(params))
     loc = min(float(local_params), float(params) - ep_params)
@@ -243,7 +245,7 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
         head = 0.0
         if last:  # the last chunk runs each micro-batch's backward right after its forward
             head = (2 * dtype_bytes * seq * b * hidden / shard
-                    + LOGITS_BYTES * seq * b * vocab / t) * (
+                    + LOGITS_BYTES * seq * b * vocab / t + head_extra_bytes) * (
                         plan.micro_batches if plan.schedule == "gpipe" else 1.0)
     else:
         full = float(stash_bytes_per_micro_batch)

@@ -79,6 +79,13 @@ def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg:
     sp = plan.sequence_parallel and plan.tp > 1
     inp = float(plan.micro_batch * -(-seq // plan.cp) * int(spec.hidden) * 2
                 / (plan.tp if sp else 1))
+    # multi-token-prediction modules (the last stage's post segment): what their operators
+    # save; the model recomputes only the layer blocks, so they keep it all
+    mtp_st, mtp_exp = 0.0, 0.0
+    if getattr(spec, "mtp_layers", 0) and seg.post is not None:
+        mtp_exp = expert_params(seg.post) if moe else 0.0
+        mtp_st = float(sum(op.stash_bytes * op.count for op in seg.post.ops
+                           if op.phase == "fwd" and op.block == "mtp"))
     mems = []
     for st in stages:
         nd = dense_layers_in(spec, st.layers[0], st.layers[1])
@@ -93,8 +100,11 @@ def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg:
                                                    dense_st if nd else 0.0),
                          layer_working_bytes=max(blk_w if nb else 0.0,
                                                  dense_w if nd else 0.0))
+        if st.last and mtp_st and sdims is not None:
+            sdims = dict(sdims, head_extra_bytes=mtp_st)
         mems.append(StageMemory(
             params=(pre_p if st.first else 0.0) + nb * blk_p + nd * dense_p
             + (post_p if st.last else 0.0), layers=st.n_layers, first=st.first,
-            last=st.last, dims=sdims, expert_params=nb * exp_p))
+            last=st.last, dims=sdims,
+            expert_params=nb * exp_p + (mtp_exp if st.last else 0.0)))
     return mems

@@ -25,8 +25,9 @@ deepseek_v3 num_hidden_layers, hidden_size, num_attention_heads, intermediate_si
             kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim,
             max_position_embeddings, vocab_size; n_shared_experts (1),
             first_k_dense_replace (0), scoring_func (sigmoid), topk_method (noaux_tc: the
-            per-expert score-correction bias); the multi-token-prediction module
-            (num_nextn_predict_layers) is not part of the model
+            per-expert score-correction bias), n_group/topk_group (group-limited
+            routing), num_nextn_predict_layers (0): multi-token-prediction modules
+            trained beside the model (mtp_layers; not in params)
 opt         num_hidden_layers, hidden_size, num_attention_heads, ffn_dim,
             max_position_embeddings, vocab_size; word_embed_proj_dim (hidden),
             do_layer_norm_before (true), enable_bias (true), activation_function (relu),
@@ -219,6 +220,7 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
             first_k_dense=f.get_count("first_k_dense_replace", 0),
             expert_groups=f.get_count("n_group", 0),
             expert_groups_per_token=f.get_count("topk_group", 0),
+            mtp_layers=f.get_count("num_nextn_predict_layers", 0),
             router=scoring, router_bias=f.get_str("topk_method", "noaux_tc") == "noaux_tc",
             vocab=f.get_int("vocab_size"), max_positions=f.get_int("max_position_embeddings"),
             activation=f.activation("hidden_act", "silu"), gated_mlp=True, norm="rmsnorm",

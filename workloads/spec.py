@@ -211,6 +211,13 @@ class TransformerSpec(ModelSpec):
     expert_groups_per_token: int = 0
     """Groups a token's experts may come from (DeepSeek-V3's ``topk_group`` 4: each token
     reaches at most 4 nodes); 0 with ``expert_groups`` 0."""
+    mtp_layers: int = 0
+    """Multi-token-prediction modules trained beside the model (DeepSeek-V3 §2.2: 1; HF
+    ``num_nextn_predict_layers``): each predicts one more future token from the previous
+    depth's hidden state and the next token's embedding (two RMSNorms, a ``2h → h``
+    projection, one transformer layer like the model's repeated one, the shared output
+    head and its loss), on the last pipeline stage. Not counted in :attr:`params` or
+    :attr:`active_params` (the model's own counts); :attr:`mtp_params` counts them."""
     # ---- multi-head latent attention (DeepSeek-V2/V3) ----------------------------------
     q_lora_rank: int = 0
     """Rank of the low-rank query projection (0: a full query projection)."""
@@ -242,7 +249,7 @@ class TransformerSpec(ModelSpec):
         _choice(o, "attention", self.attention, ATTENTION)
         for f in ("experts", "experts_per_token", "moe_ffn", "shared_experts", "first_k_dense",
                   "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim",
-                  "expert_groups", "expert_groups_per_token"):
+                  "expert_groups", "expert_groups_per_token", "mtp_layers"):
             _int(o, f, getattr(self, f), minimum=0)
         _bool(o, "router_bias", self.router_bias)
         _choice(o, "router", self.router, ROUTERS)
@@ -277,6 +284,9 @@ class TransformerSpec(ModelSpec):
             raise WorkloadError(f"{o}: experts_per_token, shared_experts, first_k_dense and "
                                 "expert groups "
                                 "need experts > 0 (a mixture-of-experts model)")
+        if self.mtp_layers and not self.causal:
+            raise WorkloadError(f"{o}: mtp_layers={self.mtp_layers}: multi-token prediction "
+                                "needs a causal (decoder) model; use 0")
         if self.kv_lora_rank:
             if self.kv_heads not in (0, self.heads):
                 raise WorkloadError(f"{o}: multi-head latent attention has one key/value "
@@ -430,6 +440,14 @@ class TransformerSpec(ModelSpec):
         """Parameters a token passes through (the routed experts it is sent to; equal to
         :attr:`params` for a dense model)."""
         return self.embedding_params() + self._layers_params(active=True) + self.head_params()
+
+    @property
+    def mtp_params(self) -> int:
+        """Parameters of the multi-token-prediction modules (:attr:`mtp_layers`): per module
+        its layer, the ``2h → h`` projection and three norms (of the embedding, of the hidden
+        state, before the shared head); embedding and output head are the model's."""
+        one = self.layer_params() + 2 * self.hidden * self.hidden + 3 * self.norm_params()
+        return self.mtp_layers * one
 
     def _layers_params(self, *, active: bool) -> int:
         if not self.moe:

@@ -424,6 +424,38 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         with bld.block("layer", count=a1 - a0 - n_dense, layer=a0 + n_dense):
             x = layer("layer", x, moe=spec.moe)
 
+    def mtp(k: int, x_prev: str) -> str:
+        """Multi-token-prediction module ``k`` (DeepSeek-V3 §2.2): the next token's embedding
+        (the model's table) and the previous depth's hidden state, each RMS-normed, joined
+        and projected ``2h → h``, one layer like the repeated ones, the shared head and its
+        loss. Its block (``mtp``) is on the last stage, after the model's loss."""
+        pfx = f"mtp{k}"
+        with bld.block("mtp", count=1, layer=spec.layers + k):
+            emb = bld.embedding(f"{pfx}.embed", rows=tok, dim=e, table_rows=vocab,
+                                read_rows=ceil_div(tok, tp),
+                                tied_to="embed.word" if first_stage else "",
+                                params=first_stage)
+            if tp > 1:
+                emb = (bld.collective(f"{pfx}.embed.rs", emb, collective="reduce_scatter",
+                                      comm_bytes=full_bytes, elements=tok_sp * h) if sp else
+                       bld.collective(f"{pfx}.embed.ar", emb, collective="all_reduce",
+                                      comm_bytes=full_bytes, elements=tok * h))
+            both = bld.virtual(f"{pfx}.cat", [norm(f"{pfx}.enorm", emb),
+                                               norm(f"{pfx}.hnorm", x_prev)],
+                               elements=tok_sp * 2 * h)
+            y = bld.gemm(f"{pfx}.eh_proj", both, m=tok_sp, k=2 * h, n=h)
+            y = norm(f"{pfx}.norm", layer(pfx, y, moe=spec.moe))
+            lg = bld.gemm(f"{pfx}.logits", to_tp(f"{pfx}.head", y), m=tok, k=e, n=vocab,
+                          tied_to="head.logits", save_a=y,
+                          save_a_bytes=float((tok_sp if sp else tok) * e * db),
+                          regather=("all_gather", float(tok * e * db)) if sp else None)
+            if tp > 1:
+                lg = bld.collective(f"{pfx}.loss.tp_ar", lg, collective="all_reduce",
+                                    comm_bytes=float(3 * tok * 4), elements=tok * vocab)
+            bld.loss(f"{pfx}.loss", lg, key="cross_entropy", elements=tok * vocab, rows=tok,
+                     saves=[(f"{pfx}.loss:logp", tok * vocab * db)])
+        return y
+
     # ---------------------------------------------------------------- head and loss
     if last_stage:
         if spec.final_norm:
@@ -465,6 +497,8 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                                     comm_bytes=float(3 * tok * 4), elements=tok * vocab)
         bld.loss("loss", logits, key="cross_entropy", elements=tok * vocab, rows=tok,
                  saves=[("loss:logp", tok * vocab * db)])
+        for k in range(spec.mtp_layers):
+            x = mtp(k, x)
     else:
         bld.seed("stage.output", x, elements=tok_sp * h)
 

@@ -29,7 +29,7 @@ def _small_deepseek():
                                ffn=512, moe_ffn=64, experts=8, experts_per_token=2, kv_heads=4,
                                first_k_dense=1, q_lora_rank=96, kv_lora_rank=64,
                                qk_rope_head_dim=16, rotary_dim=16, head_dim=48, v_head_dim=32,
-                               vocab=1024)
+                               vocab=1024, mtp_layers=0)
 
 
 def _layer(spec, block="layer", **kw):

@@ -252,10 +252,18 @@ def test_moe_parameter_counts_are_exact(name, params, active):
     spec = workloads.model_spec(name)
     assert (spec.params, spec.active_params) == (params, active)
     g = workloads.build(spec, batch=1, seq=64)
-    assert sum(op.params * op.count for op in g.ops if op.phase == "fwd") == params
+    # the graph also trains the multi-token-prediction modules, counted apart
+    assert sum(op.params * op.count for op in g.ops if op.phase == "fwd") == \
+        params + spec.mtp_params
     assert g.meta["active_params"] == active
     if name == "deepseek-v3":
         assert round(params / 1e9) == 671 and round(active / 1e9) == 38
+        # one MTP module: an MoE layer, the 2h -> h projection and three RMSNorms; with
+        # the model's embedding and head copies the checkpoint's 684.5 B (HF index)
+        h = 7168
+        assert spec.mtp_layers == 1
+        assert spec.mtp_params == spec.layer_params() + 2 * h * h + 3 * h == 11_610_068_224
+        assert params + spec.mtp_params + 2 * 129280 * h == 684_489_845_504
 
 
 def test_deepseek_v3_count_term_by_term():
@@ -312,7 +320,9 @@ def test_deepseek_v3_dense_prefix_is_its_own_block():
     spec = workloads.model_spec("deepseek-v3")
     g = workloads.build(spec, batch=1, seq=64, layers=(1, 5))
     counts = {op.block: op.count for op in g.ops if op.phase == "fwd" and op.block}
-    assert counts == {"dense_layer": 2, "layer": 2}
+    assert counts == {"dense_layer": 2, "layer": 2, "mtp": 1}  # MTP on the last stage
+    mid = workloads.build(spec, batch=1, seq=64, layers=(1, 5), last_stage=False)
+    assert "mtp" not in {op.block for op in mid.ops}
     # MLA: the low-rank projections and the key/value latent norm exist
     names = {op.name for op in g.ops}
     assert {"dense.attn.q_down", "layer.attn.kv_up", "layer.moe.router"} <= names
