@@ -59,13 +59,11 @@ def _seq_of(spec: Any, seq: int | None) -> int | None:
     return int(s) if s else None
 
 
-def _one_module_set(plans: Sequence[ParallelPlan]) -> tuple[str, ...]:
-    """The recompute modules shared by a batch of plans costed together (the plan space
-    gives every plan the user's modules, or none)."""
-    mods = {p.recompute_modules for p in plans}
-    if len(mods) > 1:
-        raise ValueError(f"plans costed together must share recompute modules: {mods}")
-    return next(iter(mods), ())
+def _cost_key(plan: ParallelPlan) -> tuple[tuple[str, ...], str]:
+    """What a plan changes in the costs of a shared segment graph besides its shape: the
+    recompute modules (what selective recomputation re-runs) and the MoE dispatcher (the
+    all-to-all's time)."""
+    return plan.recompute_modules, plan.dispatcher
 
 
 class WorkloadModel:
@@ -172,18 +170,18 @@ class WorkloadModel:
         from cost_models.network import comm_time_s
         from cost_models.training import StagePart, segment_costs, training_step
 
-        # (id(graph), recompute modules) -> (graph, plan for comm): what selective
-        # recomputation re-runs depends on the plan's modules
-        need: dict[tuple[int, tuple[str, ...]], tuple[Any, Any]] = {}
+        # (id(graph), cost key) -> (graph, plan for comm): plans of the same shape share
+        # graphs, but their recompute modules and dispatcher change the costs
+        need: dict[tuple[Any, ...], tuple[Any, Any]] = {}
         per_plan = []
         for plan in plans:
             parts = self.stage_graphs(plan)
             per_plan.append(parts)
             for _, _, g, _, _ in parts:
-                need.setdefault((id(g), plan.recompute_modules), (g, plan))
-        by_id: dict[tuple[int, tuple[str, ...]], Any] = {}
-        for mods in dict.fromkeys(k[1] for k in need):
-            keys = [k for k in need if k[1] == mods]
+                need.setdefault((id(g), _cost_key(plan)), (g, plan))
+        by_id: dict[tuple[Any, ...], Any] = {}
+        for mods in dict.fromkeys(k[1][0] for k in need):
+            keys = [k for k in need if k[1][0] == mods]
             graphs = [need[k][0] for k in keys]
             comms = [comm_time_s(need[k][0], system, need[k][1]) for k in keys]
             costs = segment_costs(graphs, designs, tech, comms, blocking_comm=not tp_overlap,
@@ -196,7 +194,7 @@ class WorkloadModel:
             info = self.info(plan)
             stages: list[list[StagePart]] = [[] for _ in info.stages]
             for k, name, g, mult, layer in parts:
-                stages[k].append(StagePart(costs=by_id[id(g), plan.recompute_modules],
+                stages[k].append(StagePart(costs=by_id[id(g), _cost_key(plan)],
                                            multiplicity=mult, layer=layer, name=name))
             r = training_step(stages, designs, system, plan, tech,
                               p2p_s=self._p2p_s(info, system),
@@ -233,11 +231,13 @@ class WorkloadModel:
 
     def _tied_bytes(self, plan: ParallelPlan) -> float:
         """The word-embedding gradient that first and last stage all-reduce (Megatron-LM)
-        when the embeddings are tied and split over stages."""
+        when the embeddings are tied, or multi-token prediction uses them on the last
+        stage, and the two are different stages."""
         from cost_models.training import GRAD_BYTES
 
         sp = self.spec
-        if not (self.transformer and plan.pp > 1 and getattr(sp, "tied_embeddings", False)):
+        shared = getattr(sp, "tied_embeddings", False) or getattr(sp, "mtp_layers", 0) > 0
+        if not (self.transformer and plan.pp > 1 and shared):
             return 0.0
         return float(-(-sp.vocab // plan.tp) * getattr(sp, "embed_dim", sp.hidden)
                      * GRAD_BYTES)
@@ -260,10 +260,9 @@ class WorkloadModel:
         experts = np.zeros(p)
         from cost_models.memory import local_params
 
-        for k, name, g, mult, _ in parts:
+        for k, _, g, mult, _ in parts:
             params[k % p] += mult * _params(g)
-            if name == "block":
-                experts[k % p] += mult * _expert_params(g)
+            experts[k % p] += mult * _expert_params(g)  # MoE layers and MTP modules
             params[k % p] -= mult * local_params(g)  # model-parallel shards: not reduced
         red, gather, post = (np.array(np.broadcast_to(np.asarray(x, dtype=np.float64), (p,)))
                              for x in dp_times(params - experts, plan, system))
@@ -300,6 +299,15 @@ class WorkloadModel:
 
         if not plans:
             return np.zeros((0, len(designs)))
+        keys = [_cost_key(p) for p in plans]
+        if len(set(keys)) > 1:  # shared graphs cost differently: one batch per cost key
+            out_all = np.empty((len(plans), len(designs)))
+            for key in dict.fromkeys(keys):
+                idx = [i for i, k in enumerate(keys) if k == key]
+                out_all[idx] = self.step_times(designs, system, tech, [plans[i] for i in idx],
+                                               dp_overlap=dp_overlap, tp_overlap=tp_overlap,
+                                               ep_overlap=ep_overlap)
+            return out_all
         statics = [self._static(p, system) for p in plans]
         gid: dict[int, int] = {}
         graphs: list[Any] = []
@@ -315,7 +323,7 @@ class WorkloadModel:
                                zip(graphs, [system] * len(graphs), comm_plan)],
                               blocking_comm=not tp_overlap,
                               overlap_groups=("ep",) if ep_overlap else (),
-                              recompute_modules=_one_module_set(plans))
+                              recompute_modules=plans[0].recompute_modules)
         fw = np.stack([c.fwd_s for c in costs])          # (S, D)
         bw = np.stack([c.bwd_s for c in costs])
         op = np.stack([c.opt_s for c in costs])

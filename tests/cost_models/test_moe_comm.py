@@ -158,3 +158,28 @@ def test_the_plan_dispatcher_reaches_the_moe_all_to_all():
     assert a2a and all(deep[i] < nccl[i] for i in a2a)
     rest = [i for i in range(len(g.ops)) if i not in a2a]
     assert all(deep[i] == nccl[i] for i in rest)
+
+
+def test_plans_differing_only_in_dispatcher_are_costed_apart():
+    """Plans of one shape share segment graphs; the dispatcher still changes their cost."""
+    from cost_models.designs import DesignBatch
+    from cost_models.presets import load_preset
+    from cost_models.technology import load_technology
+    from search.trainstep import WorkloadModel
+
+    spec = workloads.model_spec("mixtral-8x7b")
+    p = load_preset("h100")
+    a = ParallelPlan(tp=2, pp=4, dp=8, ep=8, sequence_parallel=True, global_batch=64,
+                     zero_stage=1)
+    b = ParallelPlan(tp=2, pp=4, dp=8, ep=8, sequence_parallel=True, global_batch=64,
+                     zero_stage=1, dispatcher="deepep")
+    model = WorkloadModel(spec, devices=64, seq=1024, global_batch=64, plans=[a, b])
+    d = DesignBatch.from_configs([p.hardware])
+    tech = load_technology(p.hardware.tech_node_nm)
+    alone = [model.step_times(d, p.system, tech, [x])[0, 0] for x in (a, b)]
+    assert alone[1] < alone[0]
+    assert model.step_times(d, p.system, tech, [a, b])[:, 0].tolist() == pytest.approx(alone)
+    assert model.step_times(d, p.system, tech, [b, a])[:, 0].tolist() == pytest.approx(
+        alone[::-1])
+    both = model.evaluate(d, p.system, tech, [a, b])
+    assert [r["step_time_s"][0] for r in both] == pytest.approx(alone)
