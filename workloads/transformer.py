@@ -431,10 +431,12 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         loss. Its block (``mtp``) is on the last stage, after the model's loss."""
         pfx = f"mtp{k}"
         with bld.block("mtp", count=1, layer=spec.layers + k):
+            # the model's table: shared on the first stage, a copy on a later last stage
+            # (Megatron-Core builds the embedding on the MTP stage and all-reduces its
+            # gradient with the first stage's)
             emb = bld.embedding(f"{pfx}.embed", rows=tok, dim=e, table_rows=vocab,
                                 read_rows=ceil_div(tok, tp),
-                                tied_to="embed.word" if first_stage else "",
-                                params=first_stage)
+                                tied_to="embed.word" if first_stage else "")
             if tp > 1:
                 emb = (bld.collective(f"{pfx}.embed.rs", emb, collective="reduce_scatter",
                                       comm_bytes=full_bytes, elements=tok_sp * h) if sp else

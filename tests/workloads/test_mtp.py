@@ -79,3 +79,39 @@ def test_mtp_needs_a_decoder():
     spec = workloads.model_spec("bert-base")
     with pytest.raises(WorkloadError, match="multi-token prediction needs a causal"):
         dataclasses.replace(spec, mtp_layers=1)
+
+
+def test_a_later_last_stage_holds_a_copy_of_the_embedding():
+    from search.trainstep import WorkloadModel
+
+    spec = _tiny(1)
+    last = workloads.build(spec, batch=1, seq=128, layers=(3, 6), first_stage=False)
+    assert last.op("mtp0.embed").params == spec.vocab * spec.hidden
+    plan = ParallelPlan(pp=2, global_batch=2)
+    model = WorkloadModel(spec, devices=2, seq=128, global_batch=2, plans=[plan])
+    assert model._tied_bytes(plan) == spec.vocab * spec.hidden * 2  # its gradient, bf16
+    assert WorkloadModel(_tiny(0), devices=2, seq=128, global_batch=2,
+                         plans=[plan])._tied_bytes(plan) == 0.0
+
+
+def test_fast_path_equals_evaluate_with_mtp_experts():
+    """The MTP module's experts are reduced over the expert ranks in step_times too."""
+    from cost_models.designs import DesignBatch
+    from cost_models.presets import load_preset
+    from cost_models.technology import load_technology
+    from search.trainstep import WorkloadModel
+
+    p = load_preset("h100")
+    plan = ParallelPlan(tp=1, pp=1, dp=16, ep=8, global_batch=64, zero_stage=1)
+    model = WorkloadModel(_tiny(1), devices=16, seq=128, global_batch=64, plans=[plan])
+    d = DesignBatch.from_configs([p.hardware])
+    tech = load_technology(p.hardware.tech_node_nm)
+    fast = model.step_times(d, p.system, tech, [plan])[0, 0]
+    full = model.evaluate(d, p.system, tech, [plan])[0]["step_time_s"][0]
+    assert fast == pytest.approx(full, rel=1e-9)
+
+
+def test_expert_groups_must_hold_the_routed_experts():
+    spec = _tiny(0)
+    with pytest.raises(WorkloadError, match="experts_per_token=2 exceed the 1 experts"):
+        dataclasses.replace(spec, expert_groups=8, expert_groups_per_token=1)
