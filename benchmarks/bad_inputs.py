@@ -401,6 +401,8 @@ CASES: tuple[Case, ...] = (
        "workloads show moe_topk.json", 2, ("experts_per_token=9", "experts=8")),
     _c("workloads", "MoE config whose expert groups do not divide the experts",
        "workloads show moe_groups.json", 2, ("expert_groups=7", "experts=256")),
+    _c("workloads", "MoE config whose chosen groups hold fewer experts than it routes to",
+       "workloads show moe_topk_group.json", 2, ("experts_per_token=8 exceed the 4",)),
     _c("evaluate", "the DeepEP dispatcher on a dense model",
        "evaluate --workload gptj --hardware h100 --devices 16 --dispatcher deepep", 2,
        ("gptj has no experts", "use alltoall")),
@@ -424,6 +426,7 @@ def make_files(d: Path) -> None:
     dsv3 = json.loads((Path(__file__).resolve().parents[1] / "tests" / "workloads" / "data"
                        / "hf" / "deepseek-v3" / "config.json").read_text())
     (d / "moe_groups.json").write_text(json.dumps(dict(dsv3, n_group=7)))
+    (d / "moe_topk_group.json").write_text(json.dumps(dict(dsv3, n_group=64, topk_group=1)))
     (d / "negative_config.json").write_text(json.dumps({
         "model_type": "gpt2", "n_layer": 12, "n_head": 12, "n_embd": -768,
         "vocab_size": 50257, "n_positions": 1024}))

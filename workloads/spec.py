@@ -279,6 +279,11 @@ class TransformerSpec(ModelSpec):
                                     f"1 to {g}")
             if m and not g:
                 raise WorkloadError(f"{o}: expert_groups_per_token={m} needs expert_groups")
+            if g and self.experts_per_token > m * (self.experts // g):
+                raise WorkloadError(f"{o}: experts_per_token={self.experts_per_token} exceed "
+                                    f"the {m * (self.experts // g)} experts of "
+                                    f"expert_groups_per_token={m} groups of "
+                                    f"{self.experts // g}; use at most that many")
         elif (self.experts_per_token or self.shared_experts or self.first_k_dense
               or self.expert_groups or self.expert_groups_per_token):
             raise WorkloadError(f"{o}: experts_per_token, shared_experts, first_k_dense and "
