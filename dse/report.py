@@ -891,7 +891,7 @@ def _links_section(run: RunData) -> Section:
         return Section(id="links", title=title, text="", note=(
             "summary.json has no 'link_tradeoff' (one device: the links carry nothing)."))
     best = next((r for r in rows if r.get("is_best")), rows[0])
-    ref = float(best["samples_per_s"]) or 1.0
+    ref = float(best["samples_per_s"]) or 1.0  # the mined links, refilled like every cell
     fig = Figure()
     for bw in sorted({float(r["link_bw_bytes_per_s"]) for r in rows}):
         sel = sorted((r for r in rows if float(r["link_bw_bytes_per_s"]) == bw),

@@ -337,11 +337,15 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append("      critical path: " + ", ".join(
             f"{k} {100 * v:.0f}%" for k, v in shares.items()))
     trade = [t for t in r.get("link_tradeoff") or () if t.get("feasible")]
-    if trade and b["objective_value"] > 0:
+    # percentages against the mined design's own links, refilled like every cell (the
+    # report's reference too)
+    ref = next((t["objective_value"] for t in trade if t.get("is_best")),
+               b["objective_value"])
+    if trade and ref > 0:
         def cell(t: dict) -> str:
             return (f"{t['link_count']} x {_fmt(t['link_bw_bytes_per_s'], 'B/s')} with "
                     f"{t['tensor_cores']} tensor cores {t['objective_value']:.4g} "
-                    f"({100 * (t['objective_value'] / b['objective_value'] - 1):+.1f}%)")
+                    f"({100 * (t['objective_value'] / ref - 1):+.1f}%)")
         hi = max(trade, key=lambda t: t["objective_value"])
         lo = min(trade, key=lambda t: t["objective_value"])
         lines.append(f"      links vs tensor cores (same budget, report section 'links'): "
