@@ -271,6 +271,11 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cp", type=_positive_int("--cp"), default=None,
                    help="context-parallel degree: each sequence split over N devices, ring "
                         "attention (default: 1)")
+    p.add_argument("--pipeline-layout", default=None, metavar="LAYOUT",
+                   help="layers of each pipeline stage as Megatron-Core's "
+                        "--pipeline-model-parallel-layout writes them, e.g. 'Et|(tt|)*30mL' "
+                        "(E embedding, t layer, m MTP layer, L loss, | next stage; "
+                        "default: balanced by cost)")
     p.add_argument("--dispatcher", choices=DISPATCHERS, default=None,
                    help="MoE token dispatch: alltoall (NCCL, one copy per routed expert) or "
                         "deepep (one copy per destination node, forwarded over NVLink) "

@@ -484,6 +484,10 @@ class ParallelPlan:
     all-to-all of one copy per routed expert, Megatron-Core's alltoall dispatcher) or
     ``deepep`` (DeepEP: one copy per destination node over the NICs, forwarded to the
     expert ranks inside the node; :func:`cost_models.network.deepep_all_to_all_time_s`)."""
+    layout: tuple[int, ...] = ()
+    """Transformer layers of each of the ``pp·v`` virtual pipeline stages in pipeline order
+    (Megatron-Core's ``--pipeline-model-parallel-layout``, or its first/last stage layer
+    counts); empty: balanced by cost (:func:`workloads.parallel.stage_layers`)."""
     recompute_modules: tuple[str, ...] = ()
     """With ``recompute="selective"``: Megatron-Core's recompute modules (``core_attn``,
     ``layernorm``, ``mla_up_proj``, ``mlp``, ``moe``, ``moe_act``, ``shared_experts``;
@@ -499,6 +503,17 @@ class ParallelPlan:
         _choice(ConfigError, o, "schedule", self.schedule, SCHEDULES)
         _choice(ConfigError, o, "recompute", self.recompute, RECOMPUTE)
         _choice(ConfigError, o, "dispatcher", self.dispatcher, DISPATCHERS)
+        lay = self.layout
+        if not isinstance(lay, (tuple, list)) or not all(
+                isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 0
+                for x in lay):
+            raise ConfigError(f"{o}.layout={lay!r} must be layer counts >= 0, one per "
+                              "virtual stage")
+        if not isinstance(lay, tuple):
+            object.__setattr__(self, "layout", tuple(int(x) for x in lay))
+        stages = self.pp * (self.interleave if self.schedule == "interleaved" else 1)
+        if lay and len(lay) != stages:
+            raise ConfigError(f"{o}: layout has {len(lay)} stages; pp*interleave = {stages}")
         mods = self.recompute_modules
         if not isinstance(mods, (tuple, list)) or not all(isinstance(m, str) for m in mods):
             raise ConfigError(f"{o}.recompute_modules={mods!r} must be a tuple of names")

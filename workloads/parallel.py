@@ -37,6 +37,7 @@ __all__ = [
     "dense_layers_in",
     "generic_stage_graphs",
     "layer_costs",
+    "parse_pipeline_layout",
     "shard_segments",
     "split_segments",
     "stage_graphs",
@@ -133,6 +134,15 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
             raise ConfigError(f"ep={ep} must divide the {experts} experts of "
                               f"{getattr(spec, 'name', 'the workload')}; valid ep: "
                               f"{', '.join(map(str, valid))}")
+    lay = getattr(plan, "layout", ())
+    if lay:
+        name = getattr(spec, "name", "the workload")
+        if not _is_transformer(spec):
+            raise ConfigError(f"a pipeline layout places transformer layers; {name} is a "
+                              f"{spec.family} model")
+        if sum(lay) != spec.layers:
+            raise ConfigError(f"the pipeline layout holds {sum(lay)} layers; {name} has "
+                              f"{spec.layers}")
     disp = getattr(plan, "dispatcher", "alltoall")
     if disp != "alltoall" and not (_is_transformer(spec) and getattr(spec, "experts", 0)):
         raise ConfigError(f"dispatcher={disp}: {getattr(spec, 'name', 'the workload')} has "
@@ -387,6 +397,19 @@ def _transformer_stage(spec: Any, n_layers: int, first: bool, last: bool, seq: i
                  last_stage=last, cp=cp, ep=ep, etp=etp)
 
 
+def _layer_ranges(spec: Any, plan: ParallelPlan, seq: int) -> list[tuple[int, int]]:
+    """Layer ranges of the virtual stages: the plan's layout, else balanced by cost."""
+    if getattr(plan, "layout", ()):
+        bounds = [0]
+        for c in plan.layout:
+            bounds.append(bounds[-1] + c)
+        return list(zip(bounds[:-1], bounds[1:]))
+    v = plan.interleave if plan.schedule == "interleaved" else 1
+    return stage_layers(spec, plan.pp, interleave=v, seq=seq, micro_batch=plan.micro_batch,
+                        tp=plan.tp, sequence_parallel=plan.sequence_parallel,
+                        optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep, etp=plan.expert_tp)
+
+
 def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[Graph]:
     """Graphs of one tensor-parallel shard of every pipeline stage for one micro-batch.
 
@@ -399,13 +422,13 @@ def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
     p, v = plan.pp, (plan.interleave if plan.schedule == "interleaved" else 1)
     if _is_transformer(spec):
         s = int(seq or spec.default_seq)
-        ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
-                              tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep,
-                              etp=plan.expert_tp)
+        ranges = _layer_ranges(spec, plan, s)
         out = []
         last_k = len(ranges) - 1
         for k, (a, b) in enumerate(ranges):
+            if a == b:
+                raise ConfigError(f"pipeline stage {k} of the layout holds no layer; "
+                                  "per-stage graphs need one (the cost model does not)")
             g = _transformer_stage(spec, b - a, k == 0, k == last_k, s, plan.micro_batch,
                                    plan.tp, bool(plan.sequence_parallel and plan.tp > 1),
                                    plan.optimizer, plan.cp, plan.ep,
@@ -574,6 +597,56 @@ class VirtualStage:
         return self.layers[1] - self.layers[0]
 
 
+_LAYOUT_TOKENS = {"E": "embedding", "t": "layer", "m": "mtp", "L": "loss"}
+
+
+def parse_pipeline_layout(text: str) -> tuple[tuple[int, ...], dict[str, list[int]]]:
+    """Megatron-Core's ``--pipeline-model-parallel-layout`` string: stages split by ``|``,
+    ``E`` the embedding, ``t`` a transformer layer, ``m`` a multi-token-prediction layer,
+    ``L`` the output head and loss; ``x*n`` repeats a token, ``(…)*n`` a group; ``,`` only
+    separates. Returns the layers of each virtual stage and, per other token, the stages
+    holding it.
+
+    >>> parse_pipeline_layout("Et|(tt|)*3mL")[0]
+    (1, 2, 2, 2, 0)
+    """
+    src = str(text).replace(" ", "").replace(",", "")
+
+    def expand(s: str, i: int = 0, depth: int = 0) -> tuple[str, int]:
+        out = ""
+        while i < len(s):
+            c = s[i]
+            if c == ")":
+                if depth == 0:
+                    raise ConfigError(f"pipeline layout {text!r}: unmatched ')'")
+                return out, i + 1
+            if c == "(":
+                piece, i = expand(s, i + 1, depth + 1)
+            elif c in _LAYOUT_TOKENS or c == "|":
+                piece, i = c, i + 1
+            else:
+                raise ConfigError(f"pipeline layout {text!r}: {c!r} is not a layout token; "
+                                  "use E (embedding), t (layer), m (MTP layer), L (loss), "
+                                  "| (next stage), x*n and (...)*n")
+            if s.startswith("*", i):
+                j = i + 1
+                while j < len(s) and s[j].isdigit():
+                    j += 1
+                if j == i + 1:
+                    raise ConfigError(f"pipeline layout {text!r}: '*' needs a count")
+                piece, i = piece * int(s[i + 1:j]), j
+            out += piece
+        if depth:
+            raise ConfigError(f"pipeline layout {text!r}: unmatched '('")
+        return out, i
+
+    flat, _ = expand(src)
+    stages = flat.split("|")
+    where: dict[str, list[int]] = {v: [k for k, st in enumerate(stages) if c in st]
+                                   for c, v in _LAYOUT_TOKENS.items() if c != "t"}
+    return tuple(st.count("t") for st in stages), where
+
+
 def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[VirtualStage]:
     """The virtual stages of ``plan`` (``pp·v`` of them in pipeline order; device ``i``
     runs ``i, i + pp, …``): layer ranges of :func:`stage_layers` for transformers, the
@@ -581,11 +654,7 @@ def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
     validate_plan(spec, plan, seq=seq)
     p, v = plan.pp, (plan.interleave if plan.schedule == "interleaved" else 1)
     if _is_transformer(spec):
-        s = int(seq or spec.default_seq)
-        ranges = stage_layers(spec, p, interleave=v, seq=s, micro_batch=plan.micro_batch,
-                              tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep,
-                              etp=plan.expert_tp)
+        ranges = _layer_ranges(spec, plan, int(seq or spec.default_seq))
         last_k = len(ranges) - 1
         return [VirtualStage(index=k, layers=(a, b), first=k == 0, last=k == last_k)
                 for k, (a, b) in enumerate(ranges)]

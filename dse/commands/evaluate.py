@@ -76,9 +76,28 @@ def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0,
                           f"not {recompute} (valid: selective, or no --recompute)")
     interleave = args.interleave if args.interleave is not None else (
         2 if schedule == "interleaved" else 1)
+    layout: tuple[int, ...] = ()
+    if getattr(args, "pipeline_layout", None):
+        from workloads.parallel import parse_pipeline_layout
+
+        layout, where = parse_pipeline_layout(args.pipeline_layout)
+        v = interleave if schedule == "interleaved" else 1
+        if len(layout) != pp * v:
+            raise ConfigError(f"--pipeline-layout has {len(layout)} stages; --pp {pp}"
+                              + (f" x --interleave {v}" if v > 1 else "")
+                              + f" = {pp * v}")
+        # the model keeps the embedding on the first stage, head, loss and MTP on the last
+        home = {"embedding": 0, "loss": len(layout) - 1, "mtp": len(layout) - 1}
+        for part, stage in home.items():
+            off = [k for k in where[part] if k != stage]
+            if off:
+                raise ConfigError(f"--pipeline-layout puts the {part} on stage {off[0]}; "
+                                  f"this model keeps it on stage {stage} (the "
+                                  f"{'first' if stage == 0 else 'last'})")
     return ParallelPlan(tp=tp, pp=pp, dp=dp, global_batch=gb, micro_batch=mb,
                         schedule=schedule, recompute=recompute, recompute_modules=mods,
                         dispatcher=getattr(args, "dispatcher", None) or "alltoall",
+                        layout=layout,
                         sequence_parallel=bool(args.sequence_parallel),
                         zero_stage=int(args.zero or 0), interleave=interleave, cp=cp, ep=ep,
                         etp=etp)
@@ -151,6 +170,7 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         f"dp={p['dp']}, global batch {p['global_batch']}, "
         f"micro-batch {p['micro_batch']}, {p['micro_batches']} micro-batches, "
         f"{p['schedule']}{' v=' + str(p['interleave']) if p['schedule'] == 'interleaved' else ''}"
+        f"{', layout ' + '/'.join(map(str, p['layout'])) if p.get('layout') else ''}"
         f", recompute {p['recompute']}"
         f"{' (' + ','.join(p['recompute_modules']) + ')' if p.get('recompute_modules') else ''}"
         f"{', sequence parallel' if p['sequence_parallel'] else ''}"

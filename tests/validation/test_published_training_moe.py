@@ -40,13 +40,16 @@ def published_step_s(r: dict) -> float:
 
 
 def plan_of(r: dict) -> ParallelPlan:
+    from workloads.parallel import parse_pipeline_layout
+
     vp = int(r["vp"])
     return ParallelPlan(tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"], etp=r["etp"],
                         global_batch=r["global_batch"], micro_batch=1,
                         schedule="interleaved" if vp > 1 else "1f1b", interleave=vp,
                         sequence_parallel=r["tp"] > 1, zero_stage=1, recompute="selective",
                         recompute_modules=tuple(r["recompute_modules"]),
-                        dispatcher=r.get("dispatcher", "alltoall"))
+                        dispatcher=r.get("dispatcher", "alltoall"),
+                        layout=parse_pipeline_layout(r["layout"])[0] if "layout" in r else ())
 
 
 def evaluate_row(r: dict, stack: str | None = None):
