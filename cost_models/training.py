@@ -222,7 +222,8 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
                   comm_times: Sequence[Any] | None = None, *, blocking_comm: bool = False,
                   levels: int = LEVELS, keep_steps: bool = False,
                   overlap_groups: Sequence[str] = (),
-                  recompute_modules: Sequence[str] = ()) -> list[SegmentCosts]:
+                  recompute_modules: Sequence[str] = (),
+                  overlap_sms: float = 0.0) -> list[SegmentCosts]:
     """Costs of every segment graph on every design (module docstring, step 1).
 
     ``comm_times[i]``: the per-operator communication time of ``graphs[i]``
@@ -234,7 +235,12 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
     DualPipe, Megatron-Core's ``--overlap-moe-expert-parallel-comm``): they leave the
     micro-batch's schedule, and each phase takes the longer of its computation and their
     communication. ``recompute_modules``: what selective recomputation re-runs
-    (``attn_core_s``; :func:`selective_indices`).
+    (``attn_core_s``; :func:`selective_indices`). ``overlap_sms``: streaming
+    multiprocessors that overlapped communication kernels occupy on GPU-like designs
+    (``single_stream``; ``vector_cores`` are their SMs): while it runs, the computation
+    has ``1 − f`` of the chip, ``f = overlap_sms / SMs`` (DeepEP: 20, Megatron-Core's
+    ``moe_deepep_num_sms``; DeepSeek-V3 §3.2.2), so a phase takes
+    ``max(H, C + f·min(H, C/(1 − f)))`` for computation ``C`` and communication ``H``.
     """
     from cost_models.area import node_constants
     from cost_models.evaluate import device_steps
@@ -273,6 +279,11 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
         hidden.append(hid)
     steps = device_steps(jobs, designs, tech, constants=c, levels=levels)
     zero = np.zeros(n)
+    share = np.zeros(n)
+    if overlap_sms > 0:  # GPU-like designs: communication kernels run on the SMs
+        sms = np.maximum(np.asarray(designs.vector_cores, dtype=np.float64), 1.0)
+        share = np.where(np.asarray(designs.single_stream) == 1,
+                         np.minimum(overlap_sms / sms, 0.9), 0.0)
     out: list[SegmentCosts] = []
     for g, ph, (fi, bi, oi), hid in zip(graphs, phases, index, hidden):
         fs, bs, os_ = (steps[i] if i is not None else None for i in (fi, bi, oi))
@@ -297,7 +308,7 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
         comm_b = float(sum(op.comm_bytes * op.count for op in g.ops if op.kind == "collective"
                            and op.group == "tp"))
         out.append(SegmentCosts(
-            fwd_s=np.maximum(ms(fs), hid[0]), bwd_s=np.maximum(ms(bs), hid[1]),
+            fwd_s=_overlapped(ms(fs), hid[0], share), bwd_s=_overlapped(ms(bs), hid[1], share),
             opt_s=ms(os_), attn_core_s=a_s, hidden_fwd_s=hid[0], hidden_bwd_s=hid[1],
             fwd_j=ej(fs), bwd_j=ej(bs), opt_j=ej(os_), attn_core_j=a_j,
             # model FLOPs of the real tokens: a sequence padded to a multiple of tp for
@@ -309,6 +320,15 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
             fwd_step=fs if keep_steps else None, bwd_step=bs if keep_steps else None,
             opt_step=os_ if keep_steps else None))
     return out
+
+
+def _overlapped(comp: np.ndarray, hidden: float, share: np.ndarray) -> np.ndarray:
+    """A phase whose computation ``comp`` runs beside ``hidden`` seconds of communication
+    that takes the fraction ``share`` of the chip while it runs (:func:`segment_costs`)."""
+    if hidden <= 0:
+        return comp
+    slowed = comp + share * np.minimum(hidden, comp / (1.0 - share))
+    return np.maximum(slowed, hidden)
 
 
 def critical_path(graph: Graph, step: Any, d: int = 0) -> list[str]:

@@ -59,6 +59,15 @@ def _seq_of(spec: Any, seq: int | None) -> int | None:
     return int(s) if s else None
 
 
+DEEPEP_SMS = 20
+"""SMs DeepEP takes while it overlaps (Megatron-Core ``moe_deepep_num_sms``; DeepSeek-V3
+§3.2.2: "only 20 SMs are sufficient"); the NCCL dispatcher's channels are not modelled."""
+
+
+def _overlap_sms(dispatcher: str, ep_overlap: bool) -> float:
+    return float(DEEPEP_SMS) if ep_overlap and dispatcher == "deepep" else 0.0
+
+
 def _cost_key(plan: ParallelPlan) -> tuple[tuple[str, ...], str]:
     """What a plan changes in the costs of a shared segment graph besides its shape: the
     recompute modules (what selective recomputation re-runs) and the MoE dispatcher (the
@@ -180,14 +189,15 @@ class WorkloadModel:
             for _, _, g, _, _ in parts:
                 need.setdefault((id(g), _cost_key(plan)), (g, plan))
         by_id: dict[tuple[Any, ...], Any] = {}
-        for mods in dict.fromkeys(k[1][0] for k in need):
-            keys = [k for k in need if k[1][0] == mods]
+        for ck in dict.fromkeys(k[1] for k in need):
+            keys = [k for k in need if k[1] == ck]
             graphs = [need[k][0] for k in keys]
             comms = [comm_time_s(need[k][0], system, need[k][1]) for k in keys]
             costs = segment_costs(graphs, designs, tech, comms, blocking_comm=not tp_overlap,
                                   keep_steps=keep_steps,
                                   overlap_groups=("ep",) if ep_overlap else (),
-                                  recompute_modules=mods)
+                                  recompute_modules=ck[0],
+                                  overlap_sms=_overlap_sms(ck[1], ep_overlap))
             by_id.update(zip(keys, costs))
         out = []
         for plan, parts in zip(plans, per_plan):
@@ -323,7 +333,8 @@ class WorkloadModel:
                                zip(graphs, [system] * len(graphs), comm_plan)],
                               blocking_comm=not tp_overlap,
                               overlap_groups=("ep",) if ep_overlap else (),
-                              recompute_modules=plans[0].recompute_modules)
+                              recompute_modules=plans[0].recompute_modules,
+                              overlap_sms=_overlap_sms(plans[0].dispatcher, ep_overlap))
         fw = np.stack([c.fwd_s for c in costs])          # (S, D)
         bw = np.stack([c.bwd_s for c in costs])
         op = np.stack([c.opt_s for c in costs])

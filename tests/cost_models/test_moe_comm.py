@@ -183,3 +183,36 @@ def test_plans_differing_only_in_dispatcher_are_costed_apart():
         alone[::-1])
     both = model.evaluate(d, p.system, tech, [a, b])
     assert [r["step_time_s"][0] for r in both] == pytest.approx(alone)
+
+
+def test_overlapped_communication_takes_sms_on_a_gpu():
+    """DeepEP's 20 SMs of an H100's 132 slow the computation it runs beside."""
+    import dataclasses
+
+    import numpy as np
+
+    from cost_models.designs import DesignBatch
+    from cost_models.presets import load_preset
+    from cost_models.technology import load_technology
+    from cost_models.training import _overlapped, segment_costs
+
+    f = 20 / 132
+    c, h = np.array([1.0]), 0.5
+    assert _overlapped(c, h, np.array([f]))[0] == pytest.approx(1.0 + f * 0.5)
+    assert _overlapped(c, 0.0, np.array([f]))[0] == 1.0
+    assert _overlapped(np.array([0.2]), h, np.array([f]))[0] == h   # communication-bound
+    assert _overlapped(c, h, np.array([0.0]))[0] == 1.0              # no SMs taken
+    # on the GPU preset (single stream) the share applies; on a chip whose links have their
+    # own engines it does not
+    spec = workloads.model_spec("mixtral-8x7b")
+    g = workloads.build(spec, batch=1, seq=512, layers=(0, 1), first_stage=False,
+                        last_stage=False, ep=8)
+    p = load_preset("h100")
+    tech = load_technology(p.hardware.tech_node_nm)
+    dma = dataclasses.replace(p.hardware, name="dma", single_stream=0)
+    d = DesignBatch.from_configs([p.hardware, dma])
+    pl = ParallelPlan(tp=1, dp=16, ep=8, global_batch=16)
+    ct = [comm_time_s(g, _system(), pl)]
+    base = segment_costs([g], d, tech, ct, overlap_groups=("ep",))[0]
+    sm = segment_costs([g], d, tech, ct, overlap_groups=("ep",), overlap_sms=20)[0]
+    assert sm.fwd_s[0] > base.fwd_s[0] and sm.fwd_s[1] == base.fwd_s[1]
