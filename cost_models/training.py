@@ -218,6 +218,11 @@ def _gemm_flop(graph: Graph | None, idx: Sequence[int] | None = None) -> float:
 
 
 
+_CHUNK_ELEMENTS = 20_000_000
+"""Designs × operators × levels that :func:`segment_costs` costs in one call (~160 MB per
+cost array)."""
+
+
 def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
                   comm_times: Sequence[Any] | None = None, *, blocking_comm: bool = False,
                   levels: int = LEVELS, keep_steps: bool = False,
@@ -247,6 +252,22 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
 
     n = len(designs)
     comm = list(comm_times) if comm_times is not None else [None] * len(graphs)
+    # the per-operator cost arrays of all graphs are alive together (designs × operators ×
+    # levels each): cost a long list of graphs in chunks, so memory stays bounded
+    sizes = [n * len(g.ops) * levels for g in graphs]
+    if len(graphs) > 1 and sum(sizes) > _CHUNK_ELEMENTS:
+        out_all: list[SegmentCosts] = []
+        start, acc = 0, 0
+        for i, size in enumerate(sizes + [_CHUNK_ELEMENTS + 1]):
+            if i > start and (acc + size > _CHUNK_ELEMENTS or i == len(graphs)):
+                out_all += segment_costs(
+                    graphs[start:i], designs, tech, comm[start:i],
+                    blocking_comm=blocking_comm, levels=levels, keep_steps=keep_steps,
+                    overlap_groups=overlap_groups, recompute_modules=recompute_modules,
+                    overlap_sms=overlap_sms)
+                start, acc = i, 0
+            acc += size
+        return out_all
     c = node_constants(designs, tech)
     jobs: list[tuple[Graph, Any, bool]] = []
     index: list[tuple[int | None, int | None, int | None]] = []
