@@ -13,7 +13,8 @@ The space (all filtered by :func:`workloads.parallel.validate_plan`):
 * schedule: ``1f1b`` and ``interleaved`` with every ``v`` in ``interleaves`` the layer
   count allows. GPipe is left out by default: it has the 1F1B bubble and stashes all
   ``m`` micro-batches instead of ``p`` (Narayanan et al. §2.2.1), so it never wins;
-* recompute: none, selective, full; sequence parallelism whenever ``tp > 1`` (same
+* recompute: none, selective (unfused attention only: with fused attention it re-runs
+  nothing and equals none), full; sequence parallelism whenever ``tp > 1`` (same
   communication volume, less activation memory, Korthikanti et al. §4.2.2);
 * ZeRO stage 0 or 1 when ``dp > 1``;
 * ``ep`` (mixture-of-experts models): every divisor of the expert count that divides a
@@ -68,6 +69,10 @@ def enumerate_plans(spec: Any, devices: int, *, global_batch: int | None = None,
     transformer = getattr(spec, "family", "") == "transformer"
     layers = int(spec.layers) if transformer else max_pp
     experts = int(getattr(spec, "experts", 0) or 0) if transformer else 0
+    # with fused attention selective recomputation (the attention core) re-runs nothing
+    # the kernel does not already recompute: the same plan as none, enumerated once
+    if transformer and getattr(spec, "attention", "") == "fused":
+        recompute = tuple(rc for rc in recompute if rc != "selective") or ("none",)
     out: list[ParallelPlan] = []
     for tp in _divisors(devices) if transformer else [1]:
         if transformer and (spec.heads % tp or spec.ffn % tp

@@ -36,7 +36,11 @@ def test_enumerated_plans_are_valid_and_distinct():
         assert p.global_batch == 16
         assert p.sequence_parallel == (p.tp > 1)
     assert {p.schedule for p in plans} == {"1f1b", "interleaved"}
-    assert {p.recompute for p in plans} == {"none", "selective", "full"}
+    # with fused attention (the TransformerSpec default) selective is the same plan as none
+    assert s.attention == "fused"
+    assert {p.recompute for p in plans} == {"none", "full"}
+    unfused = dataclasses.replace(s, attention="unfused")
+    assert {p.recompute for p in enumerate_plans(unfused, 8)} == {"none", "selective", "full"}
     assert {p.tp for p in plans} == {1, 2, 4, 8}
     # dp must divide the global batch
     assert enumerate_plans(s, 8, global_batch=12) and all(
