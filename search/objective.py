@@ -27,6 +27,7 @@ from dse.errors import ConfigError, InfeasibleDesignError
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search.evaluator import Scores, objective_value
 from search.space import DesignSpace
+from search.stagememory import memory_floor_bytes
 
 __all__ = ["TrainingProblem", "WorkloadTarget", "build_problem", "load_targets",
            "system_for"]
@@ -115,6 +116,12 @@ class TrainingProblem:
         for t in self.targets:
             model = workload_model(t.spec, t.devices, seq=t.seq, global_batch=t.global_batch)
             cand = model.plans
+            # plans whose weights and gradients alone exceed the space's largest HBM never
+            # fit: dropped before their layouts are built (all kept if none would remain,
+            # so that "no plan fits" can name the leanest)
+            cap = self._space_hbm_cap()
+            lean = [p for p in cand if memory_floor_bytes(t.spec, p) <= cap]
+            cand = lean or cand
             if not cand:
                 raise ConfigError(f"no valid parallel plan for {t.name} on {t.devices} "
                                   f"devices (global batch {t.global_batch or t.spec.default_batch})")
@@ -123,12 +130,19 @@ class TrainingProblem:
         self.model_calls = 0
         self._plans_cache: dict[HardwareConfig, list[ParallelPlan | None]] = {}
 
+    def _space_hbm_cap(self) -> float:
+        sp = self.space
+        if "hbm_stacks" in sp.names:
+            return float(max(sp.param("hbm_stacks").values) * sp.hbm.bytes_per_stack)
+        return float(sp.template.hbm_bytes)
+
     @property
     def min_memory_bytes(self) -> list[float]:
         """Per workload, the per-device memory of its leanest plan (every plan's memory
         is computed the first time this is asked for: seconds at thousands of plans)."""
         if self._min_memory is None:
-            self._min_memory = [m.min_memory_bytes() for m in self.models]
+            self._min_memory = [min(m.memory_bytes(p) for p in plans)
+                                for m, plans in zip(self.models, self.plans)]
         return self._min_memory
 
     def max_hbm_within_budget(self) -> float:

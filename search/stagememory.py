@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["expert_params", "graph_params_of", "layer_stash_bytes", "module_stash_bytes",
-           "transformer_stage_memories"]
+__all__ = ["expert_params", "graph_params_of", "layer_stash_bytes", "memory_floor_bytes",
+           "module_stash_bytes", "transformer_stage_memories"]
 
 
 def graph_params_of(g: Any) -> float:
@@ -39,6 +39,22 @@ def layer_stash_bytes(g: Any) -> float:
     n = max((op.count for op in g.ops if op.block), default=1)
     return float(sum(op.stash_bytes * op.count for op in g.ops
                      if op.phase == "fwd" and op.block)) / max(n, 1)
+
+
+def memory_floor_bytes(spec: Any, plan: Any) -> float:
+    """A lower bound of ``plan``'s per-device memory without building a graph: the bf16
+    weights and gradients of the average stage's shard (ZeRO 0–2 keep both whole on every
+    device), routed experts over ``ep·etp`` and the rest over ``tp`` (0 for other
+    families and ZeRO-3)."""
+    from cost_models.memory import GRAD_BYTES, WEIGHT_BYTES
+
+    if getattr(spec, "family", "") != "transformer" or plan.zero_stage >= 3:
+        return 0.0
+    routed = float((spec.moe_layers + spec.mtp_layers) * spec.experts
+                   * spec.mlp_params(spec.moe_ffn)) if spec.moe else 0.0
+    rest = float(spec.params + spec.mtp_params) - routed
+    shard = (rest / plan.tp + routed / (plan.ep * plan.expert_tp)) / plan.pp
+    return shard * (WEIGHT_BYTES + GRAD_BYTES)
 
 
 def module_stash_bytes(g: Any, modules: Sequence[str]) -> tuple[float, float]:

@@ -101,3 +101,26 @@ def test_moe_config_missing_fields_and_bad_top_k(tmp_path, capsys):
     assert "experts_per_token=9" in err and len(err.splitlines()) == 1
     with pytest.raises(ConfigError):
         ParallelPlan(dp=4, ep=3, global_batch=4)
+
+
+@pytest.mark.parametrize("name,devices", [("mixtral-8x7b", 16), ("gpt2-xl", 8)])
+def test_memory_floor_is_a_lower_bound_and_prunes_the_plan_space(name, devices):
+    """Plans whose weights and gradients alone exceed the space's largest HBM are dropped
+    before their layouts are built; the bound never exceeds a plan's modelled memory."""
+    from search.config import SearchConfig
+    from search.objective import build_problem
+    from search.stagememory import memory_floor_bytes
+
+    spec = workloads.model_spec(name)
+    model = WorkloadModel(spec, devices=devices, seq=256)
+    plans = model.plans[::max(1, len(model.plans) // 20)]
+    for p in plans:
+        assert memory_floor_bytes(spec, p) <= model.memory_bytes(p), p
+    pb = build_problem(SearchConfig(workloads=(name,), area_mm2=600, devices=devices))
+    cap = pb._space_hbm_cap()
+    kept = pb.plans[0]
+    assert all(memory_floor_bytes(spec, p) <= cap for p in kept)
+    dropped = [p for p in pb.models[0].plans if p not in set(kept)]
+    assert all(memory_floor_bytes(spec, p) > cap for p in dropped)
+    if name == "mixtral-8x7b":  # ep 1 with tp 1 on one stage holds all 47 B parameters
+        assert dropped
