@@ -43,6 +43,7 @@ __all__ = [
     "baseline_designs",
     "best_baseline",
     "exhaustive_search",
+    "largest_fitting",
     "random_search",
     "rebalanced_tpu",
     "scaled_baseline",
@@ -138,23 +139,33 @@ def scaled_baseline(hw: HardwareConfig, area_fn: Callable[[HardwareConfig], tupl
         a, p = area_fn(scaled(n))
         return a <= area_mm2 and (power_w is None or p <= power_w)
 
-    if not fits(1):
+    n = largest_fitting(fits, max_cores)
+    if n == 0:
         a, p = area_fn(scaled(1))
         raise InfeasibleDesignError(
             f"no scaled {hw.name} fits area {area_mm2:g} mm²"
             + (f" and {power_w:g} W" if power_w is not None else "")
             + f": one tensor core needs {a:.1f} mm², {p:.1f} W")
-    lo, hi = 1, 2  # exponential then binary search on the (monotone) core count
-    while hi <= max_cores and fits(hi):
+    return scaled(n)
+
+
+def largest_fitting(fits: Callable[[int], bool], max_n: int) -> int:
+    """The largest ``n`` in ``1..max_n`` with ``fits(n)`` for a monotone ``fits`` (true up
+    to some count, false beyond), 0 if ``fits(1)`` is false: an exponential, then a binary
+    search."""
+    if not fits(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= max_n and fits(hi):
         lo, hi = hi, hi * 2
-    hi = min(hi, max_cores + 1)
+    hi = min(hi, max_n + 1)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if fits(mid):
             lo = mid
         else:
             hi = mid
-    return scaled(lo)
+    return lo
 
 
 def describe_baseline(name: str, preset: str, hw: HardwareConfig) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def _fill_tensor_cores(hw: HardwareConfig, problem: Any, max_cores: int = 4096
     """``hw`` with the most tensor cores that fit the problem's area and power budget
     (None if not even one does)."""
     from cost_models.designs import DesignBatch
-    from search.baselines import _area_tdp
+    from search.baselines import _area_tdp, largest_fitting
 
     def fits(n: int) -> bool:
         a, p = _area_tdp(DesignBatch.from_configs([dataclasses.replace(hw, tensor_cores=n)]),
@@ -41,16 +41,8 @@ def _fill_tensor_cores(hw: HardwareConfig, problem: Any, max_cores: int = 4096
         return bool(a[0] <= problem.area_budget_mm2
                     and (problem.power_budget_w is None or p[0] <= problem.power_budget_w))
 
-    if not fits(1):
-        return None
-    lo, hi = 1, 2
-    while hi <= max_cores and fits(hi):
-        lo, hi = hi, hi * 2
-    hi = min(hi, max_cores + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return dataclasses.replace(hw, tensor_cores=lo)
+    n = largest_fitting(fits, max_cores)
+    return dataclasses.replace(hw, tensor_cores=n) if n else None
 
 
 TOP_PLANS = 16
