@@ -856,10 +856,7 @@ def op_costs_scalar(graph: Graph, hw: Any, tech: Technology, comm_time_s: Any = 
     out = _op_costs_scalar_one(graph, hw, tech, comm_time_s, levels=levels)
     if int(hw.dtype_bytes) >= 2:
         return out
-    import dataclasses
-
-    hw16 = dataclasses.replace(hw, dtype="bf16",
-                               array_cols=max(int(hw.array_cols) * int(hw.dtype_bytes) // 2, 1))
+    hw16 = sixteen_bit(DesignBatch.from_configs([hw])).config(0)
     hi = _op_costs_scalar_one(graph, hw16, tech, comm_time_s, levels=levels)
     hp = high_precision(graph)
     return [h if hp[j] else o for j, (o, h) in enumerate(zip(out, hi))]
