@@ -119,7 +119,7 @@ class TrainingProblem:
             # plans whose weights and gradients alone exceed the space's largest HBM never
             # fit: dropped before their layouts are built (all kept if none would remain,
             # so that "no plan fits" can name the leanest)
-            cap = self._space_hbm_cap()
+            cap = self.max_hbm_bytes()
             lean = [p for p in cand if memory_floor_bytes(t.spec, p) <= cap]
             cand = lean or cand
             if not cand:
@@ -129,12 +129,6 @@ class TrainingProblem:
             self.plans.append(cand)
         self.model_calls = 0
         self._plans_cache: dict[HardwareConfig, list[ParallelPlan | None]] = {}
-
-    def _space_hbm_cap(self) -> float:
-        sp = self.space
-        if "hbm_stacks" in sp.names:
-            return float(max(sp.param("hbm_stacks").values) * sp.hbm.bytes_per_stack)
-        return float(sp.template.hbm_bytes)
 
     @property
     def min_memory_bytes(self) -> list[float]:

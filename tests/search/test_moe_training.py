@@ -117,7 +117,7 @@ def test_memory_floor_is_a_lower_bound_and_prunes_the_plan_space(name, devices):
     for p in plans:
         assert memory_floor_bytes(spec, p) <= model.memory_bytes(p), p
     pb = build_problem(SearchConfig(workloads=(name,), area_mm2=600, devices=devices))
-    cap = pb._space_hbm_cap()
+    cap = pb.max_hbm_bytes()
     kept = pb.plans[0]
     assert all(memory_floor_bytes(spec, p) <= cap for p in kept)
     dropped = [p for p in pb.models[0].plans if p not in set(kept)]
