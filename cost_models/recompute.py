@@ -97,8 +97,7 @@ def kept_stash_bytes(saves: Sequence[tuple[str, str, float]], modules: Iterable[
     want = set(modules)
     by_tensor: dict[str, tuple[float, list[str]]] = {}
     for tensor, saver, nbytes in saves:
-        b, savers = by_tensor.setdefault(tensor, (float(nbytes), []))
-        savers.append(saver)
+        by_tensor.setdefault(tensor, (float(nbytes), []))[1].append(saver)
     kept = 0.0
     dropped: dict[str, float] = {}
     for tensor, (nbytes, savers) in by_tensor.items():

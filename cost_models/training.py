@@ -256,18 +256,17 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
     # levels each): cost a long list of graphs in chunks, so memory stays bounded
     sizes = [n * len(g.ops) * levels for g in graphs]
     if len(graphs) > 1 and sum(sizes) > _CHUNK_ELEMENTS:
-        out_all: list[SegmentCosts] = []
-        start, acc = 0, 0
-        for i, size in enumerate(sizes + [_CHUNK_ELEMENTS + 1]):
-            if i > start and (acc + size > _CHUNK_ELEMENTS or i == len(graphs)):
-                out_all += segment_costs(
-                    graphs[start:i], designs, tech, comm[start:i],
-                    blocking_comm=blocking_comm, levels=levels, keep_steps=keep_steps,
-                    overlap_groups=overlap_groups, recompute_modules=recompute_modules,
-                    overlap_sms=overlap_sms)
-                start, acc = i, 0
+        bounds, acc = [0], 0
+        for i, size in enumerate(sizes):
+            if i > bounds[-1] and acc + size > _CHUNK_ELEMENTS:
+                bounds.append(i)
+                acc = 0
             acc += size
-        return out_all
+        bounds.append(len(graphs))
+        return [c for a, b in zip(bounds[:-1], bounds[1:]) for c in segment_costs(
+            graphs[a:b], designs, tech, comm[a:b], blocking_comm=blocking_comm,
+            levels=levels, keep_steps=keep_steps, overlap_groups=overlap_groups,
+            recompute_modules=recompute_modules, overlap_sms=overlap_sms)]
     c = node_constants(designs, tech)
     jobs: list[tuple[Graph, Any, bool]] = []
     index: list[tuple[int | None, int | None, int | None]] = []

@@ -232,3 +232,25 @@ def test_zero3_traffic_per_step_is_textbook():
     n = spec().params
     rs_n, ag_n, _ = dp_times(float(n), plan3, A100.system)
     assert e3.breakdown["comm_s"]["dp_s"] == pytest.approx(m * (rs_n + 2 * ag_n), rel=1e-3)
+
+
+def test_segment_costs_in_chunks_equal_one_call(monkeypatch):
+    """A long list of graphs is costed in chunks (bounded memory): same numbers."""
+    import numpy as np
+
+    import cost_models.training as tr
+    import workloads
+    from cost_models.designs import DesignBatch
+    from cost_models.presets import load_preset
+    from cost_models.technology import load_technology
+
+    graphs = [workloads.build(workloads.model_spec("gpt2"), batch=b, seq=128) for b in (1, 2, 4)]
+    d = DesignBatch.from_configs([load_preset("h100").hardware, load_preset("a100").hardware])
+    tech = load_technology(7)
+    whole = tr.segment_costs(graphs, d, tech)
+    monkeypatch.setattr(tr, "_CHUNK_ELEMENTS", 1)           # one graph per call
+    parts = tr.segment_costs(graphs, d, tech)
+    assert len(parts) == len(whole) == 3
+    for a, b in zip(whole, parts):
+        assert np.array_equal(a.fwd_s, b.fwd_s) and np.array_equal(a.bwd_s, b.bwd_s)
+        assert np.array_equal(a.opt_s, b.opt_s) and a.params == b.params
