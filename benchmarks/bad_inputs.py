@@ -403,18 +403,17 @@ CASES: tuple[Case, ...] = (
        "workloads show moe_groups.json", 2, ("expert_groups=7", "experts=256")),
     _c("workloads", "MoE config whose chosen groups hold fewer experts than it routes to",
        "workloads show moe_topk_group.json", 2, ("experts_per_token=8 exceed the 4",)),
-    _c("evaluate", "a pipeline layout with more stages than the plan",
-       "evaluate --workload gpt2 --hardware h100 --devices 2 --pp 2 --pipeline-layout "
-       "Ettt|tttt|ttttL", 2, ("3 stages", "--pp 2 = 2")),
-    _c("evaluate", "a pipeline layout with the wrong number of layers",
-       "evaluate --workload gpt2 --hardware h100 --devices 2 --pp 2 --pipeline-layout "
-       "Etttttt|tttttL", 2, ("holds 11 layers", "gpt2 has 12")),
-    _c("evaluate", "a pipeline layout with the loss before the last stage",
-       "evaluate --workload gpt2 --hardware h100 --devices 2 --pp 2 --pipeline-layout "
-       "EttttttL|tttttt", 2, ("loss on stage 0", "stage 1 (the last)")),
-    _c("evaluate", "a pipeline layout with an unknown token",
-       "evaluate --workload gpt2 --hardware h100 --devices 2 --pp 2 --pipeline-layout "
-       "Ettttttx|ttttttL", 2, ("'x' is not a layout token", "E (embedding)")),
+    *(_c("evaluate", f"a pipeline layout {what}",
+         "evaluate --workload gpt2 --hardware h100 --devices 2 --pp 2 --pipeline-layout "
+         + layout, 2, expect)
+      for what, layout, expect in (
+          ("with more stages than the plan", "Ettt|tttt|ttttL", ("3 stages", "--pp 2 = 2")),
+          ("with the wrong number of layers", "Etttttt|tttttL",
+           ("holds 11 layers", "gpt2 has 12")),
+          ("with the loss before the last stage", "EttttttL|tttttt",
+           ("loss on stage 0", "stage 1 (the last)")),
+          ("with an unknown token", "Ettttttx|ttttttL",
+           ("'x' is not a layout token", "E (embedding)")))),
     _c("evaluate", "the DeepEP dispatcher on a dense model",
        "evaluate --workload gptj --hardware h100 --devices 16 --dispatcher deepep", 2,
        ("gptj has no experts", "use alltoall")),
