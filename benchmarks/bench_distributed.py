@@ -45,7 +45,8 @@ from cost_models.designs import DesignBatch
 from cost_models.presets import load_preset
 from cost_models.technology import load_technology
 from dse.types import ParallelPlan, SystemConfig
-from search.trainstep import evaluate_training, evaluate_training_batch
+from search.plans import evaluate_training_batch
+from search.trainstep import evaluate_training
 from workloads.spec import TransformerSpec
 
 DATA = REPO_ROOT / "tests" / "validation" / "data" / "published_training.yaml"

@@ -114,7 +114,8 @@ class TrainingProblem:
         self.models: list[Any] = []
         self._min_memory: list[float] | None = None
         for t in self.targets:
-            model = workload_model(t.spec, t.devices, seq=t.seq, global_batch=t.global_batch)
+            model = workload_model(t.spec, t.devices, seq=t.seq, global_batch=t.global_batch,
+                                   gemm_bytes=space.template.dtype_bytes)
             cand = model.plans
             # plans whose weights and gradients alone exceed the space's largest HBM never
             # fit: dropped before their layouts are built (all kept if none would remain,

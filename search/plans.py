@@ -34,16 +34,19 @@ from dse.errors import ConfigError, InfeasibleDesignError
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search.planspace import enumerate_plans
 
-__all__ = ["best_plan", "best_plan_batch", "enumerate_plans", "plan_memory_bytes"]
+__all__ = ["best_plan", "best_plan_batch", "enumerate_plans", "evaluate_training_batch",
+           "plan_memory_bytes"]
 
 
 
-def plan_memory_bytes(spec: Any, plan: ParallelPlan, seq: int | None = None) -> float:
-    """Per-device memory (bytes) of the fullest device under ``plan``."""
+def plan_memory_bytes(spec: Any, plan: ParallelPlan, seq: int | None = None,
+                      gemm_bytes: int = 2) -> float:
+    """Per-device memory (bytes) of the fullest device under ``plan`` on designs whose
+    GEMMs take ``gemm_bytes`` per element (1: fp8, inputs kept quantized)."""
     from search.trainstep import workload_model
 
-    return workload_model(spec, plan.devices, seq=seq,
-                          global_batch=plan.global_batch).memory_bytes(plan)
+    return workload_model(spec, plan.devices, seq=seq, global_batch=plan.global_batch,
+                          gemm_bytes=gemm_bytes).memory_bytes(plan)
 
 
 def _tech_of(designs: Any, tech: Any) -> Any:
@@ -69,7 +72,10 @@ def best_plan_batch(spec: Any, designs: Any, system: SystemConfig, devices: int,
     """
     from search.trainstep import workload_model
 
-    model = workload_model(spec, devices, seq=seq, global_batch=global_batch)
+    from search.stagememory import gemm_bytes_of
+
+    model = workload_model(spec, devices, seq=seq, global_batch=global_batch,
+                           gemm_bytes=gemm_bytes_of(designs))
     cand = list(plans) if plans is not None else model.plans
     if not cand:
         raise ConfigError(f"no valid parallel plan for {spec.name} on {devices} devices "
@@ -91,7 +97,8 @@ def best_plan(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: int,
 
     t = tech if tech is not None else load_technology(hw.tech_node_nm)
     designs = DesignBatch.from_configs([hw])
-    model = workload_model(spec, devices, seq=seq, global_batch=global_batch)
+    model = workload_model(spec, devices, seq=seq, global_batch=global_batch,
+                           gemm_bytes=hw.dtype_bytes)
     cand = model.plans
     if not cand:
         raise ConfigError(f"no valid parallel plan for {spec.name} on {devices} devices "
@@ -127,7 +134,8 @@ def compare_plans(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: 
         raise ConfigError(f"limit={limit!r} must be >= 1")
     t = tech if tech is not None else load_technology(hw.tech_node_nm)
     designs = DesignBatch.from_configs([hw])
-    model = workload_model(spec, devices, seq=seq, global_batch=global_batch)
+    model = workload_model(spec, devices, seq=seq, global_batch=global_batch,
+                           gemm_bytes=hw.dtype_bytes)
     cand = model.plans
     if len(cand) > limit:
         picks = np.unique(np.linspace(0, len(cand) - 1, limit).round().astype(int))
@@ -149,3 +157,18 @@ def compare_plans(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: 
         })
     rows.sort(key=lambda row: (not row["fits_memory"], -row["samples_per_s"]))
     return rows
+
+
+def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan: ParallelPlan,
+                            tech: Any, seq: int | None = None, *, dp_overlap: bool = True,
+                            tp_overlap: bool = True) -> dict[str, Any]:
+    """``plan`` on every design of a :class:`~cost_models.designs.DesignBatch`: the (D,)
+    arrays of :func:`cost_models.training.training_step` (number contract keys of
+    ``dse evaluate`` and the step-time terms)."""
+    from search.stagememory import gemm_bytes_of
+    from search.trainstep import workload_model
+
+    model = workload_model(spec, plan.devices, seq=seq, global_batch=plan.global_batch,
+                           gemm_bytes=gemm_bytes_of(designs))
+    return model.evaluate(designs, system, tech, [plan], dp_overlap=dp_overlap,
+                          tp_overlap=tp_overlap)[0]

@@ -9,8 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["expert_params", "graph_params_of", "layer_stash_bytes", "memory_floor_bytes",
-           "module_stash_bytes", "transformer_stage_memories"]
+import numpy as np
+
+__all__ = ["expert_params", "gemm_bytes_of", "graph_params_of", "layer_stash_bytes",
+           "low_precision_saves",
+           "memory_floor_bytes", "module_stash_bytes", "transformer_stage_memories"]
 
 
 def graph_params_of(g: Any) -> float:
@@ -30,6 +33,21 @@ def expert_params(g: Any) -> float:
     from cost_models.memory import expert_params as _ep
 
     return _ep(g)
+
+
+def gemm_bytes_of(designs: Any, want: int | None = None) -> int:
+    """Bytes per element of a DesignBatch's GEMMs as the memory model sees them: the
+    designs' datatype width, 2 for 16 bits and wider (1: fp8 and int8 designs keep their
+    GEMMs' inputs quantized, :func:`low_precision_saves`). A batch mixing the two, or one
+    not matching ``want`` (a :class:`search.trainstep.WorkloadModel`'s), is an error."""
+    from dse.errors import ConfigError
+
+    widths = set(np.minimum(np.asarray(designs.dtype_bytes, dtype=np.int64), 2).tolist())
+    got = widths.pop() if len(widths) == 1 else None
+    if got is None or (want is not None and got != want):
+        raise ConfigError("designs whose GEMMs take different widths keep different "
+                          "activations: evaluate 16-bit and fp8/int8 designs apart")
+    return int(got)
 
 
 def layer_stash_bytes(g: Any) -> float:
@@ -57,10 +75,44 @@ def memory_floor_bytes(spec: Any, plan: Any) -> float:
     return shard * (WEIGHT_BYTES + GRAD_BYTES)
 
 
-def module_stash_bytes(g: Any, modules: Sequence[str]) -> tuple[float, float]:
+def low_precision_saves(g: Any, saves: Sequence[tuple[str, str, float]], gemm_bytes: int
+                        ) -> list[tuple[str, str, float]]:
+    """``saves`` (tensor, saving operator, bytes) of a layer graph as a design whose tensor
+    cores compute in ``gemm_bytes`` per element (< 16 bits: fp8, int8) keeps them: a GEMM
+    that runs in that format (not :func:`cost_models.opcost.high_precision`) saves the
+    quantized copy of its input that its weight-gradient GEMM reads, ``gemm_bytes`` per
+    element (Transformer Engine's FP8 ``Linear`` saves its FP8 input; DeepSeek-V3 caches
+    "the activations in FP8 format for the backward pass of the Linear operator", report
+    §3.3.4; docs/sources.md). A tensor only such GEMMs save is kept in that format; one
+    another operator also saves (attention's output, a norm's output the router reads)
+    is kept at its width and the GEMM's copy beside it, ``<gemm>:fp8_input``: made by
+    the GEMM, it goes with the GEMM's recompute module. Per-tensor scaling factors (a few
+    bytes a tensor) are not counted."""
+    from cost_models.opcost import high_precision
+
+    low: dict[str, float] = {}
+    for op, hp in zip(g.ops, high_precision(g)):
+        if op.kind == "gemm" and op.phase == "fwd" and not hp and op.dtype_bytes > gemm_bytes:
+            low[op.name] = gemm_bytes / op.dtype_bytes
+    savers: dict[str, list[str]] = {}
+    for tensor, saver, _ in saves:
+        savers.setdefault(tensor, []).append(saver)
+    out: list[tuple[str, str, float]] = []
+    for tensor, saver, nbytes in saves:
+        every = all(s in low for s in savers[tensor])
+        if saver in low:
+            out.append((tensor if every else f"{saver}:fp8_input", saver, nbytes * low[saver]))
+        if not every:
+            out.append((tensor, saver, nbytes))
+    return out
+
+
+def module_stash_bytes(g: Any, modules: Sequence[str], gemm_bytes: int = 2
+                       ) -> tuple[float, float]:
     """(bytes one layer of a layer graph keeps, bytes its largest recomputed module
     re-materializes) with Megatron-Core's recompute ``modules``
-    (:func:`cost_models.recompute.kept_stash_bytes`; (0, 0) for ``None``)."""
+    (:func:`cost_models.recompute.kept_stash_bytes`; (0, 0) for ``None``), on a design
+    whose GEMMs take ``gemm_bytes`` per element (:func:`low_precision_saves` below 2)."""
     if g is None:
         return 0.0, 0.0
     from cost_models.recompute import kept_stash_bytes
@@ -68,14 +120,19 @@ def module_stash_bytes(g: Any, modules: Sequence[str]) -> tuple[float, float]:
     blocks = {op.block for op in g.ops if op.block}  # a segment keeps its parent's meta
     saves = [x for blk, xs in (g.meta.get("saves") or {}).items() if blk in blocks
              for x in xs]
+    if gemm_bytes < 2:
+        saves = low_precision_saves(g, saves, gemm_bytes)
     return kept_stash_bytes(saves, modules)
 
 
 def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg: Any,
-                               seq: int) -> list[Any]:
+                               seq: int, gemm_bytes: int = 2) -> list[Any]:
     """:class:`~cost_models.memory.StageMemory` of every virtual stage of ``plan``
     (``stages``: :class:`workloads.parallel.VirtualStage`; ``seg``: the plan's
-    :class:`workloads.parallel.Segments`)."""
+    :class:`workloads.parallel.Segments`) on a design whose GEMMs take ``gemm_bytes`` per
+    element: below 2 the layers keep what their operators save with the GEMMs' inputs
+    quantized (:func:`low_precision_saves`; selective recomputation without modules is
+    Megatron's ``core_attn``, nothing with fused attention)."""
     from cost_models.memory import StageMemory, transformer_dims
     from workloads.parallel import dense_layers_in
 
@@ -84,12 +141,16 @@ def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg:
     dims = transformer_dims(seg.block) if seg.block is not None else None
     moe = bool(getattr(spec, "experts", 0))
     mods = plan.recompute_modules if plan.recompute == "selective" else ()
-    by_graph = moe or bool(getattr(spec, "kv_lora_rank", 0)) or bool(mods)
+    low = gemm_bytes < 2
+    if low and not mods and plan.recompute == "selective" and not (
+            dims and dims["fused_attention"]):  # fused: selective is none (planspace)
+        mods = ("core_attn",)
+    by_graph = moe or bool(getattr(spec, "kv_lora_rank", 0)) or bool(mods) or low
     exp_p = expert_params(seg.block) if moe else 0.0
     blk_w = dense_w = 0.0
-    if mods:  # Megatron-Core's recompute modules: what the rest of the layer saves
-        (blk_st, blk_w), (dense_st, dense_w) = (module_stash_bytes(seg.block, mods),
-                                                module_stash_bytes(seg.dense, mods))
+    if mods or low:  # Megatron-Core's recompute modules: what the rest of the layer saves
+        (blk_st, blk_w), (dense_st, dense_w) = (module_stash_bytes(seg.block, mods, gemm_bytes),
+                                                module_stash_bytes(seg.dense, mods, gemm_bytes))
     else:
         blk_st, dense_st = layer_stash_bytes(seg.block), layer_stash_bytes(seg.dense)
     sp = plan.sequence_parallel and plan.tp > 1

@@ -34,10 +34,10 @@ import numpy as np
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search.breakdown import comm_terms, operator_times
 from search.stagememory import expert_params as _expert_params
+from search.stagememory import gemm_bytes_of
 from search.stagememory import graph_params_of as _params
 
-__all__ = ["PlanInfo", "WorkloadModel", "evaluate_training", "evaluate_training_batch",
-           "workload_model"]
+__all__ = ["PlanInfo", "WorkloadModel", "evaluate_training", "workload_model"]
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,10 @@ class WorkloadModel:
     """One workload on ``devices`` devices (module docstring)."""
 
     def __init__(self, spec: Any, *, devices: int = 1, seq: int | None = None,
-                 global_batch: int | None = None,
-                 plans: Sequence[ParallelPlan] | None = None) -> None:
+                 global_batch: int | None = None, plans: Sequence[ParallelPlan] | None = None,
+                 gemm_bytes: int = 2) -> None:
         self.spec = spec
+        self.gemm_bytes = min(int(gemm_bytes), 2)  # < 2: GEMM inputs kept quantized
         self.devices = int(devices)
         self.seq = _seq_of(spec, seq)
         self.global_batch = global_batch
@@ -115,7 +116,8 @@ class WorkloadModel:
         if self.transformer:
             from search.stagememory import transformer_stage_memories
 
-            mems = transformer_stage_memories(self.spec, plan, stages, self.segments(plan), s)
+            mems = transformer_stage_memories(self.spec, plan, stages, self.segments(plan), s,
+                                              self.gemm_bytes)
             p2p = float(plan.micro_batch * -(-s // plan.cp) * int(self.spec.hidden) * 2)
         else:
             from cost_models.memory import stage_memory_of_graph
@@ -179,6 +181,7 @@ class WorkloadModel:
         from cost_models.network import comm_time_s
         from cost_models.training import StagePart, segment_costs, training_step
 
+        gemm_bytes_of(designs, self.gemm_bytes)  # the memory below is for this width
         # (id(graph), cost key) -> (graph, plan for comm): plans of the same shape share
         # graphs, but their recompute modules and dispatcher change the costs
         need: dict[tuple[Any, ...], tuple[Any, Any]] = {}
@@ -424,6 +427,7 @@ class WorkloadModel:
         memory exceeds the batch's largest HBM are never costed."""
         n = len(designs)
         cand = list(plans) if plans is not None else self.plans
+        gemm_bytes_of(designs, self.gemm_bytes)
         hbm = np.asarray(designs.hbm_bytes, dtype=np.float64)
         cap = float(hbm.max())
         keep = [p for p in cand if self.memory_bytes(p) <= cap]
@@ -453,12 +457,14 @@ _MODELS: dict[tuple[Any, ...], WorkloadModel] = {}
 
 
 def workload_model(spec: Any, devices: int = 1, *, seq: int | None = None,
-                   global_batch: int | None = None) -> WorkloadModel:
-    """The shared :class:`WorkloadModel` of ``(spec, devices, seq, global batch)``."""
-    key = (spec, int(devices), _seq_of(spec, seq), global_batch)
+                   global_batch: int | None = None, gemm_bytes: int = 2) -> WorkloadModel:
+    """The shared :class:`WorkloadModel` of ``(spec, devices, seq, global batch)`` on
+    designs whose GEMMs take ``gemm_bytes`` per element (:func:`gemm_bytes_of`)."""
+    key = (spec, int(devices), _seq_of(spec, seq), global_batch, min(int(gemm_bytes), 2))
     hit = _MODELS.get(key)
     if hit is None:
-        hit = WorkloadModel(spec, devices=devices, seq=seq, global_batch=global_batch)
+        hit = WorkloadModel(spec, devices=devices, seq=seq, global_batch=global_batch,
+                            gemm_bytes=gemm_bytes)
         _MODELS[key] = hit
     return hit
 
@@ -480,8 +486,8 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     from workloads.parallel import validate_plan
 
     validate_plan(spec, plan, seq=_seq_of(spec, seq))
-    model = WorkloadModel(spec, devices=plan.devices, seq=seq,
-                          global_batch=plan.global_batch, plans=[plan])
+    model = WorkloadModel(spec, devices=plan.devices, seq=seq, global_batch=plan.global_batch,
+                          plans=[plan], gemm_bytes=hw.dtype_bytes)
     designs = DesignBatch.from_configs([hw])
     r = model.evaluate(designs, system, tech, [plan], dp_overlap=dp_overlap,
                        tp_overlap=tp_overlap, detail=True, keep_steps=True,
@@ -586,15 +592,3 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
         memory_breakdown_bytes={k: float(v) for k, v in mem.items()},
         extra=extra,
     )
-
-
-
-def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan: ParallelPlan,
-                            tech: Any, seq: int | None = None, *, dp_overlap: bool = True,
-                            tp_overlap: bool = True) -> dict[str, Any]:
-    """``plan`` on every design of a :class:`~cost_models.designs.DesignBatch`: the (D,)
-    arrays of :func:`cost_models.training.training_step` (number contract keys of
-    ``dse evaluate`` and the step-time terms)."""
-    model = workload_model(spec, plan.devices, seq=seq, global_batch=plan.global_batch)
-    return model.evaluate(designs, system, tech, [plan], dp_overlap=dp_overlap,
-                          tp_overlap=tp_overlap)[0]

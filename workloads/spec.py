@@ -51,6 +51,14 @@ affinities normalized)."""
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 NORMS = ("layernorm", "rmsnorm")
 POSITIONS = ("learned", "rotary")
+MOE_WEIGHTING = ("activation", "combine")
+"""Where a MoE layer multiplies expert outputs by their routing weights: ``activation``
+(Megatron-Core 0.13 and later, MR !2668 "Memory efficient token permutation": the
+experts' activation multiplies its rows by their weights, the combine is a plain sum and
+keeps nothing for the backward) or ``combine`` (Megatron-Core 0.12 and before: the
+combine's weighted sum keeps the experts' outputs, ``k`` rows of ``hidden`` per token,
+for the weights' gradient)."""
+
 ATTENTION = ("fused", "unfused")
 """Attention kernels: ``fused`` (FlashAttention 2/3, cuDNN, XLA: no score tensor in HBM,
 the backward recomputes it on chip) or ``unfused`` (materialized ``s×s`` scores, softmax
@@ -205,6 +213,8 @@ class TransformerSpec(ModelSpec):
     load_imbalance: float = 1.0
     """Tokens of the busiest expert-parallel rank over the mean (1: perfectly balanced);
     capped by ``capacity_factor`` when that is set."""
+    moe_weighting: str = "activation"
+    """:data:`MOE_WEIGHTING`."""
     expert_groups: int = 0
     """Groups the routed experts are split into for group-limited routing (DeepSeek-V3's
     ``n_group`` 8: one group per node of its expert-parallel layout); 0: no groups."""
@@ -253,6 +263,7 @@ class TransformerSpec(ModelSpec):
             _int(o, f, getattr(self, f), minimum=0)
         _bool(o, "router_bias", self.router_bias)
         _choice(o, "router", self.router, ROUTERS)
+        _choice(o, "moe_weighting", self.moe_weighting, MOE_WEIGHTING)
         for f, lo in (("capacity_factor", 0.0), ("load_imbalance", 1.0)):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (

@@ -319,8 +319,9 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
             each token goes to its top ``k``. The rows are permuted into expert order and
             sent to the ranks that hold their experts (all-to-all over the ``ep`` group);
             the ``E/ep`` local experts run as one grouped GEMM (tensor-parallel over tp, as
-            the dense MLP), the results come back (all-to-all) and are summed with the
-            routing weights. A rank receives ``tok·k`` rows on average and ``λ·tok·k`` on
+            the dense MLP), the results come back (all-to-all) and are summed, weighted by
+            the routing weights (in the experts' activation or in the sum:
+            :attr:`~workloads.spec.TransformerSpec.moe_weighting`). A rank receives ``tok·k`` rows on average and ``λ·tok·k`` on
             the busiest one (``λ`` = :attr:`load_imbalance`, capped by the capacity
             factor): the graph is the busiest rank's. Shared experts run beside the
             routed ones on every token.
@@ -352,13 +353,17 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                                       bwd_collective="all_to_all", group="ep")
             f_out = 2 * fe if spec.gated_mlp else fe
             fc1 = bld.gemm(f"{pfx}.moe.experts.fc1", perm, m=m_e, k=h, n=f_out, batch=e_loc)
+            # routing weights applied in the activation (spec.moe_weighting): it keeps
+            # them (fp32, one a row) beside its input; else the combine keeps the outputs
+            in_act = spec.moe_weighting == "activation"
             act = bld.vector(f"{pfx}.moe.experts.swiglu" if spec.gated_mlp else
-                             f"{pfx}.moe.experts.act", [fc1],
+                             f"{pfx}.moe.experts.act", [fc1, route] if in_act else [fc1],
                              key="swiglu" if spec.gated_mlp else (
                                  "gelu" if spec.activation.startswith("gelu")
                                  else spec.activation),
                              elements=e_loc * m_e * fe, in_elements=e_loc * m_e * f_out,
-                             saves=[(fc1, e_loc * m_e * f_out * db)])
+                             saves=[(fc1, e_loc * m_e * f_out * db)] + (
+                                 [(f"{pfx}.moe.probs", e_loc * m_e * 4)] if in_act else []))
             out = bld.gemm(f"{pfx}.moe.experts.fc2", act, m=m_e, k=fe, n=h, batch=e_loc)
             if ep > 1:
                 out = bld.collective(f"{pfx}.moe.combine", out, collective="all_to_all",
@@ -366,7 +371,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                                      bwd_collective="all_to_all", group="ep")
             comb = bld.vector(f"{pfx}.moe.unpermute", [out, route], key="weighted_sum",
                               elements=ntok * h, in_elements=rows * h + ntok * topk,
-                              saves=[(out, rows * h * db)])
+                              saves=[] if in_act else [(out, rows * h * db)])
             if spec.shared_ffn:
                 if local:
                     shared = from_tp(f"{pfx}.moe.shared", mlp(

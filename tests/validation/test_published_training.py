@@ -24,7 +24,7 @@ from cost_models.designs import DesignBatch
 from cost_models.presets import load_preset
 from cost_models.technology import load_technology
 from dse.types import ParallelPlan, SystemConfig
-from search.trainstep import evaluate_training_batch
+from search.plans import evaluate_training_batch
 from workloads.spec import TransformerSpec
 
 DATA = Path(__file__).parent / "data" / "published_training.yaml"
