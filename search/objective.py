@@ -27,7 +27,7 @@ from dse.errors import ConfigError, InfeasibleDesignError
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search.evaluator import Scores, objective_value
 from search.space import DesignSpace
-from search.stagememory import memory_floor_bytes
+from search.stagememory import leanest_memory_bytes, memory_floor_bytes
 
 __all__ = ["TrainingProblem", "WorkloadTarget", "build_problem", "load_targets",
            "system_for"]
@@ -133,10 +133,11 @@ class TrainingProblem:
 
     @property
     def min_memory_bytes(self) -> list[float]:
-        """Per workload, the per-device memory of its leanest plan (every plan's memory
-        is computed the first time this is asked for: seconds at thousands of plans)."""
+        """Per workload, the per-device memory of its leanest plan (computed the first
+        time this is asked for, over the plans a weights-and-gradients floor cannot rule
+        out: :func:`search.stagememory.leanest_memory_bytes`)."""
         if self._min_memory is None:
-            self._min_memory = [min(m.memory_bytes(p) for p in plans)
+            self._min_memory = [leanest_memory_bytes(m, plans)
                                 for m, plans in zip(self.models, self.plans)]
         return self._min_memory
 
@@ -161,7 +162,7 @@ class TrainingProblem:
         cap = self.max_hbm_within_budget()
         if cap <= 0:
             return False
-        return all(any(m.memory_bytes(p) <= cap for p in plans)
+        return all(leanest_memory_bytes(m, plans, fits_bytes=cap) <= cap
                    for m, plans in zip(self.models, self.plans))
 
     # -- cheap ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["expert_params", "gemm_bytes_of", "graph_params_of", "layer_stash_bytes",
-           "low_precision_saves",
+           "leanest_memory_bytes", "low_precision_saves",
            "memory_floor_bytes", "module_stash_bytes", "transformer_stage_memories"]
 
 
@@ -105,6 +105,25 @@ def low_precision_saves(g: Any, saves: Sequence[tuple[str, str, float]], gemm_by
         if not every:
             out.append((tensor, saver, nbytes))
     return out
+
+
+def leanest_memory_bytes(model: Any, plans: Sequence[Any], fits_bytes: float | None = None
+                         ) -> float:
+    """The smallest per-device memory among ``plans`` of a
+    :class:`search.trainstep.WorkloadModel` (``inf`` for none), building as few plan
+    layouts as it can: plans go in order of :func:`memory_floor_bytes` (never above a
+    plan's memory) and the walk stops once the floor reaches the best found — or, with
+    ``fits_bytes``, at the first plan within it (then any fitting plan's memory is
+    returned, not necessarily the least)."""
+    best = float("inf")
+    floors = [memory_floor_bytes(model.spec, p) for p in plans]
+    for k in sorted(range(len(plans)), key=floors.__getitem__):
+        if floors[k] >= best or (fits_bytes is not None and floors[k] > fits_bytes):
+            break
+        best = min(best, model.memory_bytes(plans[k]))
+        if fits_bytes is not None and best <= fits_bytes:
+            break
+    return best
 
 
 def module_stash_bytes(g: Any, modules: Sequence[str], gemm_bytes: int = 2

@@ -34,7 +34,7 @@ import numpy as np
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search.breakdown import comm_terms, operator_times
 from search.stagememory import expert_params as _expert_params
-from search.stagememory import gemm_bytes_of
+from search.stagememory import gemm_bytes_of, leanest_memory_bytes
 from search.stagememory import graph_params_of as _params
 
 __all__ = ["PlanInfo", "WorkloadModel", "evaluate_training", "workload_model"]
@@ -170,7 +170,7 @@ class WorkloadModel:
         return out
 
     def min_memory_bytes(self) -> float:
-        return min(self.memory_bytes(p) for p in self.plans)
+        return leanest_memory_bytes(self, self.plans)
 
     # -- costing ---------------------------------------------------------------------------
     def evaluate(self, designs: Any, system: SystemConfig, tech: Any,

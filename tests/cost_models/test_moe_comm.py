@@ -216,3 +216,31 @@ def test_overlapped_communication_takes_sms_on_a_gpu():
     base = segment_costs([g], d, tech, ct, overlap_groups=("ep",))[0]
     sm = segment_costs([g], d, tech, ct, overlap_groups=("ep",), overlap_sms=20)[0]
     assert sm.fwd_s[0] > base.fwd_s[0] and sm.fwd_s[1] == base.fwd_s[1]
+
+
+def test_affine_collective_form_equals_the_direct_computation():
+    """dp_times' cached affine form of a placed collective (cost_models.training) against
+    group_collective_time_s on every level shape: one node, one rank per node,
+    hierarchical; ring and switch with latencies; sizes from a byte to terabytes, and
+    zero."""
+    import dataclasses
+
+    import numpy as np
+
+    from cost_models.network import group_collective_time_s
+    from cost_models.training import _affine_collective_s
+
+    sizes = np.array([0.0, 1.0, 3e3, 7.5e6, 2.2e9, 4.1e12])
+    base = _system(intra_node_latency_s=2e-6, inter_node_latency_s=6e-6)
+    systems = [base, dataclasses.replace(base, intra_node_topology="ring",
+                                         inter_node_topology="ring")]
+    for sysc in systems:
+        for plan in (ParallelPlan(tp=1, dp=8, global_batch=8),
+                     ParallelPlan(tp=8, dp=4, global_batch=4),
+                     ParallelPlan(tp=2, dp=16, global_batch=16)):
+            pl = group_placement("dp", plan, sysc)
+            for coll in ("all_reduce", "reduce_scatter", "all_gather"):
+                want = group_collective_time_s(coll, sizes, pl, sysc)
+                got = _affine_collective_s(coll, sizes, pl, sysc)
+                assert got == pytest.approx(want, rel=1e-12, abs=0.0)
+                assert got[0] == 0.0 and got[1] > 0.0
