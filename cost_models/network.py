@@ -84,6 +84,7 @@ __all__ = [
     "expected_token_nodes",
     "group_collective_time_s",
     "group_placement",
+    "placed_collective_time_s",
     "p2p_time_s",
     "torus_shape",
 ]
@@ -361,6 +362,32 @@ def group_collective_time_s(collective: str, nbytes: ArrayLike, placement: Group
     return float(out) if np.ndim(out) == 0 else out
 
 
+_AFFINE: dict[tuple[Any, ...], tuple[float, float]] = {}
+
+
+def placed_collective_time_s(collective: str, nbytes: ArrayLike, placement: GroupPlacement,
+                             system: SystemConfig) -> Any:
+    """:func:`group_collective_time_s` through its affine form, for the search's hot paths.
+
+    Every level of a placed collective costs ``c·bytes + α`` (nothing for no bytes), so
+    the whole is ``A·bytes + B`` for ``bytes > 0``: ``B`` and ``A`` are taken once per
+    (collective, placement, system) from two evaluations (at a vanishing size and at
+    10^15 bytes) and kept. Equal to :func:`group_collective_time_s` to rounding (tests).
+    """
+    key = (collective, placement, system)
+    hit = _AFFINE.get(key)
+    if hit is None:
+        b = float(group_collective_time_s(collective, 1e-30, placement, system))
+        big = 1e15
+        hit = ((float(group_collective_time_s(collective, big, placement, system)) - b) / big,
+               b)
+        _AFFINE[key] = hit
+    if np.ndim(nbytes) == 0:
+        return hit[0] * float(nbytes) + hit[1] if nbytes > 0 else 0.0
+    s = np.asarray(nbytes, dtype=np.float64)
+    return np.where(s > 0, hit[0] * s + hit[1], 0.0)
+
+
 def expected_token_nodes(experts: int, k: int, nodes: int, groups: int = 0,
                          groups_per_token: int = 0) -> float:
     """Expected number of distinct nodes one token's ``k`` routed experts sit on, the
@@ -481,5 +508,5 @@ def comm_time_s(graph: Graph, system: SystemConfig, plan: ParallelPlan) -> np.nd
             out[i] = deepep_all_to_all_time_s(op.comm_bytes, pl, system, k=k,
                                               token_nodes=nodes)
             continue
-        out[i] = group_collective_time_s(op.collective, op.comm_bytes, pl, system)
+        out[i] = placed_collective_time_s(op.collective, op.comm_bytes, pl, system)
     return out

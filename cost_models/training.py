@@ -52,8 +52,8 @@ import numpy as np
 from cost_models.memory import expert_params, graph_params, local_params
 from cost_models.network import (
     collective_time_s,
-    group_collective_time_s,
     group_placement,
+    placed_collective_time_s,
 )
 from cost_models.pipeline import step_time_s
 from cost_models.schedule import LEVELS
@@ -387,28 +387,6 @@ def _recompute(c: SegmentCosts, recompute: str) -> tuple[np.ndarray, np.ndarray,
     return np.zeros_like(c.fwd_s), np.zeros_like(c.fwd_j), 0.0
 
 
-_AFFINE: dict[tuple[Any, ...], tuple[float, float]] = {}
-
-
-def _affine_collective_s(collective: str, nbytes: Any, placement: Any,
-                         system: SystemConfig) -> Any:
-    """:func:`~cost_models.network.group_collective_time_s` through its affine form: every
-    level of a collective costs ``c·bytes + α`` (0 for no bytes), so one placed collective
-    is ``A·bytes + B``; ``A`` and ``B`` are taken once per (collective, placement,
-    system) from two evaluations (``B`` at a vanishing size, ``A`` at 10^15 bytes) and
-    kept — the search asks the same few thousand times."""
-    key = (collective, placement, system)
-    hit = _AFFINE.get(key)
-    if hit is None:
-        b = float(group_collective_time_s(collective, 1e-30, placement, system))
-        big = 1e15
-        hit = ((float(group_collective_time_s(collective, big, placement, system)) - b) / big,
-               b)
-        _AFFINE[key] = hit
-    s = np.asarray(nbytes, dtype=np.float64)
-    return np.where(s > 0, hit[0] * s + hit[1], 0.0)
-
-
 def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig, *, group: str = "dp"
              ) -> tuple[Any, Any, Any]:
     """Data-parallel traffic times (s) of a device holding ``params`` parameters (a number
@@ -439,10 +417,10 @@ def dp_times(params: Any, plan: ParallelPlan, system: SystemConfig, *, group: st
     pl = group_placement(group, plan, system)
     grads = pr * GRAD_BYTES
     if plan.zero_stage == 0:
-        return out(_affine_collective_s("all_reduce", grads, pl, system)), out(zero), \
+        return out(placed_collective_time_s("all_reduce", grads, pl, system)), out(zero), \
             out(zero)
-    rs = _affine_collective_s("reduce_scatter", grads, pl, system)
-    ag = _affine_collective_s("all_gather", pr * PARAM_BYTES, pl, system)
+    rs = placed_collective_time_s("reduce_scatter", grads, pl, system)
+    ag = placed_collective_time_s("all_gather", pr * PARAM_BYTES, pl, system)
     if plan.zero_stage >= 3:
         return out(rs), out(ag), out(zero)
     return out(rs), out(zero), out(ag)

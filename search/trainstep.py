@@ -82,7 +82,7 @@ class WorkloadModel:
                  global_batch: int | None = None, plans: Sequence[ParallelPlan] | None = None,
                  gemm_bytes: int = 2) -> None:
         self.spec = spec
-        self.gemm_bytes = min(int(gemm_bytes), 2)  # < 2: GEMM inputs kept quantized
+        self.gemm_bytes = min(int(gemm_bytes), 2)  # < 2: transformers keep GEMM inputs in it
         self.devices = int(devices)
         self.seq = _seq_of(spec, seq)
         self.global_batch = global_batch
@@ -91,6 +91,7 @@ class WorkloadModel:
         self._info: dict[ParallelPlan, PlanInfo] = {}
         self._statics: dict[tuple[ParallelPlan, SystemConfig], dict[str, Any]] = {}
         self._recipes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        self._segments: dict[tuple[Any, ...], Any] = {}  # by shard_key (hashing a spec is slow)
 
     # -- design-independent --------------------------------------------------------------
     @property
@@ -148,10 +149,14 @@ class WorkloadModel:
         """:class:`workloads.parallel.Segments` of the plan's shard (transformers)."""
         from workloads.parallel import shard_segments
 
-        return shard_segments(self.spec, micro_batch=plan.micro_batch, seq=int(self.seq or 0),
-                              tp=plan.tp, sequence_parallel=plan.sequence_parallel,
-                              optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep,
-                              etp=plan.expert_tp)
+        key = self.shard_key(plan)
+        hit = self._segments.get(key)
+        if hit is None:
+            hit = self._segments[key] = shard_segments(
+                self.spec, micro_batch=plan.micro_batch, seq=int(self.seq or 0), tp=plan.tp,
+                sequence_parallel=plan.sequence_parallel, optimizer=plan.optimizer,
+                cp=plan.cp, ep=plan.ep, etp=plan.expert_tp)
+        return hit
 
     def stage_graphs(self, plan: ParallelPlan) -> list[tuple[int, str, Any, float, bool]]:
         """(virtual stage, part name, graph, multiplicity, is a layer) of every part."""

@@ -208,7 +208,7 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
 
 
 # --------------------------------------------------------------------------- costs
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=8192)  # three small floats each; a MoE plan space has ~10^3 shard shapes
 def _layer_costs_cached(spec: Any, seq: int, micro_batch: int, tp: int, sp: bool,
                         optimizer: str, cp: int = 1, ep: int = 1,
                         etp: int | None = None) -> tuple[float, float, float]:

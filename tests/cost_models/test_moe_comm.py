@@ -219,8 +219,8 @@ def test_overlapped_communication_takes_sms_on_a_gpu():
 
 
 def test_affine_collective_form_equals_the_direct_computation():
-    """dp_times' cached affine form of a placed collective (cost_models.training) against
-    group_collective_time_s on every level shape: one node, one rank per node,
+    """The cached affine form of a placed collective (network.placed_collective_time_s,
+    used by comm_time_s and dp_times) against group_collective_time_s on every level shape: one node, one rank per node,
     hierarchical; ring and switch with latencies; sizes from a byte to terabytes, and
     zero."""
     import dataclasses
@@ -228,7 +228,7 @@ def test_affine_collective_form_equals_the_direct_computation():
     import numpy as np
 
     from cost_models.network import group_collective_time_s
-    from cost_models.training import _affine_collective_s
+    from cost_models.network import placed_collective_time_s
 
     sizes = np.array([0.0, 1.0, 3e3, 7.5e6, 2.2e9, 4.1e12])
     base = _system(intra_node_latency_s=2e-6, inter_node_latency_s=6e-6)
@@ -241,6 +241,9 @@ def test_affine_collective_form_equals_the_direct_computation():
             pl = group_placement("dp", plan, sysc)
             for coll in ("all_reduce", "reduce_scatter", "all_gather"):
                 want = group_collective_time_s(coll, sizes, pl, sysc)
-                got = _affine_collective_s(coll, sizes, pl, sysc)
+                got = placed_collective_time_s(coll, sizes, pl, sysc)
+                for x, w in zip(sizes, want):  # scalar bytes too
+                    assert placed_collective_time_s(coll, float(x), pl, sysc) == \
+                        pytest.approx(w, rel=1e-12, abs=0.0)
                 assert got == pytest.approx(want, rel=1e-12, abs=0.0)
                 assert got[0] == 0.0 and got[1] > 0.0
