@@ -420,6 +420,8 @@ CASES: tuple[Case, ...] = (
     _c("evaluate", "an unknown dispatcher",
        "evaluate --workload deepseek-v3 --hardware h100 --dispatcher nccl", 2,
        ("--dispatcher", "alltoall", "deepep")),
+    _c("search", "a tensor-core datatype a training search does not take",
+       f"{S} --dtype int8", 2, ("--dtype", "bf16", "fp8")),
 )
 
 

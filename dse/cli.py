@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attention kernel of transformer workloads: fused (FlashAttention, "
                         "the default) or unfused (scores materialized in HBM, Megatron-LM "
                         "2021-2022)")
+    s.add_argument("--dtype", choices=("bf16", "fp16", "fp8"), default="bf16",
+                   help="datatype of the designs' tensor cores: bf16 (default), fp16, or fp8 "
+                        "(layers' GEMMs in fp8, attention/head/router in 16 bits, GEMM "
+                        "inputs kept in fp8)")
     s.add_argument("--multi-objective", action="store_true",
                    help="Pareto search over throughput, area and TDP")
     s.add_argument("--no-report", action="store_true", help="do not write report.html")

@@ -39,11 +39,16 @@ DEFAULT_BUDGETS: dict[str, int | None] = {"wham": None, "optuna": 500, "random":
 """Designs evaluated when ``--budget`` is not given (None: until the searcher is done —
 the heuristic converges, exhaustive enumerates the feasible grid)."""
 
-COST_MODEL_VERSION = 2
+COST_MODEL_VERSION = 3
 """Version of the cost model a study's values come from, stored in its settings: a study
 scored by another version is not resumed (1: attention materialized in HBM; 2: fused
-attention by default, uneven pipeline stages, sequence-parallel padding)."""
+attention by default, uneven pipeline stages, sequence-parallel padding; 3: a MoE layer's
+routing weights applied in the experts' activation, an fp8 GEMM's input kept in fp8)."""
 ATTENTION = ("fused", "unfused")
+SEARCH_DTYPES = ("bf16", "fp16", "fp8")
+"""Tensor-core datatypes a search's designs may compute in (``--dtype``): fp8 designs run
+the layers' GEMMs in fp8 and attention, output head and router on their 16-bit form
+(:func:`cost_models.opcost.high_precision`), with bf16 weights and fp32 optimizer states."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +79,8 @@ class SearchConfig:
     attention: str | None = None
     """Attention kernel of transformer workloads (:data:`ATTENTION`); None: each
     workload's own (fused for the zoo)."""
+    dtype: str = "bf16"
+    """Datatype of the designs' tensor cores (:data:`SEARCH_DTYPES`): the template's."""
     ilp_time_limit_s: float = 0.5
     """Time limit of each ILP refinement (per phase of each top-k design)."""
     ilp_total_s: float = 0.0
@@ -109,6 +116,8 @@ class SearchConfig:
             raise ConfigError(f"{o}.seed={self.seed!r} must be an integer >= 0")
         if self.attention is not None and self.attention not in ATTENTION:
             raise ConfigError(f"{o}.attention={self.attention!r}; valid: {', '.join(ATTENTION)}")
+        if self.dtype not in SEARCH_DTYPES:
+            raise ConfigError(f"{o}.dtype={self.dtype!r}; valid: {', '.join(SEARCH_DTYPES)}")
         if self.guidance not in GUIDANCE:
             raise ConfigError(f"{o}.guidance={self.guidance!r}; valid: {', '.join(GUIDANCE)}")
         if self.heterogeneous and (self.searcher != "wham" or len(self.workloads) != 1):
@@ -123,7 +132,7 @@ class SearchConfig:
                 "batch": self.batch, "seq": self.seq, "multi_objective": self.multi_objective,
                 "budget": self.budget, "guidance": self.guidance,
                 "heterogeneous": self.heterogeneous, "attention": self.attention,
-                "model": COST_MODEL_VERSION}
+                "dtype": self.dtype, "model": COST_MODEL_VERSION}
 
 
 def default_study_name(cfg: SearchConfig) -> str:
@@ -140,6 +149,8 @@ def default_study_name(cfg: SearchConfig) -> str:
         parts.append(f"s{cfg.seq}")
     if cfg.attention:
         parts.append(cfg.attention)
+    if cfg.dtype != "bf16":
+        parts.append(cfg.dtype)
     if cfg.multi_objective:
         parts.append("mo")
     if cfg.guidance != "critical-path":

@@ -347,9 +347,16 @@ def build_problem(cfg: Any, space: Any = None) -> TrainingProblem:
     """The :class:`TrainingProblem` of a :class:`search.config.SearchConfig` (on
     ``space``, or the default space for its device count)."""
     from cost_models.technology import load_technology
-    from search.space import default_space
+    from search.space import default_space, default_template
 
-    space = space if space is not None else default_space(devices=cfg.devices)
+    dtype = getattr(cfg, "dtype", None)
+    if space is None:
+        tpl = default_template()
+        space = default_space(template=dataclasses.replace(tpl, dtype=dtype)
+                              if dtype and dtype != tpl.dtype else None, devices=cfg.devices)
+    elif dtype and dtype != space.template.dtype:
+        raise ConfigError(f"the design space's template computes in {space.template.dtype}, "
+                          f"the search asks for {dtype}; give one or the other")
     tech = load_technology(space.template.tech_node_nm)
     targets = load_targets(cfg.workloads, devices=cfg.devices, batch=cfg.batch, seq=cfg.seq,
                            attention=getattr(cfg, "attention", None))

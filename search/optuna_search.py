@@ -197,6 +197,7 @@ class SearchObjective:
         kw: dict[str, Any] = {k: (tuple(settings[k]) if k == "workloads" else settings[k])
                               for k in keys}
         kw["attention"] = settings.get("attention")
+        kw["dtype"] = settings.get("dtype", "bf16")
         cfg = SearchConfig(**kw)
         self.cfg = cfg
         self.problem = build_problem(cfg)

@@ -473,6 +473,7 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
         "searcher": cfg.searcher,
         "seed": cfg.seed,
         "devices": cfg.devices,
+        "dtype": problem.space.template.dtype,
         "heterogeneous": (info or {}).get("heterogeneous"),
         "best_baseline": strongest["name"] if strongest is not None else None,
         "margin_over_best_baseline": margin,

@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        out_dir=str(out), batch=args.batch, seq=args.seq,
                        multi_objective=args.multi_objective, guidance=args.guidance,
                        heterogeneous=args.heterogeneous,
-                       attention=getattr(args, "attention", None))
+                       attention=getattr(args, "attention", None),
+                       dtype=getattr(args, "dtype", "bf16"))
     if args.storage is not None:  # a bad URL or driver is named before anything else
         from search.distributed import parse_storage
 
@@ -300,7 +301,8 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"best  {b['design']}",
         (f"      {hw['tensor_cores']} tensor cores of {hw['array_rows']}x{hw['array_cols']} "
-         f"({hw['dataflow']}), {hw['vector_cores']} vector cores x {hw['vector_lanes']} "
+         f"({hw['dataflow']}, {hw.get('dtype', 'bf16')}), {hw['vector_cores']} vector cores x "
+         f"{hw['vector_lanes']} "
          f"lanes, SRAM {_fmt(hw['sram_bytes'], 'B')}, HBM {_fmt(hw['hbm_bytes'], 'B')} at "
          f"{_fmt(hw['hbm_bw_bytes_per_s'], 'B/s')}"),
         (f"      {_fmt(hw['peak_flop_per_s'], 'FLOP/s')} peak, {hw['area_mm2']:.1f} mm², "

@@ -205,3 +205,26 @@ def test_multi_workload_search_under_a_small_budget_finds_a_design(tmp_path: Pat
     s, _ = run_search(cfg, space=SMALL_SPACE)
     assert s["evaluations"] <= 60
     assert s["best"]["objective_value"] > 0 and len(s["best"]["workloads"]) == 2
+
+
+def test_an_fp8_search_mines_fp8_designs_in_a_study_of_its_own(tmp_path: Path) -> None:
+    """--dtype fp8: the template's tensor cores compute in fp8 (twice the FLOPs a MAC of
+    a 16-bit array), the study is named and kept apart from the bf16 one."""
+    cfg = _cfg(tmp_path, searcher="random", budget=6, seed=2, dtype="fp8")
+    assert default_study_name(cfg).endswith("fp8")
+    s, _ = run_search(cfg)
+    hw = s["best"]["hardware"]
+    assert hw["dtype"] == "fp8" and s["dtype"] == "fp8"
+    macs = hw["tensor_cores"] * hw["array_rows"] * hw["array_cols"]
+    assert hw["peak_flop_per_s"] == pytest.approx(2 * macs * hw["freq_hz"])
+    out = tmp_path / "y"
+    run_search(_cfg(tmp_path, searcher="random", budget=4, out_dir=str(out), study="s"),
+               space=SMALL_SPACE)
+    with pytest.raises(ConfigError, match="dtype"):
+        run_search(_cfg(tmp_path, searcher="random", budget=4, out_dir=str(out), study="s",
+                        dtype="fp8"))
+    with pytest.raises(ConfigError, match="template computes in bf16"):
+        run_search(_cfg(tmp_path, searcher="random", budget=4, dtype="fp8"),
+                   space=SMALL_SPACE)
+    with pytest.raises(ConfigError, match="valid: bf16, fp16, fp8"):
+        _cfg(tmp_path, dtype="int8")
