@@ -18,8 +18,17 @@ llama       num_hidden_layers, hidden_size, num_attention_heads, intermediate_si
 bert        num_hidden_layers, hidden_size, num_attention_heads, intermediate_size,
             max_position_embeddings, vocab_size; type_vocab_size (2), hidden_act (gelu),
             hidden_dropout_prob (0.1); NSP head if architectures has BertForPreTraining
+mistral     as llama; sliding_window must be null (sliding-window attention is not
+            modelled)
+qwen2       as llama, with biases on the query, key and value projections (none on the
+            output); use_sliding_window must be false
+qwen3       as llama plus an RMSNorm over each query and key head (q_norm, k_norm);
+            attention_bias (false), head_dim; use_sliding_window must be false
 mixtral     as llama plus num_local_experts, num_experts_per_tok (2): every layer's MLP a
             mixture of SwiGLU experts with a softmax router
+qwen3_moe   as qwen3 plus num_experts, num_experts_per_tok (8), moe_intermediate_size:
+            every layer's MLP a mixture of SwiGLU experts with a softmax router
+            (decoder_sparse_step 1 and no mlp_only_layers)
 deepseek_v3 num_hidden_layers, hidden_size, num_attention_heads, intermediate_size,
             moe_intermediate_size, n_routed_experts, num_experts_per_tok, q_lora_rank,
             kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim,
@@ -127,6 +136,18 @@ class _Fields:
         return table[v]
 
 
+def _no_sliding_window(f: "_Fields", data: dict[str, Any], mt: str) -> None:
+    """Refuse a config whose layers attend within a sliding window (Mistral 7B v0.1's
+    4096, Qwen2's ``use_sliding_window``): the attention model is full causal."""
+    win = data.get("sliding_window")
+    if mt == "mistral" and win is not None:
+        raise f._err("sliding_window", f"={win!r}: sliding-window attention is not modelled "
+                     "(full causal attention only); use a config with sliding_window null")
+    if mt in ("qwen2", "qwen3", "qwen3_moe") and f.get_bool("use_sliding_window", False):
+        raise f._err("use_sliding_window", "=true: sliding-window attention is not modelled "
+                     "(full causal attention only)")
+
+
 def _name(path: Path) -> str:
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
@@ -180,11 +201,12 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
             tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=bias, out_bias=bias,
             mlp_bias=True, head_bias=False, dropout=drop > 0,
         )
-    elif mt in ("llama", "mixtral"):
+    elif mt in ("llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen3_moe"):
         heads = f.get_int("num_attention_heads")
         h = f.get_int("hidden_size")
         drop = f.get_float("attention_dropout", 0.0)
         abias = f.get_bool("attention_bias", False)
+        _no_sliding_window(f, data, mt)
         kw.update(
             layers=f.get_int("num_hidden_layers"), hidden=h, heads=heads,
             kv_heads=f.get_int("num_key_value_heads", heads),
@@ -196,9 +218,20 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
             tied_embeddings=f.get_bool("tie_word_embeddings", False), qkv_bias=abias,
             out_bias=abias, mlp_bias=f.get_bool("mlp_bias", False), dropout=drop > 0,
         )
+        if mt == "qwen2":  # Qwen2Attention: biases on q, k, v; none on o
+            kw.update(qkv_bias=True, out_bias=False)
+        if mt in ("qwen3", "qwen3_moe"):  # Qwen3Attention: RMSNorm per query and key head
+            kw.update(qk_norm=True)
         if mt == "mixtral":  # every layer's MLP a softmax-routed mixture of SwiGLU experts
             kw.update(experts=f.get_int("num_local_experts"),
                       experts_per_token=f.get_int("num_experts_per_tok", 2), router="softmax")
+        if mt == "qwen3_moe":  # every layer's MLP a softmax-routed mixture of SwiGLU experts
+            if f.get_int("decoder_sparse_step", 1) != 1 or data.get("mlp_only_layers"):
+                raise f._err("decoder_sparse_step", "other than 1 (or mlp_only_layers) "
+                             "interleaves dense and MoE layers, which is not modelled")
+            kw.update(experts=f.get_int("num_experts"),
+                      experts_per_token=f.get_int("num_experts_per_tok", 8),
+                      moe_ffn=f.get_int("moe_intermediate_size"), router="softmax")
     elif mt == "deepseek_v3":
         heads = f.get_int("num_attention_heads")
         rope = f.get_int("qk_rope_head_dim")

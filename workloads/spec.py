@@ -42,7 +42,8 @@ def count_params(spec: Any) -> int:
         raise WorkloadError(f"{spec.owner}: no parameter counter for family {spec.family!r}; "
                             "import workloads first")
     return int(fn(spec))
-MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "llama", "bert", "opt", "mixtral", "deepseek_v3")
+MODEL_TYPES = ("gpt2", "gptj", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "bert", "opt",
+               "mixtral", "qwen3_moe", "deepseek_v3")
 ROUTERS = ("softmax", "sigmoid")
 """How a mixture-of-experts router scores the experts: ``softmax`` over the expert logits
 (Mixtral: top-k of the softmax, renormalized) or a ``sigmoid`` per expert (DeepSeek-V3:
@@ -166,6 +167,9 @@ class TransformerSpec(ModelSpec):
     branch (GPT-NeoX ``use_parallel_residual``)."""
     tied_embeddings: bool = True
     qkv_bias: bool = True
+    qk_norm: bool = False
+    """An RMSNorm over each query and each key head before the rotary embedding (Qwen3's
+    ``q_norm``/``k_norm``: ``head_dim`` weights each, shared by the heads)."""
     out_bias: bool = True
     mlp_bias: bool = True
     head_bias: bool = False
@@ -249,7 +253,7 @@ class TransformerSpec(ModelSpec):
         for f in ("kv_heads", "head_dim", "rotary_dim", "type_vocab", "position_offset",
                   "embed_proj"):
             _int(o, f, getattr(self, f), minimum=0)
-        for f in ("causal", "gated_mlp", "parallel_block", "tied_embeddings", "qkv_bias",
+        for f in ("causal", "gated_mlp", "parallel_block", "tied_embeddings", "qkv_bias", "qk_norm",
                   "out_bias", "mlp_bias", "head_bias", "norm_bias", "dropout", "final_norm",
                   "post_norm", "embed_norm", "mlm_transform", "nsp_head", "parallel_shared_norm"):
             _bool(o, f, getattr(self, f))
@@ -392,7 +396,8 @@ class TransformerSpec(ModelSpec):
             return q + kv + out
         qkv = h * (self.q_dim + 2 * self.kv_dim) + (self.q_dim + 2 * self.kv_dim
                                                     if self.qkv_bias else 0)
-        return qkv + self.q_dim * h + (h if self.out_bias else 0)
+        qk_norm = 2 * self.head_dim if self.qk_norm else 0
+        return qkv + qk_norm + self.q_dim * h + (h if self.out_bias else 0)
 
     def mlp_params(self, f: int) -> int:
         """Parameters of one (gated or plain) MLP of inner width ``f``."""

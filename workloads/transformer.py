@@ -212,9 +212,15 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
             qkv = column(f"{pfx}.attn.qkv", inp_tp, inp_saved, n=nq + 2 * nkv,
                          bias=spec.qkv_bias)
             qk_src = qkv
+            if spec.qk_norm:  # Qwen3: RMSNorm over each query and key head
+                qk_el = tok * (nq + nkv)
+                qk_src = bld.vector(f"{pfx}.attn.qk_norm", [qkv], key="rmsnorm", kind="norm",
+                                    elements=qk_el, in_elements=qk_el, partial=True,
+                                    params=(("q_weight", d), ("k_weight", d)),
+                                    saves=[(qkv, qk_el * db)])
             if spec.position == "rotary":
                 rel = tok * (hq + hkv) * spec.rotary_dim
-                qk_src = bld.vector(f"{pfx}.attn.rotary", [qkv], key="rotary", elements=rel,
+                qk_src = bld.vector(f"{pfx}.attn.rotary", [qk_src], key="rotary", elements=rel,
                                     in_elements=rel, partial=True)
             q = bld.virtual(f"{pfx}.attn.q", [qk_src], elements=tok * nq, partial=True)
             k = bld.virtual(f"{pfx}.attn.k", [qk_src], elements=tok * nkv, partial=True)

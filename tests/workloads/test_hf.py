@@ -25,7 +25,8 @@ def _same_graph(a, b) -> None:
     ("gpt2", "gpt2"), ("gpt2-xl", "gpt2-xl"), ("gptj", "gpt-j-6b"),
     ("llama2-7b", "llama-2-7b"), ("llama3-8b", "llama-3-8b"), ("llama3-70b", "llama-3-70b"),
     ("llama3-405b", "llama-3.1-405b"), ("mixtral-8x7b", "mixtral-8x7b"),
-    ("deepseek-v3", "deepseek-v3"),
+    ("deepseek-v3", "deepseek-v3"), ("qwen3-30b-a3b", "qwen3-30b-a3b"),
+    ("qwen3-235b-a22b", "qwen3-235b-a22b"),
 ])
 def test_zoo_entry_and_published_config_give_identical_graphs(zoo, folder):
     spec_zoo = workloads.model_spec(zoo)
@@ -123,3 +124,51 @@ def test_inconsistent_sizes_are_reported(tmp_path):
     data["n_head"] = 7  # 768 is not divisible by 7
     with pytest.raises(WorkloadError, match="hidden=768 is not divisible by heads=7"):
         spec_from_hf_config(_write(tmp_path, data))
+
+
+@pytest.mark.parametrize("folder,params,card", [
+    # Qwen2.5-7B: q/k/v biases, no o bias; the model card's "7.61B" (6.53 B without
+    # embeddings). By hand: 28 layers of (3584·(3584 + 2·512) + 3584 + 2·512 + 3584²
+    # + 3·3584·18944 + 2·3584) plus 2·152064·3584 + 3584.
+    ("qwen2.5-7b", 28 * (3584 * (3584 + 2 * 512) + 3584 + 2 * 512 + 3584 * 3584
+                         + 3 * 3584 * 18944 + 2 * 3584) + 2 * 152064 * 3584 + 3584, 7.61),
+    # Qwen3-8B: a 128-weight RMSNorm per query and key head, no biases; "8.2B" (6.95 B
+    # without embeddings).
+    ("qwen3-8b", 36 * (4096 * (4096 + 2 * 1024) + 2 * 128 + 4096 * 4096
+                       + 3 * 4096 * 12288 + 2 * 4096) + 2 * 151936 * 4096 + 4096, 8.2),
+])
+def test_qwen_dense_configs_count_their_parameters_by_hand(folder, params, card):
+    spec = workloads.model_spec(str(DATA / folder / "config.json"))
+    assert spec.params == spec.active_params == params
+    assert params / 1e9 == pytest.approx(card, abs=0.01)  # the card's figure, as printed
+    g = workloads.build(spec, batch=1, seq=64)
+    assert sum(op.params * op.count for op in g.ops if op.phase == "fwd") == params
+    qk = [op for op in g.ops if op.name.endswith("attn.qk_norm") and op.phase == "fwd"]
+    assert bool(qk) == (folder == "qwen3-8b")
+
+
+@pytest.mark.parametrize("folder,change,field", [
+    ("qwen3-8b", {"model_type": "mistral", "sliding_window": 4096}, "sliding_window"),
+    ("qwen2.5-7b", {"use_sliding_window": True}, "use_sliding_window"),
+    ("qwen3-30b-a3b", {"decoder_sparse_step": 2}, "decoder_sparse_step"),
+    ("qwen3-30b-a3b", {"mlp_only_layers": [0, 1]}, "decoder_sparse_step"),
+    ("qwen3-30b-a3b", {"num_experts": None}, "num_experts"),
+])
+def test_qwen_and_mistral_configs_the_model_cannot_represent_are_refused(tmp_path, folder,
+                                                                         change, field):
+    data = json.loads((DATA / folder / "config.json").read_text())
+    data.update(change)
+    data = {k: v for k, v in data.items() if v is not None}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(data))
+    with pytest.raises(WorkloadError, match=field):
+        workloads.model_spec(str(p))
+
+
+def test_a_mistral_config_without_a_window_is_llama_shaped(tmp_path):
+    data = json.loads((DATA / "llama-3-8b" / "config.json").read_text())
+    data.update(model_type="mistral", sliding_window=None)
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(data))
+    assert workloads.model_spec(str(p)).params == workloads.model_spec("llama3-8b").params
+

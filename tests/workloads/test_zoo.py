@@ -247,6 +247,10 @@ def test_gnmt_structure():
     # DeepSeek-V3 without its MTP module: "671B total, 37B activated" (report §1); the
     # exact counts follow from config_671B.json (checked term by term below)
     ("deepseek-v3", 671_026_419_200, 37_552_297_472),
+    # Qwen3 MoE: "30.5B / 3.3B activated" and "235B / 22B activated" (Qwen3 technical
+    # report Table 2); by hand in test_qwen3_moe_counts_by_hand
+    ("qwen3-30b-a3b", 30_532_122_624, 3_353_032_704),
+    ("qwen3-235b-a22b", 235_093_634_560, 22_190_763_520),
 ])
 def test_moe_parameter_counts_are_exact(name, params, active):
     spec = workloads.model_spec(name)
@@ -264,6 +268,23 @@ def test_moe_parameter_counts_are_exact(name, params, active):
         assert spec.mtp_layers == 1
         assert spec.mtp_params == spec.layer_params() + 2 * h * h + 3 * h == 11_610_068_224
         assert params + spec.mtp_params + 2 * 129280 * h == 684_489_845_504
+
+
+@pytest.mark.parametrize("name,h,L,heads,kv,f,card", [
+    ("qwen3-30b-a3b", 2048, 48, 32, 4, 768, (30.5, 3.3)),
+    ("qwen3-235b-a22b", 4096, 94, 64, 4, 1536, (235, 22)),
+])
+def test_qwen3_moe_counts_by_hand(name, h, L, heads, kv, f, card):
+    """HF Qwen3MoeForCausalLM shapes: q/k/v/o projections, q_norm and k_norm (128 each),
+    the router (h × 128), 128 SwiGLU experts, two RMSNorms; untied embedding and head."""
+    d, e, k, v = 128, 128, 8, 151936
+    attn = h * heads * d + 2 * h * kv * d + 2 * d + heads * d * h
+    expert = 3 * h * f
+    total = 2 * v * h + h + L * (attn + h * e + e * expert + 2 * h)
+    active = 2 * v * h + h + L * (attn + h * e + k * expert + 2 * h)
+    spec = workloads.model_spec(name)
+    assert (spec.params, spec.active_params) == (total, active)
+    assert (round(total / 1e9, 1), round(active / 1e9, 1)) == pytest.approx(card, abs=0.51)
 
 
 def test_deepseek_v3_count_term_by_term():
