@@ -13,7 +13,7 @@ Prints, and writes ``results/bench/distributed.json``:
 (c) the Llama 3.1 runs on DGX H100 of ``tests/validation/data/published_training_h100.yaml``
     (NeMo 2 / Megatron-Core 2025: context parallelism, uneven interleaved stages, FP8) with
     the megatron-core-2024 stack: published and modelled step time, error, MAPE;
-(d) the DeepSeek-V3 runs of ``tests/validation/data/published_training_moe.yaml``
+(d) the DeepSeek-V3 and Qwen3 MoE runs of ``tests/validation/data/published_training_moe.yaml``
     (mixture of experts with EP 64 over 8 nodes; dgxc-benchmarking, Megatron-Bridge, the
     DeepSeek-V3 report on H800) with each source's stack: step time, error, the
     all-to-all's share, MAPE.
@@ -179,7 +179,7 @@ def validation_h100() -> dict[str, Any]:
 
 
 def validation_moe() -> dict[str, Any]:
-    """(d) DeepSeek-V3 (tests/validation/data/published_training_moe.yaml)."""
+    """(d) DeepSeek-V3 and Qwen3 MoE (tests/validation/data/published_training_moe.yaml)."""
     sys.path.insert(0, str(REPO_ROOT))
     from tests.validation.test_published_training_moe import (evaluate_row, load,
                                                                published_step_s)
@@ -195,7 +195,7 @@ def validation_moe() -> dict[str, Any]:
             "plan": f"{r['tp']}/{r['pp']}/{r['ep']}/{r['dp']}" + (
                 f" v{r['vp']}" if r["vp"] > 1 else "") + (" etp1" if r["etp"] == 1 else "")
             + (" deepep" if r.get("dispatcher") == "deepep" else ""),
-            "recompute": ",".join(r["recompute_modules"]), "published_step_s": pub,
+            "recompute": ",".join(r["recompute_modules"]) or "none", "published_step_s": pub,
             "model_step_s": ev.step_time_s, "error": ev.step_time_s / pub - 1,
             "all_to_all_s": comm["ep_s"], "all_to_all_hidden": bool(comm.get("ep_hidden")),
             "bubble_s": ev.breakdown["phase_s"]["bubble_s"],
@@ -282,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * h['mape_fp8']:.1f}%; mean signed {100 * h['mean_error']:+.1f}%); "
           f"every plan runs and fits: {h['all_fit']}")
     mo = validation_moe()
-    print("\n(d) DeepSeek-V3 (mixture of experts), tests/validation/data/published_training_moe.yaml")
+    print("\n(d) Mixture of experts (DeepSeek-V3, Qwen3), "
+          "tests/validation/data/published_training_moe.yaml")
     print(f"{'run':26s} {'GPUs':>5s} {'t/p/e/d':>18s} {'recompute modules':>22s} {'pub s':>7s} "
           f"{'model s':>8s} "
           f"{'error':>7s} {'a2a s':>6s} {'bubble':>7s} {'GiB':>5s}")

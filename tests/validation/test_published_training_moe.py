@@ -41,11 +41,13 @@ def published_step_s(r: dict) -> float:
 
 
 def spec_of(r: dict):
-    """DeepSeek-V3 as the run's framework builds its MoE layers (the source's
-    ``moe_weighting``: where the routing weights are applied)."""
+    """The run's model (``model``, default DeepSeek-V3) as its framework builds the MoE
+    layers: the source's ``moe_weighting`` (where the routing weights are applied) and
+    the run's ``capacity_factor`` (token drop; 0: dropless)."""
     d, _ = load()
     w = d["sources"][r["source"]].get("moe_weighting", "activation")
-    return dataclasses.replace(model_spec("deepseek-v3"), moe_weighting=w)
+    return dataclasses.replace(model_spec(r.get("model", "deepseek-v3")), moe_weighting=w,
+                               capacity_factor=float(r.get("capacity_factor", 0.0)))
 
 
 def plan_of(r: dict) -> ParallelPlan:
@@ -53,9 +55,10 @@ def plan_of(r: dict) -> ParallelPlan:
 
     vp = int(r["vp"])
     return ParallelPlan(tp=r["tp"], pp=r["pp"], dp=r["dp"], ep=r["ep"], etp=r["etp"],
-                        global_batch=r["global_batch"], micro_batch=1,
+                        global_batch=r["global_batch"], micro_batch=r.get("micro_batch", 1),
                         schedule="interleaved" if vp > 1 else "1f1b", interleave=vp,
-                        sequence_parallel=r["tp"] > 1, zero_stage=1, recompute="selective",
+                        sequence_parallel=r["tp"] > 1, zero_stage=1,
+                        recompute="selective" if r["recompute_modules"] else "none",
                         recompute_modules=tuple(r["recompute_modules"]),
                         dispatcher=r.get("dispatcher", "alltoall"),
                         layout=parse_pipeline_layout(r["layout"])[0] if "layout" in r else ())
@@ -68,7 +71,7 @@ def evaluate_row(r: dict, stack: str | None = None):
     return evaluate_training(spec_of(r), p.hardware, p.system, plan_of(r),
                              load_technology(p.hardware.tech_node_nm), SEQ,
                              dp_overlap=st.dp_overlap, tp_overlap=st.tp_overlap,
-                             ep_overlap=st.ep_overlap)
+                             ep_overlap=bool(r.get("ep_overlap", st.ep_overlap)))
 
 
 def test_rows_are_what_issue_13_asks_for():
