@@ -372,7 +372,9 @@ def placed_collective_time_s(collective: str, nbytes: ArrayLike, placement: Grou
     Every level of a placed collective costs ``c·bytes + α`` (nothing for no bytes), so
     the whole is ``A·bytes + B`` for ``bytes > 0``: ``B`` and ``A`` are taken once per
     (collective, placement, system) from two evaluations (at a vanishing size and at
-    10^15 bytes) and kept. Equal to :func:`group_collective_time_s` to rounding (tests).
+    10^15 bytes) and kept. Equal to :func:`group_collective_time_s` to rounding for
+    ``bytes > 0`` (tests); no bytes cost nothing (where :func:`group_collective_time_s`
+    still charges a hierarchical all-to-all's two latencies).
     """
     key = (collective, placement, system)
     hit = _AFFINE.get(key)
@@ -382,9 +384,11 @@ def placed_collective_time_s(collective: str, nbytes: ArrayLike, placement: Grou
         hit = ((float(group_collective_time_s(collective, big, placement, system)) - b) / big,
                b)
         _AFFINE[key] = hit
-    if np.ndim(nbytes) == 0:
-        return hit[0] * float(nbytes) + hit[1] if nbytes > 0 else 0.0
     s = np.asarray(nbytes, dtype=np.float64)
+    if np.any(s < 0):
+        raise ConfigError("nbytes must be >= 0")
+    if s.ndim == 0:
+        return hit[0] * float(s) + hit[1] if s > 0 else 0.0
     return np.where(s > 0, hit[0] * s + hit[1], 0.0)
 
 

@@ -61,18 +61,19 @@ def layer_stash_bytes(g: Any) -> float:
 
 def memory_floor_bytes(spec: Any, plan: Any) -> float:
     """A lower bound of ``plan``'s per-device memory without building a graph: the bf16
-    weights and gradients of the average stage's shard (ZeRO 0–2 keep both whole on every
-    device), routed experts over ``ep·etp`` and the rest over ``tp`` (0 for other
-    families and ZeRO-3)."""
+    weights and gradients of the average stage's shard (ZeRO 0–1 keep both whole on every
+    device; ZeRO-2 shards the gradients, so only the weights count), routed experts over
+    ``ep·etp`` and the rest over ``tp`` (0 for other families and ZeRO-3)."""
     from cost_models.memory import GRAD_BYTES, WEIGHT_BYTES
 
     if getattr(spec, "family", "") != "transformer" or plan.zero_stage >= 3:
         return 0.0
+    per_param = WEIGHT_BYTES + (GRAD_BYTES if plan.zero_stage < 2 else 0.0)
     routed = float((spec.moe_layers + spec.mtp_layers) * spec.experts
                    * spec.mlp_params(spec.moe_ffn)) if spec.moe else 0.0
     rest = float(spec.params + spec.mtp_params) - routed
     shard = (rest / plan.tp + routed / (plan.ep * plan.expert_tp)) / plan.pp
-    return shard * (WEIGHT_BYTES + GRAD_BYTES)
+    return shard * per_param
 
 
 def low_precision_saves(g: Any, saves: Sequence[tuple[str, str, float]], gemm_bytes: int
@@ -85,8 +86,8 @@ def low_precision_saves(g: Any, saves: Sequence[tuple[str, str, float]], gemm_by
     "the activations in FP8 format for the backward pass of the Linear operator", report
     §3.3.4; docs/sources.md). A tensor only such GEMMs save is kept in that format; one
     another operator also saves (attention's output, a norm's output the router reads)
-    is kept at its width and the GEMM's copy beside it, ``<gemm>:fp8_input``: made by
-    the GEMM, it goes with the GEMM's recompute module. Per-tensor scaling factors (a few
+    is kept at its width for that operator, and the GEMM keeps only its copy,
+    ``<gemm>:fp8_input``: made by the GEMM, it goes with the GEMM's recompute module. Per-tensor scaling factors (a few
     bytes a tensor) are not counted."""
     from cost_models.opcost import high_precision
 
@@ -99,10 +100,10 @@ def low_precision_saves(g: Any, saves: Sequence[tuple[str, str, float]], gemm_by
         savers.setdefault(tensor, []).append(saver)
     out: list[tuple[str, str, float]] = []
     for tensor, saver, nbytes in saves:
-        every = all(s in low for s in savers[tensor])
         if saver in low:
+            every = all(s in low for s in savers[tensor])
             out.append((tensor if every else f"{saver}:fp8_input", saver, nbytes * low[saver]))
-        if not every:
+        else:
             out.append((tensor, saver, nbytes))
     return out
 
@@ -161,15 +162,21 @@ def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg:
     moe = bool(getattr(spec, "experts", 0))
     mods = plan.recompute_modules if plan.recompute == "selective" else ()
     low = gemm_bytes < 2
-    if low and not mods and plan.recompute == "selective" and not (
-            dims and dims["fused_attention"]):  # fused: selective is none (planspace)
+    graphwise = moe or bool(getattr(spec, "kv_lora_rank", 0)) or low
+    # selective recomputation without modules is Megatron's core_attn (the time model
+    # re-runs the attention core); with fused attention there is nothing to re-run
+    legacy = (plan.recompute == "selective" and not mods and graphwise
+              and not (dims and dims["fused_attention"]))
+    if legacy:
         mods = ("core_attn",)
-    by_graph = moe or bool(getattr(spec, "kv_lora_rank", 0)) or bool(mods) or low
+    by_graph = graphwise or bool(mods)
     exp_p = expert_params(seg.block) if moe else 0.0
     blk_w = dense_w = 0.0
     if mods or low:  # Megatron-Core's recompute modules: what the rest of the layer saves
         (blk_st, blk_w), (dense_st, dense_w) = (module_stash_bytes(seg.block, mods, gemm_bytes),
                                                 module_stash_bytes(seg.dense, mods, gemm_bytes))
+        if legacy:  # as Korthikanti's selective form: the core's re-run is not counted
+            blk_w = dense_w = 0.0
     else:
         blk_st, dense_st = layer_stash_bytes(seg.block), layer_stash_bytes(seg.dense)
     sp = plan.sequence_parallel and plan.tp > 1
@@ -182,6 +189,12 @@ def transformer_stage_memories(spec: Any, plan: Any, stages: Sequence[Any], seg:
         mtp_exp = expert_params(seg.post) if moe else 0.0
         mtp_st = float(sum(op.stash_bytes * op.count for op in seg.post.ops
                            if op.phase == "fwd" and op.block == "mtp"))
+        if low:  # less what its GEMMs' inputs save in the design's format, as the layers'
+            from cost_models.recompute import kept_stash_bytes
+
+            sv = (seg.post.meta.get("saves") or {}).get("mtp", ())
+            mtp_st -= (kept_stash_bytes(sv, ())[0]
+                       - kept_stash_bytes(low_precision_saves(seg.post, sv, gemm_bytes), ())[0])
     mems = []
     for st in stages:
         nd = dense_layers_in(spec, st.layers[0], st.layers[1])

@@ -226,9 +226,12 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
             kw.update(experts=f.get_int("num_local_experts"),
                       experts_per_token=f.get_int("num_experts_per_tok", 2), router="softmax")
         if mt == "qwen3_moe":  # every layer's MLP a softmax-routed mixture of SwiGLU experts
-            if f.get_int("decoder_sparse_step", 1) != 1 or data.get("mlp_only_layers"):
-                raise f._err("decoder_sparse_step", "other than 1 (or mlp_only_layers) "
-                             "interleaves dense and MoE layers, which is not modelled")
+            if f.get_int("decoder_sparse_step", 1) != 1:
+                raise f._err("decoder_sparse_step", "other than 1 interleaves dense and MoE "
+                             "layers, which is not modelled")
+            if data.get("mlp_only_layers"):
+                raise f._err("mlp_only_layers", "lists dense layers among the MoE ones, "
+                             "which is not modelled")
             kw.update(experts=f.get_int("num_experts"),
                       experts_per_token=f.get_int("num_experts_per_tok", 8),
                       moe_ffn=f.get_int("moe_intermediate_size"), router="softmax")

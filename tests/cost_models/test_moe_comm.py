@@ -11,6 +11,7 @@ from cost_models.memory import model_state_bytes, stage_memory_bytes
 from cost_models.network import (GroupPlacement, collective_time_s, comm_time_s,
                                  group_collective_time_s, group_placement)
 from cost_models.training import dp_times
+from dse.errors import ConfigError
 from dse.types import ParallelPlan, SystemConfig
 
 S, B = 64e6, 100e9
@@ -247,3 +248,5 @@ def test_affine_collective_form_equals_the_direct_computation():
                         pytest.approx(w, rel=1e-12, abs=0.0)
                 assert got == pytest.approx(want, rel=1e-12, abs=0.0)
                 assert got[0] == 0.0 and got[1] > 0.0
+    with pytest.raises(ConfigError, match="nbytes"):
+        placed_collective_time_s("all_gather", -1.0, pl, sysc)

@@ -124,3 +124,64 @@ def test_designs_of_different_gemm_widths_are_evaluated_apart():
     with pytest.raises(ConfigError, match="apart"):
         model.best_plan_batch(DesignBatch.from_configs([f8]), pr.system,
                               load_technology(f8.tech_node_nm), [plan])
+
+
+@pytest.mark.parametrize("name,plan_kw", [
+    ("gpt2", dict(tp=1, pp=2, dp=4, micro_batch=2, schedule="interleaved", interleave=4)),
+    ("mixtral-8x7b", dict(tp=2, pp=4, dp=8, ep=8, sequence_parallel=True)),
+])
+@pytest.mark.parametrize("recompute", ["none", "selective", "full"])
+def test_fp8_never_keeps_more_than_bf16_for_the_same_plan(name, plan_kw, recompute):
+    """Unfused attention (selective recomputation re-runs its core): the fp8 design's
+    activations are at most the bf16 design's, with the same recomputation conventions."""
+    spec = dataclasses.replace(workloads.model_spec(name), attention="unfused")
+    n = plan_kw["tp"] * plan_kw["pp"] * plan_kw["dp"]
+    plan = ParallelPlan(global_batch=8 * plan_kw["dp"] * plan_kw.get("micro_batch", 1),
+                        recompute=recompute, zero_stage=1, **plan_kw)
+    mem = {}
+    for gb in (2, 1):
+        m = WorkloadModel(spec, devices=n, seq=1024, global_batch=plan.global_batch,
+                          plans=[plan], gemm_bytes=gb)
+        mem[gb] = m.info(plan).memory
+    assert mem[1]["total"] <= mem[2]["total"]
+    assert mem[1]["activations"] < mem[2]["activations"] or recompute == "full"
+    assert mem[1]["recompute_working"] <= mem[2]["recompute_working"] + 1.0
+
+
+def test_selective_recomputation_drops_the_attention_core_of_moe_layers():
+    """A MoE model with unfused attention: selective recomputation (Megatron's core_attn)
+    no longer keeps the s×s scores that the time model re-computes."""
+    spec = dataclasses.replace(workloads.model_spec("mixtral-8x7b"), attention="unfused")
+    out = {}
+    for rc in ("none", "selective"):
+        plan = ParallelPlan(tp=2, pp=4, dp=8, ep=8, sequence_parallel=True, global_batch=64,
+                            recompute=rc, zero_stage=1)
+        m = WorkloadModel(spec, devices=64, seq=1024, global_batch=64, plans=[plan])
+        out[rc] = m.info(plan).memory["activations"]
+    # the softmax output and the dropout mask of 32/2 heads · 1024² per layer (bf16, 1 B)
+    assert out["none"] - out["selective"] >= 8 * 16 * 1024 * 1024 * (2 + 1) * 0.99
+
+
+def test_an_fp8_gemm_keeps_only_its_copy_of_a_shared_input():
+    """With the attention core recomputed, its output O is dropped; the output
+    projection (an fp8 GEMM) keeps only its fp8 copy, not the 16-bit O too."""
+    spec = workloads.model_spec("llama3-8b")
+    g, saves = _block(spec)
+    low = low_precision_saves(g, saves, 1)
+    assert not [x for x in low if x[0] == "layer.attn.core" and x[1] == "layer.attn.out"]
+    kept_bf16 = kept_stash_bytes(saves, ("core_attn",))[0]
+    kept_fp8 = kept_stash_bytes(low, ("core_attn",))[0]
+    sh = SEQ * spec.hidden
+    # bf16 keeps O for the output projection (2·s·h); fp8 keeps its 1-byte copy (s·h) and
+    # the QKV and MLP inputs at one byte: norm1 1, norm2 1, SwiGLU out 3.5 (in s·h)
+    assert kept_bf16 - kept_fp8 == pytest.approx((1 + 1 + 1 + 3.5) * sh)
+
+
+def test_memory_floor_is_below_the_memory_of_zero2_plans_too():
+    from search.stagememory import memory_floor_bytes
+
+    spec = workloads.model_spec("llama3-8b")
+    for zero in (0, 1, 2):
+        plan = ParallelPlan(tp=1, dp=32, global_batch=32, zero_stage=zero)
+        m = WorkloadModel(spec, devices=32, seq=1024, global_batch=32, plans=[plan])
+        assert memory_floor_bytes(spec, plan) <= m.memory_bytes(plan)

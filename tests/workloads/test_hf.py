@@ -151,7 +151,7 @@ def test_qwen_dense_configs_count_their_parameters_by_hand(folder, params, card)
     ("qwen3-8b", {"model_type": "mistral", "sliding_window": 4096}, "sliding_window"),
     ("qwen2.5-7b", {"use_sliding_window": True}, "use_sliding_window"),
     ("qwen3-30b-a3b", {"decoder_sparse_step": 2}, "decoder_sparse_step"),
-    ("qwen3-30b-a3b", {"mlp_only_layers": [0, 1]}, "decoder_sparse_step"),
+    ("qwen3-30b-a3b", {"mlp_only_layers": [0, 1]}, "mlp_only_layers"),
     ("qwen3-30b-a3b", {"num_experts": None}, "num_experts"),
 ])
 def test_qwen_and_mistral_configs_the_model_cannot_represent_are_refused(tmp_path, folder,
