@@ -15,6 +15,9 @@ B. **Command targets.** ``dse search`` runs in a subprocess with their CPU secon
    - ``--workload llama3-405b --area 800 --devices 16384`` (target <= 60 s CPU);
    - ``--workload bert-large --area 200 --searcher exhaustive`` (target <= 1 GiB RSS;
      ``--skip-exhaustive`` leaves it out: it scores every design of the space).
+   - with ``--moe``, the mixture-of-experts searches ``--workload mixtral-8x7b --area 600
+     --devices 64`` and ``--workload deepseek-v3 --area 800 --devices 2048`` (held to the
+     dense jobs' 30 s and 60 s; today they take minutes);
 
    and the longest gap between two lines of progress on stderr (target: none > 2 s).
    A job under 10 s of CPU runs five times and reports its median run. The packages are
@@ -27,7 +30,7 @@ C. **Determinism and resume at 1 and 1,024 devices.** The same ``wham`` search t
 
 Prints tables and writes ``results/bench/scale.json``.
 
-    python benchmarks/bench_scale.py [--designs 256] [--skip-exhaustive] [--only A|B|C]
+    python benchmarks/bench_scale.py [--designs 256] [--skip-exhaustive] [--only A|B|C] [--moe]
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ COMMANDS = (
      {"cpu_s": 60.0}),
     ("bert-large exhaustive", ["--workload", "bert-large", "--area", "200", "--searcher",
                                "exhaustive"], {"rss_bytes": 2**30}),
+)
+MOE_COMMANDS = (  # --moe: mixture-of-experts searches at scale (minutes of CPU today)
+    ("mixtral-8x7b@64", ["--workload", "mixtral-8x7b", "--area", "600", "--devices", "64"],
+     {"cpu_s": 30.0}),
+    ("deepseek-v3@2048", ["--workload", "deepseek-v3", "--area", "800", "--devices", "2048"],
+     {"cpu_s": 60.0}),
 )
 
 
@@ -156,10 +165,10 @@ def _run_cli(args: list[str]) -> dict:
             "tail": last}
 
 
-def part_b(skip_exhaustive: bool, repeats: int = 5) -> list[dict]:
-    """Each job once; a job under 10 s of CPU ``repeats`` times, reporting the run of
-    median CPU (a shared machine's noise is a few tenths of a second). The packages are
-    byte-compiled first, as ``pip install`` does."""
+def part_b(skip_exhaustive: bool, repeats: int = 5, moe: bool = False) -> list[dict]:
+    """Each job once (with ``moe`` also :data:`MOE_COMMANDS`); a job under 10 s of CPU
+    ``repeats`` times, reporting the run of median CPU (a shared machine's noise is a few
+    tenths of a second). The packages are byte-compiled first, as ``pip install`` does."""
     import compileall
 
     for pkg in ("dse", "workloads", "cost_models", "search"):
@@ -167,7 +176,7 @@ def part_b(skip_exhaustive: bool, repeats: int = 5) -> list[dict]:
     rows = []
     print("\nB. whole searches (child process: CPU = user + system, peak RSS)")
     print(f"   {'job':<24}{'wall s':>8}{'CPU s':>8}{'RSS MB':>8}{'silence s':>10}  target")
-    for key, args, target in COMMANDS:
+    for key, args, target in COMMANDS + (MOE_COMMANDS if moe else ()):
         if skip_exhaustive and "exhaustive" in args:
             continue
         r = _run_cli(args)
@@ -285,6 +294,9 @@ def main() -> None:
     ap.add_argument("--designs", type=int, default=256)
     ap.add_argument("--skip-exhaustive", action="store_true")
     ap.add_argument("--only", choices=("A", "B", "C"))
+    ap.add_argument("--moe", action="store_true",
+                    help="part B also times the MoE searches (mixtral-8x7b@64, "
+                         "deepseek-v3@2048: minutes)")
     ap.add_argument("--row", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.row:
@@ -295,7 +307,7 @@ def main() -> None:
     if a.only in (None, "A"):
         out["scaling"] = part_a(a.designs)
     if a.only in (None, "B"):
-        out["commands"] = part_b(a.skip_exhaustive)
+        out["commands"] = part_b(a.skip_exhaustive, moe=a.moe)
     if a.only in (None, "C"):
         out["determinism_resume"] = part_c()
     dest = ROOT / "results" / "bench" / "scale.json"
