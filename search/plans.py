@@ -33,6 +33,7 @@ import numpy as np
 from dse.errors import ConfigError, InfeasibleDesignError
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search.planspace import enumerate_plans
+from search.stagememory import gemm_bytes_of
 
 __all__ = ["best_plan", "best_plan_batch", "enumerate_plans", "evaluate_training_batch",
            "plan_memory_bytes"]
@@ -71,8 +72,6 @@ def best_plan_batch(spec: Any, designs: Any, system: SystemConfig, devices: int,
     (``step_time_s`` is ``inf`` where nothing fits), plus ``plans_evaluated``.
     """
     from search.trainstep import workload_model
-
-    from search.stagememory import gemm_bytes_of
 
     model = workload_model(spec, devices, seq=seq, global_batch=global_batch,
                            gemm_bytes=gemm_bytes_of(designs))
@@ -165,7 +164,6 @@ def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan:
     """``plan`` on every design of a :class:`~cost_models.designs.DesignBatch`: the (D,)
     arrays of :func:`cost_models.training.training_step` (number contract keys of
     ``dse evaluate`` and the step-time terms)."""
-    from search.stagememory import gemm_bytes_of
     from search.trainstep import workload_model
 
     model = workload_model(spec, plan.devices, seq=seq, global_batch=plan.global_batch,

@@ -465,11 +465,12 @@ def workload_model(spec: Any, devices: int = 1, *, seq: int | None = None,
                    global_batch: int | None = None, gemm_bytes: int = 2) -> WorkloadModel:
     """The shared :class:`WorkloadModel` of ``(spec, devices, seq, global batch)`` on
     designs whose GEMMs take ``gemm_bytes`` per element (:func:`gemm_bytes_of`)."""
-    key = (spec, int(devices), _seq_of(spec, seq), global_batch, min(int(gemm_bytes), 2))
+    gb = min(int(gemm_bytes), 2)  # widths of 16 bits and more keep the same memory
+    key = (spec, int(devices), _seq_of(spec, seq), global_batch, gb)
     hit = _MODELS.get(key)
     if hit is None:
         hit = WorkloadModel(spec, devices=devices, seq=seq, global_batch=global_batch,
-                            gemm_bytes=gemm_bytes)
+                            gemm_bytes=gb)
         _MODELS[key] = hit
     return hit
 
