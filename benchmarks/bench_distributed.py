@@ -16,7 +16,8 @@ Prints, and writes ``results/bench/distributed.json``:
 (d) the DeepSeek-V3 and Qwen3 MoE runs of ``tests/validation/data/published_training_moe.yaml``
     (mixture of experts with EP 64 over 8 nodes; dgxc-benchmarking, Megatron-Bridge, the
     DeepSeek-V3 report on H800) with each source's stack: step time, error, the
-    all-to-all's share, MAPE.
+    all-to-all's share, MAPE; (d') the FP8 DeepSeek-V3 rows' memory as each memory
+    mechanism is added (fp8 GEMM inputs, moe_act, routing weights in the activation).
 
 Usage::
 
@@ -207,6 +208,41 @@ def validation_moe() -> dict[str, Any]:
             "all_fit": all(r["fits_memory"] for r in rows)}
 
 
+def moe_memory_ablation() -> list[dict[str, Any]]:
+    """(d') The FP8 rows' per-device memory as each memory mechanism is added: 16-bit
+    saves with the routing weights in the combine; fp8 GEMM inputs kept in fp8; the
+    DeepSeek report's moe_act; the weights in the experts' activation (docs §9)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.validation.test_published_training_moe import load, plan_of
+
+    from workloads import model_spec
+
+    _, runs = load()
+    out = []
+    for rid, bf16 in (("dsv3-fp8-2048-h800", "h800"), ("dsv3-fp8-1024-tp2pp8vp4", "h100")):
+        r = next(x for x in runs if x["id"] == rid)
+        plan = plan_of(r)
+        mods = tuple(m for m in plan.recompute_modules if m != "moe_act")
+        steps = [("16-bit saves, weights in the combine", bf16, "combine", mods),
+                 ("+ fp8 GEMM inputs", r["hardware"], "combine", mods)]
+        if "moe_act" in plan.recompute_modules:
+            steps.append(("+ moe_act recomputation", r["hardware"], "combine",
+                          plan.recompute_modules))
+        steps.append(("+ weights in the activation", r["hardware"], "activation",
+                      plan.recompute_modules))
+        for what, hw, weighting, rm in steps:
+            pr = load_preset(hw)
+            ev = evaluate_training(dataclasses.replace(model_spec("deepseek-v3"),
+                                                       moe_weighting=weighting),
+                                   pr.hardware, pr.system,
+                                   dataclasses.replace(plan, recompute_modules=rm),
+                                   load_technology(pr.hardware.tech_node_nm), 4096,
+                                   ep_overlap=True)
+            out.append({"id": rid, "step": what, "memory_gib":
+                        ev.memory_per_device_bytes / 2**30})
+    return out
+
+
 def speed(n_designs: int, seed: int) -> dict[str, Any]:
     import workloads
     from search.plans import best_plan
@@ -296,13 +332,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"MAPE {100 * mo['mape']:.1f}% (max {100 * mo['max_abs_error']:.1f}%, mean signed "
           f"{100 * mo['mean_error']:+.1f}%); every plan runs and fits: {mo['all_fit']} "
           "(a2a h: under the neighbouring micro-batch)")
+    ab = moe_memory_ablation()
+    print("\n(d') FP8 MoE rows: per-device memory as each mechanism is added (GiB)")
+    for r in ab:
+        print(f"  {r['id']:26s} {r['step']:40s} {r['memory_gib']:6.1f}")
     s = speed(args.designs, args.seed)
     print(f"speed: evaluate_training (GPT-3 175B, 1024 GPUs) {1e3 * s['evaluate_training_s']:.0f} ms;"
           f" evaluate_training_batch {s['designs_per_s']:.0f} designs/s ({s['batch_designs']} "
           f"designs in {s['batch_s']:.2f} s); best_plan GPT-2 XL on 64 GPUs "
           f"{s['best_plan_gpt2_xl_64_gpus_s']:.1f} s ({s['plans_evaluated']} of "
           f"{s['plans_enumerated']} plans timed)")
-    out = {"validation": v, "validation_h100": h, "validation_moe": mo, "speed": s,
+    out = {"validation": v, "validation_h100": h, "validation_moe": mo,
+           "moe_memory_ablation": ab, "speed": s,
            "python": platform.python_version(),
            "machine": platform.machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
