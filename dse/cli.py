@@ -115,12 +115,17 @@ def _non_negative_int(name: str):  # type: ignore[no-untyped-def]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    top = _Parser(add_help=False)
+    top.add_argument("--json", action="store_true",
+                     help="print exactly one JSON object on stdout")
+    # The subcommands take --json too; their default is SUPPRESS so that a subparser
+    # never resets the namespace's value: `dse --json evaluate ...` stays JSON.
     common = _Parser(add_help=False)
-    common.add_argument("--json", action="store_true",
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print exactly one JSON object on stdout")
 
     p = _Parser(prog="dse", description="Accelerator design-space explorer for distributed "
-                "deep-learning training.", parents=[common])
+                "deep-learning training.", parents=[top])
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 

@@ -82,3 +82,21 @@ def test_gpt3_1024_gpus_under_two_seconds():
     d = json.loads(proc.stdout)
     assert d["plan"]["micro_batches"] == 96
     assert wall < 2.0, f"took {wall:.2f} s"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--json", "evaluate", "--workload", "gpt2", "--hardware", "a100"],
+    ["evaluate", "--json", "--workload", "gpt2", "--hardware", "a100"],
+    ["--json", "workloads", "list"],
+    ["--json", "hardware", "show", "a100"],
+])
+def test_json_before_or_after_the_command_prints_one_object(capsys, argv):
+    # A subcommand's own --json default must not reset the top-level flag
+    # (argparse's subparser defaults overwrite the namespace).
+    assert main(argv) == 0
+    out, _ = capsys.readouterr()
+    assert isinstance(json.loads(out), dict)
+    assert main([a for a in argv if a != "--json"]) == 0
+    out, _ = capsys.readouterr()
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out)
