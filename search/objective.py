@@ -326,8 +326,16 @@ class TrainingProblem:
                 return (f"no design in the space holds {wl}: it needs {need / 1e9:.1f} GB of "
                         f"HBM per device, the space offers at most {most / 1e9:.1f} GB; "
                         "use more --devices")
-            return (f"no design in the space meets the power budget{p} for {wl}; "
+            return (f"no design in the space that holds the {need / 1e9:.1f} GB of HBM "
+                    f"{wl} needs per device stays within {self.power_budget_w:g} W; "
                     "raise --power")
+        if a_min <= self.area_budget_mm2:
+            # The smallest such design is within the budgets (it is feasible): the
+            # searcher's budget of evaluations missed every feasible design.
+            return (f"the search evaluated no feasible design for {wl} within "
+                    f"{self.area_budget_mm2:g} mm²{p}, though the space has some (the "
+                    f"smallest, {a_min:.1f} mm², holds the {need / 1e9:.1f} GB of HBM it "
+                    "needs); raise --budget or use --searcher exhaustive")
         return (f"no feasible design for {wl} within {self.area_budget_mm2:g} mm²{p}; the "
                 f"smallest design that would work needs {a_min:.1f} mm² (holding "
                 f"{need / 1e9:.1f} GB of HBM); use --area {np.ceil(a_min * 10) / 10:g} or more")

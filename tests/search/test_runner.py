@@ -228,3 +228,20 @@ def test_an_fp8_search_mines_fp8_designs_in_a_study_of_its_own(tmp_path: Path) -
                    space=SMALL_SPACE)
     with pytest.raises(ConfigError, match="valid: bf16, fp16, fp8"):
         _cfg(tmp_path, dtype="int8")
+
+
+def test_infeasible_message_tells_a_missed_budget_from_a_small_area(tmp_path: Path) -> None:
+    # A search whose evaluations all missed the feasible designs must not tell the user
+    # to raise an area that already admits some: the message names the searcher's budget.
+    from cost_models.technology import load_technology
+    from search.objective import build_problem
+
+    smallest = SMALL_SPACE.min_area_mm2(load_technology(7))
+    small = build_problem(_cfg(tmp_path, area_mm2=smallest / 2), SMALL_SPACE)
+    assert "use --area" in small.infeasible_message()
+    roomy = build_problem(_cfg(tmp_path, area_mm2=smallest * 2), SMALL_SPACE)
+    msg = roomy.infeasible_message()
+    assert "use --area" not in msg and "raise --budget" in msg
+    assert f"{smallest:.1f} mm²" in msg and "\n" not in msg
+    watts = build_problem(_cfg(tmp_path, area_mm2=smallest * 2, power_w=1e-3), SMALL_SPACE)
+    assert "raise --power" in watts.infeasible_message()
