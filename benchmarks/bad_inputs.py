@@ -350,6 +350,10 @@ CASES: tuple[Case, ...] = (
        "--layers ,,", 2, ("--layers",)),
     _c("export", "--top on an export without GEMMs", "export design.json --format astrasim "
        "--out ex --top 2", 2, ("--top",)),
+    _c("export", "design without a workload, to a GEMM format",
+       "export design.json --format zigzag --out ex", 2, ("names no 'workload'",)),
+    _c("export", "devices that do not fill the design's nodes",
+       "export odd_node.json --format astrasim --out ex", 2, ("do not fill nodes of 3",)),
     # search flags
     _c("search", "empty workload", "search --workload '' --area 400", 2, ("workload",)),
     _c("search", "unknown guidance", f"{S} --guidance random", 2, ("--guidance",)),
@@ -533,6 +537,9 @@ def make_files(d: Path) -> None:
     (d / "bad_run" / "summary.json").write_text('{"best": ')
     (d / "opset999.onnx").write_bytes(_small_onnx(opset=999))
     (d / "no_hw.json").write_text(json.dumps({"workload": "gptj"}))
+    (d / "odd_node.json").write_text(json.dumps({
+        "hardware": hw, "workload": "gpt2", "system": {"devices_per_node": 3},
+        "plan": {"dp": 8, "global_batch": 8}}))
     # a storage with one study that was not made for workers
     import optuna
 

@@ -45,6 +45,14 @@ class ExportError(DSEError):
     exit_code = 1
 
 
+class ExportInputError(ExportError, ConfigError):
+    """The design given to ``dse export`` cannot be exported as it is (no workload, a
+    node size its device count does not fill, a plan the format cannot express): bad
+    input, exit 2, not a failure of the exporter."""
+
+    exit_code = 2
+
+
 class StorageError(DSEError):
     """The study storage (SQLite, journal, PostgreSQL) cannot be reached or used."""
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from dse.errors import ExportError
+from dse.errors import ExportError, ExportInputError
 from dse.export.chakra_et import COLLECTIVES, write_trace
 from dse.export.design import Design, safe_name, workload_graphs
 from dse.types import Graph
@@ -66,8 +66,8 @@ def _level(topology: str, count: int, bw: float, lat: float, dims: tuple[int, ..
         return [{"topology": _TOPO[topology], "npus": count, "bw": bw, "lat": lat}]
     want = 2 if topology == "torus2d" else 3
     if len(dims) != want or math.prod(dims) != count:
-        raise ExportError(f"{where}: {topology} needs system.torus_dims of {want} sizes whose "
-                          f"product is {count}, got {list(dims)}")
+        raise ExportInputError(f"{where}: {topology} needs system.torus_dims of {want} sizes "
+                               f"whose product is {count}, got {list(dims)}")
     return [{"topology": "Ring", "npus": int(d), "bw": bw, "lat": lat} for d in dims if d > 1]
 
 
@@ -86,7 +86,7 @@ def network_dimensions(design: Design) -> list[dict[str, Any]]:
         return dims or [{"topology": "Ring", "npus": 1, "bw": sysc.intra_node_bw_bytes_per_s,
                          "lat": sysc.intra_node_latency_s}]
     if n % per_node:
-        raise ExportError(f"{where}: {n} devices do not fill nodes of {per_node} devices")
+        raise ExportInputError(f"{where}: {n} devices do not fill nodes of {per_node} devices")
     dims = _level(sysc.intra_node_topology, per_node, sysc.intra_node_bw_bytes_per_s,
                   sysc.intra_node_latency_s, sysc.torus_dims, where)
     dims += _level(sysc.inter_node_topology, n // per_node, sysc.inter_node_bw_bytes_per_s,
@@ -203,8 +203,8 @@ def export(design: Design, out_dir: Path) -> list[Path]:
     """Write the ASTRA-sim files (and traces when possible) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if design.plan.pp > 1:
-        raise ExportError(f"{design.source}: plan has pp={design.plan.pp}; the ASTRA-sim export "
-                          "writes data/tensor-parallel traces only (pp must be 1)")
+        raise ExportInputError(f"{design.source}: plan has pp={design.plan.pp}; the ASTRA-sim "
+                               "export writes data/tensor-parallel traces only (pp must be 1)")
     net = out_dir / "network.yml"
     net.write_text(yaml.safe_dump(network(design), sort_keys=False, default_flow_style=None))
     sysf = out_dir / "system.json"

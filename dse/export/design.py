@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dse.config import from_dict, load_mapping
-from dse.errors import ConfigError, DSEError, ExportError
+from dse.errors import ConfigError, DSEError, ExportError, ExportInputError
 from dse.types import (
     Graph,
     HardwareConfig,
@@ -188,8 +188,8 @@ def workload_graphs(design: Design) -> list[Graph]:
     the ones a device executes.
     """
     if not design.workloads:
-        raise ExportError(f"{design.source}: the design names no 'workload'; add e.g. "
-                          '"workload": "gpt2" to export its GEMMs')
+        raise ExportInputError(f"{design.source}: the design names no 'workload'; add e.g. "
+                               '"workload": "gpt2" to export its GEMMs')
     try:
         import workloads
     except ImportError as e:  # pragma: no cover - the package ships with dse
@@ -300,8 +300,8 @@ def require_gemms(design: Design, graphs: list[Graph], *, top: int | None = None
     take the largest share of the step (:func:`select_gemms`)."""
     gemms = unique_gemms(graphs)
     if not gemms:
-        raise ExportError(f"{design.source}: workload {design.workload!r} has no GEMM "
-                          "operators to export")
+        raise ExportInputError(f"{design.source}: workload {design.workload!r} has no GEMM "
+                               "operators to export")
     return select_gemms(design, gemms, top=top, layers=layers)
 
 
