@@ -22,6 +22,7 @@ dse.errors.ConfigError: unknown hardware preset 'tpu9'; valid: a100, h100, nvdla
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,13 @@ def load_preset(name_or_path: str | Path) -> Preset:
                       "(or a path to a .yaml/.json file)")
 
 
+def _published_number(v: Any) -> bool:
+    if isinstance(v, (list, tuple)):
+        return len(v) > 0 and all(_published_number(x) for x in v)
+    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and v > 0)
+
+
 def _from_mapping(data: Mapping[str, Any], where: str) -> Preset:
     if "hardware" in data:
         hw_map = data["hardware"]
@@ -135,6 +143,11 @@ def _from_mapping(data: Mapping[str, Any], where: str) -> Preset:
     sources = data.get("sources", {}) or {}
     if not isinstance(published, Mapping) or not isinstance(sources, Mapping):
         raise ConfigError(f"{where}: 'published' and 'sources' must be mappings")
+    for k, v in published.items():
+        if not _published_number(v):
+            raise ConfigError(f"{where}: published.{k}={v!r} must be a finite number > 0 "
+                              "(or a list of them): the vendor's figure the model is checked "
+                              "against")
     return Preset(name=str(data.get("name", hw.name)), hardware=hw, system=system,
                   published=published, sources=sources,
                   description=str(data.get("description", "")))

@@ -389,7 +389,10 @@ def _wants_json(argv: Sequence[str] | None) -> bool:
 def _json_error(text: str, code: int) -> None:
     """The ``--json`` form of an error: one object on stdout (brief §4b)."""
     msg = text.removeprefix("dse: error: ")
-    sys.stdout.write(json.dumps({"error": {"message": msg, "exit_code": int(code)}}) + "\n")
+    try:
+        sys.stdout.write(json.dumps({"error": {"message": msg, "exit_code": int(code)}}) + "\n")
+    except BrokenPipeError:  # the reader went away (`dse ... | head -c 0`); stderr has it
+        pass
 
 
 def _one_line_error(e: BaseException, argv: Sequence[str] | None = None,
@@ -411,8 +414,13 @@ def entry() -> None:
     import gc
 
     rc = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # the reader closed the pipe: no traceback at exit either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        rc = rc or 1
     gc.freeze()
     sys.exit(rc)
 

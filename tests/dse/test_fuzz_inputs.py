@@ -225,6 +225,30 @@ def test_load_preset_arbitrary_yaml(doc: dict[str, Any], text: str) -> None:
         _only_dse_errors(lambda: _load_preset(p))
 
 
+@FUZZ
+@given(published=st.dictionaries(st.sampled_from(["peak_flop_per_s", "tdp_w", "hbm_bytes"]),
+                                 st.sampled_from([math.inf, -math.inf, math.nan, 0, True,
+                                                  "x", 7.0e14, [300, 350]])
+                                 | _num | st.lists(_num, max_size=2), max_size=3))
+def test_published_figures_load_only_when_printable(published: dict[str, Any]) -> None:
+    """A preset's ``published`` figures are checked when it loads: one that loads prints
+    as valid JSON in ``dse --json hardware show`` (an ``inf`` once reached the JSON writer
+    and exited 1 as an internal error)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from dse.cli import main
+
+    so, se = io.StringIO(), io.StringIO()
+    with _file("hw.yaml", _yaml_dump({"hardware": _valid_hw, "published": published})) as p:
+        with redirect_stdout(so), redirect_stderr(se):
+            rc = main(["--json", "hardware", "show", str(p)])
+    out = so.getvalue()
+    assert rc in (0, 2)
+    doc = json.loads(out)
+    assert ("error" in doc) == (rc == 2)
+
+
 def test_hardware_mappings_reach_success() -> None:
     """The near-valid strategy is not all rejections: the unmutated design loads."""
     from cost_models.presets import load_preset
