@@ -17,7 +17,11 @@ Prints, and writes ``results/bench/distributed.json``:
     (mixture of experts with EP 64 over 8 nodes; dgxc-benchmarking, Megatron-Bridge, the
     DeepSeek-V3 report on H800) with each source's stack: step time, error, the
     all-to-all's share, MAPE; (d') the FP8 DeepSeek-V3 rows' memory as each memory
-    mechanism is added (fp8 GEMM inputs, moe_act, routing weights in the activation).
+    mechanism is added (fp8 GEMM inputs, moe_act, routing weights in the activation);
+(e) DLRM against NVIDIA's MLPerf Training submissions (v1.0-v2.1, HugeCTR, one to 14
+    nodes) of ``tests/validation/data/published_training_dlrm.yaml``: the published time
+    to train (olympic mean of the runs) against the model's training steps plus the
+    interleaved evaluations, the step, the embedding exchange's share.
 
 Usage::
 
@@ -243,6 +247,29 @@ def moe_memory_ablation() -> list[dict[str, Any]]:
     return out
 
 
+def validation_dlrm() -> dict[str, Any]:
+    """(e) DLRM vs MLPerf Training (tests/validation/data/published_training_dlrm.yaml)."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.validation.test_published_training_dlrm import load, model, published
+
+    _, runs = load()
+    rows = []
+    for r in runs:
+        p, m = published(r), model(r)
+        rows.append({"id": r["id"], "source": r["source"], "hardware": r["hardware"],
+                     "gpus": r["gpus"], "global_batch": r["global_batch"],
+                     "published_minutes": p["minutes"],
+                     "published_samples_per_s": p["samples_per_s"],
+                     "model_minutes": m["minutes"], "model_step_s": m["step_s"],
+                     "model_eval_s": m["eval_s"], "evaluations": m["evaluations"],
+                     "embedding_comm_s": m["embedding_comm_s"],
+                     "error": m["minutes"] / p["minutes"] - 1, "memory_gb": m["memory_gb"]})
+    one = [abs(r["error"]) for r in rows if r["gpus"] <= 8]
+    many = [abs(r["error"]) for r in rows if r["gpus"] > 8]
+    return {"rows": rows, "mape_one_node": float(np.mean(one)),
+            "mape_multi_node": float(np.mean(many))}
+
+
 def speed(n_designs: int, seed: int) -> dict[str, Any]:
     import workloads
     from search.plans import best_plan
@@ -336,6 +363,18 @@ def main(argv: list[str] | None = None) -> int:
     print("\n(d') FP8 MoE rows: per-device memory as each mechanism is added (GiB)")
     for r in ab:
         print(f"  {r['id']:26s} {r['step']:40s} {r['memory_gib']:6.1f}")
+    dl = validation_dlrm()
+    print("\n(e) DLRM vs MLPerf Training (NVIDIA, HugeCTR), time to train incl. evaluations")
+    print(f"{'run':14s} {'GPUs':>5s} {'batch':>6s} {'pub min':>8s} {'model min':>9s} "
+          f"{'error':>8s} {'step ms':>8s} {'emb comm ms':>12s} {'evals':>6s}")
+    for r in dl["rows"]:
+        print(f"{r['id']:14s} {r['gpus']:5d} {r['global_batch']:6d} "
+              f"{r['published_minutes']:8.3f} {r['model_minutes']:9.3f} "
+              f"{100 * r['error']:+7.1f}% {1e3 * r['model_step_s']:8.3f} "
+              f"{1e3 * r['embedding_comm_s']:12.3f} {r['evaluations']:6d}")
+    print(f"MAPE one node {100 * dl['mape_one_node']:.1f}%, several nodes "
+          f"{100 * dl['mape_multi_node']:.1f}% (the model's sharding rule, not HugeCTR's "
+          "hybrid embedding: docs/distributed.md §9b)")
     s = speed(args.designs, args.seed)
     print(f"speed: evaluate_training (GPT-3 175B, 1024 GPUs) {1e3 * s['evaluate_training_s']:.0f} ms;"
           f" evaluate_training_batch {s['designs_per_s']:.0f} designs/s ({s['batch_designs']} "
@@ -343,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{s['best_plan_gpt2_xl_64_gpus_s']:.1f} s ({s['plans_evaluated']} of "
           f"{s['plans_enumerated']} plans timed)")
     out = {"validation": v, "validation_h100": h, "validation_moe": mo,
-           "moe_memory_ablation": ab, "speed": s,
+           "moe_memory_ablation": ab, "validation_dlrm": dl, "speed": s,
            "python": platform.python_version(),
            "machine": platform.machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
