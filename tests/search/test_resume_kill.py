@@ -174,8 +174,16 @@ def test_jobs_sigkill_whole_group_then_resume(tmp_path: Path) -> None:
     _slots_once(trials, budget)
     states = _states(trials)
     assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
-    # every failed trial is a worker's trial in flight at the kill, re-run by the resume
+    # every failed trial is a worker's trial in flight at the kill, re-run by the resume,
+    # or a race duplicate of a slot (two copies enqueued at once) withdrawn in favour of
+    # the lower-numbered copy, which completed that slot
+    by_number = {t.number: t for t in trials}
     for f in (t for t in trials if t.state == TrialState.FAIL):
+        if dist.DUPLICATE_ATTR in f.system_attrs:
+            kept = by_number[f.system_attrs[dist.DUPLICATE_ATTR]]
+            assert kept.number < f.number and kept.state == TrialState.COMPLETE
+            assert kept.user_attrs[dist.SLOT_ATTR] == f.user_attrs[dist.SLOT_ATTR]
+            continue
         assert any(t.system_attrs.get("failed_trial") == f.number for t in trials
                    if t.state == TrialState.COMPLETE)
     summary = json.loads(r.stdout)
