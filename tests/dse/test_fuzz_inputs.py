@@ -240,9 +240,9 @@ def test_published_figures_load_only_when_printable(published: dict[str, Any]) -
     from dse.cli import main
 
     so, se = io.StringIO(), io.StringIO()
-    with _file("hw.yaml", _yaml_dump({"hardware": _valid_hw, "published": published})) as p:
-        with redirect_stdout(so), redirect_stderr(se):
-            rc = main(["--json", "hardware", "show", str(p)])
+    doc_bytes = _yaml_dump({"hardware": _valid_hw, "published": published})
+    with _file("hw.yaml", doc_bytes) as p, redirect_stdout(so), redirect_stderr(se):
+        rc = main(["--json", "hardware", "show", str(p)])
     out = so.getvalue()
     assert rc in (0, 2)
     doc = json.loads(out)
