@@ -252,10 +252,10 @@ def validation_dlrm() -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT))
     from tests.validation.test_published_training_dlrm import load, model, published
 
-    _, runs = load()
+    d, runs = load()
     rows = []
     for r in runs:
-        p, m = published(r), model(r)
+        p, m = published(r), model(r, d)
         rows.append({"id": r["id"], "source": r["source"], "hardware": r["hardware"],
                      "gpus": r["gpus"], "global_batch": r["global_batch"],
                      "published_minutes": p["minutes"],
