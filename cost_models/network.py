@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -84,8 +85,8 @@ __all__ = [
     "expected_token_nodes",
     "group_collective_time_s",
     "group_placement",
-    "placed_collective_time_s",
     "p2p_time_s",
+    "placed_collective_time_s",
     "torus_shape",
 ]
 
@@ -362,7 +363,14 @@ def group_collective_time_s(collective: str, nbytes: ArrayLike, placement: Group
     return float(out) if np.ndim(out) == 0 else out
 
 
-_AFFINE: dict[tuple[Any, ...], tuple[float, float]] = {}
+@lru_cache(maxsize=4096)
+def _affine(collective: str, placement: GroupPlacement, system: SystemConfig
+            ) -> tuple[float, float]:
+    """``(A, B)`` of :func:`placed_collective_time_s`: two evaluations of
+    :func:`group_collective_time_s`, at a vanishing size and at 10^15 bytes."""
+    b = float(group_collective_time_s(collective, 1e-30, placement, system))
+    big = 1e15
+    return (float(group_collective_time_s(collective, big, placement, system)) - b) / big, b
 
 
 def placed_collective_time_s(collective: str, nbytes: ArrayLike, placement: GroupPlacement,
@@ -372,18 +380,12 @@ def placed_collective_time_s(collective: str, nbytes: ArrayLike, placement: Grou
     Every level of a placed collective costs ``c·bytes + α`` (nothing for no bytes), so
     the whole is ``A·bytes + B`` for ``bytes > 0``: ``B`` and ``A`` are taken once per
     (collective, placement, system) from two evaluations (at a vanishing size and at
-    10^15 bytes) and kept. Equal to :func:`group_collective_time_s` to rounding for
-    ``bytes > 0`` (tests); no bytes cost nothing (where :func:`group_collective_time_s`
+    10^15 bytes) and kept (:func:`_affine`, a bounded cache). Equal to
+    :func:`group_collective_time_s` to rounding for ``bytes > 0`` (tests); no bytes cost
+    nothing (where :func:`group_collective_time_s`
     still charges a hierarchical all-to-all's two latencies).
     """
-    key = (collective, placement, system)
-    hit = _AFFINE.get(key)
-    if hit is None:
-        b = float(group_collective_time_s(collective, 1e-30, placement, system))
-        big = 1e15
-        hit = ((float(group_collective_time_s(collective, big, placement, system)) - b) / big,
-               b)
-        _AFFINE[key] = hit
+    hit = _affine(collective, placement, system)
     s = np.asarray(nbytes, dtype=np.float64)
     if np.any(s < 0):
         raise ConfigError("nbytes must be >= 0")
