@@ -115,14 +115,15 @@ def _non_negative_int(name: str):  # type: ignore[no-untyped-def]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    top = _Parser(add_help=False)
-    top.add_argument("--json", action="store_true",
-                     help="print exactly one JSON object on stdout")
-    # The subcommands take --json too; their default is SUPPRESS so that a subparser
-    # never resets the namespace's value: `dse --json evaluate ...` stays JSON.
-    common = _Parser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print exactly one JSON object on stdout")
+    def json_flag(default: Any) -> argparse.ArgumentParser:
+        parent = _Parser(add_help=False)
+        parent.add_argument("--json", action="store_true", default=default,
+                            help="print exactly one JSON object on stdout")
+        return parent
+
+    # The subcommands take --json too, with SUPPRESS as their default so that a
+    # subparser never resets the top level's value: `dse --json evaluate ...` stays JSON.
+    top, common = json_flag(False), json_flag(argparse.SUPPRESS)
 
     p = _Parser(prog="dse", description="Accelerator design-space explorer for distributed "
                 "deep-learning training.", parents=[top])
