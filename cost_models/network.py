@@ -288,7 +288,10 @@ def _group_size_stride(group: str, plan: ParallelPlan) -> tuple[int, int]:
 
 
 def group_placement(group: str, plan: ParallelPlan, system: SystemConfig) -> GroupPlacement:
-    """Placement of ``group`` ('tp', 'dp', 'pp', 'ep') for ranks laid out tp-innermost.
+    """Placement of ``group`` ('tp', 'dp', 'pp', 'ep', …) for ranks laid out tp-innermost;
+    ``dp_intra`` and ``dp_inter`` are the data-parallel ranks of one node and the ranks
+    of the same local index across nodes (a DLRM table's row shards inside a node and the
+    exchange of their sums across nodes, :mod:`workloads.dlrm`).
 
     >>> from dse.types import ParallelPlan, SystemConfig
     >>> plan = ParallelPlan(tp=4, pp=2, dp=4, global_batch=16)
@@ -298,6 +301,11 @@ def group_placement(group: str, plan: ParallelPlan, system: SystemConfig) -> Gro
     >>> group_placement("dp", plan, sysc)
     GroupPlacement(group='dp', size=4, per_node=2, nodes=2)
     """
+    if group in ("dp_intra", "dp_inter"):  # a dp group's ranks on one node / one per node
+        dp = group_placement("dp", plan, system)
+        if group == "dp_intra":
+            return GroupPlacement(group=group, size=dp.per_node, per_node=dp.per_node, nodes=1)
+        return GroupPlacement(group=group, size=dp.nodes, per_node=1, nodes=dp.nodes)
     size, stride = _group_size_stride(group, plan)
     g = int(system.devices_per_node)
     ranks = stride * np.arange(size, dtype=np.int64)

@@ -76,7 +76,7 @@ COLLECTIVES: tuple[str, ...] = (
     "all_to_all",
     "p2p",
 )
-COMM_GROUPS: tuple[str, ...] = ("tp", "pp", "dp", "ep", "cp", "edp")
+COMM_GROUPS: tuple[str, ...] = ("tp", "pp", "dp", "ep", "cp", "edp", "dp_intra", "dp_inter")
 
 
 def _choice(cls: type[Exception], owner: str, field_name: str, value: Any, valid: tuple) -> None:

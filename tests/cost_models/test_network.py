@@ -118,6 +118,29 @@ def test_group_placement_tp_innermost():
                                                                 per_node=4, nodes=4)
 
 
+def test_dp_intra_and_inter_groups_split_the_data_parallel_ranks():
+    """A DLRM table's row shards sit on one node's dp ranks (``dp_intra``); their sums
+    cross the nodes among the ranks of the same local index (``dp_inter``, one per node,
+    each through its own NIC)."""
+    sysc = SystemConfig(devices_per_node=8, intra_node_bw_bytes_per_s=300e9,
+                        intra_node_latency_s=0.0, inter_node_bw_bytes_per_s=25e9,
+                        inter_node_latency_s=0.0)
+    plan = ParallelPlan(dp=64, global_batch=71680)
+    intra = group_placement("dp_intra", plan, sysc)
+    inter = group_placement("dp_inter", plan, sysc)
+    assert intra == GroupPlacement(group="dp_intra", size=8, per_node=8, nodes=1)
+    assert inter == GroupPlacement(group="dp_inter", size=8, per_node=1, nodes=8)
+    s = 71680 * 128 * 2.0
+    # reduce-scatter of the node's partial sums over NVLink, then 1/8 of them all-to-all
+    # across the 8 nodes: (n-1)/n of each buffer leaves its rank
+    assert group_collective_time_s("reduce_scatter", s, intra, sysc) == pytest.approx(
+        7 / 8 * s / 300e9)
+    assert group_collective_time_s("all_to_all", s / 8, inter, sysc) == pytest.approx(
+        7 / 8 * s / 8 / 25e9)
+    one_node = ParallelPlan(dp=8, global_batch=8)
+    assert group_placement("dp_inter", one_node, sysc).size == 1
+
+
 def test_hierarchical_all_reduce_decomposition():
     sysc = SystemConfig(devices_per_node=8, intra_node_bw_bytes_per_s=200e9,
                         intra_node_latency_s=0.0, inter_node_bw_bytes_per_s=25e9,
