@@ -266,7 +266,8 @@ def stage_memory_bytes(*, params: float, layers: int, first: bool, last: bool,
 
 def local_params(graph: Graph) -> float:
     """Parameters of a graph held by its device alone: the embedding shards of a DLRM
-    sharded over its data-parallel devices (``meta["embedding_shards"] > 1``; memoized)."""
+    sharded over its data-parallel devices (``meta["embedding_shards"] > 1``), less its
+    replicated (data-parallel) tables, whose gradients are reduced (memoized)."""
     memo = graph.derived
     hit = memo.get("cost_models.memory.local_params")
     if hit is None:
@@ -274,6 +275,7 @@ def local_params(graph: Graph) -> float:
         if int(graph.meta.get("embedding_shards") or 1) > 1:
             hit = float(sum(op.params * op.count for op in graph.ops
                             if op.phase == "fwd" and op.kind == "embedding_gather"))
+            hit -= float(graph.meta.get("replicated_embedding_params") or 0.0)
         memo["cost_models.memory.local_params"] = hit
     return hit
 
@@ -340,16 +342,22 @@ def transformer_dims(graph: Graph) -> dict[str, Any] | None:
 
 
 def stage_memory_of_graph(graph: Graph, index: int, count: int) -> StageMemory:
-    """:class:`StageMemory` of a whole stage graph (``workloads.parallel.stage_graphs``)."""
+    """:class:`StageMemory` of a whole stage graph (``workloads.parallel.stage_graphs``).
+
+    A DLRM graph is the device its table exchange loads most; ``meta
+    ["fullest_local_params"]`` (the most embedding parameters any device holds) sets
+    the memory, so that it is the fullest device's."""
     m = graph.meta
+    loc = local_params(graph)
+    extra = max(float(m.get("fullest_local_params") or 0.0) - loc, 0.0)
     layers = m.get("stage_layers")
     if layers is None:
         nl = int(m.get("layers", 0) or 0)
         layers = (0, nl)
     dims = transformer_dims(graph)
     fwd = [op for op in graph.ops if op.phase == "fwd"]
-    return StageMemory(local_params=local_params(graph),
-        params=graph_params(graph), layers=int(layers[1]) - int(layers[0]),
+    return StageMemory(local_params=loc + extra,
+        params=graph_params(graph) + extra, layers=int(layers[1]) - int(layers[0]),
         first=bool(m.get("first_stage", index == 0)),
         last=bool(m.get("last_stage", index == count - 1)), dims=dims,
         stash_bytes_per_micro_batch=0.0 if dims else sum(op.stash_bytes * op.count

@@ -11,7 +11,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["comm_terms", "operator_times"]
+__all__ = ["comm_terms", "operator_times", "table_sharding"]
+
+
+_GROUP_TERM = {"cp": "cp", "ep": "ep", "dp": "dp", "dp_intra": "dp", "dp_inter": "dp"}
+"""Breakdown term of a collective inside the forward/backward by its group (``dp``: a
+DLRM's embedding exchange, its table-row-wise legs inside and across nodes included)."""
 
 
 def operator_times(parts: Sequence[Any], m: int
@@ -35,8 +40,8 @@ def operator_times(parts: Sequence[Any], m: int
                 t = float(lat[i]) * m * part.multiplicity
                 by_kind[op.kind] = by_kind.get(op.kind, 0.0) + t
                 by_phase_op[op.phase] = by_phase_op.get(op.phase, 0.0) + t
-                if op.kind == "collective" and op.group in ("cp", "ep", "dp"):
-                    groups[op.group] += t
+                if op.kind == "collective" and op.group in _GROUP_TERM:
+                    groups[_GROUP_TERM[op.group]] += t
         groups["ep_hidden"] += ((part.costs.hidden_fwd_s + part.costs.hidden_bwd_s)
                                 * m * part.multiplicity)
     return by_kind, by_phase_op, groups
@@ -68,3 +73,10 @@ def comm_terms(by_kind: Mapping[str, float], groups: Mapping[str, float],
         "dp_note": "data-parallel gradient reduction (+ ZeRO gathers) per step, before overlap",
         "dp_exposed_s": dp_exposed_tail_s + float(r["zero_exposed_s"][0]),
     }
+
+
+def table_sharding(stages: Sequence[Any]) -> list[str]:
+    """Each embedding table's sharding of a DLRM (``workloads.dlrm.KINDS``, from its
+    stage graph's ``meta``); empty for other workloads."""
+    g = stages[0].graph if stages else None
+    return list(g.meta.get("table_sharding") or ()) if g is not None else []

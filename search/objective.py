@@ -115,7 +115,8 @@ class TrainingProblem:
         self._min_memory: list[float] | None = None
         for t in self.targets:
             model = workload_model(t.spec, t.devices, seq=t.seq, global_batch=t.global_batch,
-                                   gemm_bytes=space.template.dtype_bytes)
+                                   gemm_bytes=space.template.dtype_bytes,
+                                   devices_per_node=t.system.devices_per_node)
             cand = model.plans
             # plans whose weights and gradients alone exceed the space's largest HBM never
             # fit: dropped before their layouts are built (all kept if none would remain,

@@ -74,7 +74,8 @@ def best_plan_batch(spec: Any, designs: Any, system: SystemConfig, devices: int,
     from search.trainstep import workload_model
 
     model = workload_model(spec, devices, seq=seq, global_batch=global_batch,
-                           gemm_bytes=gemm_bytes_of(designs))
+                           gemm_bytes=gemm_bytes_of(designs),
+                           devices_per_node=system.devices_per_node)
     cand = list(plans) if plans is not None else model.plans
     if not cand:
         raise ConfigError(f"no valid parallel plan for {spec.name} on {devices} devices "
@@ -97,7 +98,7 @@ def best_plan(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: int,
     t = tech if tech is not None else load_technology(hw.tech_node_nm)
     designs = DesignBatch.from_configs([hw])
     model = workload_model(spec, devices, seq=seq, global_batch=global_batch,
-                           gemm_bytes=hw.dtype_bytes)
+                           gemm_bytes=hw.dtype_bytes, devices_per_node=system.devices_per_node)
     cand = model.plans
     if not cand:
         raise ConfigError(f"no valid parallel plan for {spec.name} on {devices} devices "
@@ -134,7 +135,7 @@ def compare_plans(spec: Any, hw: HardwareConfig, system: SystemConfig, devices: 
     t = tech if tech is not None else load_technology(hw.tech_node_nm)
     designs = DesignBatch.from_configs([hw])
     model = workload_model(spec, devices, seq=seq, global_batch=global_batch,
-                           gemm_bytes=hw.dtype_bytes)
+                           gemm_bytes=hw.dtype_bytes, devices_per_node=system.devices_per_node)
     cand = model.plans
     if len(cand) > limit:
         picks = np.unique(np.linspace(0, len(cand) - 1, limit).round().astype(int))
@@ -167,6 +168,7 @@ def evaluate_training_batch(spec: Any, designs: Any, system: SystemConfig, plan:
     from search.trainstep import workload_model
 
     model = workload_model(spec, plan.devices, seq=seq, global_batch=plan.global_batch,
-                           gemm_bytes=gemm_bytes_of(designs))
+                           gemm_bytes=gemm_bytes_of(designs),
+                           devices_per_node=system.devices_per_node)
     return model.evaluate(designs, system, tech, [plan], dp_overlap=dp_overlap,
                           tp_overlap=tp_overlap)[0]

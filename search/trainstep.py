@@ -1,17 +1,15 @@
 """A workload's training step on designs, under parallel plans: ``workloads`` builds the
 graph segments, ``cost_models`` costs them (the cost models never build graphs).
 
-:class:`WorkloadModel` holds everything about one workload on ``devices`` devices that
-does not depend on the design, computed once and kept for the whole search (no fixed
-bound: a search touches a few hundred plans at most):
-
-* the valid plans (:func:`search.plans.enumerate_plans`) and, per plan, its virtual-stage
-  layout (:func:`workloads.parallel.stage_layout`), its per-device memory
-  (:func:`cost_models.memory.device_memory_from_stages`) and point-to-point transfer;
-* the graph segments of every tensor-parallel shard shape ``(tp, micro-batch, sequence
-  parallelism)`` (:func:`workloads.parallel.shard_segments`): a transformer stage of ``L``
-  layers is ``pre + L·block + post``, so one set of three small graphs serves every
-  pipeline cut of that shape, even and uneven.
+:class:`WorkloadModel` holds what does not depend on the design about one workload on
+``devices`` devices in nodes of ``devices_per_node``, computed once for the whole search
+(unbounded: a search touches a few hundred plans at most): the valid plans
+(:func:`search.plans.enumerate_plans`) and, per plan, its virtual-stage layout
+(:func:`workloads.parallel.stage_layout`), per-device memory
+(:func:`cost_models.memory.device_memory_from_stages`) and point-to-point transfer; the
+graph segments of every tensor-parallel shard shape (:func:`workloads.parallel.shard_segments`):
+a transformer stage of ``L`` layers is ``pre + L·block + post``, so three small graphs
+serve every pipeline cut of that shape, even and uneven.
 
 :meth:`WorkloadModel.evaluate` costs a list of plans on a :class:`~cost_models.designs.DesignBatch`:
 the segments all plans need are costed in one call (:func:`cost_models.training.segment_costs`,
@@ -32,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
-from search.breakdown import comm_terms, operator_times
+from search.breakdown import comm_terms, operator_times, table_sharding
 from search.stagememory import expert_params as _expert_params
 from search.stagememory import gemm_bytes_of, leanest_memory_bytes
 from search.stagememory import graph_params_of as _params
@@ -80,8 +78,9 @@ class WorkloadModel:
 
     def __init__(self, spec: Any, *, devices: int = 1, seq: int | None = None,
                  global_batch: int | None = None, plans: Sequence[ParallelPlan] | None = None,
-                 gemm_bytes: int = 2) -> None:
+                 gemm_bytes: int = 2, devices_per_node: int = 8) -> None:
         self.spec = spec
+        self.node = int(devices_per_node)  # a DLRM's table plan needs it
         self.gemm_bytes = min(int(gemm_bytes), 2)  # < 2: transformers keep GEMM inputs in it
         self.devices = int(devices)
         self.seq = _seq_of(spec, seq)
@@ -112,7 +111,7 @@ class WorkloadModel:
         from cost_models.memory import device_memory_from_stages
         from workloads.parallel import stage_layout
 
-        stages = tuple(stage_layout(self.spec, plan, self.seq))
+        stages = tuple(stage_layout(self.spec, plan, self.seq, devices_per_node=self.node))
         s = self.seq or 0
         if self.transformer:
             from search.stagememory import transformer_stage_memories
@@ -462,15 +461,16 @@ _MODELS: dict[tuple[Any, ...], WorkloadModel] = {}
 
 
 def workload_model(spec: Any, devices: int = 1, *, seq: int | None = None,
-                   global_batch: int | None = None, gemm_bytes: int = 2) -> WorkloadModel:
-    """The shared :class:`WorkloadModel` of ``(spec, devices, seq, global batch)`` on
-    designs whose GEMMs take ``gemm_bytes`` per element (:func:`gemm_bytes_of`)."""
+                   global_batch: int | None = None, gemm_bytes: int = 2,
+                   devices_per_node: int = 8) -> WorkloadModel:
+    """The shared :class:`WorkloadModel` of ``(spec, devices, seq, global batch, node size)``
+    on designs whose GEMMs take ``gemm_bytes`` per element (:func:`gemm_bytes_of`)."""
     gb = min(int(gemm_bytes), 2)  # widths of 16 bits and more keep the same memory
-    key = (spec, int(devices), _seq_of(spec, seq), global_batch, gb)
+    key = (spec, int(devices), _seq_of(spec, seq), global_batch, gb, int(devices_per_node))
     hit = _MODELS.get(key)
     if hit is None:
         hit = WorkloadModel(spec, devices=devices, seq=seq, global_batch=global_batch,
-                            gemm_bytes=gb)
+                            gemm_bytes=gb, devices_per_node=devices_per_node)
         _MODELS[key] = hit
     return hit
 
@@ -492,8 +492,9 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     from workloads.parallel import validate_plan
 
     validate_plan(spec, plan, seq=_seq_of(spec, seq))
+    node = system.devices_per_node
     model = WorkloadModel(spec, devices=plan.devices, seq=seq, global_batch=plan.global_batch,
-                          plans=[plan], gemm_bytes=hw.dtype_bytes)
+                          plans=[plan], gemm_bytes=hw.dtype_bytes, devices_per_node=node)
     designs = DesignBatch.from_configs([hw])
     r = model.evaluate(designs, system, tech, [plan], dp_overlap=dp_overlap,
                        tp_overlap=tp_overlap, detail=True, keep_steps=True,
@@ -506,9 +507,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     m = plan.micro_batches
     mine = [part for k in range(slow, len(stages), p) for part in stages[k]]
 
-    path: list[str] = []
-    if p > 1:
-        path.append("pipeline:fill")
+    path: list[str] = ["pipeline:fill"] if p > 1 else []
     for part in mine:
         ph = part.costs.phases
         if ph.fwd is not None:
@@ -580,6 +579,7 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
         "seq": s,
         "p2p_transfer_s": float(r["_p2p_one_s"]),
         "stage_layers": [list(st.layers) for st in info.stages],
+        "table_sharding": table_sharding(info.stages),
     }
     return Evaluation(
         step_time_s=step,

@@ -410,8 +410,10 @@ def _layer_ranges(spec: Any, plan: ParallelPlan, seq: int) -> list[tuple[int, in
                         optimizer=plan.optimizer, cp=plan.cp, ep=plan.ep, etp=plan.expert_tp)
 
 
-def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[Graph]:
-    """Graphs of one tensor-parallel shard of every pipeline stage for one micro-batch.
+def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None, *,
+                 devices_per_node: int = 8) -> list[Graph]:
+    """Graphs of one tensor-parallel shard of every pipeline stage for one micro-batch
+    (a DLRM's tables planned for nodes of ``devices_per_node``).
 
     One graph per *virtual* stage (``pp·interleave`` of them, in pipeline order); device
     ``i`` runs virtual stages ``i, i + pp, …``. ``meta`` gains ``stage_layers``,
@@ -439,7 +441,7 @@ def stage_graphs(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
         raise ConfigError(f"the interleaved schedule needs a transformer; {spec.name} is a "
                           f"{spec.family} model")
     return list(_generic_stages(spec, p, plan.micro_batch, seq, plan.optimizer,
-                                _embedding_shards(spec, plan)))
+                                _embedding_shards(spec, plan), int(devices_per_node)))
 
 
 def _embedding_shards(spec: Any, plan: ParallelPlan) -> int:
@@ -450,11 +452,11 @@ def _embedding_shards(spec: Any, plan: ParallelPlan) -> int:
 
 @lru_cache(maxsize=128)
 def _generic_stages(spec: Any, p: int, micro_batch: int, seq: int | None,
-                    optimizer: str, shards: int = 1) -> tuple[Graph, ...]:
+                    optimizer: str, shards: int = 1, node: int = 8) -> tuple[Graph, ...]:
     from workloads import build
 
     full = build(spec, batch=micro_batch, seq=seq, optimizer=optimizer,
-                 **({"shards": shards} if shards > 1 else {}))
+                 **({"shards": shards, "devices_per_node": node} if shards > 1 else {}))
     if p == 1:
         return (full.with_ops(full.ops, stage=0, device=0, first_stage=True, last_stage=True),)
     return tuple(g.with_ops(g.ops, device=int(g.meta["stage"])) for g in _split_graph(full, p))
@@ -647,7 +649,8 @@ def parse_pipeline_layout(text: str) -> tuple[tuple[int, ...], dict[str, list[in
     return tuple(st.count("t") for st in stages), where
 
 
-def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[VirtualStage]:
+def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None, *,
+                 devices_per_node: int = 8) -> list[VirtualStage]:
     """The virtual stages of ``plan`` (``pp·v`` of them in pipeline order; device ``i``
     runs ``i, i + pp, …``): layer ranges of :func:`stage_layers` for transformers, the
     balanced operator ranges of :func:`stage_op_ranges` (with their graphs) otherwise."""
@@ -662,14 +665,18 @@ def stage_layout(spec: Any, plan: ParallelPlan, seq: int | None = None) -> list[
         raise ConfigError(f"the interleaved schedule needs a transformer; {spec.name} is a "
                           f"{spec.family} model")
     graphs = generic_stage_graphs(spec, p, plan.micro_batch, seq, plan.optimizer,
-                                  shards=_embedding_shards(spec, plan))
+                                  shards=_embedding_shards(spec, plan),
+                                  devices_per_node=devices_per_node)
     return [VirtualStage(index=k, layers=(0, 0), first=k == 0, last=k == p - 1, graph=g)
             for k, g in enumerate(graphs)]
 
 
 def generic_stage_graphs(spec: Any, pp: int, micro_batch: int, seq: int | None = None,
-                         optimizer: str = "adam", shards: int = 1) -> tuple[Graph, ...]:
+                         optimizer: str = "adam", shards: int = 1,
+                         devices_per_node: int = 8) -> tuple[Graph, ...]:
     """Stage graphs of a model without a layer stack (CNN, RNN, DLRM, ONNX): ``pp``
     contiguous ranges of its forward operators balanced by training FLOPs (a DLRM's
-    embedding tables sharded over ``shards`` data-parallel devices)."""
-    return _generic_stages(spec, int(pp), int(micro_batch), seq, optimizer, int(shards))
+    embedding tables sharded over ``shards`` data-parallel devices in nodes of
+    ``devices_per_node``)."""
+    return _generic_stages(spec, int(pp), int(micro_batch), seq, optimizer, int(shards),
+                           int(devices_per_node))

@@ -94,7 +94,7 @@ def build(spec: ModelSpec, *, batch: int | None = None, seq: int | None = None,
           optimizer: str = "adam", tp: int = 1, sequence_parallel: bool = False,
           layers: tuple[int, int] | None = None, first_stage: bool = True,
           last_stage: bool = True, cp: int = 1, ep: int = 1, etp: int | None = None,
-          shards: int = 1) -> Graph:
+          shards: int = 1, devices_per_node: int = 8) -> Graph:
     """The training-step graph of ``spec`` for ``batch`` samples of ``seq`` tokens.
 
     ``tp``/``sequence_parallel``/``layers``/``first_stage``/``last_stage``/``cp`` select
@@ -102,7 +102,8 @@ def build(spec: ModelSpec, *, batch: int | None = None, seq: int | None = None,
     ``ep`` the expert-parallel rank of a mixture-of-experts model (its ``experts/ep``
     experts and the all-to-all dispatch), ``etp`` its expert tensor parallelism (None or 0:
     ``tp``; 1: experts whole); ``shards`` the devices a DLRM's embedding tables are
-    sharded over (one device's graph, :mod:`workloads.dlrm`). Transformers only (shards:
+    sharded over (one device's graph, :mod:`workloads.dlrm`) in nodes of
+    ``devices_per_node``. Transformers only (shards:
     DLRM only); other families accept the
     defaults and raise :class:`WorkloadError` otherwise.
     """
@@ -115,7 +116,7 @@ def build(spec: ModelSpec, *, batch: int | None = None, seq: int | None = None,
     if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 1):
         raise WorkloadError(f"{spec.name}: seq={seq!r} must be an integer >= 1")
     graph = _build(spec, b, seq, optimizer, tp, sequence_parallel, layers, first_stage,
-                   last_stage, cp, ep, etp, shards)
+                   last_stage, cp, ep, etp, shards, devices_per_node)
     missing = {k: None for k in META_KEYS if k not in graph.meta}
     return graph.with_ops(graph.ops, **missing) if missing else graph
 
@@ -123,7 +124,7 @@ def build(spec: ModelSpec, *, batch: int | None = None, seq: int | None = None,
 def _build(spec: ModelSpec, b: int, seq: int | None, optimizer: str, tp: int,
            sequence_parallel: bool, layers: tuple[int, int] | None, first_stage: bool,
            last_stage: bool, cp: int = 1, ep: int = 1, etp: int | None = None,
-           shards: int = 1) -> Graph:
+           shards: int = 1, devices_per_node: int = 8) -> Graph:
     if shards != 1 and not isinstance(spec, DLRMSpec):
         raise WorkloadError(f"{spec.name}: embedding sharding (shards={shards}) applies to "
                             f"DLRM models, not {spec.family}")
@@ -160,7 +161,8 @@ def _build(spec: ModelSpec, b: int, seq: int | None, optimizer: str, tp: int,
     if isinstance(spec, DLRMSpec):
         from workloads.dlrm import build_dlrm
 
-        return build_dlrm(spec, batch=b, optimizer=optimizer, shards=shards)
+        return build_dlrm(spec, batch=b, optimizer=optimizer, shards=shards,
+                          node=devices_per_node)
     if isinstance(spec, OnnxSpec):
         from workloads.onnx_import import build_onnx
 

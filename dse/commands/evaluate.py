@@ -28,6 +28,10 @@ from typing import Any
 from dse.errors import ConfigError
 from dse.types import ParallelPlan, jsonable
 
+_TABLE_KINDS = {"dp": "data-parallel", "tw": "table-wise", "cw": "column-wise",
+                "twrw": "table-row-wise", "rw": "row-wise"}
+"""A DLRM table's sharding (``workloads.dlrm.KINDS``) as the text output names it."""
+
 
 def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0,
                 family: str = "") -> ParallelPlan:
@@ -210,8 +214,11 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                     + (", under the neighbouring micro-batch's computation)"
                        if comm.get("ep_hidden") else ", on the layers' critical path)"))
         if comm.get("embedding_s"):
-            cps += (f", embedding all-to-all {_si(comm['embedding_s'], 's')} (model-parallel "
-                    "tables)")
+            kinds = list(r.get("table_sharding") or [])
+            how = ", ".join(f"{kinds.count(k)} {_TABLE_KINDS[k]}" for k in _TABLE_KINDS
+                            if k in kinds)
+            cps += (f", embedding exchange {_si(comm['embedding_s'], 's')} (tables: "
+                    f"{how or 'model parallel'})")
         lines.append(f"  communication: tensor-parallel {_si(comm['tp_s'], 's')} (inside "
                      f"forward/backward){cps}, p2p {_si(comm['p2p_s'], 's')}, data-parallel "
                      f"{_si(comm['dp_s'], 's')} of which exposed "

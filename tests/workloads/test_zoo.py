@@ -354,38 +354,87 @@ def test_dlrm_tables_are_sharded_once_over_the_devices():
     from workloads.dlrm import shard_tables
 
     spec = workloads.model_spec("dlrm")
-    for n in (2, 8, 16):
-        rw, tw = shard_tables(spec, n)
-        whole = [i for t in tw for i in t]
-        assert sorted(whole + list(rw)) == list(range(len(spec.tables)))   # each table once
-        fair = sum(spec.tables) / n
-        assert all(spec.tables[i] > fair for i in rw)        # only oversize tables split
-        assert all(spec.tables[i] <= fair for i in whole)
+    d = spec.dim
+    for n, b in ((2, 1024), (8, 6912), (16, 256), (64, 1120), (112, 640)):
+        plan = shard_tables(spec, n, node=8, batch=b)
+        held = [0] * len(spec.tables)
+        for dev in plan.devices:
+            for sh in dev:
+                assert sh.kind == plan.kinds[sh.table]
+                if sh.kind != "dp":
+                    held[sh.table] += sh.rows * sh.dim
+        for i, r in enumerate(spec.tables):
+            if plan.kinds[i] == "dp":   # a replica on every device
+                assert sum(sh.table == i for dev in plan.devices for sh in dev) == n
+            else:                       # every row and column once (row shards rounded up)
+                assert r * d <= held[i] < (r + n) * d
+        # the memory balance: no device above its fair share plus a node share of the
+        # largest table
+        cap = sum(spec.tables) * d / n + max(spec.tables) * d / min(8, n)
+        assert max(sum(sh.rows * sh.dim for sh in dev if sh.kind != "dp")
+                   for dev in plan.devices) <= cap
+        assert plan.load[plan.busiest] == max(plan.load)
+
+
+def test_dlrm_planner_replicates_tiny_tables_and_spreads_the_big_ones():
+    """Tiny tables are data parallel (a 3-row table's gradient all-reduce is less than its
+    pooled outputs); across nodes no table is row-wise over every device (every device
+    would reduce-scatter the whole step's partial sums), the busiest NIC carries less
+    than half of what one whole table-wise table sends, and the loads are balanced."""
+    from workloads.dlrm import plan_tables, shard_tables
+
+    spec = workloads.model_spec("dlrm")
+    for n, b in ((8, 6912), (64, 1120), (112, 640)):
+        plan = shard_tables(spec, n, node=8, batch=b)
+        assert plan.kinds[spec.tables.index(3)] == "dp"
+        assert plan.kinds[spec.tables.index(39979771)] != "dp"
+        if n > 8:
+            assert "rw" not in plan.kinds
+            tw_one = 2 * n * b * spec.dim * 2 * (n - 8) / n   # fwd + bwd, through the NIC
+            assert max(plan.load) < tw_one / 2
+        # and the exchange is balanced: the busiest device within 10 % of the mean
+        assert max(plan.load) <= 1.1 * sum(plan.load) / n
+    # one table on two nodes: table-row-wise (rows over a node, 1/8 of the sums cross)
+    # beats table-wise (all of them leave one port)
+    one = plan_tables((10**6,), 128, 16, node=8, batch=4096)
+    assert one.kinds == ("twrw",) or one.kinds == ("cw",)
+    # one device: everything whole, no exchange
+    assert set(plan_tables((5, 10**6), 128, 1).kinds) == {"tw"}
 
 
 def test_dlrm_device_graph_exchanges_embeddings_by_all_to_all():
     from workloads.dlrm import shard_tables
 
     spec = workloads.model_spec("dlrm")
-    g = workloads.build(spec, batch=256, shards=8)
-    rw, tw = shard_tables(spec, 8)
-    mine = max(tw, key=lambda h: sum(spec.tables[i] for i in h))
-    emb = {op.name: op for op in g.ops if op.kind == "embedding_gather"}
-    # the whole tables it owns and 1/8 of each row-wise table, looked up for 8·256 samples
-    assert set(emb) == {f"emb{i}" for i in (*mine, *rw)}
-    assert all(op.elements == 8 * 256 * 128 for op in emb.values())
-    assert g.meta["model_parallel_params"] == (sum(spec.tables[i] for i in mine)
-                                               + sum(-(-spec.tables[i] // 8) for i in rw)) * 128
-    a2a = {op.name: op for op in g.ops if op.kind == "collective" and op.phase == "comm"
-           and not op.fwd}
-    # pooled embeddings of the owned tables for every sample: 8·256 × 128 × tables × 2 B
-    assert a2a["emb.output_dist"].comm_bytes == 8 * 256 * 128 * len(mine) * 2
-    assert a2a["emb.output_dist"].collective == "all_to_all"
-    assert {a2a[f"emb{i}.reduce_scatter"].collective for i in rw} == {"reduce_scatter"}
-    assert {op.group for op in a2a.values()} == {"dp"}
-    # the dense MLPs stay whole (data parallel)
-    mlp = sum(op.params for op in g.ops if op.phase == "fwd" and op.kind == "gemm")
-    assert mlp == spec.mlp_params
+    d, b = spec.dim, 1120
+    for n in (8, 64):
+        g = workloads.build(spec, batch=b, shards=n)
+        plan = shard_tables(spec, n, node=8, batch=b)
+        mine = plan.devices[plan.busiest]
+        emb = {op.name: op for op in g.ops if op.kind == "embedding_gather"}
+        assert len(emb) == len(mine)
+        comm = {op.name: op for op in g.ops if op.kind == "collective" and op.phase == "comm"
+                and not op.fwd}
+        pooled = [sh for sh in mine if sh.kind in ("tw", "cw")]
+        if pooled:  # pooled embeddings of the owned columns for every sample, 2 B each
+            assert comm["emb.output_dist"].comm_bytes == n * b * sum(sh.dim for sh in pooled) * 2
+            assert comm["emb.output_dist"].collective == "all_to_all"
+        for sh in mine:
+            if sh.kind == "twrw":   # partial sums reduce-scattered in the node, 1/8 across
+                rs, out = comm[f"emb{sh.table}.reduce_scatter"], comm[f"emb{sh.table}.output_dist"]
+                assert (rs.group, rs.collective, rs.comm_bytes) == (
+                    "dp_intra", "reduce_scatter", n * b * d * 2)
+                assert (out.group, out.collective, out.comm_bytes) == (
+                    "dp_inter", "all_to_all", n * b * d * 2 / 8)
+            if sh.kind == "dp":     # a replica looks up only the device's own samples
+                assert emb[f"emb{sh.table}"].elements == b * d
+        assert g.meta["model_parallel_params"] == sum(sh.rows * sh.dim for sh in mine
+                                                      if sh.kind != "dp")
+        assert g.meta["replicated_embedding_params"] == sum(
+            r * d for r, k in zip(spec.tables, plan.kinds) if k == "dp")
+        # the dense MLPs stay whole (data parallel)
+        mlp = sum(op.params for op in g.ops if op.phase == "fwd" and op.kind == "gemm")
+        assert mlp == spec.mlp_params
 
 
 def test_dlrm_on_8_devices_fits_80_gb_and_reports_the_embedding_exchange(capsys):
