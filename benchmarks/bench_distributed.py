@@ -21,7 +21,9 @@ Prints, and writes ``results/bench/distributed.json``:
 (e) DLRM against NVIDIA's MLPerf Training submissions (v1.0-v2.1, HugeCTR, one to 14
     nodes) of ``tests/validation/data/published_training_dlrm.yaml``: the published time
     to train (olympic mean of the runs) against the model's training steps plus the
-    interleaved evaluations, the step, the embedding exchange's share.
+    interleaved evaluations, the step, the embedding exchange's share; (e') the same with
+    each option of the table planner (data-parallel, column-wise, table-row-wise tables)
+    taken away.
 
 Usage::
 
@@ -267,7 +269,44 @@ def validation_dlrm() -> dict[str, Any]:
     one = [abs(r["error"]) for r in rows if r["gpus"] <= 8]
     many = [abs(r["error"]) for r in rows if r["gpus"] > 8]
     return {"rows": rows, "mape_one_node": float(np.mean(one)),
-            "mape_multi_node": float(np.mean(many))}
+            "mape_multi_node": float(np.mean(many)),
+            "mape_all": float(np.mean([abs(r["error"]) for r in rows]))}
+
+
+DLRM_ABLATIONS: dict[str, dict[str, Any]] = {
+    "planner (TorchRec options)": {},
+    "+ 32-column column-wise": {"min_columns": 32},
+    "no data-parallel tables": {"kinds": ("tw", "cw", "twrw", "rw")},
+    "no table-row-wise": {"kinds": ("dp", "tw", "cw", "rw")},
+    "table-wise / row-wise only": {"kinds": ("tw", "rw")},
+}
+"""(e') the table planner's options (``workloads.dlrm.plan_tables``'s ``kinds`` and
+``min_columns``) changed one at a time; row-wise, always feasible, stays."""
+
+
+def dlrm_ablation() -> list[dict[str, Any]]:
+    """(e') Part (e)'s errors with each sharding option of the planner taken away."""
+    import functools
+
+    from workloads import dlrm
+    from workloads.parallel import _generic_stages
+
+    plain = dlrm.shard_tables
+    out = []
+    try:
+        for name, kw in DLRM_ABLATIONS.items():
+            dlrm.shard_tables = functools.partial(plain, **kw)  # type: ignore[assignment]
+            _generic_stages.cache_clear()
+            v = validation_dlrm()
+            out.append({"variant": name, "options": {k: list(v) if isinstance(v, tuple) else v
+                                                     for k, v in kw.items()},
+                        "errors": {r["id"]: r["error"] for r in v["rows"]},
+                        "mape_one_node": v["mape_one_node"],
+                        "mape_multi_node": v["mape_multi_node"], "mape_all": v["mape_all"]})
+    finally:
+        dlrm.shard_tables = plain  # type: ignore[assignment]
+        _generic_stages.cache_clear()
+    return out
 
 
 def speed(n_designs: int, seed: int) -> dict[str, Any]:
@@ -373,8 +412,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * r['error']:+7.1f}% {1e3 * r['model_step_s']:8.3f} "
               f"{1e3 * r['embedding_comm_s']:12.3f} {r['evaluations']:6d}")
     print(f"MAPE one node {100 * dl['mape_one_node']:.1f}%, several nodes "
-          f"{100 * dl['mape_multi_node']:.1f}% (the model's sharding rule, not HugeCTR's "
-          "hybrid embedding: docs/distributed.md §9b)")
+          f"{100 * dl['mape_multi_node']:.1f}%, all {100 * dl['mape_all']:.1f}% (the "
+          "model's table planner, not HugeCTR's hybrid embedding: docs/distributed.md §9b)")
+    dab = dlrm_ablation()
+    print("\n(e') DLRM: the table planner's options taken away (error per run, MAPE)")
+    ids = [r["id"] for r in dl["rows"]]
+    print(f"{'variant':28s} " + " ".join(f"{i[:13]:>13s}" for i in ids) + "  1 node  nodes")
+    for a in dab:
+        print(f"{a['variant']:28s} " + " ".join(f"{100 * a['errors'][i]:+12.1f}%" for i in ids)
+              + f" {100 * a['mape_one_node']:6.1f}% {100 * a['mape_multi_node']:5.1f}%")
     s = speed(args.designs, args.seed)
     print(f"speed: evaluate_training (GPT-3 175B, 1024 GPUs) {1e3 * s['evaluate_training_s']:.0f} ms;"
           f" evaluate_training_batch {s['designs_per_s']:.0f} designs/s ({s['batch_designs']} "
@@ -382,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{s['best_plan_gpt2_xl_64_gpus_s']:.1f} s ({s['plans_evaluated']} of "
           f"{s['plans_enumerated']} plans timed)")
     out = {"validation": v, "validation_h100": h, "validation_moe": mo,
-           "moe_memory_ablation": ab, "validation_dlrm": dl, "speed": s,
+           "moe_memory_ablation": ab, "validation_dlrm": dl, "dlrm_ablation": dab,
+           "speed": s,
            "python": platform.python_version(),
            "machine": platform.machine()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
