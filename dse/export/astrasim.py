@@ -26,7 +26,9 @@ Files written:
   collectives use only the intra-node dimensions when ``tp`` fits in a node), with data
   dependencies from the graph's edges. A block repeated ``count`` times is one node
   carrying ``count`` times the work. With ``dp > 1`` a gradient ALL_REDUCE of the
-  device's parameters follows the backward pass. Pipeline parallelism (``pp > 1``,
+  device's replicated parameters follows the backward pass (a DLRM's table shards are not
+  reduced; its exchange legs inside and across nodes use the intra- and inter-node
+  dimensions). Pipeline parallelism (``pp > 1``,
   stage-to-stage sends) is not written: the export refuses it with a message.
 * ``run_astrasim.sh``: the command line with the four configuration flags.
 """
@@ -40,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from cost_models.memory import local_params
 from dse.errors import ExportError, ExportInputError
 from dse.export.chakra_et import COLLECTIVES, write_trace
 from dse.export.design import Design, safe_name, workload_graphs
@@ -158,8 +161,12 @@ def _trace_nodes(design: Design, graph: Graph) -> list[dict[str, Any]]:
             node["type"] = "COMM_COLL"
             node["comm_type"] = op.collective.upper()
             node["comm_size"] = int(round(op.comm_bytes * op.count))
-            if op.group == "tp" and design.plan.tp <= intra and 0 < intra_dims < len(dims):
+            split = 0 < intra_dims < len(dims)
+            if split and ((op.group == "tp" and design.plan.tp <= intra)
+                          or op.group == "dp_intra"):
                 node["involved_dim"] = [j < intra_dims for j in range(len(dims))]
+            elif split and op.group == "dp_inter":  # a DLRM's sums across the nodes
+                node["involved_dim"] = [j >= intra_dims for j in range(len(dims))]
         elif op.kind == "sendrecv":
             raise ExportError(f"{design.source}: operator {op.name!r} is a pipeline send/recv; "
                               "Chakra traces for pp > 1 are not supported by this export")
@@ -168,8 +175,10 @@ def _trace_nodes(design: Design, graph: Graph) -> list[dict[str, Any]]:
             node["num_ops"] = int(round(op.flop * op.count))
             node["tensor_size"] = int(round(op.bytes_total * op.count))
         nodes.append(node)
-    if design.plan.dp > 1 and not any(op.group == "dp" for op in graph.ops):
-        params = sum(op.params * op.count for op in graph.ops if op.phase == "fwd")
+    # the gradient all-reduce of what is replicated (a DLRM's table shards are not)
+    params = sum(op.params * op.count for op in graph.ops if op.phase == "fwd")
+    params -= local_params(graph)
+    if design.plan.dp > 1 and params > 0:
         last_bwd = [i for i, op in enumerate(graph.ops) if op.phase in ("bwd_data", "bwd_weight")]
         nodes.append({"id": len(graph.ops), "name": "dp_grad_all_reduce", "type": "COMM_COLL",
                       "comm_type": "ALL_REDUCE", "comm_size": int(params * hw.dtype_bytes),

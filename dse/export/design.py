@@ -185,7 +185,8 @@ def workload_graphs(design: Design) -> list[Graph]:
     Uses ``workloads.load(spec, batch=, seq=)`` (batch = the design's ``batch`` or the
     plan's micro-batch); with tensor parallelism (``plan.tp > 1``) the device's shard
     ``workloads.build(model_spec(spec), batch=, seq=, tp=)`` instead, whose GEMMs are
-    the ones a device executes.
+    the ones a device executes; a DLRM with ``dp > 1`` is the device of its sharded
+    tables (``shards=dp``, :mod:`workloads.dlrm`), with their exchange.
     """
     if not design.workloads:
         raise ExportInputError(f"{design.source}: the design names no 'workload'; add e.g. "
@@ -199,9 +200,15 @@ def workload_graphs(design: Design) -> list[Graph]:
     for raw in design.workloads:
         spec = _resolve_spec(raw, design.source.parent)
         try:
-            if design.plan.tp > 1:
+            ms = workloads.model_spec(spec)
+            if getattr(ms, "family", "") == "dlrm" and design.plan.dp > 1:
+                # the tables sharded over the data-parallel devices (workloads.dlrm)
                 graphs.append(workloads.build(
-                    workloads.model_spec(spec), batch=batch, seq=design.seq,
+                    ms, batch=batch, optimizer=design.plan.optimizer, shards=design.plan.dp,
+                    devices_per_node=design.system.devices_per_node))
+            elif design.plan.tp > 1:
+                graphs.append(workloads.build(
+                    ms, batch=batch, seq=design.seq,
                     tp=design.plan.tp, sequence_parallel=design.plan.sequence_parallel,
                     optimizer=design.plan.optimizer))
             else:

@@ -160,3 +160,33 @@ def test_chakra_writer_encodes_the_published_schema() -> None:
         encode_node({"id": 0, "name": "x", "type": "COMP", "attrs": [("f", "float", 1.0)]})
     with pytest.raises(ExportError, match="node type"):
         encode_node({"id": 0, "name": "x", "type": "GEMM"})
+
+
+def test_dlrm_trace_shards_the_tables_and_places_their_exchange(tmp_path: Path) -> None:
+    """A DLRM on 16 devices (2 nodes) exports the device of its sharded tables: the
+    table-row-wise legs on the intra- and inter-node dimensions, and a gradient all-reduce
+    of the replicated parameters only (the MLPs and the tiny tables, not the shards)."""
+    from dse.export.astrasim import _trace_nodes
+    from dse.export.design import workload_graphs
+    from workloads import model_spec
+    from workloads.dlrm import shard_tables
+
+    src = write_design(tmp_path, extra={"workload": "dlrm", "batch": 256,
+                                        "system": {"devices_per_node": 8},
+                                        "plan": {"dp": 16, "global_batch": 4096,
+                                                 "micro_batch": 256, "optimizer": "sgd"}})
+    design = load_design(src)
+    graph = workload_graphs(design)[0]
+    nodes = {n["name"]: n for n in _trace_nodes(design, graph)}
+    spec = model_spec("dlrm")
+    plan = shard_tables(spec, 16, node=8, batch=256)
+    mine = plan.devices[plan.busiest]
+    twrw = [sh.table for sh in mine if sh.kind == "twrw"]
+    assert twrw, plan.kinds
+    for i in twrw:
+        assert nodes[f"emb{i}.reduce_scatter"]["involved_dim"] == [True, False]
+        assert nodes[f"emb{i}.output_dist"]["involved_dim"] == [False, True]
+        assert nodes[f"emb{i}.output_dist"]["comm_size"] == 16 * 256 * 128 * 2 // 8
+    replicated = spec.mlp_params + sum(r * spec.dim for r, k in zip(spec.tables, plan.kinds)
+                                       if k == "dp")
+    assert nodes["dp_grad_all_reduce"]["comm_size"] == replicated * 2
