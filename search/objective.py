@@ -118,7 +118,7 @@ class TrainingProblem:
                                    gemm_bytes=space.template.dtype_bytes,
                                    devices_per_node=t.system.devices_per_node)
             cand = model.plans
-            # plans whose weights and gradients alone exceed the space's largest HBM never
+            # plans whose model states alone exceed the space's largest HBM never
             # fit: dropped before their layouts are built (all kept if none would remain,
             # so that "no plan fits" can name the leanest)
             cap = self.max_hbm_bytes()

@@ -60,20 +60,24 @@ def layer_stash_bytes(g: Any) -> float:
 
 
 def memory_floor_bytes(spec: Any, plan: Any) -> float:
-    """A lower bound of ``plan``'s per-device memory without building a graph: the bf16
-    weights and gradients of the average stage's shard (ZeRO 0–1 keep both whole on every
-    device; ZeRO-2 shards the gradients, so only the weights count), routed experts over
-    ``ep·etp`` and the rest over ``tp`` (0 for other families and ZeRO-3)."""
-    from cost_models.memory import GRAD_BYTES, WEIGHT_BYTES
+    """A lower bound of ``plan``'s per-device memory without building a graph: the model
+    states (:func:`cost_models.memory.model_state_bytes`: weights, gradients and optimizer
+    state, each sharded as ``plan.zero_stage`` shards it) of the average stage's shard,
+    routed experts over ``ep·etp`` (their states over the expert gradient group) and the
+    rest over ``tp`` (over ``dp·cp``); the fullest device holds at least the average and
+    its activations come on top (0 for other families)."""
+    from cost_models.memory import model_state_bytes
 
-    if getattr(spec, "family", "") != "transformer" or plan.zero_stage >= 3:
+    if getattr(spec, "family", "") != "transformer":
         return 0.0
-    per_param = WEIGHT_BYTES + (GRAD_BYTES if plan.zero_stage < 2 else 0.0)
     routed = float((spec.moe_layers + spec.mtp_layers) * spec.experts
                    * spec.mlp_params(spec.moe_ffn)) if spec.moe else 0.0
     rest = float(spec.params + spec.mtp_params) - routed
-    shard = (rest / plan.tp + routed / (plan.ep * plan.expert_tp)) / plan.pp
-    return shard * per_param
+    kw = {"optimizer": plan.optimizer, "zero_stage": plan.zero_stage}
+    dense = model_state_bytes(rest / plan.tp / plan.pp, dp=plan.grad_group, **kw)["total"]
+    experts = model_state_bytes(routed / (plan.ep * plan.expert_tp) / plan.pp,
+                                dp=plan.expert_grad_group, **kw)["total"] if routed else 0.0
+    return float(dense + experts)
 
 
 def low_precision_saves(g: Any, saves: Sequence[tuple[str, str, float]], gemm_bytes: int

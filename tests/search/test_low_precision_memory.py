@@ -185,3 +185,30 @@ def test_memory_floor_is_below_the_memory_of_zero2_plans_too():
         plan = ParallelPlan(tp=1, dp=32, global_batch=32, zero_stage=zero)
         m = WorkloadModel(spec, devices=32, seq=1024, global_batch=32, plans=[plan])
         assert memory_floor_bytes(spec, plan) <= m.memory_bytes(plan)
+
+
+def test_memory_floor_counts_the_optimizer_state_as_zero_shards_it():
+    """The floor is the model states of the average stage's shard: bf16 weights and
+    gradients and Adam's fp32 master and two moments (16 B a parameter with ZeRO 0; the
+    12 B of optimizer state over dp·cp with ZeRO 1; all of it over dp·cp with ZeRO 3)."""
+    from search.stagememory import memory_floor_bytes
+
+    spec = workloads.model_spec("llama3-8b")
+    p = float(spec.params)
+    for zero, per_param in ((0, 16.0), (1, 4.0 + 12.0 / 8), (2, 2.0 + 14.0 / 8),
+                            (3, 16.0 / 8)):
+        plan = ParallelPlan(tp=2, pp=2, dp=8, global_batch=64, zero_stage=zero)
+        assert memory_floor_bytes(spec, plan) == pytest.approx(p / 4 * per_param)
+        m = WorkloadModel(spec, devices=32, seq=1024, global_batch=64, plans=[plan])
+        assert memory_floor_bytes(spec, plan) <= m.memory_bytes(plan)
+
+
+def test_leanest_memory_walk_finds_the_exhaustive_minimum_with_fewer_layouts():
+    from search.stagememory import leanest_memory_bytes
+
+    spec = workloads.model_spec("gpt2-xl")
+    m = WorkloadModel(spec, devices=8)
+    lean = leanest_memory_bytes(m, m.plans)
+    built = len(m._info)
+    assert built < len(m.plans) / 2
+    assert lean == min(m.memory_bytes(p) for p in m.plans)

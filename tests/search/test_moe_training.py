@@ -105,7 +105,7 @@ def test_moe_config_missing_fields_and_bad_top_k(tmp_path, capsys):
 
 @pytest.mark.parametrize("name,devices", [("mixtral-8x7b", 16), ("gpt2-xl", 8)])
 def test_memory_floor_is_a_lower_bound_and_prunes_the_plan_space(name, devices):
-    """Plans whose weights and gradients alone exceed the space's largest HBM are dropped
+    """Plans whose model states alone exceed the space's largest HBM are dropped
     before their layouts are built; the bound never exceeds a plan's modelled memory."""
     from search.config import SearchConfig
     from search.objective import build_problem
