@@ -79,9 +79,13 @@ GRAD_BYTES = 2
 """Bytes per gradient element a data-parallel table all-reduces (16-bit, as the model's
 data-parallel reduction, ``cost_models.training.GRAD_BYTES``)."""
 
-KINDS = ("dp", "tw", "cw", "twrw", "rw")
+KIND_NAMES = {"dp": "data-parallel", "tw": "table-wise", "cw": "column-wise",
+              "twrw": "table-row-wise", "rw": "row-wise"}
 """Shardings of a table: data parallel (replicated, gradients all-reduced), table-wise,
-column-wise, table-row-wise (rows over one node's devices) and row-wise (rows over all)."""
+column-wise, table-row-wise (rows over one node's devices) and row-wise (rows over all),
+with the names the text output gives them."""
+
+KINDS = tuple(KIND_NAMES)
 
 
 @dataclass(frozen=True)
@@ -109,24 +113,38 @@ class TablePlan:
         """The device with the highest load (the lowest index among equals)."""
         return max(range(len(self.load)), key=lambda k: (self.load[k], -k))
 
+    def local_params(self, k: int) -> int:
+        """Embedding parameters device ``k`` alone holds (its shards; not the replicas)."""
+        return sum(sh.rows * sh.dim for sh in self.devices[k] if sh.kind != "dp")
 
-def _exchange_costs(rows: int, d: int, n: int, node: int, big_b: int, db: int,
-                    unit: int) -> dict[str, float]:
-    """Planner cost of one table per device holding a share, by sharding (``cw`` per
-    ``unit``-column shard; :func:`plan_tables`)."""
+
+def node_split(n: int, node: int) -> tuple[int, int]:
+    """``(devices per node, nodes)`` of ``n`` devices in nodes of ``node``: one device per
+    node when the devices do not fill whole nodes (as the network model places them).
+
+    >>> node_split(64, 8), node_split(4, 8), node_split(12, 8)
+    ((8, 8), (4, 1), (1, 12))
+    """
     g = min(node, n)
     nodes = n // g if n % g == 0 else n
-    g = n // nodes
-    inter, intra = (n - g) / n, (g - 1) / n / PLAN_LINK_RATIO
+    return n // nodes, nodes
+
+
+def _exchange_costs(rows: int, d: int, n: int, g: int, nodes: int, big_b: int, db: int
+                    ) -> dict[str, float]:
+    """Planner cost of one table per device holding a share, by sharding (a column-wise
+    shard of ``c`` columns costs ``tw·c/d``; :func:`plan_tables`)."""
     out = big_b * d * db  # the table's pooled outputs for the step's samples
     # fwd pooled all-to-all + bwd gradient all-to-all, uniform over the samples' devices
-    tw = 2.0 * out * (inter + intra)
-    # hierarchical reduce-scatter (fwd) / all-gather (bwd) of the partial sums: inside the
-    # node over NVLink, then 1/g of it across the nodes
-    hier = 2.0 * out * ((g - 1) / g / PLAN_LINK_RATIO + (nodes - 1) / nodes / g)
-    grads = rows * d * GRAD_BYTES  # a replicated table's gradient all-reduce
-    dp = 2.0 * grads * ((g - 1) / g / PLAN_LINK_RATIO + (nodes - 1) / nodes / g)
-    return {"dp": dp, "tw": tw, "cw": tw * unit / d, "twrw": hier, "rw": hier}
+    tw = 2.0 * out * ((n - g) / n + (g - 1) / n / PLAN_LINK_RATIO)
+    # hierarchical reduce-scatter / all-gather (or all-reduce): inside the node over
+    # NVLink, then 1/g of it across the nodes
+    hier = (g - 1) / g / PLAN_LINK_RATIO + (nodes - 1) / nodes / g
+    # rows: the partial sums reduce-scattered (fwd) and all-gathered (bwd); data
+    # parallel: a replica's gradient all-reduced
+    rows_wise = 2.0 * out * hier
+    return {"dp": 2.0 * (rows * d * GRAD_BYTES) * hier, "tw": tw, "twrw": rows_wise,
+            "rw": rows_wise}
 
 
 @lru_cache(maxsize=64)
@@ -166,11 +184,9 @@ def plan_tables(tables: tuple[int, ...], dim: int, n: int, *, node: int = 8,
                          devices=(tuple(TableShard(i, "tw", r, dim) for i, r in enumerate(tables)),),
                          load=(0.0,))
     big_b = n * batch
-    g = min(node, n)
-    nodes = n // g if n % g == 0 else n
-    g = n // nodes
+    g, nodes = node_split(n, node)
     unit = max(min(int(min_columns), dim), 1)
-    costs = [_exchange_costs(r, dim, n, node, big_b, dtype_bytes, unit) for r in tables]
+    costs = [_exchange_costs(r, dim, n, g, nodes, big_b, dtype_bytes) for r in tables]
     cols = [c for c in (2 ** j for j in range(1, 32)) if dim // c >= unit
             and dim % c == 0 and c <= n]
     cap = sum(tables) * dim / n + max(tables) * dim / g
@@ -199,8 +215,10 @@ def plan_tables(tables: tuple[int, ...], dim: int, n: int, *, node: int = 8,
                 out.append(("twrw", dim, mine, c["twrw"]))
         return [o for o in out if o[0] in allowed]
 
-    holders = {"dp": n, "tw": 1, "cw": dim / unit, "twrw": g, "rw": n}
-    cheapest = [min(v * holders[k] for k, v in c.items() if k in allowed) for c in costs]
+    # a table's least total cost (column-wise shards total the table-wise bytes)
+    holders = {"dp": n, "tw": 1, "twrw": g, "rw": n}
+    cheapest = [min(v * holders[k] for k, v in c.items()
+                    if k in allowed or (k == "tw" and "cw" in allowed)) for c in costs]
     order = sorted(range(t), key=lambda i: (-tables[i], i))
     rest = sum(cheapest)
     total = 0.0
@@ -261,8 +279,7 @@ def build_dlrm(spec: DLRMSpec, *, batch: int, optimizer: str = "adam",
     else:
         tp_ = shard_tables(spec, n, node=node, batch=b)
         mine = tp_.devices[tp_.busiest]  # the device the exchange loads most
-        g = min(node, n)
-        g = n // (n // g) if n % g == 0 else 1
+        g, _ = node_split(n, node)
         big_b = b * n  # the step's samples, all looked up in this device's shards
         sent = [i for i, k in enumerate(tp_.kinds) if k != "dp"]
         # the sparse features of the sharded tables reach the devices that hold their
@@ -311,7 +328,7 @@ def build_dlrm(spec: DLRMSpec, *, batch: int, optimizer: str = "adam",
                                        comm_bytes=float(big_b * width * db),
                                        elements=b * width, bwd_collective="all_to_all",
                                        group="dp"))
-        local_params = sum(sh.rows * sh.dim for sh in mine if sh.kind != "dp")
+        local_params = tp_.local_params(tp_.busiest)
         replicated = sum(sh.rows * sh.dim for sh in mine if sh.kind == "dp")
     t = len(spec.tables) + 1
     stacked = bld.virtual("interact.stack", [bot, *embs], elements=b * t * d)
@@ -331,9 +348,8 @@ def build_dlrm(spec: DLRMSpec, *, batch: int, optimizer: str = "adam",
         "interaction_dim": spec.interaction_dim, "embedding_shards": n,
         "model_parallel_params": float(local_params),
         "replicated_embedding_params": float(replicated),
-        "fullest_local_params": float(max(
-            (sum(sh.rows * sh.dim for sh in dev if sh.kind != "dp")
-             for dev in tp_.devices), default=0.0) if tp_ is not None else local_params),
+        "fullest_local_params": float(max(tp_.local_params(k) for k in range(n))
+                                      if tp_ is not None else local_params),
         "table_sharding": tp_.kinds if tp_ is not None else ("tw",) * len(spec.tables),
         "devices_per_node": int(node), **stats,
     }

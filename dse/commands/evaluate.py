@@ -28,10 +28,6 @@ from typing import Any
 from dse.errors import ConfigError
 from dse.types import ParallelPlan, jsonable
 
-_TABLE_KINDS = {"dp": "data-parallel", "tw": "table-wise", "cw": "column-wise",
-                "twrw": "table-row-wise", "rw": "row-wise"}
-"""A DLRM table's sharding (``workloads.dlrm.KINDS``) as the text output names it."""
-
 
 def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0,
                 family: str = "") -> ParallelPlan:
@@ -214,8 +210,10 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                     + (", under the neighbouring micro-batch's computation)"
                        if comm.get("ep_hidden") else ", on the layers' critical path)"))
         if comm.get("embedding_s"):
+            from workloads.dlrm import KIND_NAMES
+
             kinds = list(r.get("table_sharding") or [])
-            how = ", ".join(f"{kinds.count(k)} {_TABLE_KINDS[k]}" for k in _TABLE_KINDS
+            how = ", ".join(f"{kinds.count(k)} {v}" for k, v in KIND_NAMES.items()
                             if k in kinds)
             cps += (f", embedding exchange {_si(comm['embedding_s'], 's')} (tables: "
                     f"{how or 'model parallel'})")
