@@ -55,18 +55,13 @@ def _candidate_plans(problem: Any, i: int, best: HardwareConfig) -> list[Any] | 
     """The mined design's :data:`TOP_PLANS` fastest plans of workload ``i`` that fit
     (None: the problem does not expose its plan space)."""
     from cost_models.designs import DesignBatch
+    from search.planbound import fastest_plans
 
     models, plans = getattr(problem, "models", None), getattr(problem, "plans", None)
     if models is None or plans is None:
         return None
-    model, cand = models[i], list(plans[i])
-    keep = [p for p in cand if model.memory_bytes(p) <= float(best.hbm_bytes)]
-    if not keep:
-        return []
-    t = model.step_times(DesignBatch.from_configs([best]), problem.system_of(best, i),
-                         problem.tech, keep)[:, 0]
-    order = np.argsort(t, kind="stable")[:TOP_PLANS]
-    return [keep[int(j)] for j in order if np.isfinite(t[j])]
+    return fastest_plans(models[i], DesignBatch.from_configs([best]), problem.system_of(best, i),
+                         problem.tech, list(plans[i]), TOP_PLANS)
 
 
 def _evaluate(problem: Any, hw: HardwareConfig, cands: list[list[Any] | None]

@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
+from search import planbound
 from search.breakdown import comm_terms, operator_times, table_sharding
+from search.planbound import cost_key as _cost_key
 from search.stagememory import expert_params as _expert_params
 from search.stagememory import gemm_bytes_of, leanest_memory_bytes
 from search.stagememory import graph_params_of as _params
@@ -66,13 +68,6 @@ def _overlap_sms(dispatcher: str, ep_overlap: bool) -> float:
     return float(DEEPEP_SMS) if ep_overlap and dispatcher == "deepep" else 0.0
 
 
-def _cost_key(plan: ParallelPlan) -> tuple[tuple[str, ...], str]:
-    """What a plan changes in the costs of a shared segment graph besides its shape: the
-    recompute modules (what selective recomputation re-runs) and the MoE dispatcher (the
-    all-to-all's time)."""
-    return plan.recompute_modules, plan.dispatcher
-
-
 class WorkloadModel:
     """One workload on ``devices`` devices (module docstring)."""
 
@@ -91,6 +86,7 @@ class WorkloadModel:
         self._statics: dict[tuple[ParallelPlan, SystemConfig], dict[str, Any]] = {}
         self._recipes: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self._segments: dict[tuple[Any, ...], Any] = {}  # by shard_key (hashing a spec is slow)
+        self.floors: dict[ParallelPlan, float] = {}  # memory floors (search.planbound)
 
     # -- design-independent --------------------------------------------------------------
     @property
@@ -303,16 +299,16 @@ class WorkloadModel:
 
     def step_times(self, designs: Any, system: SystemConfig, tech: Any,
                    plans: Sequence[ParallelPlan], *, dp_overlap: bool = True,
-                   tp_overlap: bool = True, ep_overlap: bool = False) -> np.ndarray:
+                   tp_overlap: bool = True, ep_overlap: bool = False,
+                   costs: dict[Any, Any] | None = None) -> np.ndarray:
         """(P, D) step time of every plan on every design — the fast path of the search:
         the segments of all plans are costed once, every plan's per-device times are the
         segment costs weighted by their multiplicities (one tensor product per pipeline
         depth), and the pipeline model runs on all plans of a depth at once
         (:func:`cost_models.pipeline.step_time_batch`). Same numbers as
-        :meth:`evaluate` (tests)."""
-        from cost_models.network import comm_time_s
+        :meth:`evaluate` (tests). ``costs``: a cache of segment costs on these designs
+        and system (:meth:`cost_segments`), kept by the caller across calls."""
         from cost_models.pipeline import step_time_batch
-        from cost_models.training import segment_costs
 
         if not plans:
             return np.zeros((0, len(designs)))
@@ -323,7 +319,7 @@ class WorkloadModel:
                 idx = [i for i, k in enumerate(keys) if k == key]
                 out_all[idx] = self.step_times(designs, system, tech, [plans[i] for i in idx],
                                                dp_overlap=dp_overlap, tp_overlap=tp_overlap,
-                                               ep_overlap=ep_overlap)
+                                               ep_overlap=ep_overlap, costs=costs)
             return out_all
         statics = [self._static(p, system) for p in plans]
         gid: dict[int, int] = {}
@@ -335,17 +331,14 @@ class WorkloadModel:
                     gid[id(g)] = len(graphs)
                     graphs.append(g)
                     comm_plan.append(plan)
-        costs = segment_costs(graphs, designs, tech,
-                              [comm_time_s(g, sp_, pl) for g, sp_, pl in
-                               zip(graphs, [system] * len(graphs), comm_plan)],
-                              blocking_comm=not tp_overlap,
-                              overlap_groups=("ep",) if ep_overlap else (),
-                              recompute_modules=plans[0].recompute_modules,
-                              overlap_sms=_overlap_sms(plans[0].dispatcher, ep_overlap))
-        fw = np.stack([c.fwd_s for c in costs])          # (S, D)
-        bw = np.stack([c.bwd_s for c in costs])
-        op = np.stack([c.opt_s for c in costs])
-        at = np.stack([c.attn_core_s for c in costs])
+        cache: dict[Any, Any] = {} if costs is None else costs
+        self.cost_segments(cache, designs, system, tech, list(zip(graphs, comm_plan)),
+                           tp_overlap=tp_overlap, ep_overlap=ep_overlap)
+        seg = [cache[id(g), keys[0]] for g in graphs]
+        fw = np.stack([c.fwd_s for c in seg])          # (S, D)
+        bw = np.stack([c.bwd_s for c in seg])
+        op = np.stack([c.opt_s for c in seg])
+        at = np.stack([c.attn_core_s for c in seg])
         n_s, n = len(graphs), len(designs)
         out = np.full((len(plans), n), np.inf)
         del n_s
@@ -372,6 +365,27 @@ class WorkloadModel:
                                 dp_post_s=post, optimizer_s=opt, dp_overlap=dp_overlap)
             out[members] = r["step_time_s"]
         return out
+
+    def cost_segments(self, cache: dict[Any, Any], designs: Any, system: SystemConfig,
+                      tech: Any, items: Sequence[tuple[Any, ParallelPlan]], *,
+                      tp_overlap: bool = True, ep_overlap: bool = False) -> None:
+        """Cost the (graph, plan) ``items`` missing from ``cache`` (keys: graph id and
+        :func:`search.planbound.cost_key`), one :func:`cost_models.training.segment_costs`
+        call per key."""
+        from cost_models.network import comm_time_s
+        from cost_models.training import segment_costs
+
+        todo: dict[tuple[Any, ...], list[tuple[Any, ParallelPlan]]] = {}
+        for g, plan in items:
+            if (id(g), _cost_key(plan)) not in cache:
+                todo.setdefault(_cost_key(plan), []).append((g, plan))
+        for ck, its in todo.items():
+            got = segment_costs([g for g, _ in its], designs, tech,
+                                [comm_time_s(g, system, pl) for g, pl in its],
+                                blocking_comm=not tp_overlap,
+                                overlap_groups=("ep",) if ep_overlap else (),
+                                recompute_modules=ck[0], overlap_sms=_overlap_sms(ck[1], ep_overlap))
+            cache.update(((id(g), ck), c) for (g, _), c in zip(its, got))
 
     def _recipe(self, plans: Sequence[ParallelPlan], statics: list[dict[str, Any]],
                 gid: dict[int, int], system: SystemConfig) -> list[dict[str, Any]]:
@@ -427,34 +441,11 @@ class WorkloadModel:
         """The fastest plan that fits memory for every design of a DesignBatch: one plan
         per design (``None`` where nothing fits) and the chosen plans' ``step_time_s``
         (``inf`` where nothing fits), ``samples_per_s``, ``memory_per_device_bytes``,
-        ``fits_memory``, plus ``plans_evaluated`` and ``plans_enumerated``. Plans whose
-        memory exceeds the batch's largest HBM are never costed."""
-        n = len(designs)
-        cand = list(plans) if plans is not None else self.plans
+        ``fits_memory``, plus ``plans_evaluated`` (costed) and ``plans_enumerated``: the
+        exhaustive result, by branch and bound (:mod:`search.planbound`)."""
         gemm_bytes_of(designs, self.gemm_bytes)
-        hbm = np.asarray(designs.hbm_bytes, dtype=np.float64)
-        cap = float(hbm.max())
-        keep = [p for p in cand if self.memory_bytes(p) <= cap]
-        best_t = np.full(n, np.inf)
-        best_i = np.full(n, -1)
-        if keep:
-            steps = self.step_times(designs, system, tech, keep)
-            mem = np.array([self.memory_bytes(p) for p in keep])
-            t = np.where(mem[:, None] <= hbm[None, :], steps, np.inf)
-            best_i = np.argmin(t, axis=0)        # first minimum: enumeration order on ties
-            best_t = t[best_i, np.arange(n)]
-            best_i = np.where(np.isfinite(best_t), best_i, -1)
-        chosen = [keep[int(i)] if i >= 0 else None for i in best_i]
-        mem_best = np.array([self.memory_bytes(p) if p is not None else np.inf
-                             for p in chosen])
-        gb = np.array([p.global_batch if p is not None else 0 for p in chosen], dtype=float)
-        metrics = {"step_time_s": best_t,
-                   "samples_per_s": np.where(np.isfinite(best_t), gb / best_t, 0.0),
-                   "memory_per_device_bytes": mem_best,
-                   "fits_memory": np.isfinite(best_t),
-                   "plans_evaluated": np.full(n, len(keep)),
-                   "plans_enumerated": np.full(n, len(cand))}
-        return chosen, metrics
+        return planbound.best_plan_batch(self, designs, system, tech,
+                               list(plans) if plans is not None else self.plans)
 
 
 _MODELS: dict[tuple[Any, ...], WorkloadModel] = {}
