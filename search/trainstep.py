@@ -371,7 +371,8 @@ class WorkloadModel:
                       tp_overlap: bool = True, ep_overlap: bool = False) -> None:
         """Cost the (graph, plan) ``items`` missing from ``cache`` (keys: graph id and
         :func:`search.planbound.cost_key`), one :func:`cost_models.training.segment_costs`
-        call per key."""
+        call per key; equal graphs with equal communication times are costed once (the
+        cache serves the times of :meth:`step_times`)."""
         from cost_models.network import comm_time_s
         from cost_models.training import segment_costs
 
@@ -380,12 +381,18 @@ class WorkloadModel:
             if (id(g), _cost_key(plan)) not in cache:
                 todo.setdefault(_cost_key(plan), []).append((g, plan))
         for ck, its in todo.items():
-            got = segment_costs([g for g, _ in its], designs, tech,
-                                [comm_time_s(g, system, pl) for g, pl in its],
-                                blocking_comm=not tp_overlap,
-                                overlap_groups=("ep",) if ep_overlap else (),
-                                recompute_modules=ck[0], overlap_sms=_overlap_sms(ck[1], ep_overlap))
-            cache.update(((id(g), ck), c) for (g, _), c in zip(its, got))
+            comms = [comm_time_s(g, system, pl) for g, pl in its]
+            # shards that differ only in what a segment does not hold (the embedding of
+            # every expert split) build equal graphs: cost each once
+            first: dict[Any, int] = {}
+            rep = [first.setdefault((g.ops, g.edges, c.tobytes()), j)
+                   for j, ((g, _), c) in enumerate(zip(its, comms))]
+            uniq = sorted(set(rep))
+            got = dict(zip(uniq, segment_costs(
+                [its[j][0] for j in uniq], designs, tech, [comms[j] for j in uniq],
+                blocking_comm=not tp_overlap, overlap_groups=("ep",) if ep_overlap else (),
+                recompute_modules=ck[0], overlap_sms=_overlap_sms(ck[1], ep_overlap))))
+            cache.update(((id(g), ck), got[r]) for (g, _), r in zip(its, rep))
 
     def _recipe(self, plans: Sequence[ParallelPlan], statics: list[dict[str, Any]],
                 gid: dict[int, int], system: SystemConfig) -> list[dict[str, Any]]:

@@ -110,3 +110,18 @@ def test_ties_go_to_the_first_plan_in_enumeration_order():
     fast, mf = planbound.best_plan_batch(model, designs, a100.system, tech, plans)
     slow, ms = planbound.exhaustive_best_plan_batch(model, designs, a100.system, tech, plans)
     assert fast == slow and np.array_equal(mf["step_time_s"], ms["step_time_s"])
+
+
+def test_batched_step_times_equal_the_full_evaluation(mixtral):
+    """The fast path (segment costs shared across plans, equal graphs costed once: the
+    embedding and head of every expert split) gives :meth:`WorkloadModel.evaluate`'s
+    step, plan by plan."""
+    model = mixtral.models[0]
+    plans = mixtral.plans[0]
+    pick = [p for p in plans[::37] if p.ep in (1, 8)][:24]
+    assert {p.ep for p in pick} == {1, 8}
+    designs, system = _batches(mixtral, 6, 5)[0]
+    fast = model.step_times(designs, system, mixtral.tech, pick)
+    for plan, row in zip(pick, fast):
+        full = model.evaluate(designs, system, mixtral.tech, [plan])[0]
+        assert row == pytest.approx(np.asarray(full["step_time_s"]), rel=1e-9), plan
