@@ -167,6 +167,30 @@ def _entry(problem: Any, hw: HardwareConfig, *, ilp_time_limit_s: float | None =
     return out
 
 
+def off_grid(space: Any, hw: HardwareConfig | None) -> str:
+    """The searched fields of ``hw`` whose values are not on ``space``'s grid, with the
+    grid values around each (``tensor_cores 14 (grid: 12, 16)``; empty when on the
+    grid)."""
+    if hw is None:
+        return ""
+    out = []
+    for p in space.params:
+        v = getattr(hw, p.name, None)
+        if v is None or v in p.values:
+            continue
+        if p.categorical:
+            out.append(f"{p.name} {v}")
+            continue
+        def fmt(x: float, name: str = p.name) -> str:
+            return f"{x / 2**20:g} MiB" if name.endswith("_bytes") else f"{x:g}"
+
+        lo = [x for x in p.values if x < v]
+        hi = [x for x in p.values if x > v]
+        near = ", ".join(fmt(x) for x in (lo[-1:] + hi[:1]))
+        out.append(f"{p.name} {fmt(v)} (grid: {near})")
+    return "; ".join(out)
+
+
 def _plans_compared(problem: Any, hw: HardwareConfig) -> list[dict[str, Any]]:
     """The parallel plans of the first workload on the best design, compared
     (:func:`search.plans.compare_plans`; the report's "parallel plans compared")."""
@@ -447,11 +471,15 @@ def assemble(cfg: SearchConfig, problem: Any, ev: Evaluator, *, bases: list[Any]
     if strongest is not None and strongest["objective_value"] > 0:
         margin = best["objective_value"] / strongest["objective_value"]
         if margin <= 1.0:
+            off = off_grid(space, next((hw for n, _, hw, _ in bases
+                                        if n == strongest["name"]), None))
+            advice = (f"it lies off the design space's grid ({off}), where no searcher "
+                      "reaches it: use the baseline" if off else
+                      "search longer (--budget, --searcher exhaustive) or use the baseline")
             warnings.append(
                 f"the mined design does not beat the best baseline: {strongest['name']} "
                 f"reaches {strongest['objective_value']:.4g} against the mined "
-                f"{best['objective_value']:.4g} ({margin:.3f}x); search longer (--budget, "
-                "--searcher exhaustive) or use the baseline")
+                f"{best['objective_value']:.4g} ({margin:.3f}x); {advice}")
     plans = _plans_compared(problem, space.config(c["idx"][rows[0]]))
     tradeoff: list[dict[str, Any]] = []
     if hasattr(problem, "evaluate_full") and "link_count" in space.names:

@@ -245,3 +245,22 @@ def test_infeasible_message_tells_a_missed_budget_from_a_small_area(tmp_path: Pa
     assert f"{smallest:.1f} mm²" in msg and "\n" not in msg
     watts = build_problem(_cfg(tmp_path, area_mm2=smallest * 2, power_w=1e-3), SMALL_SPACE)
     assert "raise --power" in watts.infeasible_message()
+
+
+def test_off_grid_names_the_fields_a_searcher_cannot_reach():
+    """A baseline that beats the mined design only through values between the grid's
+    (the re-balanced TPU v4-like chip takes any MXU count) is named as off the grid."""
+    import dataclasses
+
+    from cost_models.presets import load_preset
+    from search.runner import off_grid
+    from search.space import default_space
+
+    space = default_space(devices=64)
+    assert off_grid(space, space.config(space.index_of({}))) == ""
+    assert off_grid(space, None) == ""
+    hw = dataclasses.replace(space.config(space.index_of({})), tensor_cores=14,
+                             hbm_stacks=7, global_buffer_bytes=0)
+    assert off_grid(space, hw) == ("tensor_cores 14 (grid: 12, 16); global_buffer_bytes "
+                                   "0 MiB (grid: 8 MiB); hbm_stacks 7 (grid: 6, 8)")
+    assert "tensor_cores" not in off_grid(space, load_preset("tpuv4").hardware)
