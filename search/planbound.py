@@ -65,24 +65,40 @@ def _metrics(model: Any, chosen: list[ParallelPlan | None], best_t: np.ndarray,
             "plans_enumerated": np.full(n, enumerated)}
 
 
+def _exhaustive_times(model: Any, designs: Any, system: SystemConfig, tech: Any,
+                      plans: Sequence[ParallelPlan]
+                      ) -> tuple[list[ParallelPlan], np.ndarray, int]:
+    """(plans within the batch's largest HBM, their (C, D) step times — ``inf`` where a
+    plan does not fit — and how many were costed: all of them)."""
+    hbm = np.asarray(designs.hbm_bytes, dtype=np.float64)
+    keep = [p for p in plans if model.memory_bytes(p) <= float(hbm.max())]
+    times = np.full((len(keep), len(designs)), np.inf)
+    if keep:
+        mem = np.array([model.memory_bytes(p) for p in keep])
+        times = np.where(mem[:, None] <= hbm[None, :],
+                         model.step_times(designs, system, tech, keep), np.inf)
+    return keep, times, len(keep)
+
+
+def _choose(model: Any, cand: list[ParallelPlan], times: np.ndarray, costed: int,
+            enumerated: int) -> tuple[list[ParallelPlan | None], dict[str, np.ndarray]]:
+    """Every design's fastest fitting plan among ``cand`` (first minimum: enumeration
+    order on ties) and its metrics."""
+    n = times.shape[1]
+    best_t = np.full(n, np.inf)
+    chosen: list[ParallelPlan | None] = [None] * n
+    if cand:
+        best_i = np.argmin(times, axis=0)
+        best_t = times[best_i, np.arange(n)]
+        chosen = [cand[int(i)] if np.isfinite(t) else None for i, t in zip(best_i, best_t)]
+    return chosen, _metrics(model, chosen, best_t, costed, enumerated)
+
+
 def exhaustive_best_plan_batch(model: Any, designs: Any, system: SystemConfig, tech: Any,
                                plans: Sequence[ParallelPlan]
                                ) -> tuple[list[ParallelPlan | None], dict[str, np.ndarray]]:
     """Every plan within the batch's largest HBM costed on every design (the reference)."""
-    n = len(designs)
-    hbm = np.asarray(designs.hbm_bytes, dtype=np.float64)
-    keep = [p for p in plans if model.memory_bytes(p) <= float(hbm.max())]
-    best_t = np.full(n, np.inf)
-    best_i = np.full(n, -1)
-    if keep:
-        steps = model.step_times(designs, system, tech, keep)
-        mem = np.array([model.memory_bytes(p) for p in keep])
-        t = np.where(mem[:, None] <= hbm[None, :], steps, np.inf)
-        best_i = np.argmin(t, axis=0)        # first minimum: enumeration order on ties
-        best_t = t[best_i, np.arange(n)]
-        best_i = np.where(np.isfinite(best_t), best_i, -1)
-    chosen = [keep[int(i)] if i >= 0 else None for i in best_i]
-    return chosen, _metrics(model, chosen, best_t, len(keep), len(plans))
+    return _choose(model, *_exhaustive_times(model, designs, system, tech, plans), len(plans))
 
 
 def _whole_parts(model: Any, plan: ParallelPlan) -> list[tuple[Any, float, bool]]:
@@ -101,32 +117,35 @@ def lower_bounds(model: Any, designs: Any, system: SystemConfig, tech: Any,
                  plans: Sequence[ParallelPlan], costs: dict[Any, Any]) -> np.ndarray:
     """(P, D) lower bounds of the step time of transformer ``plans`` (module docstring);
     ``costs`` caches the segment costs by (graph id, cost key) for the exact step."""
-    need: dict[tuple[Any, ...], tuple[Any, ParallelPlan]] = {}
-    for p in plans:
-        for g, _, _ in _whole_parts(model, p):
-            need.setdefault((id(g), cost_key(p)), (g, p))
-    model.cost_segments(costs, designs, system, tech, list(need.values()))
-    work: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    out = np.empty((len(plans), len(designs)))
+    groups: dict[tuple[Any, ...], list[int]] = {}
     for i, p in enumerate(plans):
-        key = (model.shard_key(p), cost_key(p))
-        if key not in work:
-            fb = np.zeros(len(designs))
-            f_layer = np.zeros(len(designs))
-            a_layer = np.zeros(len(designs))
-            for g, mult, layer in _whole_parts(model, p):
-                c = costs[id(g), cost_key(p)]
-                fb += mult * (np.asarray(c.fwd_s) + np.asarray(c.bwd_s))
-                if layer:
-                    f_layer += mult * np.asarray(c.fwd_s)
-                    a_layer += mult * np.asarray(c.attn_core_s)
-            work[key] = (fb, f_layer, a_layer)
-        fb, f_layer, a_layer = work[key]
-        w = fb + (f_layer if p.recompute == "full" else
-                  a_layer if p.recompute == "selective" else 0.0)
-        pp = p.pp
-        v = p.interleave if p.schedule == "interleaved" else 1
-        out[i] = w * (p.micro_batches / pp + (1.0 - 1.0 / pp) / v)
+        groups.setdefault((model.shard_key(p), cost_key(p)), []).append(i)
+    parts = {key: _whole_parts(model, plans[idx[0]]) for key, idx in groups.items()}
+    model.cost_segments(costs, designs, system, tech,
+                        [(g, plans[idx[0]]) for key, idx in groups.items()
+                         for g, _, _ in parts[key]])
+    pp = np.array([p.pp for p in plans], dtype=np.float64)
+    v = np.array([p.interleave if p.schedule == "interleaved" else 1 for p in plans],
+                 dtype=np.float64)
+    m = np.array([p.micro_batches for p in plans], dtype=np.float64)
+    factor = m / pp + (1.0 - 1.0 / pp) / v
+    full = np.array([p.recompute == "full" for p in plans])
+    sel = np.array([p.recompute == "selective" for p in plans])
+    out = np.empty((len(plans), len(designs)))
+    for key, idx in groups.items():
+        fb = np.zeros(len(designs))
+        f_layer = np.zeros(len(designs))
+        a_layer = np.zeros(len(designs))
+        for g, mult, layer in parts[key]:
+            c = costs[id(g), key[1]]
+            fb += mult * (np.asarray(c.fwd_s) + np.asarray(c.bwd_s))
+            if layer:
+                f_layer += mult * np.asarray(c.fwd_s)
+                a_layer += mult * np.asarray(c.attn_core_s)
+        ix = np.asarray(idx)
+        w = (fb[None, :] + np.where(full[ix, None], f_layer[None, :], 0.0)
+             + np.where(sel[ix, None], a_layer[None, :], 0.0))
+        out[ix] = w * factor[ix, None]
     return out
 
 
@@ -181,33 +200,29 @@ def _bound_search(model: Any, designs: Any, system: SystemConfig, tech: Any,
     return cand, times, costed
 
 
+def _plan_times(model: Any, designs: Any, system: SystemConfig, tech: Any,
+                plans: Sequence[ParallelPlan], k: int = 1
+                ) -> tuple[list[ParallelPlan], np.ndarray, int]:
+    """:func:`_bound_search` for transformers with more than :data:`CHUNK` plans, else
+    :func:`_exhaustive_times` (few plans: nothing to gain from a bound)."""
+    if not model.transformer or len(plans) <= CHUNK:
+        return _exhaustive_times(model, designs, system, tech, plans)
+    return _bound_search(model, designs, system, tech, plans, k)
+
+
 def best_plan_batch(model: Any, designs: Any, system: SystemConfig, tech: Any,
                     plans: Sequence[ParallelPlan]
                     ) -> tuple[list[ParallelPlan | None], dict[str, np.ndarray]]:
     """The fastest plan that fits memory for every design (module docstring): the
     exhaustive result, costing only the plans whose bound leaves them a chance."""
-    if not model.transformer or len(plans) <= CHUNK:
-        return exhaustive_best_plan_batch(model, designs, system, tech, plans)
-    n = len(designs)
-    cand, times, costed = _bound_search(model, designs, system, tech, plans)
-    if not cand:
-        return [None] * n, _metrics(model, [None] * n, np.full(n, np.inf), 0, len(plans))
-    best_i = np.argmin(times, axis=0)  # first minimum: enumeration order on ties
-    best_t = times[best_i, np.arange(n)]
-    chosen = [cand[int(i)] if np.isfinite(t) else None for i, t in zip(best_i, best_t)]
-    return chosen, _metrics(model, chosen, best_t, costed, len(plans))
+    return _choose(model, *_plan_times(model, designs, system, tech, plans), len(plans))
 
 
 def fastest_plans(model: Any, designs: Any, system: SystemConfig, tech: Any,
                   plans: Sequence[ParallelPlan], k: int) -> list[ParallelPlan]:
     """The ``k`` fastest plans that fit the one design of ``designs``, fastest first (ties:
     enumeration order), as costing every plan would rank them."""
-    if not model.transformer or len(plans) <= CHUNK:
-        hbm = float(np.asarray(designs.hbm_bytes)[0])
-        cand = [p for p in plans if model.memory_bytes(p) <= hbm]
-        t = model.step_times(designs, system, tech, cand)[:, 0] if cand else np.zeros(0)
-    else:
-        cand, times, _ = _bound_search(model, designs, system, tech, plans, k)
-        t = times[:, 0]
+    cand, times, _ = _plan_times(model, designs, system, tech, plans, k)
+    t = times[:, 0]
     order = np.argsort(t, kind="stable")[:k]
     return [cand[int(j)] for j in order if np.isfinite(t[j])]

@@ -181,14 +181,16 @@ def off_grid(space: Any, hw: HardwareConfig | None) -> str:
         if p.categorical:
             out.append(f"{p.name} {v}")
             continue
-        def fmt(x: float, name: str = p.name) -> str:
-            return f"{x / 2**20:g} MiB" if name.endswith("_bytes") else f"{x:g}"
-
+        mib = p.name.endswith("_bytes")
         lo = [x for x in p.values if x < v]
         hi = [x for x in p.values if x > v]
-        near = ", ".join(fmt(x) for x in (lo[-1:] + hi[:1]))
-        out.append(f"{p.name} {fmt(v)} (grid: {near})")
+        near = ", ".join(_grid_value(x, mib) for x in (lo[-1:] + hi[:1]))
+        out.append(f"{p.name} {_grid_value(v, mib)} (grid: {near})")
     return "; ".join(out)
+
+
+def _grid_value(x: float, mib: bool) -> str:
+    return f"{x / 2**20:g} MiB" if mib else f"{x:g}"
 
 
 def _plans_compared(problem: Any, hw: HardwareConfig) -> list[dict[str, Any]]:
