@@ -1,9 +1,10 @@
 """Mining at cluster scale: speed and memory of scoring designs × plans, and of whole
 searches (issue 11).
 
-A. **Scaling table.** For a workload at 1 → 16,384 devices: the parallel plans enumerated
-   and those left after the memory pruning, then the wall and CPU seconds to score
-   ``--designs`` random designs of the default space on every surviving plan (cold: the
+A. **Scaling table.** For a workload at 1 → 16,384 devices: the parallel plans enumerated,
+   those left after the memory pruning and those the branch and bound over plans costs
+   per batch of one link configuration (``search/planbound.py``), then the wall and CPU
+   seconds to score ``--designs`` random designs of the default space on every surviving plan (cold: the
    first call pays the plan-independent caches; warm: a second batch), designs/s and
    design×plan pairs/s, and the peak RSS of the process. Each row runs in its own process
    so its RSS is its own.
@@ -50,7 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 SERIES = (("gptj", (1, 8, 64, 1024, 16384)),
           ("gpt3-175b", (64, 1024, 16384)),
-          ("llama3-405b", (1024, 16384)))
+          ("llama3-405b", (1024, 16384)),
+          ("mixtral-8x7b", (64,)))
 
 COMMANDS = (
     ("readme", ["--workload", "gptj", "--area", "400"], {"cpu_s": 3.0}),
@@ -98,6 +100,18 @@ def _row(workload: str, devices: int, n: int) -> dict:
         out[f"{tag}_feasible"] = int(np.sum(sc.feasible))
     cap = float(np.max(pb.space.designs(second).hbm_bytes))
     out["plans_fitting"] = sum(1 for p in plans if model.memory_bytes(p) <= cap)
+    # plans the branch and bound (search/planbound.py) costs per batch of one link
+    # configuration, against those an exhaustive plan search costs (within its largest HBM)
+    designs = pb.space.designs(second)
+    costed, fitting = [], []
+    for sel, system in pb._groups(designs, 0):
+        sub = designs.subset(sel)
+        _, m = model.best_plan_batch(sub, system, pb.tech, plans)
+        costed.append(int(m["plans_evaluated"][0]))
+        top = float(np.max(sub.hbm_bytes))
+        fitting.append(sum(1 for p in plans if model.memory_bytes(p) <= top))
+    out["plans_costed_per_batch"] = float(np.mean(costed))
+    out["plans_fitting_per_batch"] = float(np.mean(fitting))
     out["designs_per_s_cpu"] = len(second) / max(out["warm_cpu_s"], 1e-9)
     out["pairs_per_s_cpu"] = len(second) * out["plans_fitting"] / max(out["warm_cpu_s"], 1e-9)
     out["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -108,7 +122,7 @@ def part_a(n: int) -> list[dict]:
     rows = []
     print(f"A. scoring {n} random designs (default space, 800 mm²) on every plan that fits; "
           "CPU seconds, each row in its own process")
-    print(f"   {'workload':<12}{'devices':>8}{'plans':>7}{'fit':>8}{'setup s':>9}"
+    print(f"   {'workload':<12}{'devices':>8}{'plans':>7}{'fit':>8}{'costed':>8}{'setup s':>9}"
           f"{'cold s':>8}{'warm s':>8}{'designs/s':>11}{'pairs/s':>11}{'RSS MB':>8}")
     for workload, devs in SERIES:
         for d in devs:
@@ -123,6 +137,7 @@ def part_a(n: int) -> list[dict]:
             r = json.loads(p.stdout.strip().splitlines()[-1])
             rows.append(r)
             print(f"   {workload:<12}{d:>8}{r['plans_enumerated']:>7}{r['plans_fitting']:>8}"
+                  f"{r['plans_costed_per_batch']:>8.0f}"
                   f"{r['setup_cpu_s']:>9.2f}{r['cold_cpu_s']:>8.2f}{r['warm_cpu_s']:>8.2f}"
                   f"{r['designs_per_s_cpu']:>11.0f}{r['pairs_per_s_cpu']:>11.0f}"
                   f"{r['peak_rss_bytes'] / 1e6:>8.0f}")
