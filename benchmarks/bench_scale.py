@@ -6,9 +6,8 @@ A. **Scaling table.** For a workload at 1 → 16,384 devices: the parallel plans
    per batch of one link configuration (``search/planbound.py``), then the wall and CPU
    seconds to score ``--designs`` random designs of the default space on every surviving
    plan (cold: the first call pays the plan-independent caches; warm: a second batch),
-   designs/s and
-   design×plan pairs/s, and the peak RSS of the process. Each row runs in its own process
-   so its RSS is its own.
+   designs/s and design×plan pairs/s, and the peak RSS of the process. Each row runs in
+   its own process so its RSS is its own.
 B. **Command targets.** ``dse search`` runs in a subprocess with their CPU seconds (user +
    system of the child, from ``os.wait4``) and peak RSS:
 
