@@ -7,6 +7,8 @@ Prints, and writes ``results/bench/distributed.json``:
     modelled step time and per-GPU TFLOP/s (Narayanan's Eq. 3 counting), the error, the
     model's bubble / p2p / tensor-parallel / tail time and memory per GPU; then the mean
     absolute percentage error and the ranking check of the test;
+(a') one layer of the 22B model against Korthikanti et al. 2022 Table 4 (forward and
+    backward per layer, five recomputation / sequence-parallel variants);
 (b) the speed: wall time of ``evaluate_training`` (one design) and designs per second of
     ``evaluate_training_batch`` on ``--designs`` random variants of the a100 preset for
     GPT-3 175B on 1024 GPUs (tp 8, pp 8, dp 16), and the plan search on 64 GPUs;
@@ -138,6 +140,24 @@ def validation() -> dict[str, Any]:
             "mean_error": float(np.mean([r["error"] for r in rows])),
             "mape_by_source": by_src, "discordant_pairs": discordant, "spearman_rho": rho,
             "system": d["system"], "hardware": "a100"}
+
+
+def layer_times() -> dict[str, Any]:
+    """(a') One transformer layer of the 22B model (Korthikanti et al. 2022 Table 4):
+    forward and backward per layer, published and modelled
+    (``tests/validation/test_published_training.py::layer_time_rows``)."""
+    from tests.validation.test_published_training import layer_time_rows
+
+    rows = layer_time_rows()
+
+    def mape(pub: str, mod: str) -> float:
+        return float(np.mean([abs(r[mod] / r[pub] - 1) for r in rows]))
+
+    return {"rows": rows, "mape_forward": mape("forward_ms", "model_forward_ms"),
+            "mape_backward": mape("backward_ms", "model_backward_ms"),
+            "mape_sum": float(np.mean([abs((r["model_forward_ms"] + r["model_backward_ms"])
+                                           / (r["forward_ms"] + r["backward_ms"]) - 1)
+                                       for r in rows]))}
 
 
 DATA_H100 = REPO_ROOT / "tests" / "validation" / "data" / "published_training_h100.yaml"
@@ -372,6 +392,19 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k} {100 * x:.1f}%" for k, x in v["mape_by_source"].items()))
     print(f"ranking: Spearman rho {v['spearman_rho']:.4f}; discordant pairs within a table "
           f"(beyond the printed rounding): {v['discordant_pairs'] or 'none'}")
+    lt = layer_times()
+    print("\n(a') One layer of the 22B model, Korthikanti et al. 2022 Table 4 (ms; backward "
+          "with recomputation)")
+    print(f"{'experiment':24s} {'pub fwd':>8s} {'model':>6s} {'error':>7s} {'pub bwd':>8s} "
+          f"{'model':>6s} {'error':>7s} {'pub sum':>8s} {'model':>6s} {'error':>7s}")
+    for r in lt["rows"]:
+        pf, mf, pb, mb = (r["forward_ms"], r["model_forward_ms"], r["backward_ms"],
+                          r["model_backward_ms"])
+        print(f"{r['experiment']:24s} {pf:8.1f} {mf:6.2f} {100 * (mf / pf - 1):+6.1f}% "
+              f"{pb:8.1f} {mb:6.2f} {100 * (mb / pb - 1):+6.1f}% {pf + pb:8.1f} "
+              f"{mf + mb:6.2f} {100 * ((mf + mb) / (pf + pb) - 1):+6.1f}%")
+    print(f"MAPE forward {100 * lt['mape_forward']:.1f}%, backward "
+          f"{100 * lt['mape_backward']:.1f}%, sum {100 * lt['mape_sum']:.1f}%")
     h = validation_h100()
     print(f"\n(c) Llama 3.1 on DGX H100, NVIDIA dgxc-benchmarking @741c886, stack {h['stack']}")
     print(f"{'run':16s} {'GPUs':>5s} {'t/c/p/d':>13s} {'pub s':>7s} {'model s':>8s} {'error':>7s} "
@@ -427,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
           f"designs in {s['batch_s']:.2f} s); best_plan GPT-2 XL on 64 GPUs "
           f"{s['best_plan_gpt2_xl_64_gpus_s']:.1f} s ({s['plans_evaluated']} of "
           f"{s['plans_enumerated']} plans timed)")
-    out = {"validation": v, "validation_h100": h, "validation_moe": mo,
+    out = {"validation": v, "layer_times": lt, "validation_h100": h, "validation_moe": mo,
            "moe_memory_ablation": ab, "validation_dlrm": dl, "dlrm_ablation": dab,
            "speed": s,
            "python": platform.python_version(),

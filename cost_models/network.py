@@ -77,6 +77,7 @@ from dse.errors import ConfigError, WorkloadError
 from dse.types import COLLECTIVES, COMM_GROUPS, TOPOLOGIES, Graph, ParallelPlan, SystemConfig
 
 __all__ = [
+    "NCCL_SMS",
     "GroupPlacement",
     "collective_time_s",
     "collective_time_scalar_s",
@@ -85,10 +86,34 @@ __all__ = [
     "expected_token_nodes",
     "group_collective_time_s",
     "group_placement",
+    "overlap_sms",
     "p2p_time_s",
     "placed_collective_time_s",
     "torus_shape",
 ]
+
+NCCL_SMS = 24
+"""Streaming multiprocessors an NCCL collective holds while it runs: NCCL runs one CTA per
+channel, and an all-reduce on a DGX A100 node (12 NVLinks per GPU) uses 24 channels
+(NVIDIA/nccl issue #1225: "For dgxA100, 12 nvlink and 24 cta for allreduce case";
+nccl-tests issue #100 logs ``Channel 23/24`` on HGX A100); an ``ncclAllGather`` on H100
+launched 24 blocks in an Nsight Systems trace (NVIDIA developer forum thread 337991).
+On GPU-like designs (``single_stream``: the SMs are the ``vector_cores``) computation
+that runs beside an overlapped collective has the other SMs
+(:func:`cost_models.training.comm_share`). ``docs/sources.md`` nccl-ctas."""
+
+DEEPEP_SMS = 20
+"""SMs DeepEP takes while it overlaps (Megatron-Core ``moe_deepep_num_sms``; DeepSeek-V3
+§3.2.2: "only 20 SMs are sufficient")."""
+
+
+def overlap_sms(dispatcher: str, ep_overlap: bool) -> float:
+    """SMs the expert-parallel all-to-all holds while it runs under other computation
+    (batch-level overlap): DeepEP's 20, or NCCL's channels for the NCCL dispatcher."""
+    if not ep_overlap:
+        return 0.0
+    return float(DEEPEP_SMS if dispatcher == "deepep" else NCCL_SMS)
+
 
 _GROUP_ORDER = ("tp", "dp", "pp")
 """Rank order, innermost first (Megatron-LM ``order="tp-cp-ep-dp-pp"`` without cp/ep)."""

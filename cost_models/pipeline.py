@@ -23,7 +23,9 @@ GPipe has the same bubble as 1F1B (it only differs in activation memory).
 After the pipeline drains, each device all-reduces its gradients over the data-parallel
 group and runs the optimizer. The all-reduce overlaps the backward of the last
 micro-batch on that device (gradient buckets are reduced as they become final, PyTorch
-DDP, Li et al., VLDB 2020), so only ``max(0, t_dp − b_i)`` is exposed. Device ``i``
+DDP, Li et al., VLDB 2020), so only ``max(0, t_dp − b_i)`` is exposed, plus, on GPU-like
+designs, ``comm_share · min(t_dp, b_i)``: the SMs the reduction holds slow the backward
+beside it (:func:`cost_models.training.contention_s`; reported in ``dp_exposed_s``). Device ``i``
 finishes its last backward ``Σ_{j<i} (b_j/v + c)`` before device 0 does (the last
 gradient flows back to stage 0), which hides part of its tail. Communication that must
 follow the optimizer (ZeRO's parameter all-gather) is exposed in full:
@@ -174,7 +176,7 @@ def _pipe(f: np.ndarray, b: np.ndarray, c: np.ndarray, m: int, v: int) -> np.nda
 def step_time_s(stage_fwd_s: ArrayLike, stage_bwd_s: ArrayLike, p2p_s: ArrayLike,
                 plan: ParallelPlan, *, dp_comm_s: ArrayLike = 0.0,
                 dp_post_s: ArrayLike = 0.0, optimizer_s: ArrayLike = 0.0,
-                dp_overlap: bool = True) -> PipelineTime:
+                dp_overlap: bool = True, comm_share: ArrayLike = 0.0) -> PipelineTime:
     """Training-step time of one pipeline replica (module docstring for the model).
 
     ``stage_fwd_s``/``stage_bwd_s``: per micro-batch, shape ``(..., pp)`` (backward
@@ -182,7 +184,10 @@ def step_time_s(stage_fwd_s: ArrayLike, stage_bwd_s: ArrayLike, p2p_s: ArrayLike
     ``dp_comm_s``: the gradient all-reduce (or reduce-scatter) per device, overlappable
     with the last backward; ``dp_post_s``: communication after the optimizer (ZeRO
     parameter all-gather); ``optimizer_s``: optimizer step per device. Per-device
-    arguments broadcast against ``(..., pp)``.
+    arguments broadcast against ``(..., pp)``. ``comm_share``: the fraction of the chip
+    the overlapped gradient reduction takes from the last backward while it runs (shape
+    ``(...)``; :func:`cost_models.training.comm_share`): it adds
+    ``comm_share · min(t_dp, b_i)``.
     """
     f = np.asarray(stage_fwd_s, dtype=np.float64)
     b = np.asarray(stage_bwd_s, dtype=np.float64)
@@ -205,7 +210,8 @@ def step_time_s(stage_fwd_s: ArrayLike, stage_bwd_s: ArrayLike, p2p_s: ArrayLike
     dp = np.broadcast_to(np.asarray(dp_comm_s, dtype=np.float64), f.shape)
     post = np.broadcast_to(np.asarray(dp_post_s, dtype=np.float64), f.shape)
     opt = np.broadcast_to(np.asarray(optimizer_s, dtype=np.float64), f.shape)
-    exposed = np.maximum(dp - b, 0.0) if dp_overlap else dp
+    share = np.asarray(comm_share, dtype=np.float64)[..., None]
+    exposed = (np.maximum(dp - b, 0.0) + share * np.minimum(dp, b)) if dp_overlap else dp
     hop = b / v + (c[..., None] if p > 1 else 0.0)
     slack = np.cumsum(hop, axis=-1) - hop  # Σ_{j<i}
     tail_i = exposed + opt + post - slack
@@ -266,7 +272,8 @@ def _device_order(schedule: str, p: int, m: int, v: int, rank: int) -> list[tupl
 def step_time_scalar_s(stage_fwd_s: list[float], stage_bwd_s: list[float], p2p_s: float,
                        plan: ParallelPlan, *, dp_comm_s: float | list[float] = 0.0,
                        dp_post_s: float | list[float] = 0.0,
-                       optimizer_s: float | list[float] = 0.0, dp_overlap: bool = True) -> float:
+                       optimizer_s: float | list[float] = 0.0, dp_overlap: bool = True,
+                       comm_share: float = 0.0) -> float:
     """Slow scalar reference of :func:`step_time_s`: an event simulation of the actual
     schedule (task order per device as in Megatron-LM, each device running its tasks in
     order, a task starting when its input has arrived). A transfer delays its consumer
@@ -321,19 +328,21 @@ def step_time_scalar_s(stage_fwd_s: list[float], stage_bwd_s: list[float], p2p_s
     finish = 0.0
     for r in range(p):
         dp = at(dp_comm_s, r)
-        exp = max(dp - stage_bwd_s[r], 0.0) if dp_overlap else dp
+        exp = (max(dp - stage_bwd_s[r], 0.0) + comm_share * min(dp, stage_bwd_s[r])
+               if dp_overlap else dp)
         finish = max(finish, last_bwd_end[r] + exp + at(optimizer_s, r) + at(dp_post_s, r))
     return finish
 
 
 def step_time_batch(f: np.ndarray, b: np.ndarray, c: np.ndarray, m: np.ndarray, v: np.ndarray,
                     *, dp_comm_s: np.ndarray, dp_post_s: np.ndarray, optimizer_s: np.ndarray,
-                    dp_overlap: bool = True) -> dict[str, np.ndarray]:
+                    dp_overlap: bool = True, comm_share: ArrayLike = 0.0
+                    ) -> dict[str, np.ndarray]:
     """:func:`step_time_s` of many plans with the same pipeline depth at once.
 
     ``f``, ``b``, ``optimizer_s``: (P, D, p) per plan, design and device; ``c``, ``m``,
     ``v``: (P,) p2p transfer, micro-batches and interleaving of each plan; ``dp_comm_s``,
-    ``dp_post_s``: (P, p). Returns (P, D) arrays ``step_time_s``, ``compute_s``,
+    ``dp_post_s``: (P, p); ``comm_share``: (D,), or broadcastable to ``f``. Returns (P, D) arrays ``step_time_s``, ``compute_s``,
     ``bubble_s``, ``p2p_s``, ``tail_s`` (the same model; tests compare the two).
     """
     p = f.shape[-1]
@@ -354,7 +363,10 @@ def step_time_batch(f: np.ndarray, b: np.ndarray, c: np.ndarray, m: np.ndarray, 
     ideal = mm * cmax
     dp = np.asarray(dp_comm_s, dtype=np.float64)[:, None, :]
     post = np.asarray(dp_post_s, dtype=np.float64)[:, None, :]
-    exposed = np.maximum(dp - b, 0.0) if dp_overlap else np.broadcast_to(dp, b.shape)
+    share = np.asarray(comm_share, dtype=np.float64)
+    share = share[None, :, None] if share.ndim == 1 else share
+    exposed = (np.maximum(dp - b, 0.0) + share * np.minimum(dp, b)) if dp_overlap \
+        else np.broadcast_to(dp, b.shape)
     slack = np.cumsum(hop, axis=-1) - hop
     tail = np.maximum((exposed + optimizer_s + post - slack).max(axis=-1), 0.0)
     return {"step_time_s": total + tail, "compute_s": ideal, "bubble_s": base - ideal,

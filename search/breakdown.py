@@ -19,15 +19,19 @@ _GROUP_TERM = {"cp": "cp", "ep": "ep", "dp": "dp", "dp_intra": "dp", "dp_inter":
 DLRM's embedding exchange, its table-row-wise legs inside and across nodes included)."""
 
 
-def operator_times(parts: Sequence[Any], m: int
+def operator_times(parts: Sequence[Any], m: int, share: float = 0.0
                    ) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """``(by operator kind, by operator phase, by collective group)`` seconds per step of a
     device's stage parts (:class:`cost_models.training.StagePart`, their kept schedules)
     over ``m`` micro-batches; ``groups["ep_hidden"]`` is the all-to-all run under the
-    neighbouring micro-batch (batch-level overlap)."""
+    neighbouring micro-batch (batch-level overlap), ``groups["contention"]`` what the SMs
+    of overlapped collectives (the design's ``share`` of its chip,
+    :func:`cost_models.training.comm_share`) add to the forward and backward passes."""
+    from cost_models.training import contention_s
+
     by_kind: dict[str, float] = {}
     by_phase_op: dict[str, float] = {}
-    groups = {"cp": 0.0, "ep": 0.0, "dp": 0.0, "ep_hidden": 0.0}
+    groups = {"cp": 0.0, "ep": 0.0, "dp": 0.0, "ep_hidden": 0.0, "contention": 0.0}
     for part in parts:
         for st, g in ((part.costs.fwd_step, part.costs.phases.fwd),
                       (part.costs.bwd_step, part.costs.phases.bwd)):
@@ -42,6 +46,9 @@ def operator_times(parts: Sequence[Any], m: int
                 by_phase_op[op.phase] = by_phase_op.get(op.phase, 0.0) + t
                 if op.kind == "collective" and op.group in _GROUP_TERM:
                     groups[_GROUP_TERM[op.group]] += t
+            if share > 0:
+                groups["contention"] += float(contention_s(st, g, np.array([share]))[0]) \
+                    * m * part.multiplicity
         groups["ep_hidden"] += ((part.costs.hidden_fwd_s + part.costs.hidden_bwd_s)
                                 * m * part.multiplicity)
     return by_kind, by_phase_op, groups
@@ -72,6 +79,10 @@ def comm_terms(by_kind: Mapping[str, float], groups: Mapping[str, float],
         "dp_s": float(r["dp_comm_s"][0]),
         "dp_note": "data-parallel gradient reduction (+ ZeRO gathers) per step, before overlap",
         "dp_exposed_s": dp_exposed_tail_s + float(r["zero_exposed_s"][0]),
+        "sm_contention_s": groups.get("contention", 0.0),
+        "sm_contention_note": "computation slowed beside overlapped collectives, whose "
+                              "kernels hold SMs (NCCL: 24; GPU-like designs only), inside "
+                              "forward_s/backward_s",
     }
 
 

@@ -53,9 +53,9 @@ def heterogeneous_search(problem: Any, plan: Any, stage_tops: dict[int, list[int
     indices of the best common chip. Returns a JSON-able result with the chips, the
     throughput, the objective and the gain over the common chip.
     """
-    from cost_models.network import collective_time_s, comm_time_s
+    from cost_models.network import NCCL_SMS, collective_time_s, comm_time_s
     from cost_models.pipeline import step_time_batch
-    from cost_models.training import dp_times, segment_costs
+    from cost_models.training import beside_s, comm_share, dp_times, segment_costs
     from search.evaluator import objective_value
 
     if len(problem.targets) != 1:
@@ -142,15 +142,17 @@ def heterogeneous_search(problem: Any, plan: Any, stage_tops: dict[int, list[int
     redr = red[by_rank, rank_class]
     gatr = gat[by_rank, rank_class]
     postr = post[by_rank, rank_class]
+    share = comm_share(designs, NCCL_SMS)[by_rank][:, None, :]   # (C, 1, p)
     if plan.zero_stage >= 2 and plan.grad_group > 1:
-        add_f = np.maximum(gatr[:, None, :] - fr, 0.0)
-        add_b = np.maximum(redr[:, None, :] + gatr[:, None, :] - br, 0.0)
+        add_f = beside_s(fr, gatr[:, None, :], share)
+        add_b = beside_s(br, redr[:, None, :] + gatr[:, None, :], share)
         fr, br = fr + add_f, br + add_b
         redr = np.zeros_like(redr)
     c2 = p2p[by_rank].max(axis=1)                           # the slowest link sets the pace
     v = max(1, len(info.stages) // p)
     res = step_time_batch(fr, br, c2, np.full(len(combos), m), np.full(len(combos), v),
-                          dp_comm_s=redr, dp_post_s=postr, optimizer_s=orr)
+                          dp_comm_s=redr, dp_post_s=postr, optimizer_s=orr,
+                          comm_share=share)
     step = res["step_time_s"][:, 0]
     fits = (mem[None, :] <= hbm[by_rank]).all(axis=1)
     within = np.ones(n, dtype=bool)

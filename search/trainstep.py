@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from cost_models.network import overlap_sms
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search import planbound
 from search.breakdown import comm_terms, operator_times, table_sharding
@@ -57,15 +58,6 @@ class PlanInfo:
 def _seq_of(spec: Any, seq: int | None) -> int | None:
     s = seq or getattr(spec, "default_seq", None)
     return int(s) if s else None
-
-
-DEEPEP_SMS = 20
-"""SMs DeepEP takes while it overlaps (Megatron-Core ``moe_deepep_num_sms``; DeepSeek-V3
-§3.2.2: "only 20 SMs are sufficient"); the NCCL dispatcher's channels are not modelled."""
-
-
-def _overlap_sms(dispatcher: str, ep_overlap: bool) -> float:
-    return float(DEEPEP_SMS) if ep_overlap and dispatcher == "deepep" else 0.0
 
 
 class WorkloadModel:
@@ -200,7 +192,7 @@ class WorkloadModel:
                                   keep_steps=keep_steps,
                                   overlap_groups=("ep",) if ep_overlap else (),
                                   recompute_modules=ck[0],
-                                  overlap_sms=_overlap_sms(ck[1], ep_overlap))
+                                  overlap_sms=overlap_sms(ck[1], ep_overlap))
             by_id.update(zip(keys, costs))
         out = []
         for plan, parts in zip(plans, per_plan):
@@ -308,7 +300,9 @@ class WorkloadModel:
         (:func:`cost_models.pipeline.step_time_batch`). Same numbers as
         :meth:`evaluate` (tests). ``costs``: a cache of segment costs on these designs
         and system (:meth:`cost_segments`), kept by the caller across calls."""
+        from cost_models.network import NCCL_SMS
         from cost_models.pipeline import step_time_batch
+        from cost_models.training import beside_s, comm_share
 
         if not plans:
             return np.zeros((0, len(designs)))
@@ -342,6 +336,7 @@ class WorkloadModel:
         n_s, n = len(graphs), len(designs)
         out = np.full((len(plans), n), np.inf)
         del n_s
+        nccl = comm_share(designs, NCCL_SMS)
         for rec in self._recipe(plans, statics, gid, system):
             members, used = rec["members"], rec["used"]
             cf, cr_f, cr_a, co = rec["cf"], rec["cr_f"], rec["cr_a"], rec["co"]
@@ -356,13 +351,15 @@ class WorkloadModel:
             red, gat, post, z2 = rec["red"], rec["gather"], rec["post"], rec["z2"]
             if z2.any():
                 zz = z2[:, None, None]
-                add_f = np.maximum(gat[:, None, :] - f, 0.0)
-                add_b = np.maximum(red[:, None, :] + gat[:, None, :] - b, 0.0)
+                share = nccl[None, :, None]
+                add_f = beside_s(f, gat[:, None, :], share)
+                add_b = beside_s(b, red[:, None, :] + gat[:, None, :], share)
                 f = f + np.where(zz, add_f, 0.0)
                 b = b + np.where(zz, add_b, 0.0)
                 red = np.where(z2[:, None], 0.0, red)
             r = step_time_batch(f, b, rec["p2p"], rec["m"], rec["v"], dp_comm_s=red,
-                                dp_post_s=post, optimizer_s=opt, dp_overlap=dp_overlap)
+                                dp_post_s=post, optimizer_s=opt, dp_overlap=dp_overlap,
+                                comm_share=nccl)
             out[members] = r["step_time_s"]
         return out
 
@@ -391,7 +388,7 @@ class WorkloadModel:
             got = dict(zip(uniq, segment_costs(
                 [its[j][0] for j in uniq], designs, tech, [comms[j] for j in uniq],
                 blocking_comm=not tp_overlap, overlap_groups=("ep",) if ep_overlap else (),
-                recompute_modules=ck[0], overlap_sms=_overlap_sms(ck[1], ep_overlap))))
+                recompute_modules=ck[0], overlap_sms=overlap_sms(ck[1], ep_overlap))))
             cache.update(((id(g), ck), got[r]) for (g, _), r in zip(its, rep))
 
     def _recipe(self, plans: Sequence[ParallelPlan], statics: list[dict[str, Any]],
@@ -534,7 +531,11 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     f = float(r["_fwd"][0, slow])
     b = float(r["_bwd"][0, slow])
     rec = float(r["_rec"][0, slow])
-    by_kind, by_phase_op, groups = operator_times(mine, m)
+    from cost_models.network import NCCL_SMS
+    from cost_models.training import comm_share
+
+    by_kind, by_phase_op, groups = operator_times(mine, m,
+                                                  float(comm_share(designs, NCCL_SMS)[0]))
     by_kind["optimizer"] = by_kind.get("optimizer", 0.0) + float(r["_opt"][0, slow])
     by_phase_op["optimizer"] = float(r["_opt"][0, slow])
     step = float(r["step_time_s"][0])

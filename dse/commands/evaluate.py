@@ -217,6 +217,9 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                             if k in kinds)
             cps += (f", embedding exchange {_si(comm['embedding_s'], 's')} (tables: "
                     f"{how or 'model parallel'})")
+        if comm.get("sm_contention_s"):
+            cps += (f", computation slowed {_si(comm['sm_contention_s'], 's')} beside "
+                    f"overlapped collectives (their kernels hold SMs)")
         lines.append(f"  communication: tensor-parallel {_si(comm['tp_s'], 's')} (inside "
                      f"forward/backward){cps}, p2p {_si(comm['p2p_s'], 's')}, data-parallel "
                      f"{_si(comm['dp_s'], 's')} of which exposed "

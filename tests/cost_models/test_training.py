@@ -254,3 +254,92 @@ def test_segment_costs_in_chunks_equal_one_call(monkeypatch):
     for a, b in zip(whole, parts):
         assert np.array_equal(a.fwd_s, b.fwd_s) and np.array_equal(a.bwd_s, b.bwd_s)
         assert np.array_equal(a.opt_s, b.opt_s) and a.params == b.params
+
+
+def _overlap_graph(m: int):
+    """g0 → (c1 all-reduce ∥ g2 GEMM): the collective can run beside the GEMM."""
+    from dse.types import Graph, Operator
+
+    def gemm(name, phase):
+        return Operator(name=name, kind="gemm", phase=phase, m=m, k=4096, n=4096, batch=1,
+                        flop=2.0 * m * 4096 * 4096, bytes_in=2.0 * m * 4096,
+                        bytes_out=2.0 * m * 4096, bytes_weight=2.0 * 4096 * 4096)
+
+    ops = (gemm("g0", "bwd_data"),
+           Operator(name="c1", kind="collective", phase="comm", collective="all_reduce",
+                    group="tp", comm_bytes=1e8),
+           gemm("g2", "bwd_weight"))
+    return Graph(name="overlap", ops=ops, edges=(("g0", "c1"), ("g0", "g2")))
+
+
+@pytest.mark.parametrize("m", [8192, 512])
+def test_collective_beside_computation_takes_its_sms(m):
+    """NCCL's 24 CTAs hold 24 of the A100's 108 SMs while the all-reduce runs: a GEMM under
+    it gets the rest, so a collective of H seconds hidden under a longer GEMM adds
+    (24/108)·H, and one the short GEMM fits beside at 84/108 of the chip adds nothing. A
+    TPU-like design (links with their own engines) and a blocking schedule add nothing."""
+    import numpy as np
+
+    from cost_models.network import NCCL_SMS
+    from cost_models.training import comm_share, contention_s
+
+    g = _overlap_graph(m)
+    h = 1e-3  # the collective: 1 ms
+    designs = DesignBatch.from_configs([A100.hardware, load_preset("tpuv4").hardware])
+    share = comm_share(designs, NCCL_SMS)
+    assert share.tolist() == [pytest.approx(24 / 108), 0.0]
+    st = device_step(g, designs, TECH, comm_time_s=np.array([0.0, h, 0.0]))
+    gemm = float(st.end_s[0, 2] - st.start_s[0, 2])
+    add = contention_s(st, g, share)
+    assert st.start_s[0, 1] == pytest.approx(st.start_s[0, 2])  # side by side
+    want = share[0] * h if gemm >= h else max(0.0, gemm - (1 - share[0]) * h)
+    assert add[0] == pytest.approx(want, rel=1e-9)
+    assert (add[0] > 0) == (m == 8192) and add[1] == 0.0
+    blocking = device_step(g, designs, TECH, comm_time_s=np.array([0.0, h, 0.0]),
+                           blocking_comm=True)
+    assert contention_s(blocking, g, share).tolist() == [0.0, 0.0]
+
+
+def test_gradient_reduction_beside_the_last_backward_takes_its_sms():
+    """The overlapped data-parallel reduction slows the last backward it runs beside: the
+    closed form and the event simulation add comm_share · min(t_dp, b) alike."""
+    from cost_models.pipeline import step_time_s, step_time_scalar_s
+
+    plan = ParallelPlan(pp=2, dp=4, global_batch=32, micro_batch=2)
+    f, b = [1.0, 1.2], [2.0, 2.4]
+    for dp_s in (0.5, 3.0):
+        base = step_time_s(f, b, 0.01, plan, dp_comm_s=dp_s).step_time_s
+        slowed = step_time_s(f, b, 0.01, plan, dp_comm_s=dp_s, comm_share=0.25).step_time_s
+        ref = step_time_scalar_s(f, b, 0.01, plan, dp_comm_s=dp_s, comm_share=0.25)
+        ref0 = step_time_scalar_s(f, b, 0.01, plan, dp_comm_s=dp_s)
+        assert slowed - base == pytest.approx(ref - ref0, rel=1e-9)
+        assert slowed - base == pytest.approx(0.25 * min(dp_s, b[0]), rel=1e-9)
+        blocking = step_time_s(f, b, 0.01, plan, dp_comm_s=dp_s, comm_share=0.25,
+                               dp_overlap=False).step_time_s
+        assert blocking == pytest.approx(step_time_s(f, b, 0.01, plan, dp_comm_s=dp_s,
+                                                     dp_overlap=False).step_time_s)
+
+
+def test_breakdown_reports_the_sm_contention_it_charges(monkeypatch):
+    """The breakdown's ``sm_contention_s`` is what the forward and backward passes lose to
+    the SMs of overlapped collectives: the passes without it (no SMs taken) are shorter by
+    exactly that. A TPU-like design, whose links have their own engines, reports none."""
+    import cost_models.network
+    import cost_models.training
+
+    plan = ParallelPlan(tp=4, dp=2, global_batch=16, micro_batch=2)
+    with_sms = ev(plan).breakdown
+    assert with_sms["comm_s"]["sm_contention_s"] > 0
+    monkeypatch.setattr(cost_models.network, "NCCL_SMS", 0)
+    monkeypatch.setattr(cost_models.training, "NCCL_SMS", 0)
+    without = ev(plan).breakdown
+    assert without["comm_s"]["sm_contention_s"] == 0.0
+
+    def passes(b):
+        return b["phase_s"]["forward_s"] + b["phase_s"]["backward_s"]
+
+    assert passes(with_sms) - passes(without) == pytest.approx(
+        with_sms["comm_s"]["sm_contention_s"], rel=1e-9)
+    monkeypatch.undo()
+    tpu = ev(plan, hw=load_preset("tpuv4").hardware).breakdown
+    assert tpu["comm_s"]["sm_contention_s"] == 0.0
