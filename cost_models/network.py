@@ -100,7 +100,7 @@ nccl-tests issue #100 logs ``Channel 23/24`` on HGX A100); an ``ncclAllGather`` 
 launched 24 blocks in an Nsight Systems trace (NVIDIA developer forum thread 337991).
 On GPU-like designs (``single_stream``: the SMs are the ``vector_cores``) computation
 that runs beside an overlapped collective has the other SMs
-(:func:`cost_models.training.comm_share`). ``docs/sources.md`` nccl-ctas."""
+(:func:`cost_models.contention.comm_share`). ``docs/sources.md`` nccl-ctas."""
 
 DEEPEP_SMS = 20
 """SMs DeepEP takes while it overlaps (Megatron-Core ``moe_deepep_num_sms``; DeepSeek-V3

@@ -91,6 +91,7 @@ __all__ = [
     "UNITS",
     "GraphArrays",
     "OpCosts",
+    "fp8_cast_bytes",
     "graph_arrays",
     "high_precision",
     "level_ok",
@@ -134,6 +135,8 @@ class GraphArrays:
     """Position of each GEMM's shape in ``gemm_shapes``."""
     gemm_hp: np.ndarray
     """(G,) bool: the GEMM stays 16-bit on a sub-16-bit design (:func:`high_precision`)."""
+    gemm_cast_bytes: np.ndarray
+    """(G,) HBM bytes of the FP8 casts each GEMM needs on a GPU (:func:`fp8_cast_bytes`)."""
     pe: np.ndarray
     elements: np.ndarray
     bytes_io: np.ndarray
@@ -245,6 +248,45 @@ def sixteen_bit(designs: DesignBatch) -> DesignBatch:
     return out
 
 
+FP8_CAST_BYTES_PER_ELEMENT = 4.0
+"""Transformer Engine's ``fp8_cast_transpose_fused``: reads a 16-bit tensor (2 B an
+element) and writes its FP8 copy and the FP8 copy transposed (1 B each)."""
+FP8_NORM_CAST_BYTES_PER_ELEMENT = 1.0
+"""A GEMM fed by a norm (TE's ``LayerNormLinear``: Megatron-Core's QKV and FC1) gets its
+input from the norm in FP8 (1 B written instead of 2) and transposes it (1 B read, 1 B
+written): one byte an element more than the 16-bit path."""
+
+
+def fp8_cast_bytes(graph: Graph) -> np.ndarray:
+    """(O,) HBM bytes of the FP8 casts Transformer Engine runs for each GEMM of ``graph``
+    when the GEMM runs in FP8 on a GPU (``single_stream``): before a forward GEMM its
+    activation input is cast and transposed (:data:`FP8_CAST_BYTES_PER_ELEMENT`, or
+    :data:`FP8_NORM_CAST_BYTES_PER_ELEMENT` after a norm), before the input-gradient GEMM
+    the output gradient is (its weight-gradient GEMM reuses both transposed copies); 0 for
+    every other operator. TE's ``Linear`` and ``LayerNormLinear`` forward
+    (``fp8_cast_transpose_fused`` of ``inputmat`` "FP8 input for forward, FP8 input
+    transpose for backward wgrad") and backward (``fp8_cast_transpose_fused`` of
+    ``grad_output``) run them as kernels of their own, reading and writing HBM; the
+    amax they record is computed in the same pass. Weights are cast once per step
+    (``is_first_microbatch``), not counted. ``docs/sources.md`` transformer-engine-fp8."""
+    ops = graph.ops
+    out = np.zeros(len(ops))
+    for j, op in enumerate(ops):
+        if op.kind != "gemm" or op.phase not in ("fwd", "bwd_data"):
+            continue
+        per = FP8_CAST_BYTES_PER_ELEMENT
+        if op.phase == "fwd" and any(ops[p].kind == "norm" for p in graph.pred_indices[j]):
+            per = FP8_NORM_CAST_BYTES_PER_ELEMENT
+        out[j] = per * float(op.m) * float(op.k) * float(op.batch)
+    return out
+
+
+def _casts_on(designs: DesignBatch) -> np.ndarray:
+    """(D,) 1.0 for GPU-like sub-16-bit designs (FP8 GEMMs cast by separate kernels)."""
+    return ((designs.dtype_bytes < 2) & (np.asarray(designs.single_stream) == 1)).astype(
+        np.float64)
+
+
 def graph_arrays(graph: Graph) -> GraphArrays:
     """The :class:`GraphArrays` of ``graph`` (memoized on the graph object)."""
     memo = graph.derived
@@ -286,6 +328,7 @@ def graph_arrays(graph: Graph) -> GraphArrays:
         gemm=gemm, vec=vec, comm=comm,
         gemm_shapes=shapes.reshape(-1, 4), gemm_inverse=np.asarray(inverse).reshape(-1),
         gemm_hp=high_precision(graph)[gemm],
+        gemm_cast_bytes=fp8_cast_bytes(graph)[gemm],
         pe=pe, elements=cols["elements"][vec].astype(np.float64),
         bytes_io=(cols["bytes_in"] + cols["bytes_out"] + cols["bytes_weight"])[vec],
         bytes_in=cols["bytes_in"][vec].astype(np.float64),
@@ -780,6 +823,9 @@ def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technolog
                "saved": saved}
         vstart = np.concatenate([[0], np.cumsum(nv)])
 
+    casts = _casts_on(designs)
+    cast_bw = designs.hbm_bw_bytes_per_s * designs.hbm_efficiency
+    frac_l = 2.0 ** -np.arange(nl)
     out = []
     for gi, (a, ct) in enumerate(zip(arrs_l, comm)):
         o = len(a.names)
@@ -803,6 +849,16 @@ def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technolog
                 hbm_b[:, gs], energy[:, gs] = src["hbm_b"][:, qs], src["energy"][:, qs]
                 bound[:, gs] = src["bound"][:, qs]
                 one_unit[:, gs] = src["one"][:, qs]
+            cast = ~a.gemm_hp & (a.gemm_cast_bytes > 0)
+            if gem16 is not gem and cast.any() and casts.any():
+                # FP8 GEMMs on a GPU: Transformer Engine's cast kernels (fp8_cast_bytes)
+                gs = g[cast]
+                cb = a.gemm_cast_bytes[cast][None, :, None] * casts[:, None, None]
+                t = cb / (cast_bw[:, None, None] * frac_l[None, None, :])
+                lat[:, gs] += t
+                hbm_b[:, gs] += cb
+                energy[:, gs] += cb * c["hbm_energy_j_per_byte"][:, None, None]
+                one_unit[:, gs] += t[:, :, 0]
         if len(a.att):  # attention runs in 16 bits (high_precision)
             at_ = _attention_costs(a, apos[gi], gem16, d16, c16)
             ai = a.att
@@ -859,6 +915,18 @@ def op_costs_scalar(graph: Graph, hw: Any, tech: Technology, comm_time_s: Any = 
     hw16 = sixteen_bit(DesignBatch.from_configs([hw])).config(0)
     hi = _op_costs_scalar_one(graph, hw16, tech, comm_time_s, levels=levels)
     hp = high_precision(graph)
+    if int(hw.single_stream) == 1:  # Transformer Engine's FP8 casts (fp8_cast_bytes)
+        cast = fp8_cast_bytes(graph)
+        bw = float(hw.hbm_bw_bytes_per_s) * float(hw.hbm_efficiency)
+        e_b = float(node_constants(DesignBatch.from_configs([hw]), tech)[
+            "hbm_energy_j_per_byte"][0])
+        for j, rec in enumerate(out):
+            if hp[j] or cast[j] <= 0:
+                continue
+            t = [float(cast[j]) / (bw * 2.0 ** -a) for a in range(len(rec["latency_s"]))]
+            rec["latency_s"] = [x + y for x, y in zip(rec["latency_s"], t)]
+            rec["hbm_bytes"] = [x + float(cast[j]) for x in rec["hbm_bytes"]]
+            rec["energy_j"] = [x + float(cast[j]) * e_b for x in rec["energy_j"]]
     return [h if hp[j] else o for j, (o, h) in enumerate(zip(out, hi))]
 
 

@@ -26,8 +26,8 @@ def operator_times(parts: Sequence[Any], m: int, share: float = 0.0
     over ``m`` micro-batches; ``groups["ep_hidden"]`` is the all-to-all run under the
     neighbouring micro-batch (batch-level overlap), ``groups["contention"]`` what the SMs
     of overlapped collectives (the design's ``share`` of its chip,
-    :func:`cost_models.training.comm_share`) add to the forward and backward passes."""
-    from cost_models.training import contention_s
+    :func:`cost_models.contention.comm_share`) add to the forward and backward passes."""
+    from cost_models.contention import contention_s
 
     by_kind: dict[str, float] = {}
     by_phase_op: dict[str, float] = {}

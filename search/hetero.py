@@ -53,9 +53,10 @@ def heterogeneous_search(problem: Any, plan: Any, stage_tops: dict[int, list[int
     indices of the best common chip. Returns a JSON-able result with the chips, the
     throughput, the objective and the gain over the common chip.
     """
+    from cost_models.contention import beside_s, comm_share
     from cost_models.network import NCCL_SMS, collective_time_s, comm_time_s
     from cost_models.pipeline import step_time_batch
-    from cost_models.training import beside_s, comm_share, dp_times, segment_costs
+    from cost_models.training import dp_times, segment_costs
     from search.evaluator import objective_value
 
     if len(problem.targets) != 1:

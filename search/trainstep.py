@@ -300,9 +300,9 @@ class WorkloadModel:
         (:func:`cost_models.pipeline.step_time_batch`). Same numbers as
         :meth:`evaluate` (tests). ``costs``: a cache of segment costs on these designs
         and system (:meth:`cost_segments`), kept by the caller across calls."""
+        from cost_models.contention import beside_s, comm_share
         from cost_models.network import NCCL_SMS
         from cost_models.pipeline import step_time_batch
-        from cost_models.training import beside_s, comm_share
 
         if not plans:
             return np.zeros((0, len(designs)))
@@ -531,8 +531,8 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     f = float(r["_fwd"][0, slow])
     b = float(r["_bwd"][0, slow])
     rec = float(r["_rec"][0, slow])
+    from cost_models.contention import comm_share
     from cost_models.network import NCCL_SMS
-    from cost_models.training import comm_share
 
     by_kind, by_phase_op, groups = operator_times(mine, m,
                                                   float(comm_share(designs, NCCL_SMS)[0]))

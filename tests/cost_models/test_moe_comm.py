@@ -195,7 +195,8 @@ def test_overlapped_communication_takes_sms_on_a_gpu():
     from cost_models.designs import DesignBatch
     from cost_models.presets import load_preset
     from cost_models.technology import load_technology
-    from cost_models.training import _overlapped, segment_costs
+    from cost_models.contention import overlapped as _overlapped
+    from cost_models.training import segment_costs
 
     f = 20 / 132
     c, h = np.array([1.0]), 0.5

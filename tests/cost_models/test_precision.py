@@ -75,3 +75,42 @@ def test_scalar_reference_agrees_on_an_fp8_design():
     for j, rec in enumerate(ref.records):
         a = int(step.level[0, j])
         assert np.isclose(step.costs.latency_levels_s[0, j, a], rec.latency_s, rtol=1e-12)
+
+
+def test_fp8_gemms_on_a_gpu_pay_transformer_engines_casts():
+    """On an FP8 GPU each FP8 GEMM pays Transformer Engine's cast kernels: 4 B an element of
+    its activation input forward (cast + transposed copy; 1 B after a norm, TE's
+    LayerNormLinear), 4 B an element of its output gradient before the input-gradient GEMM,
+    nothing for the weight-gradient GEMM; at the HBM's sustained bandwidth, on top of the
+    GEMM. 16-bit GEMMs, bf16 designs and FP8 designs whose links and units are not a GPU's
+    (``single_stream = 0``) pay nothing."""
+    from cost_models.opcost import fp8_cast_bytes
+
+    g = _gpt2("fused", batch=4)
+    cast = fp8_cast_bytes(g)
+    hp = high_precision(g)
+    by = {op.name: j for j, op in enumerate(g.ops)}
+    qkv, out, fc2 = (g.ops[by[n]] for n in ("layer.attn.qkv", "layer.attn.out", "layer.mlp.fc2"))
+    assert cast[by["layer.attn.qkv"]] == 1.0 * qkv.m * qkv.k * qkv.batch   # after norm1
+    assert cast[by["layer.attn.out"]] == 4.0 * out.m * out.k * out.batch
+    bd = g.ops[by["layer.mlp.fc2.bwd_data"]]
+    assert cast[by["layer.mlp.fc2.bwd_data"]] == 4.0 * bd.m * bd.k * bd.batch == \
+        4.0 * fc2.m * fc2.n * fc2.batch                                       # dY of fc2
+    assert cast[by["layer.mlp.fc2.bwd_weight"]] == 0.0
+    gpu = H100_FP8.hardware
+    chip = dataclasses.replace(gpu, single_stream=0)
+    designs = DesignBatch.from_configs([gpu, chip])
+    with_casts = op_costs(g, designs, TECH)
+    bw = gpu.hbm_bw_bytes_per_s * gpu.hbm_efficiency
+    for j, op in enumerate(g.ops):
+        if op.kind != "gemm":
+            continue
+        want = cast[j] / bw if not hp[j] else 0.0
+        added = with_casts.latency_s[0, j] - with_casts.latency_s[1, j]
+        assert added == pytest.approx(want, rel=1e-9, abs=1e-15), op.name
+    extra = with_casts.hbm_bytes[0] - with_casts.hbm_bytes[1]
+    assert extra.sum() == pytest.approx(float(cast[~hp].sum()), rel=1e-9)
+    assert float(cast[~hp].sum()) > 0
+    bf16 = op_costs(g, DesignBatch.from_configs([H100.hardware]), TECH)
+    gemms = [j for j, op in enumerate(g.ops) if op.kind == "gemm"]
+    assert bf16.compute_s[0, gemms].sum() > with_casts.compute_s[0, gemms].sum()

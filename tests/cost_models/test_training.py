@@ -281,7 +281,7 @@ def test_collective_beside_computation_takes_its_sms(m):
     import numpy as np
 
     from cost_models.network import NCCL_SMS
-    from cost_models.training import comm_share, contention_s
+    from cost_models.contention import comm_share, contention_s
 
     g = _overlap_graph(m)
     h = 1e-3  # the collective: 1 ms
