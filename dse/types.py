@@ -347,8 +347,12 @@ class HardwareConfig:
     conflicts, read/write turnaround)."""
     single_stream: int = 0
     """1: tensor-core and vector-core operators run one at a time, as a GPU's kernels on
-    one CUDA stream do (both run on the same SMs; PyTorch issues a training step's compute
-    on one stream); 0 (template designs): separate units that overlap."""
+    one CUDA stream do (both run on the same SMs, ``vector_cores`` of them; PyTorch issues
+    a training step's compute on one stream), a collective overlapping computation holds
+    some of those SMs (NCCL's 24, at most 90 % of the chip:
+    :mod:`cost_models.contention`), and FP8 GEMMs pay Transformer Engine's cast kernels
+    (:func:`cost_models.opcost.fp8_cast_bytes`); 0 (template designs): separate units that
+    overlap, links with their own engines, producers that write FP8 themselves."""
     weight_double_buffer: int = 0
     """1: weight-/input-stationary arrays load the next fold's stationary tile while the
     current fold computes (the TPU MXU's weight shadow registers; needs room for two
