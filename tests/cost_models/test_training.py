@@ -280,8 +280,8 @@ def test_collective_beside_computation_takes_its_sms(m):
     TPU-like design (links with their own engines) and a blocking schedule add nothing."""
     import numpy as np
 
-    from cost_models.network import NCCL_SMS
     from cost_models.contention import comm_share, contention_s
+    from cost_models.network import NCCL_SMS
 
     g = _overlap_graph(m)
     h = 1e-3  # the collective: 1 ms
@@ -298,6 +298,24 @@ def test_collective_beside_computation_takes_its_sms(m):
     blocking = device_step(g, designs, TECH, comm_time_s=np.array([0.0, h, 0.0]),
                            blocking_comm=True)
     assert contention_s(blocking, g, share).tolist() == [0.0, 0.0]
+
+
+def test_contention_in_chunks_equals_one_pass(monkeypatch):
+    """Designs compared a few at a time (bounded memory) give the same delays."""
+    import numpy as np
+
+    import cost_models.contention as cc
+    from cost_models.network import NCCL_SMS
+
+    g = _overlap_graph(8192)
+    hws = [dataclasses.replace(A100.hardware, vector_cores=v) for v in (54, 108, 216)]
+    designs = DesignBatch.from_configs(hws + [load_preset("tpuv4").hardware])
+    st = device_step(g, designs, TECH, comm_time_s=np.array([0.0, 1e-3, 0.0]))
+    share = cc.comm_share(designs, NCCL_SMS)
+    whole = cc.contention_s(st, g, share)
+    monkeypatch.setattr(cc, "_CHUNK_ELEMENTS", 1)
+    assert cc.contention_s(st, g, share).tolist() == whole.tolist()
+    assert whole[3] == 0.0 and (whole[:3] > 0).all()
 
 
 def test_gradient_reduction_beside_the_last_backward_takes_its_sms():
