@@ -158,6 +158,36 @@ def _si(x: float, unit: str = "") -> str:
     return f"{x:.4g} {unit}".rstrip()
 
 
+_STATE_KEYS = ("weights", "grads", "optimizer")
+
+
+def fit_hint(mem: dict[str, float], plan: dict[str, Any]) -> str:
+    """What to change when a plan does not fit: the larger of the two parts of the
+    memory breakdown (model states, or activations and what recomputation keeps) and
+    the plan options that shrink it and are not already at their limit (rules of the
+    memory model, ``docs/distributed.md`` §4; nothing is evaluated)."""
+    states = sum(float(mem.get(k, 0.0)) for k in _STATE_KEYS)
+    acts = sum(float(v) for k, v in mem.items()
+               if k not in _STATE_KEYS and k not in ("total", "stage")
+               and not k.startswith("device_"))
+    tips: list[str] = []
+    if acts >= states:
+        what = f"activations are {_si(acts, 'B')} of it"
+        if plan.get("tp", 1) > 1 and not plan.get("sequence_parallel"):
+            tips.append("--sequence-parallel")
+        if plan.get("recompute") != "full":
+            tips.append("--recompute full")
+        if plan.get("micro_batch", 1) > 1:
+            tips.append("a smaller --micro-batch")
+        tips.append("more --tp, --cp or --pp")
+    else:
+        what = f"weights, gradients and optimizer states are {_si(states, 'B')} of it"
+        if plan.get("zero_stage", 0) < 3:
+            tips.append(f"--zero {plan.get('zero_stage', 0) + 1}")
+        tips.append("more --tp or --pp (or --ep for a mixture of experts)")
+    return f"{what}: try " + ", ".join(tips)
+
+
 def render(result: dict[str, Any], args: argparse.Namespace) -> str:
     r = result
     p = r["plan"]
@@ -236,6 +266,10 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
             if k in ("total", "stage") or k.startswith("device_"):
                 continue
             lines.append(f"    {k:<22}{_si(v, 'B'):>14}")
+        if not r["fits_memory"]:
+            hint = fit_hint(mem, p)
+            if hint:
+                lines.append(f"  to fit: {hint}")
     cp = r.get("critical_path", [])
     if cp:
         shown = cp if len(cp) <= 12 else cp[:6] + ["..."] + cp[-5:]

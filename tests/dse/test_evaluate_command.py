@@ -70,6 +70,33 @@ def test_readable_table(capsys):
     assert "step time" in out and "time per phase" in out and "sequence parallel" in out
 
 
+def test_a_plan_that_does_not_fit_says_what_to_change(capsys):
+    """The text names the larger part of the memory and only options that shrink it and
+    are not already set; a plan that fits gets no hint."""
+    from dse.commands.evaluate import fit_hint
+
+    rc = main(["evaluate", "--workload", "llama3-8b", "--hardware", "h100", "--devices",
+               "8", "--tp", "2", "--dp", "4", "--micro-batch", "4"])
+    out, _ = capsys.readouterr()
+    assert rc == 0 and "DOES NOT FIT" in out
+    hint = next(line for line in out.splitlines() if line.startswith("  to fit: "))
+    assert "activations are" in hint and "--sequence-parallel" in hint
+    assert "a smaller --micro-batch" in hint and "--zero" not in hint
+    rc = main(["evaluate", "--workload", "llama3-70b", "--hardware", "h100", "--devices",
+               "8", "--tp", "8"])
+    out, _ = capsys.readouterr()
+    assert "weights, gradients and optimizer states are" in out and "--zero 1" in out
+    acts = {"weights": 1.0, "grads": 1.0, "optimizer": 1.0, "activations": 9.0}
+    plan = {"tp": 8, "sequence_parallel": True, "recompute": "full", "micro_batch": 1}
+    assert fit_hint(acts, plan) == ("activations are 9 B of it: try more --tp, --cp or "
+                                    "--pp")
+    states = {"weights": 8.0, "grads": 8.0, "optimizer": 40.0, "activations": 1.0}
+    assert fit_hint(states, {"zero_stage": 1}).startswith(
+        "weights, gradients and optimizer states are 56 B of it: try --zero 2, more --tp")
+    main(["evaluate", "--workload", "gpt2", "--hardware", "a100"])
+    assert "to fit:" not in capsys.readouterr()[0]
+
+
 def test_gpt3_1024_gpus_under_two_seconds():
     """Issue 4 acceptance: the 1024-GPU GPT-3 evaluation runs in < 2 s (a fresh process)."""
     argv = [sys.executable, "-m", "dse.cli", "evaluate", "--workload", "gpt3-175b",
