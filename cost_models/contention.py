@@ -20,7 +20,7 @@ import numpy as np
 
 from dse.types import Graph
 
-__all__ = ["beside_s", "comm_share", "contention_s", "overlapped"]
+__all__ = ["beside_s", "comm_share", "contention_s", "nccl_share", "overlapped"]
 
 _CHUNK_ELEMENTS = 4_000_000
 """Designs × collectives × computing operators compared at once in :func:`contention_s`."""
@@ -33,6 +33,13 @@ def comm_share(designs: Any, sms: float) -> np.ndarray:
     whose links have their own engines."""
     sm = np.maximum(np.asarray(designs.vector_cores, dtype=np.float64), 1.0)
     return np.where(np.asarray(designs.single_stream) == 1, np.minimum(sms / sm, 0.9), 0.0)
+
+
+def nccl_share(designs: Any) -> np.ndarray:
+    """:func:`comm_share` of an NCCL collective (:data:`cost_models.network.NCCL_SMS`)."""
+    from cost_models.network import NCCL_SMS
+
+    return comm_share(designs, NCCL_SMS)
 
 
 def contention_s(step: Any, graph: Graph, share: np.ndarray) -> np.ndarray:

@@ -25,7 +25,8 @@ group and runs the optimizer. The all-reduce overlaps the backward of the last
 micro-batch on that device (gradient buckets are reduced as they become final, PyTorch
 DDP, Li et al., VLDB 2020), so only ``max(0, t_dp − b_i)`` is exposed, plus, on GPU-like
 designs, ``comm_share · min(t_dp, b_i)``: the SMs the reduction holds slow the backward
-beside it (:func:`cost_models.contention.contention_s`; reported in ``dp_exposed_s``). Device ``i``
+beside it (:func:`cost_models.contention.beside_s`; reported in ``dp_exposed_s``). Device
+``i``
 finishes its last backward ``Σ_{j<i} (b_j/v + c)`` before device 0 does (the last
 gradient flows back to stage 0), which hides part of its tail. Communication that must
 follow the optimizer (ZeRO's parameter all-gather) is exposed in full:
@@ -51,6 +52,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cost_models.contention import beside_s
 from dse.errors import ConfigError
 from dse.types import ParallelPlan
 
@@ -211,7 +213,7 @@ def step_time_s(stage_fwd_s: ArrayLike, stage_bwd_s: ArrayLike, p2p_s: ArrayLike
     post = np.broadcast_to(np.asarray(dp_post_s, dtype=np.float64), f.shape)
     opt = np.broadcast_to(np.asarray(optimizer_s, dtype=np.float64), f.shape)
     share = np.asarray(comm_share, dtype=np.float64)[..., None]
-    exposed = (np.maximum(dp - b, 0.0) + share * np.minimum(dp, b)) if dp_overlap else dp
+    exposed = beside_s(b, dp, share) if dp_overlap else dp
     hop = b / v + (c[..., None] if p > 1 else 0.0)
     slack = np.cumsum(hop, axis=-1) - hop  # Σ_{j<i}
     tail_i = exposed + opt + post - slack
@@ -328,8 +330,7 @@ def step_time_scalar_s(stage_fwd_s: list[float], stage_bwd_s: list[float], p2p_s
     finish = 0.0
     for r in range(p):
         dp = at(dp_comm_s, r)
-        exp = (max(dp - stage_bwd_s[r], 0.0) + comm_share * min(dp, stage_bwd_s[r])
-               if dp_overlap else dp)
+        exp = float(beside_s(stage_bwd_s[r], dp, comm_share)) if dp_overlap else dp
         finish = max(finish, last_bwd_end[r] + exp + at(optimizer_s, r) + at(dp_post_s, r))
     return finish
 
@@ -342,8 +343,9 @@ def step_time_batch(f: np.ndarray, b: np.ndarray, c: np.ndarray, m: np.ndarray, 
 
     ``f``, ``b``, ``optimizer_s``: (P, D, p) per plan, design and device; ``c``, ``m``,
     ``v``: (P,) p2p transfer, micro-batches and interleaving of each plan; ``dp_comm_s``,
-    ``dp_post_s``: (P, p); ``comm_share``: (D,), or broadcastable to ``f``. Returns (P, D) arrays ``step_time_s``, ``compute_s``,
-    ``bubble_s``, ``p2p_s``, ``tail_s`` (the same model; tests compare the two).
+    ``dp_post_s``: (P, p); ``comm_share``: (D,), or broadcastable to ``f``. Returns
+    (P, D) arrays ``step_time_s``, ``compute_s``, ``bubble_s``, ``p2p_s``, ``tail_s`` (the
+    same model; tests compare the two).
     """
     p = f.shape[-1]
     mm = np.asarray(m, dtype=np.float64)[:, None]
@@ -365,8 +367,7 @@ def step_time_batch(f: np.ndarray, b: np.ndarray, c: np.ndarray, m: np.ndarray, 
     post = np.asarray(dp_post_s, dtype=np.float64)[:, None, :]
     share = np.asarray(comm_share, dtype=np.float64)
     share = share[None, :, None] if share.ndim == 1 else share
-    exposed = (np.maximum(dp - b, 0.0) + share * np.minimum(dp, b)) if dp_overlap \
-        else np.broadcast_to(dp, b.shape)
+    exposed = beside_s(b, dp, share) if dp_overlap else np.broadcast_to(dp, b.shape)
     slack = np.cumsum(hop, axis=-1) - hop
     tail = np.maximum((exposed + optimizer_s + post - slack).max(axis=-1), 0.0)
     return {"step_time_s": total + tail, "compute_s": ideal, "bubble_s": base - ideal,

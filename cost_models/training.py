@@ -49,10 +49,9 @@ from typing import Any
 
 import numpy as np
 
-from cost_models.contention import beside_s, comm_share, contention_s, overlapped
+from cost_models.contention import beside_s, comm_share, contention_s, nccl_share, overlapped
 from cost_models.memory import expert_params, graph_params, local_params
 from cost_models.network import (
-    NCCL_SMS,
     collective_time_s,
     group_placement,
     placed_collective_time_s,
@@ -303,7 +302,7 @@ def segment_costs(graphs: Sequence[Graph], designs: Any, tech: Any,
     zero = np.zeros(n)
     # GPU-like designs: communication kernels run on the SMs (DeepEP's or NCCL's)
     share = comm_share(designs, overlap_sms) if overlap_sms > 0 else zero
-    nccl = comm_share(designs, NCCL_SMS)
+    nccl = nccl_share(designs)
     out: list[SegmentCosts] = []
     for g, ph, (fi, bi, oi), hid in zip(graphs, phases, index, hidden):
         fs, bs, os_ = (steps[i] if i is not None else None for i in (fi, bi, oi))
@@ -454,7 +453,7 @@ def training_step(stages: Sequence[Sequence[StagePart]], designs: Any, system: S
     model_flop_shard = 0.0
     hw_extra_flop = 0.0
     zero_div = plan.grad_group if plan.zero_stage >= 1 else 1
-    nccl = comm_share(designs, NCCL_SMS)
+    nccl = nccl_share(designs)
     for k, parts in enumerate(stages):
         d = k % p
         for part in parts:

@@ -53,8 +53,8 @@ def heterogeneous_search(problem: Any, plan: Any, stage_tops: dict[int, list[int
     indices of the best common chip. Returns a JSON-able result with the chips, the
     throughput, the objective and the gain over the common chip.
     """
-    from cost_models.contention import beside_s, comm_share
-    from cost_models.network import NCCL_SMS, collective_time_s, comm_time_s
+    from cost_models.contention import beside_s, nccl_share
+    from cost_models.network import collective_time_s, comm_time_s
     from cost_models.pipeline import step_time_batch
     from cost_models.training import dp_times, segment_costs
     from search.evaluator import objective_value
@@ -143,7 +143,7 @@ def heterogeneous_search(problem: Any, plan: Any, stage_tops: dict[int, list[int
     redr = red[by_rank, rank_class]
     gatr = gat[by_rank, rank_class]
     postr = post[by_rank, rank_class]
-    share = comm_share(designs, NCCL_SMS)[by_rank][:, None, :]   # (C, 1, p)
+    share = nccl_share(designs)[by_rank][:, None, :]   # (C, 1, p)
     if plan.zero_stage >= 2 and plan.grad_group > 1:
         add_f = beside_s(fr, gatr[:, None, :], share)
         add_b = beside_s(br, redr[:, None, :] + gatr[:, None, :], share)

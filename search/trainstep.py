@@ -300,8 +300,7 @@ class WorkloadModel:
         (:func:`cost_models.pipeline.step_time_batch`). Same numbers as
         :meth:`evaluate` (tests). ``costs``: a cache of segment costs on these designs
         and system (:meth:`cost_segments`), kept by the caller across calls."""
-        from cost_models.contention import beside_s, comm_share
-        from cost_models.network import NCCL_SMS
+        from cost_models.contention import beside_s, nccl_share
         from cost_models.pipeline import step_time_batch
 
         if not plans:
@@ -336,7 +335,7 @@ class WorkloadModel:
         n_s, n = len(graphs), len(designs)
         out = np.full((len(plans), n), np.inf)
         del n_s
-        nccl = comm_share(designs, NCCL_SMS)
+        nccl = nccl_share(designs)
         for rec in self._recipe(plans, statics, gid, system):
             members, used = rec["members"], rec["used"]
             cf, cr_f, cr_a, co = rec["cf"], rec["cr_f"], rec["cr_a"], rec["co"]
@@ -531,11 +530,9 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     f = float(r["_fwd"][0, slow])
     b = float(r["_bwd"][0, slow])
     rec = float(r["_rec"][0, slow])
-    from cost_models.contention import comm_share
-    from cost_models.network import NCCL_SMS
+    from cost_models.contention import nccl_share
 
-    by_kind, by_phase_op, groups = operator_times(mine, m,
-                                                  float(comm_share(designs, NCCL_SMS)[0]))
+    by_kind, by_phase_op, groups = operator_times(mine, m, float(nccl_share(designs)[0]))
     by_kind["optimizer"] = by_kind.get("optimizer", 0.0) + float(r["_opt"][0, slow])
     by_phase_op["optimizer"] = float(r["_opt"][0, slow])
     step = float(r["step_time_s"][0])

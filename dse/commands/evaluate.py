@@ -267,9 +267,7 @@ def render(result: dict[str, Any], args: argparse.Namespace) -> str:
                 continue
             lines.append(f"    {k:<22}{_si(v, 'B'):>14}")
         if not r["fits_memory"]:
-            hint = fit_hint(mem, p)
-            if hint:
-                lines.append(f"  to fit: {hint}")
+            lines.append(f"  to fit: {fit_hint(mem, p)}")
     cp = r.get("critical_path", [])
     if cp:
         shown = cp if len(cp) <= 12 else cp[:6] + ["..."] + cp[-5:]

@@ -343,13 +343,11 @@ def test_breakdown_reports_the_sm_contention_it_charges(monkeypatch):
     the SMs of overlapped collectives: the passes without it (no SMs taken) are shorter by
     exactly that. A TPU-like design, whose links have their own engines, reports none."""
     import cost_models.network
-    import cost_models.training
 
     plan = ParallelPlan(tp=4, dp=2, global_batch=16, micro_batch=2)
     with_sms = ev(plan).breakdown
     assert with_sms["comm_s"]["sm_contention_s"] > 0
     monkeypatch.setattr(cost_models.network, "NCCL_SMS", 0)
-    monkeypatch.setattr(cost_models.training, "NCCL_SMS", 0)
     without = ev(plan).breakdown
     assert without["comm_s"]["sm_contention_s"] == 0.0
 
