@@ -83,19 +83,20 @@ def contention_s(step: Any, graph: Graph, share: np.ndarray) -> np.ndarray:
 
 
 def beside_s(comp: Any, comm: Any, share: Any) -> Any:
-    """Time a collective of ``comm`` seconds adds to ``comp`` seconds of computation it
-    overlaps (ZeRO-3's prefetched gathers, ZeRO-2's per-micro-batch reduce-scatter): what
-    the computation does not hide, ``max(0, comm − comp)``, plus the computation's share of
-    the chip that the collective holds while it runs, ``share · min(comm, comp)``
-    (:func:`contention_s`)."""
-    return np.maximum(comm - comp, 0.0) + share * np.minimum(comm, comp)
+    """Time a collective of ``comm`` seconds adds to ``comp`` seconds of computation that
+    starts beside it (ZeRO-3's prefetched gathers, ZeRO-2's per-micro-batch reduce-scatter,
+    the gradient reduction beside the last backward, batch-level MoE overlap): while the
+    collective runs the computation has ``1 − share`` of the chip, afterwards all of it, so
+    both end at ``comm + max(0, comp − (1 − share)·comm)`` and the delay over ``comp`` is
+    ``max(comm − comp, share · comm)`` — the rule :func:`contention_s` applies to each
+    collective of a schedule."""
+    return np.maximum(comm - comp, share * comm)
 
 
 def overlapped(comp: np.ndarray, hidden: float, share: np.ndarray) -> np.ndarray:
     """A phase whose computation ``comp`` runs beside ``hidden`` seconds of communication
     that takes the fraction ``share`` of the chip while it runs
-    (:func:`cost_models.training.segment_costs`: batch-level overlap)."""
+    (:func:`cost_models.training.segment_costs`: batch-level overlap; :func:`beside_s`)."""
     if hidden <= 0:
         return comp
-    slowed = comp + share * np.minimum(hidden, comp / (1.0 - share))
-    return np.maximum(slowed, hidden)
+    return comp + beside_s(comp, hidden, share)

@@ -23,11 +23,10 @@ GPipe has the same bubble as 1F1B (it only differs in activation memory).
 After the pipeline drains, each device all-reduces its gradients over the data-parallel
 group and runs the optimizer. The all-reduce overlaps the backward of the last
 micro-batch on that device (gradient buckets are reduced as they become final, PyTorch
-DDP, Li et al., VLDB 2020), so only ``max(0, t_dp − b_i)`` is exposed, plus, on GPU-like
-designs, ``comm_share · min(t_dp, b_i)``: the SMs the reduction holds slow the backward
-beside it (:func:`cost_models.contention.beside_s`; reported in ``dp_exposed_s``). Device
-``i``
-finishes its last backward ``Σ_{j<i} (b_j/v + c)`` before device 0 does (the last
+DDP, Li et al., VLDB 2020), so only ``max(0, t_dp − b_i)`` is exposed; on GPU-like
+designs the SMs the reduction holds slow the backward beside it, so
+``max(t_dp − b_i, comm_share · t_dp)`` is (:func:`cost_models.contention.beside_s`;
+reported in ``dp_exposed_s``). Device ``i`` finishes its last backward ``Σ_{j<i} (b_j/v + c)`` before device 0 does (the last
 gradient flows back to stage 0), which hides part of its tail. Communication that must
 follow the optimizer (ZeRO's parameter all-gather) is exposed in full:
 
@@ -188,8 +187,8 @@ def step_time_s(stage_fwd_s: ArrayLike, stage_bwd_s: ArrayLike, p2p_s: ArrayLike
     parameter all-gather); ``optimizer_s``: optimizer step per device. Per-device
     arguments broadcast against ``(..., pp)``. ``comm_share``: the fraction of the chip
     the overlapped gradient reduction takes from the last backward while it runs (shape
-    ``(...)``; :func:`cost_models.contention.comm_share`): it adds
-    ``comm_share · min(t_dp, b_i)``.
+    ``(...)``; :func:`cost_models.contention.comm_share`): the exposed time is
+    ``max(t_dp − b_i, comm_share · t_dp)`` (:func:`cost_models.contention.beside_s`).
     """
     f = np.asarray(stage_fwd_s, dtype=np.float64)
     b = np.asarray(stage_bwd_s, dtype=np.float64)

@@ -320,7 +320,10 @@ def test_contention_in_chunks_equals_one_pass(monkeypatch):
 
 def test_gradient_reduction_beside_the_last_backward_takes_its_sms():
     """The overlapped data-parallel reduction slows the last backward it runs beside: the
-    closed form and the event simulation add comm_share · min(t_dp, b) alike."""
+    closed form and the event simulation alike end the stage-0 device at
+    max(t_dp, b + f·t_dp) with the backward at 1 − f of the chip while the reduction runs
+    — f·t_dp more when the reduction is the shorter, nothing more when the backward fits
+    its window at the reduced rate (t_dp = 3 s ≥ b/(1 − f) = 2.67 s)."""
     from cost_models.pipeline import step_time_s, step_time_scalar_s
 
     plan = ParallelPlan(pp=2, dp=4, global_batch=32, micro_batch=2)
@@ -331,7 +334,9 @@ def test_gradient_reduction_beside_the_last_backward_takes_its_sms():
         ref = step_time_scalar_s(f, b, 0.01, plan, dp_comm_s=dp_s, comm_share=0.25)
         ref0 = step_time_scalar_s(f, b, 0.01, plan, dp_comm_s=dp_s)
         assert slowed - base == pytest.approx(ref - ref0, rel=1e-9)
-        assert slowed - base == pytest.approx(0.25 * min(dp_s, b[0]), rel=1e-9)
+        want = max(dp_s, b[0] + 0.25 * dp_s) - max(dp_s, b[0])
+        assert slowed - base == pytest.approx(want, rel=1e-9, abs=1e-12)
+        assert want == (0.25 * dp_s if dp_s < b[0] else 0.0)
         blocking = step_time_s(f, b, 0.01, plan, dp_comm_s=dp_s, comm_share=0.25,
                                dp_overlap=False).step_time_s
         assert blocking == pytest.approx(step_time_s(f, b, 0.01, plan, dp_comm_s=dp_s,
