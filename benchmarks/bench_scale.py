@@ -29,9 +29,15 @@ C. **Determinism and resume at 1 and 1,024 devices.** The same ``wham`` search t
    (SIGKILL) once trials are persisted, then rerun on its study: every persisted trial is
    kept, the budget is met exactly, no design is scored twice.
 
+D. **Where a search's time goes** (only with ``--only D``; default the DeepSeek-V3 search
+   on 2,048 devices, ``--phases "ARGS"`` for another): ``dse search`` in this process with
+   wall-clock timers around its phases (the re-balanced TPU v4-like baseline, the global
+   search, the run's assembly) and around the plan search's lower bounds
+   (``search.planbound.lower_bounds``), beside the process's CPU seconds.
+
 Prints tables and writes ``results/bench/scale.json``.
 
-    python benchmarks/bench_scale.py [--designs 256] [--skip-exhaustive] [--only A|B|C] [--moe]
+    python benchmarks/bench_scale.py [--designs 256] [--skip-exhaustive] [--only A|B|C|D] [--moe]
 """
 
 from __future__ import annotations
@@ -304,11 +310,55 @@ def part_c() -> list[dict]:
     return rows
 
 
+PHASES = (("search.baselines", "rebalanced_tpu"), ("search.global_search", "global_search"),
+          ("search.runner", "assemble"), ("search.planbound", "lower_bounds"))
+"""(module, function) timed by part D; module attributes are wrapped, so callers that
+reach them through their module see the timer."""
+
+
+def part_d(argv: list[str]) -> dict:
+    import contextlib
+    import functools
+    import importlib
+    import io
+
+    spent = dict.fromkeys((f"{m}.{f}" for m, f in PHASES), 0.0)
+    calls = dict.fromkeys(spent, 0)
+    for mod, fn in PHASES:
+        m = importlib.import_module(mod)
+        orig = getattr(m, fn)
+
+        def timed(*a, _f=orig, _k=f"{mod}.{fn}", **k):  # type: ignore[no-untyped-def]
+            t = time.perf_counter()
+            try:
+                return _f(*a, **k)
+            finally:
+                spent[_k] += time.perf_counter() - t
+                calls[_k] += 1
+
+        setattr(m, fn, functools.wraps(orig)(timed))
+    from dse.cli import main as cli
+
+    out_dir = Path(tempfile.mkdtemp(prefix="bench-scale-d-"))
+    t0, c0 = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        rc = cli(["search", *argv, "--no-report", "--out", str(out_dir / "run")])
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"\nD. where the time goes: dse search {' '.join(argv)} (rc {rc})")
+    print(f"   whole search: {wall:.1f} s wall, {cpu:.1f} s CPU")
+    for k, v in spent.items():
+        print(f"   {k:<34}{v:>8.1f} s wall  {100 * v / wall:5.1f} %  {calls[k]:>4d} calls")
+    return {"command": "dse search " + " ".join(argv), "rc": rc, "wall_s": wall,
+            "cpu_s": cpu, "phases_wall_s": spent, "calls": calls}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--designs", type=int, default=256)
     ap.add_argument("--skip-exhaustive", action="store_true")
-    ap.add_argument("--only", choices=("A", "B", "C"))
+    ap.add_argument("--only", choices=("A", "B", "C", "D"))
+    ap.add_argument("--phases", default="--workload deepseek-v3 --area 800 --devices 2048",
+                    help="part D: the dse search arguments to time by phase")
     ap.add_argument("--moe", action="store_true",
                     help="part B also times the MoE searches (mixtral-8x7b@64, "
                          "deepseek-v3@2048: minutes)")
@@ -325,6 +375,8 @@ def main() -> None:
         out["commands"] = part_b(a.skip_exhaustive, moe=a.moe)
     if a.only in (None, "C"):
         out["determinism_resume"] = part_c()
+    if a.only == "D":
+        out["phases"] = part_d(a.phases.split())
     dest = ROOT / "results" / "bench" / "scale.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(dest.read_text()) if dest.exists() else {}
