@@ -68,7 +68,11 @@ def _spec(r: dict[str, Any]) -> TransformerSpec:
     return TransformerSpec(name=r["id"], model_type="gpt2", layers=r["layers"], hidden=h,
                            heads=r["heads"], ffn=4 * h, vocab=VOCAB, max_positions=SEQ,
                            default_seq=SEQ, default_batch=r["global_batch"], source=r["source"],
-                           attention="unfused")  # Megatron-LM 2021-2022: no fused attention
+                           # Megatron-LM 2021-2022 (stacks megatron-2021/2022): no fused
+                           # attention; fp16 weight gradients summed by a separate add,
+                           # bias gradients by a separate reduction
+                           attention="unfused", grad_accumulation="separate",
+                           bias_grad="separate")
 
 
 def _plan(r: dict[str, Any]) -> ParallelPlan:

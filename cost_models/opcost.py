@@ -109,7 +109,10 @@ BOUNDS: tuple[str, ...] = ("tensor", "vector", "sram", "hbm", "link")
 _TC, _VC, _LINK = 0, 1, 2
 _B_TENSOR, _B_VECTOR, _B_SRAM, _B_HBM, _B_LINK = 0, 1, 2, 3, 4
 _COMM_KINDS = ("collective", "sendrecv")
-_TWO_PASS_KINDS = ("softmax", "norm", "reduction", "loss")
+_TWO_PASS_KINDS = ("softmax", "norm", "loss")
+"""Vector kinds that need a row's statistic before they can write it (max and sum, mean and
+variance): they read an input that does not fit on chip twice. A ``reduction`` (a sum over
+rows: bias gradients) reads its input once."""
 
 # Reference machine of the scheduling priorities: TPU v4's published peak, HBM bandwidth and
 # ICI injection bandwidth (cost_models/data/presets/tpuv4.yaml) — a balanced training chip.

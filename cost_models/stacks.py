@@ -4,8 +4,11 @@ runs the same plan — its attention kernel and which communication overlaps com
 Each profile is data with its sources (framework code and documentation, cited in the
 file): ``attention`` (``fused``: FlashAttention-style, ``unfused``: scores in HBM),
 ``tp_overlap`` (the backward tensor-parallel collective beside the weight-gradient GEMM,
-or blocking) and ``dp_overlap`` (the gradient reduction during the backward, or after
-it). ``dse evaluate --stack NAME`` applies one; the default is :data:`DEFAULT_STACK`.
+or blocking), ``dp_overlap`` (the gradient reduction during the backward, or after
+it) and ``grad_accumulation`` (weight gradients summed over micro-batches inside the
+weight-gradient GEMM, or by a separate add per parameter and micro-batch) and
+``bias_grad`` (bias gradients in the GEMM's epilogue, or a separate reduction). ``dse
+evaluate --stack NAME`` applies one; the default is :data:`DEFAULT_STACK`.
 GEMM efficiency stays a property of the hardware preset (its measured MAMF): no
 per-stack kernel efficiency is cited yet.
 
@@ -40,6 +43,13 @@ class Stack:
     attention: str
     tp_overlap: bool
     dp_overlap: bool
+    grad_accumulation: str = "fused"
+    """How weight gradients accumulate over micro-batches
+    (:data:`workloads.spec.GRAD_ACCUMULATION`: ``fused`` into the weight-gradient GEMM, or
+    a ``separate`` add per parameter and micro-batch)."""
+    bias_grad: str = "fused"
+    """Where linear layers' bias gradients are summed (:data:`workloads.spec.BIAS_GRAD`: in
+    the weight-gradient GEMM's epilogue, or a ``separate`` reduction)."""
     ep_overlap: bool = False
     """The MoE all-to-all of one micro-batch runs under another's computation
     (batch-level overlap; :func:`cost_models.training.segment_costs` ``overlap_groups``)."""
@@ -69,13 +79,19 @@ def load_stack(name: str) -> Stack:
         raise ConfigError(f"stack {name}: attention={data['attention']!r}; valid: fused, "
                           "unfused")
     data.setdefault("ep_overlap", False)
+    for k in ("grad_accumulation", "bias_grad"):
+        data.setdefault(k, "fused")
+        if data[k] not in ("fused", "separate"):
+            raise ConfigError(f"stack {name}: {k}={data[k]!r}; valid: fused, separate")
     for k in ("tp_overlap", "dp_overlap", "ep_overlap"):
         if not isinstance(data[k], bool):
             raise ConfigError(f"stack {name}: {k}={data[k]!r} must be true or false")
-    for k in ("attention", "tp_overlap", "dp_overlap", "ep_overlap"):
+    for k in ("attention", "tp_overlap", "dp_overlap", "ep_overlap", "grad_accumulation",
+              "bias_grad"):
         if not str(data["sources"].get(k, "")).strip():
             raise ConfigError(f"stack {name}: no source for {k!r}")
     return Stack(name=str(data["name"]), description=str(data["description"]),
                  attention=data["attention"], tp_overlap=data["tp_overlap"],
                  dp_overlap=data["dp_overlap"], ep_overlap=data["ep_overlap"],
+                 grad_accumulation=data["grad_accumulation"], bias_grad=data["bias_grad"],
                  sources={str(k): str(v) for k, v in data["sources"].items()})

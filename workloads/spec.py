@@ -64,6 +64,17 @@ ATTENTION = ("fused", "unfused")
 """Attention kernels: ``fused`` (FlashAttention 2/3, cuDNN, XLA: no score tensor in HBM,
 the backward recomputes it on chip) or ``unfused`` (materialized ``s×s`` scores, softmax
 and dropout in HBM: Megatron-LM 2021–2022, the validation rows of that era)."""
+GRAD_ACCUMULATION = ("fused", "separate")
+"""How a weight gradient joins the gradient accumulated over the step's micro-batches:
+``fused`` (the weight-gradient GEMM accumulates into the main gradient: Megatron's
+``gradient_accumulation_fusion``, Transformer Engine) or ``separate`` (an elementwise add
+per parameter per micro-batch, reading the new and the accumulated gradient and writing
+the sum: PyTorch autograd's accumulation into ``.grad`` and Megatron-LM's
+``main_grad.add_`` of fp16 runs, 2021–2022; ``docs/distributed.md`` §8)."""
+BIAS_GRAD = ("fused", "separate")
+"""Where a biased linear layer's bias gradient is summed: ``fused`` (in the weight-gradient
+GEMM's epilogue: cuBLASLt ``BGRADB``, Transformer Engine) or ``separate`` (a reduction of
+the output gradient over its rows: ``grad_output.sum(dim=0)`` in Megatron-LM 2021–2022)."""
 
 
 def _int(owner: str, name: str, v: Any, *, minimum: int = 1) -> None:
@@ -185,6 +196,10 @@ class TransformerSpec(ModelSpec):
     final_norm: bool = True
     attention: str = "fused"
     """How the attention core runs (:data:`ATTENTION`)."""
+    grad_accumulation: str = "fused"
+    """How weight gradients accumulate over micro-batches (:data:`GRAD_ACCUMULATION`)."""
+    bias_grad: str = "fused"
+    """Where the bias gradients of linear layers are summed (:data:`BIAS_GRAD`)."""
     post_norm: bool = False
     """BERT: LayerNorm after each residual add instead of before each sublayer."""
     embed_norm: bool = False
@@ -261,6 +276,8 @@ class TransformerSpec(ModelSpec):
         _choice(o, "norm", self.norm, NORMS)
         _choice(o, "position", self.position, POSITIONS)
         _choice(o, "attention", self.attention, ATTENTION)
+        _choice(o, "grad_accumulation", self.grad_accumulation, GRAD_ACCUMULATION)
+        _choice(o, "bias_grad", self.bias_grad, BIAS_GRAD)
         for f in ("experts", "experts_per_token", "moe_ffn", "shared_experts", "first_k_dense",
                   "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim",
                   "expert_groups", "expert_groups_per_token", "mtp_layers"):

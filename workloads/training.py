@@ -88,8 +88,21 @@ def _fwd_edges(nodes: list[Node]) -> tuple[dict[str, tuple[str, ...]], list[tupl
 
 
 def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None = None,
-           meta: Mapping[str, Any] | None = None) -> Graph:
+           meta: Mapping[str, Any] | None = None, grad_accumulation: str = "fused",
+           bias_grad: str = "fused") -> Graph:
     """The training-step :class:`~dse.types.Graph` of the forward pass in ``builder``.
+
+    ``grad_accumulation="separate"`` adds, per dense parameter tensor, an elementwise
+    ``<param>.grad_accum`` after its gradient and before its optimizer step: the add of
+    this micro-batch's gradient to the accumulated one (``db`` bytes each read, the sum
+    written: PyTorch's in-place accumulation into ``.grad``, Megatron-LM's
+    ``main_grad.add_`` of fp16 runs); ``"fused"`` (default) leaves it to the
+    weight-gradient GEMM (Megatron's ``gradient_accumulation_fusion``).
+    ``bias_grad="separate"`` sums a biased GEMM's output gradient over its rows in a
+    ``<gemm>.bwd_bias`` reduction of its own (``grad_output.sum(dim=0)`` in Megatron-LM's
+    linear layers, PyTorch's broadcast reduction behind its fused bias-GeLU and
+    bias-dropout-add); ``"fused"`` (default) computes it in the GEMM's epilogue
+    (cuBLASLt ``BGRADB``, Transformer Engine), at no cost.
 
     >>> from workloads.builder import ForwardBuilder
     >>> b = ForwardBuilder("mlp")
@@ -107,6 +120,9 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
     if optimizer not in OPTIMIZERS:
         raise WorkloadError(f"optimizer={optimizer!r} is not valid; choose one of "
                             f"{', '.join(OPTIMIZERS)}")
+    for key, val in (("grad_accumulation", grad_accumulation), ("bias_grad", bias_grad)):
+        if val not in ("fused", "separate"):
+            raise WorkloadError(f"{key}={val!r} is not valid; choose one of fused, separate")
     nodes = builder.nodes
     db = builder.dtype_bytes
     by = {n.name: n for n in nodes}
@@ -203,6 +219,16 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
                 **{**common(n), **({"count": n.count // merge} if merge > 1 else {})},
             )
             wgrad_src.setdefault(n.tied_to or n.name, []).append(emit(wop, wdeps))
+            nbias = sum(p for s_, p in n.params if s_ == "bias")
+            if bias_grad == "separate" and nbias:
+                out_el = n.m * n.n * n.batch
+                red = Operator(
+                    name=f"{n.name}.bwd_bias", kind="reduction", phase="bwd_weight",
+                    vector_op="add", elements=out_el, flop=float(out_el),
+                    bytes_in=float(out_el * db), bytes_out=float(nbias * db), **common(n),
+                )
+                # it reads the output gradient only (not the forward output)
+                wgrad_src.setdefault(n.tied_to or n.name, []).append(emit(red, upstream))
         elif n.rule == "gemm_aa":
             a_in, b_in = n.inputs[0], n.inputs[-1]
             outs: list[tuple[str, str]] = []
@@ -305,12 +331,21 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
         for suffix, numel in n.params:
             # weights shared by all executions of a block (LSTM steps) are updated once
             count, block = (1, "") if n.wgrad_merge else (n.count, n.block)
-            if n.rule == "embedding" and n.sparse_optimizer:
+            sparse = n.rule == "embedding" and n.sparse_optimizer
+            if sparse:
                 numel = min(n.rows, numel // max(n.dim, 1)) * n.dim
+            deps = srcs
+            if grad_accumulation == "separate" and not sparse:
+                deps = [emit(Operator(
+                    name=f"{n.name}.{suffix}.grad_accum", kind="elementwise",
+                    phase="bwd_weight", vector_op="add", elements=numel, flop=float(numel),
+                    bytes_in=float(2 * numel * db), bytes_out=float(numel * db),
+                    dtype_bytes=db, count=count, block=block, layer=n.layer, fwd=n.name),
+                    srcs)]
             op = _optimizer_op(f"{n.name}.{suffix}.{optimizer}", optimizer, numel, db,
                                count=count, block=block, layer=n.layer, fwd=n.name)
             opt_ops.append(op)
-            edges.extend((s, op.name) for s in srcs)
+            edges.extend((s, op.name) for s in deps)
     ops = tuple(fwd_ops + bwd_ops + opt_ops)
     return Graph(name=name or builder.name, ops=ops, edges=tuple(dict.fromkeys(edges)),
                  meta=dict(meta or {}))

@@ -515,7 +515,8 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
     else:
         bld.seed("stage.output", x, elements=tok_sp * h)
 
-    graph = expand(bld, optimizer=optimizer, name=spec.name)
+    graph = expand(bld, optimizer=optimizer, name=spec.name,
+                   grad_accumulation=spec.grad_accumulation, bias_grad=spec.bias_grad)
     stats = summarize(graph, batch)
     stash = sum(op.stash_bytes for op in graph.ops if op.phase == "fwd" and op.block == "layer")
     meta: dict[str, Any] = {

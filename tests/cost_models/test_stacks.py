@@ -23,7 +23,14 @@ def test_every_stack_loads_with_a_source_for_each_rule():
         s = load_stack(name)
         assert s.name == name and s.attention in ("fused", "unfused")
         assert all(s.sources[k] for k in ("attention", "tp_overlap", "dp_overlap",
-                                          "ep_overlap"))
+                                          "ep_overlap", "grad_accumulation", "bias_grad"))
+    # fp16 Megatron-LM of 2021-2022 summed weight gradients in a separate kernel;
+    # Megatron-Core's gradient_accumulation_fusion does it inside the weight-gradient GEMM
+    assert [load_stack(n).grad_accumulation for n in stack_names()] == [
+        "separate", "separate", "fused", "fused"]
+    # Megatron-LM's grad_output.sum(dim=0) against Transformer Engine's BGRADB epilogue
+    assert [load_stack(n).bias_grad for n in stack_names()] == [
+        "separate", "separate", "fused", "fused"]
     # batch-level all-to-all overlap arrived in Megatron-Core in 2025 only
     assert [load_stack(n).ep_overlap for n in stack_names()] == [False, False, False, True]
     with pytest.raises(ConfigError, match="unknown stack 'deepspeed'; valid: megatron-2021"):
@@ -64,3 +71,28 @@ def test_unknown_stack_exits_2_naming_the_choices(capsys):
     code = main(["evaluate", "--workload", "gpt2", "--hardware", "a100", "--stack", "nope"])
     err = capsys.readouterr().err
     assert code == 2 and "megatron-core-2024" in err and "Traceback" not in err
+
+
+def test_separate_gradient_accumulation_costs_its_hbm_traffic_per_micro_batch():
+    """The add per parameter and micro-batch reads the new and the accumulated gradient
+    and writes the sum (6 B per fp16 parameter) at the sustained HBM rate; the new
+    gradient may still sit in L2 after its GEMM (4 B), so each micro-batch costs between
+    4 and 6 B per parameter of the device, and nothing else changes."""
+    import dataclasses
+
+    import workloads
+    from cost_models.presets import load_preset
+    from cost_models.technology import load_technology
+    from dse.types import ParallelPlan
+    from search.trainstep import evaluate_training
+
+    p = load_preset("a100")
+    hw = p.hardware
+    tech = load_technology(hw.tech_node_nm)
+    spec = workloads.model_spec("megatron-1.7b")
+    plan = ParallelPlan(tp=2, pp=1, dp=1, global_batch=8, micro_batch=1)
+    t = {g: evaluate_training(dataclasses.replace(spec, grad_accumulation=g), hw, p.system,
+                              plan, tech).step_time_s for g in ("fused", "separate")}
+    per_byte = plan.micro_batches * spec.params / plan.tp / (
+        hw.hbm_bw_bytes_per_s * hw.hbm_efficiency)
+    assert 4 * per_byte * 0.95 < t["separate"] - t["fused"] < 6 * per_byte * 1.05

@@ -42,6 +42,8 @@ def spec_of(r: dict) -> TransformerSpec:
                            heads=r["heads"], ffn=4 * h, vocab=VOCAB, max_positions=SEQ,
                            default_seq=SEQ, default_batch=r["global_batch"],
                            attention="unfused",  # Megatron-LM 2021-2022: no fused attention
+                           grad_accumulation="separate",  # fp16: a separate add (stacks)
+                           bias_grad="separate",  # grad_output.sum(dim=0) (stacks)
                            source=f"{r['source']} {r['table']} {r['row']}")
 
 

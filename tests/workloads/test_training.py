@@ -335,6 +335,65 @@ def test_dependencies_of_a_small_graph():
         dg.predecessors("embed.word.weight.adam"))
 
 
+def test_separate_gradient_accumulation_adds_each_parameter_once_per_micro_batch():
+    """Megatron-LM's fp16 runs of 2021-2022 add each micro-batch's weight gradient to the
+    accumulated one in a separate kernel: one add per dense parameter tensor, reading the
+    new and the accumulated gradient and writing the sum, before the optimizer step."""
+    spec = workloads.model_spec("gpt2")
+    fused = workloads.build(spec, batch=2, seq=128, tp=2)
+    sep = workloads.build(dataclasses.replace(spec, grad_accumulation="separate"), batch=2,
+                          seq=128, tp=2)
+    assert not any(op.name.endswith(".grad_accum") and op.phase == "bwd_weight"
+                   for op in fused.ops)
+    adds = [op for op in sep.ops if op.phase == "bwd_weight" and op.kind == "elementwise"]
+    opts = [op for op in sep.ops if op.phase == "optimizer"]
+    assert len(adds) == len(opts) > 0
+    dg = sep.nx()
+    for add, opt in zip(adds, opts):
+        assert add.name == opt.name.rsplit(".", 1)[0] + ".grad_accum"
+        assert add.elements == opt.elements and add.count == opt.count
+        assert add.bytes_in == 2 * add.elements * 2 and add.bytes_out == add.elements * 2
+        assert list(dg.predecessors(opt.name)) == [add.name]
+    # the gradients of the tied embedding (the head's GEMM and the lookup's scatter) are
+    # summed before the table's one add
+    assert set(dg.predecessors("embed.word.weight.grad_accum")) == {
+        "head.logits.bwd_weight", "embed.word.bwd"}
+    # one add per parameter of the shard: the adds cover the optimizer's elements
+    assert sum(a.elements * a.count for a in adds) == sum(o.elements * o.count for o in opts)
+    assert sep.total_flop() - fused.total_flop() == sum(a.flop * a.count for a in adds)
+    with pytest.raises(WorkloadError, match="grad_accumulation.*fused, separate"):
+        dataclasses.replace(spec, grad_accumulation="unfused")
+
+
+def test_separate_bias_gradients_reduce_the_output_gradient_of_each_biased_gemm():
+    """Megatron-LM 2021-2022 sums a linear layer's bias gradient from its output gradient
+    in a reduction of its own (``grad_output.sum(dim=0)``); Transformer Engine does it in
+    the GEMM's epilogue (the default: no operator)."""
+    spec = workloads.model_spec("gpt2")  # biased QKV, out, fc1, fc2 and head-less layers
+    fused = workloads.build(spec, batch=2, seq=128, tp=2)
+    sep = workloads.build(dataclasses.replace(spec, bias_grad="separate"), batch=2, seq=128,
+                          tp=2)
+    assert not any(op.name.endswith(".bwd_bias") for op in fused.ops)
+    red = {op.name: op for op in sep.ops if op.name.endswith(".bwd_bias")}
+    biased = [op for op in sep.ops if op.kind == "gemm" and op.phase == "fwd"
+              and op.name + ".bwd_bias" in red]
+    assert {op.name for op in biased} >= {"layer.attn.qkv", "layer.attn.out", "layer.mlp.fc1",
+                                          "layer.mlp.fc2"}
+    dg = sep.nx()
+    for g in biased:
+        r = red[g.name + ".bwd_bias"]
+        # reads the output gradient once (m·n·batch elements), writes the n·batch bias
+        assert r.kind == "reduction" and r.phase == "bwd_weight"
+        assert r.elements == g.m * g.n * g.batch and r.bytes_in == r.elements * 2
+        assert r.bytes_out == g.n * g.batch * 2
+        # the bias's optimizer step waits for it
+        assert dg.has_edge(r.name, f"{g.name}.bias.adam")
+    assert all(n.endswith(".bwd_bias") for n in {op.name for op in sep.ops}
+               - {op.name for op in fused.ops})
+    with pytest.raises(WorkloadError, match="bias_grad.*fused, separate"):
+        dataclasses.replace(spec, bias_grad="epilogue")
+
+
 def test_vector_ops_have_known_keys():
     for name in ("gptj", "llama3-8b", "bert-large", "resnet50", "mobilenetv2", "dlrm"):
         spec = workloads.model_spec(name)
