@@ -426,6 +426,60 @@ CASES: tuple[Case, ...] = (
        ("--dispatcher", "alltoall", "deepep")),
     _c("search", "a tensor-core datatype a training search does not take",
        f"{S} --dtype int8", 2, ("--dtype", "bf16", "fp8")),
+    # classes found by the stop-26 sweep: sizes whose product or expansion is unbounded
+    _c("evaluate", "parallel degrees whose product exceeds any cluster",
+       "evaluate --workload gptj --hardware a100 --dp 1048576 --cp 1048576", 2,
+       ("devices is out of range", "1048576")),
+    _c("evaluate", "a context-parallel degree beyond 64 bits",
+       "evaluate --workload gptj --hardware a100 --cp 18446744073709551616", 2,
+       ("--cp", "out of range")),
+    _c("evaluate", "more context-parallel chunks than tokens",
+       "evaluate --workload gptj --hardware a100 --cp 4096", 2,
+       ("cp=4096", "seq=2048", "use cp <= 1024")),
+    _c("evaluate", "a pipeline layout that expands without bound",
+       "evaluate --workload gpt2 --hardware h100 --devices 2 --pp 2 "
+       "--pipeline-layout 'E(t|)*1000000000L'", 2, ("expands to more than",)),
+    _c("evaluate", "a pipeline layout with two embeddings",
+       "evaluate --workload gpt2 --hardware h100 --devices 2 --pp 2 "
+       "--pipeline-layout 'EEt*6|t*6L'", 2, ("E (embedding) appears 2 times",)),
+    _c("evaluate", "a pipeline layout with an MTP layer the model lacks",
+       "evaluate --workload gpt2 --hardware h100 --devices 2 --pp 2 "
+       "--pipeline-layout 'Et*6|t*6mL'", 2, ("multi-token-prediction", "remove the m")),
+    _c("evaluate", "recomputation of a model without transformer layers",
+       "evaluate --workload resnet50 --hardware a100 --recompute full", 2,
+       ("cnn model", "use none")),
+    _c("evaluate", "sequence parallelism without tensor parallelism",
+       "evaluate --workload gptj --hardware a100 --sequence-parallel", 2, ("--tp > 1",)),
+    _c("evaluate", "expert tensor parallelism on a dense model",
+       "evaluate --workload gptj --hardware a100 --etp 1", 2, ("mixture-of-experts",)),
+    _c("workloads", "config with a million multi-token-prediction layers",
+       "workloads show mtp_huge.json", 2, ("mtp_layers=1000000", "0 to 64")),
+    _c("workloads", "config with 2^31 shared experts",
+       "workloads show shared_huge.json", 2, ("shared_experts=2147483648",)),
+    _c("search", "--out a directory of other files", f"{S} --out userdir", 2,
+       ("userdir", "no dse run", "new or empty directory")),
+    _c("search", "--out a name too long for the file system", f"{S} --out {'o' * 300}", 2,
+       ("File name too long",)),
+    _c("search", "a journal storage that is a text file",
+       f"{S} --out o_j1 --storage journal:notes.log", 2, ("not an Optuna journal",)),
+    _c("search", "a journal storage on a device", f"{S} --out o_j2 --storage journal:/dev/null",
+       2, ("not a regular file",)),
+    _c("search", "a SQLite storage that is not SQLite", f"{S} --out o_j3 --storage notes.db", 2,
+       ("not a SQLite database",)),
+    _c("search", "a sequence length for a model without one",
+       "search --workload resnet50 --area 400 --seq 128", 2,
+       ("--seq 128", "resnet50", "transformers and RNNs")),
+    _c("search", "an attention kernel for a model without attention",
+       "search --workload resnet50 --area 400 --attention unfused", 2,
+       ("--attention unfused", "resnet50")),
+    _c("export", "--out an empty path", "export design.json --format scalesim --out ''", 2,
+       ("--out needs a directory",)),
+    _c("export", "--out a directory of other files",
+       "export design.json --format scalesim --out userdir", 2,
+       ("userdir", "no dse export")),
+    _c("export", "a design whose devices disagree with its plan",
+       "export devices_mismatch.json --format scalesim --out ex", 2,
+       ("plan.devices=7", "= 1")),
 )
 
 
@@ -470,6 +524,15 @@ def make_files(d: Path) -> None:
     (d / "a_file.txt").write_text("not a directory\n")
     (d / "empty_run").mkdir(exist_ok=True)
     (d / "design.json").write_text(json.dumps({"hardware": hw}))
+    (d / "devices_mismatch.json").write_text(json.dumps({
+        "hardware": hw, "workload": "gpt2", "plan": {"tp": 1, "pp": 1, "dp": 1,
+                                                     "devices": 7}}))
+    (d / "userdir").mkdir(exist_ok=True)
+    (d / "userdir" / "notes.txt").write_text("the user's own file\n")
+    (d / "notes.log").write_text("a text file, not a journal\n")
+    (d / "notes.db").write_text("not a database either\n")
+    (d / "mtp_huge.json").write_text(json.dumps(dict(dsv3, num_nextn_predict_layers=10**6)))
+    (d / "shared_huge.json").write_text(json.dumps(dict(dsv3, n_shared_experts=2**31)))
     gpt2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2, "vocab_size": 100,
             "n_positions": 128}
     (d / "huge_embd.json").write_text(json.dumps(dict(gpt2, n_embd=10**12, n_head=10**6)))

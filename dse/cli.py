@@ -12,6 +12,7 @@ Errors: one line on stderr and exit 2 for bad input/usage, 3 for "no feasible de
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import math
@@ -348,6 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as e:  # a path the user gave that the system refuses, or a full disk
+        if os.environ.get("DSE_DEBUG"):
+            traceback.print_exc()
+        code = 2 if e.errno in _BAD_PATH_ERRNOS else 1
+        where = f"{e.filename}: " if e.filename else ""
+        _one_line_error(DSEError(f"{where}{e.strerror or e}"), argv,
+                        as_json or _wants_json(argv), code)
+        return code
     except Exception as e:  # noqa: BLE001 - last-resort guard: never a traceback
         if os.environ.get("DSE_DEBUG"):
             traceback.print_exc()
@@ -362,6 +371,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if as_json or _wants_json(argv):
             _json_error(text, 1)
         return 1
+
+
+_BAD_PATH_ERRNOS = frozenset((errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
+                              errno.EINVAL, errno.ENOENT, errno.EACCES, errno.EPERM,
+                              errno.EEXIST))
+"""OS errors that a path given on the command line causes (exit 2); others (a full disk,
+an I/O error) are the environment's (exit 1)."""
 
 
 def _storage_fault(e: BaseException) -> DSEError | None:

@@ -504,6 +504,19 @@ class ParallelPlan:
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
                 raise ConfigError(f"{o}.{f}={v!r} must be an integer")
             _positive(ConfigError, o, f, v)
+        from dse.limits import RANGES
+
+        hi = int(RANGES["--devices"].hi)
+        for f in ("tp", "pp", "dp", "cp", "ep", "interleave", "global_batch", "micro_batch"):
+            key = {"global_batch": "--global-batch", "micro_batch": "--micro-batch"}.get(
+                f, f"--{f}")
+            if getattr(self, f) > RANGES[key].hi:
+                raise ConfigError(f"{o}.{f}={getattr(self, f)} is out of range: use 1 to "
+                                  f"{int(RANGES[key].hi)}")
+        if self.tp * self.cp * self.pp * self.dp > hi:
+            raise ConfigError(f"{o}: tp*cp*pp*dp = {self.tp}*{self.cp}*{self.pp}*{self.dp} = "
+                              f"{self.tp * self.cp * self.pp * self.dp} devices is out of "
+                              f"range: use at most {hi} ({RANGES['--devices'].why})")
         _choice(ConfigError, o, "schedule", self.schedule, SCHEDULES)
         _choice(ConfigError, o, "recompute", self.recompute, RECOMPUTE)
         _choice(ConfigError, o, "dispatcher", self.dispatcher, DISPATCHERS)

@@ -84,6 +84,14 @@ def load_targets(workloads: Sequence[str], *, devices: int = 1, batch: int | Non
             s = None  # families without a sequence (CNN, DLRM) ignore --seq
         out.append(WorkloadTarget(name=spec.name, spec=spec, seq=s, global_batch=batch,
                                   devices=devices, system=system or SystemConfig()))
+    # a flag no workload of the search takes is a mistake, not a no-op
+    if seq is not None and out and all(t.seq is None for t in out):
+        raise ConfigError(f"--seq {seq}: none of {', '.join(t.name for t in out)} has a "
+                          "sequence length (it applies to transformers and RNNs)")
+    if attention is not None and out and not any(hasattr(t.spec, "attention") for t in out):
+        raise ConfigError(f"--attention {attention}: none of "
+                          f"{', '.join(t.name for t in out)} has attention (it applies to "
+                          "transformers)")
     return out
 
 

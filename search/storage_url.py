@@ -295,6 +295,33 @@ def storage_fault(e: BaseException, where: str) -> StorageError | None:
     return StorageError(f"storage {where} failed: {_scrub(first, where)}")
 
 
+def _check_journal_file(path: Path) -> None:
+    """A journal storage's file is new, empty, or an Optuna journal: its first line a JSON
+    record with an ``op_code`` (a text file of the user's is refused before anything is
+    appended to it; a device such as /dev/null cannot hold a study)."""
+    import json
+
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise ConfigError(f"journal storage {path} is not a regular file (a directory or a "
+                          "device cannot hold a study); give a new .log file")
+    try:
+        with path.open("rb") as f:
+            first = f.readline(1 << 20)
+    except OSError as e:
+        raise StorageError(f"cannot read journal storage {path}: {e.strerror or e}") from None
+    if not first.strip():
+        return
+    try:
+        rec = json.loads(first)
+    except (ValueError, UnicodeDecodeError):
+        rec = None
+    if not isinstance(rec, dict) or "op_code" not in rec:
+        raise ConfigError(f"{path} is not an Optuna journal (its first line is not a "
+                          "journal record); give a new file, or the study.log of a dse run")
+
+
 def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None = None,
                  grace_period_s: int | None = None, max_retry: int | None = 3,
                  connect_timeout_s: int = 10) -> optuna.storages.BaseStorage:
@@ -314,6 +341,7 @@ def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None
             from optuna.storages import JournalStorage
             from optuna.storages.journal import JournalFileBackend
 
+            _check_journal_file(Path(spec.path))
             try:
                 Path(spec.path).parent.mkdir(parents=True, exist_ok=True)
                 return JournalStorage(JournalFileBackend(spec.path))
@@ -360,6 +388,16 @@ def open_storage(storage: StorageSpec | str, *, heartbeat_interval_s: int | None
             raise StorageError(f"storage {spec.display} needs the missing Python module "
                                f"{e.name!r}{hint}") from None
         except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors vary by backend
+            text = str(e).lower()
+            if "file is not a database" in text:  # the user's file is not SQLite
+                raise ConfigError(f"{spec.display}: not a SQLite database; give a new .db "
+                                  "file, a run directory, or the study.db of a dse run"
+                                  ) from None
+            if "failed to import db access module" in text:  # optuna: no driver
+                drv = {"mysql": "pymysql", "postgresql": "'dse[postgres]'"}.get(
+                    spec.backend, "the database driver")
+                raise ConfigError(f"storage {spec.display} needs its Python driver, which "
+                                  f"is not installed (pip install {drv})") from None
             raise _storage_error(spec, e) from None
 
 

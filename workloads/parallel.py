@@ -121,6 +121,13 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
         if getattr(spec, "attention", "fused") != "fused":
             raise ConfigError(f"cp={plan.cp}: context parallelism (ring attention) needs "
                               "fused attention; use --attention fused")
+        s_len = int(seq or getattr(spec, "default_seq", 0) or 0)
+        chunks = 2 * plan.cp if getattr(spec, "causal", True) else plan.cp
+        if s_len and s_len < chunks:
+            raise ConfigError(f"cp={plan.cp}: context parallelism splits each sequence into "
+                              f"{'2·cp load-balanced causal chunks' if chunks > plan.cp else 'cp chunks'}"
+                              f" ({chunks}); seq={s_len} is shorter: use cp <= "
+                              f"{max(s_len * plan.cp // chunks, 1)}")
     ep = getattr(plan, "ep", 1)
     if ep > 1:
         experts = getattr(spec, "experts", 0) if _is_transformer(spec) else 0
@@ -600,6 +607,9 @@ class VirtualStage:
 
 
 _LAYOUT_TOKENS = {"E": "embedding", "t": "layer", "m": "mtp", "L": "loss"}
+RANGES_LAYERS = 100_000  # dse.limits RANGES["layers"].hi
+_LAYOUT_MAX_CHARS = 4 * RANGES_LAYERS
+"""Longest expanded layout: every layer its own stage (``t|``) with room to spare."""
 
 
 def parse_pipeline_layout(text: str) -> tuple[tuple[int, ...], dict[str, list[int]]]:
@@ -636,13 +646,27 @@ def parse_pipeline_layout(text: str) -> tuple[tuple[int, ...], dict[str, list[in
                     j += 1
                 if j == i + 1:
                     raise ConfigError(f"pipeline layout {text!r}: '*' needs a count")
-                piece, i = piece * int(s[i + 1:j]), j
+                count = int(s[i + 1:j]) if j - i <= 8 else _LAYOUT_MAX_CHARS + 1
+                if len(piece) * count > _LAYOUT_MAX_CHARS:
+                    raise ConfigError(f"pipeline layout {text[:60]!r}: it expands to more "
+                                      f"than {_LAYOUT_MAX_CHARS:,} tokens (at most the "
+                                      f"{RANGES_LAYERS:,} layers of a model and its "
+                                      "stages)")
+                piece, i = piece * count, j
             out += piece
+            if len(out) > _LAYOUT_MAX_CHARS:
+                raise ConfigError(f"pipeline layout {text[:60]!r}: it expands to more than "
+                                  f"{_LAYOUT_MAX_CHARS:,} tokens")
         if depth:
             raise ConfigError(f"pipeline layout {text!r}: unmatched '('")
         return out, i
 
     flat, _ = expand(src)
+    for c in "EL":
+        if flat.count(c) > 1:
+            raise ConfigError(f"pipeline layout {text[:60]!r}: {c} "
+                              f"({_LAYOUT_TOKENS[c]}) appears {flat.count(c)} times; a "
+                              "model has one")
     stages = flat.split("|")
     where: dict[str, list[int]] = {v: [k for k, st in enumerate(stages) if c in st]
                                    for c, v in _LAYOUT_TOKENS.items() if c != "t"}

@@ -30,7 +30,7 @@ from dse.types import ParallelPlan, jsonable
 
 
 def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0,
-                family: str = "") -> ParallelPlan:
+                family: str = "", mtp_layers: int = 0) -> ParallelPlan:
     """The :class:`ParallelPlan` of the CLI flags, missing values derived (module doc).
     ``experts``: the workload's routed experts (0: a dense model), for the ``--ep`` check."""
     tp = args.tp or 1
@@ -74,6 +74,19 @@ def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0,
     if mods and recompute != "selective":
         raise ConfigError(f"--recompute-modules {','.join(mods)} needs --recompute selective, "
                           f"not {recompute} (valid: selective, or no --recompute)")
+    if family and family != "transformer":
+        if recompute != "none":
+            raise ConfigError(f"--recompute {recompute}: recomputation re-runs transformer "
+                              f"layers; this is a {family} model (use none)")
+        if args.sequence_parallel:
+            raise ConfigError(f"--sequence-parallel splits a transformer's sequence over "
+                              f"the tensor-parallel group; this is a {family} model")
+    if args.sequence_parallel and tp == 1:
+        raise ConfigError("--sequence-parallel splits the sequence over the tensor-parallel "
+                          "group: it needs --tp > 1")
+    if getattr(args, "etp", None) is not None and not experts:
+        raise ConfigError("--etp sets how experts split over tp: it applies to "
+                          "mixture-of-experts models only")
     interleave = args.interleave if args.interleave is not None else (
         2 if schedule == "interleaved" else 1)
     layout: tuple[int, ...] = ()
@@ -86,6 +99,9 @@ def derive_plan(args: argparse.Namespace, default_batch: int, experts: int = 0,
             raise ConfigError(f"--pipeline-layout has {len(layout)} stages; --pp {pp}"
                               + (f" x --interleave {v}" if v > 1 else "")
                               + f" = {pp * v}")
+        if where["mtp"] and not mtp_layers:
+            raise ConfigError("--pipeline-layout places a multi-token-prediction layer (m); "
+                              "this model has none (mtp_layers=0): remove the m")
         # the model keeps the embedding on the first stage, head, loss and MTP on the last
         home = {"embedding": 0, "loss": len(layout) - 1, "mtp": len(layout) - 1}
         for part, stage in home.items():
@@ -122,10 +138,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--attention: {spec.name} is a {spec.family} model without "
                               "attention; --attention applies to transformers only")
         spec = dataclasses.replace(spec, attention=att)
+    if getattr(args, "stack", None) and hasattr(spec, "grad_accumulation"):
+        spec = dataclasses.replace(spec, grad_accumulation=stack.grad_accumulation,
+                                   bias_grad=stack.bias_grad)
     preset = load_preset(args.hardware)
     hw, system = preset.hardware, preset.system
     plan = derive_plan(args, spec.default_batch, int(getattr(spec, "experts", 0) or 0),
-                       str(getattr(spec, "family", "")))
+                       str(getattr(spec, "family", "")),
+                       mtp_layers=int(getattr(spec, "mtp_layers", 0) or 0))
     seq = args.seq
     validate_plan(spec, plan, plan.devices, seq=seq)
     if plan.devices > 1 and (hw.link_count == 0 or hw.link_bw_bytes_per_s == 0):

@@ -26,6 +26,7 @@ per TDP watt) within an area (and power) budget (design brief §4, issue 5).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -54,7 +55,33 @@ def default_out_dir(workloads: tuple[str, ...], root: Path = Path("results")) ->
     return out
 
 
+_RUN_MARKERS = ("study.db", "study.log", ".dse-search.lock")
+
+
+def _is_run_dir(out: Path) -> bool:
+    """``out`` holds a dse run (its study or lock, or a summary.json that dse wrote)."""
+    if any((out / m).exists() for m in _RUN_MARKERS):
+        return True
+    try:
+        d = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(d, dict) and {"best", "searcher", "evaluations"} <= d.keys()
+
+
 def _check_out(out: Path) -> None:
+    """``out`` is a new or empty directory, or one a dse run made (a rerun resumes it):
+    a directory of other files is refused before anything in it is overwritten."""
+    if out.is_dir():
+        try:
+            busy = next(out.iterdir(), None) is not None
+        except OSError as e:
+            raise ConfigError(f"--out {out}: cannot read the directory "
+                              f"({e.strerror or e})") from None
+        if busy and not _is_run_dir(out):
+            raise ConfigError(f"--out {out}: the directory holds other files and no dse "
+                              "run; give a new or empty directory (a run directory "
+                              "resumes)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

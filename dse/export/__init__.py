@@ -40,6 +40,11 @@ __all__ = [
 FORMATS: tuple[str, ...] = ("scalesim", "timeloop", "zigzag", "astrasim")
 
 
+EXPORT_MARKER = ".dse-export"
+"""Written into every export directory: a later export may rewrite that directory, never
+one holding other files."""
+
+
 def export_design(source: str | Path, fmt: str, out_dir: str | Path, *, top: int | None = None,
                   layers: tuple[str, ...] | None = None) -> list[Path]:
     """Export the design in ``source`` (run directory or design file) to format ``fmt``.
@@ -50,10 +55,21 @@ def export_design(source: str | Path, fmt: str, out_dir: str | Path, *, top: int
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if not str(out_dir).strip():
+        raise ConfigError("--out needs a directory to write the export into")
     design = load_design(source)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory")
+    if out.is_dir() and not (out / EXPORT_MARKER).exists():
+        try:
+            busy = next(out.iterdir(), None) is not None
+        except OSError as e:
+            raise ConfigError(f"{out}: cannot read the directory ({e.strerror})") from None
+        if busy:
+            raise ConfigError(f"{out}: the directory holds other files and no dse export; "
+                              "give a new or empty directory (an earlier export's "
+                              "directory is rewritten)")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -64,4 +80,5 @@ def export_design(source: str | Path, fmt: str, out_dir: str | Path, *, top: int
                           f"exports; the {fmt} export has none to select")
     kw = {"top": top, "layers": layers} if fmt in ("scalesim", "zigzag", "timeloop") else {}
     paths: list[Path] = module.export(design, out, **kw)
+    (out / EXPORT_MARKER).write_text(f"{fmt}\n", encoding="utf-8")
     return paths

@@ -150,6 +150,12 @@ def load_design(source: str | Path) -> Design:
     hardware = _build(HardwareConfig, hw_data, f"{p}: hardware")
     system = _build(SystemConfig, data.get("system"), f"{p}: system")
     plan = _build(ParallelPlan, data.get("plan"), f"{p}: plan")
+    stated = data.get("plan", {}).get("devices") if isinstance(data.get("plan"), Mapping) \
+        else None
+    if stated is not None and stated != plan.devices:
+        raise ConfigError(f"{p}: plan.devices={stated!r} but tp*cp*pp*dp = {plan.tp}*"
+                          f"{plan.cp}*{plan.pp}*{plan.dp} = {plan.devices}; make them agree "
+                          "(or drop 'devices')")
     workload = data.get("workload")
     if isinstance(workload, (list, tuple)):
         workload = ",".join(str(w) for w in workload)

@@ -227,3 +227,24 @@ def test_fused_attention_exports_its_tile_gemms() -> None:
         return sum(2 * m * k * n * g.instances_per_step for (m, k, n), g in gs.items())
 
     assert work(fused) - work(unfused) == heads * 2 * 128 * 64 * 128
+
+
+def test_an_export_rewrites_its_own_directory_never_one_of_other_files(tmp_path: Path) -> None:
+    """A second export into an export's directory rewrites it; a directory holding other
+    files is refused before anything in it is touched (``--out /`` would write into the
+    root)."""
+    from dse.errors import ConfigError
+    from dse.export import EXPORT_MARKER
+
+    src = write_design(tmp_path)
+    out = tmp_path / "ex"
+    first = export_design(src, "scalesim", out)
+    assert (out / EXPORT_MARKER).read_text() == "scalesim\n"
+    assert export_design(src, "scalesim", out) == first
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "gemm_topology.csv").write_text("my own data\n")
+    with pytest.raises(ConfigError, match="holds other files and no dse export"):
+        export_design(src, "scalesim", mine)
+    assert (mine / "gemm_topology.csv").read_text() == "my own data\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["gemm_topology.csv"]
