@@ -472,6 +472,16 @@ CASES: tuple[Case, ...] = (
     _c("search", "an attention kernel for a model without attention",
        "search --workload resnet50 --area 400 --attention unfused", 2,
        ("--attention unfused", "resnet50")),
+    _c("evaluate", "an empty hardware name", "evaluate --workload gptj --hardware ''", 2,
+       ("empty hardware name", "a100")),
+    _c("hardware", "a YAML number YAML reads as text",
+       "hardware show exp_text.yaml", 2, ("without a dot before the exponent",)),
+    _c("dashboard", "a host that is no address",
+       "dashboard --storage empty_journal.log --host 999.999.1.1 --port 18080", 2,
+       ("--host 999.999.1.1",)),
+    _c("range", "export top beyond any graph",
+       "export design.json --format scalesim --out ex --top 18446744073709551616", 2,
+       ("--top", "out of range")),
     _c("export", "--out an empty path", "export design.json --format scalesim --out ''", 2,
        ("--out needs a directory",)),
     _c("export", "--out a directory of other files",
@@ -531,6 +541,9 @@ def make_files(d: Path) -> None:
     (d / "userdir" / "notes.txt").write_text("the user's own file\n")
     (d / "notes.log").write_text("a text file, not a journal\n")
     (d / "notes.db").write_text("not a database either\n")
+    (d / "empty_journal.log").write_text("")
+    (d / "exp_text.yaml").write_text(yaml.safe_dump(hw).replace(
+        "freq_hz: 1000000000.0", "freq_hz: 1e9"))
     (d / "mtp_huge.json").write_text(json.dumps(dict(dsv3, num_nextn_predict_layers=10**6)))
     (d / "shared_huge.json").write_text(json.dumps(dict(dsv3, n_shared_experts=2**31)))
     gpt2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2, "vocab_size": 100,

@@ -105,6 +105,9 @@ def load_preset(name_or_path: str | Path) -> Preset:
     raise it naming the file and the problem.
     """
     spec = str(name_or_path)
+    if not spec.strip():
+        raise ConfigError(f"empty hardware name; valid: {', '.join(preset_names())} (or a "
+                          "path to a .yaml/.json file)")
     if spec in preset_names():
         return _from_mapping(load_mapping(PRESET_DIR / f"{spec}.yaml"), str(PRESET_DIR / spec))
     if _looks_like_path(spec) or Path(spec).exists():

@@ -55,6 +55,7 @@ RANGES: dict[str, Range] = {
     "--ep": Range(1, _MAX_DEVICES, "", "", True),
     "--interleave": Range(1, 1024, "", "", True),
     "--top-k": Range(1, 10_000, "", "", True),
+    "--top": Range(1, 1 << 20, "GEMMs", "more distinct GEMMs than any graph here has", True),
     "--jobs": Range(1, 1024, "processes", "", True),
     "--seed": Range(0, 2**32 - 1, "", "NumPy and Optuna seeds are 32-bit", True),
     "--port": Range(1, 65535, "", "a TCP port", True),

@@ -90,16 +90,29 @@ _HW_RANGED = ("tensor_cores", "array_rows", "array_cols", "vector_cores", "vecto
               "link_bw_bytes_per_s", "tech_node_nm")
 
 
+def _number_hint(value: Any) -> str:
+    """Why a text that reads as a number is text: YAML 1.1 takes ``1e-9`` (no dot) for a
+    string."""
+    import re
+
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+[eE][+-]?\d+", value.strip()):
+        return (f" (YAML reads {value.strip()}, without a dot before the exponent, as text: "
+                "write it as 1.0e-9 is written)")
+    return ""
+
+
 def _positive(cls: type[Exception], owner: str, field_name: str, value: float) -> None:
     if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)):
-        raise cls(f"{owner}.{field_name}={value!r} must be a finite number")
+        raise cls(f"{owner}.{field_name}={value!r} must be a finite number"
+                  f"{_number_hint(value)}")
     if value <= 0:
         raise cls(f"{owner}.{field_name}={value!r} must be > 0")
 
 
 def _non_negative(cls: type[Exception], owner: str, field_name: str, value: float) -> None:
     if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)):
-        raise cls(f"{owner}.{field_name}={value!r} must be a finite number")
+        raise cls(f"{owner}.{field_name}={value!r} must be a finite number"
+                  f"{_number_hint(value)}")
     if value < 0:
         raise cls(f"{owner}.{field_name}={value!r} must be >= 0")
 

@@ -71,11 +71,36 @@ def make_app(storage: str | None) -> tuple[Any, Any]:
     return od.wsgi(open_storage(spec)), spec
 
 
+def _check_bind(host: str, port: int) -> None:
+    """Bind ``host:port`` once before serving, so an address the machine does not have
+    or a port in use is a one-line error before the server prints anything."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:  # not an address: bad input
+        raise ConfigError(f"--host {host}: not an address this machine can serve on "
+                          f"({getattr(e, 'strerror', None) or e})") from None
+    family, kind, proto, _, addr = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+    except OSError as e:
+        import errno
+
+        if e.errno == errno.EADDRNOTAVAIL:  # an address of another machine
+            raise ConfigError(f"--host {host}: not an address of this machine "
+                              f"({e.strerror})") from None
+        raise DSEError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     od = _import_dashboard()
     from search.distributed import open_storage, study_names
 
     spec = resolve(args.storage)
+    _check_bind(args.host, args.port)  # a bad host or a busy port: one line, no banner
     st = open_storage(spec)
     url = f"http://{args.host}:{args.port}/dashboard/"
     sys.stderr.write(f"dse dashboard: {spec.display} ({', '.join(study_names(st)) or 'no studies'})"
