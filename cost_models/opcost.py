@@ -111,8 +111,13 @@ _B_TENSOR, _B_VECTOR, _B_SRAM, _B_HBM, _B_LINK = 0, 1, 2, 3, 4
 _COMM_KINDS = ("collective", "sendrecv")
 _TWO_PASS_KINDS = ("softmax", "norm", "loss")
 """Vector kinds that need a row's statistic before they can write it (max and sum, mean and
-variance): they read an input that does not fit on chip twice. A ``reduction`` (a sum over
-rows: bias gradients) reads its input once."""
+variance): they read an input that does not fit on chip twice, unless one row fits in a
+core's SRAM (``Operator.row`` elements at :data:`ROW_BYTES` each), where the kernel keeps
+the row while it reduces it and reads it once (Megatron's fused scaled-masked softmax and
+apex's LayerNorm hold a row in registers). A ``reduction`` (a sum over rows: bias
+gradients) reads its input once."""
+ROW_BYTES = 4
+"""Bytes per element of a row held on chip (fp32 working copy)."""
 
 # Reference machine of the scheduling priorities: TPU v4's published peak, HBM bandwidth and
 # ICI injection bandwidth (cost_models/data/presets/tpuv4.yaml) — a balanced training chip.
@@ -145,6 +150,8 @@ class GraphArrays:
     bytes_io: np.ndarray
     bytes_in: np.ndarray
     two_pass: np.ndarray
+    row_bytes: np.ndarray
+    """Bytes of one row a row-wise op holds on chip (``inf``: not row-wise)."""
     fuse_pairs_vec: np.ndarray
     """Position (in ``vec``) of the consumer of each GEMM -> vector fusion candidate."""
     fuse_pairs_bytes: np.ndarray
@@ -336,6 +343,7 @@ def graph_arrays(graph: Graph) -> GraphArrays:
         bytes_io=(cols["bytes_in"] + cols["bytes_out"] + cols["bytes_weight"])[vec],
         bytes_in=cols["bytes_in"][vec].astype(np.float64),
         two_pass=np.isin(kinds[vec], _TWO_PASS_KINDS),
+        row_bytes=np.where(cols["row"][vec] > 0, cols["row"][vec] * ROW_BYTES, np.inf),
         fuse_pairs_vec=np.asarray(pairs_v, dtype=np.int64),
         fuse_pairs_bytes=np.asarray(pairs_b, dtype=np.float64),
         comm_bytes=cols["comm_bytes"][comm].astype(np.float64),
@@ -801,6 +809,7 @@ def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technolog
         bytes_io = np.concatenate([a.bytes_io for a in arrs_l])
         bytes_in = np.concatenate([a.bytes_in for a in arrs_l])
         two_pass = np.concatenate([a.two_pass for a in arrs_l])
+        row_bytes = np.concatenate([a.row_bytes for a in arrs_l])
         offs = np.cumsum([0] + nv[:-1])
         fv = np.concatenate([a.fuse_pairs_vec + o for a, o in zip(arrs_l, offs)])
         fbytes = np.concatenate([a.fuse_pairs_bytes for a in arrs_l])
@@ -812,8 +821,9 @@ def op_costs_many(graphs: Sequence[Graph], designs: DesignBatch, tech: Technolog
             contrib = np.where(fits, fbytes[None, :], 0.0)
             np.add.at(saved, (slice(None), fv.astype(np.int64)), contrib)
             saved = np.minimum(saved, bytes_in[None, :])
-        spill = np.where(two_pass[None, :] & (bytes_in[None, :] > sram_total[:, None]),
-                         bytes_in[None, :], 0.0)
+        sram_core = designs.sram_per_core_bytes.astype(np.float64)
+        spill = np.where(two_pass[None, :] & (bytes_in[None, :] > sram_total[:, None])
+                         & (row_bytes[None, :] > sram_core[:, None]), bytes_in[None, :], 0.0)
         hbv = bytes_io[None, :] - saved + spill
         t_h = hbv / hbm_bw[:, None]
         vec = {"lat": np.maximum(t_c, t_h), "comp": t_c, "hbm_s": t_h, "hbm_b": hbv,
@@ -1020,8 +1030,9 @@ def _op_costs_scalar_one(graph: Graph, hw: Any, tech: Technology, comm_time_s: A
                 if prod.kind == "gemm" and prod.bytes_out <= sram_total:
                     saved += float(prod.bytes_out)
             saved = min(saved, float(op.bytes_in))
+            row_fits = 0 < op.row * ROW_BYTES <= float(hw.sram_per_core_bytes)
             spill = (float(op.bytes_in) if op.kind in _TWO_PASS_KINDS
-                     and op.bytes_in > sram_total else 0.0)
+                     and op.bytes_in > sram_total and not row_fits else 0.0)
             hb = float(op.bytes_in + op.bytes_out + op.bytes_weight) - saved + spill
             t_hbm = hb / hbm_bw
             e = (float(op.elements) * pe * cst["vector_op_energy_j"]

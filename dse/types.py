@@ -155,6 +155,9 @@ class Operator:
     group: str = ""
     comm_bytes: float = 0.0
     """Payload of a collective or p2p op, bytes per participating device."""
+    row: int = 0
+    """Row-wise vector ops (softmax, LayerNorm/RMSNorm): elements of one row, the unit
+    the kernel reduces on chip (0: not row-wise or unknown)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -198,7 +201,7 @@ class Operator:
 # Numeric columns of Graph.columns(); strings are mapped to integer codes.
 _NUM_COLUMNS = (
     "flop", "m", "k", "n", "batch", "elements", "bytes_in", "bytes_out", "bytes_weight",
-    "dtype_bytes", "count", "stage", "params", "stash_bytes", "comm_bytes",
+    "dtype_bytes", "count", "stage", "params", "stash_bytes", "comm_bytes", "row",
 )
 
 

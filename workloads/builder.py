@@ -261,11 +261,12 @@ class ForwardBuilder:
                saves: Sequence[tuple[str, float]] = (), flop: float | None = None,
                in_elements: int | None = None, out_bytes: float | None = None,
                bwd_elements: int | None = None, partial: bool = False,
-               bwd_fan: int = 0) -> str:
+               bwd_fan: int = 0, row: int = 0) -> str:
         """A vector op producing ``elements`` outputs from ``inputs`` (``None`` = graph input).
 
         ``saves`` lists (tensor, bytes) kept for the backward pass. ``in_elements`` is the
-        number of elements read (default: ``elements`` per input)."""
+        number of elements read (default: ``elements`` per input). ``row``: elements of one
+        row of a row-wise op (softmax, norm), which its kernel holds on chip."""
         info = vector_op(key)
         db = self.dtype_bytes
         real_inputs = tuple(i for i in inputs if i is not None)
@@ -278,6 +279,7 @@ class ForwardBuilder:
             flop=float(elements * info.flop_per_element) if flop is None else float(flop),
             bytes_in=read, bytes_out=float(elements * db) if out_bytes is None else out_bytes,
             bytes_weight=float(nparams * db), dtype_bytes=db, params=nparams, stash_bytes=stash,
+            row=int(row),
         )
         return self._add(Node(
             name=name, rule="vector", op=op, inputs=real_inputs, out_elements=elements,

@@ -291,7 +291,7 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
                     elements=elems, flop=float(elems * info.flop_per_element),
                     bytes_in=float(n.out_elements * db + n.op.stash_bytes),
                     bytes_out=float(elems * db), bytes_weight=n.op.bytes_weight,
-                    **common(n),
+                    row=n.op.row, **common(n),
                 )
                 name_v = emit(op, deps)
                 for i in grad_inputs:

@@ -141,7 +141,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
 
     def norm(name: str, x: str) -> str:
         return bld.vector(name, [x], key=nrm, kind="norm", elements=tok_sp * h, params=norm_p,
-                          saves=[(x, tok_sp * h * db)])
+                          saves=[(x, tok_sp * h * db)], row=h)
 
     def to_tp(name: str, x: str) -> str:
         """Megatron's f (or SP all-gather) before a column-parallel GEMM."""
@@ -217,7 +217,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                 qk_src = bld.vector(f"{pfx}.attn.qk_norm", [qkv], key="rmsnorm", kind="norm",
                                     elements=qk_el, in_elements=qk_el, partial=True,
                                     params=(("q_weight", d), ("k_weight", d)),
-                                    saves=[(qkv, qk_el * db)])
+                                    saves=[(qkv, qk_el * db)], row=d)
             if spec.position == "rotary":
                 rel = tok * (hq + hkv) * spec.rotary_dim
                 qk_src = bld.vector(f"{pfx}.attn.rotary", [qk_src], key="rotary", elements=rel,
@@ -231,7 +231,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                               save_b_bytes=float(tok * nkv * db))
             probs = bld.vector(f"{pfx}.attn.softmax", [scores], key="softmax",
                                kind="softmax", elements=b * hq * s * s,
-                               saves=[(f"{pfx}.attn.softmax", b * hq * s * s * db)])
+                               saves=[(f"{pfx}.attn.softmax", b * hq * s * s * db)], row=s)
             probs = dropout(f"{pfx}.attn.dropout", probs, b * hq * s * s)
             ctx = bld.gemm(f"{pfx}.attn.av", probs, y=v, m=s, k=s, n=d, batch=b * hq,
                            save_b_bytes=float(tok * nkv * db))
@@ -276,7 +276,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                               regather=("all_gather", full_bytes) if sp else None)
                 qa = bld.vector(f"{pfx}.attn.q_norm", [qa], key="rmsnorm", kind="norm",
                                 elements=tok * ql, params=(("weight", ql),),
-                                saves=[(qa, tok * ql * db)])
+                                saves=[(qa, tok * ql * db)], row=ql)
                 q = bld.gemm(f"{pfx}.attn.q_up", qa, m=tok, k=ql, n=hq * d)
             else:
                 q = column(f"{pfx}.attn.q", inp_tp, inp_saved, n=hq * d, bias=False)
@@ -285,7 +285,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                            regather=("all_gather", full_bytes) if sp else None)
             kvn = bld.vector(f"{pfx}.attn.kv_norm", [kva], key="rmsnorm", kind="norm",
                              elements=tok * kl, in_elements=tok * kl,
-                             params=(("weight", kl),), saves=[(kva, tok * kl * db)])
+                             params=(("weight", kl),), saves=[(kva, tok * kl * db)], row=kl)
             kv = bld.gemm(f"{pfx}.attn.kv_up", kvn, m=tok, k=kl, n=hq * (d - rope + dv))
             rel = tok * (hq + 1) * rope
             qr = bld.vector(f"{pfx}.attn.rotary", [q, kva], key="rotary", elements=rel,
@@ -491,7 +491,7 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
                             saves=[(t1, tok_sp * h * db)])
             x = bld.vector("head.transform_norm", [t2], key="layernorm", kind="norm",
                            elements=tok_sp * h, params=(("weight", h), ("bias", h)),
-                           saves=[(t2, tok_sp * h * db)])
+                           saves=[(t2, tok_sp * h * db)], row=h)
         if spec.embed_proj:
             x = bld.gemm("head.project_out", x, m=tok_sp, k=h, n=e)
         xt = to_tp("head", x)

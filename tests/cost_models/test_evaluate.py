@@ -254,6 +254,26 @@ def test_two_pass_op_spills_when_input_exceeds_sram() -> None:
     assert oc.hbm_bytes[0, 0] == 4.0 * e and oc.hbm_bytes[1, 0] == 6.0 * e
 
 
+def test_a_row_wise_op_whose_row_fits_a_core_reads_its_input_once() -> None:
+    """A softmax or norm kernel holds one row on chip while it reduces it (Megatron's fused
+    softmax, apex's LayerNorm): a tensor larger than the SRAM is read once when a row
+    (fp32) fits one core's SRAM, twice when it does not; vectorized and scalar agree."""
+    from cost_models.opcost import op_costs_scalar
+
+    e = 1 << 22
+
+    def sm(row: int) -> Graph:
+        return Graph(name="s", ops=(Operator(name="sm", kind="softmax", phase="fwd",
+                                             vector_op="softmax", elements=e,
+                                             bytes_in=2.0 * e, bytes_out=2.0 * e, row=row),))
+    core = _hw(sram_per_core_bytes=1 << 16, global_buffer_bytes=0)  # 64 KiB: 16 Ki fp32
+    for row, read in ((2048, 1), (1 << 14, 1), ((1 << 14) + 1, 2), (0, 2)):
+        oc = op_costs(sm(row), DesignBatch.from_configs([core]), TECH)
+        assert oc.hbm_bytes[0, 0] == (2.0 * read + 2.0) * e, row
+        ref = op_costs_scalar(sm(row), core, TECH)[0]
+        assert ref["hbm_bytes"][0] == oc.hbm_bytes[0, 0]
+
+
 def test_unknown_vector_ops_are_listed_and_costed_by_default() -> None:
     g = Graph(name="u", ops=(Operator(name="x", kind="elementwise", phase="fwd",
                                       vector_op="frobnicate", elements=1 << 12),))

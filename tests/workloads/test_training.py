@@ -318,6 +318,10 @@ def test_attention_counts_the_full_score_matrix():
     assert (qk.m, qk.k, qk.n, qk.batch) == (128, 64, 128, 2 * 12)
     assert (av.m, av.k, av.n, av.batch) == (128, 128, 64, 2 * 12)
     assert g.op("layer.attn.softmax").elements == 2 * 12 * 128 * 128
+    # row-wise kernels reduce a row on chip: the softmax over the keys, the norm over h,
+    # forward and backward
+    assert g.op("layer.attn.softmax").row == g.op("layer.attn.softmax.bwd").row == 128
+    assert g.op("layer.norm1").row == g.op("layer.norm1.bwd").row == 768
 
 
 def test_dependencies_of_a_small_graph():
