@@ -482,6 +482,10 @@ CASES: tuple[Case, ...] = (
     _c("range", "export top beyond any graph",
        "export design.json --format scalesim --out ex --top 18446744073709551616", 2,
        ("--top", "out of range")),
+    _c("hardware", "a YAML file naming a key twice", "hardware show dup_key.yaml", 2,
+       ("'tensor_cores' appears twice",)),
+    _c("workloads", "a config.json naming a key twice", "workloads show dup_key.json", 2,
+       ("'n_layer' appears twice",)),
     _c("export", "--out an empty path", "export design.json --format scalesim --out ''", 2,
        ("--out needs a directory",)),
     _c("export", "--out a directory of other files",
@@ -542,6 +546,7 @@ def make_files(d: Path) -> None:
     (d / "notes.log").write_text("a text file, not a journal\n")
     (d / "notes.db").write_text("not a database either\n")
     (d / "empty_journal.log").write_text("")
+    (d / "dup_key.yaml").write_text(yaml.safe_dump(hw) + "tensor_cores: 8\n")
     (d / "exp_text.yaml").write_text(yaml.safe_dump(hw).replace(
         "freq_hz: 1000000000.0", "freq_hz: 1e9"))
     (d / "mtp_huge.json").write_text(json.dumps(dict(dsv3, num_nextn_predict_layers=10**6)))
@@ -549,6 +554,7 @@ def make_files(d: Path) -> None:
     gpt2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2, "vocab_size": 100,
             "n_positions": 128}
     (d / "huge_embd.json").write_text(json.dumps(dict(gpt2, n_embd=10**12, n_head=10**6)))
+    (d / "dup_key.json").write_text(json.dumps(gpt2)[:-1] + ', "n_layer": 3}')
     (d / "huge_layers.json").write_text(json.dumps(dict(gpt2, n_layer=1e300)))
     (d / "huger_layers.json").write_text(json.dumps(gpt2).replace('"n_layer": 2',
                                                                   '"n_layer": 1' + "0" * 400))

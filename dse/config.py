@@ -69,8 +69,43 @@ resolver and constructors as ``yaml.safe_load``, several times faster to parse t
 technology tables and presets every run reads), else the pure-Python one."""
 
 
+class _DuplicateKey(ValueError):
+    """A mapping names one key twice (the parsers would keep the last silently)."""
+
+
+class _UniqueKeyLoader(_SAFE_LOADER):  # type: ignore[misc, valid-type]
+    """:data:`_SAFE_LOADER` that refuses a mapping naming a key twice."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    dup = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the constructor says so
+                    break
+                if dup:
+                    raise _DuplicateKey(f"key {key!r} appears twice (at line "
+                                        f"{key_node.start_mark.line + 1}); give it once")
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"key {k!r} appears twice; give it once")
+        out[k] = v
+    return out
+
+
 def load_mapping(path: str | Path, error: type[DSEError] = ConfigError) -> dict[str, Any]:
-    """Read a YAML or JSON file whose top level is a mapping."""
+    """Read a YAML or JSON file whose top level is a mapping (a key named twice in any
+    mapping is an error: the parsers would keep the last one silently)."""
     p = Path(path)
     raw = read_input(p, max_bytes=MAX_CONFIG_BYTES, what="a YAML or JSON file", error=error)
     try:
@@ -79,9 +114,11 @@ def load_mapping(path: str | Path, error: type[DSEError] = ConfigError) -> dict[
         raise error(f"{p}: cannot read as UTF-8 text ({e.__class__.__name__})") from None
     try:
         if p.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_pairs)
         else:
-            data = yaml.load(text, Loader=_SAFE_LOADER)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as e:
+        raise error(f"{p}: {e}") from None
     except json.JSONDecodeError as e:
         raise error(f"{p}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except yaml.YAMLError as e:
