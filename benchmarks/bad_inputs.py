@@ -486,6 +486,13 @@ CASES: tuple[Case, ...] = (
        ("'tensor_cores' appears twice",)),
     _c("workloads", "a config.json naming a key twice", "workloads show dup_key.json", 2,
        ("'n_layer' appears twice",)),
+    _c("range", "an integer flag written with an underscore",
+       "evaluate --workload gptj --hardware a100 --tp 2_0", 2,
+       ("--tp must be a positive integer", "2_0")),
+    _c("search", "a study name of blanks", f"{S} --study '   '", 2,
+       ("--study must name the study",)),
+    _c("workloads", "a config.json with a 5000-digit number", "workloads show long_int.json",
+       2, ("more than 4300 digits",)),
     _c("export", "--out an empty path", "export design.json --format scalesim --out ''", 2,
        ("--out needs a directory",)),
     _c("export", "--out a directory of other files",
@@ -555,6 +562,8 @@ def make_files(d: Path) -> None:
             "n_positions": 128}
     (d / "huge_embd.json").write_text(json.dumps(dict(gpt2, n_embd=10**12, n_head=10**6)))
     (d / "dup_key.json").write_text(json.dumps(gpt2)[:-1] + ', "n_layer": 3}')
+    (d / "long_int.json").write_text(json.dumps(gpt2).replace('"n_layer": 2',
+                                                              '"n_layer": ' + "7" * 5000))
     (d / "huge_layers.json").write_text(json.dumps(dict(gpt2, n_layer=1e300)))
     (d / "huger_layers.json").write_text(json.dumps(gpt2).replace('"n_layer": 2',
                                                                   '"n_layer": 1' + "0" * 400))

@@ -17,6 +17,7 @@ import importlib
 import json
 import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -53,6 +54,9 @@ def _recompute_modules(s: str) -> tuple[str, ...]:
 
 def _positive_int(name: str):  # type: ignore[no-untyped-def]
     def parse(s: str) -> int:
+        # ASCII digits only: int() would also take '2_0' (20), '٣' and '４'
+        if not re.fullmatch(r"\s*\+?[0-9]+\s*", s):
+            raise argparse.ArgumentTypeError(f"{name} must be a positive integer, got {s!r}")
         try:
             v = int(s)
         except ValueError:
@@ -102,8 +106,21 @@ def _non_negative_float(name: str):  # type: ignore[no-untyped-def]
     return parse
 
 
+def _study_name(s: str) -> str:
+    """An Optuna study name: not empty, no leading or trailing blanks (a name of blanks
+    would be listed as if there were none)."""
+    if not s.strip():
+        raise argparse.ArgumentTypeError(f"--study must name the study, got {s!r}")
+    if s != s.strip():
+        raise argparse.ArgumentTypeError(f"--study {s!r} has leading or trailing blanks; "
+                                         f"use {s.strip()!r}")
+    return s
+
+
 def _non_negative_int(name: str):  # type: ignore[no-untyped-def]
     def parse(s: str) -> int:
+        if not re.fullmatch(r"\s*\+?[0-9]+\s*", s):  # ASCII digits, as _positive_int
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 0, got {s!r}")
         try:
             v = int(s)
         except ValueError:
@@ -186,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                help="random seed: the same seed gives the same result (default: 0)")
     s.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in the "
                    "run directory)")
-    s.add_argument("--study", default=None, help="Optuna study name")
+    s.add_argument("--study", type=_study_name, default=None, help="Optuna study name")
     s.add_argument("--out", default=None, help="run directory (default results/<time>-<workload>)")
     s.add_argument("--jobs", type=_positive_int("--jobs"), default=1,
                    help="worker processes on this machine (journal-file storage)")
@@ -232,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--wait", type=_non_negative_float("--wait"), default=0.0,
                    help="seconds to wait for the storage and the study to appear (workers "
                         "started before dse search; default: 0, fail at once)")
-    k.add_argument("--study", required=True,
+    k.add_argument("--study", required=True, type=_study_name,
                help="the study name (dse search prints it)")
     d = sub.add_parser("dashboard", help="start optuna-dashboard on a run's storage",
                        parents=[common])

@@ -109,7 +109,7 @@ def load_mapping(path: str | Path, error: type[DSEError] = ConfigError) -> dict[
     p = Path(path)
     raw = read_input(p, max_bytes=MAX_CONFIG_BYTES, what="a YAML or JSON file", error=error)
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not content
     except UnicodeDecodeError as e:
         raise error(f"{p}: cannot read as UTF-8 text ({e.__class__.__name__})") from None
     try:
@@ -131,6 +131,8 @@ def load_mapping(path: str | Path, error: type[DSEError] = ConfigError) -> dict[
         # PyYAML raises these (not YAMLError) for a bad scalar under an explicit tag,
         # e.g. ``!!int four`` or ``!!float infa``
         msg = " ".join(str(e).split())[:200]
+        if "int_max_str_digits" in msg:  # Python's guard against huge integer literals
+            msg = "a number with more than 4300 digits"
         raise error(f"{p}: malformed {'JSON' if p.suffix.lower() == '.json' else 'YAML'}: "
                     f"{msg}") from None
     if not isinstance(data, dict):

@@ -579,3 +579,19 @@ def test_onnx_graphs_give_finite_work_or_one_error(data: bytes) -> None:
     for op in g.ops:
         for v in (op.flop, op.bytes_in, op.bytes_out):
             assert math.isfinite(float(v)) and float(v) >= 0, (op.name, v)
+
+
+def test_a_config_with_a_byte_order_mark_reads_as_without(tmp_path) -> None:
+    """Windows editors write a UTF-8 byte-order mark; it is not content."""
+    import json as _json
+
+    import workloads
+
+    cfg = {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2,
+           "vocab_size": 100, "n_positions": 128}
+    plain, bom = tmp_path / "plain" / "config.json", tmp_path / "bom" / "config.json"
+    for p, pre in ((plain, b""), (bom, b"\xef\xbb\xbf")):
+        p.parent.mkdir()
+        p.write_bytes(pre + _json.dumps(cfg).encode())
+    a, b = workloads.model_spec(str(plain)), workloads.model_spec(str(bom))
+    assert (a.layers, a.hidden, a.params) == (b.layers, b.hidden, b.params) == (2, 64, a.params)
