@@ -77,6 +77,8 @@ COLLECTIVES: tuple[str, ...] = (
     "p2p",
 )
 COMM_GROUPS: tuple[str, ...] = ("tp", "pp", "dp", "ep", "cp", "edp", "dp_intra", "dp_inter")
+_KIND_SET = frozenset(OP_KINDS)
+_PHASE_SET = frozenset(PHASES)
 
 
 def _choice(cls: type[Exception], owner: str, field_name: str, value: Any, valid: tuple) -> None:
@@ -160,16 +162,23 @@ class Operator:
     the kernel reduces on chip (0: not row-wise or unknown)."""
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise WorkloadError("Operator.name must be a non-empty string")
-        _choice(WorkloadError, f"Operator[{self.name}]", "kind", self.kind, OP_KINDS)
-        _choice(WorkloadError, f"Operator[{self.name}]", "phase", self.phase, PHASES)
-        for f in ("flop", "bytes_in", "bytes_out", "bytes_weight", "stash_bytes", "comm_bytes"):
-            _non_negative(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
-        for f in ("m", "k", "n", "elements", "params"):
-            _non_negative(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
-        for f in ("batch", "count", "dtype_bytes"):
-            _positive(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
+        # graphs hold 10^5-10^6 operators a search: the common valid case is checked in one
+        # expression; anything else goes through the field-by-field checks that name it
+        try:
+            ok = bool(self.name) and isinstance(self.name, str) and self.kind in _KIND_SET \
+                and self.phase in _PHASE_SET and min(
+                    self.flop, self.bytes_in, self.bytes_out, self.bytes_weight,
+                    self.stash_bytes, self.comm_bytes, self.m, self.k, self.n,
+                    self.elements, self.params, self.row) >= 0 \
+                and min(self.batch, self.count, self.dtype_bytes) > 0 and math.isfinite(
+                    self.flop + self.bytes_in + self.bytes_out + self.bytes_weight
+                    + self.stash_bytes + self.comm_bytes + self.m + self.k + self.n
+                    + self.elements + self.params + self.row + self.batch + self.count
+                    + self.dtype_bytes)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            self._check_fields()
         if self.kind == "gemm" and min(self.m, self.k, self.n) <= 0:
             raise WorkloadError(
                 f"Operator[{self.name}] is a gemm but m,k,n = {self.m},{self.k},{self.n}; "
@@ -179,6 +188,19 @@ class Operator:
             _choice(WorkloadError, f"Operator[{self.name}]", "collective", self.collective,
                     COLLECTIVES)
             _choice(WorkloadError, f"Operator[{self.name}]", "group", self.group, COMM_GROUPS)
+
+    def _check_fields(self) -> None:
+        """Field-by-field validation, raising :class:`WorkloadError` naming the field."""
+        if not self.name or not isinstance(self.name, str):
+            raise WorkloadError("Operator.name must be a non-empty string")
+        _choice(WorkloadError, f"Operator[{self.name}]", "kind", self.kind, OP_KINDS)
+        _choice(WorkloadError, f"Operator[{self.name}]", "phase", self.phase, PHASES)
+        for f in ("flop", "bytes_in", "bytes_out", "bytes_weight", "stash_bytes", "comm_bytes"):
+            _non_negative(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
+        for f in ("m", "k", "n", "elements", "params", "row"):
+            _non_negative(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
+        for f in ("batch", "count", "dtype_bytes"):
+            _positive(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
 
     @property
     def is_gemm(self) -> bool:
