@@ -19,8 +19,10 @@ True
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from dse.errors import ConfigError
 from dse.types import Evaluation, Graph, HardwareConfig, ParallelPlan, SystemConfig
 
 __all__ = [
@@ -84,6 +86,23 @@ def evaluate(spec: Any, hw: HardwareConfig, system: SystemConfig | None = None, 
     from search.trainstep import evaluate_training
     from workloads.parallel import validate_plan
 
+    from dse.limits import check_int
+
+    if not hasattr(spec, "family"):
+        raise ConfigError(f"spec must be a model spec (dse.api.model_spec(name)), got "
+                          f"{type(spec).__name__}")
+    if not isinstance(hw, HardwareConfig):
+        raise ConfigError(f"hw must be a HardwareConfig (dse.api.load_hardware(name)[0]), "
+                          f"got {type(hw).__name__}")
+    if system is not None and not isinstance(system, SystemConfig):
+        raise ConfigError(f"system must be a SystemConfig or None, got "
+                          f"{type(system).__name__}")
+    if plan is not None and not isinstance(plan, ParallelPlan):
+        raise ConfigError(f"plan must be a ParallelPlan or None, got {type(plan).__name__}")
+    if seq is not None:
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise ConfigError(f"seq={seq!r} must be an integer")
+        seq = check_int("--seq", seq)
     if plan is None:
         batch = int(getattr(spec, "default_batch", 1) or 1)
         plan = ParallelPlan(global_batch=batch, micro_batch=batch)
@@ -98,7 +117,30 @@ def search(workloads: str | tuple[str, ...], area_mm2: float, **options: Any) ->
     object; writes the run directory when ``out_dir`` is given."""
     from search.runner import SearchConfig, run_search, write_run_dir
 
-    names = (workloads,) if isinstance(workloads, str) else tuple(workloads)
+    import dataclasses
+
+    from dse.limits import check
+
+    if isinstance(workloads, str):
+        names: tuple[str, ...] = (workloads,)
+    elif isinstance(workloads, (list, tuple)) and all(isinstance(w, str) for w in workloads):
+        names = tuple(workloads)
+    else:
+        raise ConfigError(f"workloads must be a name or a list of names, got {workloads!r}")
+    valid = {f.name for f in dataclasses.fields(SearchConfig)} - {"workloads", "area_mm2"}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ConfigError(f"unknown search option {unknown[0]!r}; valid: "
+                          f"{', '.join(sorted(valid))}")
+    check("--area", area_mm2)
+    for key, flag in (("power_w", "--power"), ("devices", "--devices"),
+                      ("budget", "--budget"), ("seed", "--seed"), ("batch", "--batch"),
+                      ("seq", "--seq"), ("top_k", "--top-k")):
+        if options.get(key) is not None:
+            check(flag, options[key])
+    out_dir = options.get("out_dir")
+    if out_dir is not None and not isinstance(out_dir, (str, Path)):
+        raise ConfigError(f"out_dir must be a path, got {type(out_dir).__name__}")
     cfg = SearchConfig(workloads=names, area_mm2=area_mm2, **options)
     summary, ev = run_search(cfg)
     if cfg.out_dir:

@@ -279,19 +279,28 @@ def pareto_mask(points: Any) -> np.ndarray:
     if p.size == 0:
         return np.zeros(0, dtype=bool)
     key = np.column_stack([-p[:, 0], p[:, 1], p[:, 2]])  # all minimized
-    order = np.lexsort((key[:, 2], key[:, 1], key[:, 0]))
-    keep = np.zeros(len(p), dtype=bool)
-    front = np.empty((0, 3))
     finite = np.isfinite(key).all(axis=1)
+    # equal points never dominate each other: decide each distinct point once (a study
+    # that scored a design many times would otherwise grow the front with every repeat)
+    uniq, inverse = np.unique(np.where(finite[:, None], key, np.inf), axis=0,
+                              return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    ufinite = np.isfinite(uniq).all(axis=1)
+    order = np.lexsort((uniq[:, 2], uniq[:, 1], uniq[:, 0]))
+    ukeep = np.zeros(len(uniq), dtype=bool)
+    front = np.empty((len(uniq), 3))
+    n = 0
     for i in order:
-        if not finite[i]:
+        if not ufinite[i]:
             continue
-        k = key[i]
-        if len(front) and ((front <= k).all(axis=1) & (front < k).any(axis=1)).any():
+        k = uniq[i]
+        f = front[:n]
+        if n and ((f <= k).all(axis=1) & (f < k).any(axis=1)).any():
             continue
-        keep[i] = True
-        front = np.vstack([front, k])
-    return keep
+        ukeep[i] = True
+        front[n] = k
+        n += 1
+    return ukeep[inverse] & finite
 
 
 def _num(x: Any) -> float | None:

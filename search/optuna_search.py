@@ -70,7 +70,8 @@ def run_optuna(evaluator: Evaluator, *, n_trials: int, seed: int,
     objective = evaluator.problem.objective
     mem = optuna.create_study(storage=InMemoryStorage(),
                               directions=directions(multi_objective),  # type: ignore[arg-type]
-                              sampler=make_sampler(seed + len(history), multi_objective))
+                              sampler=make_sampler((seed + len(history)) % 2**32,
+                                                   multi_objective))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         mem.set_metric_names(metric_names(objective, multi_objective))
@@ -97,8 +98,11 @@ def run_optuna(evaluator: Evaluator, *, n_trials: int, seed: int,
             mem.tell(t, values if multi_objective else values[0])
         told += k
         if evaluator.buffer is not None:  # stored in physical units (the dashboard's)
+            # the trials just told (enqueued seeds not yet asked wait after them)
+            numbers = {t.number for t in trials}
             evaluator.buffer.add([_convert(t, space, sampler=False)
-                                  for t in mem.get_trials(deepcopy=False)[-k:]])
+                                  for t in mem.get_trials(deepcopy=False)
+                                  if t.number in numbers])
     pareto: tuple[int, ...] = ()
     if multi_objective:
         front = mem.best_trials  # Optuna excludes infeasible trials (constraints > 0)

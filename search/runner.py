@@ -328,20 +328,39 @@ def _open(cfg: SearchConfig, space_name: str) -> tuple[Any, str | None, str]:
         return None, None, name
     storage = (cfg.storage if cfg.storage is not None
                else str(Path(str(cfg.out_dir)) / "study.db"))
+    from search.slots import workload_fingerprints
+
     spec = parse_storage(storage)
-    study = open_study(open_storage(storage), name, directions(cfg.multi_objective),
+    st = open_storage(storage)
+    if cfg.storage is None:  # the run directory's own study.db holds one search
+        others = [s.study_name for s in st.get_all_studies() if s.study_name != name]
+        if others:
+            raise ConfigError(f"--out {cfg.out_dir} holds another search (study "
+                              f"{others[0]!r}); this one would overwrite its summary and "
+                              "designs: give another --out (the same command resumes a "
+                              "run)")
+    study = open_study(st, name, directions(cfg.multi_objective),
                        metric_names(cfg.objective, cfg.multi_objective))
     stored = study.user_attrs.get("dse:search")
     mine = {k: v for k, v in cfg.settings().items()
-            if k not in ("seed", "budget", "guidance", "heterogeneous")}
+            if k not in ("budget", "guidance", "heterogeneous")}
     mine["space"] = space_name
+    # a workload file that changed since the study began would mix two models' results
+    mine["workload_files"] = workload_fingerprints(list(cfg.workloads))
     if stored is None:
         study.set_user_attr("dse:search", mine)
-    elif stored != mine:
-        diff = next(k for k in sorted(set(stored) | set(mine)) if stored.get(k) != mine.get(k))
-        raise ConfigError(f"study {name!r} in {spec.display} was made by another search "
-                          f"({diff}={stored.get(diff)!r}, this run {mine.get(diff)!r}); "
-                          "use another --study name")
+    else:
+        # studies of earlier versions recorded neither the seed nor the files: as then
+        known = {k: v for k, v in mine.items()
+                 if k in stored or k not in ("seed", "workload_files")}
+        if stored != known:
+            diff = next(k for k in sorted(set(stored) | set(known))
+                        if stored.get(k) != known.get(k))
+            where = ("give another --out" if cfg.storage is None
+                     else "use another --study name")
+            raise ConfigError(f"study {name!r} in {spec.display} was made by another "
+                              f"search ({diff}={stored.get(diff)!r}, this run "
+                              f"{known.get(diff)!r}); {where}")
     return study, spec.display, name
 
 

@@ -197,13 +197,13 @@ def _parse_url(s: str) -> StorageSpec:
             raise ConfigError(f"--storage {shown!r}: unknown {backend} driver "
                               f"{u.get_driver_name()!r}; use one of: {STORAGE_FORMS}") from None
         except ImportError as e:  # a known driver whose module is missing
-            raise StorageError(f"storage {shown} needs the missing Python module "
+            raise ConfigError(f"storage {shown} needs the missing Python module "
                                f"{getattr(e, 'name', None) or u.get_driver_name()!r} "
                                f"(pip install {u.get_driver_name()})") from None
         try:
             u.get_dialect().import_dbapi()
         except ImportError as e:
-            raise StorageError(f"storage {shown} needs the missing Python module "
+            raise ConfigError(f"storage {shown} needs the missing Python module "
                                f"{getattr(e, 'name', None) or u.get_driver_name()!r} "
                                f"(pip install {u.get_driver_name()})") from None
     if backend in ("postgresql", "mysql"):
@@ -216,6 +216,9 @@ def _parse_url(s: str) -> StorageSpec:
             port = int(u.port) if u.port is not None else _DEFAULT_PORTS[backend]
         except ValueError:
             raise ConfigError(f"--storage {shown!r}: port must be a number") from None
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"--storage {shown!r}: port {port} is not a TCP port (1 to "
+                              "65535)")
         url = u.render_as_string(hide_password=False)
         return StorageSpec(kind="rdb", url=url, display=redact_url(url), backend=backend,
                            host=u.host or "localhost", port=port)

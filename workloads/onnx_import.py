@@ -193,9 +193,13 @@ def _infer(model: Any, path: Path, batch: int) -> tuple[Any, dict[str, list[int]
         for dim in vi.type.tensor_type.shape.dim:
             if dim.HasField("dim_param"):
                 if dim.dim_param != batch_name:
+                    which = (f"the batch dimension ({batch_name!r}, the first input's "
+                             "first)" if batch_name is not None else
+                             "the batch dimension, the first input's first (here fixed or "
+                             "absent)")
                     raise WorkloadError(f"{path}: input {vi.name!r} has the symbolic "
-                                        f"dimension {dim.dim_param!r}; only the batch "
-                                        f"dimension ({batch_name!r}) may be symbolic")
+                                        f"dimension {dim.dim_param!r}; only {which} may be "
+                                        "symbolic: export the model with fixed sizes")
                 dim.ClearField("dim_param")
                 dim.dim_value = batch
             elif not dim.HasField("dim_value"):
@@ -220,7 +224,28 @@ def _infer(model: Any, path: Path, batch: int) -> tuple[Any, dict[str, list[int]
             shapes[vi.name] = [int(x) for x in d]  # type: ignore[misc]
         elif not d and vi.type.tensor_type.HasField("shape"):
             shapes[vi.name] = []  # scalar
+    _check_sizes(path, shapes, {t.name for t in model.graph.initializer})
     return model, shapes
+
+
+def _check_sizes(path: Any, shapes: dict[str, list[int]], constants: set[str]) -> None:
+    """Every activation's dimensions are >= 1 (a constant may be empty, as Resize's
+    ``roi``) and within :mod:`dse.limits`' tensor-dimension range, and every tensor's
+    element count within 2^40 (a terabyte of fp8): FLOPs and bytes computed from them stay
+    finite and meaningful."""
+    from dse.limits import RANGES
+
+    hi = int(RANGES["dimension"].hi)
+    for name, dims in shapes.items():
+        lo = 0 if name in constants else 1
+        bad = next((x for x in dims if x < lo or x > hi), None)
+        if bad is not None:
+            raise WorkloadError(f"{path}: tensor {name!r} has the dimension {bad} "
+                                f"(shape {dims}); every dimension must be {lo} to {hi}")
+        n = math.prod(dims) if dims else 1
+        if n > 1 << 40:
+            raise WorkloadError(f"{path}: tensor {name!r} of shape {dims} has {n:.3g} "
+                                "elements; at most 2^40 (a terabyte) per tensor")
 
 
 def _attr(node: Any, name: str, default: Any) -> Any:

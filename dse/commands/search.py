@@ -37,6 +37,8 @@ from dse.errors import ConfigError
 
 
 def _workloads(arg: str) -> tuple[str, ...]:
+    if "," in arg and Path(arg.strip()).is_file():  # a file whose name has a comma
+        return (arg.strip(),)
     items = tuple(w.strip() for w in arg.split(","))
     if not items or any(not w for w in items):
         raise ConfigError(f"--workload {arg!r} has an empty entry; give NAME[,NAME...]")

@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         wait_s = float(getattr(args, "wait", 0) or 0)
         if wait_s > 0:
             _wait_for_study(dist, spec, args.study, wait_s, quiet)
+        _check_file_exists(spec, args.study)
         report, study, settings = dist.join_study(spec, args.study, on_trial=progress)
     prog = dist.study_progress(study)
     return {
@@ -43,6 +44,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "searcher": settings.get("searcher"),
         "workloads": settings.get("workloads"),
     }
+
+
+def _check_file_exists(spec: Any, name: str) -> None:
+    """A file storage (SQLite, journal) that does not exist holds no study: say so before
+    opening it, which would create an empty database in the user's directory."""
+    from pathlib import Path
+
+    from dse.errors import ConfigError
+
+    path = getattr(spec, "path", None)
+    is_file = spec.kind == "journal" or getattr(spec, "backend", "") == "sqlite"
+    if is_file and path and not Path(path).exists():
+        raise ConfigError(f"no study {name!r}: {spec.display} does not exist (give the "
+                          "storage or run directory of a `dse search --storage ... "
+                          "--study ...`)")
 
 
 def _wait_for_study(dist: Any, spec: Any, name: str, wait_s: float, quiet: bool = False

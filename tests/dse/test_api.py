@@ -42,3 +42,28 @@ def test_search_is_deterministic_and_has_contract_keys() -> None:
         assert k in a
     assert a["best"]["hardware"] == b["best"]["hardware"]
     assert a["best"]["evaluation"]["samples_per_s"] == b["best"]["evaluation"]["samples_per_s"]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda a, s, h: a.evaluate(s, None), "hw must be a HardwareConfig"),
+    (lambda a, s, h: a.evaluate(s, h, "x"), "system must be a SystemConfig"),
+    (lambda a, s, h: a.evaluate(s, h, plan={}), "plan must be a ParallelPlan"),
+    (lambda a, s, h: a.evaluate(s, h, seq=0), "out of range"),
+    (lambda a, s, h: a.evaluate(s, h, seq=1.5), "must be an integer"),
+    (lambda a, s, h: a.evaluate("gpt2", h), "must be a model spec"),
+    (lambda a, s, h: a.search(None, 400), "a name or a list of names"),
+    (lambda a, s, h: a.search("gpt2", 400, nosuch=1), "unknown search option 'nosuch'"),
+    (lambda a, s, h: a.search("gpt2", 1e30), "--area"),
+    (lambda a, s, h: a.search("gpt2", 400, devices=10**12), "--devices"),
+    (lambda a, s, h: a.search("gpt2", 400, out_dir=5), "out_dir must be a path"),
+])
+def test_bad_arguments_raise_a_dse_error_naming_them(call, match) -> None:
+    """The API checks what the CLI checks and names the argument: no bare TypeError or
+    AttributeError from deep inside, no hang on a device count no cluster has."""
+    from dse import api
+    from dse.errors import DSEError
+
+    spec = api.model_spec("gpt2")
+    hw, _ = api.load_hardware("a100")
+    with pytest.raises(DSEError, match=match):
+        call(api, spec, hw)

@@ -184,3 +184,58 @@ def test_every_flag_has_help() -> None:
 
     walk(build_parser(), "dse")
     assert missing == []
+
+
+def _search(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """(exit code, stdout + stderr) of ``dse ARGV``."""
+    code = cli.main(argv)
+    cap = capsys.readouterr()
+    return code, cap.out + cap.err
+
+
+def test_a_run_directory_holds_one_search_and_resumes_only_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same command resumes its run; another seed, another workload or a workload file
+    that changed since would mix or overwrite results, so each is refused naming why."""
+    cfg = tmp_path / "m" / "config.json"
+    cfg.parent.mkdir()
+    gpt = {"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2,
+           "vocab_size": 100, "n_positions": 128}
+    cfg.write_text(json.dumps(gpt))
+    out = tmp_path / "run"
+    base = ["search", "--workload", str(cfg), "--area", "400", "--searcher", "random",
+            "--no-report", "--out", str(out)]
+    assert _search(base + ["--budget", "3"], capsys)[0] == 0
+    code, err = _search(base + ["--budget", "5"], capsys)
+    assert code == 0 and "(3 from the resumed study)" in err
+    code, err = _search(base + ["--budget", "6", "--seed", "5"], capsys)
+    assert code == 2 and "seed=0, this run 5" in err and "give another --out" in err
+    code, err = _search(["search", "--workload", "gpt2", "--area", "400", "--searcher",
+                         "random", "--budget", "3", "--no-report", "--out", str(out)], capsys)
+    assert code == 2 and "holds another search" in err
+    cfg.write_text(json.dumps(dict(gpt, n_layer=3)))
+    code, err = _search(base + ["--budget", "6"], capsys)
+    assert code == 2 and "workload_files" in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["evaluations"] == 5  # the refused runs wrote nothing
+
+
+def test_optuna_with_fewer_trials_than_its_seed_designs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A budget below the enqueued seed designs stores only the trials it ran."""
+    code, err = _search(["search", "--workload", "gpt2", "--area", "400", "--searcher",
+                         "optuna", "--budget", "1", "--no-report", "--out",
+                         str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["evaluations"] == 1
+
+
+def test_a_worker_on_a_storage_that_does_not_exist_creates_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    for storage in (str(empty), str(tmp_path / "new.db"), f"journal:{tmp_path / 'n.log'}"):
+        code, err = _search(["worker", "--storage", storage, "--study", "x"], capsys)
+        assert code == 2 and "does not exist" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty_run"]
+    assert not any(empty.iterdir())

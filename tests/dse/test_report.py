@@ -510,3 +510,22 @@ def test_designs_csv_the_same_through_csv_and_through_pandas(tmp_path: Path,
             assert b[c].dtype.kind == "f" and np.array_equal(a[c], b[c], equal_nan=True)
         else:
             assert list(a[c]) == list(b[c])
+
+
+def test_pareto_mask_equals_the_definition_with_repeated_and_missing_points() -> None:
+    """Each distinct point is decided once (a study that scored a design many times gave a
+    quadratic front); the mask equals the pairwise definition, NaN rows excluded."""
+    import numpy as np
+
+    from dse.report import pareto_mask
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 6, size=(60, 3)).astype(float)
+    pts = np.vstack([base, base[:20], base[:5]])
+    pts[7, 1] = np.nan
+    key = np.column_stack([-pts[:, 0], pts[:, 1], pts[:, 2]])
+    ok = np.isfinite(key).all(axis=1)
+    want = np.array([ok[i] and not any(ok[j] and (key[j] <= key[i]).all()
+                                       and (key[j] < key[i]).any() for j in range(len(pts)))
+                     for i in range(len(pts))])
+    assert (pareto_mask(pts) == want).all()

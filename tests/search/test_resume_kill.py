@@ -365,8 +365,11 @@ def test_worker_sigkill_loses_only_the_batch_in_flight(tmp_path: Path) -> None:
 def test_processes_starting_together_on_a_fresh_database(tmp_path: Path) -> None:
     """Optuna's schema creation races when several processes open a fresh database at
     once (one fails on ``alembic_version``); open_storage retries, so every worker gets
-    to the study lookup (here: exit 2, no such study) instead of exit 1."""
+    to the study lookup (here: exit 2, no such study) instead of exit 1. (The file exists
+    and is empty, as one ``dse search`` just created it: a worker refuses a storage file
+    that does not exist before opening it.)"""
     for k in range(3):
+        (tmp_path / f"fresh{k}.db").touch()
         url = f"sqlite:///{tmp_path}/fresh{k}.db"
         procs = [subprocess.Popen([sys.executable, "-m", "dse.cli", "worker", "--storage", url,
                                    "--study", "nope"], cwd=ROOT, env=_env(),
