@@ -1168,11 +1168,22 @@ class ReportResult:
 def generate_report(run_dir: str | Path, images: bool = False) -> ReportResult:
     """Write ``RUN_DIR/report.html`` (and the figures as PNG/SVG when ``images``)."""
     run = load_run(run_dir)
-    sections = build_sections(run)
+    try:
+        sections = build_sections(run)
+        html = render_html(run, sections)
+    except (TypeError, KeyError, AttributeError, IndexError) as e:
+        # load_run checked the files' shape; a field of the wrong type deeper inside
+        # (a hand-edited or foreign summary.json/best.json) is the run directory's fault
+        why = " ".join(str(e).split())[:160]
+        raise ConfigError(f"{run.run_dir}: summary.json or best.json has a field of the "
+                          f"wrong kind ({e.__class__.__name__}: {why}); rerun the search "
+                          "or restore the files dse wrote") from None
     out = run.run_dir / "report.html"
+    if out.is_dir():
+        raise ConfigError(f"{out}: is a directory; the report is written to that path")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:  # atomic: a reader (or a full disk) never sees half a report
-        tmp.write_text(render_html(run, sections), encoding="utf-8")
+        tmp.write_text(html, encoding="utf-8")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
