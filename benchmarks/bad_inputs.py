@@ -498,6 +498,9 @@ CASES: tuple[Case, ...] = (
     _c("storage", "a PostgreSQL port beyond 65535",
        f"{S} --storage postgresql://u:{SECRET}@127.0.0.1:99999/db --study s --out o_pg", 2,
        ("port 99999 is not a TCP port",), (SECRET,)),
+    _c("search", "one workload file under two spellings",
+       "search --workload dup_key_ok/config.json,./dup_key_ok/config.json --area 400", 2,
+       ("twice",)),
     _c("export", "--out an empty path", "export design.json --format scalesim --out ''", 2,
        ("--out needs a directory",)),
     _c("export", "--out a directory of other files",
@@ -567,6 +570,8 @@ def make_files(d: Path) -> None:
             "n_positions": 128}
     (d / "huge_embd.json").write_text(json.dumps(dict(gpt2, n_embd=10**12, n_head=10**6)))
     (d / "dup_key.json").write_text(json.dumps(gpt2)[:-1] + ', "n_layer": 3}')
+    (d / "dup_key_ok").mkdir(exist_ok=True)
+    (d / "dup_key_ok" / "config.json").write_text(json.dumps(gpt2))
     (d / "long_int.json").write_text(json.dumps(gpt2).replace('"n_layer": 2',
                                                               '"n_layer": ' + "7" * 5000))
     (d / "huge_layers.json").write_text(json.dumps(dict(gpt2, n_layer=1e300)))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,9 +74,10 @@ def load_targets(workloads: Sequence[str], *, devices: int = 1, batch: int | Non
         w = w.strip()
         if not w:
             raise ConfigError("--workload has an empty entry; give names separated by commas")
-        if w in seen:
+        same = str(Path(w).resolve()) if Path(w).is_file() else w  # one file, two spellings
+        if w in seen or same in seen:
             raise ConfigError(f"--workload lists {w!r} twice")
-        seen.add(w)
+        seen.update((w, same))
         spec = wl.model_spec(w)
         if attention is not None and hasattr(spec, "attention"):
             spec = dataclasses.replace(spec, attention=attention)
