@@ -7,6 +7,8 @@ Prints, and writes ``results/bench/distributed.json``:
     modelled step time and per-GPU TFLOP/s (Narayanan's Eq. 3 counting), the error, the
     model's bubble / p2p / tensor-parallel / tail time and memory per GPU; then the mean
     absolute percentage error and the ranking check of the test;
+(a'') the ablation of Megatron 2021-2022's separate gradient-accumulation add and bias
+    reduction (both fused into the GEMM, then the add, then both);
 (a') one layer of the 22B model against Korthikanti et al. 2022 Table 4 (forward and
     backward per layer, five recomputation / sequence-parallel variants);
 (b) the speed: wall time of ``evaluate_training`` (one design) and designs per second of
@@ -63,7 +65,8 @@ DEFAULT_OUT = REPO_ROOT / "results" / "bench" / "distributed.json"
 SEQ, VOCAB = 2048, 51200
 
 
-def _spec(r: dict[str, Any]) -> TransformerSpec:
+def _spec(r: dict[str, Any], grad_accumulation: str = "separate",
+          bias_grad: str = "separate") -> TransformerSpec:
     h = r["hidden"]
     return TransformerSpec(name=r["id"], model_type="gpt2", layers=r["layers"], hidden=h,
                            heads=r["heads"], ffn=4 * h, vocab=VOCAB, max_positions=SEQ,
@@ -71,8 +74,8 @@ def _spec(r: dict[str, Any]) -> TransformerSpec:
                            # Megatron-LM 2021-2022 (stacks megatron-2021/2022): no fused
                            # attention; fp16 weight gradients summed by a separate add,
                            # bias gradients by a separate reduction
-                           attention="unfused", grad_accumulation="separate",
-                           bias_grad="separate")
+                           attention="unfused", grad_accumulation=grad_accumulation,
+                           bias_grad=bias_grad)
 
 
 def _plan(r: dict[str, Any]) -> ParallelPlan:
@@ -87,7 +90,10 @@ def _flop(r: dict[str, Any]) -> float:
     return 96 * b * SEQ * l * h * h * (1 + SEQ / (6 * h) + VOCAB / (16 * l * h))
 
 
-def validation() -> dict[str, Any]:
+def validation(grad_accumulation: str = "separate", bias_grad: str = "separate"
+               ) -> dict[str, Any]:
+    """(a) The A100 rows; the two arguments set the Megatron 2021-2022 weight-gradient
+    kernels (``TransformerSpec``'s fields of those names) for the ablation (a'')."""
     d = yaml.safe_load(DATA.read_text())
     system = SystemConfig(**d["system"])
     hw = load_preset("a100").hardware
@@ -103,7 +109,8 @@ def validation() -> dict[str, Any]:
         else:
             pub = r["iteration_time_s"]
             lo, hi = pub - 0.005, pub + 0.005
-        ev = evaluate_training(_spec(r), hw, system, _plan(r), tech, seq=SEQ,
+        ev = evaluate_training(_spec(r, grad_accumulation, bias_grad), hw, system, _plan(r),
+                               tech, seq=SEQ,
                                dp_overlap=r["ddp"] == "torch",
                                tp_overlap=d["sources"][r["source"]].get("tp_overlap", True))
         ph = ev.breakdown["phase_s"]
@@ -144,6 +151,20 @@ def validation() -> dict[str, Any]:
             "mean_error": float(np.mean([r["error"] for r in rows])),
             "mape_by_source": by_src, "discordant_pairs": discordant, "spearman_rho": rho,
             "system": d["system"], "hardware": "a100"}
+
+
+def weight_gradient_ablation(full: dict[str, Any]) -> list[dict[str, Any]]:
+    """(a'') A100 MAPE with the separate gradient-accumulation add and bias reduction of
+    Megatron-LM 2021-2022 (``docs/distributed.md`` §8) fused into the GEMM instead,
+    cumulatively: both fused, the add only, both (``full``: the table (a))."""
+    out = []
+    for ga, bg in (("fused", "fused"), ("separate", "fused")):
+        v = validation(ga, bg)
+        out.append({"grad_accumulation": ga, "bias_grad": bg, "mape": v["mape"],
+                    "mean_error": v["mean_error"]})
+    out.append({"grad_accumulation": "separate", "bias_grad": "separate",
+                "mape": full["mape"], "mean_error": full["mean_error"]})
+    return out
 
 
 def layer_times() -> dict[str, Any]:
@@ -396,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k} {100 * x:.1f}%" for k, x in v["mape_by_source"].items()))
     print(f"ranking: Spearman rho {v['spearman_rho']:.4f}; discordant pairs within a table "
           f"(beyond the printed rounding): {v['discordant_pairs'] or 'none'}")
+    wg = weight_gradient_ablation(v)
+    print("\n(a'') Megatron 2021-2022's weight-gradient kernels taken away, one at a time")
+    for r in wg:
+        print(f"   grad_accumulation={r['grad_accumulation']:<9s} bias_grad="
+              f"{r['bias_grad']:<9s} MAPE {100 * r['mape']:.1f}%  signed "
+              f"{100 * r['mean_error']:+.1f}%")
     lt = layer_times()
     print("\n(a') One layer of the 22B model, Korthikanti et al. 2022 Table 4 (ms; backward "
           "with recomputation)")
@@ -464,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
           f"designs in {s['batch_s']:.2f} s); best_plan GPT-2 XL on 64 GPUs "
           f"{s['best_plan_gpt2_xl_64_gpus_s']:.1f} s ({s['plans_evaluated']} of "
           f"{s['plans_enumerated']} plans timed)")
-    out = {"validation": v, "layer_times": lt, "validation_h100": h, "validation_moe": mo,
+    out = {"validation": v, "weight_gradient_ablation": wg, "layer_times": lt, "validation_h100": h, "validation_moe": mo,
            "moe_memory_ablation": ab, "validation_dlrm": dl, "dlrm_ablation": dab,
            "speed": s,
            "python": platform.python_version(),
