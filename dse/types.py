@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -79,6 +80,11 @@ COLLECTIVES: tuple[str, ...] = (
 COMM_GROUPS: tuple[str, ...] = ("tp", "pp", "dp", "ep", "cp", "edp", "dp_intra", "dp_inter")
 _KIND_SET = frozenset(OP_KINDS)
 _PHASE_SET = frozenset(PHASES)
+_OP_NON_NEGATIVE_FIELDS = ("flop", "bytes_in", "bytes_out", "bytes_weight", "stash_bytes",
+                           "comm_bytes", "m", "k", "n", "elements", "params", "row")
+_OP_POSITIVE_FIELDS = ("batch", "count", "dtype_bytes")
+_OP_NON_NEGATIVE = operator.attrgetter(*_OP_NON_NEGATIVE_FIELDS)
+_OP_POSITIVE = operator.attrgetter(*_OP_POSITIVE_FIELDS)
 
 
 def _choice(cls: type[Exception], owner: str, field_name: str, value: Any, valid: tuple) -> None:
@@ -165,16 +171,10 @@ class Operator:
         # graphs hold 10^5-10^6 operators a search: the common valid case is checked in one
         # expression; anything else goes through the field-by-field checks that name it
         try:
+            nonneg, pos = _OP_NON_NEGATIVE(self), _OP_POSITIVE(self)
             ok = bool(self.name) and isinstance(self.name, str) and self.kind in _KIND_SET \
-                and self.phase in _PHASE_SET and min(
-                    self.flop, self.bytes_in, self.bytes_out, self.bytes_weight,
-                    self.stash_bytes, self.comm_bytes, self.m, self.k, self.n,
-                    self.elements, self.params, self.row) >= 0 \
-                and min(self.batch, self.count, self.dtype_bytes) > 0 and math.isfinite(
-                    self.flop + self.bytes_in + self.bytes_out + self.bytes_weight
-                    + self.stash_bytes + self.comm_bytes + self.m + self.k + self.n
-                    + self.elements + self.params + self.row + self.batch + self.count
-                    + self.dtype_bytes)
+                and self.phase in _PHASE_SET and min(nonneg) >= 0 and min(pos) > 0 \
+                and math.isfinite(sum(nonneg) + sum(pos))
         except (TypeError, ValueError):
             ok = False
         if not ok:
@@ -195,11 +195,9 @@ class Operator:
             raise WorkloadError("Operator.name must be a non-empty string")
         _choice(WorkloadError, f"Operator[{self.name}]", "kind", self.kind, OP_KINDS)
         _choice(WorkloadError, f"Operator[{self.name}]", "phase", self.phase, PHASES)
-        for f in ("flop", "bytes_in", "bytes_out", "bytes_weight", "stash_bytes", "comm_bytes"):
+        for f in _OP_NON_NEGATIVE_FIELDS:
             _non_negative(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
-        for f in ("m", "k", "n", "elements", "params", "row"):
-            _non_negative(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
-        for f in ("batch", "count", "dtype_bytes"):
+        for f in _OP_POSITIVE_FIELDS:
             _positive(WorkloadError, f"Operator[{self.name}]", f, getattr(self, f))
 
     @property

@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any
 
 from dse.errors import ConfigError, WorkloadError
+from dse.limits import RANGES
 from dse.types import Graph, ParallelPlan
 
 __all__ = [
@@ -607,9 +608,9 @@ class VirtualStage:
 
 
 _LAYOUT_TOKENS = {"E": "embedding", "t": "layer", "m": "mtp", "L": "loss"}
-RANGES_LAYERS = 100_000  # dse.limits RANGES["layers"].hi
-_LAYOUT_MAX_CHARS = 4 * RANGES_LAYERS
-"""Longest expanded layout: every layer its own stage (``t|``) with room to spare."""
+_LAYOUT_MAX_CHARS = 4 * int(RANGES["layers"].hi)
+"""Longest expanded layout: every layer of the largest model (:mod:`dse.limits`) its own
+stage (``t|``), with room to spare."""
 
 
 def parse_pipeline_layout(text: str) -> tuple[tuple[int, ...], dict[str, list[int]]]:
@@ -650,8 +651,8 @@ def parse_pipeline_layout(text: str) -> tuple[tuple[int, ...], dict[str, list[in
                 if len(piece) * count > _LAYOUT_MAX_CHARS:
                     raise ConfigError(f"pipeline layout {text[:60]!r}: it expands to more "
                                       f"than {_LAYOUT_MAX_CHARS:,} tokens (at most the "
-                                      f"{RANGES_LAYERS:,} layers of a model and its "
-                                      "stages)")
+                                      f"{int(RANGES['layers'].hi):,} layers of a model "
+                                      "and its stages)")
                 piece, i = piece * count, j
             out += piece
             if len(out) > _LAYOUT_MAX_CHARS:

@@ -57,12 +57,12 @@ def default_out_dir(workloads: tuple[str, ...], root: Path = Path("results")) ->
     return out
 
 
-_RUN_MARKERS = ("study.db", "study.log", ".dse-search.lock")
-
-
 def _is_run_dir(out: Path) -> bool:
     """``out`` holds a dse run (its study or lock, or a summary.json that dse wrote)."""
-    if any((out / m).exists() for m in _RUN_MARKERS):
+    from search.runlock import LOCK_NAME
+    from search.storage_url import JOURNAL_FILE, STUDY_DB
+
+    if any((out / m).exists() for m in (STUDY_DB, JOURNAL_FILE, LOCK_NAME)):
         return True
     try:
         d = json.loads((out / "summary.json").read_text(encoding="utf-8"))
