@@ -46,6 +46,7 @@ import argparse
 import itertools
 import json
 import os
+import pty
 import subprocess
 import sys
 import tempfile
@@ -159,20 +160,29 @@ def _run_cli(args: list[str]) -> dict:
     # every run recompile the package (~0.25 s of CPU)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=out, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, bufsize=1)
-    assert p.stderr is not None and p.stdout is not None
+    # stderr on a pseudo-terminal: what a user at a terminal sees (the progress bar and
+    # its heartbeat; without a terminal dse prints phase lines only)
+    master, slave = pty.openpty()
+    p = subprocess.Popen(cmd, cwd=out, env=env, stdout=subprocess.PIPE, stderr=slave,
+                         text=True)
+    os.close(slave)
+    assert p.stdout is not None
     stamps = [0.0]
-    buf = ""
+    buf = b""
     while True:  # progress arrives as lines and as tqdm's carriage-return refreshes
-        ch = p.stderr.read(1)
-        if not ch:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            chunk = b""
+        if not chunk:
             break
-        buf += ch
-        if ch in "\r\n":
-            if buf.strip():
-                stamps.append(time.perf_counter() - t0)
-            buf = ""
+        for ch in chunk:
+            buf += bytes([ch])
+            if ch in b"\r\n":
+                if buf.strip():
+                    stamps.append(time.perf_counter() - t0)
+                buf = b""
+    os.close(master)
     stdout = p.stdout.read()
     _, status, ru = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)

@@ -246,48 +246,71 @@ def _report(out: Path) -> None:
 
 
 class _Progress:
-    """Progress on stderr: a line when a phase starts and a tqdm bar counting evaluated
-    designs below it. A heartbeat thread refreshes the bar every second (its clock
-    moves), so no phase is silent, even one that scores nothing for a while."""
+    """Progress on stderr: a line when a phase starts and, on a terminal, a tqdm bar
+    counting evaluated designs below it. A heartbeat thread refreshes the bar every
+    second (its clock moves), so no phase is silent, even one that scores nothing for a
+    while. When stderr is not a terminal (a log file, a pipe) there is no bar and no
+    carriage return: the phase lines, and every ``LOG_EVERY_S`` a line with the count
+    of designs scored when it has moved."""
 
     HEARTBEAT_S = 1.0
+    LOG_EVERY_S = 30.0
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, tty: bool | None = None) -> None:
         self.enabled = enabled
+        self.tty = _isatty(sys.stderr) if tty is None else tty
         self.bar: Any = None
         self._stop: Any = None
         self._thread: Any = None
+        self._count = 0
+        self._logged = 0
+        self._lock: Any = None
 
     def _open(self, n: int | None) -> None:
         import threading
 
-        from tqdm import tqdm
-
-        # with a known budget tqdm shows the total and an ETA; without (the heuristic
-        # runs until it converges) the count and the rate
-        self.bar = tqdm(total=n, file=sys.stderr, unit="design", dynamic_ncols=True,
-                        desc="search", leave=False, mininterval=0.5)
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        if self.tty:
+            from tqdm import tqdm
+
+            # with a known budget tqdm shows the total and an ETA; without (the
+            # heuristic runs until it converges) the count and the rate
+            self.bar = tqdm(total=n, file=sys.stderr, unit="design", dynamic_ncols=True,
+                            desc="search", leave=False, mininterval=0.5)
         self._thread = threading.Thread(target=self._beat, name="dse-progress", daemon=True)
         self._thread.start()
 
     def _beat(self) -> None:
+        if not self.tty:
+            while not self._stop.wait(self.LOG_EVERY_S):
+                self._log_count()
+            return
         while not self._stop.wait(self.HEARTBEAT_S):
             bar = self.bar
             if bar is not None:
                 with bar.get_lock():
                     bar.refresh(nolock=True)
 
+    def _log_count(self) -> None:
+        with self._lock:
+            n = self._count
+            if n != self._logged:
+                self._logged = n
+                sys.stderr.write(f"dse search: {n} design(s) scored\n")
+                sys.stderr.flush()
+
     def total(self, n: int | None) -> None:
         if not self.enabled:
             return
-        if self.bar is None:
+        if self._stop is None:
             self._open(n)
-        else:
+        elif self.bar is not None:
             self.bar.total = n
             self.bar.refresh()
 
     def update(self, n: int) -> None:
+        self._count += n
         if self.bar is not None:
             self.bar.update(n)
 
@@ -295,8 +318,13 @@ class _Progress:
         """A phase starts: a line on stderr (above the bar, which keeps counting)."""
         if not self.enabled:
             return
-        if self.bar is None:
+        if self._stop is None:
             self._open(None)
+        if self.bar is None:
+            with self._lock:
+                sys.stderr.write(f"dse search: {text}\n")
+                sys.stderr.flush()
+            return
         self.bar.write(f"dse search: {text}", file=sys.stderr)
         if not text.startswith("note:"):
             self.bar.set_description(text.split(":")[0][:40])
@@ -309,6 +337,13 @@ class _Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def _fmt(x: float, unit: str = "") -> str:

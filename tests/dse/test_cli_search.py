@@ -95,6 +95,37 @@ def test_json_mode_keeps_stdout_to_one_object(run) -> None:
     assert all(line.startswith("dse search: warning: ") for line in err.splitlines()), err
 
 
+def test_progress_without_a_terminal_is_plain_lines(tmp_path, capsys) -> None:
+    """stderr to a file or pipe: phase lines, no bar, no carriage return."""
+    wl = tiny_yaml(tmp_path)
+    code = cli.main(["search", "--workload", wl, "--area", "150", "--searcher", "random",
+                     "--budget", "6", "--out", str(tmp_path / "run"), "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "\r" not in err and "\x1b" not in err
+    lines = err.splitlines()
+    assert lines and all(line.startswith("dse search: ") for line in lines), err
+    assert any("writing" in line for line in lines)
+
+
+def test_progress_log_line_only_when_the_count_moves(capsys) -> None:
+    from dse.commands.search import _Progress
+
+    bar = _Progress(enabled=True, tty=False)
+    bar.message("phase one")
+    try:
+        bar.update(7)
+        bar._log_count()
+        bar._log_count()  # nothing new: no second line
+        bar.update(2)
+        bar._log_count()
+    finally:
+        bar.close()
+    assert capsys.readouterr().err.splitlines() == [
+        "dse search: phase one", "dse search: 7 design(s) scored",
+        "dse search: 9 design(s) scored"]
+
+
 def test_evaluate_agrees_with_the_search_on_best_json(run, capsys) -> None:
     out, r, _, wl = run
     p = r["best"]["evaluation"]["plan"]
