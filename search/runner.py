@@ -274,14 +274,16 @@ def designs_table(ev: Evaluator) -> dict[str, np.ndarray]:
 
 
 def _csv_strings(col: np.ndarray) -> list[str]:
-    """One column's cells as pandas' ``to_csv`` writes them: NaN empty, floats in their
-    shortest repr, booleans ``True``/``False``."""
+    """One column's cells: floats in their shortest repr, NaN and infinities empty (the
+    step time of a design no plan runs: ``inf`` is not a number spreadsheets and most CSV
+    readers take), booleans ``True``/``False``."""
     if col.dtype == bool:
         return ["True" if v else "False" for v in col.tolist()]
     if col.dtype.kind == "f":
         out = list(map(repr, col.tolist()))
-        if np.isnan(col).any():
-            for i in np.flatnonzero(np.isnan(col)).tolist():
+        bad = ~np.isfinite(col)
+        if bad.any():
+            for i in np.flatnonzero(bad).tolist():
                 out[i] = ""
         return out
     return list(map(str, col.tolist()))
@@ -305,7 +307,9 @@ def write_csv(table: dict[str, np.ndarray], path: Path) -> None:
     if n >= _CSV_PANDAS_ROWS:
         import pandas as pd
 
-        pd.DataFrame({k: table[k] for k in cols}).to_csv(path, index=False)
+        pd.DataFrame({k: (np.where(np.isfinite(table[k]), table[k], np.nan)
+                          if np.asarray(table[k]).dtype.kind == "f" else table[k])
+                      for k in cols}).to_csv(path, index=False)
         return
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
