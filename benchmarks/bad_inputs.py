@@ -164,6 +164,9 @@ CASES: tuple[Case, ...] = (
        "worker --storage sqlite:///studies.db --study nope", 2, ("nope", "other")),
     _c("worker", "study not made for workers", "worker --storage sqlite:///studies.db "
        "--study other", 2, ("other",)),
+    _c("search", "--jobs joining a single-process study", "search --workload gptj --area 400 "
+       "--storage sqlite:///studies.db --study other --searcher random --budget 4 --jobs 2 "
+       "--out jobs_run", 2, ("other", "--jobs")),
     _c("worker", "storage path that is not a storage", "worker --storage nowhere --study s", 2,
        ("nowhere",)),
     # ---------------------------------------------------------------- report / export

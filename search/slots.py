@@ -238,9 +238,10 @@ def study_settings(study: optuna.Study) -> dict[str, Any]:
     """The settings stored in ``study`` (:data:`SETTINGS_ATTR`); ConfigError if absent."""
     attrs = study.user_attrs
     if SETTINGS_ATTR not in attrs:
-        raise ConfigError(f"study {study.study_name!r} has no {SETTINGS_ATTR!r} attribute: "
-                          "it was not created by `dse search --storage ... --study ...` for "
-                          "workers (batched single-process studies cannot be joined)")
+        raise ConfigError(f"study {study.study_name!r} holds a single-process search (no "
+                          f"{SETTINGS_ATTR!r} attribute), which --jobs and workers cannot "
+                          "join: resume it with the command that made it, without --jobs, "
+                          "or name a new study with --study")
     s = attrs[SETTINGS_ATTR]
     if not isinstance(s, dict):
         raise ConfigError(f"study {study.study_name!r}: {SETTINGS_ATTR} is not a mapping")
