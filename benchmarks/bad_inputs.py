@@ -63,6 +63,9 @@ CASES: tuple[Case, ...] = (
     _c("usage", "unknown command", "frobnicate", 2, ("invalid choice", "frobnicate")),
     _c("usage", "missing required flag", "search --workload gptj", 2, ("--area",)),
     _c("usage", "workloads without action", "workloads", 2, ("missing action",)),
+    _c("usage", "a flag the command does not have (named by the command)",
+       "evaluate --workload gpt2 --hardware a100 --dtype fp8", 2,
+       ("dse evaluate: unrecognized arguments: --dtype fp8",)),
     # ---------------------------------------------------------------- workloads
     _c("workloads", "unknown workload name (lists the zoo)", "workloads show gpt5", 2,
        ("gpt5", "gptj", "bert-large")),

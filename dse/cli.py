@@ -322,6 +322,18 @@ def _add_plan_args(p: argparse.ArgumentParser) -> None:
                         "2021-2022)")
 
 
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace
+               ) -> argparse.ArgumentParser:
+    """The parser of the command (and action) ``args`` selected."""
+    for dest in ("command", "action"):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, dest, None)
+        if not subs or name is None or name not in subs[0].choices:
+            break
+        parser = subs[0].choices[name]
+    return parser
+
+
 def _command_module(args: argparse.Namespace) -> Any:
     name = args.command
     return importlib.import_module(f"dse.commands.{name}")
@@ -332,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     as_json = False
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the (sub)command that refused them: "dse evaluate: ..."
+            _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
         as_json = bool(getattr(args, "json", False))
         if args.version:
             from dse import __version__
