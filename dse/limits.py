@@ -75,7 +75,8 @@ RANGES: dict[str, Range] = {
     "global_buffer_bytes": Range(0, 1e13, "B", "", False),
     "global_buffer_bw_bytes_per_cycle": Range(1e-6, 1e9, "B/cycle", "", False),
     "link_bw_bytes_per_s": Range(0, 1e15, "B/s", "", False),
-    "tech_node_nm": Range(0.1, 1000, "nm", "", False),
+    "tech_node_nm": Range(3, 130, "nm", "the nodes the technology tables scale between "
+                          "(cost_models/data/technology.yaml)", False),
     # system
     "devices_per_node": Range(1, _MAX_DEVICES, "", "", True),
     "intra_node_bw_bytes_per_s": Range(1e-3, 1e15, "B/s", "", False),

@@ -114,3 +114,13 @@ def test_at_node_keeps_overrides_and_rejects_bad_nodes() -> None:
             load_technology(bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="layout_utilization"):
         dataclasses.replace(load_technology(7), layout_utilization=1.5)
+
+
+def test_hardware_node_range_is_the_tables_range() -> None:
+    """A HardwareConfig accepts exactly the nodes the area/power tables scale between, so
+    a design that validates can be costed (tech_node_nm=1 used to pass validation and
+    fail in the area model)."""
+    from dse.limits import RANGES
+
+    r = RANGES["tech_node_nm"]
+    assert (float(r.lo), float(r.hi)) == NODE_RANGE_NM
