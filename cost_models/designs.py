@@ -231,7 +231,7 @@ def _codes(values: np.ndarray, valid: tuple[str, ...]) -> np.ndarray:
     return out
 
 
-_MAY_BE_ZERO = ("global_buffer_bytes", "link_bw_bytes_per_s")
+_MAY_BE_ZERO = ("global_buffer_bytes", "link_bw_bytes_per_s", "matmul_efficiency_16bit")
 _FLAGS = ("single_stream", "weight_double_buffer")
 
 
@@ -256,6 +256,10 @@ def _validate_arrays(a: dict[str, np.ndarray]) -> None:
             i = int(np.argmax(bad))
             raise ConfigError(f"DesignBatch[{i}].{f}={float(v[i])!r} must be a finite number "
                               f"{'>= 0' if f in _MAY_BE_ZERO else '> 0'}")
+    for f in ("matmul_efficiency", "matmul_efficiency_16bit", "hbm_efficiency"):
+        if np.any(a[f] > 1):
+            i = int(np.argmax(a[f] > 1))
+            raise ConfigError(f"DesignBatch[{i}].{f}={float(a[f][i])!r} must be <= 1")
     for f, valid in (("dataflow", DATAFLOWS), ("dtype", DTYPES)):
         codes = _codes(a[f], valid)
         if np.any(codes < 0):

@@ -240,8 +240,9 @@ def high_precision(graph: Graph) -> np.ndarray:
 def sixteen_bit(designs: DesignBatch) -> DesignBatch:
     """The designs as their tensor cores run a 16-bit GEMM: a sub-16-bit array of ``R×C``
     multipliers computes bf16 as ``R×(C·dtype_bytes/2)`` (two fp8 MACs per bf16 MAC: the
-    throughput ratio of H100/H200, MI300 and the template's ``mac_area_ratio``); 16-bit
-    and wider designs are returned unchanged (the same object)."""
+    throughput ratio of H100/H200, MI300 and the template's ``mac_area_ratio``) at its
+    ``matmul_efficiency_16bit`` where one is given; 16-bit and wider designs are returned
+    unchanged (the same object)."""
     dtb = designs.dtype_bytes
     low = dtb < 2
     if not low.any():
@@ -251,6 +252,9 @@ def sixteen_bit(designs: DesignBatch) -> DesignBatch:
         return hit
     arrays = dict(designs.arrays)
     arrays["dtype"] = np.where(low, "bf16", designs.dtype).astype(object)
+    eff16 = np.asarray(arrays.get("matmul_efficiency_16bit", np.zeros(len(dtb))), dtype=float)
+    arrays["matmul_efficiency"] = np.where(low & (eff16 > 0), eff16,
+                                           designs.matmul_efficiency).astype(float)
     arrays["array_cols"] = np.where(low, np.maximum(designs.array_cols * dtb // 2, 1),
                                     designs.array_cols).astype(np.int64)
     out = DesignBatch({k: np.array(v) for k, v in arrays.items()})

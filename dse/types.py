@@ -376,6 +376,12 @@ class HardwareConfig:
     sustains (0 < x <= 1). 1.0 for designs of the template, whose GEMM time the systolic
     model is; GPU presets carry the measured Maximum Achievable Matmul FLOPS over the dense
     peak (power-limited clocks and instruction issue, which an array model does not see)."""
+    matmul_efficiency_16bit: float = 0.0
+    """On a design whose tensor cores compute in fewer than 16 bits (fp8, int8): the
+    fraction its 16-bit GEMMs sustain (attention, output head, router:
+    :func:`cost_models.opcost.high_precision`), 0 for the same as ``matmul_efficiency``.
+    A GPU sustains a lower fraction of its FP8 peak than of its BF16 one (FP8 draws more
+    power per clock at the cap); the template's arrays have one efficiency, 0."""
     hbm_efficiency: float = 1.0
     """Measured fraction of the HBM bandwidth that memory-bound kernels sustain
     (0 < x <= 1); it divides every HBM time. 1.0 for template designs; GPU presets carry a
@@ -414,6 +420,10 @@ class HardwareConfig:
         _positive(ConfigError, o, "matmul_efficiency", self.matmul_efficiency)
         if self.matmul_efficiency > 1:
             raise ConfigError(f"{o}.matmul_efficiency={self.matmul_efficiency!r} must be <= 1")
+        _non_negative(ConfigError, o, "matmul_efficiency_16bit", self.matmul_efficiency_16bit)
+        if self.matmul_efficiency_16bit > 1:
+            raise ConfigError(f"{o}.matmul_efficiency_16bit={self.matmul_efficiency_16bit!r} "
+                              "must be <= 1 (0: as matmul_efficiency)")
         _positive(ConfigError, o, "hbm_efficiency", self.hbm_efficiency)
         if self.hbm_efficiency > 1:
             raise ConfigError(f"{o}.hbm_efficiency={self.hbm_efficiency!r} must be <= 1")

@@ -60,9 +60,25 @@ def test_fp8_speeds_up_weight_gemms_only():
     for j, op in enumerate(g.ops):
         if op.kind == "attention" or (op.kind == "gemm" and hp[j]):
             assert lo.latency_s[0, j] == pytest.approx(hi.latency_s[0, j], rel=1e-12), op.name
-        elif op.kind == "gemm":  # twice the MACs per cycle: faster, at most 2x
+        elif op.kind == "gemm":  # twice the MACs per cycle at the lower sustained FP8
+            # fraction (MSMF 0.675 vs 0.753): faster, at most 2 x 0.675 / 0.753 = 1.79x
             ratio = hi.compute_s[0, j] / lo.compute_s[0, j]
-            assert 1.4 < ratio <= 2.0 + 1e-9, (op.name, ratio)
+            most = 2.0 * H100_FP8.hardware.matmul_efficiency / H100.hardware.matmul_efficiency
+            assert 1.2 < ratio <= most + 1e-9, (op.name, ratio)
+
+
+def test_sixteen_bit_gemms_of_an_fp8_design_run_at_its_16_bit_efficiency():
+    """An FP8 design's bf16 GEMMs (attention, head) sustain ``matmul_efficiency_16bit``;
+    0 keeps ``matmul_efficiency`` (the template's designs)."""
+    import dataclasses
+
+    hw = H100_FP8.hardware
+    assert hw.matmul_efficiency_16bit == H100.hardware.matmul_efficiency
+    d16 = sixteen_bit(DesignBatch.from_configs([hw]))
+    assert d16.matmul_efficiency[0] == pytest.approx(H100.hardware.matmul_efficiency)
+    same = dataclasses.replace(hw, matmul_efficiency_16bit=0.0)
+    assert sixteen_bit(DesignBatch.from_configs([same])).matmul_efficiency[0] == \
+        pytest.approx(hw.matmul_efficiency)
 
 
 def test_scalar_reference_agrees_on_an_fp8_design():

@@ -467,7 +467,7 @@ _HW_FIELDS = ("tensor_cores", "array_rows", "array_cols", "vector_cores", "vecto
               "freq_hz", "hbm_bw_bytes_per_s", "hbm_bytes", "sram_per_core_bytes",
               "global_buffer_bytes", "global_buffer_bw_bytes_per_cycle", "hbm_stacks",
               "link_count", "link_bw_bytes_per_s", "tech_node_nm", "matmul_efficiency",
-              "hbm_efficiency")
+              "matmul_efficiency_16bit", "hbm_efficiency")
 
 
 @TIMED

@@ -63,7 +63,7 @@ def test_h800_fp8_is_the_h800_with_the_h100_fp8_tensor_cores() -> None:
     f8, h800, h100f8 = (load_preset(n) for n in ("h800-fp8", "h800", "h100-fp8"))
     assert f8.system == dataclasses.replace(h800.system)
     for fld in ("tensor_cores", "array_rows", "array_cols", "dtype", "freq_hz",
-                "matmul_efficiency", "peak_flop_per_s"):
+                "matmul_efficiency", "matmul_efficiency_16bit", "peak_flop_per_s"):
         assert getattr(f8.hardware, fld) == getattr(h100f8.hardware, fld), fld
     for fld in ("link_count", "link_bw_bytes_per_s", "hbm_bytes", "hbm_bw_bytes_per_s"):
         assert getattr(f8.hardware, fld) == getattr(h800.hardware, fld), fld
