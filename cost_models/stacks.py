@@ -9,8 +9,9 @@ it) and ``grad_accumulation`` (weight gradients summed over micro-batches inside
 weight-gradient GEMM, or by a separate add per parameter and micro-batch) and
 ``bias_grad`` (bias gradients in the GEMM's epilogue, or a separate reduction). ``dse
 evaluate --stack NAME`` applies one; the default is :data:`DEFAULT_STACK`.
-GEMM efficiency stays a property of the hardware preset (its measured MAMF): no
-per-stack kernel efficiency is cited yet.
+GEMM efficiency stays a property of the hardware preset (its measured matmul rate:
+sustained, MSMF, where published, else the burst mean, MAMF): no per-stack kernel
+efficiency is cited yet.
 
 >>> s = load_stack("megatron-2021")
 >>> (s.attention, s.tp_overlap, s.dp_overlap)
