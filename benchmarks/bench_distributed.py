@@ -66,16 +66,16 @@ SEQ, VOCAB = 2048, 51200
 
 
 def _spec(r: dict[str, Any], grad_accumulation: str = "separate",
-          bias_grad: str = "separate") -> TransformerSpec:
+          bias_grad: str = "separate", cross_entropy: str = "fp32") -> TransformerSpec:
     h = r["hidden"]
     return TransformerSpec(name=r["id"], model_type="gpt2", layers=r["layers"], hidden=h,
                            heads=r["heads"], ffn=4 * h, vocab=VOCAB, max_positions=SEQ,
                            default_seq=SEQ, default_batch=r["global_batch"], source=r["source"],
                            # Megatron-LM 2021-2022 (stacks megatron-2021/2022): no fused
                            # attention; fp16 weight gradients summed by a separate add,
-                           # bias gradients by a separate reduction
+                           # bias gradients by a separate reduction; the loss in fp32 passes
                            attention="unfused", grad_accumulation=grad_accumulation,
-                           bias_grad=bias_grad)
+                           bias_grad=bias_grad, cross_entropy=cross_entropy)
 
 
 def _plan(r: dict[str, Any]) -> ParallelPlan:
@@ -90,10 +90,10 @@ def _flop(r: dict[str, Any]) -> float:
     return 96 * b * SEQ * l * h * h * (1 + SEQ / (6 * h) + VOCAB / (16 * l * h))
 
 
-def validation(grad_accumulation: str = "separate", bias_grad: str = "separate"
-               ) -> dict[str, Any]:
-    """(a) The A100 rows; the two arguments set the Megatron 2021-2022 weight-gradient
-    kernels (``TransformerSpec``'s fields of those names) for the ablation (a'')."""
+def validation(grad_accumulation: str = "separate", bias_grad: str = "separate",
+               cross_entropy: str = "fp32") -> dict[str, Any]:
+    """(a) The A100 rows; the arguments set the Megatron 2021-2022 weight-gradient kernels
+    and loss (``TransformerSpec``'s fields of those names) for the ablation (a'')."""
     d = yaml.safe_load(DATA.read_text())
     system = SystemConfig(**d["system"])
     hw = load_preset("a100").hardware
@@ -109,7 +109,8 @@ def validation(grad_accumulation: str = "separate", bias_grad: str = "separate"
         else:
             pub = r["iteration_time_s"]
             lo, hi = pub - 0.005, pub + 0.005
-        ev = evaluate_training(_spec(r, grad_accumulation, bias_grad), hw, system, _plan(r),
+        ev = evaluate_training(_spec(r, grad_accumulation, bias_grad, cross_entropy), hw,
+                               system, _plan(r),
                                tech, seq=SEQ,
                                dp_overlap=r["ddp"] == "torch",
                                tp_overlap=d["sources"][r["source"]].get("tp_overlap", True))
@@ -155,15 +156,17 @@ def validation(grad_accumulation: str = "separate", bias_grad: str = "separate"
 
 def weight_gradient_ablation(full: dict[str, Any]) -> list[dict[str, Any]]:
     """(a'') A100 MAPE with the separate gradient-accumulation add and bias reduction of
-    Megatron-LM 2021-2022 (``docs/distributed.md`` §8) fused into the GEMM instead,
-    cumulatively: both fused, the add only, both (``full``: the table (a))."""
+    Megatron-LM 2021-2022 (``docs/distributed.md`` §8) fused into the GEMM instead and its
+    fp32 loss passes as one, cumulatively: all fused, the add only, add and bias, all
+    three (``full``: the table (a))."""
     out = []
-    for ga, bg in (("fused", "fused"), ("separate", "fused")):
-        v = validation(ga, bg)
-        out.append({"grad_accumulation": ga, "bias_grad": bg, "mape": v["mape"],
-                    "mean_error": v["mean_error"]})
+    for ga, bg, ce in (("fused", "fused", "fused"), ("separate", "fused", "fused"),
+                       ("separate", "separate", "fused")):
+        v = validation(ga, bg, ce)
+        out.append({"grad_accumulation": ga, "bias_grad": bg, "cross_entropy": ce,
+                    "mape": v["mape"], "mean_error": v["mean_error"]})
     out.append({"grad_accumulation": "separate", "bias_grad": "separate",
-                "mape": full["mape"], "mean_error": full["mean_error"]})
+                "cross_entropy": "fp32", "mape": full["mape"], "mean_error": full["mean_error"]})
     return out
 
 
@@ -421,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n(a'') Megatron 2021-2022's weight-gradient kernels taken away, one at a time")
     for r in wg:
         print(f"   grad_accumulation={r['grad_accumulation']:<9s} bias_grad="
-              f"{r['bias_grad']:<9s} MAPE {100 * r['mape']:.1f}%  signed "
+              f"{r['bias_grad']:<9s} cross_entropy={r['cross_entropy']:<6s} "
+              f"MAPE {100 * r['mape']:.1f}%  signed "
               f"{100 * r['mean_error']:+.1f}%")
     lt = layer_times()
     print("\n(a') One layer of the 22B model, Korthikanti et al. 2022 Table 4 (ms; backward "

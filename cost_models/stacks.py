@@ -7,7 +7,8 @@ file): ``attention`` (``fused``: FlashAttention-style, ``unfused``: scores in HB
 or blocking), ``dp_overlap`` (the gradient reduction during the backward, or after
 it) and ``grad_accumulation`` (weight gradients summed over micro-batches inside the
 weight-gradient GEMM, or by a separate add per parameter and micro-batch) and
-``bias_grad`` (bias gradients in the GEMM's epilogue, or a separate reduction). ``dse
+``bias_grad`` (bias gradients in the GEMM's epilogue, or a separate reduction) and
+``cross_entropy`` (the loss in one pass over the logits, or Megatron-LM's fp32 passes). ``dse
 evaluate --stack NAME`` applies one; the default is :data:`DEFAULT_STACK`.
 GEMM efficiency stays a property of the hardware preset (its measured matmul rate:
 sustained, MSMF, where published, else the burst mean, MAMF): no per-stack kernel
@@ -51,6 +52,9 @@ class Stack:
     bias_grad: str = "fused"
     """Where linear layers' bias gradients are summed (:data:`workloads.spec.BIAS_GRAD`: in
     the weight-gradient GEMM's epilogue, or a ``separate`` reduction)."""
+    cross_entropy: str = "fused"
+    """How the language-model loss runs over the logits
+    (:data:`workloads.spec.CROSS_ENTROPY`: ``fused``, or Megatron-LM's ``fp32`` passes)."""
     ep_overlap: bool = False
     """The MoE all-to-all of one micro-batch runs under another's computation
     (batch-level overlap; :func:`cost_models.training.segment_costs` ``overlap_groups``)."""
@@ -84,15 +88,20 @@ def load_stack(name: str) -> Stack:
         data.setdefault(k, "fused")
         if data[k] not in ("fused", "separate"):
             raise ConfigError(f"stack {name}: {k}={data[k]!r}; valid: fused, separate")
+    data.setdefault("cross_entropy", "fused")
+    if data["cross_entropy"] not in ("fused", "fp32"):
+        raise ConfigError(f"stack {name}: cross_entropy={data['cross_entropy']!r}; valid: "
+                          "fused, fp32")
     for k in ("tp_overlap", "dp_overlap", "ep_overlap"):
         if not isinstance(data[k], bool):
             raise ConfigError(f"stack {name}: {k}={data[k]!r} must be true or false")
     for k in ("attention", "tp_overlap", "dp_overlap", "ep_overlap", "grad_accumulation",
-              "bias_grad"):
+              "bias_grad", "cross_entropy"):
         if not str(data["sources"].get(k, "")).strip():
             raise ConfigError(f"stack {name}: no source for {k!r}")
     return Stack(name=str(data["name"]), description=str(data["description"]),
                  attention=data["attention"], tp_overlap=data["tp_overlap"],
                  dp_overlap=data["dp_overlap"], ep_overlap=data["ep_overlap"],
                  grad_accumulation=data["grad_accumulation"], bias_grad=data["bias_grad"],
+                 cross_entropy=data["cross_entropy"],
                  sources={str(k): str(v) for k, v in data["sources"].items()})

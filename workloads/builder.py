@@ -76,6 +76,9 @@ class Node:
     bwd_fan: int = 0
     """``mul`` only: products in the backward per output element (0: one per input that
     needs a gradient)."""
+    bwd_extra_bytes: tuple[float, float] = (0.0, 0.0)
+    """HBM bytes (read, written) the backward moves beyond its generic form (the fp32
+    cross entropy's multiply and cast back: :meth:`ForwardBuilder.loss`)."""
     # collective
     bwd_collective: str = ""
     comm_bytes: float = 0.0
@@ -355,15 +358,28 @@ class ForwardBuilder:
                               out_elements=elements))
 
     def loss(self, name: str, x: str, *, key: str, elements: int, rows: int,
-             saves: Sequence[tuple[str, float]] = ()) -> str:
-        """The loss over ``elements`` inputs (logits) in ``rows`` rows (tokens/samples)."""
+             saves: Sequence[tuple[str, float]] = (), fp32: bool = False) -> str:
+        """The loss over ``elements`` inputs (logits) in ``rows`` rows (tokens/samples).
+
+        ``fp32``: Megatron-LM's ``vocab_parallel_cross_entropy(output.float())``, a kernel
+        per pass over an fp32 copy of the logits: forward the cast (16-bit read, 4 B
+        written), the row max (4 B read), ``sub_``, ``exp`` and ``div_`` in place (4 B
+        read and written each) and the row sum (4 B read): ``db + 20`` bytes read and 16
+        written per logit; backward the in-place ``mul_`` of the saved fp32 softmax (4 B
+        read and written) and the cast back (4 B read, ``db`` written), of which the
+        generic backward counts the softmax read and the 16-bit write (the caller saves
+        the fp32 softmax, 4 B per logit)."""
         info = vector_op(key)
         db = self.dtype_bytes
+        rd, wr, extra = float(elements * db), 0.0, (0.0, 0.0)
+        if fp32:
+            rd, wr = float(elements * (db + 20)), float(elements * 16)
+            extra = (float(elements * 4), float(elements * 4))
         op = Operator(
             name=name, kind="loss", phase="fwd", vector_op=key, elements=elements,
-            flop=float(elements * info.flop_per_element), bytes_in=float(elements * db),
-            bytes_out=float(rows * 4), dtype_bytes=db,
+            flop=float(elements * info.flop_per_element), bytes_in=rd,
+            bytes_out=wr + float(rows * 4), dtype_bytes=db,
             stash_bytes=sum(self.save(t, b, name) for t, b in saves),
         )
         return self._add(Node(name=name, rule="loss", op=op, inputs=(x,), out_elements=rows,
-                              bwd_key=info.bwd, bwd_elements=elements))
+                              bwd_key=info.bwd, bwd_elements=elements, bwd_extra_bytes=extra))

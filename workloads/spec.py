@@ -71,6 +71,13 @@ GRAD_ACCUMULATION = ("fused", "separate")
 per parameter per micro-batch, reading the new and the accumulated gradient and writing
 the sum: PyTorch autograd's accumulation into ``.grad`` and Megatron-LM's
 ``main_grad.add_`` of fp16 runs, 2021–2022; ``docs/distributed.md`` §8)."""
+CROSS_ENTROPY = ("fused", "fp32")
+"""How the language-model loss runs over the logits: ``fused`` (one pass reads the 16-bit
+logits, the log-probabilities are kept in 16 bits) or ``fp32`` (Megatron-LM 2021–2022's
+default ``vocab_parallel_cross_entropy(output.float())``: the logits cast to fp32, then
+max, subtract, exp, sum and divide as kernels of their own over the fp32 copy, the fp32
+softmax kept for the backward, whose in-place multiply and cast back to 16 bits are two
+more passes; ``docs/distributed.md`` §8)."""
 BIAS_GRAD = ("fused", "separate")
 """Where a biased linear layer's bias gradient is summed: ``fused`` (in the weight-gradient
 GEMM's epilogue: cuBLASLt ``BGRADB``, Transformer Engine) or ``separate`` (a reduction of
@@ -200,6 +207,8 @@ class TransformerSpec(ModelSpec):
     """How weight gradients accumulate over micro-batches (:data:`GRAD_ACCUMULATION`)."""
     bias_grad: str = "fused"
     """Where the bias gradients of linear layers are summed (:data:`BIAS_GRAD`)."""
+    cross_entropy: str = "fused"
+    """How the loss runs over the logits (:data:`CROSS_ENTROPY`)."""
     post_norm: bool = False
     """BERT: LayerNorm after each residual add instead of before each sublayer."""
     embed_norm: bool = False
@@ -278,6 +287,7 @@ class TransformerSpec(ModelSpec):
         _choice(o, "attention", self.attention, ATTENTION)
         _choice(o, "grad_accumulation", self.grad_accumulation, GRAD_ACCUMULATION)
         _choice(o, "bias_grad", self.bias_grad, BIAS_GRAD)
+        _choice(o, "cross_entropy", self.cross_entropy, CROSS_ENTROPY)
         for f in ("experts", "experts_per_token", "moe_ffn", "shared_experts", "first_k_dense",
                   "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim",
                   "expert_groups", "expert_groups_per_token", "mtp_layers"):

@@ -289,9 +289,10 @@ def expand(builder: ForwardBuilder, *, optimizer: str = "adam", name: str | None
                 op = Operator(
                     name=f"{n.name}.bwd", kind=n.op.kind, phase="bwd_data", vector_op=key,
                     elements=elems, flop=float(elems * info.flop_per_element),
-                    bytes_in=float(n.out_elements * db + n.op.stash_bytes),
-                    bytes_out=float(elems * db), bytes_weight=n.op.bytes_weight,
-                    row=n.op.row, **common(n),
+                    bytes_in=float(n.out_elements * db + n.op.stash_bytes
+                                   + n.bwd_extra_bytes[0]),
+                    bytes_out=float(elems * db + n.bwd_extra_bytes[1]),
+                    bytes_weight=n.op.bytes_weight, row=n.op.row, **common(n),
                 )
                 name_v = emit(op, deps)
                 for i in grad_inputs:

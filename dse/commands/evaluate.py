@@ -140,7 +140,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         spec = dataclasses.replace(spec, attention=att)
     if getattr(args, "stack", None) and hasattr(spec, "grad_accumulation"):
         spec = dataclasses.replace(spec, grad_accumulation=stack.grad_accumulation,
-                                   bias_grad=stack.bias_grad)
+                                   bias_grad=stack.bias_grad,
+                                   cross_entropy=stack.cross_entropy)
     preset = load_preset(args.hardware)
     hw, system = preset.hardware, preset.system
     plan = derive_plan(args, spec.default_batch, int(getattr(spec, "experts", 0) or 0),

@@ -23,7 +23,8 @@ def test_every_stack_loads_with_a_source_for_each_rule():
         s = load_stack(name)
         assert s.name == name and s.attention in ("fused", "unfused")
         assert all(s.sources[k] for k in ("attention", "tp_overlap", "dp_overlap",
-                                          "ep_overlap", "grad_accumulation", "bias_grad"))
+                                          "ep_overlap", "grad_accumulation", "bias_grad",
+                                          "cross_entropy"))
     # fp16 Megatron-LM of 2021-2022 summed weight gradients in a separate kernel;
     # Megatron-Core's gradient_accumulation_fusion does it inside the weight-gradient GEMM
     assert [load_stack(n).grad_accumulation for n in stack_names()] == [
@@ -31,6 +32,9 @@ def test_every_stack_loads_with_a_source_for_each_rule():
     # Megatron-LM's grad_output.sum(dim=0) against Transformer Engine's BGRADB epilogue
     assert [load_stack(n).bias_grad for n in stack_names()] == [
         "separate", "separate", "fused", "fused"]
+    # Megatron-LM's vocab_parallel_cross_entropy(output.float()) of 2021-2022
+    assert [load_stack(n).cross_entropy for n in stack_names()] == [
+        "fp32", "fp32", "fused", "fused"]
     # batch-level all-to-all overlap arrived in Megatron-Core in 2025 only
     assert [load_stack(n).ep_overlap for n in stack_names()] == [False, False, False, True]
     with pytest.raises(ConfigError, match="unknown stack 'deepspeed'; valid: megatron-2021"):

@@ -44,6 +44,7 @@ def spec_of(r: dict) -> TransformerSpec:
                            attention="unfused",  # Megatron-LM 2021-2022: no fused attention
                            grad_accumulation="separate",  # fp16: a separate add (stacks)
                            bias_grad="separate",  # grad_output.sum(dim=0) (stacks)
+                           cross_entropy="fp32",  # output.float() (stacks)
                            source=f"{r['source']} {r['table']} {r['row']}")
 
 

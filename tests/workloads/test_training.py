@@ -406,3 +406,30 @@ def test_vector_ops_have_known_keys():
             if op.kind not in ("gemm", "collective", "embedding_gather"):
                 assert op.vector_op in workloads.VECTOR_OPS, (name, op.name)
                 assert math.isfinite(op.flop)
+
+
+def test_fp32_cross_entropy_moves_megatrons_passes_over_the_logits():
+    """Megatron-LM 2021-2022 computes the loss on ``output.float()``: the cast, max,
+    ``sub_``, ``exp``, sum and ``div_`` forward (``db + 20`` B read, 16 B written per
+    logit), the fp32 softmax kept (4 B), ``mul_`` and the cast back backward (8 B read,
+    4 + ``db`` written); the fused default reads the 16-bit logits once."""
+    spec = workloads.model_spec("gpt2")
+    b, s, tp = 2, 128, 2
+    fused = workloads.build(spec, batch=b, seq=s, tp=tp)
+    f32 = workloads.build(dataclasses.replace(spec, cross_entropy="fp32"), batch=b, seq=s,
+                          tp=tp)
+    rows = b * s
+    lf, l32 = (next(op for op in g.ops if op.name == "loss") for g in (fused, f32))
+    bf, b32 = (next(op for op in g.ops if op.name == "loss.bwd") for g in (fused, f32))
+    logits = lf.elements  # the tp shard of the (padded) vocabulary, every token
+    assert l32.elements == logits and logits % rows == 0
+    assert spec.vocab // tp <= logits // rows < spec.vocab // tp + 128
+    assert lf.bytes_in == 2 * logits and l32.bytes_in == 22 * logits
+    assert l32.bytes_out - lf.bytes_out == 16 * logits
+    assert lf.stash_bytes == 2 * logits and l32.stash_bytes == 4 * logits
+    assert b32.bytes_in == rows * 2 + 4 * logits + 4 * logits
+    assert b32.bytes_out == 2 * logits + 4 * logits
+    assert bf.bytes_in + bf.bytes_out + 10 * logits == b32.bytes_in + b32.bytes_out
+    assert f32.total_flop() == fused.total_flop()
+    with pytest.raises(WorkloadError, match="cross_entropy.*fused, fp32"):
+        dataclasses.replace(spec, cross_entropy="fp16")
