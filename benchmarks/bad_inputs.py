@@ -515,6 +515,44 @@ CASES: tuple[Case, ...] = (
     _c("export", "a design whose devices disagree with its plan",
        "export devices_mismatch.json --format scalesim --out ex", 2,
        ("plan.devices=7", "= 1")),
+    # sweep 3 (stop 27): classes of input that were accepted and ignored or crashed
+    _c("export", "a pipeline-parallel plan (its GEMMs are not one device's)",
+       "export design_pp2.json --format scalesim --out ex_pp", 2, ("pp=2", "must be")),
+    _c("export", "an unknown field in the design's hardware",
+       "export design_typo.json --format scalesim --out ex_typo", 2,
+       ("unknown field 'tensor_core'", "valid fields")),
+    _c("export", "a design name that is not text",
+       "export design_name.json --format scalesim --out ex_name", 2,
+       ("hardware.name must be a string",)),
+    _c("hardware", "a boolean efficiency", "hardware show hw_eff_bool.yaml", 2,
+       ("matmul_efficiency=True", "not a boolean")),
+    _c("hardware", "a 16-bit efficiency on a bf16 design", "hardware show hw_eff16_bf16.yaml",
+       2, ("matmul_efficiency_16bit", "fewer than 16 bits")),
+    _c("hardware", "torus_dims that is not a list", "hardware show sys_torus_int.yaml", 2,
+       ("torus_dims=4", "list of sizes")),
+    _c("hardware", "torus_dims of the wrong rank", "hardware show sys_torus_rank.yaml", 2,
+       ("torus_dims=[2, 2, 2, 2]", "3-D torus takes 3")),
+    _c("evaluate", "a design computing in fp32",
+       "evaluate --workload gpt2 --hardware hw_fp32.yaml", 2, ("dtype='fp32'", "bf16, fp16")),
+    _c("evaluate", "a MoE dispatcher without expert parallelism",
+       "evaluate --workload mixtral-8x7b --hardware h100 --devices 8 --dispatcher deepep", 2,
+       ("dispatcher=deepep", "--ep > 1")),
+    _c("workloads", "a Mixtral config with a sliding window", "workloads show hf_mixtral_sw.json",
+       2, ("sliding_window",)),
+    _c("workloads", "a DeepSeek-V3 config with MoE layers every other layer",
+       "workloads show hf_dsv3_freq.json", 2, ("moe_layer_freq",)),
+    _c("workloads", "a DeepSeek-V3 config with an unknown top-k method",
+       "workloads show hf_dsv3_topk.json", 2, ("topk_method", "noaux_tc")),
+    _c("workloads", "a zoo file whose family is a list", "workloads show zoo_family_list.yaml",
+       2, ("family=['transformer']", "choose one of")),
+    _c("workloads", "a zoo ONNX entry whose path is a number", "workloads show zoo_onnx_int.yaml",
+       2, ("'path'=5", "must be a string")),
+    _c("workloads", "a ResNet with an empty stage", "workloads show zoo_resnet_zero.yaml", 2,
+       ("config.blocks[]=0",)),
+    _c("workloads", "a MobileNetV2 row with stride 0", "workloads show zoo_mbv2_s0.yaml", 2,
+       ("inverted_residual s=0",)),
+    _c("workloads", "a CNN config key misspelt", "workloads show zoo_resnet_typo.yaml", 2,
+       ("config.expnsion", "valid: blocks")),
 )
 
 
@@ -616,6 +654,35 @@ def make_files(d: Path) -> None:
                      ("dataflow", ("dataflow", "xy")), ("dtype", ("dtype", "fp3"))):
         (d / f"hw_{key}.yaml").write_text(yaml.safe_dump(dict(hw, **{val[0]: val[1]})))
     (d / "empty.yaml").write_text("")
+    # sweep 3 (stop 27)
+    for key, extra in (("eff_bool", {"matmul_efficiency": True}),
+                       ("eff16_bf16", {"matmul_efficiency_16bit": 0.5}),
+                       ("fp32", {"dtype": "fp32"})):
+        (d / f"hw_{key}.yaml").write_text(yaml.safe_dump(dict(hw, **extra)))
+    for key, dims, topo in (("torus_int", 4, "torus3d"), ("torus_rank", [2, 2, 2, 2], "torus3d")):
+        bad_sys = dict(preset, system=dict(preset["system"], inter_node_topology=topo,
+                                           torus_dims=dims))
+        (d / f"sys_{key}.yaml").write_text(yaml.safe_dump(bad_sys))
+    base_design = {"hardware": hw, "plan": {"pp": 1}, "workload": "gpt2"}
+    (d / "design_pp2.json").write_text(json.dumps(dict(base_design, plan={"pp": 2})))
+    (d / "design_typo.json").write_text(json.dumps(dict(base_design,
+                                                        hardware=dict(hw, tensor_core=64))))
+    (d / "design_name.json").write_text(json.dumps(dict(base_design,
+                                                        hardware=dict(hw, name={"a": 1}))))
+    (d / "hf_mixtral_sw.json").write_text(json.dumps(dict(mixtral, num_local_experts=8,
+                                                          num_experts_per_tok=2,
+                                                          sliding_window=128)))
+    (d / "hf_dsv3_freq.json").write_text(json.dumps(dict(dsv3, moe_layer_freq=2)))
+    (d / "hf_dsv3_topk.json").write_text(json.dumps(dict(dsv3, topk_method="bogus")))
+    (d / "zoo_family_list.yaml").write_text("family: [transformer]\n")
+    (d / "zoo_onnx_int.yaml").write_text("family: onnx\npath: 5\n")
+    (d / "zoo_resnet_zero.yaml").write_text(
+        "family: cnn\narch: resnet\nconfig: {blocks: [0, 0, 0, 0], widths: [64, 128, 256, 512]}\n")
+    (d / "zoo_resnet_typo.yaml").write_text(
+        "family: cnn\narch: resnet\nconfig: {blocks: [3, 4, 6, 3], widths: [64, 128, 256, 512], "
+        "expnsion: 2}\n")
+    (d / "zoo_mbv2_s0.yaml").write_text(
+        "family: cnn\narch: mobilenetv2\nconfig: {inverted_residual: [[1, 16, 1, 0]]}\n")
     if not (d / "loop.yaml").is_symlink():
         os.symlink("loop.yaml", d / "loop.yaml")
     for key, field, val in (("dpn_0", "devices_per_node", 0),

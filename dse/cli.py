@@ -406,9 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 _BAD_PATH_ERRNOS = frozenset((errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
                               errno.EINVAL, errno.ENOENT, errno.EACCES, errno.EPERM,
-                              errno.EEXIST))
-"""OS errors that a path given on the command line causes (exit 2); others (a full disk,
-an I/O error) are the environment's (exit 1)."""
+                              errno.EEXIST, errno.EROFS))
+"""OS errors that a path given on the command line causes (exit 2: one that does not exist,
+is not writable or sits on a read-only file system); others (a full disk, an I/O error)
+are the environment's (exit 1)."""
 
 
 def _storage_fault(e: BaseException) -> DSEError | None:

@@ -27,6 +27,7 @@ array([ True, False,  True,  True])
 
 from __future__ import annotations
 
+import errno
 import html
 import json
 import math
@@ -137,7 +138,7 @@ class Table:
         import csv
 
         def chunks() -> Any:
-            with open(path, newline="", encoding="utf-8") as fh:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
                 rd = csv.reader(fh)
                 head = next(rd, None)
                 yield head
@@ -159,7 +160,7 @@ class Table:
         if path.stat().st_size > _CSV_PANDAS_BYTES:  # a large run: pandas' C reader
             import pandas as pd
 
-            df = pd.read_csv(path)
+            df = pd.read_csv(path, encoding="utf-8-sig")
             return Table({c: (df[c].to_numpy(dtype=float) if df[c].dtype.kind in "iuf"
                               else df[c].astype(str).to_numpy(dtype=object))
                           for c in df.columns})
@@ -213,7 +214,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such file (a run directory needs summary.json, best.json "
                           "and designs.csv, written by `dse search`)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: "
                           f"{e.msg}") from None
@@ -1185,6 +1186,11 @@ def generate_report(run_dir: str | Path, images: bool = False) -> ReportResult:
     try:  # atomic: a reader (or a full disk) never sees half a report
         tmp.write_text(html, encoding="utf-8")
         os.replace(tmp, out)
+    except OSError as e:
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise ConfigError(f"{out}: cannot write the report there ({e.strerror}); copy "
+                              "the run directory somewhere writable") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     paths: list[Path] = []

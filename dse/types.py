@@ -110,6 +110,8 @@ def _number_hint(value: Any) -> str:
 
 
 def _positive(cls: type[Exception], owner: str, field_name: str, value: float) -> None:
+    if isinstance(value, (bool, np.bool_)):
+        raise cls(f"{owner}.{field_name}={value!r} must be a number, not a boolean")
     if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)):
         raise cls(f"{owner}.{field_name}={value!r} must be a finite number"
                   f"{_number_hint(value)}")
@@ -118,6 +120,8 @@ def _positive(cls: type[Exception], owner: str, field_name: str, value: float) -
 
 
 def _non_negative(cls: type[Exception], owner: str, field_name: str, value: float) -> None:
+    if isinstance(value, (bool, np.bool_)):
+        raise cls(f"{owner}.{field_name}={value!r} must be a number, not a boolean")
     if not (isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(value)):
         raise cls(f"{owner}.{field_name}={value!r} must be a finite number"
                   f"{_number_hint(value)}")
@@ -424,6 +428,10 @@ class HardwareConfig:
         if self.matmul_efficiency_16bit > 1:
             raise ConfigError(f"{o}.matmul_efficiency_16bit={self.matmul_efficiency_16bit!r} "
                               "must be <= 1 (0: as matmul_efficiency)")
+        if self.matmul_efficiency_16bit > 0 and DTYPE_BYTES.get(self.dtype, 2) >= 2:
+            raise ConfigError(f"{o}.matmul_efficiency_16bit={self.matmul_efficiency_16bit!r} "
+                              f"applies to designs whose tensor cores compute in fewer than "
+                              f"16 bits (fp8, int8), not dtype {self.dtype}; leave it 0")
         _positive(ConfigError, o, "hbm_efficiency", self.hbm_efficiency)
         if self.hbm_efficiency > 1:
             raise ConfigError(f"{o}.hbm_efficiency={self.hbm_efficiency!r} must be <= 1")
@@ -489,9 +497,22 @@ class SystemConfig:
         for f in ("devices_per_node", "intra_node_bw_bytes_per_s", "inter_node_bw_bytes_per_s",
                   "intra_node_latency_s", "inter_node_latency_s"):
             check(f, getattr(self, f), owner=o)
+        if isinstance(self.torus_dims, (str, bytes)) or not isinstance(
+                self.torus_dims, (tuple, list)):
+            raise ConfigError(f"{o}.torus_dims={self.torus_dims!r} must be a list of sizes, "
+                              "e.g. [16, 16] for a 2-D torus")
         for d in self.torus_dims:
             check("torus_dim", d, owner=o)
         object.__setattr__(self, "torus_dims", tuple(int(d) for d in self.torus_dims))
+        want = {{"torus2d": 2, "torus3d": 3}.get(t) for t in (self.intra_node_topology,
+                                                         self.inter_node_topology)} - {None}
+        if self.torus_dims and len(want) > 1:
+            raise ConfigError(f"{o}: a 2-D and a 3-D torus share one torus_dims; give the "
+                              "torus levels the same topology")
+        if self.torus_dims and want and len(self.torus_dims) not in want:
+            n = want.pop()
+            raise ConfigError(f"{o}.torus_dims={list(self.torus_dims)} has "
+                              f"{len(self.torus_dims)} sizes; a {n}-D torus takes {n}")
 
 
 # --------------------------------------------------------------------------- plans

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from cost_models.network import overlap_sms
+from dse.errors import ConfigError
 from dse.types import Evaluation, HardwareConfig, ParallelPlan, SystemConfig
 from search import planbound
 from search.breakdown import comm_terms, operator_times, table_sharding
@@ -485,6 +486,12 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     from cost_models.training import critical_path
     from workloads.parallel import validate_plan
 
+    if hw.dtype_bytes > 2:
+        raise ConfigError(f"HardwareConfig[{hw.name}].dtype={hw.dtype!r}: the training model "
+                          "runs 16-bit tensors (bf16, fp16) or 8-bit GEMMs with 16-bit "
+                          "attention (fp8, int8); a design computing in 4-byte "
+                          f"{hw.dtype} (4-byte activations and weights) is not modelled; "
+                          "give dtype bf16, fp16, fp8 or int8")
     validate_plan(spec, plan, seq=_seq_of(spec, seq))
     node = system.devices_per_node
     model = WorkloadModel(spec, devices=plan.devices, seq=seq, global_batch=plan.global_batch,

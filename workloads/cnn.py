@@ -198,7 +198,71 @@ def _mobilenetv2(net: _Net, x: tuple[str | None, int, int, int]) -> tuple[str, i
     return y
 
 
+_CONFIG_KEYS = {
+    "resnet": {"blocks": "list", "widths": "list", "expansion": "int", "stem_channels": "int",
+               "stride_in_3x3": "bool"},
+    "vgg": {"layers": "list", "classifier": "list", "dropout": "bool"},
+    "mobilenetv2": {"inverted_residual": "list", "stem_channels": "int",
+                    "last_channels": "int", "dropout": "bool"},
+}
+"""The ``config`` keys of each arch and their kinds (:func:`_check_config`)."""
+_MAX_CONFIG_INT = 1 << 20
+
+
+def _check_config(spec: CNNSpec) -> None:
+    """Refuse a ``config`` the generator would misread: unknown keys, non-integer or
+    non-positive counts and widths, lists of the wrong length, non-boolean switches."""
+    o, cfg = spec.owner, spec.config
+    kinds = _CONFIG_KEYS.get(spec.arch, {})
+    for key in cfg:
+        if key not in kinds:
+            raise WorkloadError(f"{o}: config.{key} is not a key of arch={spec.arch}; valid: "
+                                f"{', '.join(kinds)}")
+
+    def count(v: Any, what: str, lo: int = 1) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= _MAX_CONFIG_INT:
+            raise WorkloadError(f"{o}: {what}={v!r} must be an integer in "
+                                f"{lo}..{_MAX_CONFIG_INT}")
+        return v
+
+    def seq(key: str) -> list[Any]:
+        v = cfg[key]
+        if not isinstance(v, list) or not v:
+            raise WorkloadError(f"{o}: config.{key}={v!r} must be a non-empty list")
+        return v
+
+    for key, kind in kinds.items():
+        if key not in cfg:
+            continue
+        if kind == "int":
+            count(cfg[key], f"config.{key}")
+        elif kind == "bool" and not isinstance(cfg[key], bool):
+            raise WorkloadError(f"{o}: config.{key}={cfg[key]!r} must be true or false")
+    if spec.arch == "resnet":
+        blocks = [count(v, "config.blocks[]") for v in seq("blocks")] if "blocks" in cfg \
+            else None
+        widths = [count(v, "config.widths[]") for v in seq("widths")] if "widths" in cfg \
+            else None
+        if blocks is not None and widths is not None and len(blocks) != len(widths):
+            raise WorkloadError(f"{o}: config.blocks has {len(blocks)} stages and "
+                                f"config.widths {len(widths)}; give one width per stage")
+    elif spec.arch == "vgg":
+        for v in seq("layers") if "layers" in cfg else ():
+            if v != "M":
+                count(v, "config.layers[] (a conv width, or M for a max-pool)")
+        for v in seq("classifier") if "classifier" in cfg else ():
+            count(v, "config.classifier[]")
+    elif spec.arch == "mobilenetv2" and "inverted_residual" in cfg:
+        for row in seq("inverted_residual"):
+            if not isinstance(row, list) or len(row) != 4:
+                raise WorkloadError(f"{o}: config.inverted_residual row {row!r} must be "
+                                    "[t, c, n, s] (expansion, channels, repeats, stride)")
+            for v, what in zip(row, ("t", "c", "n", "s")):
+                count(v, f"config.inverted_residual {what}")
+
+
 def _forward(spec: CNNSpec, batch: int) -> _Net:
+    _check_config(spec)
     net = _Net(spec, batch)
     x: tuple[str | None, int, int, int] = (None, spec.in_channels, spec.image_size,
                                            spec.image_size)

@@ -25,7 +25,7 @@ qwen2       as llama, with biases on the query, key and value projections (none 
 qwen3       as llama plus an RMSNorm over each query and key head (q_norm, k_norm);
             attention_bias (false), head_dim; use_sliding_window must be false
 mixtral     as llama plus num_local_experts, num_experts_per_tok (2): every layer's MLP a
-            mixture of SwiGLU experts with a softmax router
+            mixture of SwiGLU experts with a softmax router; sliding_window must be null
 qwen3_moe   as qwen3 plus num_experts, num_experts_per_tok (8), moe_intermediate_size:
             every layer's MLP a mixture of SwiGLU experts with a softmax router
             (decoder_sparse_step 1 and no mlp_only_layers)
@@ -33,8 +33,9 @@ deepseek_v3 num_hidden_layers, hidden_size, num_attention_heads, intermediate_si
             moe_intermediate_size, n_routed_experts, num_experts_per_tok, q_lora_rank,
             kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim,
             max_position_embeddings, vocab_size; n_shared_experts (1),
-            first_k_dense_replace (0), scoring_func (sigmoid), topk_method (noaux_tc: the
-            per-expert score-correction bias), n_group/topk_group (group-limited
+            first_k_dense_replace (0), moe_layer_freq (1, the only one modelled),
+            scoring_func (sigmoid), topk_method (noaux_tc: the per-expert
+            score-correction bias; greedy, group_limited_greedy: none), n_group/topk_group (group-limited
             routing), num_nextn_predict_layers (0): multi-token-prediction modules
             trained beside the model (mtp_layers; not in params)
 opt         num_hidden_layers, hidden_size, num_attention_heads, ffn_dim,
@@ -140,7 +141,7 @@ def _no_sliding_window(f: "_Fields", data: dict[str, Any], mt: str) -> None:
     """Refuse a config whose layers attend within a sliding window (Mistral 7B v0.1's
     4096, Qwen2's ``use_sliding_window``): the attention model is full causal."""
     win = data.get("sliding_window")
-    if mt == "mistral" and win is not None:
+    if mt in ("mistral", "mixtral") and win is not None:
         raise f._err("sliding_window", f"={win!r}: sliding-window attention is not modelled "
                      "(full causal attention only); use a config with sliding_window null")
     if mt in ("qwen2", "qwen3", "qwen3_moe") and f.get_bool("use_sliding_window", False):
@@ -243,6 +244,13 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
         if scoring not in ("sigmoid", "softmax"):
             raise f._err("scoring_func", f"={scoring!r} is not supported; choose one of "
                          "sigmoid, softmax")
+        topk = f.get_str("topk_method", "noaux_tc")
+        if topk not in ("noaux_tc", "greedy", "group_limited_greedy"):
+            raise f._err("topk_method", f"={topk!r} is not supported; choose one of "
+                         "noaux_tc (a bias-corrected router), greedy, group_limited_greedy")
+        if f.get_int("moe_layer_freq", 1) != 1:
+            raise f._err("moe_layer_freq", "other than 1 interleaves dense and MoE layers "
+                         "after the first_k_dense_replace ones, which is not modelled")
         kw.update(
             layers=f.get_int("num_hidden_layers"), hidden=f.get_int("hidden_size"), heads=heads,
             kv_heads=heads, head_dim=f.get_int("qk_nope_head_dim") + rope,
@@ -257,7 +265,7 @@ def spec_from_hf_dict(data: dict[str, Any], *, where: str, name: str) -> Transfo
             expert_groups=f.get_count("n_group", 0),
             expert_groups_per_token=f.get_count("topk_group", 0),
             mtp_layers=f.get_count("num_nextn_predict_layers", 0),
-            router=scoring, router_bias=f.get_str("topk_method", "noaux_tc") == "noaux_tc",
+            router=scoring, router_bias=topk == "noaux_tc",
             vocab=f.get_int("vocab_size"), max_positions=f.get_int("max_position_embeddings"),
             activation=f.activation("hidden_act", "silu"), gated_mlp=True, norm="rmsnorm",
             norm_bias=False, position="rotary",

@@ -156,6 +156,10 @@ def validate_plan(spec: Any, plan: ParallelPlan, devices: int | None = None, *,
         raise ConfigError(f"dispatcher={disp}: {getattr(spec, 'name', 'the workload')} has "
                           "no experts to dispatch to; the dispatcher applies to "
                           "mixture-of-experts models only (use alltoall)")
+    if disp != "alltoall" and plan.ep * plan.tp // plan.expert_tp == 1:
+        raise ConfigError(f"dispatcher={disp}: the plan has no expert-parallel all-to-all "
+                          "(every expert is on every rank: ep 1); the dispatcher applies "
+                          "with --ep > 1")
     mods = getattr(plan, "recompute_modules", ())
     if mods:
         name = getattr(spec, "name", "the workload")

@@ -659,7 +659,7 @@ def spec_from_mapping(data: dict[str, Any], where: str) -> ModelSpec:
     if not isinstance(data, dict):
         raise WorkloadError(f"{where}: expected a mapping, got {type(data).__name__}")
     fam = data.get("family")
-    if fam not in SPEC_CLASSES:
+    if not isinstance(fam, str) or fam not in SPEC_CLASSES:
         raise WorkloadError(f"{where}: family={fam!r} is not valid; choose one of "
                             f"{', '.join(SPEC_CLASSES)}")
     cls = SPEC_CLASSES[fam]
@@ -673,6 +673,9 @@ def spec_from_mapping(data: dict[str, Any], where: str) -> ModelSpec:
                and f.default_factory is dataclasses.MISSING]  # type: ignore[misc]
     if missing:
         raise WorkloadError(f"{where}: missing required field {missing[0]!r} for family {fam}")
+    for name, value in data.items():  # text fields (arch, path, model_type ...) are text
+        if fields[name].type in ("str", str) and not isinstance(value, str):
+            raise WorkloadError(f"{where}: field {name!r}={value!r} must be a string")
     try:
         return cls(**data)
     except WorkloadError as e:

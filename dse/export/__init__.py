@@ -21,7 +21,11 @@ tools.
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from dse.errors import ConfigError
@@ -70,15 +74,39 @@ def export_design(source: str | Path, fmt: str, out_dir: str | Path, *, top: int
             raise ConfigError(f"{out}: the directory holds other files and no dse export; "
                               "give a new or empty directory (an earlier export's "
                               "directory is rewritten)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"{out}: cannot create the output directory ({e.strerror})") from None
     module = importlib.import_module(f"dse.export.{fmt}")
     if (top is not None or layers) and fmt not in ("scalesim", "zigzag", "timeloop"):
         raise ConfigError(f"--top/--layers select GEMMs of the scalesim, zigzag and timeloop "
                           f"exports; the {fmt} export has none to select")
     kw = {"top": top, "layers": layers} if fmt in ("scalesim", "zigzag", "timeloop") else {}
-    paths: list[Path] = module.export(design, out, **kw)
-    (out / EXPORT_MARKER).write_text(f"{fmt}\n", encoding="utf-8")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        # the files are written beside DIR and moved in once all of them are: an export
+        # that fails (bad input found late, a full disk) leaves DIR as it was
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot create the output directory ({e.strerror})") from None
+    try:
+        written: list[Path] = module.export(design, tmp, **kw)
+        paths = [out / p.relative_to(tmp) for p in written]
+        for src in sorted(tmp.rglob("*")):
+            dst = out / src.relative_to(tmp)
+            if src.is_dir():
+                dst.mkdir(exist_ok=True)
+            else:
+                os.replace(src, dst)
+        (out / EXPORT_MARKER).write_text(f"{fmt}\n", encoding="utf-8")
+    except OSError as e:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise ConfigError(f"{out}: cannot write the export there ({e.strerror})") from None
+        raise
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return paths

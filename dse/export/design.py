@@ -106,9 +106,11 @@ def _int_fields(cls: type) -> frozenset[str]:
     return _INT_FIELDS[cls]
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
-    """``from_dict`` over the dataclass fields present in ``data`` (extra keys ignored),
-    with integral floats (``128.0`` from a CSV/JSON round trip) turned into ints."""
+def _build(cls: type, data: Any, where: str, derived: frozenset[str] = frozenset()) -> Any:
+    """``from_dict`` over the dataclass fields of ``data`` (the ``derived`` keys that
+    ``best.json`` adds, e.g. ``area_mm2``, skipped; any other key is an error, as in
+    ``dse hardware show``), with integral floats (``128.0`` from a CSV/JSON round trip)
+    turned into ints."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -118,7 +120,10 @@ def _build(cls: type, data: Any, where: str) -> Any:
     kept: dict[str, Any] = {}
     for key, value in data.items():
         if key not in names:
-            continue
+            if key in derived:
+                continue
+            raise ConfigError(f"{where}: unknown field {key!r}; valid fields: "
+                              f"{', '.join(sorted(names))}")
         if key in ints and isinstance(value, float) and value.is_integer():
             value = int(value)
         kept[key] = value
@@ -147,9 +152,15 @@ def load_design(source: str | Path) -> Design:
                           "design file with the fields of `dse hardware show`)")
     hw_data = dict(hw_data)
     hw_data.setdefault("name", p.parent.name if p.name == "best.json" else p.stem)
-    hardware = _build(HardwareConfig, hw_data, f"{p}: hardware")
+    if not isinstance(hw_data["name"], str):
+        raise ConfigError(f"{p}: hardware.name must be a string, got "
+                          f"{type(hw_data['name']).__name__}")
+    from cost_models.presets import _DERIVED_KEYS
+
+    hardware = _build(HardwareConfig, hw_data, f"{p}: hardware", _DERIVED_KEYS)
     system = _build(SystemConfig, data.get("system"), f"{p}: system")
-    plan = _build(ParallelPlan, data.get("plan"), f"{p}: plan")
+    plan = _build(ParallelPlan, data.get("plan"), f"{p}: plan",
+                  frozenset(("devices", "micro_batches")))
     stated = data.get("plan", {}).get("devices") if isinstance(data.get("plan"), Mapping) \
         else None
     if stated is not None and stated != plan.devices:
@@ -201,6 +212,15 @@ def workload_graphs(design: Design) -> list[Graph]:
         import workloads
     except ImportError as e:  # pragma: no cover - the package ships with dse
         raise ExportError(f"cannot import the workloads package ({e})") from None
+    plan = design.plan
+    split = [f"{k}={v}" for k, v in (("pp", plan.pp), ("cp", plan.cp), ("ep", plan.ep))
+             if v > 1]
+    if split:
+        raise ExportInputError(
+            f"{design.source}: plan has {', '.join(split)}; the GEMM exports write one "
+            "device's GEMMs under tensor and data parallelism only (pp, cp and ep must be "
+            "1: set them to 1 in a copy of the design to export the tensor-parallel shard "
+            "of the whole model)")
     batch = design.batch or design.plan.micro_batch
     graphs: list[Graph] = []
     for raw in design.workloads:

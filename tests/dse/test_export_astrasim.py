@@ -80,6 +80,41 @@ def test_unsupported_plans_are_export_errors(tmp_path: Path) -> None:
     assert e.value.exit_code == 2  # the design is bad input for this format, not a failure
 
 
+def test_an_export_that_fails_late_leaves_its_directory_as_it_was(tmp_path: Path) -> None:
+    """The files are written beside ``--out`` and moved in once all are: a design found
+    bad after the first files (a second workload whose sequence is too long) leaves no
+    partial export behind, and the corrected design then exports to the same path."""
+    src = write_design(tmp_path)
+    d = json.loads(src.read_text())
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(dict(d, workload="tiny-gpt2.yaml,bert-base", seq=1024)))
+    with pytest.raises(Exception, match="max_positions"):
+        export_design(bad, "astrasim", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    (tmp_path / "out").mkdir()
+    with pytest.raises(Exception, match="max_positions"):
+        export_design(bad, "astrasim", tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []  # an existing empty --out stays empty
+    paths = export_design(src, "astrasim", tmp_path / "out")
+    assert paths and all(p.parent == tmp_path / "out" or p.parent.parent == tmp_path / "out"
+                         for p in paths)
+    assert all(p.exists() for p in paths)
+
+
+def test_gemm_exports_refuse_plans_whose_device_holds_part_of_the_layers(
+        tmp_path: Path) -> None:
+    src = write_design(tmp_path)
+    d = json.loads(src.read_text())
+    for plan, what in (({"pp": 2, "global_batch": 4, "micro_batch": 1}, "pp=2"),
+                       ({"cp": 2}, "cp=2")):
+        p = tmp_path / f"{what}.json"
+        p.write_text(json.dumps(dict(d, plan=plan)))
+        with pytest.raises(ExportError, match=what) as e:
+            export_design(p, "scalesim", tmp_path / what)
+        assert e.value.exit_code == 2
+
+
 _DECODE = r"""
 import json, sys
 sys.path.extend(json.loads(sys.argv[1]))
