@@ -406,6 +406,8 @@ class HardwareConfig:
     tile, SCALE-Sim's timing (``cost_models.systolic.compute_cycles``)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ConfigError(f"HardwareConfig.name={self.name!r} must be a string")
         o = f"HardwareConfig[{self.name}]"
         for f in ("tensor_cores", "array_rows", "array_cols", "vector_cores", "vector_lanes",
                   "hbm_stacks"):

@@ -464,9 +464,8 @@ def workload_model(spec: Any, devices: int = 1, *, seq: int | None = None,
     key = (spec, int(devices), _seq_of(spec, seq), global_batch, gb, int(devices_per_node))
     hit = _MODELS.get(key)
     if hit is None:
-        hit = WorkloadModel(spec, devices=devices, seq=seq, global_batch=global_batch,
-                            gemm_bytes=gb, devices_per_node=devices_per_node)
-        _MODELS[key] = hit
+        hit = _MODELS[key] = WorkloadModel(spec, devices=devices, seq=seq, gemm_bytes=gb,
+                                           global_batch=global_batch, devices_per_node=devices_per_node)
     return hit
 
 
@@ -486,12 +485,10 @@ def evaluate_training(spec: Any, hw: HardwareConfig, system: SystemConfig, plan:
     from cost_models.training import critical_path
     from workloads.parallel import validate_plan
 
-    if hw.dtype_bytes > 2:
+    if hw.dtype_bytes > 2:  # a 4-byte step (activations, weights, traffic) is not modelled
         raise ConfigError(f"HardwareConfig[{hw.name}].dtype={hw.dtype!r}: the training model "
-                          "runs 16-bit tensors (bf16, fp16) or 8-bit GEMMs with 16-bit "
-                          "attention (fp8, int8); a design computing in 4-byte "
-                          f"{hw.dtype} (4-byte activations and weights) is not modelled; "
-                          "give dtype bf16, fp16, fp8 or int8")
+                          "runs 16-bit tensors and 16- or 8-bit GEMMs; give dtype bf16, "
+                          "fp16, fp8 or int8")
     validate_plan(spec, plan, seq=_seq_of(spec, seq))
     node = system.devices_per_node
     model = WorkloadModel(spec, devices=plan.devices, seq=seq, global_batch=plan.global_batch,
