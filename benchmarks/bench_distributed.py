@@ -209,7 +209,9 @@ def validation_h100() -> dict[str, Any]:
                             global_batch=r["global_batch"], micro_batch=r["micro_batch"],
                             schedule="interleaved" if vp > 1 else "1f1b", interleave=vp,
                             sequence_parallel=r["tp"] > 1, zero_stage=1)
-        ev = evaluate_training(workloads.model_spec(r["model"]), p.hardware, p.system, plan,
+        spec = dataclasses.replace(workloads.model_spec(r["model"]), cross_entropy=d[
+            "sources"]["dgxc2025"].get("cross_entropy", st.cross_entropy))  # the recipe's loss
+        ev = evaluate_training(spec, p.hardware, p.system, plan,
                                load_technology(p.hardware.tech_node_nm), 8192,
                                dp_overlap=st.dp_overlap, tp_overlap=st.tp_overlap)
         ph = ev.breakdown["phase_s"]

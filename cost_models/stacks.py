@@ -8,7 +8,7 @@ or blocking), ``dp_overlap`` (the gradient reduction during the backward, or aft
 it) and ``grad_accumulation`` (weight gradients summed over micro-batches inside the
 weight-gradient GEMM, or by a separate add per parameter and micro-batch) and
 ``bias_grad`` (bias gradients in the GEMM's epilogue, or a separate reduction) and
-``cross_entropy`` (the loss in one pass over the logits, or Megatron-LM's fp32 passes). ``dse
+``cross_entropy`` (the loss in one pass over the logits, or Megatron's fp32 passes). ``dse
 evaluate --stack NAME`` applies one; the default is :data:`DEFAULT_STACK`.
 GEMM efficiency stays a property of the hardware preset (its measured matmul rate:
 sustained, MSMF, where published, else the burst mean, MAMF): no per-stack kernel
@@ -54,7 +54,8 @@ class Stack:
     the weight-gradient GEMM's epilogue, or a ``separate`` reduction)."""
     cross_entropy: str = "fused"
     """How the language-model loss runs over the logits
-    (:data:`workloads.spec.CROSS_ENTROPY`: ``fused``, or Megatron-LM's ``fp32`` passes)."""
+    (:data:`workloads.spec.CROSS_ENTROPY`: ``fused``, Megatron-LM's ``fp32`` passes or
+    Megatron-Core's ``fp32_fused`` kernels)."""
     ep_overlap: bool = False
     """The MoE all-to-all of one micro-batch runs under another's computation
     (batch-level overlap; :func:`cost_models.training.segment_costs` ``overlap_groups``)."""
@@ -89,9 +90,9 @@ def load_stack(name: str) -> Stack:
         if data[k] not in ("fused", "separate"):
             raise ConfigError(f"stack {name}: {k}={data[k]!r}; valid: fused, separate")
     data.setdefault("cross_entropy", "fused")
-    if data["cross_entropy"] not in ("fused", "fp32"):
+    if data["cross_entropy"] not in ("fused", "fp32", "fp32_fused"):
         raise ConfigError(f"stack {name}: cross_entropy={data['cross_entropy']!r}; valid: "
-                          "fused, fp32")
+                          "fused, fp32, fp32_fused")
     for k in ("tp_overlap", "dp_overlap", "ep_overlap"):
         if not isinstance(data[k], bool):
             raise ConfigError(f"stack {name}: {k}={data[k]!r} must be true or false")

@@ -358,23 +358,33 @@ class ForwardBuilder:
                               out_elements=elements))
 
     def loss(self, name: str, x: str, *, key: str, elements: int, rows: int,
-             saves: Sequence[tuple[str, float]] = (), fp32: bool = False) -> str:
+             saves: Sequence[tuple[str, float]] = (), mode: str = "fused") -> str:
         """The loss over ``elements`` inputs (logits) in ``rows`` rows (tokens/samples).
 
-        ``fp32``: Megatron-LM's ``vocab_parallel_cross_entropy(output.float())``, a kernel
-        per pass over an fp32 copy of the logits: forward the cast (16-bit read, 4 B
-        written), the row max (4 B read), ``sub_``, ``exp`` and ``div_`` in place (4 B
-        read and written each) and the row sum (4 B read): ``db + 20`` bytes read and 16
-        written per logit; backward the in-place ``mul_`` of the saved fp32 softmax (4 B
-        read and written) and the cast back (4 B read, ``db`` written), of which the
-        generic backward counts the softmax read and the 16-bit write (the caller saves
-        the fp32 softmax, 4 B per logit)."""
+        ``mode`` (:data:`workloads.spec.CROSS_ENTROPY`): ``fused`` reads the 16-bit logits
+        once. ``fp32`` is Megatron-LM's ``vocab_parallel_cross_entropy(output.float())``, a
+        kernel per pass over an fp32 copy: forward the cast (16-bit read, 4 B written),
+        the row max (4 B read), ``sub_``, ``exp`` and ``div_`` in place (4 B read and
+        written each) and the row sum (4 B read): ``db + 20`` bytes read and 16 written
+        per logit; backward the in-place ``mul_`` of the saved fp32 softmax (4 B read and
+        written) and the cast back (4 B read, ``db`` written). ``fp32_fused`` is
+        Megatron-Core's native fused form, the same steps in ``torch.compile``d kernels:
+        forward cast and max (``db`` read, 4 written), subtract-exp-sum (4 read, 4
+        written), divide (4 read, 4 written): ``db + 8`` read, 12 written; backward one
+        kernel reading the softmax, writing it back multiplied (4 B) and its 16-bit cast.
+        The generic backward counts the saved tensor's read and the 16-bit write; the
+        caller saves the fp32 softmax (4 B per logit) for the two fp32 forms."""
         info = vector_op(key)
         db = self.dtype_bytes
         rd, wr, extra = float(elements * db), 0.0, (0.0, 0.0)
-        if fp32:
+        if mode == "fp32":
             rd, wr = float(elements * (db + 20)), float(elements * 16)
             extra = (float(elements * 4), float(elements * 4))
+        elif mode == "fp32_fused":
+            rd, wr = float(elements * (db + 8)), float(elements * 12)
+            extra = (0.0, float(elements * 4))
+        elif mode != "fused":
+            raise WorkloadError(f"{name}: loss mode={mode!r}; valid: fused, fp32, fp32_fused")
         op = Operator(
             name=name, kind="loss", phase="fwd", vector_op=key, elements=elements,
             flop=float(elements * info.flop_per_element), bytes_in=rd,

@@ -71,13 +71,16 @@ GRAD_ACCUMULATION = ("fused", "separate")
 per parameter per micro-batch, reading the new and the accumulated gradient and writing
 the sum: PyTorch autograd's accumulation into ``.grad`` and Megatron-LM's
 ``main_grad.add_`` of fp16 runs, 2021–2022; ``docs/distributed.md`` §8)."""
-CROSS_ENTROPY = ("fused", "fp32")
-"""How the language-model loss runs over the logits: ``fused`` (one pass reads the 16-bit
-logits, the log-probabilities are kept in 16 bits) or ``fp32`` (Megatron-LM 2021–2022's
-default ``vocab_parallel_cross_entropy(output.float())``: the logits cast to fp32, then
-max, subtract, exp, sum and divide as kernels of their own over the fp32 copy, the fp32
-softmax kept for the backward, whose in-place multiply and cast back to 16 bits are two
-more passes; ``docs/distributed.md`` §8)."""
+CROSS_ENTROPY = ("fused", "fp32", "fp32_fused")
+"""How the language-model loss runs over the logits: ``fused`` (one kernel over the 16-bit
+logits: Transformer Engine's parallel cross entropy, Megatron-Core's
+``cross_entropy_fusion_impl te``), ``fp32`` (Megatron-LM 2021–2022's default
+``vocab_parallel_cross_entropy(output.float())``: the logits cast to fp32, then max,
+subtract, exp, sum and divide as kernels of their own over the fp32 copy, the fp32 softmax
+kept for the backward, whose in-place multiply and cast back to 16 bits are two more
+passes) or ``fp32_fused`` (Megatron-Core's native ``cross_entropy_loss_fusion``: the same
+steps in three ``torch.compile``-fused kernels forward — cast and max, subtract-exp-sum,
+divide — and one backward; ``docs/distributed.md`` §8, §8b)."""
 BIAS_GRAD = ("fused", "separate")
 """Where a biased linear layer's bias gradient is summed: ``fused`` (in the weight-gradient
 GEMM's epilogue: cuBLASLt ``BGRADB``, Transformer Engine) or ``separate`` (a reduction of

@@ -508,10 +508,10 @@ def build_transformer(spec: TransformerSpec, *, batch: int, seq: int, optimizer:
         if tp > 1:
             logits = bld.collective("loss.tp_ar", logits, collective="all_reduce",
                                     comm_bytes=float(3 * tok * 4), elements=tok * vocab)
-        f32 = spec.cross_entropy == "fp32"  # Megatron-LM 2021-2022: output.float()
+        f32 = spec.cross_entropy != "fused"  # Megatron's fp32 softmax (output.float())
         bld.loss("loss", logits, key="cross_entropy", elements=tok * vocab, rows=tok,
                  saves=[("loss:softmax" if f32 else "loss:logp",
-                         tok * vocab * (4 if f32 else db))], fp32=f32)
+                         tok * vocab * (4 if f32 else db))], mode=spec.cross_entropy)
         for k in range(spec.mtp_layers):
             x = mtp(k, x)
     else:

@@ -7,6 +7,8 @@ of ``docs/distributed.md`` §8), not asserted here: nothing is fitted to these r
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,9 @@ def plan_of(r: dict) -> ParallelPlan:
 def evaluate_row(r: dict, stack: str = "megatron-core-2024"):
     st = load_stack(stack)
     p = load_preset(r["hardware"])
-    return evaluate_training(model_spec(r["model"]), p.hardware, p.system, plan_of(r),
+    ce = load()[0]["sources"]["dgxc2025"].get("cross_entropy", st.cross_entropy)
+    spec = dataclasses.replace(model_spec(r["model"]), cross_entropy=ce)
+    return evaluate_training(spec, p.hardware, p.system, plan_of(r),
                              load_technology(p.hardware.tech_node_nm), SEQ,
                              dp_overlap=st.dp_overlap, tp_overlap=st.tp_overlap)
 

@@ -42,12 +42,16 @@ def published_step_s(r: dict) -> float:
 
 def spec_of(r: dict):
     """The run's model (``model``, default DeepSeek-V3) as its framework builds the MoE
-    layers: the source's ``moe_weighting`` (where the routing weights are applied) and
-    the run's ``capacity_factor`` (token drop; 0: dropless)."""
+    layers: the source's ``moe_weighting`` (where the routing weights are applied), its
+    loss (``cross_entropy``, else its stack's) and the run's ``capacity_factor`` (token
+    drop; 0: dropless)."""
     d, _ = load()
-    w = d["sources"][r["source"]].get("moe_weighting", "activation")
+    src = d["sources"][r["source"]]
+    w = src.get("moe_weighting", "activation")
+    ce = src.get("cross_entropy", load_stack(src["stack"]).cross_entropy)
     return dataclasses.replace(model_spec(r.get("model", "deepseek-v3")), moe_weighting=w,
-                               capacity_factor=float(r.get("capacity_factor", 0.0)))
+                               capacity_factor=float(r.get("capacity_factor", 0.0)),
+                               cross_entropy=ce)
 
 
 def plan_of(r: dict) -> ParallelPlan:

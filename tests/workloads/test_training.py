@@ -431,5 +431,14 @@ def test_fp32_cross_entropy_moves_megatrons_passes_over_the_logits():
     assert b32.bytes_out == 2 * logits + 4 * logits
     assert bf.bytes_in + bf.bytes_out + 10 * logits == b32.bytes_in + b32.bytes_out
     assert f32.total_flop() == fused.total_flop()
-    with pytest.raises(WorkloadError, match="cross_entropy.*fused, fp32"):
+    # Megatron-Core's native fused form: cast+max, sub-exp-sum, divide forward; one kernel
+    # backward that writes the fp32 softmax back multiplied and its 16-bit cast
+    mc = workloads.build(dataclasses.replace(spec, cross_entropy="fp32_fused"), batch=b,
+                         seq=s, tp=tp)
+    lm = next(op for op in mc.ops if op.name == "loss")
+    bm = next(op for op in mc.ops if op.name == "loss.bwd")
+    assert lm.bytes_in == 10 * logits and lm.bytes_out - lf.bytes_out == 12 * logits
+    assert lm.stash_bytes == 4 * logits
+    assert bm.bytes_in == rows * 2 + 4 * logits and bm.bytes_out == 2 * logits + 4 * logits
+    with pytest.raises(WorkloadError, match="cross_entropy.*fused, fp32, fp32_fused"):
         dataclasses.replace(spec, cross_entropy="fp16")
