@@ -252,11 +252,11 @@ def sixteen_bit(designs: DesignBatch) -> DesignBatch:
         return hit
     arrays = dict(designs.arrays)
     arrays["dtype"] = np.where(low, "bf16", designs.dtype).astype(object)
-    eff16 = np.asarray(arrays.get("matmul_efficiency_16bit", np.zeros(len(dtb))), dtype=float)
+    eff16 = np.asarray(designs.matmul_efficiency_16bit, dtype=float)
     arrays["matmul_efficiency"] = np.where(low & (eff16 > 0), eff16,
                                            designs.matmul_efficiency).astype(float)
-    if "matmul_efficiency_16bit" in arrays:  # the 16-bit form has one efficiency
-        arrays["matmul_efficiency_16bit"] = np.where(low, 0.0, eff16).astype(float)
+    # the 16-bit form has one efficiency
+    arrays["matmul_efficiency_16bit"] = np.where(low, 0.0, eff16).astype(float)
     arrays["array_cols"] = np.where(low, np.maximum(designs.array_cols * dtb // 2, 1),
                                     designs.array_cols).astype(np.int64)
     out = DesignBatch({k: np.array(v) for k, v in arrays.items()})

@@ -23,7 +23,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from dse.errors import ConfigError, DSEError
+from dse.errors import NOT_WRITABLE_ERRNOS, ConfigError, DSEError
 from dse.types import DISPATCHERS, RECOMPUTE, RECOMPUTE_MODULES, SCHEDULES, jsonable
 
 OBJECTIVES = ("throughput", "perf_per_tdp")
@@ -405,8 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _BAD_PATH_ERRNOS = frozenset((errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.ELOOP,
-                              errno.EINVAL, errno.ENOENT, errno.EACCES, errno.EPERM,
-                              errno.EEXIST, errno.EROFS))
+                              errno.EINVAL, errno.ENOENT, errno.EEXIST)) | NOT_WRITABLE_ERRNOS
 """OS errors that a path given on the command line causes (exit 2: one that does not exist,
 is not writable or sits on a read-only file system); others (a full disk, an I/O error)
 are the environment's (exit 1)."""

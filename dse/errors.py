@@ -14,6 +14,12 @@ ConfigError 2
 
 from __future__ import annotations
 
+import errno
+
+NOT_WRITABLE_ERRNOS = frozenset((errno.EROFS, errno.EACCES, errno.EPERM))
+"""OS errors of a path the user chose to write into that cannot be written (read-only file
+system, no permission): bad input (exit 2), not an environment failure."""
+
 
 class DSEError(Exception):
     """Root of every error raised on purpose by dse."""

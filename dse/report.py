@@ -27,7 +27,6 @@ array([ True, False,  True,  True])
 
 from __future__ import annotations
 
-import errno
 import html
 import json
 import math
@@ -39,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from dse.errors import ConfigError
+from dse.errors import NOT_WRITABLE_ERRNOS, ConfigError
 from dse.figures import Figure, plotly_js
 
 __all__ = [
@@ -1187,7 +1186,7 @@ def generate_report(run_dir: str | Path, images: bool = False) -> ReportResult:
         tmp.write_text(html, encoding="utf-8")
         os.replace(tmp, out)
     except OSError as e:
-        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        if e.errno in NOT_WRITABLE_ERRNOS:
             raise ConfigError(f"{out}: cannot write the report there ({e.strerror}); copy "
                               "the run directory somewhere writable") from None
         raise

@@ -21,14 +21,13 @@ tools.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from dse.errors import ConfigError
+from dse.errors import NOT_WRITABLE_ERRNOS, ConfigError
 from dse.export.design import Design, Gemm, load_design, unique_gemms, workload_graphs
 
 __all__ = [
@@ -100,7 +99,7 @@ def export_design(source: str | Path, fmt: str, out_dir: str | Path, *, top: int
     except OSError as e:
         if created:
             shutil.rmtree(out, ignore_errors=True)
-        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        if e.errno in NOT_WRITABLE_ERRNOS:
             raise ConfigError(f"{out}: cannot write the export there ({e.strerror})") from None
         raise
     except BaseException:
